@@ -1,0 +1,26 @@
+/*
+ * emailsession on the caller's own libuv loop.
+ */
+#ifndef EMAILSESSION_UV_H
+#define EMAILSESSION_UV_H
+
+#include <uv.h>
+
+#include "emailsession.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Runs everything on the caller's loop instead of the library's own thread. Call it before any
+ * other function of the library, from the thread that runs `loop`. Callbacks then run on that
+ * thread; a synchronous call made on it fails with EMAIL_EWOULDBLOCK instead of deadlocking.
+ * EMAIL_EBUSY when the library already runs a loop.
+ */
+EMAIL_EXTERN int email_use_loop(uv_loop_t *loop);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

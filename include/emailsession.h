@@ -1,0 +1,340 @@
+/*
+ * emailsession — send email over SMTP without blocking.
+ *
+ * One header for the whole public API. Conventions:
+ *  - functions returning int give 0 on success or a negative EMAIL_E... code;
+ *  - functions returning bool (the WLanguage-style facade) give true on success, and on failure
+ *    email_error_info() / email_last_error() of the calling thread say why;
+ *  - every function may be called from any thread;
+ *  - strings are UTF-8 and are copied: the caller keeps ownership of what it passes in.
+ *
+ * The function that takes a caller's libuv loop is declared in <emailsession-uv.h>.
+ */
+#ifndef EMAILSESSION_H
+#define EMAILSESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(BUILDING_EMAILSESSION) && defined(__GNUC__)
+#define EMAIL_EXTERN __attribute__((visibility("default")))
+#else
+#define EMAIL_EXTERN
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
+/* One table for the codes, their symbols and their texts (see email_strerror). */
+#define EMAIL_ERRNO_MAP(XX)                                                                        \
+    XX(EINVAL, -1, "invalid argument")                                                             \
+    XX(ENOMEM, -2, "out of memory")                                                                \
+    XX(EEXIST, -3, "a session with this name is already open")                                    \
+    XX(ENOSESSION, -4, "no session with this name")                                                \
+    XX(ETIMEDOUT, -5, "timed out waiting for the server")                                         \
+    XX(ERESOLVE, -6, "the server's host name could not be resolved")                             \
+    XX(ECONNECT, -7, "could not connect to the server")                                            \
+    XX(ECLOSED, -8, "the server closed the connection")                                            \
+    XX(EPROTO, -9, "the server broke the SMTP protocol")                                           \
+    XX(ESERVER, -10, "the server refused the command")                                             \
+    XX(EAUTH, -11, "authentication failed")                                                        \
+    XX(EAUTHMECH, -12, "no usable authentication mechanism")                                       \
+    XX(EINSECURE, -13, "credentials would be sent unencrypted")                                    \
+    XX(ETLS, -14, "TLS failure")                                                                   \
+    XX(ETLSREQUIRED, -15, "encryption required but the server does not offer it")                  \
+    XX(ECERT, -16, "the server's certificate is not trusted")                                      \
+    XX(ECERTNAME, -17, "the server's certificate does not match its name")                        \
+    XX(ECERTEXPIRED, -18, "the server's certificate has expired or is not yet valid")              \
+    XX(ERECIPIENTS, -19, "every recipient was refused")                                            \
+    XX(ESIZE, -20, "the message is larger than the server accepts")                                \
+    XX(EUNKNOWN, -21, "the outcome is unknown: the message may have been delivered")               \
+    XX(ECANCELED, -22, "canceled")                                                                 \
+    XX(EWOULDBLOCK, -23, "a synchronous call on the loop's own thread would deadlock")            \
+    XX(ESHUTDOWN, -24, "the library is shutting down")                                             \
+    XX(EIO, -25, "input/output error")                                                             \
+    XX(ENOTSUP, -26, "not supported")                                                              \
+    XX(EBUSY, -27, "busy")                                                                         \
+    XX(ECHARSET, -28, "text cannot be represented in the chosen charset")                          \
+    XX(ENOTFOUND, -29, "no such message")
+
+typedef enum {
+#define EMAIL_XX_(name, value, text) EMAIL_##name = (value),
+    EMAIL_ERRNO_MAP(EMAIL_XX_)
+#undef EMAIL_XX_
+    EMAIL_OK = 0
+} email_error_t;
+
+/* The English text of an EMAIL_E... code ("unknown error" for anything else). Static storage. */
+EMAIL_EXTERN const char *email_strerror(int code);
+/* The symbol of a code, such as "EMAIL_EAUTH" ("EMAIL_OK" for 0). Static storage. */
+EMAIL_EXTERN const char *email_error_name(int code);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status of a send or a connection check (4D's status object)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct email_status_s {
+    bool success;
+    int status;              /* last SMTP reply code; 0 when the failure was not the server's */
+    char status_text[512];   /* the server's text, or ours ("Failed to send email: ...") */
+    char enhanced_code[16];  /* RFC 3463 code such as "5.7.8", "" if none */
+    int error;               /* 0 or EMAIL_E... */
+    size_t recipients;       /* recipients in the envelope */
+    size_t rejected;         /* how many of them the server refused */
+    void *internal_;         /* owned by the library: refused recipients; see email_status_clear */
+} email_status_t;
+
+/*
+ * The i-th refused recipient (0 <= i < status->rejected) with the server's reply code in *code
+ * (code may be NULL). NULL when i is out of range. The string lives as long as the status.
+ */
+EMAIL_EXTERN const char *email_status_recipient(const email_status_t *status, size_t i, int *code);
+/* The server's text for the i-th refused recipient, or NULL. */
+EMAIL_EXTERN const char *email_status_recipient_text(const email_status_t *status, size_t i);
+/*
+ * Frees what a status filled by the library holds besides its fields (the refused recipients)
+ * and zeroes it. A status may be passed to the library again without clearing: the library clears
+ * it first. Clear it once you are done with it to avoid a leak when recipients were refused.
+ */
+EMAIL_EXTERN void email_status_clear(email_status_t *status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct email_message_s email_message_t;
+
+enum {
+    EMAIL_PRIORITY_NORMAL = 0,
+    EMAIL_PRIORITY_HIGHEST = 1,
+    EMAIL_PRIORITY_HIGH = 2,
+    EMAIL_PRIORITY_LOW = 4,
+    EMAIL_PRIORITY_LOWEST = 5
+};
+
+/* Charset modes (4D's mail modes), for email_message_set_charsets and the transporter. */
+#define EMAIL_MAIL_MODE_UTF8 "US-ASCII_UTF8_QP"
+#define EMAIL_MAIL_MODE_UTF8_IN_BASE64 "US-ASCII_UTF8_B64"
+#define EMAIL_MAIL_MODE_ISO88591 "ISO-8859-1"
+#define EMAIL_MAIL_MODE_ISO2022JP "US-ASCII_ISO-2022-JP_UTF8_QP"
+
+/* A new empty message with a fresh process-unique id; NULL when out of memory. */
+EMAIL_EXTERN email_message_t *email_message_new(void);
+EMAIL_EXTERN void email_message_free(email_message_t *message);
+
+/*
+ * Addresses: "a@b" or "Display Name <a@b>"; add_to/cc/bcc also take comma-separated lists
+ * (a quoted display name may contain commas). Each call adds; set_* replaces.
+ * EMAIL_EINVAL when the address is malformed or holds CR, LF or NUL; the message is unchanged.
+ */
+EMAIL_EXTERN int email_message_set_from(email_message_t *message, const char *address);
+EMAIL_EXTERN int email_message_set_sender(email_message_t *message, const char *address);
+EMAIL_EXTERN int email_message_set_reply_to(email_message_t *message, const char *address);
+EMAIL_EXTERN int email_message_add_to(email_message_t *message, const char *address);
+EMAIL_EXTERN int email_message_add_cc(email_message_t *message, const char *address);
+EMAIL_EXTERN int email_message_add_bcc(email_message_t *message, const char *address);
+
+/* Subject and bodies, UTF-8 (EMAIL_EINVAL when not valid UTF-8; subject: no CR/LF/NUL). */
+EMAIL_EXTERN int email_message_set_subject(email_message_t *message, const char *utf8);
+EMAIL_EXTERN int email_message_set_text_body(email_message_t *message, const char *utf8);
+EMAIL_EXTERN int email_message_set_html_body(email_message_t *message, const char *utf8);
+
+/*
+ * Attachments. From a file: the file is read while the message goes out (not loaded in memory);
+ * it must exist and be readable when added (EMAIL_EIO otherwise). name NULL → the file's base
+ * name; content_type NULL → guessed from the name, else application/octet-stream.
+ * From memory: the bytes are copied.
+ */
+EMAIL_EXTERN int email_message_add_attachment_file(email_message_t *message, const char *path,
+                                                   const char *name, const char *content_type);
+EMAIL_EXTERN int email_message_add_attachment_data(email_message_t *message, const void *data,
+                                                   size_t length, const char *name,
+                                                   const char *content_type);
+/* An inline part (an image the HTML body shows with src="cid:content_id"), from a file or memory. */
+EMAIL_EXTERN int email_message_add_inline(email_message_t *message, const char *path_or_NULL,
+                                          const void *data, size_t length,
+                                          const char *content_id, const char *content_type);
+
+/* A header of the caller's (name: printable ASCII without ':'; value UTF-8, no CR/LF/NUL). */
+EMAIL_EXTERN int email_message_add_header(email_message_t *message, const char *name,
+                                          const char *value);
+EMAIL_EXTERN int email_message_set_priority(email_message_t *message, int priority);
+EMAIL_EXTERN int email_message_set_disposition_notification(email_message_t *message, bool on);
+/* header_mode / body_mode: EMAIL_MAIL_MODE_...; NULL keeps the current one. */
+EMAIL_EXTERN int email_message_set_charsets(email_message_t *message, const char *header_mode,
+                                            const char *body_mode);
+
+/* The message's id, used by email_message_status and the callbacks. */
+EMAIL_EXTERN uint64_t email_message_id(const email_message_t *message);
+
+/*
+ * The message as RFC 5322 / MIME bytes (WLanguage's EmailBuildSource), CRLF line endings, Bcc not
+ * included. *mime is malloc'ed and NUL-terminated, free it with free().
+ */
+EMAIL_EXTERN int email_message_to_mime(const email_message_t *message, char **mime,
+                                       size_t *length);
+
+/* ---------------------------------------------------------------------------------------------
+ * The transporter (4D's SMTP transporter)
+ * ------------------------------------------------------------------------------------------- */
+
+enum {
+    EMAIL_SECURITY_STARTTLS = 0, /* plain TCP then STARTTLS (default, port 587) */
+    EMAIL_SECURITY_TLS = 1,      /* TLS from the first byte (port 465) */
+    EMAIL_SECURITY_NONE = 2      /* plain TCP, never encrypted */
+};
+
+typedef struct email_server_s {  /* zero-initialise or email_server_init, then set what you need */
+    const char *host;            /* mandatory: a name or an IP address */
+    int port;                    /* 0 → 587, or 465 when security is EMAIL_SECURITY_TLS */
+    const char *user, *password;
+    const char *oauth2_token;    /* XOAUTH2 / OAUTHBEARER */
+    const char *authentication_mode; /* NULL = most secure the server offers; "PLAIN", "LOGIN", ... */
+    int security;                /* EMAIL_SECURITY_STARTTLS (default), _TLS, _NONE */
+    bool accept_unsecure_connection; /* false: fail when encryption is impossible (4D default) */
+    int connection_timeout;      /* seconds, 0 → 30 */
+    int send_timeout;            /* seconds, 0 → 100: silence allowed while a send goes on */
+    bool keep_alive;             /* connection kept between sends (email_server_init: true) */
+    const char *log_file;        /* extended log: this connection + MIME of every mail */
+    const char *header_charset, *body_charset; /* EMAIL_MAIL_MODE_... defaults for messages */
+    const char *ca_file;         /* extra trust anchors (PEM); system store always used */
+    const char *helo_name;       /* EHLO argument; default: the machine's host name */
+} email_server_t;
+
+typedef struct email_transporter_s email_transporter_t;
+
+/* Completion of an asynchronous send. status is valid during the call only. */
+typedef void (*email_send_cb)(uint64_t message_id, const email_status_t *status, void *user_data);
+/* Progress of a body going out. */
+typedef void (*email_progress_cb)(uint64_t message_id, uint64_t bytes_sent, uint64_t bytes_total,
+                                  void *user_data);
+
+/* Fills 4D's defaults: everything zero/NULL except keep_alive = true. */
+EMAIL_EXTERN void email_server_init(email_server_t *server);
+/*
+ * A transporter for one server. Strings are copied. Does not connect yet.
+ * NULL on bad settings (email_error_info says which).
+ */
+EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);
+/* Connects, greets, secures and authenticates, then closes (4D's checkConnection). */
+EMAIL_EXTERN int email_transporter_check_connection(email_transporter_t *transporter,
+                                                    email_status_t *status);
+/* Sends one message and waits for the outcome. status may be NULL. */
+EMAIL_EXTERN int email_transporter_send(email_transporter_t *transporter,
+                                        const email_message_t *message, email_status_t *status);
+/* Sends without waiting; done is called with the outcome (see email_set_callback_thread). */
+EMAIL_EXTERN int email_transporter_send_async(email_transporter_t *transporter,
+                                              const email_message_t *message, email_send_cb done,
+                                              void *user_data, uint64_t *message_id);
+/* Cancels a queued message that has not started going out (EMAIL_EBUSY when it has). */
+EMAIL_EXTERN int email_transporter_cancel(email_transporter_t *transporter, uint64_t message_id);
+EMAIL_EXTERN int email_transporter_set_progress(email_transporter_t *transporter,
+                                                email_progress_cb cb, void *user_data);
+/* QUIT, waits for queued sends (bounded by the timeout), frees. NULL is allowed. */
+EMAIL_EXTERN void email_transporter_free(email_transporter_t *transporter);
+
+/* ---------------------------------------------------------------------------------------------
+ * WLanguage-style named sessions
+ * ------------------------------------------------------------------------------------------- */
+
+enum { EMAIL_SYNCHRONOUS = 0, EMAIL_ASYNCHRONOUS = 1 };
+
+enum {
+    EMAIL_OPTION_DEFAULT = 0,  /* plain TCP, STARTTLS whenever the server offers it */
+    EMAIL_OPTION_STARTTLS = 1, /* plain TCP, STARTTLS required before anything else */
+    EMAIL_OPTION_TLS = 2,      /* TLS from the first byte (port 465) */
+    /* Flags that can be or-ed in: */
+    EMAIL_OPTION_ALLOW_INSECURE_AUTH = 0x100, /* credentials may go out over cleartext */
+    EMAIL_OPTION_NO_VERIFY = 0x200            /* no certificate checks: tests only, logged */
+};
+/*
+ * WLanguage's emailProtocolSMTPS is STARTTLS on a plain connection, not TLS from the first byte:
+ * the alias keeps that meaning. Use EMAIL_OPTION_TLS for port 465.
+ */
+#define EMAIL_PROTOCOL_SMTPS EMAIL_OPTION_STARTTLS
+
+/* Outcome of a message, for email_message_status (WLanguage's EmailStatus). */
+enum { EMAIL_PENDING = 1, EMAIL_SENT = 2, EMAIL_ERROR = 3 };
+
+/*
+ * Opens a session named `user` and connects, greets, secures and authenticates it.
+ * password NULL or "" → no authentication; otherwise PLAIN or LOGIN when the server offers one
+ * (a refusal fails the session with the server's code), none when it offers neither.
+ * port 0 → 25, 587 or 465 by option. mode: EMAIL_SYNCHRONOUS or EMAIL_ASYNCHRONOUS.
+ * false + email_error_info() on failure; EMAIL_EEXIST when the name is already open.
+ */
+EMAIL_EXTERN bool email_start_smtp_session(const char *user, const char *password,
+                                           const char *server, int port, int mode, int option);
+/*
+ * Sends a message on the session. Synchronous: returns once the server accepted it (true) or
+ * refused it (false; email_error_info() holds the server's code and text). Asynchronous: returns
+ * once the message is validated and queued. The message is copied; the caller may free it.
+ */
+EMAIL_EXTERN bool email_send_message(const char *user, const email_message_t *message);
+/*
+ * Sends a prebuilt message (WLanguage's EmailSend): envelope sender `from`, a NULL-terminated
+ * recipient list, and `length` bytes of RFC 5322 text (line endings normalised to CRLF).
+ */
+EMAIL_EXTERN bool email_send_mime(const char *user, const char *from,
+                                  const char *const *recipients, const char *mime, size_t length);
+/* QUIT and free the session, after delivering what is queued (bounded by the timeout). */
+EMAIL_EXTERN bool email_close_session(const char *user);
+/* Global timeout in seconds (>= 1) for sessions started afterwards. Default 60. */
+EMAIL_EXTERN void email_set_timeout(int seconds);
+EMAIL_EXTERN int email_get_timeout(void);
+/* The calling thread's last facade call failed. */
+EMAIL_EXTERN bool email_error_occurred(void);
+/* Text of the calling thread's last error ("" when none). Valid until the thread's next call. */
+EMAIL_EXTERN const char *email_error_info(void);
+/* The EMAIL_E... code of the calling thread's last error (0 when none). */
+EMAIL_EXTERN int email_last_error(void);
+/* EMAIL_PENDING, EMAIL_SENT, EMAIL_ERROR, or EMAIL_ENOTFOUND for an id never queued. */
+EMAIL_EXTERN int email_message_status(uint64_t message_id);
+/* Extra trust anchors (PEM file) for sessions started afterwards; NULL removes. */
+EMAIL_EXTERN int email_set_ca_file(const char *pem_path);
+
+/* Callbacks of a named session (asynchronous mode). */
+EMAIL_EXTERN int email_session_set_callback(const char *user, email_send_cb cb, void *user_data);
+EMAIL_EXTERN int email_session_set_progress(const char *user, email_progress_cb cb,
+                                            void *user_data);
+
+/* ---------------------------------------------------------------------------------------------
+ * Callbacks, loop, shutdown
+ * ------------------------------------------------------------------------------------------- */
+
+enum {
+    EMAIL_CALLBACK_DISPATCH = 0,   /* default: run by email_dispatch() in the caller's thread */
+    EMAIL_CALLBACK_LOOP_THREAD = 1 /* run on the library's loop thread */
+};
+EMAIL_EXTERN int email_set_callback_thread(int where);
+/* A descriptor that is readable while callbacks wait to be run by email_dispatch(). */
+EMAIL_EXTERN int email_dispatch_fd(void);
+/* Runs the waiting callbacks in the calling thread; returns how many ran. */
+EMAIL_EXTERN int email_dispatch(void);
+/* Delivers or reports everything queued, closes every session, stops the library thread. */
+EMAIL_EXTERN void email_shutdown(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * The conversation log (4D's SMTP log)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Global log of every session; NULL stops it. Recycled at 10 MB (path, path.1, ...). */
+EMAIL_EXTERN int email_set_log(const char *path);
+EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_data),
+                                        void *user_data);
+/* Extended log of one session: its conversation and the full MIME of every message. */
+EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
+
+/* Library version, e.g. "0.1.0". */
+EMAIL_EXTERN const char *email_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EMAILSESSION_H */

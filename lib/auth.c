@@ -1,0 +1,182 @@
+/* SASL mechanisms for SMTP AUTH (RFC 4954, 4616, 2195; Google's XOAUTH2; RFC 7628). */
+#include "auth.h"
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <string.h>
+
+#include "emailsession.h"
+#include "encode.h"
+
+static const struct {
+    auth_mech_t mech;
+    const char *name;
+} mechs[] = {
+    {AUTH_OAUTHBEARER, "OAUTHBEARER"}, {AUTH_XOAUTH2, "XOAUTH2"}, {AUTH_CRAM_MD5, "CRAM-MD5"},
+    {AUTH_PLAIN, "PLAIN"},             {AUTH_LOGIN, "LOGIN"},
+};
+#define NMECHS (sizeof mechs / sizeof mechs[0])
+
+auth_mech_t auth_mech_from_name(const char *name)
+{
+    for (size_t i = 0; i < NMECHS; i++)
+        if (!email_strcasecmp(name, mechs[i].name))
+            return mechs[i].mech;
+    return AUTH_NONE;
+}
+
+const char *auth_mech_name(auth_mech_t mech)
+{
+    for (size_t i = 0; i < NMECHS; i++)
+        if (mechs[i].mech == mech)
+            return mechs[i].name;
+    return "NONE";
+}
+
+unsigned auth_parse_mechs(const char *list)
+{
+    unsigned set = 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *start = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - start);
+        for (size_t i = 0; n && i < NMECHS; i++)
+            if (strlen(mechs[i].name) == n && !email_strncasecmp(start, mechs[i].name, n))
+                set |= mechs[i].mech;
+    }
+    return set;
+}
+
+auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bool have_password,
+                        bool have_token)
+{
+    if (limit)
+        offered &= limit;
+    if (wanted != AUTH_NONE)
+        return (offered & wanted) ? wanted : AUTH_NONE;
+    /* mechs[] is ordered strongest first */
+    for (size_t i = 0; i < NMECHS; i++) {
+        auth_mech_t m = mechs[i].mech;
+        bool oauth = m == AUTH_XOAUTH2 || m == AUTH_OAUTHBEARER;
+        if ((offered & m) && (oauth ? have_token : have_password))
+            return m;
+    }
+    return AUTH_NONE;
+}
+
+/* base64 of the given pieces concatenated into out */
+static int b64_of(email_buf_t *out, const void *data, size_t n)
+{
+    return email_base64_encode(out, data, n);
+}
+
+static int oauth_payload(auth_mech_t mech, const auth_creds_t *c, email_buf_t *raw)
+{
+    const char *user = c->user ? c->user : "";
+    if (mech == AUTH_XOAUTH2)
+        return email_buf_printf(raw, "user=%s\001auth=Bearer %s\001\001", user, c->token);
+    return email_buf_printf(raw, "n,a=%s,\001auth=Bearer %s\001\001", user, c->token);
+}
+
+int auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd, email_buf_t *shown)
+{
+    int rc = 0;
+    email_buf_t raw;
+    email_buf_init(&raw);
+    const char *name = auth_mech_name(mech);
+
+    rc = email_buf_printf(cmd, "AUTH %s", name);
+    if (!rc)
+        rc = email_buf_printf(shown, "AUTH %s", name);
+    if (rc)
+        goto out;
+    switch (mech) {
+    case AUTH_PLAIN: {
+        /* authzid NUL authcid NUL password, sent as the initial response */
+        const char *u = c->user ? c->user : "", *p = c->password ? c->password : "";
+        if ((rc = email_buf_putc(&raw, '\0')) || (rc = email_buf_puts(&raw, u)) ||
+            (rc = email_buf_putc(&raw, '\0')) || (rc = email_buf_puts(&raw, p)))
+            goto out;
+        break;
+    }
+    case AUTH_XOAUTH2:
+    case AUTH_OAUTHBEARER:
+        if ((rc = oauth_payload(mech, c, &raw)))
+            goto out;
+        break;
+    case AUTH_LOGIN:
+    case AUTH_CRAM_MD5:
+        goto out; /* no initial response: the server's 334 challenges come first */
+    default:
+        rc = EMAIL_EINVAL;
+        goto out;
+    }
+    if ((rc = email_buf_putc(cmd, ' ')) || (rc = b64_of(cmd, raw.data, raw.len)) ||
+        (rc = email_buf_puts(shown, " ****")))
+        goto out;
+out:
+    if (raw.data)
+        memset(raw.data, 0, raw.len);
+    email_buf_free(&raw);
+    return rc;
+}
+
+int auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *challenge,
+              email_buf_t *resp)
+{
+    int rc;
+    email_buf_t raw;
+    email_buf_init(&raw);
+
+    switch (mech) {
+    case AUTH_LOGIN: {
+        /* 334 "Username:" then 334 "Password:"; answer in that order whatever the prompt says */
+        const char *v = step == 0 ? c->user : step == 1 ? c->password : NULL;
+        if (!v) {
+            rc = EMAIL_EPROTO;
+            break;
+        }
+        rc = b64_of(resp, v, strlen(v));
+        break;
+    }
+    case AUTH_CRAM_MD5: {
+        if (step != 0 || (rc = email_base64_decode(&raw, challenge, strlen(challenge)))) {
+            rc = EMAIL_EPROTO;
+            break;
+        }
+        unsigned char mac[16];
+        const char *p = c->password ? c->password : "";
+        if (gnutls_hmac_fast(GNUTLS_MAC_MD5, p, strlen(p), raw.data, raw.len, mac) < 0) {
+            rc = EMAIL_EAUTH;
+            break;
+        }
+        email_buf_t line;
+        email_buf_init(&line);
+        rc = email_buf_printf(&line, "%s ", c->user ? c->user : "");
+        for (size_t i = 0; !rc && i < sizeof mac; i++)
+            rc = email_buf_printf(&line, "%02x", mac[i]);
+        if (!rc)
+            rc = b64_of(resp, line.data, line.len);
+        memset(line.data, 0, line.len);
+        email_buf_free(&line);
+        break;
+    }
+    case AUTH_XOAUTH2:
+    case AUTH_OAUTHBEARER:
+        /* a 334 here carries the server's error details; the answer is an empty line (RFC 7628) */
+        rc = step == 0 ? email_buf_puts(resp, "") : EMAIL_EPROTO;
+        if (!rc && mech == AUTH_OAUTHBEARER)
+            rc = email_buf_puts(resp, "AQ==");
+        break;
+    default:
+        rc = EMAIL_EPROTO;
+    }
+    if (raw.data)
+        memset(raw.data, 0, raw.len);
+    email_buf_free(&raw);
+    return rc;
+}

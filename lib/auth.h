@@ -1,0 +1,48 @@
+/* SASL mechanisms for SMTP AUTH (RFC 4954): which to use, and what to answer. No I/O. */
+#ifndef EMAIL_AUTH_H
+#define EMAIL_AUTH_H
+
+#include <stdbool.h>
+#include "util.h"
+
+typedef enum {
+    AUTH_NONE = 0,
+    AUTH_LOGIN = 1 << 0,
+    AUTH_PLAIN = 1 << 1,
+    AUTH_CRAM_MD5 = 1 << 2,
+    AUTH_XOAUTH2 = 1 << 3,
+    AUTH_OAUTHBEARER = 1 << 4
+} auth_mech_t;
+
+/* Bit set of the mechanisms named in an EHLO "AUTH" line's arguments (unknown ones ignored). */
+unsigned auth_parse_mechs(const char *list);
+/* AUTH_... for a name ("PLAIN", case-insensitive), AUTH_NONE when unknown. */
+auth_mech_t auth_mech_from_name(const char *name);
+const char *auth_mech_name(auth_mech_t mech);
+
+/*
+ * The mechanism to use among `offered`: `wanted` when set (AUTH_NONE if not offered), else the
+ * strongest offered one the credentials allow (OAuth with a token; CRAM-MD5, PLAIN, LOGIN with a
+ * password). `limit` restricts the candidates (a bit set; 0 = all).
+ */
+auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bool have_password,
+                        bool have_token);
+
+typedef struct auth_creds {
+    const char *user, *password, *token;
+} auth_creds_t;
+
+/*
+ * The AUTH command line (without CRLF) into cmd, and the same with every secret masked as "****"
+ * into shown (for logs). *more is set when the mechanism expects 334 challenges.
+ */
+int auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *cmd, email_buf_t *shown);
+/*
+ * The answer to the step-th 334 challenge (step counts from 0), challenge = the base64 text of the
+ * 334 reply. The answer is written into resp (without CRLF); it is always a secret (log "****").
+ * EMAIL_EPROTO when the challenge is malformed or more steps come than the mechanism has.
+ */
+int auth_step(auth_mech_t mech, const auth_creds_t *creds, int step, const char *challenge,
+              email_buf_t *resp);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * One SMTP session over one TCP connection: drives a protocol engine over a transport, with the
+ * connect timeout and the silence timer. Loop thread only.
+ */
+#ifndef EMAIL_CONNECTION_H
+#define EMAIL_CONNECTION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "protocol.h"
+
+typedef struct connection connection_t;
+
+typedef struct connection_config {
+    const char *host;
+    int port;
+    smtp_engine_config_t engine;  /* allow_cleartext_auth is also set for loopback peers */
+    bool allow_insecure_auth;     /* credentials may go in cleartext to any peer */
+    int connect_timeout_ms;       /* resolve + connect + greeting + TLS + EHLO + AUTH */
+    int reply_timeout_ms;         /* silence allowed while a reply is awaited */
+    uint64_t session_id;          /* for the log */
+} connection_config_t;
+
+typedef struct connection_callbacks {
+    void (*ready)(void *ud, connection_t *c);
+    void (*job_done)(void *ud, connection_t *c, smtp_job_t *job);
+    /* The session is over and every handle closed; `why` is the setup status or the failure.
+     * The connection is freed right after this returns. */
+    void (*closed)(void *ud, connection_t *c, const email_status_t *why);
+} connection_callbacks_t;
+
+connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
+                             const connection_callbacks_t *cb, void *ud);
+/* Starts resolving and connecting. */
+int connection_start(connection_t *c);
+/* Queues a job; it goes once the session is ready. EMAIL_ESHUTDOWN when closing. */
+int connection_submit(connection_t *c, smtp_job_t *job);
+/* QUIT once what is queued is done (before ready: once ready). */
+void connection_quit(connection_t *c);
+/* Ends the connection now: jobs get their outcomes, then closed. */
+void connection_abort(connection_t *c, int error, const char *text);
+/* True once ready and not closing. */
+bool connection_is_ready(const connection_t *c);
+bool connection_is_idle(const connection_t *c);
+/* The setup status at the moment the session became ready (greeting/EHLO/AUTH reply). */
+const email_status_t *connection_ready_status(const connection_t *c);
+bool connection_was_ready(const connection_t *c);
+
+#endif

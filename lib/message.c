@@ -1,0 +1,745 @@
+/* email_message_t: the builder behind the public email_message_* calls, and its validation. */
+#include "message.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mime.h"
+#include "util.h"
+
+struct email_message_s {
+    uint64_t id;
+    message_content_t c;
+    /* envelope recipients: pointers into c.to, c.cc and c.bcc, rebuilt whenever those change */
+    const char **rcpt;
+    size_t nrcpt;
+};
+
+static _Thread_local char last_error[256];
+static atomic_uint_fast64_t last_id;
+
+const char *message_last_error(void)
+{
+    return last_error;
+}
+
+static int fail(int code, const char *fmt, ...) EMAIL_PRINTF(2, 3);
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Every public call starts here: the error text describes the latest call only. */
+static int begin(const email_message_t *m, const char *field)
+{
+    last_error[0] = '\0';
+    return m ? 0 : fail(EMAIL_EINVAL, "%s: no message", field);
+}
+
+const message_content_t *message_content(const email_message_t *message)
+{
+    return &message->c;
+}
+
+email_message_t *email_message_new(void)
+{
+    email_message_t *m = calloc(1, sizeof *m);
+    if (m)
+        m->id = atomic_fetch_add(&last_id, 1) + 1;
+    return m;
+}
+
+static void part_clear(message_part_t *p)
+{
+    free(p->path);
+    free(p->data);
+    free(p->name);
+    free(p->content_type);
+    free(p->content_id);
+}
+
+static void parts_free(message_part_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        part_clear(&parts[i]);
+    free(parts);
+}
+
+void email_message_free(email_message_t *m)
+{
+    if (!m)
+        return;
+    message_content_t *c = &m->c;
+    address_list_t *lists[] = {&c->from, &c->sender, &c->reply_to, &c->to, &c->cc, &c->bcc};
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++)
+        address_list_free(lists[i]);
+    free(c->subject);
+    free(c->text);
+    free(c->html);
+    for (size_t i = 0; i < c->nheaders; i++) {
+        free(c->headers[i].name);
+        free(c->headers[i].value);
+    }
+    free(c->headers);
+    parts_free(c->parts, c->nparts);
+    free(c->date);
+    free(c->message_id);
+    free(m->rcpt);
+    free(m);
+}
+
+uint64_t email_message_id(const email_message_t *message)
+{
+    return message ? message->id : 0;
+}
+
+/* ---- Addresses ---- */
+
+static int rebuild_recipients(email_message_t *m)
+{
+    const address_list_t *lists[] = {&m->c.to, &m->c.cc, &m->c.bcc};
+    size_t total = m->c.to.n + m->c.cc.n + m->c.bcc.n;
+    const char **v = malloc((total ? total : 1) * sizeof *v);
+    if (!v)
+        return EMAIL_ENOMEM;
+    size_t n = 0;
+    for (size_t l = 0; l < 3; l++) {
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            const char *a = lists[l]->v[i].addr;
+            size_t k = 0;
+            while (k < n && email_strcasecmp(v[k], a))
+                k++;
+            if (k == n)
+                v[n++] = a;
+        }
+    }
+    free(m->rcpt);
+    m->rcpt = v;
+    m->nrcpt = n;
+    return 0;
+}
+
+/* Parses text for field; NULL or "" is refused unless the field may be cleared (set_*). */
+static int parse_field(const char *field, const char *text, bool list, address_list_t *out)
+{
+    if (!text || !*text)
+        return fail(EMAIL_EINVAL, "%s: no address given", field);
+    if (email_has_crlf(text))
+        return fail(EMAIL_EINVAL, "%s: line breaks are not allowed in an address", field);
+    if (!email_utf8_valid(text, strlen(text)))
+        return fail(EMAIL_EINVAL, "%s: the address is not valid UTF-8", field);
+    char why[200];
+    int rc = address_parse(text, list, out, why, sizeof why);
+    if (rc == EMAIL_EINVAL)
+        return fail(rc, "%s: %s", field, why);
+    return rc ? fail(rc, "%s: out of memory", field) : 0;
+}
+
+/* set_from / set_sender / set_reply_to: replace the field; NULL or "" removes it. */
+static int set_addresses(email_message_t *m, const char *field, address_list_t *dst,
+                         const char *text, bool list)
+{
+    int rc = begin(m, field);
+    if (rc)
+        return rc;
+    address_list_t parsed = {NULL, 0};
+    if (text && *text && (rc = parse_field(field, text, list, &parsed)))
+        return rc;
+    address_list_free(dst);
+    *dst = parsed;
+    return 0;
+}
+
+/* add_to / add_cc / add_bcc: append, and keep the envelope recipients in step. */
+static int add_addresses(email_message_t *m, const char *field, address_list_t *dst,
+                         const char *text)
+{
+    int rc = begin(m, field);
+    if (rc)
+        return rc;
+    address_list_t parsed;
+    if ((rc = parse_field(field, text, true, &parsed)))
+        return rc;
+    size_t before = dst->n;
+    rc = address_list_append(dst, &parsed);
+    address_list_free(&parsed);
+    if (!rc && (rc = rebuild_recipients(m))) {
+        /* undo the append: the message stays as it was */
+        address_list_t added = {dst->v + before, dst->n - before};
+        for (size_t i = 0; i < added.n; i++) {
+            free(added.v[i].name);
+            free(added.v[i].addr);
+        }
+        dst->n = before;
+    }
+    return rc ? fail(rc, "%s: out of memory", field) : 0;
+}
+
+int email_message_set_from(email_message_t *m, const char *address)
+{
+    return set_addresses(m, "From", m ? &m->c.from : NULL, address, false);
+}
+
+int email_message_set_sender(email_message_t *m, const char *address)
+{
+    return set_addresses(m, "Sender", m ? &m->c.sender : NULL, address, false);
+}
+
+int email_message_set_reply_to(email_message_t *m, const char *address)
+{
+    return set_addresses(m, "Reply-To", m ? &m->c.reply_to : NULL, address, true);
+}
+
+int email_message_add_to(email_message_t *m, const char *address)
+{
+    return add_addresses(m, "To", m ? &m->c.to : NULL, address);
+}
+
+int email_message_add_cc(email_message_t *m, const char *address)
+{
+    return add_addresses(m, "Cc", m ? &m->c.cc : NULL, address);
+}
+
+int email_message_add_bcc(email_message_t *m, const char *address)
+{
+    return add_addresses(m, "Bcc", m ? &m->c.bcc : NULL, address);
+}
+
+/* ---- Text ---- */
+
+/* Replaces *dst with a copy of utf8 (NULL clears it). */
+static int set_text(email_message_t *m, const char *field, char **dst, const char *utf8,
+                    bool one_line)
+{
+    int rc = begin(m, field);
+    if (rc)
+        return rc;
+    if (utf8 && one_line && email_has_crlf(utf8))
+        return fail(EMAIL_EINVAL, "%s: line breaks are not allowed", field);
+    if (utf8 && !email_utf8_valid(utf8, strlen(utf8)))
+        return fail(EMAIL_EINVAL, "%s: not valid UTF-8", field);
+    char *copy = email_strdup(utf8);
+    if (utf8 && !copy)
+        return fail(EMAIL_ENOMEM, "%s: out of memory", field);
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+int email_message_set_subject(email_message_t *m, const char *utf8)
+{
+    return set_text(m, "Subject", m ? &m->c.subject : NULL, utf8, true);
+}
+
+int email_message_set_text_body(email_message_t *m, const char *utf8)
+{
+    return set_text(m, "Text body", m ? &m->c.text : NULL, utf8, false);
+}
+
+int email_message_set_html_body(email_message_t *m, const char *utf8)
+{
+    return set_text(m, "HTML body", m ? &m->c.html : NULL, utf8, false);
+}
+
+/* ---- Headers, priority, notification, charsets ---- */
+
+/* Headers the library writes itself: a second copy from the caller would contradict it. */
+static bool header_reserved(const char *name)
+{
+    static const char *const reserved[] = {
+        "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID",
+        "MIME-Version", "X-Priority", "Importance", "Disposition-Notification-To"};
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (!email_strcasecmp(name, reserved[i]))
+            return true;
+    return !email_strncasecmp(name, "Content-", 8);
+}
+
+int email_message_add_header(email_message_t *m, const char *name, const char *value)
+{
+    int rc = begin(m, "Header");
+    if (rc)
+        return rc;
+    size_t n = name ? strlen(name) : 0;
+    if (!n || n > 76)
+        return fail(EMAIL_EINVAL, "Header: a name of 1 to 76 characters is needed");
+    for (size_t i = 0; i < n; i++)
+        if (name[i] <= ' ' || name[i] > '~' || name[i] == ':')
+            return fail(EMAIL_EINVAL, "Header: the name must be printable ASCII without ':'");
+    if (header_reserved(name))
+        return fail(EMAIL_EINVAL, "Header \"%s\": written by the library itself", name);
+    if (!value)
+        value = "";
+    if (email_has_crlf(value))
+        return fail(EMAIL_EINVAL, "Header \"%s\": line breaks are not allowed", name);
+    if (!email_utf8_valid(value, strlen(value)))
+        return fail(EMAIL_EINVAL, "Header \"%s\": the value is not valid UTF-8", name);
+    message_content_t *c = &m->c;
+    message_header_t *v = realloc(c->headers, (c->nheaders + 1) * sizeof *v);
+    if (!v)
+        return fail(EMAIL_ENOMEM, "Header \"%s\": out of memory", name);
+    c->headers = v;
+    message_header_t h = {email_strdup(name), email_strdup(value)};
+    if (!h.name || !h.value) {
+        free(h.name);
+        free(h.value);
+        return fail(EMAIL_ENOMEM, "Header \"%s\": out of memory", name);
+    }
+    c->headers[c->nheaders++] = h;
+    return 0;
+}
+
+int email_message_set_priority(email_message_t *m, int priority)
+{
+    int rc = begin(m, "Priority");
+    if (rc)
+        return rc;
+    /* 3 is "normal" on the X-Priority scale the other values come from */
+    if (priority == 3)
+        priority = EMAIL_PRIORITY_NORMAL;
+    if (priority < EMAIL_PRIORITY_NORMAL || priority > EMAIL_PRIORITY_LOWEST)
+        return fail(EMAIL_EINVAL, "Priority: %d is not an EMAIL_PRIORITY_... value", priority);
+    m->c.priority = priority;
+    return 0;
+}
+
+int email_message_set_disposition_notification(email_message_t *m, bool on)
+{
+    int rc = begin(m, "Disposition-Notification-To");
+    if (!rc)
+        m->c.notification = on;
+    return rc;
+}
+
+static mail_mode_t mail_mode_parse(const char *name)
+{
+    static const char *const names[] = {EMAIL_MAIL_MODE_UTF8, EMAIL_MAIL_MODE_UTF8_IN_BASE64,
+                                        EMAIL_MAIL_MODE_ISO88591, EMAIL_MAIL_MODE_ISO2022JP};
+    static const mail_mode_t modes[] = {MAIL_MODE_UTF8_QP, MAIL_MODE_UTF8_B64,
+                                        MAIL_MODE_ISO88591, MAIL_MODE_ISO2022JP};
+    for (size_t i = 0; name && i < 4; i++)
+        if (!email_strcasecmp(name, names[i]))
+            return modes[i];
+    return MAIL_MODE_UNSET;
+}
+
+/* Both modes checked before either is stored, so a refusal changes nothing. */
+static int parse_modes(const char *header_mode, const char *body_mode, mail_mode_t *h,
+                       mail_mode_t *b)
+{
+    const char *names[] = {header_mode, body_mode};
+    mail_mode_t *modes[] = {h, b};
+    for (size_t i = 0; i < 2; i++) {
+        if (!names[i])
+            continue;
+        *modes[i] = mail_mode_parse(names[i]);
+        if (*modes[i] == MAIL_MODE_UNSET)
+            return fail(EMAIL_EINVAL, "Charsets: \"%.60s\" is not an EMAIL_MAIL_MODE_... value",
+                        names[i]);
+    }
+    return 0;
+}
+
+int email_message_set_charsets(email_message_t *m, const char *header_mode,
+                               const char *body_mode)
+{
+    int rc = begin(m, "Charsets");
+    if (rc)
+        return rc;
+    mail_mode_t h = m->c.header_mode, b = m->c.body_mode;
+    if ((rc = parse_modes(header_mode, body_mode, &h, &b)))
+        return rc;
+    m->c.header_mode = h;
+    m->c.body_mode = b;
+    return 0;
+}
+
+/* ---- Attachments and inline parts ---- */
+
+static const char *guess_content_type(const char *name)
+{
+    static const char *const types[][2] = {
+        {"txt", "text/plain"},        {"htm", "text/html"},        {"html", "text/html"},
+        {"csv", "text/csv"},          {"ics", "text/calendar"},    {"xml", "application/xml"},
+        {"json", "application/json"}, {"pdf", "application/pdf"},  {"zip", "application/zip"},
+        {"gz", "application/gzip"},   {"png", "image/png"},        {"jpg", "image/jpeg"},
+        {"jpeg", "image/jpeg"},       {"gif", "image/gif"},        {"svg", "image/svg+xml"},
+        {"webp", "image/webp"},       {"mp3", "audio/mpeg"},       {"wav", "audio/wav"},
+        {"mp4", "video/mp4"},         {"doc", "application/msword"},
+        {"xls", "application/vnd.ms-excel"},
+        {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+        {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+        {"odt", "application/vnd.oasis.opendocument.text"}};
+    const char *dot = name ? strrchr(name, '.') : NULL;
+    for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
+        if (!email_strcasecmp(dot + 1, types[i][0]))
+            return types[i][1];
+    return "application/octet-stream";
+}
+
+static bool token_char(char c)
+{
+    return c > ' ' && c <= '~' && !strchr("()<>@,;:\\\"/[]?=", c);
+}
+
+/* type/subtype, then optional "; parameters" in printable ASCII. Multipart types are the
+   library's to build: an attachment is always one leaf part. */
+static bool content_type_valid(const char *s)
+{
+    size_t i = 0, slash;
+    while (token_char(s[i]))
+        i++;
+    if (!i || s[i] != '/' || !email_strncasecmp(s, "multipart/", 10))
+        return false;
+    slash = ++i;
+    while (token_char(s[i]))
+        i++;
+    if (i == slash)
+        return false;
+    while (s[i] == ' ' || s[i] == '\t')
+        i++;
+    if (s[i] && s[i] != ';')
+        return false;
+    for (; s[i]; i++)
+        if ((s[i] < ' ' || s[i] > '~') && s[i] != '\t')
+            return false;
+    return true;
+}
+
+/* Content-ID: what goes between the angle brackets (given with or without them). */
+static char *content_id_copy(const char *cid)
+{
+    size_t n = strlen(cid);
+    if (n >= 2 && cid[0] == '<' && cid[n - 1] == '>')
+        cid++, n -= 2;
+    if (!n || n > 200)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (cid[i] <= ' ' || cid[i] > '~' || strchr("<>\"\\()[],;:", cid[i]))
+            return NULL;
+    return email_strndup(cid, n);
+}
+
+/* Checks that path is a readable regular file; its absolute name goes in *abs. */
+static int check_file(const char *field, const char *path, char **abs)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EISDIR;
+        if (fd >= 0)
+            close(fd);
+        return fail(EMAIL_EIO, "%s: cannot read \"%.100s\": %s", field, path, strerror(e));
+    }
+    close(fd);
+    /* absolute, so that a chdir() before the message goes out does not lose the file */
+    *abs = realpath(path, NULL);
+    return *abs ? 0 : fail(EMAIL_ENOMEM, "%s: out of memory", field);
+}
+
+/* Validates and appends one part; takes nothing from the caller (everything is copied). */
+static int add_part(email_message_t *m, const char *field, message_part_kind_t kind,
+                    const char *path, const void *data, size_t length, const char *name,
+                    const char *content_type, const char *content_id)
+{
+    int rc = begin(m, field);
+    if (rc)
+        return rc;
+    if (!path && !data && length)
+        return fail(EMAIL_EINVAL, "%s: no data", field);
+    if (path && !*path)
+        return fail(EMAIL_EINVAL, "%s: empty file name", field);
+    if (!name && path) {
+        const char *slash = strrchr(path, '/');
+        name = slash ? slash + 1 : path;
+    }
+    if (name && (!*name || email_has_crlf(name) || !email_utf8_valid(name, strlen(name))))
+        return fail(EMAIL_EINVAL, "%s: the name must be one line of valid UTF-8", field);
+    if (content_type && !content_type_valid(content_type))
+        return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content type (type/subtype)", field,
+                    content_type);
+    message_part_t p = {kind, NULL, NULL, length, NULL, NULL, NULL};
+    if (kind == MESSAGE_INLINE && !(p.content_id = content_id_copy(content_id ? content_id : "")))
+        return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content id", field,
+                    content_id ? content_id : "");
+    if (path) {
+        if ((rc = check_file(field, path, &p.path))) {
+            free(p.content_id);
+            return rc;
+        }
+        p.length = 0;
+    } else if ((p.data = malloc(length ? length : 1)) && length) {
+        memcpy(p.data, data, length);
+    }
+    p.name = email_strdup(name);
+    p.content_type = email_strdup(content_type ? content_type
+                                               : guess_content_type(name ? name : p.content_id));
+    message_part_t *v = realloc(m->c.parts, (m->c.nparts + 1) * sizeof *v);
+    if (v)
+        m->c.parts = v;
+    if (!v || (!path && !p.data) || (name && !p.name) || !p.content_type) {
+        part_clear(&p);
+        return fail(EMAIL_ENOMEM, "%s: out of memory", field);
+    }
+    m->c.parts[m->c.nparts++] = p;
+    return 0;
+}
+
+int email_message_add_attachment_file(email_message_t *m, const char *path, const char *name,
+                                      const char *content_type)
+{
+    if (!path) {
+        int rc = begin(m, "Attachment");
+        return rc ? rc : fail(EMAIL_EINVAL, "Attachment: no file given");
+    }
+    return add_part(m, "Attachment", MESSAGE_ATTACHMENT, path, NULL, 0, name, content_type, NULL);
+}
+
+int email_message_add_attachment_data(email_message_t *m, const void *data, size_t length,
+                                      const char *name, const char *content_type)
+{
+    return add_part(m, "Attachment", MESSAGE_ATTACHMENT, NULL, data, length, name, content_type,
+                    NULL);
+}
+
+int email_message_add_inline(email_message_t *m, const char *path_or_NULL, const void *data,
+                             size_t length, const char *content_id, const char *content_type)
+{
+    return add_part(m, "Inline part", MESSAGE_INLINE, path_or_NULL, data, length, NULL,
+                    content_type, content_id);
+}
+
+/* ---- Freezing, envelope, MIME ---- */
+
+static bool dup_str(char **dst, const char *src)
+{
+    *dst = email_strdup(src);
+    return !src || *dst;
+}
+
+static bool copy_parts(message_content_t *c, const message_content_t *s)
+{
+    if (!s->nparts)
+        return true;
+    if (!(c->parts = calloc(s->nparts, sizeof *c->parts)))
+        return false;
+    c->nparts = s->nparts;
+    for (size_t i = 0; i < s->nparts; i++) {
+        const message_part_t *from = &s->parts[i];
+        message_part_t *to = &c->parts[i];
+        to->kind = from->kind;
+        to->length = from->length;
+        if (!dup_str(&to->path, from->path) || !dup_str(&to->name, from->name) ||
+            !dup_str(&to->content_type, from->content_type) ||
+            !dup_str(&to->content_id, from->content_id))
+            return false;
+        if (from->data) {
+            if (!(to->data = malloc(from->length ? from->length : 1)))
+                return false;
+            if (from->length)
+                memcpy(to->data, from->data, from->length);
+        }
+    }
+    return true;
+}
+
+/* A deep copy with the same id (file parts keep their path). */
+static int copy_message(const email_message_t *m, email_message_t **out)
+{
+    email_message_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return EMAIL_ENOMEM;
+    const message_content_t *s = &m->c;
+    message_content_t *c = &d->c;
+    d->id = m->id;
+    c->priority = s->priority;
+    c->notification = s->notification;
+    c->header_mode = s->header_mode;
+    c->body_mode = s->body_mode;
+    const address_list_t *src[] = {&s->from, &s->sender, &s->reply_to, &s->to, &s->cc, &s->bcc};
+    address_list_t *dst[] = {&c->from, &c->sender, &c->reply_to, &c->to, &c->cc, &c->bcc};
+    bool ok = true;
+    for (size_t i = 0; ok && i < sizeof src / sizeof *src; i++)
+        ok = !address_list_append(dst[i], src[i]);
+    ok = ok && dup_str(&c->subject, s->subject) && dup_str(&c->text, s->text) &&
+         dup_str(&c->html, s->html) && dup_str(&c->date, s->date) &&
+         dup_str(&c->message_id, s->message_id);
+    if (ok && s->nheaders) {
+        ok = (c->headers = calloc(s->nheaders, sizeof *c->headers)) != NULL;
+        c->nheaders = ok ? s->nheaders : 0;
+        for (size_t i = 0; ok && i < s->nheaders; i++)
+            ok = dup_str(&c->headers[i].name, s->headers[i].name) &&
+                 dup_str(&c->headers[i].value, s->headers[i].value);
+    }
+    ok = ok && copy_parts(c, s) && !rebuild_recipients(d);
+    if (!ok) {
+        email_message_free(d);
+        return EMAIL_ENOMEM;
+    }
+    *out = d;
+    return 0;
+}
+
+/* RFC 5322 date-time in local time with its numeric zone, e.g. "Tue, 04 Mar 2025 14:03:02 +0100";
+   the names are written here because strftime's depend on the locale. */
+static char *make_date(void)
+{
+    static const char days[][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!localtime_r(&now, &tm))
+        return NULL;
+    long off = tm.tm_gmtoff / 60;
+    char sign = off < 0 ? '-' : '+';
+    off = off < 0 ? -off : off;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec, sign, off / 60, off % 60);
+    return email_strdup(buf);
+}
+
+/* <128 random bits in hex @ the From domain>; a domain that is not ASCII cannot go in a
+   Message-ID read by every client, so "localhost" stands in for it. */
+static int make_message_id(const message_content_t *c, char **out)
+{
+    unsigned char rnd[16];
+    if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
+        return fail(EMAIL_EIO, "Message-ID: no random numbers available");
+    const char *at = strrchr(c->from.v[0].addr, '@');
+    const char *domain = at && email_is_ascii(at + 1, strlen(at + 1)) ? at + 1 : "localhost";
+    email_buf_t b;
+    email_buf_init(&b);
+    int rc = email_buf_putc(&b, '<');
+    for (size_t i = 0; !rc && i < sizeof rnd; i++)
+        rc = email_buf_printf(&b, "%02x", rnd[i]);
+    if (rc || email_buf_printf(&b, "@%s>", domain)) {
+        email_buf_free(&b);
+        return fail(EMAIL_ENOMEM, "Message-ID: out of memory");
+    }
+    *out = email_buf_steal(&b, NULL);
+    return 0;
+}
+
+static mail_mode_t pick_mode(mail_mode_t own, mail_mode_t fallback)
+{
+    return own != MAIL_MODE_UNSET ? own : fallback != MAIL_MODE_UNSET ? fallback
+                                                                       : MAIL_MODE_UTF8_QP;
+}
+
+/* message_freeze, and for email_message_to_mime the same without the recipient check (a message
+   built to be sent later by email_send_mime may name its recipients there). */
+static int freeze(const email_message_t *m, const char *header_mode, const char *body_mode,
+                  bool need_recipient, email_message_t **copy)
+{
+    int rc = begin(m, "Message");
+    if (rc)
+        return rc;
+    if (!m->c.from.n)
+        return fail(EMAIL_EINVAL, "From: the message has no sender");
+    if (need_recipient && !m->nrcpt)
+        return fail(EMAIL_EINVAL, "To: the message has no recipient (To, Cc or Bcc)");
+    mail_mode_t h = MAIL_MODE_UNSET, b = MAIL_MODE_UNSET;
+    if ((rc = parse_modes(header_mode, body_mode, &h, &b)))
+        return rc;
+    email_message_t *d;
+    if (copy_message(m, &d))
+        return fail(EMAIL_ENOMEM, "Message: out of memory");
+    d->c.header_mode = pick_mode(d->c.header_mode, h);
+    d->c.body_mode = pick_mode(d->c.body_mode, b);
+    if (!d->c.date && !(d->c.date = make_date()))
+        rc = fail(EMAIL_ENOMEM, "Date: out of memory");
+    if (!rc && !d->c.message_id)
+        rc = make_message_id(&d->c, &d->c.message_id);
+    if (rc) {
+        email_message_free(d);
+        return rc;
+    }
+    *copy = d;
+    return 0;
+}
+
+int message_freeze(const email_message_t *message, const char *header_mode,
+                   const char *body_mode, email_message_t **copy, char *err, size_t errlen)
+{
+    int rc = freeze(message, header_mode, body_mode, true, copy);
+    if (rc && err && errlen)
+        email_strlcpy(err, last_error, errlen);
+    return rc;
+}
+
+const char *message_envelope_from(const email_message_t *message)
+{
+    const address_list_t *l = message->c.sender.n ? &message->c.sender : &message->c.from;
+    return l->n ? l->v[0].addr : "";
+}
+
+size_t message_recipients(const email_message_t *message, const char *const **list)
+{
+    *list = message->rcpt;
+    return message->nrcpt;
+}
+
+bool message_needs_smtputf8(const email_message_t *message)
+{
+    const char *from = message_envelope_from(message);
+    if (!email_is_ascii(from, strlen(from)))
+        return true;
+    for (size_t i = 0; i < message->nrcpt; i++)
+        if (!email_is_ascii(message->rcpt[i], strlen(message->rcpt[i])))
+            return true;
+    return false;
+}
+
+int email_message_to_mime(const email_message_t *m, char **mime, size_t *length)
+{
+    if (!mime) {
+        begin(m, "Message");
+        return fail(EMAIL_EINVAL, "Message: no place for the result");
+    }
+    email_message_t *frozen;
+    int rc = freeze(m, NULL, NULL, false, &frozen);
+    if (rc)
+        return rc;
+    mime_reader_t *r;
+    char err[256];
+    if ((rc = mime_reader_new(frozen, &r, err, sizeof err))) {
+        email_message_free(frozen);
+        return fail(rc, "%s", err);
+    }
+    uint64_t size = mime_reader_size(r);
+    char *buf = size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
+    size_t got = 0;
+    ssize_t k = 1;
+    while (buf && got < size && (k = mime_reader_read(r, buf + got, (size_t)size - got)) > 0)
+        got += (size_t)k;
+    mime_reader_free(r);
+    email_message_free(frozen);
+    if (!buf)
+        return fail(EMAIL_ENOMEM, "Message: out of memory");
+    if (got != size) {
+        free(buf);
+        return fail(k < 0 ? (int)k : EMAIL_EIO,
+                    "Attachment: a file could not be read or changed size");
+    }
+    buf[got] = '\0';
+    *mime = buf;
+    if (length)
+        *length = got;
+    return 0;
+}

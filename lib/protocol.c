@@ -1,0 +1,948 @@
+/*
+ * The SMTP client engine, sans I/O (RFC 5321, 2920 pipelining, 3207 STARTTLS, 4954 AUTH,
+ * 1870 SIZE, 6152 8BITMIME, 6531 SMTPUTF8, 2034 enhanced codes).
+ *
+ * Every command sent pushes an entry on a FIFO of expected replies; every reply pops the head and
+ * is handled by what that entry says. Without PIPELINING the FIFO never holds more than one
+ * entry; with it, MAIL + RCPT... + DATA go out as one group, and the next message's group right
+ * behind the previous end of data, so a stream of messages costs one round trip each.
+ */
+#include "protocol.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "encode.h"
+#include "reply.h"
+
+enum state {
+    ST_GREETING,
+    ST_EHLO,
+    ST_HELO,
+    ST_STARTTLS,
+    ST_TLS_HANDSHAKE,
+    ST_AUTH,
+    ST_READY,
+    ST_QUIT,
+    ST_CLOSED
+};
+
+/* What a reply at the head of the FIFO answers. */
+enum cmd { CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_EOD, CMD_RSET };
+
+/* Phases of a job. */
+enum phase { PH_QUEUED, PH_SENT, PH_BODY, PH_EOD, PH_DONE };
+
+typedef struct pending_reply {
+    enum cmd cmd;
+    smtp_job_t *job;
+} pending_reply_t;
+
+#define BODY_CHUNK 65536
+
+struct smtp_engine {
+    smtp_engine_config_t cfg;
+    smtp_engine_callbacks_t cb;
+    void *ud;
+    enum state state;
+    smtp_reply_parser_t parser;
+    email_status_t status;   /* setup outcome, and the reason the session ended */
+
+    unsigned caps;
+    uint64_t size_limit;
+    unsigned auth_mechs;
+    auth_mech_t auth_used;
+    int auth_step;
+
+    email_buf_t out;         /* bytes not yet taken */
+    uint64_t taken;          /* bytes handed to the caller so far */
+    uint64_t written;        /* bytes the caller reported written */
+
+    /* jobs: queued (not started) in a list; in flight are referenced by the FIFO */
+    smtp_job_t *queue_head, *queue_tail;
+    smtp_job_t *body_job;    /* job whose body is being sent */
+    email_dotstuff_t dot;
+    bool body_wait;          /* a DATA awaits its 354: nothing more may be sent before it */
+
+    pending_reply_t *fifo;
+    size_t fifo_head, fifo_len, fifo_cap;
+    size_t jobs_in_flight;
+
+    size_t handed;           /* bytes at the start of out given by the last take */
+
+    bool quit_wanted;
+    bool ready_reported;
+};
+
+static void pump(smtp_engine_t *e);
+static void fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt, ...)
+    EMAIL_PRINTF(4, 5);
+
+/* ------------------------------------------------------------------------------------------- */
+
+static void logf_(smtp_engine_t *e, char kind, const char *fmt, ...) EMAIL_PRINTF(3, 4);
+static void logf_(smtp_engine_t *e, char kind, const char *fmt, ...)
+{
+    if (!e->cb.log)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    e->cb.log(e->ud, kind, line);
+}
+
+/* The ONLY place where the session state changes. */
+static void set_state(smtp_engine_t *e, enum state s)
+{
+    e->state = s;
+}
+
+/* A command line: logged (shown may mask secrets), CRLF appended. */
+static int send_line(smtp_engine_t *e, const char *line, const char *shown)
+{
+    if (email_buf_puts(&e->out, line) || email_buf_puts(&e->out, "\r\n"))
+        return EMAIL_ENOMEM;
+    if (e->cb.log)
+        e->cb.log(e->ud, 'C', shown ? shown : line);
+    return 0;
+}
+
+static int fifo_push(smtp_engine_t *e, enum cmd cmd, smtp_job_t *job)
+{
+    if (e->fifo_len == e->fifo_cap) {
+        size_t cap = e->fifo_cap ? e->fifo_cap * 2 : 16;
+        pending_reply_t *f = malloc(cap * sizeof *f);
+        if (!f)
+            return EMAIL_ENOMEM;
+        for (size_t i = 0; i < e->fifo_len; i++)
+            f[i] = e->fifo[(e->fifo_head + i) % e->fifo_cap];
+        free(e->fifo);
+        e->fifo = f;
+        e->fifo_head = 0;
+        e->fifo_cap = cap;
+    }
+    e->fifo[(e->fifo_head + e->fifo_len) % e->fifo_cap] = (pending_reply_t){cmd, job};
+    e->fifo_len++;
+    return 0;
+}
+
+static pending_reply_t fifo_pop(smtp_engine_t *e)
+{
+    pending_reply_t p = e->fifo[e->fifo_head];
+    e->fifo_head = (e->fifo_head + 1) % e->fifo_cap;
+    e->fifo_len--;
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
+                               const smtp_engine_callbacks_t *callbacks, void *ud)
+{
+    smtp_engine_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->cfg = *config;
+    e->cfg.helo_name = email_strdup(config->helo_name ? config->helo_name : "localhost");
+    e->cfg.creds.user = email_strdup(config->creds.user);
+    e->cfg.creds.password = email_strdup(config->creds.password);
+    e->cfg.creds.token = email_strdup(config->creds.token);
+    if (!e->cfg.window)
+        e->cfg.window = 100;
+    e->cb = *callbacks;
+    e->ud = ud;
+    smtp_reply_parser_init(&e->parser);
+    email_buf_init(&e->out);
+    email_status_init(&e->status);
+    if (!e->cfg.helo_name || (config->creds.user && !e->cfg.creds.user) ||
+        (config->creds.password && !e->cfg.creds.password) ||
+        (config->creds.token && !e->cfg.creds.token)) {
+        smtp_engine_free(e);
+        return NULL;
+    }
+    set_state(e, ST_GREETING);
+    return e;
+}
+
+static void free_secret(const char *s)
+{
+    if (s) {
+        memset((char *)s, 0, strlen(s));
+        free((char *)s);
+    }
+}
+
+void smtp_engine_free(smtp_engine_t *e)
+{
+    if (!e)
+        return;
+    free((char *)e->cfg.helo_name);
+    free((char *)e->cfg.creds.user);
+    free_secret(e->cfg.creds.password);
+    free_secret(e->cfg.creds.token);
+    smtp_reply_parser_free(&e->parser);
+    email_buf_free(&e->out);
+    free(e->fifo);
+    free(e);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Ending jobs and the session                                                                  */
+
+static void job_set_failure(smtp_job_t *j, const smtp_reply_t *r)
+{
+    if (j->fail_code)
+        return; /* the first failure is the reason */
+    j->fail_code = r->code;
+    email_strlcpy(j->fail_enhanced, r->enhanced, sizeof j->fail_enhanced);
+    j->fail_text = email_strdup(r->text);
+}
+
+static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome outcome, int error,
+                       const smtp_reply_t *r, const char *fmt, ...) EMAIL_PRINTF(6, 7);
+static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome outcome, int error,
+                       const smtp_reply_t *r, const char *fmt, ...)
+{
+    if (j->phase == PH_DONE)
+        return;
+    if (j->phase != PH_QUEUED)
+        e->jobs_in_flight--;
+    j->phase = PH_DONE;
+    j->outcome = outcome;
+    email_status_t *s = &j->status;
+    s->success = outcome == SMTP_JOB_SENT;
+    s->error = error;
+    s->recipients = j->nrcpts;
+    s->rejected = j->refusals.n;
+    if (r) {
+        email_status_set_reply(s, r->code, r->enhanced, r->text);
+    } else if (j->fail_code && error != EMAIL_EUNKNOWN && outcome != SMTP_JOB_RETRYABLE) {
+        email_status_set_reply(s, j->fail_code, j->fail_enhanced, j->fail_text);
+    } else {
+        s->status = 0;
+        s->enhanced_code[0] = '\0';
+    }
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s->status_text, sizeof s->status_text, fmt, ap);
+        va_end(ap);
+    }
+    free(j->fail_text);
+    j->fail_text = NULL;
+    if (e->cb.job_done)
+        e->cb.job_done(e->ud, j);
+}
+
+/* The session is over: every job still here gets its outcome, then `closed` once. */
+static void end_session(smtp_engine_t *e, int error, const char *text)
+{
+    if (e->state == ST_CLOSED)
+        return;
+    set_state(e, ST_CLOSED);
+    /* jobs in flight, in order */
+    while (e->fifo_len) {
+        pending_reply_t p = fifo_pop(e);
+        smtp_job_t *j = p.job;
+        if (!j || j->phase == PH_DONE)
+            continue;
+        if (j->phase == PH_EOD && e->written >= j->eod_offset)
+            job_finish(e, j, SMTP_JOB_UNKNOWN, EMAIL_EUNKNOWN, NULL,
+                       "the connection ended after the end of the message was sent and before "
+                       "the server answered: the message may have been delivered (%s)",
+                       text);
+        else
+            job_finish(e, j, SMTP_JOB_RETRYABLE, error, NULL,
+                       "the connection ended before the message was sent: %s", text);
+    }
+    if (e->body_job && e->body_job->phase != PH_DONE)
+        job_finish(e, e->body_job, SMTP_JOB_RETRYABLE, error, NULL,
+                   "the connection ended before the message was sent: %s", text);
+    e->body_job = NULL;
+    while (e->queue_head) {
+        smtp_job_t *j = e->queue_head;
+        e->queue_head = j->next;
+        job_finish(e, j, SMTP_JOB_RETRYABLE, error, NULL,
+                   "the connection ended before the message was sent: %s", text);
+    }
+    e->queue_tail = NULL;
+    if (error && !e->status.error) {
+        e->status.success = false;
+        e->status.error = error;
+        email_strlcpy(e->status.status_text, text, sizeof e->status.status_text);
+    }
+    if (error)
+        logf_(e, '#', "error: %s", text);
+    if (e->cb.closed)
+        e->cb.closed(e->ud, &e->status);
+}
+
+static void fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    email_status_fail(&e->status, error, "%s", text);
+    if (r) {
+        e->status.status = r->code;
+        email_strlcpy(e->status.enhanced_code, r->enhanced, sizeof e->status.enhanced_code);
+    }
+    end_session(e, error, text);
+}
+
+void smtp_engine_abort(smtp_engine_t *e, int error, const char *text)
+{
+    end_session(e, error ? error : EMAIL_ECLOSED, text ? text : email_strerror(error));
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Session setup: greeting, EHLO/HELO, STARTTLS, AUTH                                            */
+
+static void send_ehlo(smtp_engine_t *e, bool helo)
+{
+    char line[600];
+    snprintf(line, sizeof line, "%s %s", helo ? "HELO" : "EHLO", e->cfg.helo_name);
+    set_state(e, helo ? ST_HELO : ST_EHLO);
+    if (send_line(e, line, NULL))
+        fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+}
+
+static void parse_ehlo(smtp_engine_t *e, const smtp_reply_t *r)
+{
+    e->caps = SMTP_CAP_EHLO;
+    e->size_limit = 0;
+    e->auth_mechs = 0;
+    /* the first line is the greeting; each further line is "KEYWORD [params]" */
+    for (size_t i = 1; i < r->nlines; i++) {
+        const char *kw = r->lines[i] + 4;
+        size_t n = strcspn(kw, " =");
+        const char *arg = kw[n] ? kw + n + 1 : "";
+#define IS(word) (n == sizeof(word) - 1 && !email_strncasecmp(kw, word, n))
+        if (IS("PIPELINING"))
+            e->caps |= SMTP_CAP_PIPELINING;
+        else if (IS("SIZE")) {
+            e->caps |= SMTP_CAP_SIZE;
+            e->size_limit = strtoull(arg, NULL, 10);
+        } else if (IS("8BITMIME"))
+            e->caps |= SMTP_CAP_8BITMIME;
+        else if (IS("SMTPUTF8"))
+            e->caps |= SMTP_CAP_SMTPUTF8;
+        else if (IS("CHUNKING"))
+            e->caps |= SMTP_CAP_CHUNKING;
+        else if (IS("DSN"))
+            e->caps |= SMTP_CAP_DSN;
+        else if (IS("ENHANCEDSTATUSCODES"))
+            e->caps |= SMTP_CAP_ENHANCEDSTATUSCODES;
+        else if (IS("STARTTLS"))
+            e->caps |= SMTP_CAP_STARTTLS;
+        else if (IS("AUTH")) {
+            e->caps |= SMTP_CAP_AUTH;
+            e->auth_mechs |= auth_parse_mechs(arg);
+        }
+#undef IS
+    }
+}
+
+static bool have_secret(const smtp_engine_t *e)
+{
+    return (e->cfg.creds.password && *e->cfg.creds.password) ||
+           (e->cfg.creds.token && *e->cfg.creds.token);
+}
+
+static void become_ready(smtp_engine_t *e)
+{
+    set_state(e, ST_READY);
+    e->status.success = true;
+    if (!e->ready_reported) {
+        e->ready_reported = true;
+        if (e->cb.ready)
+            e->cb.ready(e->ud);
+    }
+    if (e->state == ST_READY)
+        pump(e);
+}
+
+static void start_auth(smtp_engine_t *e)
+{
+    bool has_pw = e->cfg.creds.password && *e->cfg.creds.password;
+    bool has_tok = e->cfg.creds.token && *e->cfg.creds.token;
+    auth_mech_t m = auth_choose(e->auth_mechs, e->cfg.auth_mech, e->cfg.auth_limit, has_pw,
+                                has_tok);
+    if (m == AUTH_NONE) {
+        if (!(e->caps & SMTP_CAP_AUTH) || e->cfg.auth_optional) {
+            logf_(e, '#', "no authentication: the server offers no %s mechanism",
+                  e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "usable");
+            become_ready(e);
+            return;
+        }
+        fail_session(e, EMAIL_EAUTHMECH, NULL,
+                     "the server offers no authentication mechanism we can use%s%s",
+                     e->cfg.auth_mech ? " (asked for " : "",
+                     e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "");
+        return;
+    }
+    if (!e->cfg.tls_active && !e->cfg.allow_cleartext_auth) {
+        fail_session(e, EMAIL_EINSECURE, NULL,
+                     "refusing to send credentials over an unencrypted connection%s",
+                     (e->caps & SMTP_CAP_STARTTLS) ? ""
+                                                   : " (the server does not offer STARTTLS)");
+        return;
+    }
+    email_buf_t cmd, shown;
+    email_buf_init(&cmd);
+    email_buf_init(&shown);
+    int rc = auth_start(m, &e->cfg.creds, &cmd, &shown);
+    if (!rc) {
+        e->auth_used = m;
+        e->auth_step = 0;
+        set_state(e, ST_AUTH);
+        rc = send_line(e, cmd.data, shown.data);
+    }
+    if (cmd.data)
+        memset(cmd.data, 0, cmd.len);
+    email_buf_free(&cmd);
+    email_buf_free(&shown);
+    if (rc)
+        fail_session(e, rc, NULL, "authentication: %s", email_strerror(rc));
+}
+
+/* After a (secure) EHLO/HELO: STARTTLS, AUTH or ready. */
+static void after_hello(smtp_engine_t *e)
+{
+    if (!e->cfg.tls_active && e->cfg.starttls != SMTP_TLS_NEVER) {
+        if (e->caps & SMTP_CAP_STARTTLS) {
+            set_state(e, ST_STARTTLS);
+            if (send_line(e, "STARTTLS", NULL))
+                fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+            return;
+        }
+        if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
+            fail_session(e, EMAIL_ETLSREQUIRED, NULL,
+                         "the server does not offer STARTTLS and encryption is required");
+            return;
+        }
+    }
+    if (have_secret(e))
+        start_auth(e);
+    else
+        become_ready(e);
+}
+
+static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
+{
+    email_status_set_reply(&e->status, r->code, r->enhanced, r->text);
+    switch (e->state) {
+    case ST_GREETING:
+        if (r->code != 220) {
+            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_ESERVER, r,
+                         "the server refused the connection: %d %s", r->code, r->text);
+            return;
+        }
+        send_ehlo(e, false);
+        return;
+    case ST_EHLO:
+        if (r->code == 250) {
+            parse_ehlo(e, r);
+            after_hello(e);
+        } else if (r->code == 421) {
+            fail_session(e, EMAIL_ECLOSED, r, "%d %s", r->code, r->text);
+        } else if (r->code >= 500) {
+            send_ehlo(e, true); /* an old server: HELO, no extensions */
+        } else {
+            fail_session(e, EMAIL_ESERVER, r, "EHLO refused: %d %s", r->code, r->text);
+        }
+        return;
+    case ST_HELO:
+        if (r->code != 250) {
+            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_ESERVER, r,
+                         "HELO refused: %d %s", r->code, r->text);
+            return;
+        }
+        e->caps = 0;
+        e->auth_mechs = 0;
+        after_hello(e);
+        return;
+    case ST_STARTTLS:
+        if (r->code == 220) {
+            /* Anything the server sent behind its 220 arrived before TLS and could have been
+             * injected by a man in the middle (CVE-2011-0411 family): refuse it. */
+            if (left || smtp_reply_parser_busy(&e->parser)) {
+                fail_session(e, EMAIL_EPROTO, r,
+                             "the server sent data after its answer to STARTTLS (possible "
+                             "response injection)");
+                return;
+            }
+            set_state(e, ST_TLS_HANDSHAKE);
+            if (e->cb.starttls)
+                e->cb.starttls(e->ud);
+            return;
+        }
+        if (e->cfg.starttls == SMTP_TLS_REQUIRED || r->code == 421) {
+            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_ETLSREQUIRED, r,
+                         "the server refused STARTTLS: %d %s", r->code, r->text);
+            return;
+        }
+        logf_(e, '#', "STARTTLS refused (%d), going on unencrypted", r->code);
+        e->cfg.starttls = SMTP_TLS_NEVER;
+        after_hello(e);
+        return;
+    case ST_AUTH:
+        if (r->code == 235) {
+            logf_(e, '#', "authenticated as %s with %s",
+                  e->cfg.creds.user ? e->cfg.creds.user : "", auth_mech_name(e->auth_used));
+            become_ready(e);
+        } else if (r->code == 334) {
+            email_buf_t resp;
+            email_buf_init(&resp);
+            int rc = auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
+            if (!rc)
+                rc = send_line(e, resp.data ? resp.data : "", "****");
+            if (resp.data)
+                memset(resp.data, 0, resp.len);
+            email_buf_free(&resp);
+            if (rc)
+                fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
+                             auth_mech_name(e->auth_used));
+        } else {
+            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_EAUTH, r,
+                         "authentication with %s failed: %d %s", auth_mech_name(e->auth_used),
+                         r->code, r->text);
+        }
+        return;
+    case ST_QUIT:
+        end_session(e, 0, "");
+        return;
+    default:
+        fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %d %s", r->code,
+                     r->text);
+    }
+}
+
+void smtp_engine_tls_established(smtp_engine_t *e)
+{
+    if (e->state != ST_TLS_HANDSHAKE)
+        return;
+    e->cfg.tls_active = true;
+    e->caps = 0; /* what the server said before TLS is not to be trusted */
+    e->auth_mechs = 0;
+    send_ehlo(e, false);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Transactions                                                                                 */
+
+/* An addr-spec is sent as is; angle brackets are added here. */
+static int send_mail(smtp_engine_t *e, smtp_job_t *j)
+{
+    email_buf_t line;
+    email_buf_init(&line);
+    int rc = email_buf_printf(&line, "MAIL FROM:<%s>", j->from);
+    if (!rc && (e->caps & SMTP_CAP_SIZE) && j->size)
+        rc = email_buf_printf(&line, " SIZE=%llu", (unsigned long long)j->size);
+    if (!rc && j->eight_bit && (e->caps & SMTP_CAP_8BITMIME))
+        rc = email_buf_puts(&line, " BODY=8BITMIME");
+    if (!rc && j->smtputf8)
+        rc = email_buf_puts(&line, " SMTPUTF8");
+    if (!rc)
+        rc = send_line(e, line.data, NULL);
+    email_buf_free(&line);
+    return rc ? rc : fifo_push(e, CMD_MAIL, j);
+}
+
+static int send_rcpt(smtp_engine_t *e, smtp_job_t *j, size_t i)
+{
+    email_buf_t line;
+    email_buf_init(&line);
+    int rc = email_buf_printf(&line, "RCPT TO:<%s>", j->rcpts[i]);
+    if (!rc)
+        rc = send_line(e, line.data, NULL);
+    email_buf_free(&line);
+    return rc ? rc : fifo_push(e, CMD_RCPT, j);
+}
+
+static int send_cmd(smtp_engine_t *e, const char *line, enum cmd cmd, smtp_job_t *j)
+{
+    int rc = send_line(e, line, NULL);
+    return rc ? rc : fifo_push(e, cmd, j);
+}
+
+/* Checks a job can go to this server at all; false when it was finished here. */
+static bool job_fits(smtp_engine_t *e, smtp_job_t *j)
+{
+    if (e->size_limit && j->size > e->size_limit) {
+        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ESIZE, NULL,
+                   "the message (%llu bytes) is larger than the server accepts (%llu bytes)",
+                   (unsigned long long)j->size, (unsigned long long)e->size_limit);
+        return false;
+    }
+    if (j->smtputf8 && !(e->caps & SMTP_CAP_SMTPUTF8)) {
+        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ENOTSUP, NULL,
+                   "an address is not ASCII and the server does not offer SMTPUTF8");
+        return false;
+    }
+    return true;
+}
+
+/* Sends what can be sent now. */
+static void pump(smtp_engine_t *e)
+{
+    while (e->state == ST_READY && !e->body_wait && !e->body_job) {
+        smtp_job_t *j = e->queue_head;
+        bool pipelining = e->caps & SMTP_CAP_PIPELINING;
+        if (!j) {
+            if (e->quit_wanted && !e->fifo_len) {
+                set_state(e, ST_QUIT);
+                if (send_line(e, "QUIT", NULL))
+                    fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+            }
+            return;
+        }
+        if (e->fifo_len && (!pipelining || e->fifo_len + j->nrcpts + 2 > e->cfg.window))
+            return;
+        e->queue_head = j->next;
+        if (!e->queue_head)
+            e->queue_tail = NULL;
+        if (!job_fits(e, j))
+            continue;
+        j->phase = PH_SENT;
+        e->jobs_in_flight++;
+        int rc = send_mail(e, j);
+        if (pipelining) {
+            for (size_t i = 0; !rc && i < j->nrcpts; i++)
+                rc = send_rcpt(e, j, i);
+            if (!rc)
+                rc = send_cmd(e, "DATA", CMD_DATA, j);
+            e->body_wait = true;
+        }
+        if (rc) {
+            fail_session(e, rc, NULL, "%s", email_strerror(rc));
+            return;
+        }
+        if (!pipelining)
+            return;
+    }
+}
+
+static void start_body(smtp_engine_t *e, smtp_job_t *j)
+{
+    j->phase = PH_BODY;
+    e->body_job = j;
+    email_dotstuff_init(&e->dot);
+}
+
+/* A transaction that cannot complete: end the job, reset the server's transaction. */
+static void finish_refused(smtp_engine_t *e, smtp_job_t *j)
+{
+    if (j->accepted == 0 && j->mail_ok && j->refusals.n)
+        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ERECIPIENTS, NULL,
+                   "every recipient was refused: %d %s", j->refusals.v[0].code,
+                   j->refusals.v[0].text);
+    else
+        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ESERVER, NULL, NULL);
+}
+
+static void abandon_transaction(smtp_engine_t *e, smtp_job_t *j)
+{
+    finish_refused(e, j);
+    if (send_cmd(e, "RSET", CMD_RSET, NULL))
+        fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+}
+
+static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)
+{
+    smtp_job_t *j = p.job;
+    bool pipelining = e->caps & SMTP_CAP_PIPELINING;
+    bool ok = r->code >= 200 && r->code < 300;
+
+    switch (p.cmd) {
+    case CMD_MAIL:
+        j->mail_ok = ok;
+        if (!ok)
+            job_set_failure(j, r);
+        if (!pipelining) {
+            if (ok && send_rcpt(e, j, 0) == 0)
+                return;
+            if (ok)
+                fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+            else
+                abandon_transaction(e, j);
+        }
+        return;
+    case CMD_RCPT: {
+        size_t i = j->replied++;
+        if (ok) {
+            j->accepted++;
+        } else if (j->mail_ok) {
+            if (email_refusals_add(&j->refusals, j->rcpts[i], r->code, r->text)) {
+                fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+                return;
+            }
+            job_set_failure(j, r);
+        }
+        if (!pipelining) {
+            int rc;
+            if (j->replied < j->nrcpts)
+                rc = send_rcpt(e, j, j->replied);
+            else if (j->accepted)
+                rc = send_cmd(e, "DATA", CMD_DATA, j), e->body_wait = true;
+            else {
+                abandon_transaction(e, j);
+                return;
+            }
+            if (rc)
+                fail_session(e, rc, NULL, "out of memory");
+        }
+        return;
+    }
+    case CMD_DATA:
+        e->body_wait = false;
+        if (r->code == 354) {
+            if (j->mail_ok && j->accepted) {
+                start_body(e, j);
+            } else {
+                /* RFC 2920: DATA accepted though the transaction failed: end it empty */
+                email_buf_puts(&e->out, ".\r\n");
+                logf_(e, 'C', ".");
+                j->phase = PH_EOD;
+                j->eod_offset = e->taken + e->out.len;
+                if (fifo_push(e, CMD_EOD, j))
+                    fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+            }
+            return;
+        }
+        if (j->mail_ok && j->accepted)
+            job_set_failure(j, r);
+        abandon_transaction(e, j);
+        pump(e);
+        return;
+    case CMD_EOD:
+        if (!j->mail_ok || !j->accepted) {
+            /* the empty data that closed a failed pipelined transaction */
+            finish_refused(e, j);
+        } else if (ok) {
+            job_finish(e, j, SMTP_JOB_SENT, 0, r, NULL);
+        } else {
+            job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
+        }
+        pump(e);
+        return;
+    case CMD_RSET:
+        pump(e);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static void log_reply(smtp_engine_t *e, const smtp_reply_t *r)
+{
+    if (!e->cb.log)
+        return;
+    for (size_t i = 0; i < r->nlines; i++)
+        e->cb.log(e->ud, 'S', r->lines[i]);
+}
+
+static void on_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
+{
+    log_reply(e, r);
+    if (e->state == ST_READY && e->fifo_len) {
+        pending_reply_t p = fifo_pop(e);
+        if (r->code == 421) {
+            /* the server is closing: this command's job has its answer, the rest end below */
+            if (p.job && p.cmd == CMD_EOD)
+                job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
+            else if (p.job)
+                job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
+            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
+                         r->code, r->text);
+            return;
+        }
+        on_job_reply(e, p, r);
+        return;
+    }
+    if (e->state == ST_READY) {
+        if (r->code == 421) {
+            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
+                         r->code, r->text);
+            return;
+        }
+        fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %d %s", r->code,
+                     r->text);
+        return;
+    }
+    on_setup_reply(e, r, left);
+}
+
+int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
+{
+    if (e->state == ST_CLOSED)
+        return e->status.error ? e->status.error : EMAIL_ECLOSED;
+    if (e->state == ST_TLS_HANDSHAKE && n) {
+        fail_session(e, EMAIL_EPROTO, NULL, "unexpected data during the TLS handshake");
+        return EMAIL_EPROTO;
+    }
+    while (n && e->state != ST_CLOSED) {
+        smtp_reply_t r;
+        size_t used = 0;
+        const char *err = NULL;
+        int rc = smtp_reply_parse(&e->parser, data, n, &used, &r, &err);
+        if (rc < 0) {
+            fail_session(e, EMAIL_EPROTO, NULL, "invalid reply from the server: %s",
+                         err ? err : "malformed");
+            return EMAIL_EPROTO;
+        }
+        data += used;
+        n -= used;
+        if (rc == 0)
+            break;
+        on_reply(e, &r, n);
+        smtp_reply_free(&r);
+        if (e->state == ST_TLS_HANDSHAKE)
+            break; /* bytes after the 220 to STARTTLS were refused in on_setup_reply */
+    }
+    return e->state == ST_CLOSED && e->status.error ? e->status.error : 0;
+}
+
+/* Pulls the body of the job being sent into the output buffer, one chunk. */
+static void fill_body(smtp_engine_t *e)
+{
+    smtp_job_t *j = e->body_job;
+    char chunk[BODY_CHUNK / 4];
+    while (e->body_job == j && e->out.len < BODY_CHUNK) {
+        ssize_t got = j->read(j->ctx, chunk, sizeof chunk);
+        if (got < 0) {
+            /* the data cannot be ended without delivering a truncated message: drop the session */
+            e->body_job = NULL;
+            job_finish(e, j, SMTP_JOB_FAILED, (int)got, NULL,
+                       "reading the message failed: %s", email_strerror((int)got));
+            fail_session(e, (int)got, NULL, "reading the message failed, connection dropped");
+            return;
+        }
+        int rc;
+        if (got == 0) {
+            rc = email_dotstuff_finish(&e->dot, &e->out);
+            if (!rc) {
+                logf_(e, 'C', "<%llu bytes of message data>", (unsigned long long)j->body_bytes);
+                logf_(e, 'C', ".");
+                j->phase = PH_EOD;
+                j->eod_offset = e->taken + e->out.len;
+                e->body_job = NULL;
+                rc = fifo_push(e, CMD_EOD, j);
+            }
+        } else {
+            j->body_bytes += (uint64_t)got;
+            rc = email_dotstuff_feed(&e->dot, &e->out, chunk, (size_t)got);
+        }
+        if (rc) {
+            fail_session(e, rc, NULL, "out of memory");
+            return;
+        }
+    }
+    if (!e->body_job)
+        pump(e); /* pipelining: the next message's commands go right behind end of data */
+}
+
+size_t smtp_engine_take(smtp_engine_t *e, const char **data)
+{
+    static const char empty[1];
+    /* the previous take's bytes are the caller's now; out[0] is at offset `taken` */
+    email_buf_consume(&e->out, e->handed);
+    e->taken += e->handed;
+    e->handed = 0;
+    if (e->body_job && e->state != ST_CLOSED)
+        fill_body(e);
+    e->handed = e->out.len;
+    *data = e->out.len ? e->out.data : empty;
+    return e->out.len;
+}
+
+void smtp_engine_written(smtp_engine_t *e, size_t n)
+{
+    e->written += n;
+}
+
+bool smtp_engine_waiting(const smtp_engine_t *e)
+{
+    switch (e->state) {
+    case ST_READY:
+        return e->fifo_len > 0 || e->body_job;
+    case ST_CLOSED:
+        return false;
+    default:
+        return true;
+    }
+}
+
+bool smtp_engine_idle(const smtp_engine_t *e)
+{
+    return e->state == ST_READY && !e->fifo_len && !e->body_job && !e->queue_head;
+}
+
+bool smtp_engine_is_ready(const smtp_engine_t *e)
+{
+    return e->ready_reported && e->state != ST_CLOSED;
+}
+
+bool smtp_engine_is_closed(const smtp_engine_t *e)
+{
+    return e->state == ST_CLOSED;
+}
+
+int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
+{
+    if (e->state == ST_CLOSED || e->state == ST_QUIT || e->quit_wanted)
+        return EMAIL_ESHUTDOWN;
+    if (!j->nrcpts || !j->read)
+        return EMAIL_EINVAL;
+    j->next = NULL;
+    j->phase = PH_QUEUED;
+    j->mail_ok = false;
+    j->accepted = j->replied = 0;
+    j->fail_code = 0;
+    j->fail_text = NULL;
+    j->body_bytes = 0;
+    email_status_init(&j->status);
+    email_refusals_init(&j->refusals);
+    if (e->queue_tail)
+        e->queue_tail->next = j;
+    else
+        e->queue_head = j;
+    e->queue_tail = j;
+    pump(e);
+    return 0;
+}
+
+void smtp_engine_quit(smtp_engine_t *e)
+{
+    if (e->state == ST_CLOSED || e->state == ST_QUIT)
+        return;
+    /* before ready, QUIT goes once the setup is done and what was queued is sent */
+    e->quit_wanted = true;
+    if (e->state == ST_READY)
+        pump(e);
+}
+
+const email_status_t *smtp_engine_status(const smtp_engine_t *e)
+{
+    return &e->status;
+}
+
+unsigned smtp_engine_caps(const smtp_engine_t *e)
+{
+    return e->caps;
+}
+
+uint64_t smtp_engine_size_limit(const smtp_engine_t *e)
+{
+    return e->size_limit;
+}
+
+unsigned smtp_engine_auth_mechs(const smtp_engine_t *e)
+{
+    return e->auth_mechs;
+}

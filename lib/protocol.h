@@ -1,0 +1,145 @@
+/*
+ * The SMTP client engine, sans I/O: server bytes go in (smtp_engine_feed), bytes to write come
+ * out (smtp_engine_take), events come back through callbacks. No sockets, clocks, threads, libuv
+ * or GnuTLS here: everything about SMTP ordering is decided in this one place, so the same code
+ * runs under a test feeding scripted replies, a fuzzer, and connection.c over a real socket.
+ *
+ * Callbacks may call smtp_engine_submit / smtp_engine_quit, never smtp_engine_free.
+ */
+#ifndef EMAIL_PROTOCOL_H
+#define EMAIL_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "emailsession.h"
+#include "status.h"
+
+typedef struct smtp_engine smtp_engine_t;
+
+enum smtp_tls_policy {
+    SMTP_TLS_NEVER = 0,     /* never send STARTTLS */
+    SMTP_TLS_IF_OFFERED,    /* STARTTLS when the server offers it */
+    SMTP_TLS_REQUIRED       /* STARTTLS or fail: never a plaintext fallback */
+};
+
+typedef struct smtp_engine_config {
+    const char *helo_name;      /* EHLO/HELO argument */
+    auth_creds_t creds;         /* copied; password/token NULL or "" → no authentication */
+    auth_mech_t auth_mech;      /* AUTH_NONE: choose the strongest offered */
+    unsigned auth_limit;        /* mechanisms allowed when choosing (0 = all) */
+    bool auth_optional;         /* WLanguage rule: no usable mechanism offered → go on without */
+    int starttls;               /* enum smtp_tls_policy */
+    bool tls_active;            /* TLS from the first byte: the connection is already secure */
+    bool allow_cleartext_auth;  /* credentials may go over an unencrypted connection */
+    unsigned window;            /* most commands awaiting a reply when pipelining (0 → 100) */
+} smtp_engine_config_t;
+
+/* What is known about a message's delivery when its job ends. */
+enum smtp_job_outcome {
+    SMTP_JOB_SENT = 0,        /* accepted (maybe with some recipients refused) */
+    SMTP_JOB_FAILED,          /* refused or failed before end of data: not delivered */
+    SMTP_JOB_RETRYABLE,       /* the connection ended before end of data: safe to send again */
+    SMTP_JOB_UNKNOWN          /* end of data was sent but never answered: maybe delivered */
+};
+
+/* One message transaction. The caller fills the first block and owns the job. */
+typedef struct smtp_job {
+    const char *from;                 /* envelope sender addr-spec ("" for the null sender) */
+    const char *const *rcpts;         /* envelope recipients */
+    size_t nrcpts;
+    uint64_t size;                    /* size of the body (0 unknown), for SIZE= */
+    bool eight_bit, smtputf8;         /* BODY=8BITMIME, SMTPUTF8 wanted */
+    /* Body source: up to n bytes into buf, 0 at the end, <0 EMAIL_E... on error. */
+    ssize_t (*read)(void *ctx, char *buf, size_t n);
+    void *ctx;
+    void *user;
+
+    /* Set by the engine; final when job_done is called. */
+    enum smtp_job_outcome outcome;
+    email_status_t status;            /* code, text, enhanced code, error, recipients, rejected */
+    email_refusals_t refusals;        /* refused recipients (owned by the job: free them) */
+    uint64_t body_bytes;              /* body bytes read so far */
+
+    /* engine-private */
+    struct smtp_job *next;
+    int phase;
+    bool mail_ok;
+    size_t accepted, replied;
+    uint64_t eod_offset;
+    int fail_code;
+    char fail_enhanced[16];
+    char *fail_text;
+} smtp_job_t;
+
+typedef struct smtp_engine_callbacks {
+    /* A conversation event: kind 'C' (client line, secrets masked), 'S' (server line), '#'. */
+    void (*log)(void *ud, char kind, const char *text);
+    /* Greeted, secured and authenticated: messages can go (once per engine). */
+    void (*ready)(void *ud);
+    /* The server agreed to STARTTLS: do the handshake, then smtp_engine_tls_established. */
+    void (*starttls)(void *ud);
+    /* A job ended (see job->outcome and job->status). */
+    void (*job_done)(void *ud, smtp_job_t *job);
+    /* The session is over (after QUIT, or a fatal error in why). Close the transport. */
+    void (*closed)(void *ud, const email_status_t *why);
+} smtp_engine_callbacks_t;
+
+smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
+                               const smtp_engine_callbacks_t *callbacks, void *ud);
+/* Frees the engine. Jobs still inside are not reported: abort first. */
+void smtp_engine_free(smtp_engine_t *e);
+
+/* Bytes received from the server. 0, or <0 when the session failed (closed was called). */
+int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n);
+/*
+ * Bytes to write now (pulls message bodies as needed); *data stays valid until the next engine
+ * call. The bytes count as handed over: report their writing with smtp_engine_written.
+ */
+size_t smtp_engine_take(smtp_engine_t *e, const char **data);
+/* n more bytes reached the transport (in order). */
+void smtp_engine_written(smtp_engine_t *e, size_t n);
+/* True while a server reply is awaited (the caller runs its silence timer then). */
+bool smtp_engine_waiting(const smtp_engine_t *e);
+/* True when ready with nothing queued or in flight. */
+bool smtp_engine_idle(const smtp_engine_t *e);
+/* True once ready was reported and the session is not over. */
+bool smtp_engine_is_ready(const smtp_engine_t *e);
+/* True when the session is over (closed was reported). */
+bool smtp_engine_is_closed(const smtp_engine_t *e);
+
+/* Queues a job (validated by the caller). EMAIL_ESHUTDOWN once QUIT was asked or closed. */
+int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *job);
+/* QUIT once the queued jobs are done. */
+void smtp_engine_quit(smtp_engine_t *e);
+/*
+ * The transport failed (error, text): every job gets its outcome (retryable before end of data,
+ * unknown after), then closed. Also for an end of stream from the server (EMAIL_ECLOSED).
+ */
+void smtp_engine_abort(smtp_engine_t *e, int error, const char *text);
+/* The TLS handshake after STARTTLS succeeded: EHLO again with the old capabilities forgotten. */
+void smtp_engine_tls_established(smtp_engine_t *e);
+/* The outcome of the session setup so far: reply code/text of greeting, EHLO, AUTH. */
+const email_status_t *smtp_engine_status(const smtp_engine_t *e);
+
+/* Capabilities from the last EHLO (SMTP_CAP_...), and SIZE's limit (0 none). */
+enum {
+    SMTP_CAP_PIPELINING = 1 << 0,
+    SMTP_CAP_SIZE = 1 << 1,
+    SMTP_CAP_8BITMIME = 1 << 2,
+    SMTP_CAP_SMTPUTF8 = 1 << 3,
+    SMTP_CAP_CHUNKING = 1 << 4,
+    SMTP_CAP_DSN = 1 << 5,
+    SMTP_CAP_ENHANCEDSTATUSCODES = 1 << 6,
+    SMTP_CAP_STARTTLS = 1 << 7,
+    SMTP_CAP_AUTH = 1 << 8,
+    SMTP_CAP_EHLO = 1 << 9     /* EHLO worked (not HELO) */
+};
+unsigned smtp_engine_caps(const smtp_engine_t *e);
+uint64_t smtp_engine_size_limit(const smtp_engine_t *e);
+unsigned smtp_engine_auth_mechs(const smtp_engine_t *e);
+
+#endif

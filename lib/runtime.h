@@ -1,0 +1,42 @@
+/*
+ * Which loop, which thread. By default the library runs its own libuv loop on one thread,
+ * started on first use; API calls from any thread post work to it (a mutex-protected queue and
+ * uv_async_send) and synchronous calls wait on their own condition variable. Completion
+ * callbacks reach the caller through the dispatch queue and its descriptor.
+ */
+#ifndef EMAIL_RUNTIME_H
+#define EMAIL_RUNTIME_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+typedef void (*runtime_fn)(void *arg);
+
+/* Starts the loop thread if needed. 0 or EMAIL_E... */
+int runtime_start(void);
+uv_loop_t *runtime_loop(void);
+/* True on the thread that runs the loop. */
+bool runtime_on_loop_thread(void);
+/* Runs fn(arg) on the loop thread, soon (also when called from it). */
+int runtime_post(runtime_fn fn, void *arg);
+
+/* A one-shot completion a synchronous caller waits for. */
+typedef struct runtime_waiter {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    bool done;
+} runtime_waiter_t;
+void runtime_waiter_init(runtime_waiter_t *w);
+void runtime_waiter_destroy(runtime_waiter_t *w);
+/* Posts fn(arg) to the loop and waits until runtime_waiter_signal(w) (EMAIL_EWOULDBLOCK when
+ * called on the loop thread: waiting there would deadlock). */
+int runtime_call(runtime_fn fn, void *arg, runtime_waiter_t *w);
+void runtime_waiter_signal(runtime_waiter_t *w);
+
+/* Hands a callback to where callbacks run: now (loop thread mode) or the dispatch queue. */
+void runtime_deliver(runtime_fn fn, void *arg);
+
+/* Stops the loop thread once `drain` (run on the loop) has let every handle close. */
+void runtime_stop(void);
+
+#endif

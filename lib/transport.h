@@ -1,0 +1,40 @@
+/*
+ * libuv TCP: resolve a host, connect to each of its addresses in turn, read, queue writes,
+ * close. Runs on the loop's thread only. Knows nothing of SMTP or TLS.
+ */
+#ifndef EMAIL_TRANSPORT_H
+#define EMAIL_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct transport transport_t;
+
+typedef struct transport_callbacks {
+    /* Connected to ip:port (numeric). */
+    void (*connected)(void *ud, const char *ip, int port);
+    /* Bytes arrived. */
+    void (*read)(void *ud, const char *data, size_t n);
+    /* n bytes of the queued writes reached the kernel. */
+    void (*written)(void *ud, size_t n);
+    /* Resolving, connecting, reading or writing failed, or the peer ended the stream
+     * (EMAIL_ECLOSED). Called at most once; no read/written callback follows. */
+    void (*failed)(void *ud, int error, const char *text);
+    /* After transport_close: every handle is closed; the transport is freed after this. */
+    void (*closed)(void *ud);
+} transport_callbacks_t;
+
+transport_t *transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud);
+/* Resolves host and connects to its addresses in turn (IPv6 and IPv4, as the resolver orders). */
+int transport_connect(transport_t *t, const char *host, int port);
+/* Queues n bytes (copied). */
+int transport_write(transport_t *t, const char *data, size_t n);
+/* Bytes queued and not yet written. */
+size_t transport_pending(const transport_t *t);
+/* True when connected to a loopback address (127.0.0.0/8, ::1). */
+bool transport_is_loopback(const transport_t *t);
+/* Closes everything; `closed` follows, after which the transport is gone. Idempotent. */
+void transport_close(transport_t *t);
+
+#endif

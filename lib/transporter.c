@@ -1,0 +1,791 @@
+/*
+ * The transporter (4D's SMTP transporter): one server's settings, its keep-alive connection and
+ * the queue of sends. Public calls post work to the loop thread; everything below the
+ * "loop thread" line runs there only.
+ */
+#include "transporter.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "facade.h"
+#include "log.h"
+#include "message.h"
+#include "mime.h"
+#include "runtime.h"
+#include "status.h"
+#include "util.h"
+
+typedef struct send_req {
+    smtp_job_t job;
+    email_transporter_t *t;
+    email_message_t *msg;        /* frozen copy, or NULL for a prebuilt message */
+    mime_reader_t *reader;
+    char *raw;                   /* prebuilt message bytes */
+    size_t raw_len, raw_off;
+    char *from;
+    char **rcpts;
+    size_t nrcpts;
+    int attempts;
+    uint64_t id;
+
+    runtime_waiter_t *waiter;    /* synchronous sender waiting */
+    email_send_cb cb;            /* asynchronous completion */
+    void *cb_data;
+    email_status_t status;       /* final outcome */
+    email_refusals_t refusals;
+    struct send_req *next;
+} send_req_t;
+
+typedef struct req_list {
+    send_req_t *head, *tail;
+} req_list_t;
+
+/* A synchronous open / check / free waiting for the connection's fate. */
+typedef struct op {
+    email_transporter_t *t;
+    runtime_waiter_t waiter;
+    email_status_t status;
+    int rc;
+    send_req_t *req;
+    connection_t *conn;          /* check_connection's own connection */
+    struct op *next;
+} op_t;
+
+struct email_transporter_s {
+    /* settings, immutable after creation */
+    char *host, *user, *password, *token, *log_file, *ca_file, *helo_name;
+    char *header_charset, *body_charset;
+    int port;
+    auth_mech_t auth_mech;
+    transporter_extra_t x;
+    int connect_timeout_ms, reply_timeout_ms;
+    bool keep_alive;
+
+    /* loop thread state */
+    connection_t *conn;
+    req_list_t waiting;          /* not yet given to a connection */
+    size_t in_flight;            /* given to the current connection, not done */
+    req_list_t parked;           /* ended with the connection, decided when it closes */
+    op_t *openers;               /* transporter_open callers waiting for ready */
+    bool freeing;                /* email_transporter_free was called */
+    op_t *freer;                 /* its caller waiting for the end (NULL: free here) */
+    email_progress_cb progress;
+    void *progress_data;
+};
+
+static void list_push(req_list_t *l, send_req_t *r)
+{
+    r->next = NULL;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+}
+
+static send_req_t *list_pop(req_list_t *l)
+{
+    send_req_t *r = l->head;
+    if (r) {
+        l->head = r->next;
+        if (!l->head)
+            l->tail = NULL;
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Creation                                                                                     */
+
+void email_server_init(email_server_t *server)
+{
+    if (!server)
+        return;
+    memset(server, 0, sizeof *server);
+    server->keep_alive = true;
+}
+
+static void free_secret(char *s)
+{
+    if (s) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+static void transporter_destroy(email_transporter_t *t)
+{
+    free(t->host);
+    free(t->user);
+    free_secret(t->password);
+    free_secret(t->token);
+    free(t->log_file);
+    free(t->ca_file);
+    free(t->helo_name);
+    free(t->header_charset);
+    free(t->body_charset);
+    free(t);
+}
+
+static bool valid_mode(const char *m)
+{
+    return !m || !strcmp(m, EMAIL_MAIL_MODE_UTF8) || !strcmp(m, EMAIL_MAIL_MODE_UTF8_IN_BASE64) ||
+           !strcmp(m, EMAIL_MAIL_MODE_ISO88591) || !strcmp(m, EMAIL_MAIL_MODE_ISO2022JP);
+}
+
+email_transporter_t *transporter_new_ex(const email_server_t *s, const transporter_extra_t *extra,
+                                        char *err, size_t errlen)
+{
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        return NULL;                                                                               \
+    } while (0)
+    if (!s)
+        BAD("no server settings");
+    if (!s->host || !*s->host)
+        BAD("server: host is missing");
+    if (email_has_crlf(s->host) || strchr(s->host, ' '))
+        BAD("server: host \"%s\" is not a host name or address", s->host);
+    if (s->port < 0 || s->port > 65535)
+        BAD("server: port %d is out of range", s->port);
+    if (s->security < EMAIL_SECURITY_STARTTLS || s->security > EMAIL_SECURITY_NONE)
+        BAD("server: security %d is not an EMAIL_SECURITY_ value", s->security);
+    if (s->connection_timeout < 0 || s->send_timeout < 0)
+        BAD("server: timeouts cannot be negative");
+    const char *fields[] = {s->user, s->password, s->oauth2_token, s->helo_name};
+    const char *names[] = {"user", "password", "oauth2_token", "helo_name"};
+    for (size_t i = 0; i < 4; i++)
+        if (fields[i] && email_has_crlf(fields[i]))
+            BAD("server: %s contains a line break", names[i]);
+    if (s->helo_name && (!*s->helo_name || strchr(s->helo_name, ' ')))
+        BAD("server: helo_name \"%s\" is not a domain or address literal", s->helo_name);
+    auth_mech_t mech = AUTH_NONE;
+    if (s->authentication_mode && *s->authentication_mode) {
+        mech = auth_mech_from_name(s->authentication_mode);
+        if (mech == AUTH_NONE)
+            BAD("server: authentication_mode \"%s\" is not supported (PLAIN, LOGIN, CRAM-MD5, "
+                "XOAUTH2, OAUTHBEARER)",
+                s->authentication_mode);
+    }
+    if (!valid_mode(s->header_charset) || !valid_mode(s->body_charset))
+        BAD("server: header_charset/body_charset must be an EMAIL_MAIL_MODE_ value");
+    if (s->ca_file && access(s->ca_file, R_OK) != 0)
+        BAD("server: ca_file \"%s\" cannot be read", s->ca_file);
+
+    email_transporter_t *t = calloc(1, sizeof *t);
+    if (!t)
+        BAD("out of memory");
+    char hostname[256] = "localhost";
+    if (!s->helo_name) {
+        if (gethostname(hostname, sizeof hostname - 1) != 0 || !hostname[0] ||
+            strchr(hostname, ' '))
+            strcpy(hostname, "localhost");
+        hostname[sizeof hostname - 1] = '\0';
+    }
+    t->host = email_strdup(s->host);
+    t->user = email_strdup(s->user);
+    t->password = email_strdup(s->password);
+    t->token = email_strdup(s->oauth2_token);
+    t->log_file = email_strdup(s->log_file);
+    t->ca_file = email_strdup(s->ca_file);
+    t->helo_name = email_strdup(s->helo_name ? s->helo_name : hostname);
+    t->header_charset = email_strdup(s->header_charset);
+    t->body_charset = email_strdup(s->body_charset);
+    if (!t->host || !t->helo_name || (s->user && !t->user) || (s->password && !t->password) ||
+        (s->oauth2_token && !t->token) || (s->log_file && !t->log_file) ||
+        (s->ca_file && !t->ca_file) || (s->header_charset && !t->header_charset) ||
+        (s->body_charset && !t->body_charset)) {
+        transporter_destroy(t);
+        BAD("out of memory");
+    }
+    t->auth_mech = mech;
+    t->keep_alive = s->keep_alive;
+    t->connect_timeout_ms = (s->connection_timeout ? s->connection_timeout : 30) * 1000;
+    t->reply_timeout_ms = (s->send_timeout ? s->send_timeout : 100) * 1000;
+    if (extra) {
+        t->x = *extra;
+    } else {
+        /* 4D: STARTTLS unless told otherwise; accept_unsecure_connection allows plaintext */
+        t->x.implicit_tls = s->security == EMAIL_SECURITY_TLS;
+        t->x.tls_policy = s->security == EMAIL_SECURITY_NONE ? SMTP_TLS_NEVER
+                          : s->accept_unsecure_connection   ? SMTP_TLS_IF_OFFERED
+                                                            : SMTP_TLS_REQUIRED;
+        t->x.allow_insecure_auth = s->accept_unsecure_connection;
+    }
+    t->port = s->port ? s->port : t->x.implicit_tls ? 465 : 587;
+    return t;
+#undef BAD
+}
+
+email_transporter_t *email_transporter_new(const email_server_t *server)
+{
+    char err[512];
+    email_transporter_t *t = transporter_new_ex(server, NULL, err, sizeof err);
+    facade_set_error(t ? 0 : EMAIL_EINVAL, t ? NULL : err);
+    return t;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Loop thread                                                                                  */
+
+static void conn_ready(void *ud, connection_t *c);
+static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job);
+static void conn_closed(void *ud, connection_t *c, const email_status_t *why);
+
+static const connection_callbacks_t conn_cbs = {
+    .ready = conn_ready,
+    .job_done = conn_job_done,
+    .closed = conn_closed,
+};
+
+static void make_config(email_transporter_t *t, connection_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = t->host;
+    cfg->port = t->port;
+    cfg->engine.helo_name = t->helo_name;
+    cfg->engine.creds.user = t->user;
+    cfg->engine.creds.password = t->password;
+    cfg->engine.creds.token = t->token;
+    cfg->engine.auth_mech = t->auth_mech;
+    cfg->engine.auth_limit = t->x.auth_limit;
+    cfg->engine.auth_optional = t->x.auth_optional;
+    cfg->engine.starttls = t->x.implicit_tls ? SMTP_TLS_NEVER : t->x.tls_policy;
+    cfg->engine.tls_active = t->x.implicit_tls;
+    cfg->allow_insecure_auth = t->x.allow_insecure_auth;
+    cfg->connect_timeout_ms = t->connect_timeout_ms;
+    cfg->reply_timeout_ms = t->reply_timeout_ms;
+    cfg->session_id = email_log_session_id();
+}
+
+static connection_t *open_connection(email_transporter_t *t, void *ud)
+{
+    connection_config_t cfg;
+    make_config(t, &cfg);
+    connection_t *c = connection_new(runtime_loop(), &cfg, &conn_cbs, ud);
+    if (c && connection_start(c) != 0)
+        return NULL; /* connection_start aborted it: conn_closed will run */
+    return c;
+}
+
+/* The body of a job: a MIME reader or prebuilt bytes. */
+static ssize_t req_read(void *ctx, char *buf, size_t n)
+{
+    send_req_t *r = ctx;
+    if (r->reader)
+        return mime_reader_read(r->reader, buf, n);
+    size_t left = r->raw_len - r->raw_off;
+    if (n > left)
+        n = left;
+    memcpy(buf, r->raw + r->raw_off, n);
+    r->raw_off += n;
+    return (ssize_t)n;
+}
+
+/* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
+static int req_rewind(send_req_t *r, char *err, size_t errlen)
+{
+    r->raw_off = 0;
+    if (r->msg) {
+        mime_reader_free(r->reader);
+        r->reader = NULL;
+        int rc = mime_reader_new(r->msg, &r->reader, err, errlen);
+        if (rc)
+            return rc;
+        r->job.size = mime_reader_size(r->reader);
+        r->job.eight_bit = mime_reader_8bit(r->reader);
+    }
+    r->job.read = req_read;
+    r->job.ctx = r;
+    r->job.user = r;
+    email_refusals_free(&r->job.refusals);
+    return 0;
+}
+
+static void req_free(send_req_t *r)
+{
+    mime_reader_free(r->reader);
+    email_message_free(r->msg);
+    free(r->raw);
+    free(r->from);
+    for (size_t i = 0; r->rcpts && i < r->nrcpts; i++)
+        free(r->rcpts[i]);
+    free(r->rcpts);
+    email_refusals_free(&r->job.refusals);
+    email_refusals_free(&r->refusals);
+    free(r);
+}
+
+static void deliver_async(void *arg)
+{
+    send_req_t *r = arg;
+    r->status.internal_ = r->refusals.n ? &r->refusals : NULL;
+    r->cb(r->id, &r->status, r->cb_data);
+    req_free(r);
+}
+
+/* Only where nothing touches t afterwards: the end of conn_closed and of start_free. */
+static void maybe_finish_free(email_transporter_t *t);
+
+/* The request has its outcome: hand it to whoever waits. */
+static void req_complete(send_req_t *r)
+{
+    if (r->waiter) {
+        runtime_waiter_signal(r->waiter); /* the sender owns r from here */
+    } else if (r->cb) {
+        runtime_deliver(deliver_async, r);
+    } else {
+        req_free(r);
+    }
+}
+
+/* Completes with the job's own status (moving its refusals). */
+static void req_complete_job(send_req_t *r)
+{
+    r->status = r->job.status;
+    r->status.internal_ = NULL;
+    r->refusals = r->job.refusals;
+    email_refusals_init(&r->job.refusals);
+    req_complete(r);
+}
+
+static void req_fail(send_req_t *r, const email_status_t *why, const char *prefix)
+{
+    r->status = *why;
+    r->status.internal_ = NULL;
+    r->status.success = false;
+    if (!r->status.error)
+        r->status.error = EMAIL_ECLOSED;
+    r->status.recipients = r->nrcpts;
+    r->status.rejected = 0;
+    if (prefix) {
+        char text[sizeof r->status.status_text];
+        snprintf(text, sizeof text, "%s%s", prefix, why->status_text);
+        email_strlcpy(r->status.status_text, text, sizeof r->status.status_text);
+    }
+    req_complete(r);
+}
+
+/* Gives the waiting requests to the connection, opening one when needed. */
+static void kick(email_transporter_t *t)
+{
+    if (!t->waiting.head)
+        return;
+    if (!t->conn) {
+        t->conn = open_connection(t, t);
+        if (!t->conn)
+            return; /* conn_closed already ran (or out of memory: the requests stay queued) */
+    }
+    while (t->waiting.head) {
+        send_req_t *r = t->waiting.head;
+        if (connection_submit(t->conn, &r->job) != 0)
+            return; /* closing: they go on the next connection */
+        list_pop(&t->waiting);
+        t->in_flight++;
+    }
+}
+
+static void conn_ready(void *ud, connection_t *c)
+{
+    email_transporter_t *t = ud;
+    op_t *o = t->openers;
+    t->openers = NULL;
+    while (o) {
+        op_t *next = o->next;
+        o->status = *connection_ready_status(c);
+        o->status.internal_ = NULL;
+        o->rc = 0;
+        runtime_waiter_signal(&o->waiter);
+        o = next;
+    }
+    if (!t->keep_alive && !t->in_flight && !t->waiting.head)
+        connection_quit(c);
+}
+
+static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
+{
+    email_transporter_t *t = ud;
+    send_req_t *r = job->user;
+    t->in_flight--;
+    if (job->outcome == SMTP_JOB_RETRYABLE)
+        list_push(&t->parked, r); /* decided once we know why the connection ended */
+    else
+        req_complete_job(r);
+    if ((!t->keep_alive || t->freeing) && !t->in_flight && !t->waiting.head &&
+        connection_is_ready(c))
+        connection_quit(c);
+}
+
+static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
+{
+    email_transporter_t *t = ud;
+    bool was_ready = connection_was_ready(c);
+    if (t->conn == c)
+        t->conn = NULL;
+    t->in_flight = 0;
+
+    op_t *o = t->openers;
+    t->openers = NULL;
+    while (o) {
+        op_t *next = o->next;
+        o->status = *why;
+        o->status.internal_ = NULL;
+        o->rc = why->error ? why->error : EMAIL_ECLOSED;
+        runtime_waiter_signal(&o->waiter);
+        o = next;
+    }
+
+    /* Messages cut off before their end of data: once more on a fresh connection when the
+     * lost one had worked; otherwise the reason the session failed is theirs. */
+    send_req_t *r;
+    req_list_t retry = {0};
+    while ((r = list_pop(&t->parked))) {
+        if (was_ready && r->attempts < 2) {
+            char err[256];
+            r->attempts++;
+            if (req_rewind(r, err, sizeof err) == 0) {
+                list_push(&retry, r);
+                continue;
+            }
+        }
+        req_fail(r, was_ready ? &r->job.status : why, NULL);
+    }
+    /* retries go first, in their original order */
+    if (retry.head) {
+        retry.tail->next = t->waiting.head;
+        if (!t->waiting.head)
+            t->waiting.tail = retry.tail;
+        t->waiting.head = retry.head;
+    }
+    if (!was_ready && t->waiting.head) {
+        /* the connection never worked: what waits for it fails the same way */
+        while ((r = list_pop(&t->waiting)))
+            req_fail(r, why, NULL);
+    }
+    kick(t);
+    maybe_finish_free(t);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Operations posted from callers                                                               */
+
+static void op_open(void *arg)
+{
+    op_t *o = arg;
+    email_transporter_t *t = o->t;
+    if (t->conn && connection_is_ready(t->conn)) {
+        o->status = *connection_ready_status(t->conn);
+        o->status.internal_ = NULL;
+        o->rc = 0;
+        runtime_waiter_signal(&o->waiter);
+        return;
+    }
+    o->next = t->openers;
+    t->openers = o;
+    if (!t->conn) {
+        t->conn = open_connection(t, t);
+        if (!t->conn && t->openers == o) {
+            t->openers = o->next;
+            email_status_fail(&o->status, EMAIL_ENOMEM, "out of memory");
+            o->rc = EMAIL_ENOMEM;
+            runtime_waiter_signal(&o->waiter);
+        }
+    }
+}
+
+int transporter_open(email_transporter_t *t, email_status_t *status)
+{
+    op_t o = {.t = t};
+    runtime_waiter_init(&o.waiter);
+    email_status_init(&o.status);
+    int rc = runtime_call(op_open, &o, &o.waiter);
+    runtime_waiter_destroy(&o.waiter);
+    if (rc)
+        email_status_fail(&o.status, rc, "%s", email_strerror(rc));
+    else
+        rc = o.rc;
+    o.status.success = rc == 0;
+    if (status)
+        *status = o.status;
+    return rc;
+}
+
+/* check_connection: its own connection, QUIT as soon as it is ready. */
+static void check_ready(void *ud, connection_t *c)
+{
+    op_t *o = ud;
+    o->status = *connection_ready_status(c);
+    o->status.internal_ = NULL;
+    o->rc = 0;
+    connection_quit(c);
+}
+
+static void check_closed(void *ud, connection_t *c, const email_status_t *why)
+{
+    op_t *o = ud;
+    if (!connection_was_ready(c)) {
+        o->status = *why;
+        o->status.internal_ = NULL;
+        o->rc = why->error ? why->error : EMAIL_ECLOSED;
+    }
+    runtime_waiter_signal(&o->waiter);
+}
+
+static void op_check(void *arg)
+{
+    static const connection_callbacks_t cbs = {.ready = check_ready, .closed = check_closed};
+    op_t *o = arg;
+    connection_config_t cfg;
+    make_config(o->t, &cfg);
+    o->rc = EMAIL_ECLOSED;
+    connection_t *c = connection_new(runtime_loop(), &cfg, &cbs, o);
+    if (!c) {
+        email_status_fail(&o->status, EMAIL_ENOMEM, "out of memory");
+        o->rc = EMAIL_ENOMEM;
+        runtime_waiter_signal(&o->waiter);
+        return;
+    }
+    connection_quit(c);
+    connection_start(c);
+}
+
+int email_transporter_check_connection(email_transporter_t *t, email_status_t *status)
+{
+    if (!t)
+        return EMAIL_EINVAL;
+    op_t o = {.t = t};
+    runtime_waiter_init(&o.waiter);
+    email_status_init(&o.status);
+    int rc = runtime_call(op_check, &o, &o.waiter);
+    runtime_waiter_destroy(&o.waiter);
+    if (rc)
+        email_status_fail(&o.status, rc, "%s", email_strerror(rc));
+    else
+        rc = o.rc;
+    o.status.success = rc == 0;
+    o.status.error = rc;
+    if (status)
+        *status = o.status;
+    return rc;
+}
+
+static void op_send(void *arg)
+{
+    send_req_t *r = arg;
+    email_transporter_t *t = r->t;
+    if (t->freeing) {
+        email_status_t s;
+        email_status_init(&s);
+        email_status_fail(&s, EMAIL_ESHUTDOWN, "the transporter is being freed");
+        req_fail(r, &s, NULL);
+        return;
+    }
+    list_push(&t->waiting, r);
+    kick(t);
+}
+
+/* A request for a message: validated and frozen now, in the caller's thread. */
+static int req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
+                           char *err, size_t errlen)
+{
+    if (!t || !m) {
+        snprintf(err, errlen, "%s is NULL", t ? "message" : "transporter");
+        return EMAIL_EINVAL;
+    }
+    send_req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return EMAIL_ENOMEM;
+    r->t = t;
+    int rc = message_freeze(m, t->header_charset, t->body_charset, &r->msg, err, errlen);
+    if (!rc)
+        rc = req_rewind(r, err, errlen);
+    if (rc) {
+        req_free(r);
+        return rc;
+    }
+    const char *const *rcpts;
+    r->job.nrcpts = message_recipients(r->msg, &rcpts);
+    r->job.rcpts = rcpts;
+    r->job.from = message_envelope_from(r->msg);
+    r->job.smtputf8 = message_needs_smtputf8(r->msg);
+    r->id = email_message_id(r->msg);
+    r->nrcpts = r->job.nrcpts;
+    r->attempts = 1;
+    *out = r;
+    return 0;
+}
+
+static int send_and_wait(send_req_t *r, email_status_t *status)
+{
+    runtime_waiter_t w;
+    runtime_waiter_init(&w);
+    r->waiter = &w;
+    int rc = runtime_call(op_send, r, &w);
+    runtime_waiter_destroy(&w);
+    if (rc) {
+        if (status)
+            email_status_fail(status, rc, "%s", email_strerror(rc));
+        req_free(r);
+        return rc;
+    }
+    rc = r->status.success ? 0 : (r->status.error ? r->status.error : EMAIL_ESERVER);
+    if (status) {
+        *status = r->status;
+        status->error = rc;
+        email_status_attach(status, &r->refusals);
+    }
+    req_free(r);
+    return rc;
+}
+
+int email_transporter_send(email_transporter_t *t, const email_message_t *m,
+                           email_status_t *status)
+{
+    char err[512] = "";
+    send_req_t *r;
+    int rc = req_new_message(t, m, &r, err, sizeof err);
+    if (rc) {
+        if (status) {
+            email_status_init(status);
+            email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
+        }
+        return rc;
+    }
+    return send_and_wait(r, status);
+}
+
+int transporter_send_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
+                         const char *mime, size_t length, email_status_t *status)
+{
+    email_status_init(status);
+    send_req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return EMAIL_ENOMEM;
+    r->t = t;
+    size_t n = 0;
+    while (rcpts[n])
+        n++;
+    r->from = email_strdup(from);
+    r->rcpts = calloc(n ? n : 1, sizeof *r->rcpts);
+    r->raw = malloc(length ? length : 1);
+    if (!r->from || !r->rcpts || !r->raw) {
+        req_free(r);
+        return EMAIL_ENOMEM;
+    }
+    for (r->nrcpts = 0; r->nrcpts < n; r->nrcpts++) {
+        r->rcpts[r->nrcpts] = email_strdup(rcpts[r->nrcpts]);
+        if (!r->rcpts[r->nrcpts]) {
+            req_free(r);
+            return EMAIL_ENOMEM;
+        }
+    }
+    memcpy(r->raw, mime, length);
+    r->raw_len = length;
+    r->job.from = r->from;
+    r->job.rcpts = (const char *const *)r->rcpts;
+    r->job.nrcpts = n;
+    r->job.size = length;
+    r->job.eight_bit = !email_is_ascii(mime, length);
+    r->job.smtputf8 = !email_is_ascii(from, strlen(from));
+    for (size_t i = 0; i < n; i++)
+        r->job.smtputf8 |= !email_is_ascii(rcpts[i], strlen(rcpts[i]));
+    r->attempts = 1;
+    req_rewind(r, NULL, 0);
+    return send_and_wait(r, status);
+}
+
+int email_transporter_send_async(email_transporter_t *t, const email_message_t *m,
+                                 email_send_cb done, void *user_data, uint64_t *message_id)
+{
+    char err[512] = "";
+    send_req_t *r;
+    int rc = req_new_message(t, m, &r, err, sizeof err);
+    if (rc) {
+        facade_set_error(rc, err[0] ? err : email_strerror(rc));
+        return rc;
+    }
+    r->cb = done;
+    r->cb_data = user_data;
+    if (message_id)
+        *message_id = r->id;
+    rc = runtime_post(op_send, r);
+    if (rc)
+        req_free(r);
+    return rc;
+}
+
+int email_transporter_cancel(email_transporter_t *t, uint64_t message_id)
+{
+    (void)t;
+    (void)message_id;
+    return EMAIL_ENOTSUP;
+}
+
+int email_transporter_set_progress(email_transporter_t *t, email_progress_cb cb, void *user_data)
+{
+    (void)t;
+    (void)cb;
+    (void)user_data;
+    return EMAIL_ENOTSUP;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Freeing: QUIT after what is queued, wait for the connection to close                         */
+
+static void maybe_finish_free(email_transporter_t *t)
+{
+    if (!t->freeing || t->conn || t->waiting.head || t->parked.head || t->in_flight)
+        return;
+    op_t *o = t->freer;
+    if (o)
+        runtime_waiter_signal(&o->waiter); /* the caller destroys t */
+    else
+        transporter_destroy(t);
+}
+
+static void start_free(email_transporter_t *t)
+{
+    t->freeing = true;
+    if (t->conn) {
+        if (connection_is_ready(t->conn) || t->in_flight || t->waiting.head)
+            connection_quit(t->conn);
+        else
+            connection_abort(t->conn, EMAIL_ECANCELED, "the transporter was freed");
+    }
+    maybe_finish_free(t);
+}
+
+static void start_free_cb(void *arg)
+{
+    start_free(arg);
+}
+
+static void op_free(void *arg)
+{
+    op_t *o = arg;
+    o->t->freer = o;
+    start_free(o->t);
+}
+
+void email_transporter_free(email_transporter_t *t)
+{
+    if (!t)
+        return;
+    if (runtime_on_loop_thread()) {
+        /* cannot wait on the loop's own thread (maybe inside our own callback): finish in the
+         * background, from a fresh loop iteration */
+        runtime_post(start_free_cb, t);
+        return;
+    }
+    op_t o = {.t = t};
+    runtime_waiter_init(&o.waiter);
+    int rc = runtime_call(op_free, &o, &o.waiter);
+    runtime_waiter_destroy(&o.waiter);
+    if (rc == 0)
+        transporter_destroy(t);
+}

@@ -1,0 +1,28 @@
+/* What the facade needs of a transporter beyond the public API. */
+#ifndef EMAIL_TRANSPORTER_H
+#define EMAIL_TRANSPORTER_H
+
+#include "emailsession.h"
+#include "protocol.h"
+
+/* Settings the facade sets that email_server_t has no field for. */
+typedef struct transporter_extra {
+    int tls_policy;            /* enum smtp_tls_policy for plain connections */
+    bool implicit_tls;
+    unsigned auth_limit;       /* AUTH_PLAIN | AUTH_LOGIN for WLanguage sessions */
+    bool auth_optional;        /* WLanguage: neither offered → go on without */
+    bool allow_insecure_auth;
+    bool no_verify;
+} transporter_extra_t;
+
+/* A transporter with the facade's rules; extra NULL = 4D's rules from server->security. */
+email_transporter_t *transporter_new_ex(const email_server_t *server,
+                                        const transporter_extra_t *extra, char *err,
+                                        size_t errlen);
+/* Connects, greets, secures and authenticates the keep-alive connection, and waits for it. */
+int transporter_open(email_transporter_t *t, email_status_t *status);
+/* Sends a prebuilt message (email_send_mime) and waits. */
+int transporter_send_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
+                         const char *mime, size_t length, email_status_t *status);
+
+#endif

@@ -1,0 +1,209 @@
+/* Small internal helpers shared by every module. */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "emailsession.h"
+
+void email_buf_init(email_buf_t *b)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void email_buf_free(email_buf_t *b)
+{
+    free(b->data);
+    email_buf_init(b);
+}
+
+void email_buf_reset(email_buf_t *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+int email_buf_reserve(email_buf_t *b, size_t extra)
+{
+    if (extra > SIZE_MAX - b->len - 1)
+        return EMAIL_ENOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return EMAIL_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int email_buf_append(email_buf_t *b, const void *data, size_t n)
+{
+    if (email_buf_reserve(b, n))
+        return EMAIL_ENOMEM;
+    if (n)
+        memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int email_buf_puts(email_buf_t *b, const char *s)
+{
+    return email_buf_append(b, s, strlen(s));
+}
+
+int email_buf_putc(email_buf_t *b, char c)
+{
+    return email_buf_append(b, &c, 1);
+}
+
+int email_buf_printf(email_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return EMAIL_EINVAL;
+    if (email_buf_reserve(b, (size_t)n))
+        return EMAIL_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void email_buf_consume(email_buf_t *b, size_t n)
+{
+    if (n >= b->len) {
+        email_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+char *email_buf_steal(email_buf_t *b, size_t *len)
+{
+    if (!b->data && email_buf_reserve(b, 0))
+        return NULL;
+    char *p = b->data;
+    if (len)
+        *len = b->len;
+    email_buf_init(b);
+    return p;
+}
+
+char *email_strdup(const char *s)
+{
+    return s ? email_strndup(s, strlen(s)) : NULL;
+}
+
+char *email_strndup(const char *s, size_t n)
+{
+    if (!s)
+        return NULL;
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+int email_strcasecmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int d = lower((unsigned char)*a) - lower((unsigned char)*b);
+        if (d || !*a)
+            return d;
+    }
+}
+
+int email_strncasecmp(const char *a, const char *b, size_t n)
+{
+    for (; n; n--, a++, b++) {
+        int d = lower((unsigned char)*a) - lower((unsigned char)*b);
+        if (d || !*a)
+            return d;
+    }
+    return 0;
+}
+
+void email_strlcpy(char *dst, const char *src, size_t size)
+{
+    if (!size)
+        return;
+    size_t n = strlen(src);
+    if (n >= size) {
+        n = size - 1;
+        /* do not cut a UTF-8 sequence in two */
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+bool email_has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+bool email_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        unsigned min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            len = 2, min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3, min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (i + len > n)
+            return false;
+        unsigned cp = c & (0x7F >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+bool email_is_ascii(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return false;
+    return true;
+}

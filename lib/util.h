@@ -1,0 +1,49 @@
+/* Small internal helpers shared by every module: growable byte buffer, strings. */
+#ifndef EMAIL_UTIL_H
+#define EMAIL_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __GNUC__
+#define EMAIL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define EMAIL_PRINTF(f, a)
+#endif
+
+typedef struct email_buf {
+    char *data;  /* always NUL-terminated when non-NULL (the NUL is not counted in len) */
+    size_t len, cap;
+} email_buf_t;
+
+void email_buf_init(email_buf_t *b);
+void email_buf_free(email_buf_t *b);
+void email_buf_reset(email_buf_t *b);           /* len = 0, memory kept */
+int email_buf_reserve(email_buf_t *b, size_t extra);   /* 0 or EMAIL_ENOMEM */
+int email_buf_append(email_buf_t *b, const void *data, size_t n);
+int email_buf_puts(email_buf_t *b, const char *s);
+int email_buf_putc(email_buf_t *b, char c);
+int email_buf_printf(email_buf_t *b, const char *fmt, ...) EMAIL_PRINTF(2, 3);
+/* Drops the first n bytes. */
+void email_buf_consume(email_buf_t *b, size_t n);
+/* Hands the data over to the caller (malloc'ed, NUL-terminated) and empties b. */
+char *email_buf_steal(email_buf_t *b, size_t *len);
+
+/* strdup that accepts NULL (returns NULL). */
+char *email_strdup(const char *s);
+char *email_strndup(const char *s, size_t n);
+/* ASCII case-insensitive compare. */
+int email_strcasecmp(const char *a, const char *b);
+int email_strncasecmp(const char *a, const char *b, size_t n);
+/* snprintf into a fixed array, always terminated, truncating on a UTF-8 character boundary. */
+void email_strlcpy(char *dst, const char *src, size_t size);
+/* True when s[0..n) holds CR, LF or NUL (n = strlen when s is a string). */
+bool email_has_crlf(const char *s);
+/* True when s is valid UTF-8 (no overlongs, no surrogates). */
+bool email_utf8_valid(const char *s, size_t n);
+/* True when every byte is < 0x80. */
+bool email_is_ascii(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,438 @@
+/*
+ * Named sessions and transporters against real servers on 127.0.0.1: aiosmtpd (AUTH PLAIN and
+ * LOGIN, refusals), postfix's smtp-sink (pipelining, many messages), and a scripted faulty server.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "emailsession.h"
+#include "harness.h"
+
+static email_message_t *simple_message(const char *from, const char *to, const char *subject)
+{
+    email_message_t *m = email_message_new();
+    assert_non_null(m);
+    assert_int_equal(email_message_set_from(m, from), 0);
+    assert_int_equal(email_message_add_to(m, to), 0);
+    assert_int_equal(email_message_set_subject(m, subject), 0);
+    assert_int_equal(email_message_set_text_body(m, "Hello,\n.leading dot\nBye.\n"), 0);
+    return m;
+}
+
+static void start_smtpd(test_server_t *s, const char *const *args)
+{
+    assert_int_equal(test_server_start(s, "smtpd.py", args), 0);
+}
+
+static void assert_json_field(const char *json, const char *key, const char *want)
+{
+    char *v = test_json_string(json, key);
+    if (!v || strcmp(v, want) != 0)
+        fail_msg("json %s: got \"%s\", want \"%s\" in %s", key, v ? v : "(null)", want, json);
+    free(v);
+}
+
+/* AUTH with the given mechanism: the server checks the exact credentials it decoded. */
+static void auth_and_send(const char *mechs, const char *mech_name)
+{
+    test_server_t s;
+    const char *args[] = {"--auth", "alice@example.org:pa ss:wörd", "--auth-mechs", mechs,
+                          "--auth-required", NULL};
+    start_smtpd(&s, args);
+    assert_true(email_start_smtp_session("alice@example.org", "pa ss:wörd", "127.0.0.1", s.port,
+                                         EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_false(email_error_occurred());
+    email_message_t *m = simple_message("Alice <alice@example.org>", "Bob <bob@example.net>",
+                                        "first");
+    bool ok = email_send_message("alice@example.org", m);
+    if (!ok)
+        fail_msg("send: %s", email_error_info());
+    email_message_free(m);
+    assert_true(email_close_session("alice@example.org"));
+
+    assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+    char *json = test_spool_read(&s, 1, "json", NULL);
+    assert_non_null(json);
+    assert_json_field(json, "auth.mechanism", mech_name);
+    assert_json_field(json, "auth.login", "alice@example.org");
+    assert_json_field(json, "auth.password", "pa ss:wörd");
+    assert_json_field(json, "mail_from", "alice@example.org");
+    assert_json_field(json, "rcpt_tos.0", "bob@example.net");
+    free(json);
+    char *eml = test_spool_read(&s, 1, "eml", NULL);
+    assert_non_null(eml);
+    assert_non_null(strstr(eml, "Subject: first\r\n"));
+    assert_non_null(strstr(eml, "\r\n.leading dot\r\n")); /* dot-stuffing undone by the server */
+    free(eml);
+    test_server_stop(&s);
+}
+
+static void test_auth_plain(void **state)
+{
+    auth_and_send("PLAIN", "PLAIN");
+}
+
+static void test_auth_login(void **state)
+{
+    auth_and_send("LOGIN", "LOGIN");
+}
+
+static void test_auth_both_prefers_plain(void **state)
+{
+    auth_and_send("PLAIN,LOGIN", "PLAIN");
+}
+
+static void test_auth_wrong_password(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--auth", "carol:right", "--auth-required", NULL};
+    start_smtpd(&s, args);
+    assert_false(email_start_smtp_session("carol", "wrong", "127.0.0.1", s.port,
+                                          EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_true(email_error_occurred());
+    assert_int_equal(email_last_error(), EMAIL_EAUTH);
+    assert_non_null(strstr(email_error_info(), "535"));
+    /* the name was not kept */
+    assert_false(email_send_message("carol", NULL));
+    email_message_t *m = simple_message("c@example.org", "d@example.org", "x");
+    assert_false(email_send_message("carol", m));
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+    email_message_free(m);
+    assert_int_equal(test_spool_count(&s), 0);
+    test_server_stop(&s);
+}
+
+/* WLanguage's rule: the server offers neither LOGIN nor PLAIN → go on without authenticating. */
+static void test_auth_not_offered(void **state)
+{
+    test_server_t s;
+    start_smtpd(&s, NULL);
+    assert_true(email_start_smtp_session("dave", "secret", "127.0.0.1", s.port,
+                                         EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    email_message_t *m = simple_message("dave@example.org", "erin@example.org", "no auth");
+    assert_true(email_send_message("dave", m));
+    email_message_free(m);
+    assert_true(email_close_session("dave"));
+    assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+    char *json = test_spool_read(&s, 1, "json", NULL);
+    assert_null(test_json_string(json, "auth.mechanism"));
+    free(json);
+    test_server_stop(&s);
+}
+
+static void test_names(void **state)
+{
+    test_server_t s;
+    start_smtpd(&s, NULL);
+    assert_true(email_start_smtp_session("same", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    assert_false(email_start_smtp_session("same", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                          EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_last_error(), EMAIL_EEXIST);
+    assert_true(email_close_session("same"));
+    assert_false(email_close_session("same"));
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+    assert_false(email_close_session("never-opened"));
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+    /* bad arguments are named */
+    assert_false(email_start_smtp_session("", NULL, "127.0.0.1", s.port, 0, 0));
+    assert_int_equal(email_last_error(), EMAIL_EINVAL);
+    assert_false(email_start_smtp_session("x", NULL, "127.0.0.1", 70000, 0, 0));
+    assert_non_null(strstr(email_error_info(), "70000"));
+    assert_false(email_start_smtp_session("x", NULL, "127.0.0.1", s.port, 7, 0));
+    assert_non_null(strstr(email_error_info(), "mode"));
+    test_server_stop(&s);
+}
+
+/* One recipient refused: sent to the others, the refused one reported with its code. */
+static void test_partial_recipients(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--reject-rcpt", "nobody", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+
+    email_message_t *m = simple_message("a@example.org", "ok1@example.org", "partial");
+    assert_int_equal(email_message_add_cc(m, "nobody@example.org, ok2@example.org"), 0);
+    email_status_t st;
+    assert_int_equal(email_transporter_send(t, m, &st), 0);
+    assert_true(st.success);
+    assert_int_equal(st.status, 250);
+    assert_int_equal(st.recipients, 3);
+    assert_int_equal(st.rejected, 1);
+    int code = 0;
+    assert_string_equal(email_status_recipient(&st, 0, &code), "nobody@example.org");
+    assert_int_equal(code, 550);
+    assert_non_null(strstr(email_status_recipient_text(&st, 0), "rejected"));
+    assert_null(email_status_recipient(&st, 1, &code));
+    email_status_clear(&st);
+    email_message_free(m);
+
+    /* every recipient refused: not sent, each one listed */
+    m = simple_message("a@example.org", "nobody@example.org", "none");
+    assert_int_equal(email_message_add_bcc(m, "nobody2@example.org"), 0);
+    assert_int_equal(email_transporter_send(t, m, &st), EMAIL_ERECIPIENTS);
+    assert_false(st.success);
+    assert_int_equal(st.status, 550);
+    assert_string_equal(st.enhanced_code, "5.1.1");
+    assert_int_equal(st.rejected, 2);
+    assert_string_equal(email_status_recipient(&st, 1, NULL), "nobody2@example.org");
+    email_message_free(m);
+
+    /* the session goes on after the failed transaction (RSET) */
+    m = simple_message("a@example.org", "ok3@example.org", "after");
+    assert_int_equal(email_transporter_send(t, m, &st), 0);
+    email_message_free(m);
+    email_transporter_free(t);
+
+    assert_int_equal(test_spool_wait(&s, 2, 5000), 2);
+    char *json = test_spool_read(&s, 1, "json", NULL);
+    assert_int_equal(test_json_array_count(json, "rcpt_tos"), 2);
+    assert_json_field(json, "rcpt_tos.1", "ok2@example.org");
+    free(json);
+    char *eml = test_spool_read(&s, 1, "eml", NULL);
+    assert_null(strstr(eml, "nobody2")); /* Bcc never in the headers */
+    free(eml);
+    test_server_stop(&s);
+}
+
+static void test_server_refusals(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--data-reply", "554 5.6.0 Message content rejected", "--reject-mail",
+                          "spammer", NULL};
+    start_smtpd(&s, args);
+    assert_true(email_start_smtp_session("r", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "refused");
+    assert_false(email_send_message("r", m));
+    assert_int_equal(email_last_error(), EMAIL_ESERVER);
+    assert_non_null(strstr(email_error_info(), "554"));
+    assert_non_null(strstr(email_error_info(), "5.6.0"));
+    assert_non_null(strstr(email_error_info(), "Message content rejected"));
+    email_message_free(m);
+
+    m = simple_message("spammer@example.org", "b@example.org", "bad sender");
+    assert_false(email_send_message("r", m));
+    assert_non_null(strstr(email_error_info(), "553"));
+    email_message_free(m);
+    assert_true(email_close_session("r"));
+    assert_int_equal(test_spool_count(&s), 0);
+    test_server_stop(&s);
+}
+
+static void test_helo_fallback(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--no-ehlo", NULL};
+    start_smtpd(&s, args);
+    assert_true(email_start_smtp_session("h", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "helo");
+    assert_true(email_send_message("h", m));
+    email_message_free(m);
+    assert_true(email_close_session("h"));
+    assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+    char *json = test_spool_read(&s, 1, "json", NULL);
+    assert_int_equal(test_json_bool(json, "esmtp"), 0);
+    free(json);
+    test_server_stop(&s);
+}
+
+/* smtp-sink offers PIPELINING: many messages over one session, every one arrives once. */
+static void test_sink_many(void **state)
+{
+    test_server_t s;
+    assert_int_equal(test_sink_start(&s, NULL), 0);
+    assert_true(email_start_smtp_session("sink", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    const int n = 200;
+    for (int i = 0; i < n; i++) {
+        char subject[64];
+        snprintf(subject, sizeof subject, "message %d", i);
+        email_message_t *m = simple_message("a@example.org", "b@example.org, c@example.org",
+                                            subject);
+        if (!email_send_message("sink", m))
+            fail_msg("message %d: %s", i, email_error_info());
+        email_message_free(m);
+    }
+    assert_true(email_close_session("sink"));
+    assert_int_equal(test_sink_wait(&s, n, 5000), n);
+    test_server_stop(&s);
+}
+
+static void test_send_mime(void **state)
+{
+    test_server_t s;
+    start_smtpd(&s, NULL);
+    assert_true(email_start_smtp_session("raw", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    const char *mime = "From: a@example.org\nTo: b@example.org\nSubject: raw\n\n"
+                       "line one\n.dot line\n.\nlast line without newline";
+    const char *rcpts[] = {"b@example.org", NULL};
+    assert_true(email_send_mime("raw", "a@example.org", rcpts, mime, strlen(mime)));
+    /* bad envelopes are refused before anything is sent */
+    const char *bad[] = {"b@example.org>\r\nRCPT TO:<evil@example.org", NULL};
+    assert_false(email_send_mime("raw", "a@example.org", bad, mime, strlen(mime)));
+    assert_int_equal(email_last_error(), EMAIL_EINVAL);
+    assert_false(email_send_mime("raw", "a@example.org", rcpts, mime, 0));
+    assert_true(email_close_session("raw"));
+    assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+    char *eml = test_spool_read(&s, 1, "eml", NULL);
+    assert_string_equal(eml, "From: a@example.org\r\nTo: b@example.org\r\nSubject: raw\r\n\r\n"
+                             "line one\r\n.dot line\r\n.\r\nlast line without newline\r\n");
+    free(eml);
+    test_server_stop(&s);
+}
+
+static void test_check_connection(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--auth", "u:p", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.user = "u";
+    srv.password = "p";
+    srv.accept_unsecure_connection = true;
+    email_transporter_t *t = email_transporter_new(&srv);
+    email_status_t st;
+    assert_int_equal(email_transporter_check_connection(t, &st), 0);
+    assert_true(st.success);
+    assert_int_equal(st.status, 235);
+    email_transporter_free(t);
+
+    srv.password = "wrong";
+    t = email_transporter_new(&srv);
+    assert_int_equal(email_transporter_check_connection(t, &st), EMAIL_EAUTH);
+    assert_false(st.success);
+    assert_int_equal(st.status, 535);
+    email_transporter_free(t);
+    test_server_stop(&s);
+
+    /* nobody listens any more on that port */
+    srv.password = "p";
+    t = email_transporter_new(&srv);
+    assert_int_equal(email_transporter_check_connection(t, &st), EMAIL_ECONNECT);
+    assert_int_equal(st.status, 0);
+    assert_non_null(strstr(st.status_text, "127.0.0.1"));
+    email_transporter_free(t);
+
+    /* bad settings are named */
+    srv.host = NULL;
+    assert_null(email_transporter_new(&srv));
+    assert_non_null(strstr(email_error_info(), "host"));
+}
+
+/* A server that accepts the connection and never says a word: the timeout ends the wait. */
+static void test_silent_server_times_out(void **state)
+{
+    test_server_t s;
+    assert_int_equal(test_scripted_start(&s, "sleep 8\n", NULL), 0);
+    int old = email_get_timeout();
+    email_set_timeout(1);
+    assert_false(email_start_smtp_session("silent", NULL, "127.0.0.1", s.port,
+                                          EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_last_error(), EMAIL_ETIMEDOUT);
+    email_set_timeout(old);
+    test_server_stop(&s);
+}
+
+/* 421 in the middle of a transaction: the message fails (one outcome), the session ends. */
+static void test_421_mid_transaction(void **state)
+{
+    test_server_t s;
+    const char *script = "send 220 scripted ESMTP\n"
+                         "expect EHLO .*\n"
+                         "send 250 scripted\n"
+                         "expect MAIL FROM:<a@example.org>.*\n"
+                         "send 250 ok\n"
+                         "expect RCPT TO:<b@example.org>\n"
+                         "send 421 4.3.2 Service shutting down\n"
+                         "close\n";
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    assert_true(email_start_smtp_session("s421", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "421");
+    assert_false(email_send_message("s421", m));
+    /* retried once on a fresh connection, which nobody accepts any more */
+    assert_true(email_last_error() == EMAIL_ECONNECT || email_last_error() == EMAIL_ECLOSED);
+    email_message_free(m);
+    assert_true(email_close_session("s421"));
+    assert_int_equal(test_server_wait(&s, 5000), 0);
+    test_server_stop(&s);
+}
+
+/* End of data sent, then the connection drops: unknown outcome, never a silent resend. */
+static void test_drop_after_end_of_data(void **state)
+{
+    test_server_t s;
+    const char *script = "send 220 scripted ESMTP\n"
+                         "expect EHLO .*\n"
+                         "send 250 scripted\n"
+                         "expect MAIL FROM:<a@example.org>.*\n"
+                         "send 250 ok\n"
+                         "expect RCPT TO:<b@example.org>\n"
+                         "send 250 ok\n"
+                         "expect DATA\n"
+                         "send 354 go\n"
+                         "expect-data\n"
+                         "close\n";
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    assert_true(email_start_smtp_session("drop", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "maybe");
+    assert_false(email_send_message("drop", m));
+    assert_int_equal(email_last_error(), EMAIL_EUNKNOWN);
+    email_message_free(m);
+    assert_true(email_close_session("drop"));
+    assert_int_equal(test_server_wait(&s, 5000), 0);
+    size_t len;
+    char *rec = test_scripted_record(&s, &len);
+    assert_non_null(rec);
+    assert_non_null(strstr(rec, "\r\n.\r\n"));
+    free(rec);
+    test_server_stop(&s);
+}
+
+static int teardown_all(void **state)
+{
+    email_shutdown();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth_plain),
+        cmocka_unit_test(test_auth_login),
+        cmocka_unit_test(test_auth_both_prefers_plain),
+        cmocka_unit_test(test_auth_wrong_password),
+        cmocka_unit_test(test_auth_not_offered),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_partial_recipients),
+        cmocka_unit_test(test_server_refusals),
+        cmocka_unit_test(test_helo_fallback),
+        cmocka_unit_test(test_sink_many),
+        cmocka_unit_test(test_send_mime),
+        cmocka_unit_test(test_check_connection),
+        cmocka_unit_test(test_silent_server_times_out),
+        cmocka_unit_test(test_421_mid_transaction),
+        cmocka_unit_test(test_drop_after_end_of_data),
+    };
+    return cmocka_run_group_tests(tests, NULL, teardown_all);
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""SMTP server for the emailsession integration tests, built on aiosmtpd.
+
+Listens on --host/--port, prints "PORT <n>" once it accepts connections, and stays up until
+SIGTERM/SIGINT or until its stdin (when a pipe, socket or tty) reaches EOF, so a crashed test
+never leaves it behind. Accepted messages go to --spool DIR as NNNN.eml (the DATA bytes) and
+NNNN.json (the envelope); the .json is written last and atomically, so once it exists both are
+complete. Run with --help for the options.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import ssl
+import stat
+import sys
+import warnings
+
+from aiosmtpd.smtp import SMTP, AuthResult, TLSSetupException
+
+BUILTIN_MECHS = ("PLAIN", "LOGIN")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--hostname", default="localhost",
+                   help="name in the greeting and EHLO reply (avoids a slow getfqdn())")
+    p.add_argument("--spool", metavar="DIR", help="write accepted messages here")
+    p.add_argument("--auth", metavar="USER:PASSWORD", action="append", default=[],
+                   help="accept these credentials (repeatable); enables AUTH, even in cleartext")
+    p.add_argument("--auth-required", action="store_true", help="refuse MAIL without AUTH (530)")
+    p.add_argument("--auth-mechs", metavar="MECH,...", help="offer only these of PLAIN,LOGIN")
+    p.add_argument("--reject-rcpt", metavar="SUBSTRING", action="append", default=[],
+                   help="refuse recipients containing this (550, repeatable)")
+    p.add_argument("--reject-mail", metavar="SUBSTRING", action="append", default=[],
+                   help="refuse senders containing this (553, repeatable)")
+    p.add_argument("--data-reply", metavar="'CODE TEXT'",
+                   help="reply to the end of DATA with this; the message is spooled only if "
+                        "it is a 2xx reply")
+    p.add_argument("--no-ehlo", action="store_true", help="answer EHLO with 502 (HELO works)")
+    p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS")
+    p.add_argument("--starttls-required", action="store_true",
+                   help="refuse mail commands before STARTTLS (530)")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="implicit TLS from the first byte")
+    p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    p.add_argument("--size", type=int, metavar="N",
+                   help="advertise and enforce SIZE N (default: no SIZE, no limit)")
+    p.add_argument("--log", metavar="FILE", help="append every line received and sent")
+    args = p.parse_args(argv)
+
+    args.accounts = {}
+    for item in args.auth:
+        user, sep, password = item.partition(":")
+        if not sep:
+            p.error(f"--auth {item!r}: expected USER:PASSWORD")
+        args.accounts[user.encode()] = password.encode()
+    args.mechs = set(BUILTIN_MECHS)
+    if args.auth_mechs:
+        args.mechs = {m.strip().upper() for m in args.auth_mechs.split(",") if m.strip()}
+        unknown = args.mechs - set(BUILTIN_MECHS)
+        if unknown:
+            p.error(f"--auth-mechs: unsupported {', '.join(sorted(unknown))}")
+    if args.starttls_required and not args.starttls:
+        p.error("--starttls-required needs --starttls CERT KEY")
+    if args.starttls and args.tls:
+        p.error("--starttls and --tls are exclusive")
+    if args.data_reply and not (len(args.data_reply) >= 3 and args.data_reply[:3].isdigit()):
+        p.error("--data-reply must start with a 3-digit code")
+    return args
+
+
+def server_context(cert, key):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def text(b):
+    # surrogateescape keeps non-UTF-8 bytes recoverable: json.dumps writes them as \udcXX.
+    return b.decode("utf-8", "surrogateescape")
+
+
+class Handler:
+    """aiosmtpd hooks: canned refusals, AUTH bookkeeping and the spool."""
+
+    def __init__(self, args):
+        self.args = args
+        self.seq = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if self.args.no_ehlo:
+            session.extended_smtp = False
+            return ["502 5.5.2 Command not recognized"]
+        session.host_name = hostname  # the 5-argument hook must do this itself
+        if not self.args.accounts:
+            responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if any(s in address for s in self.args.reject_mail):
+            return "553 5.7.1 Sender address rejected"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if any(s in address for s in self.args.reject_rcpt):
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = self.args.data_reply or "250 OK"
+        if reply.startswith("2") and self.args.spool:
+            self.spool(server, session, envelope)
+        return reply
+
+    async def handle_exception(self, error):
+        # A client refusing our test certificate during STARTTLS is an expected outcome.
+        if not isinstance(error, TLSSetupException):
+            logging.getLogger("mail.log").exception("SMTP session exception")
+        return f"500 Error: ({error.__class__.__name__}) {error}"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        login, password = auth_data.login, auth_data.password
+        if self.args.accounts.get(login) != password:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data={
+            "mechanism": mechanism, "login": text(login), "password": text(password)})
+
+    def spool(self, server, session, envelope):
+        self.seq += 1
+        base = os.path.join(self.args.spool, f"{self.seq:04d}")
+        content = envelope.original_content
+        if content is None:
+            content = envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        with open(base + ".eml", "wb") as f:
+            f.write(content)
+        meta = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "mail_options": envelope.mail_options,
+            "rcpt_options": envelope.rcpt_options,
+            "auth": session.auth_data if session.authenticated else None,
+            "peer": list(session.peer) if session.peer else None,
+            "size": len(content),
+            "helo": session.host_name,
+            "esmtp": session.extended_smtp,
+            "smtputf8": envelope.smtp_utf8,
+            "tls": server.tls_active(),
+        }
+        with open(base + ".json.tmp", "w", encoding="ascii") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
+        os.replace(base + ".json.tmp", base + ".json")
+
+
+class LoggingSMTP(SMTP):
+    """aiosmtpd's SMTP plus an optional raw line log and a way to tell whether TLS is on."""
+
+    connections = 0
+
+    def __init__(self, handler, log_file, **kwargs):
+        super().__init__(handler, **kwargs)
+        self._log_file = log_file
+        LoggingSMTP.connections += 1
+        self._log_id = LoggingSMTP.connections
+        self._log_partial = b""
+        self._implicit_tls = False
+
+    def connection_made(self, transport):
+        fresh = self.transport is None
+        super().connection_made(transport)
+        if fresh:
+            self._implicit_tls = transport.get_extra_info("ssl_object") is not None
+            self._log(b"-- connect " + repr(self.session.peer).encode())
+        else:
+            self._log(b"-- STARTTLS done")
+
+    def connection_lost(self, error):
+        if self._log_partial:
+            self._log(b"C: " + self._log_partial + b"  [no CRLF]")
+            self._log_partial = b""
+        self._log(b"-- closed")
+        super().connection_lost(error)
+
+    def tls_active(self):
+        return self._implicit_tls or self._tls_protocol is not None
+
+    def data_received(self, data):
+        # Plain text in both cases: after STARTTLS the TLS layer hands us decrypted data.
+        if self._log_file:
+            lines = (self._log_partial + data).split(b"\r\n")
+            self._log_partial = lines.pop()
+            for line in lines:
+                self._log(b"C: " + line)
+        super().data_received(data)
+
+    async def push(self, status):
+        raw = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") \
+            if isinstance(status, str) else status
+        for line in raw.split(b"\r\n"):
+            self._log(b"S: " + line)
+        await super().push(status)
+
+    def _log(self, line):
+        if self._log_file:
+            self._log_file.write(b"[%d] %s\n" % (self._log_id, line))
+            self._log_file.flush()
+
+
+def quiet_tls_errors(loop, context):
+    # A client that rejects our test certificate is an expected outcome, not a server failure.
+    if isinstance(context.get("exception"), (ssl.SSLError, ConnectionError)):
+        return
+    loop.default_exception_handler(context)
+
+
+def stdin_watchable():
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    # /dev/null (a background shell job's stdin) would mean "exit at once": don't watch it.
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)
+
+
+async def serve(args, log_file):
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(quiet_tls_errors)
+    handler = Handler(args)
+    starttls_ctx = server_context(*args.starttls) if args.starttls else None
+    implicit_ctx = server_context(*args.tls) if args.tls else None
+    excluded = set(BUILTIN_MECHS) - args.mechs if args.accounts else set(BUILTIN_MECHS)
+
+    def factory():
+        return LoggingSMTP(
+            handler, log_file,
+            hostname=args.hostname,
+            data_size_limit=args.size,
+            enable_SMTPUTF8=args.smtputf8,
+            decode_data=False,
+            tls_context=starttls_ctx,
+            require_starttls=args.starttls_required,
+            auth_required=args.auth_required,
+            auth_require_tls=False,
+            auth_exclude_mechanism=excluded,
+            authenticator=handler.authenticate,
+            loop=loop)
+
+    server = await loop.create_server(factory, host=args.host, port=args.port, ssl=implicit_ctx)
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    if stdin_watchable():
+        def on_stdin():
+            if not os.read(0, 4096):
+                loop.remove_reader(0)
+                done.set()
+        loop.add_reader(0, on_stdin)
+
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    await done.wait()
+    server.close()
+
+
+def main(argv):
+    args = parse_args(argv)
+    if args.spool:
+        os.makedirs(args.spool, exist_ok=True)
+    # aiosmtpd warns about AUTH without TLS, which is exactly what these tests want.
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    # Closed only after asyncio.run(), whose cleanup still logs the connections it closes.
+    with open(args.log, "ab") if args.log else contextlib.nullcontext() as log_file:
+        asyncio.run(serve(args, log_file))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
