@@ -280,15 +280,21 @@ int address_parse(const char *text, bool list, address_list_t *out, char *why, s
     return 0;
 }
 
-void address_list_free(address_list_t *list)
+void address_list_truncate(address_list_t *list, size_t n)
 {
-    for (size_t i = 0; i < list->n; i++) {
+    for (size_t i = n; i < list->n; i++) {
         free(list->v[i].name);
         free(list->v[i].addr);
     }
+    if (n < list->n)
+        list->n = n;
+}
+
+void address_list_free(address_list_t *list)
+{
+    address_list_truncate(list, 0);
     free(list->v);
     list->v = NULL;
-    list->n = 0;
 }
 
 int address_list_append(address_list_t *dst, const address_list_t *src)
@@ -299,24 +305,15 @@ int address_list_append(address_list_t *dst, const address_list_t *src)
     if (!v)
         return EMAIL_ENOMEM;
     dst->v = v;
-    size_t i;
-    for (i = 0; i < src->n; i++) {
-        address_t *a = &v[dst->n + i];
+    size_t before = dst->n;
+    for (size_t i = 0; i < src->n; i++) {
+        address_t *a = &v[dst->n++];
         a->name = email_strdup(src->v[i].name);
         a->addr = email_strdup(src->v[i].addr);
         if (!a->addr || (src->v[i].name && !a->name)) {
-            free(a->name);
-            free(a->addr);
-            break;
+            address_list_truncate(dst, before);
+            return EMAIL_ENOMEM;
         }
     }
-    if (i < src->n) {
-        while (i--) {
-            free(v[dst->n + i].name);
-            free(v[dst->n + i].addr);
-        }
-        return EMAIL_ENOMEM;
-    }
-    dst->n += src->n;
     return 0;
 }

@@ -26,6 +26,8 @@ int address_parse(const char *text, bool list, address_list_t *out, char *why, s
    address literal), within the RFC 5321 lengths. */
 bool address_spec_valid(const char *s, size_t n);
 void address_list_free(address_list_t *list);
+/* Frees the addresses from index n on (the list keeps its first n). */
+void address_list_truncate(address_list_t *list, size_t n);
 /* Appends copies of src's addresses to dst. 0 or EMAIL_ENOMEM (dst unchanged). */
 int address_list_append(address_list_t *dst, const address_list_t *src);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "tls.h"
 #include "transport.h"
 #include "util.h"
 
@@ -23,8 +24,18 @@ struct connection {
     connection_callbacks_t cb;
     void *ud;
     char *host;
+    char *ca_file;
 
     transport_t *transport;
+    tls_t *tls;
+    /* with TLS, plaintext handed to the engine's written() once its ciphertext is written */
+    struct credit {
+        uint64_t cipher_end;
+        size_t plain;
+    } *credits;
+    size_t ncredits, credits_head, credits_cap;
+    uint64_t cipher_queued, cipher_written;
+    uint64_t received;            /* bytes from the server, for error messages */
     smtp_engine_t *engine;
     uv_timer_t timer;
     bool timer_open;
@@ -42,14 +53,14 @@ struct connection {
 static void log_event(connection_t *c, char kind, const char *fmt, ...) EMAIL_PRINTF(3, 4);
 static void log_event(connection_t *c, char kind, const char *fmt, ...)
 {
-    if (!email_log_active())
+    if (!email_log_active(c->cfg.log))
         return;
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    email_log_event(c->cfg.session_id, kind, text);
+    email_log_event(c->cfg.log, c->cfg.session_id, kind, text);
 }
 
 static void finish(connection_t *c)
@@ -58,7 +69,12 @@ static void finish(connection_t *c)
         return;
     if (c->engine)
         smtp_engine_free(c->engine);
+    email_log_flush(c->cfg.log);
+    log_sink_release(c->cfg.log);
+    tls_free(c->tls);
+    free(c->credits);
     free(c->host);
+    free(c->ca_file);
     if (c->cb.closed)
         c->cb.closed(c->ud, c, &c->why);
     free(c);
@@ -100,9 +116,15 @@ static void on_timeout(uv_timer_t *h)
     connection_t *c = h->data;
     bool connecting = !c->ready;
     int ms = connecting ? c->cfg.connect_timeout_ms : c->cfg.reply_timeout_ms;
-    char text[256];
-    snprintf(text, sizeof text, "timed out after %d s %s", ms / 1000,
-             connecting ? "connecting to the server" : "waiting for the server");
+    char text[400];
+    if (connecting && c->engine && !c->received && !c->cfg.implicit_tls)
+        snprintf(text, sizeof text,
+                 "timed out after %d s: the server did not greet (if this port expects TLS from "
+                 "the first byte, such as 465, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
+                 ms / 1000);
+    else
+        snprintf(text, sizeof text, "timed out after %d s %s", ms / 1000,
+                 connecting ? "connecting to the server" : "waiting for the server");
     connection_abort(c, EMAIL_ETIMEDOUT, text);
 }
 
@@ -119,6 +141,35 @@ static void arm_timer(connection_t *c)
         uv_timer_stop(&c->timer);
 }
 
+static int add_credit(connection_t *c, size_t plain)
+{
+    if (c->ncredits == c->credits_cap) {
+        size_t cap = c->credits_cap ? c->credits_cap * 2 : 32;
+        struct credit *v = malloc(cap * sizeof *v);
+        if (!v)
+            return EMAIL_ENOMEM;
+        for (size_t i = 0; i < c->ncredits; i++)
+            v[i] = c->credits[(c->credits_head + i) % c->credits_cap];
+        free(c->credits);
+        c->credits = v;
+        c->credits_head = 0;
+        c->credits_cap = cap;
+    }
+    c->credits[(c->credits_head + c->ncredits) % c->credits_cap] =
+        (struct credit){c->cipher_queued, plain};
+    c->ncredits++;
+    return 0;
+}
+
+/* Plaintext to the server: through TLS when it is on. */
+static int send_plain(connection_t *c, const char *data, size_t n)
+{
+    if (!c->tls)
+        return transport_write(c->transport, data, n);
+    int rc = tls_write(c->tls, data, n);
+    return rc ? rc : add_credit(c, n);
+}
+
 /* Writes what the engine has to say, as long as the kernel keeps up. */
 static void flush(connection_t *c)
 {
@@ -130,7 +181,7 @@ static void flush(connection_t *c)
         size_t n = smtp_engine_take(c->engine, &data);
         if (!n)
             break;
-        int rc = transport_write(c->transport, data, n);
+        int rc = send_plain(c, data, n);
         if (rc) {
             c->flushing = false;
             connection_abort(c, rc, "writing to the server failed");
@@ -146,8 +197,8 @@ static void flush(connection_t *c)
 static void eng_log(void *ud, char kind, const char *text)
 {
     connection_t *c = ud;
-    if (email_log_active())
-        email_log_event(c->cfg.session_id, kind, text);
+    if (email_log_active(c->cfg.log))
+        email_log_event(c->cfg.log, c->cfg.session_id, kind, text);
 }
 
 static void eng_ready(void *ud)
@@ -160,11 +211,11 @@ static void eng_ready(void *ud)
         c->cb.ready(c->ud, c);
 }
 
+static void start_tls(connection_t *c);
+
 static void eng_starttls(void *ud)
 {
-    connection_t *c = ud;
-    /* TLS arrives with tls.c; until then a session never asks for STARTTLS (see transporter) */
-    connection_abort(c, EMAIL_ENOTSUP, "STARTTLS is not available in this build");
+    start_tls(ud);
 }
 
 static void eng_job_done(void *ud, smtp_job_t *job)
@@ -172,6 +223,13 @@ static void eng_job_done(void *ud, smtp_job_t *job)
     connection_t *c = ud;
     if (c->cb.job_done)
         c->cb.job_done(c->ud, c, job);
+}
+
+static void eng_progress(void *ud, smtp_job_t *job, uint64_t sent, uint64_t total)
+{
+    connection_t *c = ud;
+    if (c->cb.progress)
+        c->cb.progress(c->ud, c, job, sent, total);
 }
 
 static void eng_closed(void *ud, const email_status_t *why)
@@ -188,10 +246,8 @@ static void eng_closed(void *ud, const email_status_t *why)
 /* ------------------------------------------------------------------------------------------- */
 /* Transport events                                                                             */
 
-static void tr_connected(void *ud, const char *ip, int port)
+static void make_engine(connection_t *c)
 {
-    connection_t *c = ud;
-    log_event(c, '#', "connected to %s (%s) on port %d (not secure)", c->host, ip, port);
     smtp_engine_config_t ecfg = c->cfg.engine;
     ecfg.allow_cleartext_auth = c->cfg.allow_insecure_auth || transport_is_loopback(c->transport);
     static const smtp_engine_callbacks_t cbs = {
@@ -199,6 +255,7 @@ static void tr_connected(void *ud, const char *ip, int port)
         .ready = eng_ready,
         .starttls = eng_starttls,
         .job_done = eng_job_done,
+        .progress = eng_progress,
         .closed = eng_closed,
     };
     c->engine = smtp_engine_new(&ecfg, &cbs, c);
@@ -216,9 +273,34 @@ static void tr_connected(void *ud, const char *ip, int port)
         smtp_engine_quit(c->engine);
 }
 
-static void tr_read(void *ud, const char *data, size_t n)
+static void tr_connected(void *ud, const char *ip, int port)
 {
     connection_t *c = ud;
+    log_event(c, '#', "connected to %s (%s) on port %d (%s)", c->host, ip, port,
+              c->cfg.implicit_tls ? "secure" : "not secure");
+    if (c->cfg.implicit_tls)
+        start_tls(c); /* the engine starts once the handshake is done */
+    else
+        make_engine(c);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* TLS events                                                                                   */
+
+static int tls_send(void *ud, const char *data, size_t n)
+{
+    connection_t *c = ud;
+    if (!c->transport)
+        return EMAIL_ECLOSED;
+    int rc = transport_write(c->transport, data, n);
+    if (!rc)
+        c->cipher_queued += n;
+    return rc;
+}
+
+/* Server bytes in plaintext, wherever they came from. */
+static void on_plain(connection_t *c, const char *data, size_t n)
+{
     if (!c->engine || c->engine_closed)
         return;
     smtp_engine_feed(c->engine, data, n);
@@ -228,12 +310,82 @@ static void tr_read(void *ud, const char *data, size_t n)
     arm_timer(c);
 }
 
+static void tls_recv(void *ud, const char *data, size_t n)
+{
+    on_plain(ud, data, n);
+}
+
+static void tls_handshake(void *ud, int error, const char *text)
+{
+    connection_t *c = ud;
+    if (error) {
+        connection_abort(c, error, text);
+        return;
+    }
+    char desc[300];
+    tls_describe(c->tls, desc, sizeof desc);
+    log_event(c, '#', "TLS established: %s", desc);
+    if (c->engine) {
+        smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
+        flush(c);
+    } else {
+        make_engine(c); /* implicit TLS: now the greeting can come */
+    }
+}
+
+static void tls_failed(void *ud, int error, const char *text)
+{
+    connection_abort(ud, error, text);
+}
+
+static void start_tls(connection_t *c)
+{
+    static const tls_callbacks_t cbs = {
+        .send = tls_send,
+        .recv = tls_recv,
+        .handshake = tls_handshake,
+        .failed = tls_failed,
+    };
+    tls_config_t cfg = {.host = c->host, .ca_file = c->ca_file, .no_verify = c->cfg.no_verify};
+    char err[512];
+    c->tls = tls_new(&cfg, &cbs, c, err, sizeof err);
+    if (!c->tls) {
+        connection_abort(c, EMAIL_ETLS, err);
+        return;
+    }
+    if (c->cfg.no_verify)
+        log_event(c, '#', "certificate verification is OFF (EMAIL_OPTION_NO_VERIFY): the "
+                          "server's identity is not checked");
+    tls_start(c->tls);
+}
+
+static void tr_read(void *ud, const char *data, size_t n)
+{
+    connection_t *c = ud;
+    c->received += n;
+    if (c->tls)
+        tls_feed(c->tls, data, n); /* plaintext comes back through tls_recv */
+    else
+        on_plain(c, data, n);
+    if (!c->closing)
+        email_log_flush(c->cfg.log); /* a burst of events is over */
+}
+
 static void tr_written(void *ud, size_t n)
 {
     connection_t *c = ud;
+    if (c->tls) {
+        c->cipher_written += n; /* handshake bytes too: credits count from the first byte */
+        while (c->engine && c->ncredits && c->credits[c->credits_head].cipher_end <= c->cipher_written) {
+            smtp_engine_written(c->engine, c->credits[c->credits_head].plain);
+            c->credits_head = (c->credits_head + 1) % c->credits_cap;
+            c->ncredits--;
+        }
+    } else if (c->engine) {
+        smtp_engine_written(c->engine, n);
+    }
     if (!c->engine)
         return;
-    smtp_engine_written(c->engine, n);
     flush(c);
     arm_timer(c);
 }
@@ -258,10 +410,15 @@ connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
     c->ud = ud;
     c->host = email_strdup(cfg->host);
     c->cfg.host = c->host;
-    if (!c->host) {
+    c->ca_file = email_strdup(cfg->ca_file);
+    c->cfg.ca_file = c->ca_file;
+    if (!c->host || (cfg->ca_file && !c->ca_file)) {
+        free(c->host);
+        free(c->ca_file);
         free(c);
         return NULL;
     }
+    c->cfg.log = log_sink_ref(cfg->log);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     return c;
@@ -307,6 +464,23 @@ int connection_submit(connection_t *c, smtp_job_t *job)
     return 0;
 }
 
+int connection_cancel(connection_t *c, smtp_job_t *job)
+{
+    if (c->engine)
+        return smtp_engine_cancel(c->engine, job);
+    smtp_job_t **p = &c->pre_head, *prev = NULL;
+    while (*p && *p != job) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    if (!*p)
+        return EMAIL_EBUSY;
+    *p = job->next;
+    if (c->pre_tail == job)
+        c->pre_tail = prev;
+    return 0;
+}
+
 void connection_quit(connection_t *c)
 {
     if (c->closing)
@@ -345,6 +519,13 @@ void connection_abort(connection_t *c, int error, const char *text)
         }
     }
     close_all(c);
+}
+
+void connection_set_log(connection_t *c, struct log_sink *log)
+{
+    email_log_flush(c->cfg.log);
+    log_sink_release(c->cfg.log);
+    c->cfg.log = log_sink_ref(log);
 }
 
 bool connection_is_ready(const connection_t *c)

@@ -18,14 +18,19 @@ typedef struct connection_config {
     int port;
     smtp_engine_config_t engine;  /* allow_cleartext_auth is also set for loopback peers */
     bool allow_insecure_auth;     /* credentials may go in cleartext to any peer */
+    bool implicit_tls;            /* TLS from the first byte */
+    const char *ca_file;          /* extra trust anchors */
+    bool no_verify;               /* no certificate checks (tests only; logged) */
     int connect_timeout_ms;       /* resolve + connect + greeting + TLS + EHLO + AUTH */
     int reply_timeout_ms;         /* silence allowed while a reply is awaited */
     uint64_t session_id;          /* for the log */
+    struct log_sink *log;         /* extended log (shared, may be NULL) */
 } connection_config_t;
 
 typedef struct connection_callbacks {
     void (*ready)(void *ud, connection_t *c);
     void (*job_done)(void *ud, connection_t *c, smtp_job_t *job);
+    void (*progress)(void *ud, connection_t *c, smtp_job_t *job, uint64_t sent, uint64_t total);
     /* The session is over and every handle closed; `why` is the setup status or the failure.
      * The connection is freed right after this returns. */
     void (*closed)(void *ud, connection_t *c, const email_status_t *why);
@@ -37,10 +42,14 @@ connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
 int connection_start(connection_t *c);
 /* Queues a job; it goes once the session is ready. EMAIL_ESHUTDOWN when closing. */
 int connection_submit(connection_t *c, smtp_job_t *job);
+/* Takes back a job that has not started (0), EMAIL_EBUSY once it has. */
+int connection_cancel(connection_t *c, smtp_job_t *job);
 /* QUIT once what is queued is done (before ready: once ready). */
 void connection_quit(connection_t *c);
 /* Ends the connection now: jobs get their outcomes, then closed. */
 void connection_abort(connection_t *c, int error, const char *text);
+/* Switches the extended log (NULL: none) from now on. */
+void connection_set_log(connection_t *c, struct log_sink *log);
 /* True once ready and not closing. */
 bool connection_is_ready(const connection_t *c);
 bool connection_is_idle(const connection_t *c);

@@ -15,6 +15,7 @@
 #include "emailsession.h"
 #include "message.h"
 #include "protocol.h"
+#include "registry.h"
 #include "runtime.h"
 #include "status.h"
 #include "transporter.h"
@@ -141,6 +142,10 @@ typedef struct session {
     email_transporter_t *t;
     int mode;
     int refs;            /* calls using the session right now */
+    email_send_cb cb;    /* asynchronous outcome, for messages sent afterwards */
+    void *cb_data;
+    email_progress_cb progress;
+    void *progress_data;
     bool open;           /* started (false while starting) */
     struct session *next;
 } session_t;
@@ -229,10 +234,6 @@ bool email_start_smtp_session(const char *user, const char *password, const char
         return fail(EMAIL_EINVAL, "email_start_smtp_session: option 0x%x is not a combination "
                                   "of EMAIL_OPTION_ values",
                     (unsigned)option);
-    if (mode == EMAIL_ASYNCHRONOUS)
-        return fail(EMAIL_ENOTSUP, "email_start_smtp_session: asynchronous sessions are not "
-                                   "available in this version");
-
     /* reserve the name first, so that two threads cannot open it twice */
     session_t *s = calloc(1, sizeof *s);
     if (!s || !(s->name = email_strdup(user))) {
@@ -277,7 +278,13 @@ bool email_start_smtp_session(const char *user, const char *password, const char
     email_transporter_t *t = transporter_new_ex(&srv, &x, err, sizeof err);
     free(ca);
     email_status_t st;
-    int rc = t ? transporter_open(t, &st) : EMAIL_EINVAL;
+    email_status_init(&st);
+    /* an asynchronous session connects in the background: failures reach the callbacks */
+    int rc = !t ? EMAIL_EINVAL
+             : mode == EMAIL_ASYNCHRONOUS ? transporter_connect_async(t)
+                                          : transporter_open(t, &st);
+    if (rc && mode == EMAIL_ASYNCHRONOUS && t)
+        email_status_fail(&st, rc, "%s", email_strerror(rc));
 
     pthread_mutex_lock(&sessions_lock);
     if (rc == 0) {
@@ -308,6 +315,21 @@ bool email_send_message(const char *user, const email_message_t *message)
     session_t *s = acquire(user);
     if (!s)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
+    if (s->mode == EMAIL_ASYNCHRONOUS) {
+        pthread_mutex_lock(&sessions_lock);
+        email_send_cb cb = s->cb;
+        void *cb_data = s->cb_data;
+        email_progress_cb progress = s->progress;
+        void *progress_data = s->progress_data;
+        pthread_mutex_unlock(&sessions_lock);
+        char err[512] = "";
+        int rc = transporter_send_async_ex(s->t, message, cb, cb_data, progress, progress_data,
+                                           NULL, err, sizeof err);
+        release(s);
+        if (rc)
+            return fail(rc, "the message was not queued: %s", err[0] ? err : email_strerror(rc));
+        return succeed();
+    }
     email_status_t st;
     int rc = email_transporter_send(s->t, message, &st);
     release(s);
@@ -349,7 +371,19 @@ bool email_send_mime(const char *user, const char *from, const char *const *reci
     if (!s)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
     email_status_t st;
-    int rc = transporter_send_raw(s->t, from, recipients, mime, length, &st);
+    int rc;
+    if (s->mode == EMAIL_ASYNCHRONOUS) {
+        pthread_mutex_lock(&sessions_lock);
+        email_send_cb cb = s->cb;
+        void *cb_data = s->cb_data;
+        pthread_mutex_unlock(&sessions_lock);
+        rc = transporter_send_raw(s->t, from, recipients, mime, length, cb, cb_data, NULL);
+        release(s);
+        if (rc)
+            return fail(rc, "the message was not queued: %s", email_strerror(rc));
+        return succeed();
+    }
+    rc = transporter_send_raw(s->t, from, recipients, mime, length, NULL, NULL, &st);
     release(s);
     if (rc == 0)
         return succeed();
@@ -369,31 +403,61 @@ bool email_close_session(const char *user)
 
 int email_message_status(uint64_t message_id)
 {
-    (void)message_id;
-    return EMAIL_ENOTSUP;
+    return registry_get(message_id);
+}
+
+static int set_session_callbacks(const char *user, bool progress, void *cb, void *user_data)
+{
+    if (!check_name(user))
+        return EMAIL_EINVAL;
+    pthread_mutex_lock(&sessions_lock);
+    session_t *s = *find_locked(user);
+    bool found = s && s->open;
+    if (found) {
+        if (progress) {
+            s->progress = (email_progress_cb)cb;
+            s->progress_data = user_data;
+        } else {
+            s->cb = (email_send_cb)cb;
+            s->cb_data = user_data;
+        }
+    }
+    pthread_mutex_unlock(&sessions_lock);
+    if (!found) {
+        fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
+        return EMAIL_ENOSESSION;
+    }
+    succeed();
+    return 0;
 }
 
 int email_session_set_callback(const char *user, email_send_cb cb, void *user_data)
 {
-    (void)user;
-    (void)cb;
-    (void)user_data;
-    return EMAIL_ENOTSUP;
+    return set_session_callbacks(user, false, (void *)cb, user_data);
 }
 
 int email_session_set_progress(const char *user, email_progress_cb cb, void *user_data)
 {
-    (void)user;
-    (void)cb;
-    (void)user_data;
-    return EMAIL_ENOTSUP;
+    return set_session_callbacks(user, true, (void *)cb, user_data);
 }
 
 int email_session_set_log_file(const char *user, const char *path)
 {
-    (void)user;
-    (void)path;
-    return EMAIL_ENOTSUP;
+    if (!check_name(user))
+        return EMAIL_EINVAL;
+    session_t *s = acquire(user);
+    if (!s) {
+        fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
+        return EMAIL_ENOSESSION;
+    }
+    char err[512];
+    int rc = transporter_set_log(s->t, path, err, sizeof err);
+    release(s);
+    if (rc)
+        fail(rc, "email_session_set_log_file: %s", err);
+    else
+        succeed();
+    return rc;
 }
 
 void email_shutdown(void)

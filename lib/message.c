@@ -2,16 +2,13 @@
 #include "message.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "mime.h"
 #include "util.h"
@@ -108,31 +105,50 @@ uint64_t email_message_id(const email_message_t *message)
 
 /* ---- Addresses ---- */
 
+/* FNV-1a of the address with ASCII letters folded, for the case-insensitive dedupe. */
+static size_t addr_hash(const char *s)
+{
+    uint64_t h = 14695981039346656037u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s)) * 1099511628211u;
+    return (size_t)h;
+}
+
+/* Every add rebuilds the list: a hash set keeps that linear even with thousands of recipients. */
 static int rebuild_recipients(email_message_t *m)
 {
     const address_list_t *lists[] = {&m->c.to, &m->c.cc, &m->c.bcc};
-    size_t total = m->c.to.n + m->c.cc.n + m->c.bcc.n;
+    size_t total = m->c.to.n + m->c.cc.n + m->c.bcc.n, cap = 8;
+    while (cap < 2 * total)
+        cap *= 2;
     const char **v = malloc((total ? total : 1) * sizeof *v);
-    if (!v)
+    size_t *slots = calloc(cap, sizeof *slots); /* index + 1 in v, 0 when free */
+    if (!v || !slots) {
+        free(v);
+        free(slots);
         return EMAIL_ENOMEM;
+    }
     size_t n = 0;
     for (size_t l = 0; l < 3; l++) {
         for (size_t i = 0; i < lists[l]->n; i++) {
             const char *a = lists[l]->v[i].addr;
-            size_t k = 0;
-            while (k < n && email_strcasecmp(v[k], a))
-                k++;
-            if (k == n)
+            size_t h = addr_hash(a) & (cap - 1);
+            while (slots[h] && email_strcasecmp(v[slots[h] - 1], a))
+                h = (h + 1) & (cap - 1);
+            if (!slots[h]) {
                 v[n++] = a;
+                slots[h] = n;
+            }
         }
     }
+    free(slots);
     free(m->rcpt);
     m->rcpt = v;
     m->nrcpt = n;
     return 0;
 }
 
-/* Parses text for field; NULL or "" is refused unless the field may be cleared (set_*). */
+/* Parses text for field (NULL or "" refused). */
 static int parse_field(const char *field, const char *text, bool list, address_list_t *out)
 {
     if (!text || !*text)
@@ -176,15 +192,8 @@ static int add_addresses(email_message_t *m, const char *field, address_list_t *
     size_t before = dst->n;
     rc = address_list_append(dst, &parsed);
     address_list_free(&parsed);
-    if (!rc && (rc = rebuild_recipients(m))) {
-        /* undo the append: the message stays as it was */
-        address_list_t added = {dst->v + before, dst->n - before};
-        for (size_t i = 0; i < added.n; i++) {
-            free(added.v[i].name);
-            free(added.v[i].addr);
-        }
-        dst->n = before;
-    }
+    if (!rc && (rc = rebuild_recipients(m)))
+        address_list_truncate(dst, before); /* the message stays as it was */
     return rc ? fail(rc, "%s: out of memory", field) : 0;
 }
 
@@ -436,18 +445,14 @@ static char *content_id_copy(const char *cid)
 /* Checks that path is a readable regular file; its absolute name goes in *abs. */
 static int check_file(const char *field, const char *path, char **abs)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        int e = fd < 0 ? errno : EISDIR;
-        if (fd >= 0)
-            close(fd);
-        return fail(EMAIL_EIO, "%s: cannot read \"%.100s\": %s", field, path, strerror(e));
-    }
-    close(fd);
+    uint64_t size;
+    int e = email_file_size(path, &size);
     /* absolute, so that a chdir() before the message goes out does not lose the file */
-    *abs = realpath(path, NULL);
-    return *abs ? 0 : fail(EMAIL_ENOMEM, "%s: out of memory", field);
+    if (!e && !(*abs = realpath(path, NULL)))
+        e = errno;
+    if (e == ENOMEM)
+        return fail(EMAIL_ENOMEM, "%s: out of memory", field);
+    return e ? fail(EMAIL_EIO, "%s: cannot read \"%.100s\": %s", field, path, strerror(e)) : 0;
 }
 
 /* Validates and appends one part; takes nothing from the caller (everything is copied). */
@@ -471,7 +476,7 @@ static int add_part(email_message_t *m, const char *field, message_part_kind_t k
     if (content_type && !content_type_valid(content_type))
         return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content type (type/subtype)", field,
                     content_type);
-    message_part_t p = {kind, NULL, NULL, length, NULL, NULL, NULL};
+    message_part_t p = {.kind = kind, .length = length};
     if (kind == MESSAGE_INLINE && !(p.content_id = content_id_copy(content_id ? content_id : "")))
         return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content id", field,
                     content_id ? content_id : "");

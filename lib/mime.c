@@ -8,12 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/crypto.h>
-#include <gnutls/gnutls.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "encode.h"
@@ -98,17 +97,12 @@ static int close_memory(builder_t *b)
 
 static int add_file(builder_t *b, const message_part_t *p)
 {
-    struct stat st;
-    int fd = open(p->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        int e = fd < 0 ? errno : EISDIR;
-        if (fd >= 0)
-            close(fd);
+    uint64_t size;
+    int e = email_file_size(p->path, &size);
+    if (e)
         return fail(b, EMAIL_EIO, "Attachment \"%.100s\": %s", p->path, strerror(e));
-    }
-    close(fd);
     int rc = close_memory(b);
-    return rc ? rc : add_segment(b->r, (segment_t){0, 0, p->path, (uint64_t)st.st_size});
+    return rc ? rc : add_segment(b->r, (segment_t){0, 0, p->path, size});
 }
 
 /* ---- Header fields ---- */
@@ -134,24 +128,16 @@ static const char *mode_name(mail_mode_t mode)
     return mode == MAIL_MODE_ISO88591 ? "ISO-8859-1" : "ISO-2022-JP";
 }
 
-/* The encoded-word encoding of the header mode. The ISO modes need charset conversion, which is
+/* Encoded words in the header mode's encoding. The ISO modes need charset conversion, which is
    not written yet: they take ASCII only (as UTF-8 encoded words when needed, ASCII being UTF-8). */
-static int header_encoding(builder_t *b, const char *field, const char *text, char *encoding)
+static int put_encoded(builder_t *b, const char *field, size_t *col, const char *text, size_t n)
 {
     mail_mode_t mode = b->c->header_mode;
-    *encoding = mode == MAIL_MODE_UTF8_B64 ? 'B' : 'Q';
-    if ((mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP) &&
-        !email_is_ascii(text, strlen(text)))
+    if ((mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP) && !email_is_ascii(text, n))
         return fail(b, EMAIL_ENOTSUP, "%s: the %s charset mode is not implemented yet", field,
                     mode_name(mode));
-    return 0;
-}
-
-static int put_encoded(builder_t *b, const char *field, size_t *col, const char *text)
-{
-    char encoding;
-    int rc = header_encoding(b, field, text, &encoding);
-    return rc ? rc : email_rfc2047_encode(b->m, col, text, strlen(text), "UTF-8", encoding);
+    char encoding = mode == MAIL_MODE_UTF8_B64 ? 'B' : 'Q';
+    return email_rfc2047_encode(b->m, col, text, n, "UTF-8", encoding);
 }
 
 /* Appends ASCII text folded before white space so that lines stay within 78 where possible. */
@@ -186,7 +172,7 @@ static int put_unstructured(builder_t *b, const char *name, const char *value)
     if (email_buf_printf(b->m, n ? "%s: " : "%s:", name))
         return EMAIL_ENOMEM;
     int rc = !n                               ? 0
-             : needs_encoded_words(value, n) ? put_encoded(b, name, &col, value)
+             : needs_encoded_words(value, n) ? put_encoded(b, name, &col, value, n)
                                              : put_folded(b->m, &col, value, n);
     return rc ? rc : email_buf_append(b->m, "\r\n", 2);
 }
@@ -202,23 +188,22 @@ static int put_quoted(email_buf_t *m, const char *s, size_t n)
     return rc ? rc : email_buf_putc(m, '"');
 }
 
-/* A display name made of atoms only needs no quotes (RFC 5322 atext and spaces). */
-static bool phrase_plain(const char *s)
+/* RFC 5322 atext (with spaces when a whole phrase is checked): what needs no quotes. */
+static bool atext_only(const char *s, size_t n, bool spaces)
 {
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr(" !#$%&'*+-/=?^_`{|}~", *s)))
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", s[i]) ||
+              (spaces && s[i] == ' ')))
             return false;
     return true;
 }
 
-static bool atom_plain(const char *s, size_t n)
+/* A word of a display name that can stay as it is: an atom that fits on a line (a longer one is
+   encoded, as encoded words fold) and does not look like an encoded word. */
+static bool word_plain(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || strchr("!#$%&'*+-/^_`{|}~", s[i])))
-            return false;
-    return true;
+    return n <= LINE_SOFT - 2 && atext_only(s, n, false) && !needs_encoded_words(s, n);
 }
 
 /*
@@ -235,13 +220,13 @@ static int put_encoded_phrase(builder_t *b, const char *field, size_t *col, cons
         size_t j = i;
         while (j < n && name[j] != ' ')
             j++;
-        bool plain = atom_plain(name + i, j - i);
+        bool plain = word_plain(name + i, j - i);
         /* extend an encoded run over the next words that are not plain either */
         while (!plain && j < n) {
             size_t k = j + 1;
             while (k < n && name[k] != ' ')
                 k++;
-            if (atom_plain(name + j + 1, k - j - 1))
+            if (word_plain(name + j + 1, k - j - 1))
                 break;
             j = k;
         }
@@ -255,9 +240,7 @@ static int put_encoded_phrase(builder_t *b, const char *field, size_t *col, cons
             rc = email_buf_append(b->m, name + i, j - i);
             *col += j - i;
         } else if (!rc) {
-            char *run = email_strndup(name + i, j - i);
-            rc = run ? put_encoded(b, field, col, run) : EMAIL_ENOMEM;
-            free(run);
+            rc = put_encoded(b, field, col, name + i, j - i);
         }
         i = j + 1;
     }
@@ -277,7 +260,7 @@ static int put_mailbox(builder_t *b, const char *field, size_t *col, const addre
     /* a long name goes in encoded words too: they fold, a quoted string cannot */
     if (needs_encoded_words(a->name, n) || n > 200) {
         rc = put_encoded_phrase(b, field, col, a->name);
-    } else if (phrase_plain(a->name)) {
+    } else if (atext_only(a->name, n, true)) {
         rc = email_buf_append(m, a->name, n);
         *col += n;
     } else {

@@ -70,6 +70,7 @@ struct smtp_engine {
     size_t jobs_in_flight;
 
     size_t handed;           /* bytes at the start of out given by the last take */
+    smtp_job_t *progress_job; /* job whose body is being written out */
 
     bool quit_wanted;
     bool ready_reported;
@@ -208,6 +209,8 @@ static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome ou
 {
     if (j->phase == PH_DONE)
         return;
+    if (e->progress_job == j)
+        e->progress_job = NULL;
     if (j->phase != PH_QUEUED)
         e->jobs_in_flight--;
     j->phase = PH_DONE;
@@ -631,7 +634,10 @@ static void pump(smtp_engine_t *e)
 static void start_body(smtp_engine_t *e, smtp_job_t *j)
 {
     j->phase = PH_BODY;
+    j->body_start = e->taken + e->out.len;
+    j->progress_sent = 0;
     e->body_job = j;
+    e->progress_job = j;
     email_dotstuff_init(&e->dot);
 }
 
@@ -864,6 +870,20 @@ size_t smtp_engine_take(smtp_engine_t *e, const char **data)
 void smtp_engine_written(smtp_engine_t *e, size_t n)
 {
     e->written += n;
+    smtp_job_t *j = e->progress_job;
+    if (!j || !e->cb.progress || e->written <= j->body_start)
+        return;
+    /* wire bytes include dot-stuffing: clamp to the message size, which is what users know */
+    bool done = j->phase == PH_EOD && e->written >= j->eod_offset;
+    uint64_t sent = done ? j->size : e->written - j->body_start;
+    if (sent > j->size)
+        sent = j->size;
+    if (done)
+        e->progress_job = NULL;
+    if (sent != j->progress_sent || done) {
+        j->progress_sent = sent;
+        e->cb.progress(e->ud, j, sent, j->size);
+    }
 }
 
 bool smtp_engine_waiting(const smtp_engine_t *e)
@@ -914,6 +934,22 @@ int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
         e->queue_head = j;
     e->queue_tail = j;
     pump(e);
+    return 0;
+}
+
+int smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job)
+{
+    smtp_job_t **p = &e->queue_head, *prev = NULL;
+    while (*p && *p != job) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    if (!*p)
+        return EMAIL_EBUSY;
+    *p = job->next;
+    if (e->queue_tail == job)
+        e->queue_tail = prev;
+    job->next = NULL;
     return 0;
 }
 

@@ -70,6 +70,8 @@ typedef struct smtp_job {
     bool mail_ok;
     size_t accepted, replied;
     uint64_t eod_offset;
+    uint64_t body_start;     /* output offset where the body begins */
+    uint64_t progress_sent;  /* last progress reported */
     int fail_code;
     char fail_enhanced[16];
     char *fail_text;
@@ -84,6 +86,8 @@ typedef struct smtp_engine_callbacks {
     void (*starttls)(void *ud);
     /* A job ended (see job->outcome and job->status). */
     void (*job_done)(void *ud, smtp_job_t *job);
+    /* Body bytes of a job reached the transport: sent of total (total = job->size). */
+    void (*progress)(void *ud, smtp_job_t *job, uint64_t sent, uint64_t total);
     /* The session is over (after QUIT, or a fatal error in why). Close the transport. */
     void (*closed)(void *ud, const email_status_t *why);
 } smtp_engine_callbacks_t;
@@ -113,6 +117,9 @@ bool smtp_engine_is_closed(const smtp_engine_t *e);
 
 /* Queues a job (validated by the caller). EMAIL_ESHUTDOWN once QUIT was asked or closed. */
 int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *job);
+/* Takes back a job that has not started (0; it is the caller's again, no job_done follows);
+ * EMAIL_EBUSY once its commands went out. */
+int smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job);
 /* QUIT once the queued jobs are done. */
 void smtp_engine_quit(smtp_engine_t *e);
 /*

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "message.h"
 #include "mime.h"
+#include "registry.h"
 #include "runtime.h"
 #include "status.h"
 #include "util.h"
@@ -31,10 +32,16 @@ typedef struct send_req {
     size_t nrcpts;
     int attempts;
     uint64_t id;
+    uint64_t session;            /* log session id of the connection carrying it */
+    bool logging;                /* its bytes are being copied to the extended log */
 
     runtime_waiter_t *waiter;    /* synchronous sender waiting */
     email_send_cb cb;            /* asynchronous completion */
     void *cb_data;
+    email_progress_cb progress;  /* progress of its body, taken when it was queued */
+    void *progress_data;
+    uint64_t progress_shown;     /* last progress handed to the caller */
+    struct send_req *conn_prev, *conn_next; /* in t->in_conn while the connection has it */
     email_status_t status;       /* final outcome */
     email_refusals_t refusals;
     struct send_req *next;
@@ -65,13 +72,19 @@ struct email_transporter_s {
     int connect_timeout_ms, reply_timeout_ms;
     bool keep_alive;
 
+    log_sink_t *log;             /* extended log, or NULL (swapped on the loop thread) */
+
     /* loop thread state */
     connection_t *conn;
+    uint64_t conn_session;       /* log session id of conn */
     req_list_t waiting;          /* not yet given to a connection */
     size_t in_flight;            /* given to the current connection, not done */
+    send_req_t *in_conn;         /* those requests (for cancel) */
     req_list_t parked;           /* ended with the connection, decided when it closes */
     op_t *openers;               /* transporter_open callers waiting for ready */
     bool freeing;                /* email_transporter_free was called */
+    uv_timer_t *free_deadline;   /* bounds how long queued messages may delay the free */
+    bool expired;                /* that deadline passed: no more retries */
     op_t *freer;                 /* its caller waiting for the end (NULL: free here) */
     email_progress_cb progress;
     void *progress_data;
@@ -119,6 +132,7 @@ static void free_secret(char *s)
 
 static void transporter_destroy(email_transporter_t *t)
 {
+    log_sink_release(t->log);
     free(t->host);
     free(t->user);
     free_secret(t->password);
@@ -176,10 +190,19 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
         BAD("server: header_charset/body_charset must be an EMAIL_MAIL_MODE_ value");
     if (s->ca_file && access(s->ca_file, R_OK) != 0)
         BAD("server: ca_file \"%s\" cannot be read", s->ca_file);
+    log_sink_t *log = NULL;
+    if (s->log_file) {
+        char why[400];
+        if (!(log = log_sink_open(s->log_file, why, sizeof why)))
+            BAD("server: log_file: %s", why);
+    }
 
     email_transporter_t *t = calloc(1, sizeof *t);
-    if (!t)
+    if (!t) {
+        log_sink_release(log);
         BAD("out of memory");
+    }
+    t->log = log;
     char hostname[256] = "localhost";
     if (!s->helo_name) {
         if (gethostname(hostname, sizeof hostname - 1) != 0 || !hostname[0] ||
@@ -237,9 +260,13 @@ static void conn_ready(void *ud, connection_t *c);
 static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job);
 static void conn_closed(void *ud, connection_t *c, const email_status_t *why);
 
+static void conn_progress(void *ud, connection_t *c, smtp_job_t *job, uint64_t sent,
+                          uint64_t total);
+
 static const connection_callbacks_t conn_cbs = {
     .ready = conn_ready,
     .job_done = conn_job_done,
+    .progress = conn_progress,
     .closed = conn_closed,
 };
 
@@ -258,15 +285,20 @@ static void make_config(email_transporter_t *t, connection_config_t *cfg)
     cfg->engine.starttls = t->x.implicit_tls ? SMTP_TLS_NEVER : t->x.tls_policy;
     cfg->engine.tls_active = t->x.implicit_tls;
     cfg->allow_insecure_auth = t->x.allow_insecure_auth;
+    cfg->implicit_tls = t->x.implicit_tls;
+    cfg->ca_file = t->ca_file;
+    cfg->no_verify = t->x.no_verify;
     cfg->connect_timeout_ms = t->connect_timeout_ms;
     cfg->reply_timeout_ms = t->reply_timeout_ms;
     cfg->session_id = email_log_session_id();
+    cfg->log = t->log;
 }
 
 static connection_t *open_connection(email_transporter_t *t, void *ud)
 {
     connection_config_t cfg;
     make_config(t, &cfg);
+    t->conn_session = cfg.session_id;
     connection_t *c = connection_new(runtime_loop(), &cfg, &conn_cbs, ud);
     if (c && connection_start(c) != 0)
         return NULL; /* connection_start aborted it: conn_closed will run */
@@ -277,20 +309,35 @@ static connection_t *open_connection(email_transporter_t *t, void *ud)
 static ssize_t req_read(void *ctx, char *buf, size_t n)
 {
     send_req_t *r = ctx;
-    if (r->reader)
-        return mime_reader_read(r->reader, buf, n);
-    size_t left = r->raw_len - r->raw_off;
-    if (n > left)
-        n = left;
-    memcpy(buf, r->raw + r->raw_off, n);
-    r->raw_off += n;
-    return (ssize_t)n;
+    log_sink_t *log = r->t->log;
+    ssize_t got;
+    if (r->reader) {
+        got = mime_reader_read(r->reader, buf, n);
+    } else {
+        size_t left = r->raw_len - r->raw_off;
+        got = (ssize_t)(n > left ? left : n);
+        memcpy(buf, r->raw + r->raw_off, (size_t)got);
+        r->raw_off += (size_t)got;
+    }
+    if (log && got >= 0) {
+        /* the extended log holds the full MIME of every message sent */
+        if (!r->logging) {
+            r->logging = true;
+            email_log_data_begin(log, r->session, r->id);
+        }
+        if (got > 0)
+            email_log_data(log, r->session, buf, (size_t)got);
+        else
+            email_log_data_end(log, r->session, r->id);
+    }
+    return got;
 }
 
 /* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
 static int req_rewind(send_req_t *r, char *err, size_t errlen)
 {
     r->raw_off = 0;
+    r->logging = false;
     if (r->msg) {
         mime_reader_free(r->reader);
         r->reader = NULL;
@@ -335,6 +382,8 @@ static void maybe_finish_free(email_transporter_t *t);
 /* The request has its outcome: hand it to whoever waits. */
 static void req_complete(send_req_t *r)
 {
+    if (r->id)
+        registry_done(r->id, r->status.success ? EMAIL_SENT : EMAIL_ERROR);
     if (r->waiter) {
         runtime_waiter_signal(r->waiter); /* the sender owns r from here */
     } else if (r->cb) {
@@ -383,11 +432,29 @@ static void kick(email_transporter_t *t)
     }
     while (t->waiting.head) {
         send_req_t *r = t->waiting.head;
+        r->session = t->conn_session;
         if (connection_submit(t->conn, &r->job) != 0)
             return; /* closing: they go on the next connection */
         list_pop(&t->waiting);
+        r->conn_prev = NULL;
+        r->conn_next = t->in_conn;
+        if (t->in_conn)
+            t->in_conn->conn_prev = r;
+        t->in_conn = r;
         t->in_flight++;
     }
+}
+
+static void unlink_in_conn(email_transporter_t *t, send_req_t *r)
+{
+    if (r->conn_prev)
+        r->conn_prev->conn_next = r->conn_next;
+    else
+        t->in_conn = r->conn_next;
+    if (r->conn_next)
+        r->conn_next->conn_prev = r->conn_prev;
+    r->conn_prev = r->conn_next = NULL;
+    t->in_flight--;
 }
 
 static void conn_ready(void *ud, connection_t *c)
@@ -411,7 +478,7 @@ static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
 {
     email_transporter_t *t = ud;
     send_req_t *r = job->user;
-    t->in_flight--;
+    unlink_in_conn(t, r);
     if (job->outcome == SMTP_JOB_RETRYABLE)
         list_push(&t->parked, r); /* decided once we know why the connection ended */
     else
@@ -421,13 +488,42 @@ static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
         connection_quit(c);
 }
 
+typedef struct progress_event {
+    email_progress_cb cb;
+    void *data;
+    uint64_t id, sent, total;
+} progress_event_t;
+
+static void deliver_progress(void *arg)
+{
+    progress_event_t *p = arg;
+    p->cb(p->id, p->sent, p->total, p->data);
+    free(p);
+}
+
+/* Progress reaches the caller every 64 KiB and at the end, not at every write. */
+#define PROGRESS_STEP (64 * 1024)
+
+static void conn_progress(void *ud, connection_t *c, smtp_job_t *job, uint64_t sent,
+                          uint64_t total)
+{
+    send_req_t *r = job->user;
+    if (!r->progress || (sent < total && sent - r->progress_shown < PROGRESS_STEP))
+        return;
+    progress_event_t *p = malloc(sizeof *p);
+    if (!p)
+        return; /* progress is advisory: the outcome still comes */
+    r->progress_shown = sent;
+    *p = (progress_event_t){r->progress, r->progress_data, r->id, sent, total};
+    runtime_deliver(deliver_progress, p);
+}
+
 static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
 {
     email_transporter_t *t = ud;
     bool was_ready = connection_was_ready(c);
     if (t->conn == c)
         t->conn = NULL;
-    t->in_flight = 0;
 
     op_t *o = t->openers;
     t->openers = NULL;
@@ -445,7 +541,7 @@ static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
     send_req_t *r;
     req_list_t retry = {0};
     while ((r = list_pop(&t->parked))) {
-        if (was_ready && r->attempts < 2) {
+        if (was_ready && r->attempts < 2 && !t->expired) {
             char err[256];
             r->attempts++;
             if (req_rewind(r, err, sizeof err) == 0) {
@@ -585,8 +681,24 @@ static void op_send(void *arg)
         req_fail(r, &s, NULL);
         return;
     }
+    if (!r->progress) {
+        r->progress = t->progress;
+        r->progress_data = t->progress_data;
+    }
     list_push(&t->waiting, r);
     kick(t);
+}
+
+static void op_connect(void *arg)
+{
+    email_transporter_t *t = arg;
+    if (!t->conn && !t->freeing)
+        t->conn = open_connection(t, t);
+}
+
+int transporter_connect_async(email_transporter_t *t)
+{
+    return runtime_post(op_connect, t);
 }
 
 /* A request for a message: validated and frozen now, in the caller's thread. */
@@ -616,6 +728,7 @@ static int req_new_message(email_transporter_t *t, const email_message_t *m, sen
     r->id = email_message_id(r->msg);
     r->nrcpts = r->job.nrcpts;
     r->attempts = 1;
+    registry_pending(r->id);
     *out = r;
     return 0;
 }
@@ -660,9 +773,11 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
 }
 
 int transporter_send_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
-                         const char *mime, size_t length, email_status_t *status)
+                         const char *mime, size_t length, email_send_cb done, void *user_data,
+                         email_status_t *status)
 {
-    email_status_init(status);
+    if (status)
+        email_status_init(status);
     send_req_t *r = calloc(1, sizeof *r);
     if (!r)
         return EMAIL_ENOMEM;
@@ -694,9 +809,41 @@ int transporter_send_raw(email_transporter_t *t, const char *from, const char *c
     r->job.smtputf8 = !email_is_ascii(from, strlen(from));
     for (size_t i = 0; i < n; i++)
         r->job.smtputf8 |= !email_is_ascii(rcpts[i], strlen(rcpts[i]));
-    r->attempts = 1;
+    r->attempts = 1; /* a prebuilt message has no id (0): callbacks get 0 */
     req_rewind(r, NULL, 0);
-    return send_and_wait(r, status);
+    if (status)
+        return send_and_wait(r, status);
+    r->cb = done;
+    r->cb_data = user_data;
+    int rc = runtime_post(op_send, r);
+    if (rc)
+        req_free(r);
+    return rc;
+}
+
+int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, email_send_cb done,
+                              void *user_data, email_progress_cb progress, void *progress_data,
+                              uint64_t *message_id, char *err, size_t errlen)
+{
+    send_req_t *r;
+    int rc = req_new_message(t, m, &r, err, errlen);
+    if (rc)
+        return rc;
+    r->cb = done;
+    r->cb_data = user_data;
+    if (progress) {
+        r->progress = progress;
+        r->progress_data = progress_data;
+    }
+    if (message_id)
+        *message_id = r->id;
+    rc = runtime_post(op_send, r);
+    if (rc) {
+        registry_done(r->id, EMAIL_ERROR);
+        req_free(r);
+        snprintf(err, errlen, "%s", email_strerror(rc));
+    }
+    return rc;
 }
 
 int email_transporter_send_async(email_transporter_t *t, const email_message_t *m,
@@ -714,33 +861,141 @@ int email_transporter_send_async(email_transporter_t *t, const email_message_t *
     if (message_id)
         *message_id = r->id;
     rc = runtime_post(op_send, r);
-    if (rc)
+    if (rc) {
+        registry_done(r->id, EMAIL_ERROR);
         req_free(r);
+    }
+    facade_set_error(rc, rc ? email_strerror(rc) : NULL);
     return rc;
+}
+
+typedef struct cancel_op {
+    email_transporter_t *t;
+    uint64_t id;
+    int rc;
+    runtime_waiter_t waiter;
+} cancel_op_t;
+
+static send_req_t *unlink_waiting(email_transporter_t *t, uint64_t id)
+{
+    send_req_t *prev = NULL;
+    for (send_req_t *r = t->waiting.head; r; prev = r, r = r->next) {
+        if (r->id != id)
+            continue;
+        if (prev)
+            prev->next = r->next;
+        else
+            t->waiting.head = r->next;
+        if (t->waiting.tail == r)
+            t->waiting.tail = prev;
+        return r;
+    }
+    return NULL;
+}
+
+static void op_cancel(void *arg)
+{
+    cancel_op_t *o = arg;
+    email_transporter_t *t = o->t;
+    send_req_t *r = unlink_waiting(t, o->id);
+    o->rc = EMAIL_ENOTFOUND;
+    if (!r) {
+        /* given to the connection: only while its commands have not gone out */
+        for (send_req_t *q = t->in_conn; q; q = q->conn_next) {
+            if (q->id != o->id)
+                continue;
+            o->rc = EMAIL_EBUSY;
+            if (t->conn && connection_cancel(t->conn, &q->job) == 0) {
+                unlink_in_conn(t, q);
+                r = q;
+            }
+            break;
+        }
+    }
+    if (r) {
+        email_status_t s;
+        email_status_init(&s);
+        email_status_fail(&s, EMAIL_ECANCELED, "the message was canceled before it was sent");
+        req_fail(r, &s, NULL);
+        o->rc = 0;
+    }
+    runtime_waiter_signal(&o->waiter);
 }
 
 int email_transporter_cancel(email_transporter_t *t, uint64_t message_id)
 {
-    (void)t;
-    (void)message_id;
-    return EMAIL_ENOTSUP;
+    if (!t || !message_id)
+        return EMAIL_EINVAL;
+    cancel_op_t o = {.t = t, .id = message_id};
+    runtime_waiter_init(&o.waiter);
+    int rc = runtime_call(op_cancel, &o, &o.waiter);
+    runtime_waiter_destroy(&o.waiter);
+    return rc ? rc : o.rc;
+}
+
+typedef struct progress_op {
+    email_transporter_t *t;
+    email_progress_cb cb;
+    void *data;
+    runtime_waiter_t waiter;
+} progress_op_t;
+
+static void op_set_progress(void *arg)
+{
+    progress_op_t *o = arg;
+    o->t->progress = o->cb;
+    o->t->progress_data = o->data;
+    runtime_waiter_signal(&o->waiter);
 }
 
 int email_transporter_set_progress(email_transporter_t *t, email_progress_cb cb, void *user_data)
 {
-    (void)t;
-    (void)cb;
-    (void)user_data;
-    return EMAIL_ENOTSUP;
+    if (!t)
+        return EMAIL_EINVAL;
+    progress_op_t o = {.t = t, .cb = cb, .data = user_data};
+    runtime_waiter_init(&o.waiter);
+    int rc = runtime_call(op_set_progress, &o, &o.waiter);
+    runtime_waiter_destroy(&o.waiter);
+    return rc;
+}
+
+typedef struct log_op {
+    email_transporter_t *t;
+    log_sink_t *log;
+    runtime_waiter_t waiter;
+} log_op_t;
+
+static void op_set_log(void *arg)
+{
+    log_op_t *o = arg;
+    log_sink_t *old = o->t->log;
+    o->t->log = o->log;
+    if (o->t->conn)
+        connection_set_log(o->t->conn, o->log);
+    log_sink_release(old);
+    runtime_waiter_signal(&o->waiter);
+}
+
+int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen)
+{
+    log_op_t o = {.t = t};
+    if (path && !(o.log = log_sink_open(path, err, errlen)))
+        return EMAIL_EIO;
+    runtime_waiter_init(&o.waiter);
+    int rc = runtime_call(op_set_log, &o, &o.waiter);
+    runtime_waiter_destroy(&o.waiter);
+    if (rc) {
+        log_sink_release(o.log);
+        snprintf(err, errlen, "%s", email_strerror(rc));
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------- */
 /* Freeing: QUIT after what is queued, wait for the connection to close                         */
 
-static void maybe_finish_free(email_transporter_t *t)
+static void free_now(email_transporter_t *t)
 {
-    if (!t->freeing || t->conn || t->waiting.head || t->parked.head || t->in_flight)
-        return;
     op_t *o = t->freer;
     if (o)
         runtime_waiter_signal(&o->waiter); /* the caller destroys t */
@@ -748,9 +1003,55 @@ static void maybe_finish_free(email_transporter_t *t)
         transporter_destroy(t);
 }
 
+static void on_deadline_closed(uv_handle_t *h)
+{
+    email_transporter_t *t = h->data;
+    free(h);
+    free_now(t);
+}
+
+static void maybe_finish_free(email_transporter_t *t)
+{
+    if (!t->freeing || t->conn || t->waiting.head || t->parked.head || t->in_flight)
+        return;
+    if (t->free_deadline) {
+        uv_close((uv_handle_t *)t->free_deadline, on_deadline_closed);
+        t->free_deadline = NULL;
+        return;
+    }
+    free_now(t);
+}
+
+/* The time given to queued messages is over: what is left fails. */
+static void on_free_deadline(uv_timer_t *h)
+{
+    email_transporter_t *t = h->data;
+    email_status_t s;
+    t->expired = true;
+    email_status_init(&s);
+    email_status_fail(&s, EMAIL_ETIMEDOUT,
+                      "the session was closed before this message could be sent (timeout)");
+    send_req_t *r;
+    while ((r = list_pop(&t->waiting)))
+        req_fail(r, &s, NULL);
+    if (t->conn)
+        connection_abort(t->conn, EMAIL_ETIMEDOUT,
+                         "the session was closed before every message could be sent (timeout)");
+    maybe_finish_free(t);
+}
+
 static void start_free(email_transporter_t *t)
 {
     t->freeing = true;
+    if (t->conn || t->waiting.head) {
+        t->free_deadline = malloc(sizeof *t->free_deadline);
+        if (t->free_deadline) {
+            uv_timer_init(runtime_loop(), t->free_deadline);
+            t->free_deadline->data = t;
+            uv_timer_start(t->free_deadline, on_free_deadline,
+                           (uint64_t)t->reply_timeout_ms, 0);
+        }
+    }
     if (t->conn) {
         if (connection_is_ready(t->conn) || t->in_flight || t->waiting.head)
             connection_quit(t->conn);

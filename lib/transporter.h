@@ -21,8 +21,20 @@ email_transporter_t *transporter_new_ex(const email_server_t *server,
                                         size_t errlen);
 /* Connects, greets, secures and authenticates the keep-alive connection, and waits for it. */
 int transporter_open(email_transporter_t *t, email_status_t *status);
-/* Sends a prebuilt message (email_send_mime) and waits. */
+/* Sends a prebuilt message (email_send_mime): waits and fills status when status is given,
+ * else queues it and reports to done (may be NULL). */
 int transporter_send_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
-                         const char *mime, size_t length, email_status_t *status);
+                         const char *mime, size_t length, email_send_cb done, void *user_data,
+                         email_status_t *status);
+
+/* Starts connecting now without waiting (asynchronous named sessions). */
+int transporter_connect_async(email_transporter_t *t);
+/* email_transporter_send_async with a progress callback of its own and the error text. */
+int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, email_send_cb done,
+                              void *user_data, email_progress_cb progress, void *progress_data,
+                              uint64_t *message_id, char *err, size_t errlen);
+
+/* Starts (path) or stops (NULL) the extended log of the transporter's next connections. */
+int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen);
 
 #endif

@@ -1,9 +1,13 @@
 /* Small internal helpers shared by every module. */
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "emailsession.h"
 
@@ -206,4 +210,17 @@ bool email_is_ascii(const char *s, size_t n)
         if ((unsigned char)s[i] >= 0x80)
             return false;
     return true;
+}
+
+int email_file_size(const char *path, uint64_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    struct stat st;
+    int rc = fstat(fd, &st) ? errno : S_ISREG(st.st_mode) ? 0 : EISDIR;
+    close(fd);
+    if (!rc)
+        *size = (uint64_t)st.st_size;
+    return rc;
 }

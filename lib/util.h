@@ -45,5 +45,8 @@ bool email_has_crlf(const char *s);
 bool email_utf8_valid(const char *s, size_t n);
 /* True when every byte is < 0x80. */
 bool email_is_ascii(const char *s, size_t n);
+/* Size of the regular file at path, which must be readable: 0, or an errno value (EISDIR when it
+   is not a regular file). */
+int email_file_size(const char *path, uint64_t *size);
 
 #endif

@@ -1,0 +1,131 @@
+/*
+ * Outcome of every message id: an open-addressing hash table under a mutex. Finished outcomes
+ * are kept for the last REGISTRY_KEEP messages (a ring of ids), so a daemon sending for months
+ * does not grow without bound; pending ones are always kept.
+ */
+#include "registry.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "emailsession.h"
+
+#define REGISTRY_KEEP 65536
+
+typedef struct entry {
+    uint64_t id; /* 0 = empty */
+    int state;
+} entry_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static entry_t *table;
+static size_t cap, used; /* used counts live entries and tombstones */
+static uint64_t *ring;   /* finished ids, oldest evicted first */
+static size_t ring_pos, ring_len;
+
+#define DELETED (-1)
+
+static size_t slot_of(uint64_t id, size_t n)
+{
+    uint64_t h = id * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (n - 1);
+}
+
+static entry_t *find(uint64_t id)
+{
+    if (!table)
+        return NULL;
+    for (size_t i = slot_of(id, cap);; i = (i + 1) & (cap - 1)) {
+        if (table[i].id == 0)
+            return NULL;
+        if (table[i].id == id && table[i].state != DELETED)
+            return &table[i];
+    }
+}
+
+static int grow(void)
+{
+    size_t ncap = cap ? cap * 2 : 1024;
+    entry_t *t = calloc(ncap, sizeof *t);
+    if (!t)
+        return -1;
+    size_t live = 0;
+    for (size_t i = 0; i < cap; i++) {
+        if (!table[i].id || table[i].state == DELETED)
+            continue;
+        size_t j = slot_of(table[i].id, ncap);
+        while (t[j].id)
+            j = (j + 1) & (ncap - 1);
+        t[j] = table[i];
+        live++;
+    }
+    free(table);
+    table = t;
+    cap = ncap;
+    used = live;
+    return 0;
+}
+
+static void put(uint64_t id, int state)
+{
+    entry_t *e = find(id);
+    if (e) {
+        e->state = state;
+        return;
+    }
+    if ((used + 1) * 4 > cap * 3 && grow() != 0)
+        return;
+    size_t i = slot_of(id, cap);
+    while (table[i].id)
+        i = (i + 1) & (cap - 1);
+    table[i].id = id;
+    table[i].state = state;
+    used++;
+}
+
+void registry_pending(uint64_t id)
+{
+    pthread_mutex_lock(&lock);
+    put(id, EMAIL_PENDING);
+    pthread_mutex_unlock(&lock);
+}
+
+void registry_done(uint64_t id, int state)
+{
+    pthread_mutex_lock(&lock);
+    put(id, state);
+    if (!ring)
+        ring = calloc(REGISTRY_KEEP, sizeof *ring);
+    if (ring) {
+        if (ring_len == REGISTRY_KEEP) {
+            entry_t *old = find(ring[ring_pos]);
+            if (old && old->state != EMAIL_PENDING)
+                old->state = DELETED;
+        } else {
+            ring_len++;
+        }
+        ring[ring_pos] = id;
+        ring_pos = (ring_pos + 1) % REGISTRY_KEEP;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+int registry_get(uint64_t id)
+{
+    pthread_mutex_lock(&lock);
+    entry_t *e = find(id);
+    int state = e ? e->state : EMAIL_ENOTFOUND;
+    pthread_mutex_unlock(&lock);
+    return state;
+}
+
+void registry_clear(void)
+{
+    pthread_mutex_lock(&lock);
+    free(table);
+    free(ring);
+    table = NULL;
+    ring = NULL;
+    cap = used = ring_pos = ring_len = 0;
+    pthread_mutex_unlock(&lock);
+}

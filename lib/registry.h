@@ -1,0 +1,16 @@
+/* Outcome of every message id handed out (WLanguage's EmailStatus). Any thread. */
+#ifndef EMAIL_REGISTRY_H
+#define EMAIL_REGISTRY_H
+
+#include <stdint.h>
+
+/* The message is queued: EMAIL_PENDING. */
+void registry_pending(uint64_t id);
+/* The message has its outcome: EMAIL_SENT or EMAIL_ERROR. */
+void registry_done(uint64_t id, int state);
+/* EMAIL_PENDING, EMAIL_SENT, EMAIL_ERROR, or EMAIL_ENOTFOUND. */
+int registry_get(uint64_t id);
+/* Forgets everything (email_shutdown). */
+void registry_clear(void);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * A GnuTLS client session driven over memory: ciphertext from the transport goes in with
+ * tls_feed, plaintext comes out through a callback; plaintext goes in with tls_write, ciphertext
+ * comes out through a callback that the caller writes to the transport. No I/O, no blocking.
+ * Loop thread only.
+ */
+#ifndef EMAIL_TLS_H
+#define EMAIL_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct tls tls_t;
+
+typedef struct tls_config {
+    const char *host;      /* the name (or address) the certificate must match; SNI for names */
+    const char *ca_file;   /* extra trust anchors (PEM) besides the system store, or NULL */
+    bool no_verify;        /* no certificate checks at all (tests only) */
+} tls_config_t;
+
+typedef struct tls_callbacks {
+    /* Ciphertext to write to the transport: 0 or EMAIL_E... */
+    int (*send)(void *ud, const char *data, size_t n);
+    /* Plaintext from the server. */
+    void (*recv)(void *ud, const char *data, size_t n);
+    /* The handshake ended: error 0 (established) or EMAIL_E... with a text naming the reason. */
+    void (*handshake)(void *ud, int error, const char *text);
+    /* The session failed after the handshake (bad record, alert): EMAIL_ETLS and a text. */
+    void (*failed)(void *ud, int error, const char *text);
+} tls_callbacks_t;
+
+/* NULL + err when the credentials cannot be loaded (CA file unreadable, ...). */
+tls_t *tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, char *err,
+               size_t errlen);
+/* Sends the ClientHello. */
+int tls_start(tls_t *t);
+/* Ciphertext from the server. */
+void tls_feed(tls_t *t, const char *data, size_t n);
+/* Plaintext to the server (encrypted and handed to `send`). */
+int tls_write(tls_t *t, const char *data, size_t n);
+/* "TLS1.3 with AES-256-GCM ..." once established. */
+void tls_describe(const tls_t *t, char *out, size_t size);
+void tls_free(tls_t *t);
+
+#endif

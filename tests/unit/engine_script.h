@@ -1,0 +1,498 @@
+/*
+ * Driving the sans-I/O SMTP engine (lib/protocol.c) from a test, the way nghttp2's session tests
+ * drive theirs: scripted server bytes go in, every byte the engine asks to write is collected, and
+ * every callback becomes one line of an event transcript, so a whole conversation is checked with
+ * a few string comparisons. A small fake server (fake_server_*) answers whatever the engine sends,
+ * for round trips whose transcript is too long to write by hand.
+ *
+ * Include after <cmocka.h>.
+ */
+#ifndef EMAIL_TEST_ENGINE_SCRIPT_H
+#define EMAIL_TEST_ENGINE_SCRIPT_H
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "emailsession.h"
+#include "protocol.h"
+#include "status.h"
+#include "util.h"
+
+#define GREETING "220 mx.example ESMTP\r\n"
+#define EHLO_LINE "EHLO client.example\r\n"
+
+static inline const char *buf_str(const email_buf_t *b)
+{
+    return b->data ? b->data : "";
+}
+
+static inline uint64_t xorshift64(uint64_t *state)
+{
+    /* the same sequence on every platform, unlike rand() */
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Message bodies and jobs                                                                      */
+
+/*
+ * A body served from memory: at most max_read bytes per read (0: as many as asked for); once
+ * fail_at bytes were served (fail_at >= 0), every read returns `error`.
+ */
+typedef struct test_body {
+    const char *data;
+    size_t len, pos;
+    size_t max_read;
+    long fail_at;
+    int error;
+} test_body_t;
+
+static inline ssize_t test_body_read(void *ctx, char *buf, size_t n)
+{
+    test_body_t *b = ctx;
+    assert_true(n > 0);
+    if (b->fail_at >= 0 && b->pos >= (size_t)b->fail_at)
+        return b->error;
+    size_t left = b->len - b->pos;
+    if (b->fail_at >= 0 && left > (size_t)b->fail_at - b->pos)
+        left = (size_t)b->fail_at - b->pos;
+    if (b->max_read && n > b->max_read)
+        n = b->max_read;
+    if (n > left)
+        n = left;
+    memcpy(buf, b->data + b->pos, n);
+    b->pos += n;
+    return (ssize_t)n;
+}
+
+#define TEST_MAX_RCPTS 64
+
+typedef struct test_job {
+    smtp_job_t job;
+    test_body_t body;
+    const char *rcpts[TEST_MAX_RCPTS];
+    const char *name;
+} test_job_t;
+
+/* A job named `name` (for the event transcript), recipients as NULL-terminated varargs. */
+static inline void test_job_init(test_job_t *t, const char *name, const char *from,
+                                 const char *body, ...)
+{
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    t->body.data = body;
+    t->body.len = strlen(body);
+    t->body.fail_at = -1;
+    va_list ap;
+    va_start(ap, body);
+    const char *r;
+    size_t n = 0;
+    while ((r = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < TEST_MAX_RCPTS);
+        t->rcpts[n++] = r;
+    }
+    va_end(ap);
+    t->job.from = from;
+    t->job.rcpts = t->rcpts;
+    t->job.nrcpts = n;
+    t->job.read = test_body_read;
+    t->job.ctx = &t->body;
+    t->job.user = t;
+}
+
+static inline void test_job_free(test_job_t *t)
+{
+    email_refusals_free(&t->job.refusals);
+}
+
+static inline const char *outcome_name(enum smtp_job_outcome o)
+{
+    switch (o) {
+    case SMTP_JOB_SENT:
+        return "SENT";
+    case SMTP_JOB_FAILED:
+        return "FAILED";
+    case SMTP_JOB_RETRYABLE:
+        return "RETRYABLE";
+    case SMTP_JOB_UNKNOWN:
+        return "UNKNOWN";
+    }
+    return "?";
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* A session under test                                                                         */
+
+typedef struct test_session test_session_t;
+struct test_session {
+    smtp_engine_t *e;
+    email_buf_t events;   /* "ready", "starttls", "job NAME OUTCOME ERROR CODE [ENH] rejected=N",
+                             "closed ERROR CODE [ENH]", one per line */
+    email_buf_t log;      /* every log call as "K: text\n" */
+    email_buf_t wire;     /* every byte taken, in order */
+    email_buf_t taken;    /* what the last ts_take / ts_take_one / ts_feed_take returned */
+    bool no_written;      /* do not report taken bytes with smtp_engine_written */
+    int nclosed;
+    email_status_t closed_status;
+    size_t max_commands;  /* most command lines seen in one ts_take (for window checks) */
+    void (*on_job_done)(test_session_t *s, smtp_job_t *job);
+    void *user;
+};
+
+static inline void status_words(email_buf_t *b, const email_status_t *st)
+{
+    assert_int_equal(email_buf_printf(b, "%s %d", email_error_name(st->error), st->status), 0);
+    if (st->enhanced_code[0])
+        assert_int_equal(email_buf_printf(b, " %s", st->enhanced_code), 0);
+}
+
+static inline void cb_log(void *ud, char kind, const char *text)
+{
+    test_session_t *s = ud;
+    assert_true(kind == 'C' || kind == 'S' || kind == '#');
+    assert_non_null(text);
+    assert_null(strpbrk(text, "\r\n"));
+    assert_int_equal(email_buf_printf(&s->log, "%c: %s\n", kind, text), 0);
+}
+
+static inline void cb_ready(void *ud)
+{
+    test_session_t *s = ud;
+    assert_int_equal(email_buf_puts(&s->events, "ready\n"), 0);
+}
+
+static inline void cb_starttls(void *ud)
+{
+    test_session_t *s = ud;
+    assert_int_equal(email_buf_puts(&s->events, "starttls\n"), 0);
+}
+
+static inline void cb_job_done(void *ud, smtp_job_t *job)
+{
+    test_session_t *s = ud;
+    const test_job_t *t = job->user;
+    assert_int_equal(email_buf_printf(&s->events, "job %s %s ", t->name, outcome_name(job->outcome)),
+                     0);
+    status_words(&s->events, &job->status);
+    assert_int_equal(email_buf_printf(&s->events, " rejected=%zu\n", job->status.rejected), 0);
+    /* what every finished job must say about itself */
+    assert_int_equal(job->status.success, job->outcome == SMTP_JOB_SENT);
+    assert_int_equal(job->status.recipients, job->nrcpts);
+    assert_int_equal(job->status.rejected, job->refusals.n);
+    assert_int_equal(job->outcome == SMTP_JOB_SENT, job->status.error == 0);
+    if (s->on_job_done)
+        s->on_job_done(s, job);
+}
+
+static inline void cb_closed(void *ud, const email_status_t *why)
+{
+    test_session_t *s = ud;
+    s->nclosed++;
+    assert_int_equal(s->nclosed, 1); /* closed is reported once */
+    s->closed_status = *why;
+    assert_int_equal(email_buf_puts(&s->events, "closed "), 0);
+    status_words(&s->events, why);
+    assert_int_equal(email_buf_putc(&s->events, '\n'), 0);
+}
+
+static inline smtp_engine_config_t ts_config(void)
+{
+    smtp_engine_config_t c;
+    memset(&c, 0, sizeof c);
+    c.helo_name = "client.example";
+    c.starttls = SMTP_TLS_NEVER;
+    return c;
+}
+
+static inline void ts_init(test_session_t *s, const smtp_engine_config_t *cfg)
+{
+    memset(s, 0, sizeof *s);
+    email_buf_init(&s->events);
+    email_buf_init(&s->log);
+    email_buf_init(&s->wire);
+    email_buf_init(&s->taken);
+    smtp_engine_callbacks_t cb = {cb_log, cb_ready, cb_starttls, cb_job_done, cb_closed};
+    s->e = smtp_engine_new(cfg, &cb, s);
+    assert_non_null(s->e);
+}
+
+static inline void ts_free(test_session_t *s)
+{
+    smtp_engine_free(s->e);
+    email_buf_free(&s->events);
+    email_buf_free(&s->log);
+    email_buf_free(&s->wire);
+    email_buf_free(&s->taken);
+}
+
+static inline size_t count_lines(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '\r' && s[i + 1] == '\n')
+            k++;
+    return k;
+}
+
+/* One smtp_engine_take, appended to s->taken and s->wire, reported written. Returns its size. */
+static inline size_t ts_take_into(test_session_t *s)
+{
+    const char *data = NULL;
+    size_t n = smtp_engine_take(s->e, &data);
+    assert_non_null(data);
+    if (n) {
+        assert_int_equal(email_buf_append(&s->taken, data, n), 0);
+        assert_int_equal(email_buf_append(&s->wire, data, n), 0);
+        if (!s->no_written)
+            smtp_engine_written(s->e, n);
+    }
+    return n;
+}
+
+/* Exactly one take: what the engine hands over in one go. */
+static inline const char *ts_take_one(test_session_t *s)
+{
+    email_buf_reset(&s->taken);
+    ts_take_into(s);
+    return buf_str(&s->taken);
+}
+
+/* Takes until the engine has nothing more to write; returns all of it. */
+static inline const char *ts_take(test_session_t *s)
+{
+    email_buf_reset(&s->taken);
+    while (ts_take_into(s) > 0)
+        ;
+    return buf_str(&s->taken);
+}
+
+static inline int ts_feedn(test_session_t *s, const char *data, size_t n)
+{
+    return smtp_engine_feed(s->e, data, n);
+}
+
+static inline int ts_feed(test_session_t *s, const char *data)
+{
+    return smtp_engine_feed(s->e, data, strlen(data));
+}
+
+/*
+ * Feeds data in pieces of `step` bytes (0: whole), taking everything after each piece, and
+ * returns everything taken (also left in s->taken). *rc gets the first failure, or 0.
+ */
+static inline const char *ts_feed_take(test_session_t *s, const char *data, size_t n, size_t step,
+                                       int *rc)
+{
+    email_buf_reset(&s->taken);
+    *rc = 0;
+    size_t pos = 0;
+    do {
+        size_t piece = step && step < n - pos ? step : n - pos;
+        int r = smtp_engine_feed(s->e, data + pos, piece);
+        pos += piece;
+        if (r && !*rc)
+            *rc = r;
+        size_t before = s->taken.len;
+        while (ts_take_into(s) > 0)
+            ;
+        size_t lines = count_lines(s->taken.data + before, s->taken.len - before);
+        if (lines > s->max_commands)
+            s->max_commands = lines;
+    } while (pos < n && !*rc);
+    return buf_str(&s->taken);
+}
+
+/* The events so far, checked and forgotten. */
+#define EXPECT_EVENTS(s, expected)                                                                 \
+    do {                                                                                           \
+        assert_string_equal(buf_str(&(s)->events), expected);                                     \
+        email_buf_reset(&(s)->events);                                                             \
+    } while (0)
+
+/* True when the log holds exactly this line ("C: QUIT"). */
+static inline bool ts_log_has(const test_session_t *s, const char *line)
+{
+    const char *log = buf_str(&s->log);
+    size_t n = strlen(line);
+    for (const char *p = strstr(log, line); p; p = strstr(p + 1, line))
+        if ((p == log || p[-1] == '\n') && p[n] == '\n')
+            return true;
+    return false;
+}
+
+/* Greeting, EHLO and its reply. Returns the feed's result. */
+static inline int ts_greet(test_session_t *s, const char *ehlo_reply)
+{
+    assert_int_equal(ts_feed(s, GREETING), 0);
+    assert_string_equal(ts_take(s), EHLO_LINE);
+    return ts_feed(s, ehlo_reply);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* A fake server: answers what the engine writes, keeps the messages it receives                */
+
+#define FAKE_MAX_MESSAGES 64
+
+typedef struct fake_server {
+    const char *ehlo;         /* the EHLO reply */
+    bool in_data;
+    size_t accepted;          /* recipients accepted in the current transaction */
+    email_buf_t line;         /* partial line */
+    email_buf_t msg;          /* message being received, dot-stuffing undone */
+    email_buf_t replies;      /* replies not yet fed to the engine */
+    char *messages[FAKE_MAX_MESSAGES];
+    size_t lengths[FAKE_MAX_MESSAGES];
+    size_t nmessages;
+    bool quit;
+} fake_server_t;
+
+static inline void fake_server_init(fake_server_t *f, const char *ehlo)
+{
+    memset(f, 0, sizeof *f);
+    f->ehlo = ehlo;
+    email_buf_init(&f->line);
+    email_buf_init(&f->msg);
+    email_buf_init(&f->replies);
+    assert_int_equal(email_buf_puts(&f->replies, GREETING), 0);
+}
+
+static inline void fake_server_free(fake_server_t *f)
+{
+    for (size_t i = 0; i < f->nmessages; i++)
+        free(f->messages[i]);
+    email_buf_free(&f->line);
+    email_buf_free(&f->msg);
+    email_buf_free(&f->replies);
+}
+
+static inline void fake_reply(fake_server_t *f, const char *r)
+{
+    assert_int_equal(email_buf_puts(&f->replies, r), 0);
+}
+
+/* One line from the client, without its CRLF. */
+static inline void fake_server_line(fake_server_t *f, const char *l, size_t n)
+{
+    if (f->in_data) {
+        if (n == 1 && l[0] == '.') {
+            f->in_data = false;
+            assert_true(f->nmessages < FAKE_MAX_MESSAGES);
+            f->lengths[f->nmessages] = f->msg.len;
+            f->messages[f->nmessages++] = email_buf_steal(&f->msg, NULL);
+            if (!f->messages[f->nmessages - 1])
+                f->messages[f->nmessages - 1] = email_strdup("");
+            fake_reply(f, "250 2.0.0 queued\r\n");
+            return;
+        }
+        if (n && l[0] == '.')
+            l++, n--;
+        assert_int_equal(email_buf_append(&f->msg, l, n), 0);
+        assert_int_equal(email_buf_puts(&f->msg, "\r\n"), 0);
+        return;
+    }
+    assert_false(f->quit); /* nothing after QUIT */
+    assert_null(memchr(l, '\r', n)); /* a command never holds a bare CR */
+    if (n >= 5 && !strncmp(l, "EHLO ", 5))
+        fake_reply(f, f->ehlo);
+    else if (n >= 10 && !strncmp(l, "MAIL FROM:", 10)) {
+        f->accepted = 0;
+        fake_reply(f, "250 2.1.0 Ok\r\n");
+    } else if (n >= 8 && !strncmp(l, "RCPT TO:", 8)) {
+        /* an address holding "refuse" is refused */
+        bool refuse = false;
+        for (size_t i = 0; i + 6 <= n; i++)
+            refuse |= !strncmp(l + i, "refuse", 6);
+        if (refuse)
+            fake_reply(f, "550 5.1.1 User unknown\r\n");
+        else {
+            f->accepted++;
+            fake_reply(f, "250 2.1.5 Ok\r\n");
+        }
+    } else if (n == 4 && !strncmp(l, "DATA", 4)) {
+        if (f->accepted) {
+            f->in_data = true;
+            fake_reply(f, "354 End data with <CR><LF>.<CR><LF>\r\n");
+        } else {
+            fake_reply(f, "554 5.5.1 No valid recipients\r\n");
+        }
+    } else if (n == 4 && !strncmp(l, "RSET", 4))
+        fake_reply(f, "250 2.0.0 Ok\r\n");
+    else if (n == 4 && !strncmp(l, "QUIT", 4)) {
+        f->quit = true;
+        fake_reply(f, "221 2.0.0 Bye\r\n");
+    } else
+        fail_msg("the fake server got an unknown command: %.*s", (int)n, l);
+}
+
+/* Bytes from the client (any split). Every line must end with CRLF. */
+static inline void fake_server_receive(fake_server_t *f, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = data[i];
+        assert_int_equal(email_buf_putc(&f->line, c), 0);
+        if (c == '\n') {
+            /* a bare LF in what the client writes is a line ending bug (SMTP smuggling) */
+            assert_true(f->line.len >= 2 && f->line.data[f->line.len - 2] == '\r');
+            fake_server_line(f, f->line.data, f->line.len - 2);
+            email_buf_reset(&f->line);
+        }
+    }
+}
+
+/*
+ * Runs a session against the fake server until it ends: whatever the engine writes is answered,
+ * the answers fed back in random pieces (rng NULL: whole). Returns how many rounds it took.
+ */
+static inline size_t fake_server_run(fake_server_t *f, test_session_t *s, uint64_t *rng)
+{
+    size_t rounds = 0;
+    while (!smtp_engine_is_closed(s->e)) {
+        assert_true(++rounds < 100000);
+        size_t n = f->replies.len;
+        if (n == 0) {
+            ts_take(s);
+            if (s->taken.len == 0)
+                break; /* nobody has anything to say */
+            fake_server_receive(f, s->taken.data, s->taken.len);
+            continue;
+        }
+        char *r = email_buf_steal(&f->replies, NULL);
+        size_t step = rng ? 1 + xorshift64(rng) % 40 : 0;
+        int rc;
+        ts_feed_take(s, r, n, step, &rc);
+        free(r);
+        assert_int_equal(rc, 0);
+        if (s->taken.len)
+            fake_server_receive(f, s->taken.data, s->taken.len);
+    }
+    return rounds;
+}
+
+/*
+ * What the server must receive for a body: CRLF, bare CR and bare LF each become CRLF, and a text
+ * not ending with a line break gets one.
+ */
+static inline char *expected_body(const char *body, size_t n)
+{
+    email_buf_t b;
+    email_buf_init(&b);
+    for (size_t i = 0; i < n; i++) {
+        if (body[i] == '\r' || body[i] == '\n') {
+            if (body[i] == '\r' && i + 1 < n && body[i + 1] == '\n')
+                i++;
+            assert_int_equal(email_buf_puts(&b, "\r\n"), 0);
+        } else {
+            assert_int_equal(email_buf_putc(&b, body[i]), 0);
+        }
+    }
+    if (b.len && (b.len < 2 || memcmp(b.data + b.len - 2, "\r\n", 2)))
+        assert_int_equal(email_buf_puts(&b, "\r\n"), 0);
+    char *s = email_buf_steal(&b, NULL);
+    return s ? s : email_strdup("");
+}
+
+#endif

@@ -1,0 +1,790 @@
+/* Unit tests of lib/message.c, lib/address.c and lib/mime.c: the builder, its refusals, and the
+   MIME it produces, read back by Python's email parser. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "emailsession.h"
+#include "message.h"
+#include "mime.h"
+
+#define PYTHON "/usr/bin/python3"
+
+/* Texts every test can use: accents, Japanese, an emoji. */
+#define ACCENTS "Fran\xc3\xa7ois d\xe2\x80\x99\xc3\x89lo\xc3\xafse"
+#define JAPANESE "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe4\xbb\xb6\xe5\x90\x8d"
+#define EMOJI "\xf0\x9f\x98\x80\xf0\x9f\x8e\x89"
+/* A name longer than one encoded word, words with and without accents. */
+#define LONG_NAME                                                                              \
+    "\xc3\x9cn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9 N\xc3\xa4m\xc3\xa9 Th\xc3\xa4t Is R\xc3\xa9" \
+    "ally Quite Long Indeed, For A Header Line"
+
+static char *mime_of(const email_message_t *m, size_t *len)
+{
+    char *mime = NULL;
+    size_t n = 0;
+    int rc = email_message_to_mime(m, &mime, &n);
+    if (rc)
+        fail_msg("to_mime: %d %s", rc, message_last_error());
+    assert_int_equal(strlen(mime), n);
+    if (len)
+        *len = n;
+    return mime;
+}
+
+/* The header section of a MIME text (up to the blank line), as a new string. */
+static char *headers_of(const char *mime)
+{
+    const char *end = strstr(mime, "\r\n\r\n");
+    assert_non_null(end);
+    size_t n = (size_t)(end - mime) + 2;
+    char *h = malloc(n + 1);
+    assert_non_null(h);
+    memcpy(h, mime, n);
+    h[n] = 0;
+    return h;
+}
+
+/* A message with a sender and a recipient, ready to be built. */
+static email_message_t *basic_message(void)
+{
+    email_message_t *m = email_message_new();
+    assert_non_null(m);
+    assert_int_equal(email_message_set_from(m, "Alice <alice@example.org>"), 0);
+    assert_int_equal(email_message_add_to(m, "bob@example.com"), 0);
+    return m;
+}
+
+static void assert_error_starts(const char *prefix)
+{
+    const char *e = message_last_error();
+    if (strncmp(e, prefix, strlen(prefix)))
+        fail_msg("error text \"%s\" does not start with \"%s\"", e, prefix);
+}
+
+/* ---- Runs Python's parser on bytes ---- */
+
+static const char py_check[] =
+    "import sys, email.policy\n"
+    "from email.parser import BytesParser\n"
+    "a = sys.argv[1:]\n"
+    "m = BytesParser(policy=email.policy.default).parse(open(a[0], 'rb'))\n"
+    "errs = []\n"
+    "def check(what, got, want):\n"
+    "    if got != want: errs.append('%s: got %r, want %r' % (what, got, want))\n"
+    "check('subject', m['subject'], a[1])\n"
+    "f = m['from'].addresses[0]\n"
+    "check('from', (f.display_name, f.addr_spec), (a[2], a[3]))\n"
+    "check('to', '\\n'.join('%s|%s' % (x.display_name, x.addr_spec) for x in m['to'].addresses),"
+    " a[4])\n"
+    "check('bcc', m['bcc'], None)\n"
+    "check('text', m.get_body(('plain',)).get_content().replace('\\r\\n', '\\n'), a[5])\n"
+    "html = m.get_body(('html',))\n"
+    "check('html', html.get_content().replace('\\r\\n', '\\n') if html else '', a[6])\n"
+    "atts = list(m.iter_attachments())\n"
+    "check('attachments', len(atts), (len(a) - 7) // 2)\n"
+    "for p, name, path in zip(atts, a[7::2], a[8::2]):\n"
+    "    check('attachment name', p.get_filename(), name)\n"
+    "    check('bytes of ' + name, p.get_payload(decode=True), open(path, 'rb').read())\n"
+    "for p in m.walk():\n"
+    "    check('defects', list(p.defects), [])\n"
+    "    for k, v in p.items():\n"
+    "        check('defects of ' + k, list(getattr(v, 'defects', [])), [])\n"
+    "if errs: sys.exit('\\n'.join(errs))\n";
+
+/*
+ * Writes the message's MIME to a file and has Python check it: args are subject, From display
+ * name, From address, the To list ("name|addr" lines), the text body and the HTML body as Python
+ * should read them, then (name, path) pairs of attachments.
+ */
+static void python_check(const email_message_t *m, const char *const *args, size_t nargs)
+{
+    size_t len;
+    char *mime = mime_of(m, &len);
+    char path[] = "/tmp/test_message_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, mime, len), (ssize_t)len);
+    close(fd);
+    free(mime);
+    const char *argv[32] = {PYTHON, "-c", py_check, path};
+    assert_true(nargs + 5 <= sizeof argv / sizeof *argv);
+    memcpy(argv + 4, args, nargs * sizeof *args);
+    argv[4 + nargs] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (!pid) {
+        execv(PYTHON, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    unlink(path);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- Addresses ---- */
+
+static void test_addresses_accepted(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "a@b",
+        "Display Name <a@b.example>",
+        "\"Doe, John\" <j@d.org>",
+        "<angle@example.org>",
+        "first.last+tag@sub.example.co.uk",
+        "\"quoted local\"@example.org",
+        "x@[192.0.2.1]",
+        "J\xc3\xb6rg <j@example.de>",
+        "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a",
+        "  spaced   name   <s@example.org>  ",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        email_message_t *m = email_message_new();
+        if (email_message_set_from(m, good[i]))
+            fail_msg("\"%s\" refused: %s", good[i], message_last_error());
+        assert_string_equal(message_last_error(), "");
+        email_message_free(m);
+    }
+}
+
+static void test_addresses_refused_message_unchanged(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "foo", "a@", "@b", "a b@c", "a@b..c", "a@-b.org", ".a@b", "a..b@c", "a@b\r\nBcc: x@y.z",
+        "Name <a@b>\n", "Jo\r\nhn <a@b>", "\xff@b", "Name <a@b", "Name a@b>", "<a@b> trailing",
+        "\"unclosed <a@b>", "a@b, c@d", "Ctl\x01 <a@b>",
+    };
+    email_message_t *m = basic_message();
+    char *before = mime_of(m, NULL);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (email_message_set_from(m, bad[i]) != EMAIL_EINVAL)
+            fail_msg("From \"%s\" accepted", bad[i]);
+        assert_error_starts("From: ");
+        assert_string_equal(message_envelope_from(m), "alice@example.org");
+    }
+    assert_int_equal(email_message_set_from(m, "foo"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "From: \"foo\" is not a valid address");
+    assert_int_equal(email_message_set_sender(m, "x y"), EMAIL_EINVAL);
+    assert_error_starts("Sender: ");
+    assert_int_equal(email_message_set_reply_to(m, "r@x.org, bad"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "Reply-To: \"bad\" is not a valid address");
+    /* nothing changed: the same headers (Date and Message-ID aside) */
+    char *after = mime_of(m, NULL);
+    char *hb = headers_of(strstr(before, "From:")), *ha = headers_of(strstr(after, "From:"));
+    *strstr(hb, "Message-ID:") = 0;
+    *strstr(ha, "Message-ID:") = 0;
+    assert_string_equal(ha, hb);
+    free(hb);
+    free(ha);
+    free(before);
+    free(after);
+    /* set_* with NULL or "" removes the field */
+    assert_int_equal(email_message_set_from(m, ""), 0);
+    assert_string_equal(message_envelope_from(m), "");
+    email_message_free(m);
+}
+
+static void test_address_lists(void **state)
+{
+    (void)state;
+    email_message_t *m = email_message_new();
+    const char *list_text = "\"Doe, John\" <j@d.org>, x@y.z ,, Jane <jane@e.org>,";
+    assert_int_equal(email_message_add_to(m, list_text), 0);
+    const char *const *list;
+    assert_int_equal(message_recipients(m, &list), 3);
+    assert_string_equal(list[0], "j@d.org");
+    assert_string_equal(list[1], "x@y.z");
+    assert_string_equal(list[2], "jane@e.org");
+    /* one bad element refuses the whole call */
+    assert_int_equal(email_message_add_to(m, "ok@x.org, foo, ok2@x.org"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "To: \"foo\" is not a valid address");
+    assert_int_equal(email_message_add_cc(m, "Doe, John <j@d.org>"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "Cc: \"Doe\" is not a valid address");
+    assert_int_equal(email_message_add_bcc(m, "a@b.org\r\n"), EMAIL_EINVAL);
+    assert_error_starts("Bcc: ");
+    assert_int_equal(email_message_add_to(m, NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_to(m, " , "), EMAIL_EINVAL);
+    assert_int_equal(message_recipients(m, &list), 3);
+    email_message_free(m);
+}
+
+static void test_recipients_dedupe_and_bcc(void **state)
+{
+    (void)state;
+    email_message_t *m = email_message_new();
+    assert_int_equal(email_message_set_from(m, "me@example.org"), 0);
+    assert_int_equal(email_message_add_bcc(m, "Hidden <hidden@example.org>"), 0);
+    assert_int_equal(email_message_add_to(m, "A@x.org"), 0);
+    assert_int_equal(email_message_add_cc(m, "a@X.org, c@x.org"), 0);
+    assert_int_equal(email_message_add_bcc(m, "C@x.org, b@x.org"), 0);
+    const char *const *list;
+    assert_int_equal(message_recipients(m, &list), 4);
+    assert_string_equal(list[0], "A@x.org");
+    assert_string_equal(list[1], "c@x.org");
+    assert_string_equal(list[2], "hidden@example.org");
+    assert_string_equal(list[3], "b@x.org");
+    char *mime = mime_of(m, NULL);
+    assert_null(strstr(mime, "hidden"));
+    assert_null(strstr(mime, "Hidden"));
+    assert_null(strstr(mime, "Bcc"));
+    assert_null(strstr(mime, "b@x.org"));
+    assert_non_null(strstr(mime, "\r\nCc: a@X.org, c@x.org\r\n"));
+    free(mime);
+    /* a thousand addresses added twice each, one call at a time, in different case */
+    for (int i = 0; i < 2000; i++) {
+        char a[64];
+        snprintf(a, sizeof a, "%s%d@example.org", i % 2 ? "User" : "user", i / 2);
+        assert_int_equal(email_message_add_bcc(m, a), 0);
+    }
+    assert_int_equal(message_recipients(m, &list), 4 + 1000);
+    assert_string_equal(list[4 + 999], "user999@example.org");
+    email_message_free(m);
+}
+
+static void test_other_address_headers(void **state)
+{
+    (void)state;
+    email_message_t *m = email_message_new();
+    assert_int_equal(email_message_add_bcc(m, "only@example.org"), 0);
+    char *out = NULL;
+    assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "From: the message has no sender");
+    assert_int_equal(email_message_set_from(m, "Alice <alice@example.org>"), 0);
+    assert_int_equal(email_message_set_sender(m, "Office <office@example.org>"), 0);
+    assert_int_equal(email_message_set_reply_to(m, "\"Team, Sales\" <sales@example.org>, "
+                                                   "help@example.org"),
+                     0);
+    /* a message for Bcc recipients only: no To header at all */
+    char *mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nSender: Office <office@example.org>\r\n"));
+    assert_non_null(strstr(mime, "\r\nReply-To: \"Team, Sales\" <sales@example.org>, "
+                                 "help@example.org\r\n"));
+    assert_null(strstr(mime, "\r\nTo:"));
+    assert_null(strstr(mime, "only@"));
+    free(mime);
+    /* set_reply_to replaces */
+    assert_int_equal(email_message_set_reply_to(m, "r@example.org"), 0);
+    mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nReply-To: r@example.org\r\n"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_envelope(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_string_equal(message_envelope_from(m), "alice@example.org");
+    assert_int_equal(email_message_set_sender(m, "Office <office@example.org>"), 0);
+    assert_string_equal(message_envelope_from(m), "office@example.org");
+    assert_int_equal(email_message_set_sender(m, NULL), 0);
+    assert_string_equal(message_envelope_from(m), "alice@example.org");
+    assert_false(message_needs_smtputf8(m));
+    assert_int_equal(email_message_add_cc(m, "\xe7\x94\xa8\xe6\x88\xb7@example.org"), 0);
+    assert_true(message_needs_smtputf8(m));
+    size_t len;
+    char *mime = mime_of(m, &len);
+    mime_reader_t *r;
+    email_message_t *frozen;
+    char err[256];
+    assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+    assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), 0);
+    assert_true(mime_reader_8bit(r));
+    mime_reader_free(r);
+    email_message_free(frozen);
+    free(mime);
+    email_message_free(m);
+}
+
+/* ---- Other setters ---- */
+
+static void test_subject_and_bodies(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_set_subject(m, "Hello"), 0);
+    assert_int_equal(email_message_set_subject(m, "Bcc: injected\r\nX: y"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "Subject: line breaks are not allowed");
+    assert_int_equal(email_message_set_subject(m, "new\nline"), EMAIL_EINVAL);
+    assert_int_equal(email_message_set_subject(m, "bad \xc3\x28 utf-8"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "Subject: not valid UTF-8");
+    assert_int_equal(email_message_set_text_body(m, "\xed\xa0\x80 surrogate"), EMAIL_EINVAL);
+    assert_error_starts("Text body: ");
+    assert_int_equal(email_message_set_html_body(m, "\xc0\xaf overlong"), EMAIL_EINVAL);
+    assert_error_starts("HTML body: ");
+    assert_int_equal(email_message_set_text_body(m, "lines\r\nare fine\n"), 0);
+    char *mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nSubject: Hello\r\n"));
+    assert_non_null(strstr(mime, "\r\n\r\nlines\r\nare fine\r\n"));
+    assert_non_null(strstr(mime, "Content-Type: text/plain; charset=us-ascii\r\n"
+                                 "Content-Transfer-Encoding: 7bit\r\n"));
+    free(mime);
+    assert_int_equal(email_message_set_subject(NULL, "x"), EMAIL_EINVAL);
+    email_message_free(m);
+}
+
+static void test_add_header(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_add_header(m, "X-Mailer", "emailsession"), 0);
+    assert_int_equal(email_message_add_header(m, "X-Comment", "caf\xc3\xa9"), 0);
+    static const char *const bad_names[] = {"", "Bad Name", "X:y", "To", "cc", "BCC", "Subject",
+                                            "content-type", "Content-Transfer-Encoding", "Date",
+                                            "Message-ID", "MIME-Version", "From", "X-\xc3\xa9"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++) {
+        if (email_message_add_header(m, bad_names[i], "v") != EMAIL_EINVAL)
+            fail_msg("header name \"%s\" accepted", bad_names[i]);
+        assert_error_starts("Header");
+    }
+    assert_int_equal(email_message_add_header(m, NULL, "v"), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_header(m, "X-Evil", "a\r\nBcc: x@y.z"), EMAIL_EINVAL);
+    assert_string_equal(message_last_error(), "Header \"X-Evil\": line breaks are not allowed");
+    assert_int_equal(email_message_add_header(m, "X-Evil", "\xff"), EMAIL_EINVAL);
+    char *mime = mime_of(m, NULL);
+    assert_non_null(
+        strstr(mime, "\r\nX-Mailer: emailsession\r\nX-Comment: =?UTF-8?Q?caf=C3=A9?=\r\n"));
+    assert_null(strstr(mime, "X-Evil"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_priority_and_notification(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_set_priority(m, EMAIL_PRIORITY_HIGH), 0);
+    assert_int_equal(email_message_set_priority(m, 6), EMAIL_EINVAL);
+    assert_error_starts("Priority: ");
+    assert_int_equal(email_message_set_priority(m, -1), EMAIL_EINVAL);
+    assert_int_equal(email_message_set_disposition_notification(m, true), 0);
+    char *mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nX-Priority: 2 (High)\r\nImportance: high\r\n"));
+    assert_non_null(strstr(mime, "\r\nDisposition-Notification-To: Alice <alice@example.org>\r\n"));
+    free(mime);
+    assert_int_equal(email_message_set_priority(m, EMAIL_PRIORITY_LOWEST), 0);
+    assert_int_equal(email_message_set_disposition_notification(m, false), 0);
+    mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nX-Priority: 5 (Lowest)\r\nImportance: low\r\n"));
+    assert_null(strstr(mime, "Disposition-Notification-To"));
+    free(mime);
+    assert_int_equal(email_message_set_priority(m, EMAIL_PRIORITY_NORMAL), 0);
+    mime = mime_of(m, NULL);
+    assert_null(strstr(mime, "X-Priority"));
+    assert_null(strstr(mime, "Importance"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_charsets(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_set_subject(m, "caf\xc3\xa9"), 0);
+    assert_int_equal(email_message_set_text_body(m, "caf\xc3\xa9\n"), 0);
+    assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_UTF8_IN_BASE64,
+                                                EMAIL_MAIL_MODE_UTF8_IN_BASE64),
+                     0);
+    /* a refusal keeps both modes, also the valid one given with the invalid one */
+    assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_UTF8, "UTF-8"), EMAIL_EINVAL);
+    assert_error_starts("Charsets: ");
+    assert_int_equal(email_message_set_charsets(m, "latin1", NULL), EMAIL_EINVAL);
+    char *mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nSubject: =?UTF-8?B?Y2Fmw6k=?=\r\n"));
+    assert_non_null(strstr(mime, "Content-Transfer-Encoding: base64\r\n\r\nY2Fmw6kNCg==\r\n"));
+    free(mime);
+    assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_UTF8, NULL), 0);
+    mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n"));
+    assert_non_null(strstr(mime, "Content-Transfer-Encoding: base64\r\n"));
+    free(mime);
+    /* the ISO modes need charset conversion, not written yet: refused, not faked */
+    assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO88591,
+                                                EMAIL_MAIL_MODE_ISO2022JP),
+                     0);
+    char *out = NULL;
+    assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_ENOTSUP);
+    assert_error_starts("Subject: ");
+    assert_null(out);
+    /* ... and with ASCII text they have nothing to convert */
+    assert_int_equal(email_message_set_subject(m, "plain"), 0);
+    assert_int_equal(email_message_set_text_body(m, "plain"), 0);
+    mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "charset=us-ascii"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_ids_and_freeze(void **state)
+{
+    (void)state;
+    email_message_t *a = email_message_new(), *b = email_message_new();
+    assert_true(email_message_id(a) != 0);
+    assert_true(email_message_id(b) != email_message_id(a));
+    char err[256];
+    email_message_t *copy = NULL;
+    assert_int_equal(message_freeze(a, NULL, NULL, &copy, err, sizeof err), EMAIL_EINVAL);
+    assert_string_equal(err, "From: the message has no sender");
+    assert_int_equal(email_message_set_from(a, "a@example.org"), 0);
+    assert_int_equal(message_freeze(a, NULL, NULL, &copy, err, sizeof err), EMAIL_EINVAL);
+    assert_string_equal(err, "To: the message has no recipient (To, Cc or Bcc)");
+    assert_int_equal(email_message_add_bcc(a, "hidden@example.org"), 0);
+    assert_int_equal(message_freeze(a, "nonsense", NULL, &copy, err, sizeof err), EMAIL_EINVAL);
+    assert_error_starts("Charsets: ");
+    assert_int_equal(
+        message_freeze(a, EMAIL_MAIL_MODE_UTF8_IN_BASE64, NULL, &copy, err, sizeof err), 0);
+    assert_int_equal(email_message_id(copy), email_message_id(a));
+    const message_content_t *c = message_content(copy);
+    assert_int_equal(c->header_mode, MAIL_MODE_UTF8_B64);
+    assert_int_equal(c->body_mode, MAIL_MODE_UTF8_QP);
+    assert_non_null(c->date);
+    assert_non_null(strstr(c->message_id, "@example.org>"));
+    assert_null(message_content(a)->message_id);
+    /* a frozen message gives the same bytes every time (a retry sends what was sent) */
+    assert_int_equal(email_message_set_html_body(copy, "<p>x</p>"), 0);
+    assert_int_equal(email_message_set_text_body(copy, "x"), 0);
+    char *m1 = mime_of(copy, NULL), *m2 = mime_of(copy, NULL);
+    assert_string_equal(m1, m2);
+    assert_non_null(strstr(m1, c->message_id));
+    free(m1);
+    free(m2);
+    /* its recipients are its own */
+    const char *const *list;
+    assert_int_equal(message_recipients(copy, &list), 1);
+    email_message_free(a);
+    assert_string_equal(list[0], "hidden@example.org");
+    email_message_free(copy);
+    email_message_free(b);
+}
+
+static void test_date_format(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    char *mime = mime_of(m, NULL);
+    const char *d = strstr(mime, "Date: ");
+    assert_true(d == mime);
+    char day[4], mon[4], sign;
+    int dd, yyyy, hh, mi, ss, zone, end = 0;
+    assert_int_equal(sscanf(d, "Date: %3s, %d %3s %d %d:%d:%d %c%4d\r\n%n", day, &dd, mon, &yyyy,
+                            &hh, &mi, &ss, &sign, &zone, &end),
+                     9);
+    assert_true(end > 0);
+    assert_non_null(strstr("Mon,Tue,Wed,Thu,Fri,Sat,Sun,", day));
+    assert_non_null(strstr("JanFebMarAprMayJunJulAugSepOctNovDec", mon));
+    assert_true(sign == '+' || sign == '-');
+    free(mime);
+    email_message_free(m);
+}
+
+/* ---- The MIME ---- */
+
+/* Every line ends with CRLF and holds at most 998 octets (78 in the header section). */
+static void assert_lines(const char *mime, size_t len)
+{
+    size_t start = 0;
+    bool headers = true;
+    for (size_t i = 0; i < len; i++) {
+        if (mime[i] == '\r')
+            assert_int_equal(mime[i + 1], '\n');
+        if (mime[i] != '\n')
+            continue;
+        assert_true(i > 0 && mime[i - 1] == '\r');
+        size_t n = i - 1 - start;
+        assert_true(n <= 998);
+        if (headers && n > 78)
+            fail_msg("header line of %zu octets: %.*s", n, (int)n, mime + start);
+        headers = headers && n > 0;
+        start = i + 1;
+    }
+    assert_int_equal(start, len);
+}
+
+static void test_mime_python_round_trip(void **state)
+{
+    (void)state;
+    email_message_t *m = email_message_new();
+    assert_int_equal(email_message_set_from(m, ACCENTS " <francois@example.fr>"), 0);
+    assert_int_equal(email_message_add_to(m, "\"Doe, John\" <j@d.org>, x@y.z, "
+                                             JAPANESE " <taro@example.jp>"),
+                     0);
+    assert_int_equal(email_message_add_to(m, "John Q. Public <jqp@example.com>"), 0);
+    assert_int_equal(email_message_add_to(m, "\"" LONG_NAME "\" <long@example.net>"), 0);
+    assert_int_equal(email_message_add_bcc(m, "secret@example.org"), 0);
+    const char *subject = "R\xc3\xa9union " JAPANESE " " EMOJI
+                          " \xe2\x80\x94 a subject long enough to be folded over several lines";
+    assert_int_equal(email_message_set_subject(m, subject), 0);
+    assert_int_equal(email_message_set_text_body(m, "Bonjour " ACCENTS ",\r\n.\nline\rwith "
+                                                    "bare CR\n" JAPANESE "\n" EMOJI "\n"
+                                                    "trailing space \nend"),
+                     0);
+    const char *args[] = {subject, ACCENTS, "francois@example.fr",
+                          "Doe, John|j@d.org\n|x@y.z\n" JAPANESE "|taro@example.jp\n"
+                          "John Q. Public|jqp@example.com\n" LONG_NAME "|long@example.net",
+                          "Bonjour " ACCENTS ",\n.\nline\nwith bare CR\n" JAPANESE "\n" EMOJI
+                          "\ntrailing space \nend\n",
+                          ""};
+    python_check(m, args, 6);
+    size_t len;
+    char *mime = mime_of(m, &len);
+    assert_lines(mime, len);
+    assert_null(strstr(mime, "secret"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_mime_ascii_edge_cases(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    /* looks like an encoded word, and a word too long for any line: both must come back as is */
+    char subject[1200] = "=?utf-8?q?not_one?= ";
+    memset(subject + strlen(subject), 'x', 1100);
+    subject[sizeof subject - 1] = 0;
+    assert_int_equal(email_message_set_subject(m, subject), 0);
+    /* a line of 2000 ASCII octets does not fit 7bit */
+    char body[2002];
+    memset(body, 'y', 2000);
+    strcpy(body + 2000, "\n");
+    assert_int_equal(email_message_set_text_body(m, body), 0);
+    const char *from = "\"Quote \\\" and \\\\ backslash\" <q@example.org>";
+    assert_int_equal(email_message_set_from(m, from), 0);
+    const char *args[] = {subject, "Quote \" and \\ backslash", "q@example.org", "|bob@example.com",
+                          body, ""};
+    python_check(m, args, 6);
+    size_t len;
+    char *mime = mime_of(m, &len);
+    assert_lines(mime, len);
+    assert_non_null(strstr(mime, "Content-Transfer-Encoding: quoted-printable\r\n"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_empty_body(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    size_t len;
+    char *mime = mime_of(m, &len);
+    assert_lines(mime, len);
+    /* headers, the blank line, nothing after */
+    assert_memory_equal(mime + len - 4, "\r\n\r\n", 4);
+    free(mime);
+    const char *args[] = {"", "Alice", "alice@example.org", "|bob@example.com", "", ""};
+    assert_int_equal(email_message_set_subject(m, ""), 0);
+    python_check(m, args, 6);
+    email_message_free(m);
+}
+
+static char *temp_file(const void *data, size_t n)
+{
+    char path[] = "/tmp/test_attach_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+    return strdup(path);
+}
+
+static void test_html_attachments_inline(void **state)
+{
+    (void)state;
+    size_t sizes[] = {0, 1, 57, 58, 100000};
+    char *paths[5];
+    unsigned char *data = malloc(100000);
+    for (size_t i = 0; i < 100000; i++)
+        data[i] = (unsigned char)(i * 7 + i / 251);
+    for (size_t i = 0; i < 5; i++)
+        paths[i] = temp_file(data, sizes[i]);
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_set_text_body(m, "text " EMOJI), 0);
+    assert_int_equal(email_message_set_html_body(m, "<p>" ACCENTS " <img src=\"cid:logo@x\"></p>"),
+                     0);
+    assert_int_equal(email_message_add_inline(m, NULL, "\x89PNG", 4, "<logo@x>", NULL), 0);
+    const char *names[] = {"empty.bin", "one.txt", "R\xc3\xa9sum\xc3\xa9 " JAPANESE ".pdf",
+                           "fifty-eight.dat",
+                           "a very long file name that needs RFC 2231 continuations.zip"};
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(email_message_add_attachment_file(m, paths[i], names[i], NULL), 0);
+    char *mem_path = temp_file("in memory", 9);
+    assert_int_equal(email_message_add_attachment_data(m, "in memory", 9, "memory.txt",
+                                                       "text/plain; charset=us-ascii"),
+                     0);
+    const char *args[] = {"", "Alice", "alice@example.org", "|bob@example.com", "text " EMOJI "\n",
+                          "<p>" ACCENTS " <img src=\"cid:logo@x\"></p>\n",
+                          names[0], paths[0], names[1], paths[1], names[2], paths[2],
+                          names[3], paths[3], names[4], paths[4], "memory.txt", mem_path};
+    assert_int_equal(email_message_set_subject(m, ""), 0);
+    python_check(m, args, sizeof args / sizeof *args);
+    size_t len;
+    char *mime = mime_of(m, &len);
+    assert_lines(mime, len);
+    assert_non_null(strstr(mime, "Content-Type: multipart/related; type=\"text/html\";"));
+    assert_non_null(strstr(mime, "Content-ID: <logo@x>\r\n"));
+    assert_non_null(strstr(mime, "Content-Type: application/pdf;"));
+    free(mime);
+
+    /* the reader's size is what it reads, in chunks of any size */
+    email_message_t *frozen;
+    char err[256];
+    assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+    char *whole = mime_of(frozen, &len);
+    size_t chunks[] = {1, 7, 4096, 100000};
+    for (size_t k = 0; k < 4; k++) {
+        mime_reader_t *r;
+        assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), 0);
+        assert_int_equal(mime_reader_size(r), len);
+        assert_false(mime_reader_8bit(r));
+        char *buf = malloc(len + 1);
+        size_t got = 0;
+        ssize_t n = 0;
+        size_t room;
+        while ((room = len + 1 - got) &&
+               (n = mime_reader_read(r, buf + got, chunks[k] < room ? chunks[k] : room)) > 0)
+            got += (size_t)n;
+        assert_int_equal(n, 0);
+        assert_int_equal(got, len);
+        assert_memory_equal(buf, whole, len);
+        free(buf);
+        mime_reader_free(r);
+    }
+    free(whole);
+
+    /* a file that grows or shrinks after the reader was made: EMAIL_EIO, never wrong bytes */
+    for (int grow = 0; grow < 2; grow++) {
+        mime_reader_t *r;
+        assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), 0);
+        FILE *f = fopen(paths[4], "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, grow ? 100000 : 1000, f), grow ? 100000 : 1000);
+        if (grow)
+            fputc('!', f);
+        fclose(f);
+        char buf[8192];
+        ssize_t n = 0;
+        while ((n = mime_reader_read(r, buf, sizeof buf)) > 0)
+            ;
+        assert_int_equal(n, EMAIL_EIO);
+        assert_int_equal(mime_reader_read(r, buf, sizeof buf), EMAIL_EIO);
+        mime_reader_free(r);
+    }
+    /* a file gone before the reader is made */
+    unlink(paths[4]);
+    mime_reader_t *r = NULL;
+    assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), EMAIL_EIO);
+    assert_non_null(strstr(err, "Attachment"));
+    email_message_free(frozen);
+    char *out = NULL;
+    assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_EIO);
+
+    for (size_t i = 0; i < 5; i++) {
+        unlink(paths[i]);
+        free(paths[i]);
+    }
+    unlink(mem_path);
+    free(mem_path);
+    free(data);
+    email_message_free(m);
+}
+
+static void test_inline_without_html(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_set_text_body(m, "see the picture"), 0);
+    assert_int_equal(email_message_add_inline(m, NULL, "GIF89a", 6, "pic.gif", NULL), 0);
+    char *mime = mime_of(m, NULL);
+    /* nothing to show it in: it goes beside the text, still marked inline */
+    assert_non_null(strstr(mime, "Content-Type: multipart/mixed;"));
+    assert_null(strstr(mime, "multipart/related"));
+    assert_non_null(strstr(mime, "Content-Type: image/gif\r\n"
+                                 "Content-Transfer-Encoding: base64\r\n"
+                                 "Content-Disposition: inline\r\n"
+                                 "Content-ID: <pic.gif>\r\n\r\nR0lGODlh\r\n"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_parts_refused(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_add_attachment_file(m, "/nonexistent/file", NULL, NULL),
+                     EMAIL_EIO);
+    assert_error_starts("Attachment: ");
+    assert_int_equal(email_message_add_attachment_file(m, "/tmp", NULL, NULL), EMAIL_EIO);
+    assert_int_equal(email_message_add_attachment_file(m, NULL, NULL, NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_attachment_data(m, NULL, 5, "x", NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_attachment_data(m, "x", 1, "a\r\nb", NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_attachment_data(m, "x", 1, "x", "nonsense"), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_attachment_data(m, "x", 1, "x", "text/plain\r\nX: y"),
+                     EMAIL_EINVAL);
+    assert_int_equal(email_message_add_attachment_data(m, "x", 1, "x", "multipart/mixed"),
+                     EMAIL_EINVAL);
+    assert_int_equal(email_message_add_inline(m, NULL, "x", 1, NULL, NULL), EMAIL_EINVAL);
+    assert_error_starts("Inline part: ");
+    assert_int_equal(email_message_add_inline(m, NULL, "x", 1, "a b", NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_inline(m, NULL, "x", 1, "<a>b>", NULL), EMAIL_EINVAL);
+    /* none of them left a part behind */
+    assert_int_equal(message_content(m)->nparts, 0);
+    char *mime = mime_of(m, NULL);
+    assert_null(strstr(mime, "multipart"));
+    free(mime);
+    email_message_free(m);
+}
+
+static void test_null_arguments(void **state)
+{
+    (void)state;
+    assert_int_equal(email_message_set_from(NULL, "a@b"), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_to(NULL, "a@b"), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_header(NULL, "X-A", "b"), EMAIL_EINVAL);
+    assert_int_equal(email_message_set_priority(NULL, 1), EMAIL_EINVAL);
+    assert_int_equal(email_message_set_charsets(NULL, NULL, NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_attachment_data(NULL, "x", 1, NULL, NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_id(NULL), 0);
+    char *out = NULL;
+    assert_int_equal(email_message_to_mime(NULL, &out, NULL), EMAIL_EINVAL);
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_to_mime(m, NULL, NULL), EMAIL_EINVAL);
+    email_message_free(m);
+    email_message_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_addresses_accepted),
+        cmocka_unit_test(test_addresses_refused_message_unchanged),
+        cmocka_unit_test(test_address_lists),
+        cmocka_unit_test(test_recipients_dedupe_and_bcc),
+        cmocka_unit_test(test_other_address_headers),
+        cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_subject_and_bodies),
+        cmocka_unit_test(test_add_header),
+        cmocka_unit_test(test_priority_and_notification),
+        cmocka_unit_test(test_charsets),
+        cmocka_unit_test(test_ids_and_freeze),
+        cmocka_unit_test(test_date_format),
+        cmocka_unit_test(test_mime_python_round_trip),
+        cmocka_unit_test(test_mime_ascii_edge_cases),
+        cmocka_unit_test(test_empty_body),
+        cmocka_unit_test(test_html_attachments_inline),
+        cmocka_unit_test(test_inline_without_html),
+        cmocka_unit_test(test_parts_refused),
+        cmocka_unit_test(test_null_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
