@@ -16,7 +16,9 @@ extern "C" {
  * Runs everything on the caller's loop instead of the library's own thread. Call it before any
  * other function of the library, from the thread that runs `loop`. Callbacks then run on that
  * thread; a synchronous call made on it fails with EMAIL_EWOULDBLOCK instead of deadlocking.
- * EMAIL_EBUSY when the library already runs a loop.
+ * EMAIL_EBUSY when the library already runs a loop. The library's handles keep the loop alive
+ * only while work is under way. email_shutdown() closes them: run the loop once more afterwards
+ * (uv_run(loop, UV_RUN_DEFAULT)) so that they finish closing before uv_loop_close.
  */
 EMAIL_EXTERN int email_use_loop(uv_loop_t *loop);
 

@@ -8,11 +8,16 @@
 #include "emailsession.h"
 #include "util.h"
 
-/* RFC 5322 atext, widened by RFC 6532 to every non-ASCII octet. */
-static bool is_atext(unsigned char c)
+bool address_atext(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c >= 0x80 || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+           (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+}
+
+/* In addresses RFC 6532 widens atext to every non-ASCII octet. */
+static bool is_atext(unsigned char c)
+{
+    return c >= 0x80 || address_atext(c);
 }
 
 static bool is_wsp(char c)

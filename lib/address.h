@@ -25,6 +25,8 @@ int address_parse(const char *text, bool list, address_list_t *out, char *why, s
 /* True when s[0..n) is an addr-spec: local@domain (dot-atom or quoted local part; host name or
    address literal), within the RFC 5321 lengths. */
 bool address_spec_valid(const char *s, size_t n);
+/* RFC 5322 atext (ASCII): the characters a word needs no quotes for. */
+bool address_atext(unsigned char c);
 void address_list_free(address_list_t *list);
 /* Frees the addresses from index n on (the list keeps its first n). */
 void address_list_truncate(address_list_t *list, size_t n);

@@ -41,4 +41,25 @@ log_sink_t *log_sink_open(const char *path, char *err, size_t errlen);
 log_sink_t *log_sink_ref(log_sink_t *sink);
 void log_sink_release(log_sink_t *sink);
 
+/*
+ * The extended log's message blocks. email_log_data_begin writes the line
+ *   ... ### message <id> begins
+ * then the MIME follows verbatim, exactly as the server stores it (bare CR / bare LF made CRLF, a
+ * final CRLF added when missing, no dot-stuffing), then the line
+ *   ... ### message <id> ends (<N> bytes)
+ * where N counts the MIME bytes between the two lines: a reader takes the N bytes that follow the
+ * "begins" line. If an event comes between two pieces of a message (an error in the middle of the
+ * data, another session logging into the same file), the block is closed with
+ *   ... ### message <id> interrupted (<N> bytes)
+ * (preceded by one LF, not counted, when the N bytes do not end with LF) and the rest of the
+ * message comes later in a block opened by "### message <id> continues"; the message is the
+ * concatenation of its blocks' bytes. The same file opened twice (by path or by link) is one sink.
+ */
+
+/* The global log's size limit before it is recycled (path -> path.1 -> ... path.EMAIL_LOG_KEEP).
+ * bytes <= 0 restores EMAIL_LOG_ROTATE_BYTES. For tests. */
+#define EMAIL_LOG_ROTATE_BYTES (10L * 1024 * 1024)
+#define EMAIL_LOG_KEEP 5
+void email_log_set_rotate_size(long bytes);
+
 #endif

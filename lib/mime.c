@@ -188,13 +188,11 @@ static int put_quoted(email_buf_t *m, const char *s, size_t n)
     return rc ? rc : email_buf_putc(m, '"');
 }
 
-/* RFC 5322 atext (with spaces when a whole phrase is checked): what needs no quotes. */
+/* Only atext (and spaces when a whole phrase is checked): needs no quotes. */
 static bool atext_only(const char *s, size_t n, bool spaces)
 {
     for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", s[i]) ||
-              (spaces && s[i] == ' ')))
+        if (!address_atext((unsigned char)s[i]) && !(spaces && s[i] == ' '))
             return false;
     return true;
 }
@@ -384,7 +382,7 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
     email_crlf_init(&crlf);
     size_t n = text ? strlen(text) : 0;
     int rc = email_crlf_feed(&crlf, &t, text ? text : "", n);
-    if (!rc && t.len && (t.len < 2 || memcmp(t.data + t.len - 2, "\r\n", 2)))
+    if (!rc && t.len && t.data[t.len - 1] != '\n')
         rc = email_buf_append(&t, "\r\n", 2);
     bool ascii = email_is_ascii(t.data, t.len), long_line = false;
     for (size_t i = 0, start = 0; !rc && i < t.len; i++) {
@@ -394,21 +392,24 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
         }
     }
     mail_mode_t mode = b->c->body_mode;
-    const char *cte = ascii && !long_line            ? "7bit"
-                      : !ascii && mode == MAIL_MODE_UTF8_B64 ? "base64"
-                                                     : "quoted-printable";
+    enum { SEVEN_BIT, QUOTED_PRINTABLE, BASE64 } cte = QUOTED_PRINTABLE;
+    static const char *const cte_names[] = {"7bit", "quoted-printable", "base64"};
+    if (ascii && !long_line)
+        cte = SEVEN_BIT;
+    else if (!ascii && mode == MAIL_MODE_UTF8_B64)
+        cte = BASE64;
     if (!rc && !ascii && (mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP))
         rc = fail(b, EMAIL_ENOTSUP, "%s: the %s charset mode is not implemented yet", field,
                   mode_name(mode));
     if (!rc)
         rc = email_buf_printf(b->m,
-                             "Content-Type: text/%s; charset=%s\r\n"
-                             "Content-Transfer-Encoding: %s\r\n\r\n",
-                             subtype, ascii ? "us-ascii" : "utf-8", cte);
+                              "Content-Type: text/%s; charset=%s\r\n"
+                              "Content-Transfer-Encoding: %s\r\n\r\n",
+                              subtype, ascii ? "us-ascii" : "utf-8", cte_names[cte]);
     if (!rc)
-        rc = cte[0] == '7'   ? email_buf_append(b->m, t.data, t.len)
-             : cte[0] == 'b' ? email_base64_encode_lines(b->m, t.data, t.len)
-                             : email_qp_encode(b->m, t.data, t.len);
+        rc = cte == SEVEN_BIT ? email_buf_append(b->m, t.data, t.len)
+             : cte == BASE64  ? email_base64_encode_lines(b->m, t.data, t.len)
+                              : email_qp_encode(b->m, t.data, t.len);
     email_buf_free(&t);
     return rc;
 }

@@ -29,7 +29,7 @@ enum state {
 };
 
 /* What a reply at the head of the FIFO answers. */
-enum cmd { CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_EOD, CMD_RSET };
+enum cmd { CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_EOD, CMD_RSET, CMD_BDAT, CMD_BDAT_LAST };
 
 /* Phases of a job. */
 enum phase { PH_QUEUED, PH_SENT, PH_BODY, PH_EOD, PH_DONE };
@@ -63,7 +63,11 @@ struct smtp_engine {
     smtp_job_t *queue_head, *queue_tail;
     smtp_job_t *body_job;    /* job whose body is being sent */
     email_dotstuff_t dot;
-    bool body_wait;          /* a DATA awaits its 354: nothing more may be sent before it */
+    bool body_wait;          /* a DATA awaits its 354, or a BDAT LAST its reply: nothing more
+                                may be sent before it */
+    bool bdat;               /* the body being sent goes as BDAT chunks (RFC 3030) */
+    email_crlf_t crlf;       /* line-end normalisation of BDAT chunks */
+    email_buf_t chunk;       /* one normalised BDAT chunk */
 
     pending_reply_t *fifo;
     size_t fifo_head, fifo_len, fifo_cap;
@@ -186,6 +190,7 @@ void smtp_engine_free(smtp_engine_t *e)
     free_secret(e->cfg.creds.token);
     smtp_reply_parser_free(&e->parser);
     email_buf_free(&e->out);
+    email_buf_free(&e->chunk);
     free(e->fifo);
     free(e);
 }
@@ -591,6 +596,15 @@ static bool job_fits(smtp_engine_t *e, smtp_job_t *j)
     return true;
 }
 
+/* CHUNKING is used only with PIPELINING: BDAT chunks then go without waiting for replies. */
+static bool use_chunking(const smtp_engine_t *e)
+{
+    unsigned both = SMTP_CAP_CHUNKING | SMTP_CAP_PIPELINING;
+    return !e->cfg.no_chunking && (e->caps & both) == both;
+}
+
+static void start_body(smtp_engine_t *e, smtp_job_t *j);
+
 /* Sends what can be sent now. */
 static void pump(smtp_engine_t *e)
 {
@@ -618,6 +632,11 @@ static void pump(smtp_engine_t *e)
         if (pipelining) {
             for (size_t i = 0; !rc && i < j->nrcpts; i++)
                 rc = send_rcpt(e, j, i);
+            if (!rc && use_chunking(e)) {
+                /* BDAT: the body follows at once, no 354 to wait for, no dot-stuffing */
+                start_body(e, j);
+                return;
+            }
             if (!rc)
                 rc = send_cmd(e, "DATA", CMD_DATA, j);
             e->body_wait = true;
@@ -638,6 +657,8 @@ static void start_body(smtp_engine_t *e, smtp_job_t *j)
     j->progress_sent = 0;
     e->body_job = j;
     e->progress_job = j;
+    e->bdat = use_chunking(e);
+    email_crlf_init(&e->crlf);
     email_dotstuff_init(&e->dot);
 }
 
@@ -740,6 +761,31 @@ static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t
     case CMD_RSET:
         pump(e);
         return;
+    case CMD_BDAT:
+        if (!ok && j->mail_ok && j->accepted && !j->chunk_failed) {
+            j->chunk_failed = true;
+            j->fail_code = 0; /* this refusal, not a recipient's, is the reason */
+            free(j->fail_text);
+            j->fail_text = NULL;
+            job_set_failure(j, r);
+        }
+        return;
+    case CMD_BDAT_LAST:
+        e->body_wait = false;
+        if (j->mail_ok && j->accepted && ok && !j->chunk_failed) {
+            job_finish(e, j, SMTP_JOB_SENT, 0, r, NULL);
+            pump(e);
+            return;
+        }
+        if (j->mail_ok && j->accepted && !ok && !j->chunk_failed) {
+            j->fail_code = 0;
+            free(j->fail_text);
+            j->fail_text = NULL;
+            job_set_failure(j, r);
+        }
+        abandon_transaction(e, j); /* RSET (RFC 3030), then the next message */
+        pump(e);
+        return;
     }
 }
 
@@ -814,6 +860,24 @@ int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
     return e->state == ST_CLOSED && e->status.error ? e->status.error : 0;
 }
 
+/* Appends "BDAT n[ LAST]" and the chunk. */
+static int put_bdat(smtp_engine_t *e, smtp_job_t *j, bool last)
+{
+    char line[64];
+    snprintf(line, sizeof line, "BDAT %zu%s", e->chunk.len, last ? " LAST" : "");
+    int rc = send_line(e, line, NULL);
+    if (!rc)
+        rc = email_buf_append(&e->out, e->chunk.data, e->chunk.len);
+    email_buf_reset(&e->chunk);
+    if (!rc && last) {
+        j->phase = PH_EOD;
+        j->eod_offset = e->taken + e->out.len;
+        e->body_job = NULL;
+        e->body_wait = true; /* the next message waits for this one's outcome (RSET on failure) */
+    }
+    return rc ? rc : fifo_push(e, last ? CMD_BDAT_LAST : CMD_BDAT, j);
+}
+
 /* Pulls the body of the job being sent into the output buffer, one chunk. */
 static void fill_body(smtp_engine_t *e)
 {
@@ -830,7 +894,14 @@ static void fill_body(smtp_engine_t *e)
             return;
         }
         int rc;
-        if (got == 0) {
+        if (e->bdat) {
+            if (got > 0)
+                j->body_bytes += (uint64_t)got;
+            rc = got ? email_crlf_feed(&e->crlf, &e->chunk, chunk, (size_t)got)
+                     : email_crlf_finish(&e->crlf, &e->chunk);
+            if (!rc && (got == 0 || e->chunk.len >= BODY_CHUNK / 2))
+                rc = put_bdat(e, j, got == 0);
+        } else if (got == 0) {
             rc = email_dotstuff_finish(&e->dot, &e->out);
             if (!rc) {
                 logf_(e, 'C', "<%llu bytes of message data>", (unsigned long long)j->body_bytes);
@@ -922,6 +993,7 @@ int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
     j->next = NULL;
     j->phase = PH_QUEUED;
     j->mail_ok = false;
+    j->chunk_failed = false;
     j->accepted = j->replied = 0;
     j->fail_code = 0;
     j->fail_text = NULL;

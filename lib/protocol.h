@@ -36,6 +36,7 @@ typedef struct smtp_engine_config {
     bool tls_active;            /* TLS from the first byte: the connection is already secure */
     bool allow_cleartext_auth;  /* credentials may go over an unencrypted connection */
     unsigned window;            /* most commands awaiting a reply when pipelining (0 → 100) */
+    bool no_chunking;           /* never BDAT, even when the server offers CHUNKING */
 } smtp_engine_config_t;
 
 /* What is known about a message's delivery when its job ends. */
@@ -68,6 +69,7 @@ typedef struct smtp_job {
     struct smtp_job *next;
     int phase;
     bool mail_ok;
+    bool chunk_failed;       /* a BDAT chunk was refused */
     size_t accepted, replied;
     uint64_t eod_offset;
     uint64_t body_start;     /* output offset where the body begins */

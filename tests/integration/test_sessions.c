@@ -409,6 +409,86 @@ static void test_drop_after_end_of_data(void **state)
     test_server_stop(&s);
 }
 
+/* CHUNKING: bodies go as BDAT chunks, byte-exact, no dot-stuffing; refusals still reported. */
+static void test_chunking(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--pipelining", "--chunking", "--reject-rcpt", "nobody", "--log",
+                          NULL, NULL};
+    char *log_path = test_tmpdir();
+    char log_file[512];
+    snprintf(log_file, sizeof log_file, "%s/server.log", log_path);
+    args[5] = log_file;
+    start_smtpd(&s, args);
+    assert_true(email_start_smtp_session("bdat", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    /* a body of several chunks, with lines starting with a dot and bare line feeds */
+    size_t n = 200000;
+    char *body = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        body[i] = i % 61 == 60 ? '\n' : i % 61 == 0 ? '.' : (char)('a' + i % 26);
+    body[n] = '\0';
+    const char *rcpts[] = {"b@example.org", NULL};
+    assert_true(email_send_mime("bdat", "a@example.org", rcpts, body, n));
+
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "partial");
+    assert_int_equal(email_message_add_to(m, "nobody@example.org"), 0);
+    assert_true(email_send_message("bdat", m)); /* one recipient refused: still sent */
+    email_message_free(m);
+    assert_true(email_close_session("bdat"));
+
+    assert_int_equal(test_spool_wait(&s, 2, 5000), 2);
+    size_t len;
+    char *eml = test_spool_read(&s, 1, "eml", &len);
+    /* what went out: bare LF → CRLF, nothing else changed (no dot-stuffing with BDAT) */
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += body[i] == '\n';
+    assert_int_equal(len, n + lines);
+    for (size_t i = 0, j = 0; i < n; i++, j++) {
+        if (body[i] == '\n')
+            assert_int_equal(eml[j++], '\r');
+        if (eml[j] != body[i])
+            fail_msg("byte %zu differs", i);
+    }
+    free(eml);
+    free(body);
+    test_server_stop(&s);
+    char *server_log = test_read_file(log_file, NULL);
+    assert_non_null(strstr(server_log, "C: BDAT "));
+    assert_non_null(strstr(server_log, " LAST"));
+    assert_null(strstr(server_log, "C: DATA"));
+    free(server_log);
+    test_rmtree(log_path);
+    free(log_path);
+}
+
+/* A message refused at BDAT LAST: reported with the server's reply, the next one still goes. */
+static void test_chunking_refused(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--pipelining", "--chunking", "--data-reply",
+                          "554 5.6.0 Message content rejected", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    email_transporter_t *t = email_transporter_new(&srv);
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "refused");
+    email_status_t st;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(email_transporter_send(t, m, &st), EMAIL_ESERVER);
+        assert_int_equal(st.status, 554);
+        assert_string_equal(st.enhanced_code, "5.6.0");
+        assert_non_null(strstr(st.status_text, "Message content rejected"));
+    }
+    email_message_free(m);
+    email_transporter_free(t);
+    test_server_stop(&s);
+}
+
 static int teardown_all(void **state)
 {
     email_shutdown();
@@ -433,6 +513,8 @@ int main(void)
         cmocka_unit_test(test_silent_server_times_out),
         cmocka_unit_test(test_421_mid_transaction),
         cmocka_unit_test(test_drop_after_end_of_data),
+        cmocka_unit_test(test_chunking),
+        cmocka_unit_test(test_chunking_refused),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

@@ -49,6 +49,10 @@ def parse_args(argv):
                    help="refuse mail commands before STARTTLS (530)")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="implicit TLS from the first byte")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    p.add_argument("--pipelining", action="store_true",
+                   help="offer PIPELINING (aiosmtpd reads commands in order, so it copes)")
+    p.add_argument("--chunking", action="store_true",
+                   help="offer CHUNKING: BDAT (RFC 3030), implemented on top of aiosmtpd")
     p.add_argument("--size", type=int, metavar="N",
                    help="advertise and enforce SIZE N (default: no SIZE, no limit)")
     p.add_argument("--log", metavar="FILE", help="append every line received and sent")
@@ -100,6 +104,10 @@ class Handler:
         session.host_name = hostname  # the 5-argument hook must do this itself
         if not self.args.accounts:
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        if self.args.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        if self.args.chunking:
+            responses.insert(-1, "250-CHUNKING")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -192,6 +200,39 @@ class LoggingSMTP(SMTP):
             self._log_partial = b""
         self._log(b"-- closed")
         super().connection_lost(error)
+
+    async def smtp_BDAT(self, arg):
+        """BDAT size [LAST] (RFC 3030): the chunk is read whatever the transaction's state, as
+        the client sends it without waiting; LAST hands the message to the DATA hook."""
+        if not self.event_handler.args.chunking:
+            await self.push("502 5.5.1 BDAT not offered")
+            return
+        parts = (arg or "").split()
+        if not (1 <= len(parts) <= 2 and parts[0].isdigit()) or \
+                (len(parts) == 2 and parts[1].upper() != "LAST"):
+            # the chunk size is unknown, so the stream cannot be followed any more
+            await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            self.transport.close()
+            return
+        size, last = int(parts[0]), len(parts) == 2
+        chunk = await self._reader.readexactly(size) if size else b""
+        if not hasattr(self, "_bdat"):
+            self._bdat = bytearray()
+        if not self.envelope.rcpt_tos:
+            self._bdat = bytearray()
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        self._bdat += chunk
+        if not last:
+            await self.push(f"250 2.0.0 {size} octets received")
+            return
+        content = bytes(self._bdat)
+        self._bdat = bytearray()
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
 
     def tls_active(self):
         return self._implicit_tls or self._tls_protocol is not None

@@ -196,6 +196,38 @@ static void test_addresses_refused_message_unchanged(void **state)
     email_message_free(m);
 }
 
+static void test_address_spec_limits(void **state)
+{
+    (void)state;
+    char s[400];
+    /* local part of 64 octets, not 65 */
+    snprintf(s, sizeof s, "%064d@example.org", 0);
+    assert_true(address_spec_valid(s, strlen(s)));
+    snprintf(s, sizeof s, "%065d@example.org", 0);
+    assert_false(address_spec_valid(s, strlen(s)));
+    /* a label of 63 octets, not 64 */
+    snprintf(s, sizeof s, "a@%063d.org", 0);
+    assert_true(address_spec_valid(s, strlen(s)));
+    snprintf(s, sizeof s, "a@%064d.org", 0);
+    assert_false(address_spec_valid(s, strlen(s)));
+    /* 254 octets in all, not 255 */
+    snprintf(s, sizeof s, "%064d@%063d.%063d.%061d", 0, 0, 0, 0);
+    assert_int_equal(strlen(s), 254);
+    assert_true(address_spec_valid(s, strlen(s)));
+    snprintf(s, sizeof s, "%064d@%063d.%063d.%062d", 0, 0, 0, 0);
+    assert_false(address_spec_valid(s, strlen(s)));
+    static const char *const good[] = {"a@b", "\"a@b\"@c", "\"a\\\"b\"@c", "a@[IPv6:2001:db8::1]",
+                                       "a-b@x-y.z", "!#$%&'*+-/=?^_`{|}~@x"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        if (!address_spec_valid(good[i], strlen(good[i])))
+            fail_msg("\"%s\" refused", good[i]);
+    static const char *const bad[] = {"a@b-", "a@.b", "a@b.", "\"a\"b@c", "a@[1.2 .3.4]", "a@[",
+                                      "a\"b@c", "a@b@c", "a(b)@c", "a@b_c.d"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (address_spec_valid(bad[i], strlen(bad[i])))
+            fail_msg("\"%s\" accepted", bad[i]);
+}
+
 static void test_address_lists(void **state)
 {
     (void)state;
@@ -768,6 +800,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_addresses_accepted),
         cmocka_unit_test(test_addresses_refused_message_unchanged),
+        cmocka_unit_test(test_address_spec_limits),
         cmocka_unit_test(test_address_lists),
         cmocka_unit_test(test_recipients_dedupe_and_bcc),
         cmocka_unit_test(test_other_address_headers),
