@@ -40,27 +40,36 @@ static inline void bench_die(const char *fmt, ...)
     exit(2);
 }
 
-/* Resident set size now, in KiB, from /proc/self/status (what the kernel charges us). */
-static inline long bench_vmrss_kb(void)
+/* A "Vm...: N kB" line of /proc/self/status, in KiB; -1 if absent. */
+static inline long bench_proc_status_kb(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f)
         return -1;
     char line[256];
+    size_t n = strlen(field);
     long kb = -1;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (!strncmp(line, field, n) && line[n] == ':' && sscanf(line + n + 1, "%ld", &kb) == 1)
             break;
     fclose(f);
     return kb;
 }
 
-/* Peak resident set size of this process, in KiB (Linux reports ru_maxrss in KiB). */
+/* Resident set size now, in KiB (what the kernel charges us). */
+static inline long bench_vmrss_kb(void)
+{
+    return bench_proc_status_kb("VmRSS");
+}
+
+/*
+ * Peak resident set size of this process, in KiB. VmHWM rather than getrusage's ru_maxrss:
+ * Linux carries ru_maxrss over exec from the forked copy of the parent, so a child of a
+ * 15 MB runner could never report less than 15 MB. VmHWM belongs to the new image only.
+ */
 static inline long bench_maxrss_kb(void)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss;
+    return bench_proc_status_kb("VmHWM");
 }
 
 /* Many concurrent sessions need one descriptor each: take the whole hard limit. */

@@ -157,7 +157,7 @@ static void case_mime(const char *out)
         bench_die("write %s: %s", out, strerror(errno));
     free(mime);
     email_message_free(m);
-    printf("RESULT bytes=%zu\n", len);
+    printf("RESULT bytes=%zu version=%s\n", len, email_version());
 }
 
 static void case_warm_sync(int port, size_t n)
@@ -235,7 +235,7 @@ static void case_concurrent(int port, size_t n)
     free_messages(warm, 1);
 
     email_message_t **msgs = make_messages(n);
-    char(*names)[16] = malloc(n * sizeof *names);
+    char(*names)[24] = malloc(n * sizeof *names);
     if (!names)
         bench_die("out of memory");
     tally_t t;

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "charset.h"
 #include "emailsession.h"
 
 static const char b64_alphabet[] =
@@ -260,12 +261,23 @@ static size_t q_width(unsigned char c)
     return q_plain(c) || c == ' ' ? 1 : 3;
 }
 
-/* Length of the character starting at s[0] (1 when not UTF-8), bounded by n. */
-static size_t char_len(const char *s, size_t n, bool utf8)
+/* Length of the UTF-8 character starting at s[0], bounded by n. */
+static size_t char_len(const char *s, size_t n)
 {
     unsigned char c = (unsigned char)s[0];
-    size_t len = !utf8 || c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    size_t len = c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
     return len < n ? len : n;
+}
+
+/* Characters an encoded word of these octets takes between "?X?" and "?=". */
+static size_t encoded_len(const email_buf_t *b, char encoding)
+{
+    if (encoding == 'B')
+        return (b->len + 2) / 3 * 4;
+    size_t len = 0;
+    for (size_t i = 0; i < b->len; i++)
+        len += q_width((unsigned char)b->data[i]);
+    return len;
 }
 
 static int put_word(email_buf_t *out, const char *charset, char encoding, const char *s, size_t n)
@@ -289,54 +301,67 @@ static int put_word(email_buf_t *out, const char *charset, char encoding, const 
     return email_buf_append(out, "?=", 2);
 }
 
-int email_rfc2047_encode(email_buf_t *out, size_t *col, const char *text, size_t n,
+/*
+ * Each word is converted on its own from whole characters, so that it is a complete text in its
+ * charset (ISO-2022-JP: it starts in ASCII and returns to it). The longest run of characters that
+ * still fits is found by converting one character more each time: words are short.
+ */
+int email_rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t n,
                          const char *charset, char encoding)
 {
-    bool utf8 = !email_strcasecmp(charset, "UTF-8");
+    charset_conv_t conv;
+    int rc = charset_open(&conv, charset);
+    if (rc)
+        return rc;
+    email_buf_t word, next; /* the octets of the longest run that fits, of that run + 1 */
+    email_buf_init(&word);
+    email_buf_init(&next);
     size_t overhead = strlen(charset) + 7; /* "=?" charset "?X?" ... "?=" */
     size_t begin = out->len, c = *col, i = 0;
     while (i < n) {
         size_t room = c < HEADER_LINE_MAX ? HEADER_LINE_MAX - c : 0;
         if (room > ENCODED_WORD_MAX)
             room = ENCODED_WORD_MAX;
-        /* take whole characters while the word still fits on this line */
-        size_t j = i, qlen = 0;
+        size_t j = i;
+        email_buf_reset(&word);
         while (j < n) {
-            size_t k = char_len(text + j, n - j, utf8), len;
-            if (encoding == 'B') {
-                len = (j + k - i + 2) / 3 * 4;
-            } else {
-                for (size_t m = 0; m < k; m++)
-                    qlen += q_width((unsigned char)text[j + m]);
-                len = qlen;
-            }
-            if (overhead + len > room)
+            size_t k = char_len(utf8 + j, n - j);
+            email_buf_reset(&next);
+            if ((rc = charset_convert(&conv, &next, utf8 + i, j + k - i, NULL)))
+                goto fail;
+            if (overhead + encoded_len(&next, encoding) > room)
                 break;
+            email_buf_t swap = word;
+            word = next;
+            next = swap;
             j += k;
         }
         if (j > i) {
             size_t before = out->len;
-            if (put_word(out, charset, encoding, text + i, j - i))
-                goto nomem;
+            if ((rc = put_word(out, charset, encoding, word.data, word.len)))
+                goto fail;
             c += out->len - before;
             i = j;
             if (i == n)
                 break;
         } else if (c <= 1) {
-            /* cannot happen with the library's charsets: a character takes at most 12 octets */
-            out->len = begin;
-            out->data[begin] = '\0';
-            return EMAIL_EINVAL;
+            /* cannot happen with the library's charsets: a character takes at most 8 octets */
+            rc = EMAIL_EINVAL;
+            goto fail;
         }
-        if (email_buf_append(out, "\r\n ", 3))
-            goto nomem;
+        if ((rc = email_buf_append(out, "\r\n ", 3)))
+            goto fail;
         c = 1;
     }
     *col = c;
-    return 0;
-nomem:
-    out->len = begin;
-    if (out->data)
-        out->data[begin] = '\0';
-    return EMAIL_ENOMEM;
+fail:
+    if (rc) {
+        out->len = begin;
+        if (out->data)
+            out->data[begin] = '\0';
+    }
+    charset_close(&conv);
+    email_buf_free(&word);
+    email_buf_free(&next);
+    return rc;
 }

@@ -96,7 +96,10 @@ static void lf_write(lf_t *lf)
 {
     if (lf->buf.len && lf->fd >= 0 && write_all(lf->fd, lf->buf.data, lf->buf.len) == 0)
         lf->size += lf->buf.len;
-    email_buf_reset(&lf->buf);
+    if (lf->buf.cap > 4 * WRITE_AT)
+        email_buf_free(&lf->buf); /* after a burst of large data: do not keep the memory */
+    else
+        email_buf_reset(&lf->buf);
 }
 
 /* "<digits> YYYY-MM-DDT...": the counter of one of our lines, or 0. */

@@ -404,11 +404,14 @@ static bool token_char(char c)
     return c > ' ' && c <= '~' && !strchr("()<>@,;:\\\"/[]?=", c);
 }
 
-/* type/subtype, then optional "; parameters" in printable ASCII. Multipart types are the
-   library's to build: an attachment is always one leaf part. */
+/* type/subtype, then optional "; parameters" in printable ASCII, short enough for a header line
+   (folded at its spaces). Multipart types are the library's to build: an attachment is always one
+   leaf part. */
 static bool content_type_valid(const char *s)
 {
     size_t i = 0, slash;
+    if (strlen(s) > 900)
+        return false;
     while (token_char(s[i]))
         i++;
     if (!i || s[i] != '/' || !email_strncasecmp(s, "multipart/", 10))

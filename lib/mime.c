@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "charset.h"
 #include "encode.h"
 #include "message.h"
 #include "util.h"
@@ -123,21 +124,46 @@ static bool needs_encoded_words(const char *s, size_t n)
     return false;
 }
 
-static const char *mode_name(mail_mode_t mode)
+/* The charset a mode writes text in where US-ASCII is not enough (as encoded words name it). */
+static const char *mode_charset(mail_mode_t mode)
 {
-    return mode == MAIL_MODE_ISO88591 ? "ISO-8859-1" : "ISO-2022-JP";
+    return mode == MAIL_MODE_ISO88591 ? "ISO-8859-1"
+           : mode == MAIL_MODE_ISO2022JP ? "ISO-2022-JP"
+                                         : "UTF-8";
 }
 
-/* Encoded words in the header mode's encoding. The ISO modes need charset conversion, which is
-   not written yet: they take ASCII only (as UTF-8 encoded words when needed, ASCII being UTF-8). */
+/* The charset parameter of a text part: the same name in the lower case most mailers write. */
+static const char *charset_label(const char *charset)
+{
+    static const char *const names[][2] = {{"US-ASCII", "us-ascii"},
+                                           {"UTF-8", "utf-8"},
+                                           {"ISO-8859-1", "iso-8859-1"},
+                                           {"ISO-2022-JP", "iso-2022-jp"}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(charset, names[i][0]))
+            return names[i][1];
+    return charset;
+}
+
+/* The text of a conversion failure, naming the field. */
+static int charset_failure(builder_t *b, int rc, const char *field, const char *charset)
+{
+    if (rc == EMAIL_ECHARSET)
+        return fail(b, rc, "%s cannot be written in %s", field, charset);
+    if (rc == EMAIL_ENOTSUP)
+        return fail(b, rc, "%s: the system cannot convert text to %s", field, charset);
+    return rc;
+}
+
+/* Encoded words in the header mode's charset: Q for the Latin ones, B for UTF-8 in base64 and for
+   ISO-2022-JP (RFC 1468: its escape sequences would make Q words mostly "=1B"). */
 static int put_encoded(builder_t *b, const char *field, size_t *col, const char *text, size_t n)
 {
     mail_mode_t mode = b->c->header_mode;
-    if ((mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP) && !email_is_ascii(text, n))
-        return fail(b, EMAIL_ENOTSUP, "%s: the %s charset mode is not implemented yet", field,
-                    mode_name(mode));
-    char encoding = mode == MAIL_MODE_UTF8_B64 ? 'B' : 'Q';
-    return email_rfc2047_encode(b->m, col, text, n, "UTF-8", encoding);
+    const char *charset = mode_charset(mode);
+    char encoding = mode == MAIL_MODE_UTF8_B64 || mode == MAIL_MODE_ISO2022JP ? 'B' : 'Q';
+    return charset_failure(b, email_rfc2047_encode(b->m, col, text, n, charset, encoding), field,
+                           charset);
 }
 
 /* Appends ASCII text folded before white space so that lines stay within 78 where possible. */
@@ -165,14 +191,14 @@ static int put_folded(email_buf_t *m, size_t *col, const char *s, size_t n)
     return 0;
 }
 
-/* Subject and the caller's headers. */
-static int put_unstructured(builder_t *b, const char *name, const char *value)
+/* Subject and the caller's headers; field names the header in error texts. */
+static int put_unstructured(builder_t *b, const char *field, const char *name, const char *value)
 {
     size_t n = strlen(value), col = strlen(name) + 2;
     if (email_buf_printf(b->m, n ? "%s: " : "%s:", name))
         return EMAIL_ENOMEM;
     int rc = !n                               ? 0
-             : needs_encoded_words(value, n) ? put_encoded(b, name, &col, value, n)
+             : needs_encoded_words(value, n) ? put_encoded(b, field, &col, value, n)
                                              : put_folded(b->m, &col, value, n);
     return rc ? rc : email_buf_append(b->m, "\r\n", 2);
 }
@@ -312,7 +338,7 @@ static int put_message_headers(builder_t *b)
     rc = rc ? rc : put_addresses(b, "To", &c->to);
     rc = rc ? rc : put_addresses(b, "Cc", &c->cc);
     if (!rc && c->subject)
-        rc = put_unstructured(b, "Subject", c->subject);
+        rc = put_unstructured(b, "Subject", "Subject", c->subject);
     if (!rc && c->message_id)
         rc = email_buf_printf(m, "Message-ID: %s\r\n", c->message_id);
     rc = rc ? rc : email_buf_puts(m, "MIME-Version: 1.0\r\n");
@@ -321,8 +347,11 @@ static int put_message_headers(builder_t *b)
                               c->priority < 3 ? "high" : "low");
     if (!rc && c->notification)
         rc = put_addresses(b, "Disposition-Notification-To", &c->from);
-    for (size_t i = 0; !rc && i < c->nheaders; i++)
-        rc = put_unstructured(b, c->headers[i].name, c->headers[i].value);
+    for (size_t i = 0; !rc && i < c->nheaders; i++) {
+        char field[100];
+        snprintf(field, sizeof field, "Header \"%s\"", c->headers[i].name);
+        rc = put_unstructured(b, field, c->headers[i].name, c->headers[i].value);
+    }
     return rc;
 }
 
@@ -372,45 +401,57 @@ static int put_param(email_buf_t *m, const char *attr, const char *value)
 
 /* ---- Parts ---- */
 
-/* Text as text/<subtype>: CRLF line endings, ending with one; 7bit when ASCII in lines of at most
-   998 octets, else quoted-printable (or base64 in the B64 mode). */
+/*
+ * Text as text/<subtype>: CRLF line endings, ending with one. US-ASCII when the text is ASCII,
+ * else the body mode's charset: UTF-8 quoted-printable (or base64 in the B64 mode), ISO-8859-1
+ * quoted-printable, ISO-2022-JP 7bit (it is a 7-bit encoding). 7bit whenever the octets are ASCII
+ * in lines of at most 998, quoted-printable when a line is longer.
+ */
 static int put_text(builder_t *b, const char *subtype, const char *text, const char *field)
 {
-    email_buf_t t;
+    email_buf_t t, converted;
     email_buf_init(&t);
+    email_buf_init(&converted);
     email_crlf_t crlf;
     email_crlf_init(&crlf);
     size_t n = text ? strlen(text) : 0;
     int rc = email_crlf_feed(&crlf, &t, text ? text : "", n);
     if (!rc && t.len && t.data[t.len - 1] != '\n')
         rc = email_buf_append(&t, "\r\n", 2);
-    bool ascii = email_is_ascii(t.data, t.len), long_line = false;
+    mail_mode_t mode = b->c->body_mode;
+    bool ascii = email_is_ascii(t.data, t.len);
+    const char *charset = ascii ? "US-ASCII" : mode_charset(mode);
+    if (!rc && !ascii && (mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP)) {
+        rc = charset_from_utf8(charset, &converted, t.data, t.len, NULL);
+        rc = charset_failure(b, rc, field, charset);
+        email_buf_t swap = t;
+        t = converted;
+        converted = swap;
+    }
+    bool long_line = false;
     for (size_t i = 0, start = 0; !rc && i < t.len; i++) {
         if (t.data[i] == '\n') {
             long_line = long_line || i - 1 - start > LINE_HARD;
             start = i + 1;
         }
     }
-    mail_mode_t mode = b->c->body_mode;
     enum { SEVEN_BIT, QUOTED_PRINTABLE, BASE64 } cte = QUOTED_PRINTABLE;
     static const char *const cte_names[] = {"7bit", "quoted-printable", "base64"};
-    if (ascii && !long_line)
+    if (email_is_ascii(t.data, t.len) && !long_line)
         cte = SEVEN_BIT;
     else if (!ascii && mode == MAIL_MODE_UTF8_B64)
         cte = BASE64;
-    if (!rc && !ascii && (mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP))
-        rc = fail(b, EMAIL_ENOTSUP, "%s: the %s charset mode is not implemented yet", field,
-                  mode_name(mode));
     if (!rc)
         rc = email_buf_printf(b->m,
                               "Content-Type: text/%s; charset=%s\r\n"
                               "Content-Transfer-Encoding: %s\r\n\r\n",
-                              subtype, ascii ? "us-ascii" : "utf-8", cte_names[cte]);
+                              subtype, charset_label(charset), cte_names[cte]);
     if (!rc)
         rc = cte == SEVEN_BIT ? email_buf_append(b->m, t.data, t.len)
              : cte == BASE64  ? email_base64_encode_lines(b->m, t.data, t.len)
                               : email_qp_encode(b->m, t.data, t.len);
     email_buf_free(&t);
+    email_buf_free(&converted);
     return rc;
 }
 
@@ -419,7 +460,9 @@ static int put_part(builder_t *b, const message_part_t *p)
 {
     email_buf_t *m = b->m;
     bool is_inline = p->kind == MESSAGE_INLINE;
-    int rc = email_buf_printf(m, "Content-Type: %s", p->content_type);
+    size_t col = 14;
+    int rc = email_buf_puts(m, "Content-Type: ");
+    rc = rc ? rc : put_folded(m, &col, p->content_type, strlen(p->content_type));
     if (!rc && p->name)
         rc = put_param(m, "name", p->name);
     if (!rc)

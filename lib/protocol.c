@@ -278,8 +278,11 @@ static void end_session(smtp_engine_t *e, int error, const char *text)
     }
     e->queue_tail = NULL;
     if (error && !e->status.error) {
+        /* not the server's refusal: the last reply's code must not stand as the reason */
         e->status.success = false;
         e->status.error = error;
+        e->status.status = 0;
+        e->status.enhanced_code[0] = '\0';
         email_strlcpy(e->status.status_text, text, sizeof e->status.status_text);
     }
     if (error)

@@ -283,8 +283,13 @@ void tls_feed(tls_t *t, const char *data, size_t n)
             t->cb.recv(t->ud, buf, (size_t)got);
             continue;
         }
-        if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED)
+        if (got == GNUTLS_E_AGAIN || got == GNUTLS_E_INTERRUPTED) {
+            /* TLS 1.3: after a NewSessionTicket GnuTLS says AGAIN even with records still
+             * queued; only stop once nothing is left to decrypt */
+            if (t->in.len - t->in_off > 0 || gnutls_record_check_pending(t->session) > 0)
+                continue;
             break;
+        }
         t->failed = true;
         if (got == 0)
             t->cb.failed(t->ud, EMAIL_ECLOSED, "the server closed the TLS session");

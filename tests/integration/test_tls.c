@@ -28,9 +28,9 @@ static int timeout_s = 5;
 /* A path in certdir; rotating buffers so that several can sit in one argument list. */
 static const char *cpath(const char *name)
 {
-    static char bufs[16][600];
+    static char bufs[32][600];
     static unsigned next;
-    char *b = bufs[next++ % 16];
+    char *b = bufs[next++ % 32];
     snprintf(b, sizeof bufs[0], "%s/%s", certdir, name);
     return b;
 }
@@ -47,10 +47,78 @@ static void set_ca(const char *name)
     assert_int_equal(email_set_ca_file(name ? cpath(name) : NULL), 0);
 }
 
+/*
+ * What a test allocates is owned here until it frees it, so that a failing assertion (which
+ * leaves the test by longjmp) leaks nothing: the per-test teardown frees what is left, and
+ * valgrind then reports only the library's own leaks.
+ */
+typedef void (*drop_fn)(void *);
+static struct {
+    void *p;
+    drop_fn fn;
+} owned[128];
+
+static void *own(void *p, drop_fn fn)
+{
+    assert_non_null(p);
+    for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
+        if (!owned[i].p) {
+            owned[i].p = p;
+            owned[i].fn = fn;
+            return p;
+        }
+    fail_msg("too many owned objects");
+    return NULL;
+}
+
+/* Frees p now (it must be owned). */
+static void drop(void *p)
+{
+    for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
+        if (owned[i].p == p) {
+            owned[i].p = NULL;
+            owned[i].fn(p);
+            return;
+        }
+    fail_msg("dropping an object not owned");
+}
+
+static void drop_all(void)
+{
+    for (size_t i = 0; i < sizeof owned / sizeof *owned; i++)
+        if (owned[i].p) {
+            void *p = owned[i].p;
+            owned[i].p = NULL;
+            owned[i].fn(p);
+        }
+}
+
+static void free_transporter_(void *p)
+{
+    email_transporter_free(p);
+}
+
+static void free_message_(void *p)
+{
+    email_message_free(p);
+}
+
+static email_transporter_t *new_transporter(const email_server_t *srv)
+{
+    email_transporter_t *t = email_transporter_new(srv);
+    if (!t)
+        fail_msg("email_transporter_new: %s", email_error_info());
+    return own(t, free_transporter_);
+}
+
+static email_message_t *new_message(void)
+{
+    return own(email_message_new(), free_message_);
+}
+
 static email_message_t *simple_message(const char *from, const char *to, const char *subject)
 {
-    email_message_t *m = email_message_new();
-    assert_non_null(m);
+    email_message_t *m = new_message();
     assert_int_equal(email_message_set_from(m, from), 0);
     assert_int_equal(email_message_add_to(m, to), 0);
     assert_int_equal(email_message_set_subject(m, subject), 0);
@@ -213,6 +281,13 @@ static int test_setup(void **state)
     return email_set_ca_file(NULL);
 }
 
+static int test_teardown(void **state)
+{
+    (void)state;
+    drop_all();
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------- */
 /* Working TLS                                                                                  */
 
@@ -234,7 +309,7 @@ static void test_starttls_required_auth(void **state)
                                         "over STARTTLS");
     if (!email_send_message("alice@example.org", m))
         fail_msg("send: %s", email_error_info());
-    email_message_free(m);
+    drop(m);
     assert_true(email_close_session("alice@example.org"));
 
     assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
@@ -277,7 +352,7 @@ static void test_implicit_tls_auth(void **state)
     email_message_t *m = simple_message("carol@example.org", "dan@example.org", "implicit");
     if (!email_send_message("carol", m))
         fail_msg("send: %s", email_error_info());
-    email_message_free(m);
+    drop(m);
     assert_true(email_close_session("carol"));
     assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
     assert_spooled_tls(&s, 1, "carol", true);
@@ -310,8 +385,7 @@ static void test_transporter_tls(void **state)
         srv.password = "secret";
         srv.connection_timeout = timeout_s;
         srv.send_timeout = timeout_s;
-        email_transporter_t *t = email_transporter_new(&srv);
-        assert_non_null(t);
+        email_transporter_t *t = new_transporter(&srv);
         email_status_t st;
         int rc = email_transporter_check_connection(t, &st);
         if (rc != 0 || !st.success)
@@ -326,8 +400,8 @@ static void test_transporter_tls(void **state)
                      st.status_text);
         assert_int_equal(st.status, 250);
         email_status_clear(&st);
-        email_message_free(m);
-        email_transporter_free(t);
+        drop(m);
+        drop(t);
         assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
         assert_spooled_tls(&s, 1, "erin", true);
         test_server_stop(&s);
@@ -350,7 +424,7 @@ static void test_default_uses_offered_starttls(void **state)
     email_message_t *m = simple_message("a@example.org", "b@example.org", "opportunistic");
     if (!email_send_message("opportunistic", m))
         fail_msg("send: %s", email_error_info());
-    email_message_free(m);
+    drop(m);
     assert_true(email_close_session("opportunistic"));
     assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
     assert_spooled_tls(&s, 1, NULL, true);
@@ -377,7 +451,7 @@ static void test_names_and_ipv6_match(void **state)
     email_message_t *m = simple_message("a@example.org", "b@example.org", "by name");
     if (!email_send_message("byname", m))
         fail_msg("send: %s", email_error_info());
-    email_message_free(m);
+    drop(m);
     assert_true(email_close_session("byname"));
     assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
     assert_spooled_tls(&s, 1, NULL, true);
@@ -394,7 +468,7 @@ static void test_names_and_ipv6_match(void **state)
     m = simple_message("a@example.org", "b@example.org", "over IPv6");
     if (!email_send_message("ipv6", m))
         fail_msg("send: %s", email_error_info());
-    email_message_free(m);
+    drop(m);
     assert_true(email_close_session("ipv6"));
     assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
     assert_spooled_tls(&s, 1, NULL, true);
@@ -456,8 +530,7 @@ static void expect_refused(const char *cert_name, const char *host, const char *
     srv.password = "p";
     srv.connection_timeout = timeout_s;
     srv.send_timeout = timeout_s;
-    email_transporter_t *t = email_transporter_new(&srv);
-    assert_non_null(t);
+    email_transporter_t *t = new_transporter(&srv);
     email_status_t st;
     int rc = email_transporter_send(t, m, &st);
     if (rc != want)
@@ -468,8 +541,8 @@ static void expect_refused(const char *cert_name, const char *host, const char *
     assert_contains(st.status_text, reason);
     int status = st.status;
     email_status_clear(&st);
-    email_transporter_free(t);
-    email_message_free(m);
+    drop(t);
+    drop(m);
 
     assert_int_equal(test_spool_count(&s), 0);
     test_server_stop(&s);
@@ -542,7 +615,7 @@ static void test_no_verify(void **state)
         email_message_t *m = simple_message("u@example.org", "v@example.org", "unchecked");
         if (!email_send_message("u", m))
             fail_msg("send: %s", email_error_info());
-        email_message_free(m);
+        drop(m);
         assert_true(email_close_session("u"));
         assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
         assert_spooled_tls(&s, 1, "u", true);
@@ -580,8 +653,7 @@ static void test_check_connection_status(void **state)
         srv.security = implicit ? EMAIL_SECURITY_TLS : EMAIL_SECURITY_STARTTLS;
         srv.ca_file = cpath("ca.pem");
         srv.connection_timeout = timeout_s;
-        email_transporter_t *t = email_transporter_new(&srv);
-        assert_non_null(t);
+        email_transporter_t *t = new_transporter(&srv);
         email_status_t st;
         int rc = email_transporter_check_connection(t, &st);
         const char *what = implicit ? "implicit TLS" : "STARTTLS";
@@ -594,7 +666,7 @@ static void test_check_connection_status(void **state)
         if (st.status != 0 || st.enhanced_code[0])
             fail_msg("%s, %s: status %d \"%s\", want 0 \"\" (the refusal is not the server's)",
                      what, cases[i].cert, st.status, st.enhanced_code);
-        email_transporter_free(t);
+        drop(t);
         test_server_stop(&s);
     }
 }
@@ -639,8 +711,7 @@ static void test_starttls_not_offered(void **state)
     srv.user = "u";
     srv.password = "p";
     srv.connection_timeout = timeout_s;
-    email_transporter_t *t = email_transporter_new(&srv);
-    assert_non_null(t);
+    email_transporter_t *t = new_transporter(&srv);
     email_status_t st;
     email_message_t *m = simple_message("u@example.org", "v@example.org", "must not arrive");
     int rc = email_transporter_send(t, m, &st);
@@ -648,8 +719,8 @@ static void test_starttls_not_offered(void **state)
         fail_msg("transporter: %s: %s", email_error_name(rc), st.status_text);
     assert_false(st.success);
     email_status_clear(&st);
-    email_message_free(m);
-    email_transporter_free(t);
+    drop(m);
+    drop(t);
     assert_int_equal(test_spool_count(&s), 0);
     test_server_stop(&s);
     char *lines = client_log(log);
@@ -739,8 +810,7 @@ static void test_starttls_refused_454(void **state)
         srv.accept_unsecure_connection = false;
         srv.connection_timeout = timeout_s;
         srv.send_timeout = timeout_s;
-        email_transporter_t *t = email_transporter_new(&srv);
-        assert_non_null(t);
+        email_transporter_t *t = new_transporter(&srv);
         email_status_t st;
         int rc;
         if (round == 0) {
@@ -748,7 +818,7 @@ static void test_starttls_refused_454(void **state)
         } else {
             email_message_t *m = simple_message("u@example.org", "v@example.org", "no");
             rc = email_transporter_send(t, m, &st);
-            email_message_free(m);
+            drop(m);
         }
         if (rc != EMAIL_ETLSREQUIRED)
             fail_msg("transporter %s: %s: %s", round ? "send" : "check", email_error_name(rc),
@@ -756,7 +826,7 @@ static void test_starttls_refused_454(void **state)
         assert_false(st.success);
         assert_contains(st.status_text, "454");
         email_status_clear(&st);
-        email_transporter_free(t);
+        drop(t);
         rec = finished_record(&s, &len);
         assert_record_only(rec, len, only_ehlo_starttls_quit);
         free(rec);
@@ -815,15 +885,14 @@ static void test_tls_client_to_plain_port(void **state)
     srv.port = s.port;
     srv.security = EMAIL_SECURITY_TLS;
     srv.connection_timeout = timeout_s;
-    email_transporter_t *t = email_transporter_new(&srv);
-    assert_non_null(t);
+    email_transporter_t *t = new_transporter(&srv);
     email_status_t st;
     int rc = email_transporter_check_connection(t, &st);
     if (rc != EMAIL_ETLS)
         fail_msg("transporter: %s: %s", email_error_name(rc), st.status_text);
     assert_int_equal(st.status, 0);
     assert_contains(st.status_text, "plain SMTP");
-    email_transporter_free(t);
+    drop(t);
     assert_int_equal(test_spool_count(&s), 0);
     test_server_stop(&s);
 }
@@ -845,7 +914,7 @@ static void test_cleartext_auth_loopback(void **state)
     email_message_t *m = simple_message("gina@example.org", "hal@example.org", "cleartext");
     if (!email_send_message("gina", m))
         fail_msg("send: %s", email_error_info());
-    email_message_free(m);
+    drop(m);
     assert_true(email_close_session("gina"));
     assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
     assert_spooled_tls(&s, 1, "gina", false);
@@ -871,8 +940,7 @@ static uint32_t rng(void)
 static char *make_mime(int index, size_t body_bytes, size_t *len)
 {
     size_t cap = body_bytes + 4096;
-    char *out = malloc(cap);
-    assert_non_null(out);
+    char *out = own(malloc(cap), free);
     size_t n = (size_t)snprintf(out, cap,
                                 "From: a@example.org\r\nTo: b@example.org\r\n"
                                 "Subject: bulk %d\r\nX-Index: %d\r\n\r\n",
@@ -915,8 +983,7 @@ static void assert_spooled_exactly(const test_server_t *s, int n, const char *wa
                                    size_t want_len)
 {
     size_t got_len = 0;
-    char *got = test_spool_read(s, n, "eml", &got_len);
-    assert_non_null(got);
+    char *got = own(test_spool_read(s, n, "eml", &got_len), free);
     if (got_len != want_len || memcmp(got, want, want_len) != 0) {
         size_t i = 0;
         while (i < got_len && i < want_len && got[i] == want[i])
@@ -924,7 +991,7 @@ static void assert_spooled_exactly(const test_server_t *s, int n, const char *wa
         fail_msg("message %d: %zu bytes spooled, %zu sent; first difference at byte %zu", n,
                  got_len, want_len, i);
     }
-    free(got);
+    drop(got);
 }
 
 /* 50 messages of 0-40 KB over one STARTTLS session: every one arrives byte for byte. */
@@ -953,7 +1020,7 @@ static void test_many_messages_one_session(void **state)
     assert_int_equal(test_spool_wait(&s, N, 10000), N);
     for (int i = 0; i < N; i++) {
         assert_spooled_exactly(&s, i + 1, sent[i], sent_len[i]);
-        free(sent[i]);
+        drop(sent[i]);
     }
     assert_spooled_tls(&s, N, NULL, true);
     test_server_stop(&s);
@@ -1006,8 +1073,7 @@ static void test_one_megabyte(void **state)
 
     /* built: a 1 MB text body, compared with email_message_to_mime's bytes */
     size_t body_len = 1024 * 1024;
-    char *body = malloc(body_len + 1);
-    assert_non_null(body);
+    char *body = own(malloc(body_len + 1), free);
     size_t n = 0;
     for (int line = 0; n + 200 < body_len; line++) {
         if (line % 7 == 0)
@@ -1016,8 +1082,7 @@ static void test_one_megabyte(void **state)
                                        "%08x\n", line, rng());
     }
     body[n] = '\0';
-    email_message_t *m = email_message_new();
-    assert_non_null(m);
+    email_message_t *m = new_message();
     assert_int_equal(email_message_set_from(m, "a@example.org"), 0);
     assert_int_equal(email_message_add_to(m, "b@example.org"), 0);
     assert_int_equal(email_message_set_subject(m, "one megabyte"), 0);
@@ -1025,20 +1090,20 @@ static void test_one_megabyte(void **state)
     char *built;
     size_t built_len;
     assert_int_equal(email_message_to_mime(m, &built, &built_len), 0);
+    own(built, free);
     if (!email_send_message("big", m))
         fail_msg("send_message: %s", email_error_info());
-    email_message_free(m);
-    free(body);
+    drop(m);
+    drop(body);
     assert_true(email_close_session("big"));
 
     assert_int_equal(test_spool_wait(&s, 2, 10000), 2);
     assert_spooled_exactly(&s, 1, mime, len);
     assert_spooled_tls(&s, 1, NULL, true);
-    free(mime);
+    drop(mime);
 
     size_t got_len;
-    char *got = test_spool_read(&s, 2, "eml", &got_len);
-    assert_non_null(got);
+    char *got = own(test_spool_read(&s, 2, "eml", &got_len), free);
     got_len = drop_fresh_headers(got, got_len);
     built_len = drop_fresh_headers(built, built_len);
     if (got_len != built_len || memcmp(got, built, built_len) != 0) {
@@ -1048,34 +1113,34 @@ static void test_one_megabyte(void **state)
         fail_msg("built message: %zu bytes spooled, %zu built; first difference at byte %zu",
                  got_len, built_len, i);
     }
-    free(got);
-    free(built);
+    drop(got);
+    drop(built);
     test_server_stop(&s);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_starttls_required_auth, test_setup),
-        cmocka_unit_test_setup(test_implicit_tls_auth, test_setup),
-        cmocka_unit_test_setup(test_transporter_tls, test_setup),
-        cmocka_unit_test_setup(test_default_uses_offered_starttls, test_setup),
-        cmocka_unit_test_setup(test_names_and_ipv6_match, test_setup),
-        cmocka_unit_test_setup(test_cert_untrusted_without_ca, test_setup),
-        cmocka_unit_test_setup(test_cert_self_signed, test_setup),
-        cmocka_unit_test_setup(test_cert_name_mismatch_ip, test_setup),
-        cmocka_unit_test_setup(test_cert_name_mismatch_dns, test_setup),
-        cmocka_unit_test_setup(test_cert_expired, test_setup),
-        cmocka_unit_test_setup(test_no_verify, test_setup),
-        cmocka_unit_test_setup(test_check_connection_status, test_setup),
-        cmocka_unit_test_setup(test_starttls_not_offered, test_setup),
-        cmocka_unit_test_setup(test_starttls_response_injection, test_setup),
-        cmocka_unit_test_setup(test_starttls_refused_454, test_setup),
-        cmocka_unit_test_setup(test_plain_client_to_tls_port, test_setup),
-        cmocka_unit_test_setup(test_tls_client_to_plain_port, test_setup),
-        cmocka_unit_test_setup(test_cleartext_auth_loopback, test_setup),
-        cmocka_unit_test_setup(test_many_messages_one_session, test_setup),
-        cmocka_unit_test_setup(test_one_megabyte, test_setup),
+        cmocka_unit_test_setup_teardown(test_starttls_required_auth, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_implicit_tls_auth, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_transporter_tls, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_default_uses_offered_starttls, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_names_and_ipv6_match, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_untrusted_without_ca, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_self_signed, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_name_mismatch_ip, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_name_mismatch_dns, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_expired, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_no_verify, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_check_connection_status, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_starttls_not_offered, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_starttls_response_injection, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_starttls_refused_454, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_plain_client_to_tls_port, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_client_to_plain_port, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_cleartext_auth_loopback, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_many_messages_one_session, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_one_megabyte, test_setup, test_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -765,10 +765,9 @@ static void test_starttls_then_ehlo_again(void **state)
         assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
         assert_string_equal(ts_take_one(&s), MAIL_A); /* no pipelining any more */
         assert_log_hides(&s, user_pass_secrets);
-        s.closed_error_only = true;
         smtp_engine_abort(s.e, EMAIL_ECLOSED, "test over");
         EXPECT_EVENTS(&s, "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
-                          "closed EMAIL_ECLOSED\n");
+                          "closed EMAIL_ECLOSED 0\n");
         test_job_free(&m1);
         ts_free(&s);
     }
@@ -813,6 +812,31 @@ static void test_starttls_response_injection(void **state)
     EXPECT_EVENTS(&s, "closed EMAIL_EPROTO 0\n");
     smtp_engine_tls_established(s.e);
     assert_string_equal(ts_take(&s), "");
+    ts_free(&s);
+}
+
+/* The handshake fails: the transport says so with abort; queued jobs may go elsewhere. */
+static void test_starttls_handshake_fails(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    cfg.starttls = SMTP_TLS_REQUIRED;
+    test_session_t s;
+    ts_init(&s, &cfg);
+    test_job_t m1;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_int_equal(ts_greet(&s, EHLO_TLS), 0);
+    assert_string_equal(ts_take(&s), "STARTTLS\r\n");
+    assert_int_equal(ts_feed(&s, "220 2.0.0 Ready to start TLS\r\n"), 0);
+    smtp_engine_abort(s.e, EMAIL_ECERT, "the server's certificate is not trusted");
+    EXPECT_EVENTS(&s, "starttls\n"
+                      "job m1 RETRYABLE EMAIL_ECERT 0 rejected=0\n"
+                      "closed EMAIL_ECERT 0\n");
+    smtp_engine_tls_established(s.e); /* too late: nothing happens */
+    assert_string_equal(ts_take(&s), "");
+    assert_string_equal(buf_str(&s.wire), EHLO_LINE "STARTTLS\r\n");
+    test_job_free(&m1);
     ts_free(&s);
 }
 
@@ -1190,7 +1214,6 @@ static void start_to_body(test_session_t *s, test_job_t *m1, test_job_t *m2, boo
 {
     smtp_engine_config_t cfg = ts_config();
     ts_init(s, &cfg);
-    s->closed_error_only = true; /* test_abort_closed_status checks the rest */
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
     test_job_init(m1, "m1", A, "one\r\n", B, NULL);
     test_job_init(m2, "m2", A, "two\r\n", B, NULL);
@@ -1215,7 +1238,7 @@ static void test_abort_after_end_of_data_written(void **state)
     smtp_engine_abort(s.e, EMAIL_ECLOSED, "connection reset by peer");
     EXPECT_EVENTS(&s, "job m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                       "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
-                      "closed EMAIL_ECLOSED\n");
+                      "closed EMAIL_ECLOSED 0\n");
     assert_true(smtp_engine_is_closed(s.e));
     smtp_engine_abort(s.e, EMAIL_ECLOSED, "again"); /* reported once */
     EXPECT_EVENTS(&s, "");
@@ -1238,11 +1261,11 @@ static void test_abort_before_end_of_data_written(void **state)
         if (written == n)
             EXPECT_EVENTS(&s, "job m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                               "job m2 RETRYABLE EMAIL_ETIMEDOUT 0 rejected=0\n"
-                              "closed EMAIL_ETIMEDOUT\n");
+                              "closed EMAIL_ETIMEDOUT 0\n");
         else
             EXPECT_EVENTS(&s, "job m1 RETRYABLE EMAIL_ETIMEDOUT 0 rejected=0\n"
                               "job m2 RETRYABLE EMAIL_ETIMEDOUT 0 rejected=0\n"
-                              "closed EMAIL_ETIMEDOUT\n");
+                              "closed EMAIL_ETIMEDOUT 0\n");
         test_job_free(&m1);
         test_job_free(&m2);
         ts_free(&s);
@@ -1257,7 +1280,6 @@ static void test_abort_before_body(void **state)
         smtp_engine_config_t cfg = ts_config();
         test_session_t s;
         ts_init(&s, &cfg);
-        s.closed_error_only = true; /* test_abort_closed_status checks the rest */
         assert_int_equal(ts_greet(&s, EHLO_BASIC), 0);
         test_job_t m1;
         test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
@@ -1270,7 +1292,7 @@ static void test_abort_before_body(void **state)
         smtp_engine_abort(s.e, EMAIL_ECLOSED, "connection reset by peer");
         EXPECT_EVENTS(&s, "ready\n"
                           "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
-                          "closed EMAIL_ECLOSED\n");
+                          "closed EMAIL_ECLOSED 0\n");
         assert_string_equal(ts_take(&s), "");
         test_job_free(&m1);
         ts_free(&s);
@@ -1284,7 +1306,6 @@ static void test_abort_pipelined(void **state)
     smtp_engine_config_t cfg = ts_config();
     test_session_t s;
     ts_init(&s, &cfg);
-    s.closed_error_only = true; /* test_abort_closed_status checks the rest */
     assert_int_equal(ts_greet(&s, EHLO_PIPE), 0);
     test_job_t m1, m2, m3;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
@@ -1300,7 +1321,7 @@ static void test_abort_pipelined(void **state)
                       "job m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                       "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
                       "job m3 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
-                      "closed EMAIL_ECLOSED\n");
+                      "closed EMAIL_ECLOSED 0\n");
     assert_non_null(strstr(m1.job.status.status_text, "may have been delivered"));
     test_job_free(&m1);
     test_job_free(&m2);
@@ -1319,7 +1340,6 @@ static void test_abort_after_empty_data_of_refused_transaction(void **state)
     smtp_engine_config_t cfg = ts_config();
     test_session_t s;
     ts_init(&s, &cfg);
-    s.closed_error_only = true; /* test_abort_closed_status checks the rest */
     assert_int_equal(ts_greet(&s, EHLO_PIPE), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
@@ -1329,7 +1349,7 @@ static void test_abort_after_empty_data_of_refused_transaction(void **state)
     smtp_engine_abort(s.e, EMAIL_ECLOSED, "connection reset by peer");
     EXPECT_EVENTS(&s, "ready\n"
                       "job m1 FAILED EMAIL_ERECIPIENTS 550 5.1.1 rejected=1\n"
-                      "closed EMAIL_ECLOSED\n");
+                      "closed EMAIL_ECLOSED 0\n");
     test_job_free(&m1);
     ts_free(&s);
 }
@@ -1659,7 +1679,7 @@ static void test_round_trips(void **state)
         email_buf_free(&want);
         assert_int_equal(f.nmessages, njobs);
         for (size_t j = 0; j < njobs; j++) {
-            char *expected = expected_body(bodies[j], jobs[j].body.len);
+            char *expected = expected_body(bodies[j], jobs[j].body.len, true);
             assert_int_equal(f.lengths[j], strlen(expected));
             assert_memory_equal(f.messages[j], expected, f.lengths[j]);
             free(expected);
@@ -1718,6 +1738,438 @@ static void test_many_recipients(void **state)
     test_job_free(&m2);
     test_job_free(&m3);
     ts_free(&s);
+}
+
+
+/* ------------------------------------------------------------------------------------------- */
+/* CHUNKING (BDAT, RFC 3030)                                                                    */
+
+#define EHLO_CHUNK "250-mx.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+
+/* MAIL, RCPT and the body as BDAT in one take: no DATA, no 354, no dot-stuffing. */
+static void test_bdat(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+    EXPECT_EVENTS(&s, "ready\n");
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, ".one\nx\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_string_equal(ts_take_one(&s), MAIL_A RCPT_B "BDAT 9 LAST\r\n.one\r\nx\r\n");
+    assert_true(ts_log_has(&s, "C: BDAT 9 LAST"));
+    assert_int_equal(smtp_engine_submit(s.e, &m2.job), 0);
+    assert_string_equal(ts_take(&s), "");
+    expect_feed(&s, OK_MAIL OK_RCPT QUEUED, MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n");
+    EXPECT_EVENTS(&s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    expect_feed(&s, OK_MAIL OK_RCPT QUEUED, "");
+    EXPECT_EVENTS(&s, "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    assert_null(strstr(buf_str(&s.wire), "DATA"));
+    assert_int_equal(m1.job.body_bytes, 8);
+    test_job_free(&m1);
+    test_job_free(&m2);
+    ts_free(&s);
+}
+
+/* CHUNKING is not used without PIPELINING, nor when the configuration says no. */
+static void test_bdat_not_used(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        smtp_engine_config_t cfg = ts_config();
+        cfg.no_chunking = k == 1;
+        test_session_t s;
+        ts_init(&s, &cfg);
+        assert_int_equal(ts_greet(&s, k == 0 ? "250-mx.example\r\n250 CHUNKING\r\n" : EHLO_CHUNK),
+                         0);
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, ".one\r\n", B, NULL);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        if (k == 0) {
+            assert_string_equal(ts_take(&s), MAIL_A);
+            expect_feed(&s, OK_MAIL, RCPT_B);
+            expect_feed(&s, OK_RCPT, "DATA\r\n");
+        } else {
+            assert_string_equal(ts_take(&s), MAIL_A RCPT_B "DATA\r\n");
+            assert_int_equal(ts_feed(&s, OK_MAIL OK_RCPT), 0);
+        }
+        expect_feed(&s, GO_AHEAD, "..one\r\n.\r\n");
+        expect_feed(&s, QUEUED, "");
+        EXPECT_EVENTS(&s, "ready\njob m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+        assert_null(strstr(buf_str(&s.wire), "BDAT"));
+        test_job_free(&m1);
+        ts_free(&s);
+    }
+}
+
+/* How many BDAT commands the client wrote: command lines are read, chunk payloads skipped. */
+static size_t count_bdat(const char *wire)
+{
+    size_t n = 0;
+    const char *p = wire;
+    while (*p) {
+        const char *eol = strstr(p, "\r\n");
+        assert_non_null(eol);
+        size_t skip = 0;
+        if (!strncmp(p, "BDAT ", 5)) {
+            n++;
+            skip = (size_t)strtoull(p + 5, NULL, 10);
+        }
+        p = eol + 2;
+        assert_true(strlen(p) >= skip);
+        p += skip;
+    }
+    return n;
+}
+
+static char *lines_body(size_t min_len)
+{
+    email_buf_t b;
+    email_buf_init(&b);
+    for (int i = 0; b.len < min_len; i++)
+        assert_int_equal(email_buf_printf(&b, "line %06d of the message\r\n", i), 0);
+    return buf_take(&b, NULL);
+}
+
+/* A body larger than one chunk: several BDAT commands, each announcing exactly its bytes. */
+static void test_bdat_chunks(void **state)
+{
+    (void)state;
+    char *body = lines_body(200000);
+    uint64_t rng = 7;
+    for (int round = 0; round < 4; round++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        test_job_t m1, m2;
+        test_job_init(&m1, "m1", A, body, B, NULL);
+        test_job_init(&m2, "m2", A, "a\rb\nc", C, NULL);
+        m1.body.max_read = round == 0 ? 0 : 1 + xorshift64(&rng) % 20000;
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        assert_int_equal(smtp_engine_submit(s.e, &m2.job), 0);
+        smtp_engine_quit(s.e);
+        fake_server_t f;
+        fake_server_init(&f, EHLO_CHUNK);
+        fake_server_run(&f, &s, &rng);
+        EXPECT_EVENTS(&s, "ready\n"
+                          "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                          "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                          "closed EMAIL_OK 221 2.0.0\n");
+        assert_int_equal(f.nmessages, 2);
+        assert_int_equal(f.lengths[0], strlen(body));
+        assert_memory_equal(f.messages[0], body, f.lengths[0]);
+        /* line endings made CRLF (whether a final one is added is not settled here) */
+        assert_true(!strcmp(f.messages[1], "a\r\nb\r\nc") ||
+                    !strcmp(f.messages[1], "a\r\nb\r\nc\r\n"));
+        assert_null(strstr(buf_str(&s.wire), "DATA"));
+        assert_non_null(strstr(buf_str(&s.wire), " LAST\r\n"));
+        fake_server_free(&f);
+        test_job_free(&m1);
+        test_job_free(&m2);
+        ts_free(&s);
+    }
+    free(body);
+}
+
+/* BDAT LAST refused: the job fails with that reply, RSET ends the transaction. */
+static void test_bdat_last_refused(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, "one\r\n", B, C, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_int_equal(smtp_engine_submit(s.e, &m2.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A RCPT_B RCPT_C "BDAT 5 LAST\r\none\r\n");
+    /* RSET, and the next message right behind it */
+    expect_feed(&s, OK_MAIL OK_RCPT USER_UNKNOWN "552 5.3.4 Message size exceeds limit\r\n",
+                "RSET\r\n" MAIL_A RCPT_D "BDAT 5 LAST\r\ntwo\r\n");
+    EXPECT_EVENTS(&s, "ready\njob m1 FAILED EMAIL_ESERVER 552 5.3.4 rejected=1\n");
+    expect_feed(&s, "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT QUEUED, "");
+    EXPECT_EVENTS(&s, "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    test_job_free(&m1);
+    test_job_free(&m2);
+    ts_free(&s);
+}
+
+/* A chunk refused before the last: that refusal is the reason, not the recipient's. */
+static void test_bdat_chunk_refused(void **state)
+{
+    (void)state;
+    char *body = lines_body(50000);
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+    test_job_t m1;
+    test_job_init(&m1, "m1", A, body, B, C, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    const char *w = ts_take(&s);
+    assert_int_equal(strncmp(w, MAIL_A RCPT_B RCPT_C "BDAT ", strlen(MAIL_A RCPT_B RCPT_C) + 5),
+                     0);
+    assert_int_equal(count_bdat(w), 2);
+    expect_feed(&s, OK_MAIL OK_RCPT USER_UNKNOWN "451 4.3.0 Chunk lost\r\n"
+                    "554 5.5.0 Transaction failed\r\n",
+                "RSET\r\n");
+    EXPECT_EVENTS(&s, "ready\njob m1 FAILED EMAIL_ESERVER 451 4.3.0 rejected=1\n");
+    test_job_free(&m1);
+    ts_free(&s);
+    free(body);
+}
+
+/* Every recipient refused: the chunks went, but the job fails with ERECIPIENTS, RSET follows. */
+static void test_bdat_all_recipients_refused(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+    test_job_t m1;
+    test_job_init(&m1, "m1", A, "one\r\n", C, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A RCPT_C "BDAT 5 LAST\r\none\r\n");
+    expect_feed(&s, OK_MAIL USER_UNKNOWN "554 5.5.1 Error: no valid recipients\r\n", "RSET\r\n");
+    EXPECT_EVENTS(&s, "ready\njob m1 FAILED EMAIL_ERECIPIENTS 550 5.1.1 rejected=1\n");
+    test_job_free(&m1);
+    ts_free(&s);
+}
+
+/* 421 as the answer to BDAT LAST is the server's answer to the end of data, as with DATA. */
+static void test_bdat_421_answer_to_last(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+    test_job_t m1;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n");
+    assert_int_equal(ts_feed(&s, OK_MAIL OK_RCPT "421 4.3.0 mx.example shutting down\r\n"),
+                     EMAIL_ECLOSED);
+    EXPECT_EVENTS(&s, "ready\n"
+                      "job m1 FAILED EMAIL_ESERVER 421 4.3.0 rejected=0\n"
+                      "closed EMAIL_ECLOSED 421 4.3.0\n");
+    test_job_free(&m1);
+    ts_free(&s);
+}
+
+/* Connection lost: after BDAT LAST reached the transport unknown, before it retryable. */
+static void test_bdat_abort(void **state)
+{
+    (void)state;
+    size_t n = strlen("BDAT 5 LAST\r\none\r\n");
+    for (size_t written = 0; written <= n; written++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        s.no_written = true;
+        assert_string_equal(ts_take(&s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n");
+        smtp_engine_written(s.e, strlen(MAIL_A RCPT_B) + written);
+        smtp_engine_abort(s.e, EMAIL_ECLOSED, "connection reset by peer");
+        if (written == n)
+            EXPECT_EVENTS(&s, "ready\njob m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
+                              "closed EMAIL_ECLOSED 0\n");
+        else
+            EXPECT_EVENTS(&s, "ready\njob m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                              "closed EMAIL_ECLOSED 0\n");
+        test_job_free(&m1);
+        ts_free(&s);
+    }
+}
+
+/* The body source fails after some chunks went: never a BDAT LAST. */
+static void test_bdat_body_error(void **state)
+{
+    (void)state;
+    char *body = lines_body(150000);
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_CHUNK), 0);
+    test_job_t m1;
+    test_job_init(&m1, "m1", A, body, B, NULL);
+    m1.body.fail_at = 100000;
+    m1.body.error = EMAIL_EIO;
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    ts_take(&s);
+    EXPECT_EVENTS(&s, "ready\njob m1 FAILED EMAIL_EIO 0 rejected=0\nclosed EMAIL_EIO 0\n");
+    assert_true(count_bdat(buf_str(&s.wire)) >= 1);
+    assert_null(strstr(buf_str(&s.wire), "LAST"));
+    assert_string_equal(ts_take(&s), "");
+    test_job_free(&m1);
+    ts_free(&s);
+    free(body);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Progress and cancel                                                                          */
+
+/* Progress follows what was written, never passes the size, and ends at the size exactly. */
+static void test_progress(void **state)
+{
+    (void)state;
+    char *body = lines_body(150000);
+    for (int chunking = 0; chunking < 2; chunking++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, body, B, NULL);
+        m1.job.size = strlen(body);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        smtp_engine_quit(s.e);
+        fake_server_t f;
+        fake_server_init(&f, chunking ? EHLO_CHUNK : EHLO_PIPE);
+        fake_server_run(&f, &s, NULL);
+        EXPECT_EVENTS(&s, "ready\njob m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                          "closed EMAIL_OK 221 2.0.0\n");
+        assert_true(m1.nprogress >= 2); /* the body takes more than one write */
+        assert_int_equal(m1.progress_sent, m1.job.size);
+        fake_server_free(&f);
+        test_job_free(&m1);
+        ts_free(&s);
+    }
+    free(body);
+}
+
+/* A queued job can be taken back; one whose commands went cannot. */
+static void test_cancel(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_BASIC), 0);
+    test_job_t m1, m2, m3, m4;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
+    test_job_init(&m3, "m3", A, "three\r\n", B, NULL);
+    test_job_init(&m4, "m4", A, "four\r\n", C, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_int_equal(smtp_engine_submit(s.e, &m2.job), 0);
+    assert_int_equal(smtp_engine_submit(s.e, &m3.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A);
+    assert_int_equal(smtp_engine_cancel(s.e, &m1.job), EMAIL_EBUSY);
+    assert_int_equal(smtp_engine_cancel(s.e, &m3.job), 0); /* the last one */
+    assert_int_equal(smtp_engine_submit(s.e, &m4.job), 0); /* queued behind m2 */
+    assert_int_equal(smtp_engine_cancel(s.e, &m2.job), 0); /* the first one */
+    assert_int_equal(smtp_engine_cancel(s.e, &m2.job), EMAIL_EBUSY);
+    expect_feed(&s, OK_MAIL, RCPT_B);
+    expect_feed(&s, OK_RCPT, "DATA\r\n");
+    expect_feed(&s, GO_AHEAD, "one\r\n.\r\n");
+    expect_feed(&s, QUEUED, MAIL_A);
+    expect_feed(&s, OK_MAIL, RCPT_C);
+    expect_feed(&s, OK_RCPT, "DATA\r\n");
+    expect_feed(&s, GO_AHEAD, "four\r\n.\r\n");
+    expect_feed(&s, QUEUED, "");
+    EXPECT_EVENTS(&s, "ready\n"
+                      "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                      "job m4 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    assert_true(smtp_engine_idle(s.e));
+    /* a cancelled job is the caller's again: it can be submitted anew */
+    assert_int_equal(smtp_engine_submit(s.e, &m2.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A);
+    smtp_engine_abort(s.e, EMAIL_ECLOSED, "test over");
+    EXPECT_EVENTS(&s, "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\nclosed EMAIL_ECLOSED 0\n");
+    test_job_free(&m1);
+    test_job_free(&m2);
+    test_job_free(&m3);
+    test_job_free(&m4);
+    ts_free(&s);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* A server answering at random                                                                 */
+
+/*
+ * Refusals, 421s, 354 to refused transactions, lost connections, at random, with and without
+ * PIPELINING and CHUNKING: whatever happens, each job is reported exactly once, the session
+ * always ends (never waits for a reply the server will not send), closed comes once, and a job
+ * reported sent was received by the server whole.
+ */
+static void test_chaos(void **state)
+{
+    (void)state;
+    static const char *const ehlos[] = {EHLO_BASIC, EHLO_PIPE, EHLO_CHUNK};
+    uint64_t rng = 0x2545f4914f6cdd1du;
+    for (int round = 0; round < 300; round++) {
+        smtp_engine_config_t cfg = ts_config();
+        cfg.window = 1 + xorshift64(&rng) % 12;
+        test_session_t s;
+        ts_init(&s, &cfg);
+        size_t njobs = 1 + xorshift64(&rng) % 6;
+        test_job_t jobs[6];
+        char names[6][8];
+        static const char *const bodies[] = {"", "one\r\n", ".\r\n", "a\nb\r.c", "x"};
+        for (size_t j = 0; j < njobs; j++) {
+            snprintf(names[j], sizeof names[j], "m%zu", j + 1);
+            test_job_init(&jobs[j], names[j], A, bodies[xorshift64(&rng) % 5], B, NULL);
+            size_t extra = xorshift64(&rng) % 3;
+            jobs[j].rcpts[jobs[j].job.nrcpts++] = extra == 2 ? "c-refuse@x.example" : C;
+            if (extra == 1)
+                jobs[j].rcpts[jobs[j].job.nrcpts++] = "d-refuse@x.example";
+            assert_int_equal(smtp_engine_submit(s.e, &jobs[j].job), 0);
+        }
+        smtp_engine_quit(s.e);
+        fake_server_t f;
+        fake_server_init(&f, ehlos[xorshift64(&rng) % 3]);
+        f.chaos = &rng;
+        fake_server_run(&f, &s, &rng);
+        if (!smtp_engine_is_closed(s.e))
+            fail_msg("round %d: the session is stuck; it wrote:\n%s", round, buf_str(&s.wire));
+        assert_int_equal(s.nclosed, 1);
+        /* what the server kept is a whole body, or the empty data of a refused transaction */
+        for (size_t k = 0; k < f.nmessages; k++) {
+            bool whole = f.lengths[k] == 0;
+            for (size_t j = 0; j < njobs && !whole; j++) {
+                char *data = expected_body(jobs[j].body.data, jobs[j].body.len, true);
+                char *bdat = expected_body(jobs[j].body.data, jobs[j].body.len, false);
+                whole = !strcmp(f.messages[k], data) || !strcmp(f.messages[k], bdat);
+                free(data);
+                free(bdat);
+            }
+            if (!whole)
+                fail_msg("round %d: the server kept a broken message \"%s\"", round,
+                         f.messages[k]);
+        }
+        size_t sent = 0;
+        for (size_t j = 0; j < njobs; j++) {
+            assert_int_equal(jobs[j].ndone, 1);
+            if (jobs[j].job.outcome == SMTP_JOB_SENT) {
+                /* DATA adds a final CRLF, BDAT sends the text as it is */
+                char *data = expected_body(jobs[j].body.data, jobs[j].body.len, true);
+                char *bdat = expected_body(jobs[j].body.data, jobs[j].body.len, false);
+                /* messages the server kept, in order; empty data of refused ones may sit between */
+                bool found = false;
+                while (sent < f.nmessages && !found) {
+                    found = !strcmp(f.messages[sent], data) || !strcmp(f.messages[sent], bdat);
+                    sent++;
+                }
+                if (!found)
+                    fail_msg("round %d: %s reported sent, the server has no such message", round,
+                             names[j]);
+                free(data);
+                free(bdat);
+            }
+            test_job_free(&jobs[j]);
+        }
+        fake_server_free(&f);
+        ts_free(&s);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -1826,6 +2278,7 @@ int main(void)
         cmocka_unit_test(test_starttls_required_not_offered),
         cmocka_unit_test(test_starttls_then_ehlo_again),
         cmocka_unit_test(test_starttls_response_injection),
+        cmocka_unit_test(test_starttls_handshake_fails),
         cmocka_unit_test(test_starttls_refused_required),
         cmocka_unit_test(test_starttls_refused_if_offered),
         cmocka_unit_test(test_partial_recipients),
@@ -1854,6 +2307,18 @@ int main(void)
         cmocka_unit_test(test_dot_stuffing),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_many_recipients),
+        cmocka_unit_test(test_bdat),
+        cmocka_unit_test(test_bdat_not_used),
+        cmocka_unit_test(test_bdat_chunks),
+        cmocka_unit_test(test_bdat_last_refused),
+        cmocka_unit_test(test_bdat_chunk_refused),
+        cmocka_unit_test(test_bdat_all_recipients_refused),
+        cmocka_unit_test(test_bdat_421_answer_to_last),
+        cmocka_unit_test(test_bdat_abort),
+        cmocka_unit_test(test_bdat_body_error),
+        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_chaos),
         cmocka_unit_test(test_submit_rules),
         cmocka_unit_test(test_callbacks_submit_and_quit),
     };

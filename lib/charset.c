@@ -1,0 +1,90 @@
+/* UTF-8 → ISO-8859-1 / ISO-2022-JP with glibc's iconv, never substituting a character. */
+#include "charset.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "emailsession.h"
+
+#define NO_ICONV ((iconv_t)-1)
+
+static bool is_utf8(const char *charset)
+{
+    return !email_strcasecmp(charset, "UTF-8") || !email_strcasecmp(charset, "UTF8");
+}
+
+int charset_open(charset_conv_t *conv, const char *charset)
+{
+    conv->cd = NO_ICONV;
+    if (is_utf8(charset))
+        return 0;
+    /* no "//TRANSLIT": a character the charset lacks must fail, not become '?' */
+    conv->cd = iconv_open(charset, "UTF-8");
+    if (conv->cd == NO_ICONV)
+        return errno == ENOMEM ? EMAIL_ENOMEM : EMAIL_ENOTSUP;
+    return 0;
+}
+
+void charset_close(charset_conv_t *conv)
+{
+    if (conv->cd != NO_ICONV)
+        iconv_close(conv->cd);
+    conv->cd = NO_ICONV;
+}
+
+/* One iconv() step (in NULL: the flush that returns to the initial state), growing out on E2BIG. */
+static int step(iconv_t cd, email_buf_t *out, char **in, size_t *inleft)
+{
+    for (;;) {
+        /* about as many octets as come in; E2BIG asks for more (a character needs at most 8) */
+        if (email_buf_reserve(out, (in ? *inleft : 0) + 16))
+            return EMAIL_ENOMEM;
+        char *dst = out->data + out->len;
+        size_t room = out->cap - out->len - 1;
+        size_t r = iconv(cd, in, inleft, &dst, &room);
+        out->len = (size_t)(dst - out->data);
+        if (r != (size_t)-1)
+            return 0;
+        if (errno == E2BIG)
+            continue;
+        /* EILSEQ: no equivalent; EINVAL (an incomplete character) cannot happen with valid
+           UTF-8, and is the same failure for the caller */
+        return EMAIL_ECHARSET;
+    }
+}
+
+int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
+                    size_t *bad)
+{
+    if (conv->cd == NO_ICONV)
+        return email_buf_append(out, utf8, n);
+    size_t start = out->len;
+    char *in = (char *)utf8; /* iconv's prototype; the input is not written */
+    size_t left = n;
+    iconv(conv->cd, NULL, NULL, NULL, NULL); /* back to the initial state */
+    int rc = step(conv->cd, out, &in, &left);
+    if (!rc)
+        rc = step(conv->cd, out, NULL, NULL);
+    if (rc) {
+        if (bad)
+            *bad = n - left;
+        out->len = start;
+        if (out->data)
+            out->data[start] = '\0';
+        return rc;
+    }
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+int charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
+                      size_t *bad)
+{
+    charset_conv_t conv;
+    int rc = charset_open(&conv, charset);
+    if (rc)
+        return rc;
+    rc = charset_convert(&conv, out, utf8, n, bad);
+    charset_close(&conv);
+    return rc;
+}

@@ -1,0 +1,33 @@
+/* UTF-8 → the charsets of the mail modes (ISO-8859-1, ISO-2022-JP), through glibc's iconv. */
+#ifndef EMAIL_CHARSET_H
+#define EMAIL_CHARSET_H
+
+#include <iconv.h>
+#include <stddef.h>
+#include "util.h"
+
+/* A converter from UTF-8; "UTF-8" itself needs none (the bytes are copied). Not thread-safe:
+   one per thread at a time. */
+typedef struct charset_conv {
+    iconv_t cd;  /* (iconv_t)-1 for UTF-8 */
+} charset_conv_t;
+
+/* 0, EMAIL_ENOTSUP when iconv does not know the charset, EMAIL_ENOMEM. */
+int charset_open(charset_conv_t *conv, const char *charset);
+void charset_close(charset_conv_t *conv);
+
+/*
+ * Appends utf8[0..n) (valid UTF-8) converted to out, as a complete text on its own: a stateful
+ * charset (ISO-2022-JP) starts in its initial state (ASCII) and is returned to it at the end, so
+ * pieces converted separately can be read separately. Never substitutes: EMAIL_ECHARSET when a
+ * character has no equivalent, with its offset in utf8 in *bad (bad may be NULL); EMAIL_ENOMEM.
+ * out is unchanged on failure.
+ */
+int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
+                    size_t *bad);
+
+/* charset_open + charset_convert + charset_close. */
+int charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
+                      size_t *bad);
+
+#endif
