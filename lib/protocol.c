@@ -207,6 +207,15 @@ static void job_set_failure(smtp_job_t *j, const smtp_reply_t *r)
     j->fail_text = email_strdup(r->text);
 }
 
+/* Replaces the recorded reason (a later, more telling refusal). */
+static void job_set_reason(smtp_job_t *j, const smtp_reply_t *r)
+{
+    j->fail_code = 0;
+    free(j->fail_text);
+    j->fail_text = NULL;
+    job_set_failure(j, r);
+}
+
 static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome outcome, int error,
                        const smtp_reply_t *r, const char *fmt, ...) EMAIL_PRINTF(6, 7);
 static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome outcome, int error,
@@ -245,6 +254,8 @@ static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome ou
         e->cb.job_done(e->ud, j);
 }
 
+static void finish_refused(smtp_engine_t *e, smtp_job_t *j);
+
 /* The session is over: every job still here gets its outcome, then `closed` once. */
 static void end_session(smtp_engine_t *e, int error, const char *text)
 {
@@ -257,7 +268,10 @@ static void end_session(smtp_engine_t *e, int error, const char *text)
         smtp_job_t *j = p.job;
         if (!j || j->phase == PH_DONE)
             continue;
-        if (j->phase == PH_EOD && e->written >= j->eod_offset)
+        if (j->phase == PH_EOD && ((j->mail_replied && !j->mail_ok) ||
+                                   (j->replied == j->nrcpts && !j->accepted)))
+            finish_refused(e, j); /* no recipient was accepted: nothing can be delivered */
+        else if (j->phase == PH_EOD && e->written >= j->eod_offset)
             job_finish(e, j, SMTP_JOB_UNKNOWN, EMAIL_EUNKNOWN, NULL,
                        "the connection ended after the end of the message was sent and before "
                        "the server answered: the message may have been delivered (%s)",
@@ -330,6 +344,8 @@ static void parse_ehlo(smtp_engine_t *e, const smtp_reply_t *r)
     e->auth_mechs = 0;
     /* the first line is the greeting; each further line is "KEYWORD [params]" */
     for (size_t i = 1; i < r->nlines; i++) {
+        if (strlen(r->lines[i]) <= 4)
+            continue; /* "250" or "250-" alone: no keyword */
         const char *kw = r->lines[i] + 4;
         size_t n = strcspn(kw, " =");
         const char *arg = kw[n] ? kw + n + 1 : "";
@@ -392,9 +408,10 @@ static void start_auth(smtp_engine_t *e)
             return;
         }
         fail_session(e, EMAIL_EAUTHMECH, NULL,
-                     "the server offers no authentication mechanism we can use%s%s",
+                     "the server offers no authentication mechanism we can use%s%s%s",
                      e->cfg.auth_mech ? " (asked for " : "",
-                     e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "");
+                     e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "",
+                     e->cfg.auth_mech ? ")" : "");
         return;
     }
     if (!e->cfg.tls_active && !e->cfg.allow_cleartext_auth) {
@@ -606,14 +623,22 @@ static bool use_chunking(const smtp_engine_t *e)
     return !e->cfg.no_chunking && (e->caps & both) == both;
 }
 
-static void start_body(smtp_engine_t *e, smtp_job_t *j);
+static void start_body(smtp_engine_t *e, smtp_job_t *j, bool bdat);
+
+/* A job's commands go as one group only when the server pipelines and they fit the window. */
+static bool pipelined(const smtp_engine_t *e, const smtp_job_t *j)
+{
+    return (e->caps & SMTP_CAP_PIPELINING) && !j->lockstep;
+}
 
 /* Sends what can be sent now. */
 static void pump(smtp_engine_t *e)
 {
     while (e->state == ST_READY && !e->body_wait && !e->body_job) {
         smtp_job_t *j = e->queue_head;
-        bool pipelining = e->caps & SMTP_CAP_PIPELINING;
+        if (j)
+            j->lockstep = j->nrcpts + 2 > e->cfg.window;
+        bool pipelining = j && pipelined(e, j);
         if (!j) {
             if (e->quit_wanted && !e->fifo_len) {
                 set_state(e, ST_QUIT);
@@ -623,7 +648,7 @@ static void pump(smtp_engine_t *e)
             return;
         }
         if (e->fifo_len && (!pipelining || e->fifo_len + j->nrcpts + 2 > e->cfg.window))
-            return;
+            return; /* lockstep jobs wait for an empty pipe too */
         e->queue_head = j->next;
         if (!e->queue_head)
             e->queue_tail = NULL;
@@ -637,7 +662,7 @@ static void pump(smtp_engine_t *e)
                 rc = send_rcpt(e, j, i);
             if (!rc && use_chunking(e)) {
                 /* BDAT: the body follows at once, no 354 to wait for, no dot-stuffing */
-                start_body(e, j);
+                start_body(e, j, true);
                 return;
             }
             if (!rc)
@@ -653,14 +678,14 @@ static void pump(smtp_engine_t *e)
     }
 }
 
-static void start_body(smtp_engine_t *e, smtp_job_t *j)
+static void start_body(smtp_engine_t *e, smtp_job_t *j, bool bdat)
 {
     j->phase = PH_BODY;
     j->body_start = e->taken + e->out.len;
     j->progress_sent = 0;
     e->body_job = j;
     e->progress_job = j;
-    e->bdat = use_chunking(e);
+    e->bdat = bdat;
     email_crlf_init(&e->crlf);
     email_dotstuff_init(&e->dot);
 }
@@ -686,12 +711,13 @@ static void abandon_transaction(smtp_engine_t *e, smtp_job_t *j)
 static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)
 {
     smtp_job_t *j = p.job;
-    bool pipelining = e->caps & SMTP_CAP_PIPELINING;
+    bool pipelining = j && pipelined(e, j);
     bool ok = r->code >= 200 && r->code < 300;
 
     switch (p.cmd) {
     case CMD_MAIL:
         j->mail_ok = ok;
+        j->mail_replied = true;
         if (!ok)
             job_set_failure(j, r);
         if (!pipelining) {
@@ -733,7 +759,7 @@ static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t
         e->body_wait = false;
         if (r->code == 354) {
             if (j->mail_ok && j->accepted) {
-                start_body(e, j);
+                start_body(e, j, false);
             } else {
                 /* RFC 2920: DATA accepted though the transaction failed: end it empty */
                 email_buf_puts(&e->out, ".\r\n");
@@ -746,7 +772,7 @@ static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t
             return;
         }
         if (j->mail_ok && j->accepted)
-            job_set_failure(j, r);
+            job_set_reason(j, r); /* DATA's refusal, not a recipient's, is the reason */
         abandon_transaction(e, j);
         pump(e);
         return;
@@ -767,10 +793,7 @@ static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t
     case CMD_BDAT:
         if (!ok && j->mail_ok && j->accepted && !j->chunk_failed) {
             j->chunk_failed = true;
-            j->fail_code = 0; /* this refusal, not a recipient's, is the reason */
-            free(j->fail_text);
-            j->fail_text = NULL;
-            job_set_failure(j, r);
+            job_set_reason(j, r); /* this refusal, not a recipient's, is the reason */
         }
         return;
     case CMD_BDAT_LAST:
@@ -780,12 +803,8 @@ static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t
             pump(e);
             return;
         }
-        if (j->mail_ok && j->accepted && !ok && !j->chunk_failed) {
-            j->fail_code = 0;
-            free(j->fail_text);
-            j->fail_text = NULL;
-            job_set_failure(j, r);
-        }
+        if (j->mail_ok && j->accepted && !ok && !j->chunk_failed)
+            job_set_reason(j, r);
         abandon_transaction(e, j); /* RSET (RFC 3030), then the next message */
         pump(e);
         return;
@@ -809,7 +828,7 @@ static void on_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
         pending_reply_t p = fifo_pop(e);
         if (r->code == 421) {
             /* the server is closing: this command's job has its answer, the rest end below */
-            if (p.job && p.cmd == CMD_EOD)
+            if (p.job && (p.cmd == CMD_EOD || p.cmd == CMD_BDAT_LAST))
                 job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
             else if (p.job)
                 job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
@@ -995,7 +1014,7 @@ int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
         return EMAIL_EINVAL;
     j->next = NULL;
     j->phase = PH_QUEUED;
-    j->mail_ok = false;
+    j->mail_ok = j->mail_replied = false;
     j->chunk_failed = false;
     j->accepted = j->replied = 0;
     j->fail_code = 0;

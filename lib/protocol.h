@@ -68,8 +68,9 @@ typedef struct smtp_job {
     /* engine-private */
     struct smtp_job *next;
     int phase;
-    bool mail_ok;
+    bool mail_ok, mail_replied;
     bool chunk_failed;       /* a BDAT chunk was refused */
+    bool lockstep;           /* one command at a time (more recipients than the window) */
     size_t accepted, replied;
     uint64_t eod_offset;
     uint64_t body_start;     /* output offset where the body begins */

@@ -43,6 +43,8 @@ int email_buf_reserve(email_buf_t *b, size_t extra)
     char *p = realloc(b->data, cap);
     if (!p)
         return EMAIL_ENOMEM;
+    if (!b->data)
+        p[0] = '\0'; /* a buffer that holds memory is always a string */
     b->data = p;
     b->cap = cap;
     return 0;

@@ -652,13 +652,17 @@ static void *worker_main(void *arg)
         return NULL;
     }
     for (int i = 0; i < PER_THREAD; i++) {
-        char subject[64], body[8000];
+        char subject[64];
         snprintf(subject, sizeof subject, "thread %d message %d", w->index, i);
-        /* long enough to go out in several pieces */
-        size_t n = 0;
-        while (n + 80 < sizeof body)
-            n += (size_t)snprintf(body + n, sizeof body - n, "%s line %zu\n", subject, n);
+        /* large enough to go out in several pieces, with the other session's lines between */
+        size_t size = 150000, n = 0;
+        char *body = malloc(size);
+        if (!body)
+            abort();
+        while (n + 80 < size)
+            n += (size_t)snprintf(body + n, size - n, "%s line %zu\n", subject, n);
         email_message_t *m = make_message(subject, body);
+        free(body);
         if (email_transporter_send(t, m, NULL) != 0)
             w->failures++;
         email_message_free(m);

@@ -10,6 +10,9 @@
 #ifndef EMAIL_TEST_ENGINE_SCRIPT_H
 #define EMAIL_TEST_ENGINE_SCRIPT_H
 
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -192,8 +195,8 @@ static inline void cb_job_done(void *ud, smtp_job_t *job)
     test_session_t *s = ud;
     test_job_t *t = job->user;
     assert_int_equal(++t->ndone, 1);
-    assert_int_equal(email_buf_printf(&s->events, "job %s %s ", t->name, outcome_name(job->outcome)),
-                     0);
+    const char *outcome = outcome_name(job->outcome);
+    assert_int_equal(email_buf_printf(&s->events, "job %s %s ", t->name, outcome), 0);
     status_words(&s->events, &job->status);
     assert_int_equal(email_buf_printf(&s->events, " rejected=%zu\n", job->status.rejected), 0);
     /* what every finished job must say about itself */

@@ -5,11 +5,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <iconv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "emailsession.h"
+#include "charset.h"
 #include "encode.h"
 
 /* A small deterministic generator, so that a failure can be replayed. */
@@ -170,6 +172,11 @@ static void test_qp_vectors(void **state)
     (void)state;
     static const char *const v[][2] = {
         {"Hello", "Hello"},
+        /* RFC 2045 6.7 (5): the text of its soft line break example, short enough for one line */
+        {"Now's the time for all folk to come to the aid of their country.",
+         "Now's the time for all folk to come to the aid of their country."},
+        /* RFC 2045 6.7 (1), (2): 8-bit octets and "=" as =XX in upper case hex */
+        {"\xa9 2024 = \x80", "=A9 2024 =3D =80"},
         {"a=b", "a=3Db"},
         {"trailing space \r\nnext", "trailing space=20\r\nnext"},
         {"tab\t", "tab=09"},
@@ -246,14 +253,33 @@ static int hexval(char c)
     return c <= '9' ? c - '0' : c - 'A' + 10;
 }
 
+/* iconv from charset to UTF-8 of one whole text (a fresh state); false when it does not decode. */
+static bool to_utf8(const char *charset, const char *s, size_t n, email_buf_t *out)
+{
+    iconv_t cd = iconv_open("UTF-8", charset);
+    assert_true(cd != (iconv_t)-1);
+    size_t cap = 4 * n + 16;
+    char *buf = malloc(cap), *in = (char *)s, *dst = buf;
+    assert_non_null(buf);
+    size_t left = n, room = cap;
+    bool ok = iconv(cd, &in, &left, &dst, &room) != (size_t)-1 &&
+              iconv(cd, NULL, NULL, &dst, &room) != (size_t)-1 && left == 0;
+    iconv_close(cd);
+    if (ok)
+        assert_int_equal(email_buf_append(out, buf, (size_t)(dst - buf)), 0);
+    free(buf);
+    return ok;
+}
+
 /*
  * Decodes a folded run of encoded words (as produced by the encoder) and checks the rules on
  * the way: words of at most 75 characters, lines of at most 78 (the first starting at col),
- * the charset given, each word decoding to whole UTF-8 characters.
+ * the charset given, each word decoding on its own to whole characters (for ISO-2022-JP: every
+ * word starts in ASCII, and when it leaves ASCII it comes back with ESC ( B before its end).
  */
-static void rfc2047_decode(const char *s, size_t col, email_buf_t *out)
+static void rfc2047_decode(const char *s, size_t col, const char *charset, email_buf_t *out)
 {
-    size_t line = col;
+    size_t line = col, cslen = strlen(charset);
     while (*s) {
         if (s[0] == '\r') {
             assert_memory_equal(s, "\r\n ", 3);
@@ -262,14 +288,17 @@ static void rfc2047_decode(const char *s, size_t col, email_buf_t *out)
             line = 1;
             continue;
         }
-        assert_memory_equal(s, "=?UTF-8?", 8);
-        const char *end = strstr(s + 10, "?=");
+        assert_memory_equal(s, "=?", 2);
+        assert_memory_equal(s + 2, charset, cslen);
+        assert_int_equal(s[2 + cslen], '?');
+        char enc = s[3 + cslen];
+        assert_int_equal(s[4 + cslen], '?');
+        const char *p = s + 5 + cslen;
+        const char *end = strstr(p, "?=");
         assert_non_null(end);
         size_t wlen = (size_t)(end + 2 - s);
         assert_true(wlen <= 75);
         line += wlen;
-        char enc = s[8];
-        const char *p = s + 10;
         email_buf_t word;
         email_buf_init(&word);
         if (enc == 'B') {
@@ -292,13 +321,51 @@ static void rfc2047_decode(const char *s, size_t col, email_buf_t *out)
             }
         }
         assert_true(word.len > 0);
-        assert_true(email_utf8_valid(word.data, word.len));
-        assert_int_equal(email_buf_append(out, word.data, word.len), 0);
+        if (!strcmp(charset, "ISO-2022-JP")) {
+            /* the last escape sequence, if any, returns to ASCII */
+            const char *esc = NULL;
+            for (size_t i = 0; i < word.len; i++)
+                esc = word.data[i] == 0x1b ? word.data + i : esc;
+            if (esc)
+                assert_memory_equal(esc, "\x1b(B", 3);
+        }
+        size_t before = out->len;
+        if (!to_utf8(charset, word.data, word.len, out))
+            fail_msg("a %s word does not decode on its own", charset);
+        assert_true(out->len > before);
         email_buf_free(&word);
         s = end + 2;
     }
     assert_true(line <= 78);
 }
+
+/* Encodes text at every starting column in both encodings and decodes it back. */
+static void rfc2047_round_trip(const char *text, const char *charset)
+{
+    for (int e = 0; e < 2; e++) {
+        for (size_t col = 0; col < 80; col += 7) {
+            email_buf_t b, d;
+            email_buf_init(&b);
+            email_buf_init(&d);
+            size_t end_col = col;
+            int rc = email_rfc2047_encode(&b, &end_col, text, strlen(text), charset,
+                                          e ? 'B' : 'Q');
+            if (rc)
+                fail_msg("%s, col %zu: %d for \"%s\"", charset, col, rc, text);
+            rfc2047_decode(b.data, col, charset, &d);
+            assert_string_equal(d.data, text);
+            /* *col is where the last line ends */
+            const char *last = strrchr(b.data, '\n');
+            assert_int_equal(end_col, last ? strlen(last + 1) : col + b.len);
+            email_buf_free(&b);
+            email_buf_free(&d);
+        }
+    }
+}
+
+#define JA_SAMPLE                                                                                \
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9"     \
+    "\xe3\x83\x88\xe3\x81\xa7\xe3\x81\x99\xe3\x80\x82\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"
 
 static void test_rfc2047_round_trip(void **state)
 {
@@ -306,33 +373,185 @@ static void test_rfc2047_round_trip(void **state)
     static const char *const texts[] = {
         "caf\xc3\xa9",
         "a_b=c?d e",
-        "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9"
-        "\xe3\x83\x88\xe3\x81\xa7\xe3\x81\x99\xe3\x80\x82\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+        JA_SAMPLE,
         "\xf0\x9f\x98\x80\xf0\x9f\x98\x81\xf0\x9f\x98\x82\xf0\x9f\x98\x83\xf0\x9f\x98\x84"
         "\xf0\x9f\x98\x85\xf0\x9f\x98\x86\xf0\x9f\x98\x87\xf0\x9f\x98\x88\xf0\x9f\x98\x89",
         "R\xc3\xa9sum\xc3\xa9 of a long subject line that needs several encoded words to hold "
         "every one of its characters, \xc3\xa0 la fa\xc3\xa7on fran\xc3\xa7" "aise",
     };
-    for (size_t t = 0; t < sizeof texts / sizeof *texts; t++) {
-        for (int e = 0; e < 2; e++) {
-            for (size_t col = 0; col < 80; col += 7) {
-                email_buf_t b, d;
-                email_buf_init(&b);
-                email_buf_init(&d);
-                size_t end_col = col;
-                assert_int_equal(email_rfc2047_encode(&b, &end_col, texts[t], strlen(texts[t]),
-                                                      "UTF-8", e ? 'B' : 'Q'),
-                                 0);
-                rfc2047_decode(b.data, col, &d);
-                assert_string_equal(d.data, texts[t]);
-                /* *col is where the last line ends */
-                const char *last = strrchr(b.data, '\n');
-                assert_int_equal(end_col, last ? strlen(last + 1) : col + b.len);
-                email_buf_free(&b);
-                email_buf_free(&d);
-            }
+    for (size_t t = 0; t < sizeof texts / sizeof *texts; t++)
+        rfc2047_round_trip(texts[t], "UTF-8");
+    rfc2047_round_trip(texts[0], "ISO-8859-1");
+    rfc2047_round_trip(texts[1], "ISO-8859-1");
+    rfc2047_round_trip(texts[4], "ISO-8859-1");
+    rfc2047_round_trip(texts[1], "ISO-2022-JP");
+    rfc2047_round_trip(texts[2], "ISO-2022-JP");
+    rfc2047_round_trip("ASCII and \xe6\x97\xa5\xe6\x9c\xac mixed, " JA_SAMPLE " then ASCII "
+                       "again, \xe3\x82\xab\xe3\x82\xbf\xe3\x82\xab\xe3\x83\x8a and "
+                       "\xef\xbc\xa1\xef\xbc\xa2 full-width",
+                       "ISO-2022-JP");
+}
+
+/* Random texts from each charset's repertoire, at random columns. */
+static void test_rfc2047_random_round_trip(void **state)
+{
+    (void)state;
+    static const char *const latin[] = {"a", " ", "=", "?", "_", "\xc3\xa9", "\xc3\xbf",
+                                        "\xc2\xa0", "\xc3\x80", "Z", "\t", "\xc2\xbf"};
+    static const char *const japanese[] = {"a", " ", "?", "=", "\xe6\x97\xa5",
+                                           "\xe3\x81\x82", "\xe3\x83\xb3", "\xe3\x80\x82",
+                                           "\xef\xbc\x91", "_", "\xe9\xbe\x8d"};
+    static const char *const any[] = {"a", " ", "\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80",
+                                      "\xd0\x96", "=", "\xe2\x82\xac"};
+    struct {
+        const char *charset;
+        const char *const *pool;
+        size_t n;
+    } sets[] = {{"ISO-8859-1", latin, sizeof latin / sizeof *latin},
+                {"ISO-2022-JP", japanese, sizeof japanese / sizeof *japanese},
+                {"UTF-8", any, sizeof any / sizeof *any}};
+    for (int round = 0; round < 300; round++) {
+        for (size_t k = 0; k < 3; k++) {
+            char text[400] = "";
+            size_t len = 1 + rng() % 60;
+            for (size_t i = 0; i < len; i++)
+                strcat(text, sets[k].pool[rng() % sets[k].n]);
+            email_buf_t b, d;
+            email_buf_init(&b);
+            email_buf_init(&d);
+            size_t col = rng() % 78, end_col = col;
+            char enc = rng() % 2 ? 'B' : 'Q';
+            assert_int_equal(
+                email_rfc2047_encode(&b, &end_col, text, strlen(text), sets[k].charset, enc), 0);
+            rfc2047_decode(b.data, col, sets[k].charset, &d);
+            assert_string_equal(d.data, text);
+            email_buf_free(&b);
+            email_buf_free(&d);
         }
     }
+}
+
+/* The examples of RFC 2047 section 8 (and RFC 1468's charset), written by the encoder. */
+static void test_rfc2047_vectors(void **state)
+{
+    (void)state;
+    static const char *const v[][4] = {
+        {"Keith Moore", "US-ASCII", "Q", "=?US-ASCII?Q?Keith_Moore?="},
+        {"Keld J\xc3\xb8rn Simonsen", "ISO-8859-1", "Q", "=?ISO-8859-1?Q?Keld_J=F8rn_Simonsen?="},
+        {"Andr\xc3\xa9", "ISO-8859-1", "Q", "=?ISO-8859-1?Q?Andr=E9?="},
+        {"Olle J\xc3\xa4rnefors", "ISO-8859-1", "Q", "=?ISO-8859-1?Q?Olle_J=E4rnefors?="},
+        {"Patrik F\xc3\xa4ltstr\xc3\xb6m", "ISO-8859-1", "Q",
+         "=?ISO-8859-1?Q?Patrik_F=E4ltstr=F6m?="},
+        {"If you can read this yo", "ISO-8859-1", "B",
+         "=?ISO-8859-1?B?SWYgeW91IGNhbiByZWFkIHRoaXMgeW8=?="},
+        {"u understand the example.", "ISO-8859-2", "B",
+         "=?ISO-8859-2?B?dSB1bmRlcnN0YW5kIHRoZSBleGFtcGxlLg==?="},
+        {"a", "ISO-8859-1", "Q", "=?ISO-8859-1?Q?a?="},
+        {"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "ISO-2022-JP", "B",
+         "=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?="},
+        {"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "UTF-8", "B", "=?UTF-8?B?5pel5pys6Kqe?="},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        email_buf_t b;
+        email_buf_init(&b);
+        size_t col = 0;
+        assert_int_equal(
+            email_rfc2047_encode(&b, &col, v[i][0], strlen(v[i][0]), v[i][1], v[i][2][0]), 0);
+        assert_string_equal(b.data, v[i][3]);
+        assert_int_equal(col, strlen(v[i][3]));
+        email_buf_free(&b);
+    }
+}
+
+/* A character the charset lacks fails the whole call, leaving out as it was: never a '?'. */
+static void test_rfc2047_refuses_missing_characters(void **state)
+{
+    (void)state;
+    static const char *const v[][2] = {
+        {"smile \xf0\x9f\x98\x80", "ISO-8859-1"},
+        {"\xe6\x97\xa5\xe6\x9c\xac", "ISO-8859-1"},
+        {"caf\xc3\xa9", "ISO-2022-JP"},
+        {"\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80", "ISO-2022-JP"},
+        {"\xe2\x82\xac", "ISO-8859-1"},
+        {"\xef\xbd\xb1", "ISO-2022-JP"}, /* half-width katakana: not in ISO-2022-JP */
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        for (int e = 0; e < 2; e++) {
+            email_buf_t b;
+            email_buf_init(&b);
+            assert_int_equal(email_buf_puts(&b, "Subject: "), 0);
+            size_t col = 9;
+            assert_int_equal(
+                email_rfc2047_encode(&b, &col, v[i][0], strlen(v[i][0]), v[i][1], e ? 'B' : 'Q'),
+                EMAIL_ECHARSET);
+            assert_string_equal(b.data, "Subject: ");
+            assert_int_equal(col, 9);
+            email_buf_free(&b);
+        }
+    }
+    email_buf_t b;
+    email_buf_init(&b);
+    size_t col = 0;
+    assert_int_equal(email_rfc2047_encode(&b, &col, "x", 1, "NO-SUCH-CHARSET", 'Q'),
+                     EMAIL_ENOTSUP);
+    email_buf_free(&b);
+}
+
+/* ---- charset.c ---- */
+
+static void test_charset_conversions(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *charset, *in, *out;
+        size_t outlen;
+    } v[] = {
+        {"ISO-8859-1", "caf\xc3\xa9 \xc3\xbf\xc2\xa0", "caf\xe9 \xff\xa0", 7},
+        {"ISO-2022-JP", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "\x1b$BF|K\\8l\x1b(B", 12},
+        {"ISO-2022-JP", "a\xe6\x97\xa5" "b", "a\x1b$BF|\x1b(Bb", 10},
+        {"ISO-2022-JP", "ascii only\r\n", "ascii only\r\n", 12},
+        /* a line break is always in ASCII: the shift back comes before it */
+        {"ISO-2022-JP", "\xe6\x97\xa5\r\n\xe6\x97\xa5", "\x1b$BF|\x1b(B\r\n\x1b$BF|\x1b(B", 18},
+        {"UTF-8", "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80", 4},
+        {"ISO-8859-1", "", "", 0},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        email_buf_t b;
+        email_buf_init(&b);
+        assert_int_equal(charset_from_utf8(v[i].charset, &b, v[i].in, strlen(v[i].in), NULL), 0);
+        assert_int_equal(b.len, v[i].outlen);
+        assert_memory_equal(b.data ? b.data : "", v[i].out, v[i].outlen);
+        email_buf_free(&b);
+    }
+    /* the first character without an equivalent is named by its offset; out is unchanged */
+    email_buf_t b;
+    email_buf_init(&b);
+    assert_int_equal(email_buf_puts(&b, "keep"), 0);
+    size_t bad = 0;
+    assert_int_equal(charset_from_utf8("ISO-8859-1", &b, "a\xc3\xa9\xf0\x9f\x98\x80z", 8, &bad),
+                     EMAIL_ECHARSET);
+    assert_int_equal(bad, 3);
+    assert_string_equal(b.data, "keep");
+    assert_int_equal(charset_from_utf8("ISO-2022-JP", &b, "\xe6\x97\xa5\xc3\xa9", 5, &bad),
+                     EMAIL_ECHARSET);
+    assert_int_equal(bad, 3);
+    assert_string_equal(b.data, "keep");
+    assert_int_equal(charset_from_utf8("NO-SUCH-CHARSET", &b, "a", 1, NULL), EMAIL_ENOTSUP);
+    /* a large text grows the buffer as it goes (ISO-2022-JP output can be longer than input) */
+    email_buf_t big, round;
+    email_buf_init(&big);
+    email_buf_init(&round);
+    for (int i = 0; i < 20000; i++)
+        assert_int_equal(email_buf_puts(&big, i % 2 ? "\xe6\x97\xa5" : "a"), 0);
+    email_buf_reset(&b);
+    assert_int_equal(charset_from_utf8("ISO-2022-JP", &b, big.data, big.len, NULL), 0);
+    assert_int_equal(b.len, 10000 * 1 + 10000 * 8);
+    assert_true(to_utf8("ISO-2022-JP", b.data, b.len, &round));
+    assert_int_equal(round.len, big.len);
+    assert_memory_equal(round.data, big.data, big.len);
+    email_buf_free(&b);
+    email_buf_free(&big);
+    email_buf_free(&round);
 }
 
 static void test_rfc2047_folding(void **state)
@@ -520,7 +739,11 @@ int main(void)
         cmocka_unit_test(test_qp_vectors),
         cmocka_unit_test(test_qp_random_round_trip),
         cmocka_unit_test(test_rfc2047_round_trip),
+        cmocka_unit_test(test_rfc2047_random_round_trip),
+        cmocka_unit_test(test_rfc2047_vectors),
+        cmocka_unit_test(test_rfc2047_refuses_missing_characters),
         cmocka_unit_test(test_rfc2047_folding),
+        cmocka_unit_test(test_charset_conversions),
         cmocka_unit_test(test_dotstuff_every_split),
         cmocka_unit_test(test_dotstuff_reusable_after_finish),
         cmocka_unit_test(test_dotstuff_random_round_trip),

@@ -2301,7 +2301,6 @@ int main(void)
         cmocka_unit_test(test_garbage_at_setup),
         cmocka_unit_test(test_garbage_in_transaction),
         cmocka_unit_test(test_unexpected_replies),
-        cmocka_unit_test(test_ehlo_bare_last_line),
         cmocka_unit_test(test_ehlo_keywords),
         cmocka_unit_test(test_body_error),
         cmocka_unit_test(test_dot_stuffing),
@@ -2321,6 +2320,8 @@ int main(void)
         cmocka_unit_test(test_chaos),
         cmocka_unit_test(test_submit_rules),
         cmocka_unit_test(test_callbacks_submit_and_quit),
+        /* last: under ASan its out-of-bounds read (a bug to fix) stops the program */
+        cmocka_unit_test(test_ehlo_bare_last_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
