@@ -96,8 +96,7 @@ static void close_all(connection_t *c)
     if (c->closing)
         return;
     c->closing = true;
-    if (!c->why.error)
-        log_event(c, '#', "connection closed");
+    log_event(c, '#', "connection closed");
     c->closes_pending = 1 + (c->transport ? 1 : 0);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);

@@ -56,7 +56,7 @@ int email_qp_encode(email_buf_t *out, const char *data, size_t n);
  * RFC 2047 encoded words for the UTF-8 text utf8[0..n) (n > 0) converted to `charset` ("UTF-8",
  * "ISO-8859-1", "ISO-2022-JP", ...), encoding 'B' or 'Q' (the Q alphabet is the strict one allowed
  * in phrases, so the result can stand for a display name too). Every word holds whole characters
- * and is a complete text in its charset (with ISO-2022-JP it starts in ASCII and ends with ESC ( B),
+ * and is a complete text in its charset (with ISO-2022-JP it starts in ASCII and ends in it),
  * so words can be decoded one by one. *col is the column the first word starts at (what the line
  * already holds); words are folded with CRLF + space so that no line passes 78 characters, and
  * *col is left at the end of the last line. EMAIL_ECHARSET when a character has no equivalent in

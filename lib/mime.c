@@ -18,10 +18,10 @@
 #include "charset.h"
 #include "encode.h"
 #include "message.h"
+#include "mime_headers.h"
 #include "util.h"
 
-#define LINE_SOFT 78          /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters */
-#define LINE_HARD 998         /* ... and MUST stay within 998 */
+#define LINE_HARD 998         /* RFC 5322 2.1.1: lines MUST stay within 998 octets */
 #define FILE_CHUNK (57 * 512) /* raw bytes per read: a whole number of 76-character lines */
 
 /* The message in order: ranges of the memory buffer, and files sent as base64. */
@@ -49,32 +49,12 @@ struct mime_reader {
 
 /* State while the reader is being made. */
 typedef struct builder {
+    mime_out_t o;      /* o.m is &r->mem */
     mime_reader_t *r;
-    email_buf_t *m;  /* &r->mem */
-    const message_content_t *c;
     size_t seg_start;  /* where the memory segment being written starts */
     char seed[33];     /* boundaries are "=_" seed "." counter */
     unsigned boundaries;
-    char *err;
-    size_t errlen;
 } builder_t;
-
-static int fail(builder_t *b, int code, const char *fmt, ...) EMAIL_PRINTF(3, 4);
-static int fail(builder_t *b, int code, const char *fmt, ...)
-{
-    if (b->err && b->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(b->err, b->errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static bool is_wsp(char c)
-{
-    return c == ' ' || c == '\t';
-}
 
 /* ---- Segments ---- */
 
@@ -91,9 +71,9 @@ static int add_segment(mime_reader_t *r, segment_t s)
 static int close_memory(builder_t *b)
 {
     size_t start = b->seg_start;
-    b->seg_start = b->m->len;
-    return b->m->len > start ? add_segment(b->r, (segment_t){start, b->m->len - start, NULL, 0})
-                             : 0;
+    size_t end = b->o.m->len;
+    b->seg_start = end;
+    return end > start ? add_segment(b->r, (segment_t){start, end - start, NULL, 0}) : 0;
 }
 
 static int add_file(builder_t *b, const message_part_t *p)
@@ -101,302 +81,9 @@ static int add_file(builder_t *b, const message_part_t *p)
     uint64_t size;
     int e = email_file_size(p->path, &size);
     if (e)
-        return fail(b, EMAIL_EIO, "Attachment \"%.100s\": %s", p->path, strerror(e));
+        return mime_fail(&b->o, EMAIL_EIO, "Attachment \"%.100s\": %s", p->path, strerror(e));
     int rc = close_memory(b);
     return rc ? rc : add_segment(b->r, (segment_t){0, 0, p->path, size});
-}
-
-/* ---- Header fields ---- */
-
-/* Text that cannot go in a header as it is: not ASCII, control characters, something a reader
-   would take for an encoded word, or a word too long for a line. */
-static bool needs_encoded_words(const char *s, size_t n)
-{
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x7F || (c < ' ' && c != '\t') || (c == '=' && i + 1 < n && s[i + 1] == '?'))
-            return true;
-        run = is_wsp(s[i]) ? 0 : run + 1;
-        if (run > LINE_HARD - 100)  /* room for the longest header name before it */
-            return true;
-    }
-    return false;
-}
-
-/* The charset a mode writes text in where US-ASCII is not enough (as encoded words name it). */
-static const char *mode_charset(mail_mode_t mode)
-{
-    return mode == MAIL_MODE_ISO88591 ? "ISO-8859-1"
-           : mode == MAIL_MODE_ISO2022JP ? "ISO-2022-JP"
-                                         : "UTF-8";
-}
-
-/* The charset parameter of a text part: the same name in the lower case most mailers write. */
-static const char *charset_label(const char *charset)
-{
-    static const char *const names[][2] = {{"US-ASCII", "us-ascii"},
-                                           {"UTF-8", "utf-8"},
-                                           {"ISO-8859-1", "iso-8859-1"},
-                                           {"ISO-2022-JP", "iso-2022-jp"}};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (!strcmp(charset, names[i][0]))
-            return names[i][1];
-    return charset;
-}
-
-/* The text of a conversion failure, naming the field. */
-static int charset_failure(builder_t *b, int rc, const char *field, const char *charset)
-{
-    if (rc == EMAIL_ECHARSET)
-        return fail(b, rc, "%s cannot be written in %s", field, charset);
-    if (rc == EMAIL_ENOTSUP)
-        return fail(b, rc, "%s: the system cannot convert text to %s", field, charset);
-    return rc;
-}
-
-/* Encoded words in the header mode's charset: Q for the Latin ones, B for UTF-8 in base64 and for
-   ISO-2022-JP (RFC 1468: its escape sequences would make Q words mostly "=1B"). */
-static int put_encoded(builder_t *b, const char *field, size_t *col, const char *text, size_t n)
-{
-    mail_mode_t mode = b->c->header_mode;
-    const char *charset = mode_charset(mode);
-    char encoding = mode == MAIL_MODE_UTF8_B64 || mode == MAIL_MODE_ISO2022JP ? 'B' : 'Q';
-    return charset_failure(b, email_rfc2047_encode(b->m, col, text, n, charset, encoding), field,
-                           charset);
-}
-
-/* Appends ASCII text folded before white space so that lines stay within 78 where possible. */
-static int put_folded(email_buf_t *m, size_t *col, const char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i;
-        while (j < n && is_wsp(s[j]))
-            j++;
-        size_t word = j;
-        while (j < n && !is_wsp(s[j]))
-            j++;
-        /* a fold goes before white space followed by a word: no line may be only white space */
-        if (i > 0 && j > word && *col + (j - i) > LINE_SOFT) {
-            if (email_buf_append(m, "\r\n", 2))
-                return EMAIL_ENOMEM;
-            *col = 0;
-        }
-        if (email_buf_append(m, s + i, j - i))
-            return EMAIL_ENOMEM;
-        *col += j - i;
-        i = j;
-    }
-    return 0;
-}
-
-/* Subject and the caller's headers; field names the header in error texts. */
-static int put_unstructured(builder_t *b, const char *field, const char *name, const char *value)
-{
-    size_t n = strlen(value), col = strlen(name) + 2;
-    if (email_buf_printf(b->m, n ? "%s: " : "%s:", name))
-        return EMAIL_ENOMEM;
-    int rc = !n                               ? 0
-             : needs_encoded_words(value, n) ? put_encoded(b, field, &col, value, n)
-                                             : put_folded(b->m, &col, value, n);
-    return rc ? rc : email_buf_append(b->m, "\r\n", 2);
-}
-
-static int put_quoted(email_buf_t *m, const char *s, size_t n)
-{
-    int rc = email_buf_putc(m, '"');
-    for (size_t i = 0; !rc && i < n; i++) {
-        if (s[i] == '"' || s[i] == '\\')
-            rc = email_buf_putc(m, '\\');
-        rc = rc ? rc : email_buf_putc(m, s[i]);
-    }
-    return rc ? rc : email_buf_putc(m, '"');
-}
-
-/* Only atext (and spaces when a whole phrase is checked): needs no quotes. */
-static bool atext_only(const char *s, size_t n, bool spaces)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!address_atext((unsigned char)s[i]) && !(spaces && s[i] == ' '))
-            return false;
-    return true;
-}
-
-/* A word of a display name that can stay as it is: an atom that fits on a line (a longer one is
-   encoded, as encoded words fold) and does not look like an encoded word. */
-static bool word_plain(const char *s, size_t n)
-{
-    return n <= LINE_SOFT - 2 && atext_only(s, n, false) && !needs_encoded_words(s, n);
-}
-
-/*
- * A display name that needs encoded words: its plain words stay plain and each run of other words
- * becomes encoded words, the spaces inside a run encoded with it. Spaces between an encoded word
- * and a plain one are then ordinary white space, which every decoder keeps (some wrongly keep the
- * space between two encoded words too, so runs are not cut at their spaces).
- */
-static int put_encoded_phrase(builder_t *b, const char *field, size_t *col, const char *name)
-{
-    size_t n = strlen(name), i = 0;
-    int rc = 0;
-    while (!rc && i < n) {
-        size_t j = i;
-        while (j < n && name[j] != ' ')
-            j++;
-        bool plain = word_plain(name + i, j - i);
-        /* extend an encoded run over the next words that are not plain either */
-        while (!plain && j < n) {
-            size_t k = j + 1;
-            while (k < n && name[k] != ' ')
-                k++;
-            if (word_plain(name + j + 1, k - j - 1))
-                break;
-            j = k;
-        }
-        if (i) {
-            /* an encoded word needs some room: fold before it rather than inside it */
-            bool fold = *col + 1 + (plain ? j - i : 20) > LINE_SOFT;
-            rc = email_buf_puts(b->m, fold ? "\r\n " : " ");
-            *col = fold ? 1 : *col + 1;
-        }
-        if (!rc && plain) {
-            rc = email_buf_append(b->m, name + i, j - i);
-            *col += j - i;
-        } else if (!rc) {
-            rc = put_encoded(b, field, col, name + i, j - i);
-        }
-        i = j + 1;
-    }
-    return rc;
-}
-
-static int put_mailbox(builder_t *b, const char *field, size_t *col, const address_t *a)
-{
-    email_buf_t *m = b->m;
-    size_t alen = strlen(a->addr);
-    if (!a->name) {
-        *col += alen;
-        return email_buf_append(m, a->addr, alen);
-    }
-    size_t n = strlen(a->name);
-    int rc = 0;
-    /* a long name goes in encoded words too: they fold, a quoted string cannot */
-    if (needs_encoded_words(a->name, n) || n > 200) {
-        rc = put_encoded_phrase(b, field, col, a->name);
-    } else if (atext_only(a->name, n, true)) {
-        rc = email_buf_append(m, a->name, n);
-        *col += n;
-    } else {
-        size_t before = m->len;
-        rc = put_quoted(m, a->name, n);
-        *col += m->len - before;
-    }
-    if (rc)
-        return rc;
-    bool fold = *col + alen + 3 > LINE_SOFT;
-    *col = fold ? alen + 2 : *col + alen + 3;
-    return email_buf_printf(m, "%s<%s>", fold ? "\r\n " : " ", a->addr);
-}
-
-static int put_addresses(builder_t *b, const char *name, const address_list_t *l)
-{
-    email_buf_t *m = b->m;
-    if (!l->n)
-        return 0;
-    size_t col = strlen(name) + 1;
-    int rc = email_buf_printf(m, "%s:", name);
-    for (size_t i = 0; !rc && i < l->n; i++) {
-        if (i && (rc = email_buf_putc(m, ',')))
-            break;
-        size_t mark = m->len, mark_col = col + (i ? 1 : 0);
-        col = mark_col + 1;
-        if (!(rc = email_buf_putc(m, ' ')))
-            rc = put_mailbox(b, name, &col, &l->v[i]);
-        /* a mailbox that does not fit on the line starts the next one */
-        if (!rc && i && (col > LINE_SOFT || memchr(m->data + mark, '\n', m->len - mark))) {
-            m->len = mark;
-            m->data[mark] = '\0';
-            col = 1;
-            if (!(rc = email_buf_append(m, "\r\n ", 3)))
-                rc = put_mailbox(b, name, &col, &l->v[i]);
-        }
-    }
-    return rc ? rc : email_buf_append(m, "\r\n", 2);
-}
-
-static int put_message_headers(builder_t *b)
-{
-    const message_content_t *c = b->c;
-    email_buf_t *m = b->m;
-    static const char *const priorities[] = {NULL, "1 (Highest)", "2 (High)", NULL, "4 (Low)",
-                                             "5 (Lowest)"};
-    int rc = c->date ? email_buf_printf(m, "Date: %s\r\n", c->date) : 0;
-    rc = rc ? rc : put_addresses(b, "From", &c->from);
-    rc = rc ? rc : put_addresses(b, "Sender", &c->sender);
-    rc = rc ? rc : put_addresses(b, "Reply-To", &c->reply_to);
-    rc = rc ? rc : put_addresses(b, "To", &c->to);
-    rc = rc ? rc : put_addresses(b, "Cc", &c->cc);
-    if (!rc && c->subject)
-        rc = put_unstructured(b, "Subject", "Subject", c->subject);
-    if (!rc && c->message_id)
-        rc = email_buf_printf(m, "Message-ID: %s\r\n", c->message_id);
-    rc = rc ? rc : email_buf_puts(m, "MIME-Version: 1.0\r\n");
-    if (!rc && c->priority > 0 && c->priority < 6 && priorities[c->priority])
-        rc = email_buf_printf(m, "X-Priority: %s\r\nImportance: %s\r\n", priorities[c->priority],
-                              c->priority < 3 ? "high" : "low");
-    if (!rc && c->notification)
-        rc = put_addresses(b, "Disposition-Notification-To", &c->from);
-    for (size_t i = 0; !rc && i < c->nheaders; i++) {
-        char field[100];
-        snprintf(field, sizeof field, "Header \"%s\"", c->headers[i].name);
-        rc = put_unstructured(b, field, c->headers[i].name, c->headers[i].value);
-    }
-    return rc;
-}
-
-/* RFC 2231 attribute-char: what a parameter value may hold unencoded. */
-static bool attr_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$&+-.^_`|~", c));
-}
-
-/*
- * ";" CRLF " attr=value": a quoted string when short printable ASCII, else RFC 2231 percent-encoded
- * UTF-8, in continuation sections of about 48 characters that never split a character.
- */
-static int put_param(email_buf_t *m, const char *attr, const char *value)
-{
-    size_t n = strlen(value), width = 0;
-    bool printable = true;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)value[i];
-        printable = printable && c >= ' ' && c < 0x7F;
-        width += attr_char(c) ? 1 : 3;
-    }
-    int rc = 0;
-    if (printable && n <= 48) {
-        rc = email_buf_printf(m, ";\r\n %s=", attr);
-        return rc ? rc : put_quoted(m, value, n);
-    }
-    if (width <= 48)
-        rc = email_buf_printf(m, ";\r\n %s*=utf-8''", attr);
-    size_t w = 0;
-    for (size_t i = 0, section = 0; i < n; i++) {
-        unsigned char c = (unsigned char)value[i];
-        bool starts_char = (c & 0xC0) != 0x80;
-        if (width > 48 && (i == 0 || (starts_char && w >= 48))) {
-            rc = email_buf_printf(m, ";\r\n %s*%zu*=%s", attr, section, section ? "" : "utf-8''");
-            section++;
-            w = 0;
-        }
-        if (rc || (rc = attr_char(c) ? email_buf_putc(m, (char)c)
-                                     : email_buf_printf(m, "%%%02X", c)))
-            return rc;
-        w += attr_char(c) ? 1 : 3;
-    }
-    return rc;
 }
 
 /* ---- Parts ---- */
@@ -418,12 +105,12 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
     int rc = email_crlf_feed(&crlf, &t, text ? text : "", n);
     if (!rc && t.len && t.data[t.len - 1] != '\n')
         rc = email_buf_append(&t, "\r\n", 2);
-    mail_mode_t mode = b->c->body_mode;
+    mail_mode_t mode = b->o.c->body_mode;
     bool ascii = email_is_ascii(t.data, t.len);
-    const char *charset = ascii ? "US-ASCII" : mode_charset(mode);
+    const char *charset = ascii ? "US-ASCII" : mime_mode_charset(mode);
     if (!rc && !ascii && (mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP)) {
         rc = charset_from_utf8(charset, &converted, t.data, t.len, NULL);
-        rc = charset_failure(b, rc, field, charset);
+        rc = mime_charset_failure(&b->o, rc, field, charset);
         email_buf_t swap = t;
         t = converted;
         converted = swap;
@@ -442,14 +129,14 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
     else if (!ascii && mode == MAIL_MODE_UTF8_B64)
         cte = BASE64;
     if (!rc)
-        rc = email_buf_printf(b->m,
+        rc = email_buf_printf(b->o.m,
                               "Content-Type: text/%s; charset=%s\r\n"
                               "Content-Transfer-Encoding: %s\r\n\r\n",
-                              subtype, charset_label(charset), cte_names[cte]);
+                              subtype, mime_charset_label(charset), cte_names[cte]);
     if (!rc)
-        rc = cte == SEVEN_BIT ? email_buf_append(b->m, t.data, t.len)
-             : cte == BASE64  ? email_base64_encode_lines(b->m, t.data, t.len)
-                              : email_qp_encode(b->m, t.data, t.len);
+        rc = cte == SEVEN_BIT ? email_buf_append(b->o.m, t.data, t.len)
+             : cte == BASE64  ? email_base64_encode_lines(b->o.m, t.data, t.len)
+                              : email_qp_encode(b->o.m, t.data, t.len);
     email_buf_free(&t);
     email_buf_free(&converted);
     return rc;
@@ -458,18 +145,19 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
 /* An attachment or inline part, always base64. */
 static int put_part(builder_t *b, const message_part_t *p)
 {
-    email_buf_t *m = b->m;
+    email_buf_t *m = b->o.m;
     bool is_inline = p->kind == MESSAGE_INLINE;
+    const char *field = is_inline ? "Inline part name" : "Attachment name";
     size_t col = 14;
     int rc = email_buf_puts(m, "Content-Type: ");
-    rc = rc ? rc : put_folded(m, &col, p->content_type, strlen(p->content_type));
+    rc = rc ? rc : mime_put_folded(m, &col, p->content_type, strlen(p->content_type));
     if (!rc && p->name)
-        rc = put_param(m, "name", p->name);
+        rc = mime_put_param(&b->o, field, "name", p->name);
     if (!rc)
         rc = email_buf_printf(m, "\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: %s",
                               is_inline ? "inline" : "attachment");
     if (!rc && p->name)
-        rc = put_param(m, "filename", p->name);
+        rc = mime_put_param(&b->o, field, "filename", p->name);
     rc = rc ? rc : email_buf_append(m, "\r\n", 2);
     if (!rc && p->content_id)
         rc = email_buf_printf(m, "Content-ID: <%s>\r\n", p->content_id);
@@ -484,13 +172,13 @@ static int put_part(builder_t *b, const message_part_t *p)
 static int make_seed(builder_t *b)
 {
     size_t n = 0;
-    for (const char *p = b->c->message_id; p && *p && *p != '@' && n < 32; p++)
+    for (const char *p = b->o.c->message_id; p && *p && *p != '@' && n < 32; p++)
         if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
             b->seed[n++] = *p;
     if (n < 16) {
         unsigned char rnd[12];
         if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
-            return fail(b, EMAIL_EIO, "Message: no random numbers available");
+            return mime_fail(&b->o, EMAIL_EIO, "Message: no random numbers available");
         for (n = 0; n < 2 * sizeof rnd; n++)
             b->seed[n] = "0123456789abcdef"[(rnd[n / 2] >> (n % 2 ? 0 : 4)) & 15];
     }
@@ -502,25 +190,25 @@ static int make_seed(builder_t *b)
 static int open_multipart(builder_t *b, const char *type, char boundary[64])
 {
     snprintf(boundary, 64, "=_%s.%u", b->seed, ++b->boundaries);
-    return email_buf_printf(b->m, "Content-Type: multipart/%s;\r\n boundary=\"%s\"\r\n\r\n", type,
+    return email_buf_printf(b->o.m, "Content-Type: multipart/%s;\r\n boundary=\"%s\"\r\n\r\n", type,
                             boundary);
 }
 
 /* The delimiter before a body part; the CRLF before "--" belongs to it (RFC 2046 5.1.1). */
 static int put_delimiter(builder_t *b, const char *boundary, bool first)
 {
-    return email_buf_printf(b->m, "%s--%s\r\n", first ? "" : "\r\n", boundary);
+    return email_buf_printf(b->o.m, "%s--%s\r\n", first ? "" : "\r\n", boundary);
 }
 
 static int close_multipart(builder_t *b, const char *boundary)
 {
-    return email_buf_printf(b->m, "\r\n--%s--\r\n", boundary);
+    return email_buf_printf(b->o.m, "\r\n--%s--\r\n", boundary);
 }
 
 /* The HTML body, with its inline parts in multipart/related when it has some. */
 static int put_related(builder_t *b)
 {
-    const message_content_t *c = b->c;
+    const message_content_t *c = b->o.c;
     size_t i = 0;
     while (i < c->nparts && c->parts[i].kind != MESSAGE_INLINE)
         i++;
@@ -539,7 +227,7 @@ static int put_related(builder_t *b)
 /* The readable body: text, HTML, or both in multipart/alternative (plainest first). */
 static int put_alternative(builder_t *b)
 {
-    const message_content_t *c = b->c;
+    const message_content_t *c = b->o.c;
     if (!c->html)
         return put_text(b, "plain", c->text, "Text body");
     if (!c->text)
@@ -562,7 +250,7 @@ static bool beside_body(const message_content_t *c, const message_part_t *p)
 
 static int put_body(builder_t *b)
 {
-    const message_content_t *c = b->c;
+    const message_content_t *c = b->o.c;
     size_t mixed = 0;
     for (size_t i = 0; i < c->nparts; i++)
         mixed += beside_body(c, &c->parts[i]);
@@ -592,9 +280,9 @@ int mime_reader_new(const email_message_t *message, mime_reader_t **reader, char
         return EMAIL_ENOMEM;
     }
     r->fd = -1;
-    builder_t b = {r, &r->mem, message_content(message), 0, "", 0, err, errlen};
+    builder_t b = {{&r->mem, message_content(message), err, errlen}, r, 0, "", 0};
     int rc = make_seed(&b);
-    rc = rc ? rc : put_message_headers(&b);
+    rc = rc ? rc : mime_put_message_headers(&b.o);
     rc = rc ? rc : put_body(&b);
     rc = rc ? rc : close_memory(&b);
     if (rc) {

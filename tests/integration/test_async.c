@@ -39,6 +39,14 @@
 /* SIGPIPEs raised in the process (see on_sigpipe). */
 static atomic_int sigpipes;
 
+/* Under valgrind (make check-valgrind) everything is slower: fewer messages, longer waits. */
+static bool under_valgrind;
+
+static int slack(int ms)
+{
+    return under_valgrind ? ms * 10 : ms;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Time
  * ------------------------------------------------------------------------------------------- */
@@ -198,7 +206,7 @@ static int dispatch_until(tracker_t *tr, int want, int timeout_ms)
 {
     int fd = email_dispatch_fd();
     assert_true(fd >= 0);
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = now_ms() + slack(timeout_ms);
     for (;;) {
         int done = tracker_done(tr);
         if (done >= want)
@@ -215,6 +223,7 @@ static int dispatch_until(tracker_t *tr, int want, int timeout_ms)
 /* For callbacks that run on another thread: waits on the tracker's condition variable. */
 static int wait_outcomes(tracker_t *tr, int want, int timeout_ms)
 {
+    timeout_ms = slack(timeout_ms);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += timeout_ms / 1000;
@@ -415,7 +424,7 @@ static bool record_wait(const test_server_t *s, const char *needle, int timeout_
  * Thousands of messages over several sessions
  * ------------------------------------------------------------------------------------------- */
 
-#define MANY 3000
+#define MANY_MAX 3000
 #define MANY_SESSIONS 4
 
 typedef struct dispatcher {
@@ -437,11 +446,12 @@ static void *dispatcher_main(void *arg)
 
 static void many_messages(bool dispatch_thread)
 {
+    const int many = under_valgrind ? MANY_MAX / 10 : MANY_MAX;
     test_server_t sink;
     assert_int_equal(test_sink_start(&sink, NULL), 0);
     email_dispatch(); /* nothing of an earlier test left */
     tracker_t tr;
-    tracker_init(&tr, MANY);
+    tracker_init(&tr, many);
     char names[MANY_SESSIONS][32];
     for (int i = 0; i < MANY_SESSIONS; i++) {
         snprintf(names[i], sizeof names[i], "many-%d", i);
@@ -452,10 +462,10 @@ static void many_messages(bool dispatch_thread)
     if (dispatch_thread)
         assert_int_equal(pthread_create(&d.thread, NULL, dispatcher_main, &d), 0);
 
-    uint64_t *ids = calloc(MANY, sizeof *ids);
+    uint64_t *ids = calloc(many, sizeof *ids);
     assert_non_null(ids);
     long long t0 = now_ms();
-    for (int i = 0; i < MANY; i++) {
+    for (int i = 0; i < many; i++) {
         char subject[64];
         snprintf(subject, sizeof subject, "many %d", i);
         ids[i] = queue_simple(names[i % MANY_SESSIONS], &tr, i, subject);
@@ -463,26 +473,26 @@ static void many_messages(bool dispatch_thread)
             dispatch_ready(0); /* outcomes come in while messages are still being queued */
     }
     long long queued = now_ms();
-    int done = dispatch_thread ? wait_outcomes(&tr, MANY, 30000)
-                               : dispatch_until(&tr, MANY, 30000);
+    int done = dispatch_thread ? wait_outcomes(&tr, many, 30000)
+                               : dispatch_until(&tr, many, 30000);
     long long finished = now_ms();
     if (dispatch_thread) {
         atomic_store(&d.stop, true);
         pthread_join(d.thread, NULL);
     }
-    if (done != MANY)
+    if (done != many)
         report_missing(&tr, "many");
-    assert_int_equal(done, MANY);
+    assert_int_equal(done, many);
     print_message("%d messages over %d sessions: queued in %lld ms, all outcomes after %lld ms "
                   "(%s)\n",
-                  MANY, MANY_SESSIONS, queued - t0, finished - t0,
+                  many, MANY_SESSIONS, queued - t0, finished - t0,
                   dispatch_thread ? "dispatch thread" : "dispatch in the test thread");
     for (int i = 0; i < MANY_SESSIONS; i++)
         close_session(names[i]);
     assert_no_strays(&tr);
 
     pthread_t want = dispatch_thread ? d.thread : pthread_self();
-    for (int i = 0; i < MANY; i++) {
+    for (int i = 0; i < many; i++) {
         outcome_t o = tracker_get(&tr, ids[i]);
         if (o.count != 1 || !o.success)
             fail_msg("message %d: %d outcome(s), success %d, %s: %s", i, o.count, o.success,
@@ -494,10 +504,10 @@ static void many_messages(bool dispatch_thread)
         assert_int_equal(o.registry_in_cb, EMAIL_SENT);
         assert_int_equal(email_message_status(ids[i]), EMAIL_SENT);
     }
-    /* the sink received each message once: exactly MANY, none lost, none sent twice */
-    assert_int_equal(test_sink_wait(&sink, MANY, 10000), MANY);
+    /* the sink received each message once: exactly many, none lost, none sent twice */
+    assert_int_equal(test_sink_wait(&sink, many, 10000), many);
     sleep_ms(200);
-    assert_int_equal(test_sink_count(&sink), MANY);
+    assert_int_equal(test_sink_count(&sink), many);
     free(ids);
     tracker_free(&tr);
     test_server_stop(&sink);
@@ -814,7 +824,7 @@ static void run_fault(int k)
     }
     long long t0 = now_ms();
     /* bounded: each message needs at most one timeout (their retries are refused at once) */
-    int limit_ms = f->timeout * 1000 + 2500;
+    int limit_ms = f->timeout * 1000 + slack(2500);
     int done = dispatch_until(&tr, FAULT_MESSAGES, limit_ms + 5000);
     long long elapsed = now_ms() - t0;
     if (done != FAULT_MESSAGES) {
@@ -830,7 +840,7 @@ static void run_fault(int k)
     }
     long long c0 = now_ms();
     close_session(name);
-    if (now_ms() - c0 > 2000)
+    if (now_ms() - c0 > slack(2000))
         fail_msg("%s: closing the failed session took %lld ms", f->name, now_ms() - c0);
     assert_no_strays(&tr);
 
@@ -863,12 +873,17 @@ static void run_fault(int k)
 static void test_faulty_servers(void **state)
 {
     for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++) {
-        long long t0 = now_ms();
-        int pipes = atomic_load(&sigpipes);
-        run_fault((int)k);
-        if (atomic_load(&sigpipes) != pipes)
-            fprintf(stderr, "fault %s: SIGPIPE raised\n", faults[k].name);
-        print_message("fault %-45s ok (%lld ms)\n", faults[k].name, now_ms() - t0);
+        /* a reset in the middle of a body: a few times, since it depends on timing whether
+           the library writes again into the reset socket (see check_sigpipe) */
+        int times = faults[k].big_first ? 3 : 1;
+        for (int r = 0; r < times; r++) {
+            long long t0 = now_ms();
+            int pipes = atomic_load(&sigpipes);
+            run_fault((int)k);
+            if (atomic_load(&sigpipes) != pipes)
+                fprintf(stderr, "fault %s: SIGPIPE raised\n", faults[k].name);
+            print_message("fault %-45s ok (%lld ms)\n", faults[k].name, now_ms() - t0);
+        }
     }
     free(big_data);
     big_data = NULL;
@@ -1276,7 +1291,7 @@ static void test_close_stalled(void **state)
     long long t0 = now_ms();
     close_session("closing");
     long long took = now_ms() - t0;
-    if (took > 3000)
+    if (took > 1000 + slack(2000))
         fail_msg("email_close_session took %lld ms with a 1 s timeout", took);
     /* every outcome was decided before close returned */
     assert_int_equal(dispatch_until(&tr, n, 2000), n);
@@ -1332,8 +1347,8 @@ static void test_thousand_sessions(void **state)
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
     rl.rlim_cur = rl.rlim_max;
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
-    int n = 1000;
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2100) {
+    int n = under_valgrind ? 100 : 1000;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)(2 * n + 100)) {
         n = (int)(rl.rlim_max - 100) / 2;
         print_message("RLIMIT_NOFILE hard limit %llu: %d sessions instead of 1000\n",
                       (unsigned long long)rl.rlim_max, n);
@@ -1396,7 +1411,7 @@ static void test_thousand_sessions(void **state)
     long long s0 = now_ms();
     test_server_stop(&silent);
     assert_int_equal(dispatch_until(&slow, 1, 10000), 1);
-    assert_true(now_ms() - s0 < 5000);
+    assert_true(now_ms() - s0 < slack(5000));
     outcome_t so = tracker_get(&slow, silent_id);
     assert_false(so.success);
     assert_true(so.error == EMAIL_ECLOSED || so.error == EMAIL_ECONNECT);
@@ -1506,6 +1521,7 @@ int main(void)
         cmocka_unit_test_teardown(test_thousand_sessions, check_sigpipe),
         cmocka_unit_test_teardown(test_shutdown_delivers, check_sigpipe),
     };
+    under_valgrind = getenv("EMAIL_UNDER_VALGRIND") != NULL;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigpipe;

@@ -746,10 +746,6 @@ static void test_two_sessions_at_once(void **state)
     parse_file(ext, &x, true);
     assert_counters(&x, 1, "shared extended log");
     assert_int_equal(x.nmsgs, 2 * PER_THREAD);
-    size_t cut = 0;
-    for (size_t i = 0; i < x.n; i++)
-        cut += strstr(x.lines[i].event, " interrupted (") != NULL;
-    print_message("shared extended log: %zu lines, %zu message blocks interrupted\n", x.n, cut);
     bool used[2 * PER_THREAD] = {false};
     for (int si = 0; si < 2; si++) {
         assert_int_equal(test_spool_wait(&s[si], PER_THREAD, 5000), PER_THREAD);
@@ -852,6 +848,107 @@ static void test_errors_and_stop(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* The extended log's message blocks when events and other sessions come in between (the
+ * internal interface the engine uses, driven directly) */
+
+static void data(log_sink_t *sink, uint64_t session, const char *text)
+{
+    email_log_data(sink, session, text, strlen(text));
+}
+
+static const log_msg_t *find_msg(const parsed_t *p, unsigned long long id)
+{
+    for (size_t i = 0; i < p->nmsgs; i++)
+        if (p->msgs[i].id == id)
+            return &p->msgs[i];
+    fail_msg("message %llu is not in the log", id);
+    return NULL;
+}
+
+static void assert_msg(const parsed_t *p, unsigned long long id, const char *want)
+{
+    const log_msg_t *m = find_msg(p, id);
+    if (m->data.len != strlen(want) || memcmp(m->data.data ? m->data.data : "", want, m->data.len))
+        fail_msg("message %llu: got [%.*s], want [%s]", id, (int)m->data.len,
+                 m->data.data ? m->data.data : "", want);
+}
+
+static void test_blocks_interleaved(void **state)
+{
+    char *dir = test_tmpdir();
+    char *path = path_in(dir, "blocks.log"), *global = path_in(dir, "global.log");
+    char *link = path_in(dir, "link.log");
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(email_set_log(global), 0);
+    char err[300];
+    log_sink_t *sink = log_sink_open(path, err, sizeof err);
+    assert_non_null(sink);
+    assert_ptr_equal(log_sink_open(link, err, sizeof err), sink); /* the same file: one sink */
+    log_sink_release(sink);
+    assert_null(log_sink_open("/nonexistent/dir/x.log", err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent/dir/x.log"));
+
+    uint64_t a = email_log_session_id(), b = email_log_session_id();
+    assert_true(b > a);
+    email_log_event(sink, a, '#', "connected to A");
+    email_log_data_begin(sink, a, 101);
+    data(sink, a, "Subject: a\n\nfirst half of a li");
+    email_log_event(sink, b, 'S', "250 two\r\nlines"); /* cuts A's block in the middle of a line */
+    email_log_data_begin(sink, b, 202);
+    data(sink, b, "Subject: b\r\n\r\nbody b\r"); /* ends with a bare CR */
+    data(sink, a, "ne\nend of a");                 /* A continues, B is cut */
+    email_log_data_end(sink, a, 101);                /* the missing CRLF is added */
+    data(sink, b, "\nmore b\n");                    /* the LF of B's CRLF, then more */
+    email_log_data_end(sink, b, 202);
+    email_log_data_begin(sink, a, 103);              /* an empty message */
+    email_log_data_end(sink, a, 103);
+    email_log_data_begin(sink, b, 204);
+    data(sink, b, "x");
+    email_log_flush(sink);
+    log_sink_release(sink); /* in the middle of 204: the file says it was cut */
+    assert_int_equal(email_set_log(NULL), 0);
+
+    parsed_t p;
+    parse_file(path, &p, true);
+    assert_counters(&p, 1, path);
+    assert_msg(&p, 101, "Subject: a\r\n\r\nfirst half of a line\r\nend of a\r\n");
+    assert_msg(&p, 202, "Subject: b\r\n\r\nbody b\r\nmore b\r\n");
+    assert_msg(&p, 103, "");
+    assert_msg(&p, 204, "x");
+    assert_int_equal(count_event(&p, "### message 101 continues"), 1);
+    assert_int_equal(count_event(&p, "### message 202 continues"), 1);
+    assert_int_equal(count_event(&p, "### message 204 interrupted (1 bytes)"), 1);
+    assert_int_equal(count_event(&p, "### message 103 ends (0 bytes)"), 1);
+    assert_int_equal(count_event(&p, "S < \"250 two  lines\""), 1); /* CR LF never inside a line */
+    size_t n1 = p.n;
+    parsed_free(&p);
+
+    /* the global log: the events, no message data */
+    parse_file(global, &p, false);
+    assert_counters(&p, 1, global);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.lines[1].event, "S < \"250 two  lines\"");
+    parsed_free(&p);
+
+    /* opened again: appended, numbered on */
+    sink = log_sink_open(path, err, sizeof err);
+    assert_non_null(sink);
+    email_log_event(sink, a, '#', "again");
+    log_sink_release(sink);
+    parse_file(path, &p, true);
+    assert_counters(&p, 1, path);
+    assert_int_equal(p.n, n1 + 1);
+    assert_string_equal(p.lines[n1].event, "### again");
+    parsed_free(&p);
+
+    test_rmtree(dir);
+    free(dir);
+    free(path);
+    free(global);
+    free(link);
+}
+
+/* ------------------------------------------------------------------------------------------- */
 /* Lines buffered with no flush behind them reach the file within about a second               */
 
 static void *send_in_thread(void *arg)
@@ -895,6 +992,8 @@ static void test_flushed_within_a_second(void **state)
                          "sleep 5\n";
     assert_int_equal(test_scripted_start(&s, script, NULL), 0);
     assert_int_equal(email_set_log(path), 0);
+    int old_timeout = email_get_timeout();
+    email_set_timeout(3); /* longer than the flusher takes, shorter than the server's sleep */
     assert_true(email_start_smtp_session("slow", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
                                          EMAIL_OPTION_DEFAULT));
     pthread_t th;
@@ -927,6 +1026,7 @@ static void test_flushed_within_a_second(void **state)
         fail_msg("MAIL FROM reached the file %.2f s after it was logged", seen - logged);
     pthread_join(th, NULL);
     email_close_session("slow");
+    email_set_timeout(old_timeout);
     assert_int_equal(email_set_log(NULL), 0);
     test_server_stop(&s);
     test_rmtree(dir);
@@ -964,6 +1064,7 @@ int main(void)
         cmocka_unit_test(test_extended_named_session),
         cmocka_unit_test(test_two_sessions_at_once),
         cmocka_unit_test(test_errors_and_stop),
+        cmocka_unit_test(test_blocks_interleaved),
         cmocka_unit_test(test_flushed_within_a_second),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);

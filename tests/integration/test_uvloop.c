@@ -27,12 +27,15 @@
 #include "harness.h"
 
 #define N 10
-#define WATCHDOG_MS 15000
+#define WATCHDOG_MS 8000
 
 typedef struct uvtest {
     uv_loop_t loop;
     uv_timer_t watchdog;
     bool watchdog_fired;
+    uv_timer_t ticker;         /* the program's own handle, until the first outcome */
+    bool ticker_open;
+    int ticks;
     bool in_run;               /* the test is inside uv_run */
     pthread_t loop_thread;
     int port;
@@ -100,6 +103,11 @@ static void on_sent(uint64_t id, const email_status_t *st, void *user_data)
         snprintf(u->texts[i], sizeof u->texts[i], "%s", st->status_text);
     }
     u->outcomes++;
+    if (u->ticker_open) {
+        /* from here on only the library's own handles keep the loop alive */
+        uv_close((uv_handle_t *)&u->ticker, NULL);
+        u->ticker_open = false;
+    }
 
     if (u->outcomes == 1 && u->t) {
         /* synchronous calls on the loop's own thread would wait for themselves */
@@ -133,7 +141,15 @@ static void walk_print(uv_handle_t *h, void *arg)
             uv_is_active(h) ? " (active)" : "", uv_is_closing(h) ? " (closing)" : "");
 }
 
-static void setup_loop(uvtest_t *u)
+static void on_tick(uv_timer_t *h)
+{
+    uvtest_t *u = h->data;
+    u->ticks++;
+}
+
+/* A loop with its watchdog; with_ticker: plus a timer of the program's own that keeps the loop
+   alive until the first outcome (as a program with other work would). */
+static void setup_loop(uvtest_t *u, bool with_ticker)
 {
     memset(u, 0, sizeof *u);
     assert_int_equal(uv_loop_init(&u->loop), 0);
@@ -142,6 +158,12 @@ static void setup_loop(uvtest_t *u)
     u->watchdog.data = u;
     assert_int_equal(uv_timer_start(&u->watchdog, on_watchdog, WATCHDOG_MS, 0), 0);
     uv_unref((uv_handle_t *)&u->watchdog);
+    if (with_ticker) {
+        assert_int_equal(uv_timer_init(&u->loop, &u->ticker), 0);
+        u->ticker.data = u;
+        assert_int_equal(uv_timer_start(&u->ticker, on_tick, 5, 5), 0);
+        u->ticker_open = true;
+    }
 }
 
 static void run_loop(uvtest_t *u)
@@ -162,6 +184,10 @@ static void run_loop(uvtest_t *u)
 static void close_loop(uvtest_t *u)
 {
     uv_close((uv_handle_t *)&u->watchdog, NULL);
+    if (u->ticker_open) {
+        uv_close((uv_handle_t *)&u->ticker, NULL);
+        u->ticker_open = false;
+    }
     uv_run(&u->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&u->loop);
     if (rc != 0) {
@@ -202,7 +228,7 @@ static void test_loop_callbacks(void **state)
 {
     uvtest_t *u = malloc(sizeof *u);
     assert_non_null(u);
-    setup_loop(u);
+    setup_loop(u, true);
     /* the first call of the library */
     assert_int_equal(email_use_loop(&u->loop), 0);
     assert_int_equal(email_use_loop(&u->loop), EMAIL_EBUSY);
@@ -262,7 +288,7 @@ static void test_shutdown_in_callback(void **state)
 {
     uvtest_t *u = malloc(sizeof *u);
     assert_non_null(u);
-    setup_loop(u);
+    setup_loop(u, true);
     assert_int_equal(email_use_loop(&u->loop), 0);
     test_server_t sink;
     assert_int_equal(test_sink_start(&sink, NULL), 0);
@@ -284,11 +310,54 @@ static void test_shutdown_in_callback(void **state)
     free(u);
 }
 
+/*
+ * The plainest program: start a session, queue messages, uv_run, with no handle of its own.
+ * The library's pending work has to keep the loop alive: uv_run returns once everything is
+ * sent and the session closed from the last callback.
+ */
+static void test_loop_alone(void **state)
+{
+    uvtest_t *u = malloc(sizeof *u);
+    assert_non_null(u);
+    setup_loop(u, false);
+    assert_int_equal(email_use_loop(&u->loop), 0);
+    test_server_t sink;
+    assert_int_equal(test_sink_start(&sink, NULL), 0);
+    u->port = sink.port;
+    u->session = "uv-alone";
+    u->close_at_end = true;
+    assert_true(email_start_smtp_session("uv-alone", NULL, "127.0.0.1", sink.port,
+                                         EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_session_set_callback("uv-alone", on_sent, u), 0);
+    queue_all(u, "nothing else on the loop");
+
+    run_loop(u);
+    if (u->outcomes == 0)
+        fail_msg("uv_run returned at once: the queued work did not keep the loop alive (no "
+                 "connection was even opened; %d message(s) sent)",
+                 test_sink_count(&sink));
+    check_outcomes(u);
+    assert_true(u->close_ok);
+    assert_int_equal(test_sink_wait(&sink, N, 5000), N);
+    email_shutdown();
+    close_loop(u);
+    test_server_stop(&sink);
+    free(u);
+}
+
+/* Whatever a failed test left: the next one starts with no loop taken. */
+static int teardown_shutdown(void **state)
+{
+    email_shutdown();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_loop_callbacks),
-        cmocka_unit_test(test_shutdown_in_callback),
+        cmocka_unit_test_teardown(test_loop_callbacks, teardown_shutdown),
+        cmocka_unit_test_teardown(test_shutdown_in_callback, teardown_shutdown),
+        cmocka_unit_test_teardown(test_loop_alone, teardown_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

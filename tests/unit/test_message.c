@@ -618,7 +618,8 @@ static void test_html_attachments_inline(void **state)
     expect_add(&e, "plain_body", "text " EMOJI "\n");
     expect_add(&e, "html_body", "<p>" ACCENTS " <img src=\"cid:logo@x\"></p>\n");
     expect_add(&e, "shape", "multipart/mixed[multipart/alternative[text/plain,"
-                            "multipart/related[text/html,application/octet-stream]],application/octet-stream,"
+                            "multipart/related[text/html,application/octet-stream]],"
+                            "application/octet-stream,"
                             "text/plain,application/pdf,application/octet-stream,"
                             "application/zip,text/plain]");
     for (size_t i = 0; i < 5; i++) {

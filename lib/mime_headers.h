@@ -1,0 +1,44 @@
+/* The header fields of the MIME writer: folding, RFC 2047 encoded words in the header mode's
+   charset, mailboxes, RFC 2231 parameters. Everything is appended to one buffer. */
+#ifndef EMAIL_MIME_HEADERS_H
+#define EMAIL_MIME_HEADERS_H
+
+#include <stddef.h>
+#include "message.h"
+#include "util.h"
+
+#define MIME_LINE_SOFT 78 /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters */
+
+typedef struct mime_out {
+    email_buf_t *m;              /* where the text goes */
+    const message_content_t *c;  /* the message, for its fields and charset modes */
+    char *err;                   /* a failure's text, naming the field (may be NULL) */
+    size_t errlen;
+} mime_out_t;
+
+/* Writes the failure's text and returns code. */
+int mime_fail(mime_out_t *o, int code, const char *fmt, ...) EMAIL_PRINTF(3, 4);
+
+/* The charset a mode writes text in where US-ASCII is not enough: "UTF-8", "ISO-8859-1",
+   "ISO-2022-JP". */
+const char *mime_mode_charset(mail_mode_t mode);
+/* The name a charset parameter gives it (lower case, as most mailers write it). */
+const char *mime_charset_label(const char *charset);
+/* rc, with the text "<field> cannot be written in <charset>" for EMAIL_ECHARSET (and one for
+   EMAIL_ENOTSUP, a system without the charset). */
+int mime_charset_failure(mime_out_t *o, int rc, const char *field, const char *charset);
+
+/* Appends ASCII text folded before white space so that lines stay within 78 where possible;
+   *col is the column of the line being written. */
+int mime_put_folded(email_buf_t *m, size_t *col, const char *s, size_t n);
+
+/* Date, the address fields (no Bcc), Subject, Message-ID, MIME-Version, priority, notification
+   and the caller's headers, each ending with CRLF. EMAIL_ECHARSET naming the field, ENOMEM. */
+int mime_put_message_headers(mime_out_t *o);
+
+/* ";" CRLF " attr=value" for a parameter such as filename: a quoted string when short printable
+   ASCII, else RFC 2231 sections in US-ASCII or the header mode's charset. field names the value
+   in error texts ("Attachment name"). */
+int mime_put_param(mime_out_t *o, const char *field, const char *attr, const char *value);
+
+#endif
