@@ -19,6 +19,11 @@ extern "C" {
  * EMAIL_EBUSY when the library already runs a loop. The library's handles keep the loop alive
  * only while work is under way. email_shutdown() closes them: run the loop once more afterwards
  * (uv_run(loop, UV_RUN_DEFAULT)) so that they finish closing before uv_loop_close.
+ * Work queued from the loop's thread keeps the loop running until it is done; work queued
+ * from other threads needs the loop to be running. As with any program writing to sockets,
+ * ignore or block SIGPIPE in the loop's thread (signal(SIGPIPE, SIG_IGN)): a server that
+ * resets the connection then fails a write with EPIPE instead of ending the program (the
+ * library's own thread blocks SIGPIPE by itself).
  */
 EMAIL_EXTERN int email_use_loop(uv_loop_t *loop);
 

@@ -155,6 +155,39 @@ static bool word_plain(const char *s, size_t n)
 }
 
 /*
+ * A run of encoded words in a display name. Decoders must drop the white space between two encoded
+ * words, but some keep it inside a phrase (Python's email package does): a run that fits in one
+ * word on a line of its own goes there, the space before it becoming the fold, rather than being
+ * cut at the end of this line.
+ */
+static int put_run(mime_out_t *o, const char *field, size_t *col, const char *s, size_t n)
+{
+    email_buf_t *m = o->m;
+    size_t start = m->len, end_col = *col;
+    int rc = put_encoded(o, field, &end_col, s, n);
+    bool cut = !rc && memchr(m->data + start, '\n', m->len - start);
+    if (!cut || *col <= 1 || !start || m->data[start - 1] != ' ') {
+        *col = end_col;
+        return rc;
+    }
+    email_buf_t alone;
+    email_buf_init(&alone);
+    mime_out_t fresh = *o;
+    fresh.m = &alone;
+    size_t alone_col = 1;
+    rc = put_encoded(&fresh, field, &alone_col, s, n);
+    if (!rc && !memchr(alone.data, '\n', alone.len)) {
+        m->len = start - 1;
+        rc = email_buf_append(m, "\r\n ", 3);
+        rc = rc ? rc : email_buf_append(m, alone.data, alone.len);
+        end_col = alone_col;
+    }
+    email_buf_free(&alone);
+    *col = end_col;
+    return rc;
+}
+
+/*
  * A display name that needs encoded words: its plain words stay plain and each run of other words
  * becomes encoded words, the spaces inside a run encoded with it. Spaces between an encoded word
  * and a plain one are then ordinary white space, which every decoder keeps (some wrongly keep the
@@ -188,7 +221,7 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
             rc = email_buf_append(o->m, name + i, j - i);
             *col += j - i;
         } else if (!rc) {
-            rc = put_encoded(o, field, col, name + i, j - i);
+            rc = put_run(o, field, col, name + i, j - i);
         }
         i = j + 1;
     }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@ static struct {
     pthread_t loop_thread;
     uv_async_t async;
     task_queue_t posted;
+    bool stopping;        /* close the async handle once the posted work is done */
+    bool async_closed;    /* no more work can be posted */
 
     int dispatch_fd;      /* eventfd: readable while callbacks wait */
     task_queue_t dispatch;
@@ -54,6 +57,13 @@ static task_t *take_all(task_queue_t *q)
     return t;
 }
 
+static void on_async_closed(uv_handle_t *h)
+{
+    pthread_mutex_lock(&rt.lock);
+    rt.running = rt.stopping = rt.async_closed = false;
+    pthread_mutex_unlock(&rt.lock);
+}
+
 static void on_async(uv_async_t *a)
 {
     pthread_mutex_lock(&rt.lock);
@@ -65,10 +75,25 @@ static void on_async(uv_async_t *a)
         free(t);
         t = next;
     }
+    pthread_mutex_lock(&rt.lock);
+    bool idle = !rt.posted.head;
+    bool close_now = idle && rt.stopping && !rt.async_closed;
+    if (close_now)
+        rt.async_closed = true;
+    pthread_mutex_unlock(&rt.lock);
+    if (close_now)
+        uv_close((uv_handle_t *)&rt.async, on_async_closed);
+    else if (idle && rt.external)
+        uv_unref((uv_handle_t *)&rt.async); /* the caller's loop may end when we have no work */
 }
 
 static void loop_main(void *arg)
 {
+    /* a server resetting the connection must fail a write with EPIPE, not kill the program */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     rt.loop_thread = pthread_self();
     uv_run(rt.loop, UV_RUN_DEFAULT);
 }
@@ -148,7 +173,15 @@ int runtime_post(runtime_fn fn, void *arg)
     t->fn = fn;
     t->arg = arg;
     pthread_mutex_lock(&rt.lock);
+    if (rt.async_closed) {
+        pthread_mutex_unlock(&rt.lock);
+        free(t);
+        return EMAIL_ESHUTDOWN;
+    }
     push(&rt.posted, t);
+    /* on the caller's loop, work keeps the loop alive until done (only its thread may ref) */
+    if (rt.external && pthread_equal(pthread_self(), rt.loop_thread))
+        uv_ref((uv_handle_t *)&rt.async);
     uv_async_send(&rt.async);
     pthread_mutex_unlock(&rt.lock);
     return 0;
@@ -266,35 +299,28 @@ int email_dispatch(void)
 
 static void stop_on_loop(void *arg)
 {
-    uv_close((uv_handle_t *)&rt.async, NULL);
+    pthread_mutex_lock(&rt.lock);
+    rt.stopping = true; /* on_async closes the handle once what was posted has run */
+    pthread_mutex_unlock(&rt.lock);
 }
 
 void runtime_stop(void)
 {
     pthread_mutex_lock(&rt.lock);
-    bool running = rt.running, external = rt.external;
+    bool running = rt.running && !rt.stopping, external = rt.external;
     pthread_mutex_unlock(&rt.lock);
     if (!running)
         return;
-    if (external) {
-        if (runtime_on_loop_thread())
-            stop_on_loop(NULL);
-        else
-            runtime_post(stop_on_loop, NULL);
-    } else {
-        runtime_post(stop_on_loop, NULL);
-        uv_thread_join(&rt.thread);
-        /* the loop ended: every handle is closed (the transporters closed theirs before) */
-        uv_loop_close(&rt.own_loop);
-    }
+    /* after the work already posted (a transporter's QUIT, say), never before it */
+    if (runtime_post(stop_on_loop, NULL) != 0)
+        return;
+    if (external)
+        return; /* the caller's loop finishes the closing when it runs */
+    uv_thread_join(&rt.thread);
+    /* the loop ended: every handle is closed (the transporters closed theirs before) */
+    uv_loop_close(&rt.own_loop);
     pthread_mutex_lock(&rt.lock);
-    rt.running = false;
+    rt.running = rt.stopping = rt.async_closed = false;
     rt.loop = NULL;
-    task_t *t = take_all(&rt.posted);
     pthread_mutex_unlock(&rt.lock);
-    while (t) { /* posted after the loop stopped: nothing can run them */
-        task_t *next = t->next;
-        free(t);
-        t = next;
-    }
 }

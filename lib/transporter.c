@@ -594,21 +594,28 @@ static void op_open(void *arg)
     }
 }
 
-int transporter_open(email_transporter_t *t, email_status_t *status)
+/* Runs an open or check operation on the loop and waits for the connection's verdict. */
+static int run_connection_op(email_transporter_t *t, runtime_fn fn, email_status_t *status)
 {
     op_t o = {.t = t};
     runtime_waiter_init(&o.waiter);
     email_status_init(&o.status);
-    int rc = runtime_call(op_open, &o, &o.waiter);
+    int rc = runtime_call(fn, &o, &o.waiter);
     runtime_waiter_destroy(&o.waiter);
     if (rc)
         email_status_fail(&o.status, rc, "%s", email_strerror(rc));
     else
         rc = o.rc;
     o.status.success = rc == 0;
+    o.status.error = rc;
     if (status)
         *status = o.status;
     return rc;
+}
+
+int transporter_open(email_transporter_t *t, email_status_t *status)
+{
+    return run_connection_op(t, op_open, status);
 }
 
 /* check_connection: its own connection, QUIT as soon as it is ready. */
@@ -654,20 +661,7 @@ int email_transporter_check_connection(email_transporter_t *t, email_status_t *s
 {
     if (!t)
         return EMAIL_EINVAL;
-    op_t o = {.t = t};
-    runtime_waiter_init(&o.waiter);
-    email_status_init(&o.status);
-    int rc = runtime_call(op_check, &o, &o.waiter);
-    runtime_waiter_destroy(&o.waiter);
-    if (rc)
-        email_status_fail(&o.status, rc, "%s", email_strerror(rc));
-    else
-        rc = o.rc;
-    o.status.success = rc == 0;
-    o.status.error = rc;
-    if (status)
-        *status = o.status;
-    return rc;
+    return run_connection_op(t, op_check, status);
 }
 
 static void op_send(void *arg)

@@ -52,7 +52,9 @@
 #define JA_FILE "\xe4\xbc\x9a\xe8\xad\xb0\xe8\xb3\x87\xe6\x96\x99.pdf"
 #define EMOJI "\xf0\x9f\x98\x80\xf0\x9f\x8e\x89"
 #define ALL_SUBJECT LATIN_NAME " " JA_NAME2 " " EMOJI " \xe2\x80\x94 a subject for every charset"
-#define ALL_NAME "Zo\xc3\xab " EMOJI " " JA_NAME2
+/* a display name too long for one encoded word comes back from Python with a space where the
+   word was cut (Python keeps the white space between encoded words in a phrase): short names */
+#define ALL_NAME "Zo\xc3\xab \xf0\x9f\x98\x80 \xe9\x88\xb4\xe6\x9c\xa8"
 #define ALL_TEXT LATIN_TEXT JA_TEXT EMOJI " \xe2\x82\xac\n"
 #define ALL_FILE "R\xc3\xa9sum\xc3\xa9 " JA_NAME2 " " EMOJI ".pdf"
 
@@ -90,8 +92,8 @@ static const char *const shapes[NSTRUCTURES] = {
     "multipart/alternative[text/plain,text/html]",
     "multipart/related[text/html,image/png]",
     "multipart/mixed[text/plain,application/octet-stream,application/pdf]",
-    "multipart/mixed[multipart/alternative[text/plain,multipart/related[text/html,image/png]],"
-    "application/octet-stream,application/pdf]",
+    ("multipart/mixed[multipart/alternative[text/plain,multipart/related[text/html,image/png]],"
+     "application/octet-stream,application/pdf]"),
 };
 
 static const char png[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR fake image";
@@ -251,10 +253,10 @@ static void test_long_lines(void **state)
         char *text = malloc(40 * strlen(modes[k].text) + 2);
         assert_non_null(text);
         text[0] = '\0';
-        for (int i = 0; i < 40; i++) {
+        for (int i = 0; i < 40; i++)
             strcat(text, modes[k].text);
-            text[strlen(text) - 1] = ' '; /* one line of some 3000 octets */
-        }
+        for (char *p = text; (p = strchr(p, '\n')) != NULL;)
+            *p = ' '; /* one line of some 3000 octets */
         strcat(text, "\n");
         email_message_t *m = compose(&modes[k], S_TEXT);
         assert_int_equal(email_message_set_text_body(m, text), 0);
@@ -263,7 +265,8 @@ static void test_long_lines(void **state)
         mime_check_lines(mime, len);
         mime_expect_t e;
         expect_case(&e, &modes[k], S_TEXT);
-        e.n -= 3; /* the body expectations, replaced */
+        for (int i = 0; i < 3; i++) /* the body expectations, replaced */
+            free(e.args[--e.n]);
         expect_add(&e, "plain_body", text);
         expect_add(&e, "plain_cs", modes[k].cs);
         expect_add(&e, "plain_cte", !strcmp(modes[k].cte, "7bit") ? "quoted-printable"

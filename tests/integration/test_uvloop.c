@@ -333,8 +333,8 @@ static void test_loop_alone(void **state)
 
     run_loop(u);
     if (u->outcomes == 0)
-        fail_msg("uv_run returned at once: the queued work did not keep the loop alive (no "
-                 "connection was even opened; %d message(s) sent)",
+        fail_msg("uv_run returned at once: the queued work did not keep the loop alive (%d "
+                 "message(s) reached the server)",
                  test_sink_count(&sink));
     check_outcomes(u);
     assert_true(u->close_ok);
