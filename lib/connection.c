@@ -366,8 +366,8 @@ static void tr_read(void *ud, const char *data, size_t n)
         tls_feed(c->tls, data, n); /* plaintext comes back through tls_recv */
     else
         on_plain(c, data, n);
-    if (!c->closing)
-        email_log_flush(c->cfg.log); /* a burst of events is over */
+    /* no log flush here: log.c's flusher thread writes within a second, so a slow disk never
+     * stalls the loop; the connection's end flushes what is left */
 }
 
 static void tr_written(void *ud, size_t n)

@@ -539,6 +539,7 @@ static long maxrss_kb(void)
  */
 static int huge_child(const char *port, const char *path)
 {
+    alarm(120); /* a hung send ends the child, and the parent's read with it */
     long start = status_kb("VmRSS:"), start_max = maxrss_kb();
     if (!email_start_smtp_session("huge", NULL, "127.0.0.1", atoi(port), EMAIL_SYNCHRONOUS,
                                   EMAIL_OPTION_DEFAULT)) {
