@@ -43,12 +43,12 @@ static int step(iconv_t cd, email_buf_t *out, char **in, size_t *inleft)
         size_t room = out->cap - out->len - 1;
         size_t r = iconv(cd, in, inleft, &dst, &room);
         out->len = (size_t)(dst - out->data);
-        if (r != (size_t)-1)
+        if (r == 0)
             return 0;
-        if (errno == E2BIG)
+        if (r == (size_t)-1 && errno == E2BIG)
             continue;
-        /* EILSEQ: no equivalent; EINVAL (an incomplete character) cannot happen with valid
-           UTF-8, and is the same failure for the caller */
+        /* EILSEQ: no equivalent; r > 0: characters replaced by something close, a substitution
+           all the same; EINVAL (an incomplete character) cannot happen with valid UTF-8 */
         return EMAIL_ECHARSET;
     }
 }

@@ -2,6 +2,7 @@
  * Named sessions and transporters against real servers on 127.0.0.1: aiosmtpd (AUTH PLAIN and
  * LOGIN, refusals), postfix's smtp-sink (pipelining, many messages), and a scripted faulty server.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -489,6 +490,66 @@ static void test_chunking_refused(void **state)
     test_server_stop(&s);
 }
 
+/* Calls from several threads at once: own sessions, and one session shared by two threads. */
+typedef struct worker {
+    int port;
+    char name[32];
+    int sent;
+    bool start_own;
+} worker_t;
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    if (w->start_own && !email_start_smtp_session(w->name, NULL, "127.0.0.1", w->port,
+                                                  EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT))
+        return NULL;
+    for (int i = 0; i < 40; i++) {
+        email_message_t *m = email_message_new();
+        email_message_set_from(m, "a@example.org");
+        email_message_add_to(m, "b@example.org");
+        email_message_set_subject(m, w->name);
+        email_message_set_text_body(m, "from a thread\n");
+        if (email_send_message(w->name, m))
+            w->sent++;
+        else if (email_last_error() == 0 || !email_error_occurred())
+            w->sent = -1000; /* a failure must always say why, in this thread */
+        email_message_free(m);
+    }
+    if (w->start_own)
+        email_close_session(w->name);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    test_server_t s;
+    assert_int_equal(test_sink_start(&s, NULL), 0);
+    assert_true(email_start_smtp_session("shared", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    enum { N = 6 };
+    worker_t w[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].port = s.port;
+        w[i].start_own = i >= 2;
+        snprintf(w[i].name, sizeof w[i].name, "%s", i < 2 ? "shared" : "own");
+        if (i >= 2)
+            snprintf(w[i].name, sizeof w[i].name, "own-%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].sent, 40);
+        total += w[i].sent;
+    }
+    assert_true(email_close_session("shared"));
+    assert_int_equal(test_sink_wait(&s, total, 5000), total);
+    test_server_stop(&s);
+}
+
 static int teardown_all(void **state)
 {
     email_shutdown();
@@ -515,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_drop_after_end_of_data),
         cmocka_unit_test(test_chunking),
         cmocka_unit_test(test_chunking_refused),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

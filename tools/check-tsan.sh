@@ -1,0 +1,27 @@
+#!/bin/sh
+# Thread-safety: builds a ThreadSanitizer copy of the library (clang) in a scratch clone of this
+# checkout and runs the tests that call the library from several threads at once. Any data race
+# report fails the run.
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git -C "$src" ls-files -z | (cd "$src" && xargs -0 tar cf -) | (cd "$work" && tar xf -)
+cd "$work"
+./autogen.sh >/dev/null 2>&1
+CC=clang CFLAGS="-g -O1 -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
+    ./configure -q --disable-werror >/dev/null
+make -s -j"$(nproc 2>/dev/null || echo 2)" tests/integration/test_sessions \
+    tests/integration/test_async >/dev/null
+export EMAIL_TEST_SERVERS="$work/tests/servers"
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
+for t in tests/integration/test_sessions tests/integration/test_async; do
+    echo "check-tsan: $t"
+    ./$t > "$work/out.log" 2>&1 || { tail -80 "$work/out.log"; exit 1; }
+    if grep -q "WARNING: ThreadSanitizer" "$work/out.log"; then
+        grep -A 40 "WARNING: ThreadSanitizer" "$work/out.log" | head -80
+        exit 1
+    fi
+    tail -1 "$work/out.log"
+done
+echo "check-tsan: no data race"
