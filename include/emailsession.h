@@ -176,6 +176,9 @@ EMAIL_EXTERN uint64_t email_message_id(const email_message_t *message);
 /*
  * The message as RFC 5322 / MIME bytes (WLanguage's EmailBuildSource), CRLF line endings, Bcc not
  * included. *mime is malloc'ed and NUL-terminated, free it with free().
+ * EMAIL_ECHARSET (with email_error_info() naming the field) when a field cannot be written in
+ * the chosen charset mode (ISO-8859-1 has no fallback; attachment file names follow the header
+ * mode); EMAIL_EIO when an attachment file cannot be read. Sending reports the same errors.
  */
 EMAIL_EXTERN int email_message_to_mime(const email_message_t *message, char **mime,
                                        size_t *length);
