@@ -77,6 +77,31 @@ int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, si
     return 0;
 }
 
+int charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad)
+{
+    charset_conv_t conv;
+    int rc = charset_open(&conv, charset);
+    if (rc || conv.cd == NO_ICONV)
+        return rc;
+    char *in = (char *)utf8; /* iconv's prototype; the input is not written */
+    size_t left = n;
+    for (;;) {
+        char buf[256], *dst = buf;
+        size_t room = sizeof buf;
+        size_t r = iconv(conv.cd, &in, &left, &dst, &room);
+        if (r == (size_t)-1 && errno == E2BIG)
+            continue; /* the output is not kept: the next piece goes in the same buffer */
+        /* as in step(): EILSEQ, or characters replaced by something close */
+        if (r != 0)
+            rc = EMAIL_ECHARSET;
+        break;
+    }
+    if (rc && bad)
+        *bad = n - left;
+    charset_close(&conv);
+    return rc;
+}
+
 int charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
                       size_t *bad)
 {

@@ -26,6 +26,14 @@ void charset_close(charset_conv_t *conv);
 int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
                     size_t *bad);
 
+/*
+ * 0 when utf8[0..n) (valid UTF-8) can be written in charset without substituting anything,
+ * EMAIL_ECHARSET when it cannot (the first character without an equivalent at offset *bad, bad
+ * may be NULL), EMAIL_ENOTSUP, EMAIL_ENOMEM. Nothing is kept: the text goes through a small buffer
+ * on the stack.
+ */
+int charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad);
+
 /* charset_open + charset_convert + charset_close. */
 int charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
                       size_t *bad);

@@ -91,8 +91,10 @@ static int add_file(builder_t *b, const message_part_t *p)
 /*
  * Text as text/<subtype>: CRLF line endings, ending with one. US-ASCII when the text is ASCII,
  * else the body mode's charset: UTF-8 quoted-printable (or base64 in the B64 mode), ISO-8859-1
- * quoted-printable, ISO-2022-JP 7bit (it is a 7-bit encoding). 7bit whenever the octets are ASCII
- * in lines of at most 998, quoted-printable when a line is longer.
+ * quoted-printable, ISO-2022-JP 7bit (it is a 7-bit encoding). In the ISO-2022-JP mode a text
+ * ISO-2022-JP cannot hold (an emoji, an accented letter) goes in UTF-8 quoted-printable, the whole
+ * part. 7bit whenever the octets are ASCII in lines of at most 998, quoted-printable when a line is
+ * longer.
  */
 static int put_text(builder_t *b, const char *subtype, const char *text, const char *field)
 {
@@ -110,10 +112,15 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
     const char *charset = ascii ? "US-ASCII" : mime_mode_charset(mode);
     if (!rc && !ascii && (mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP)) {
         rc = charset_from_utf8(charset, &converted, t.data, t.len, NULL);
+        if (rc == EMAIL_ECHARSET && mode == MAIL_MODE_ISO2022JP) {
+            charset = "UTF-8"; /* 4D's "US-ASCII_ISO-2022-JP_UTF8_QP": t stays as it is */
+            rc = 0;
+        } else if (!rc) {
+            email_buf_t swap = t;
+            t = converted;
+            converted = swap;
+        }
         rc = mime_charset_failure(&b->o, rc, field, charset);
-        email_buf_t swap = t;
-        t = converted;
-        converted = swap;
     }
     bool long_line = false;
     for (size_t i = 0, start = 0; !rc && i < t.len; i++) {

@@ -1,7 +1,8 @@
 /*
  * The header fields of the MIME writer. Text that cannot go in a header as it is becomes RFC 2047
  * encoded words in the header mode's charset (ISO-2022-JP words each a complete unit ending in
- * ASCII); display names keep their plain words; long or non-ASCII parameter values (file names)
+ * ASCII; in the ISO-2022-JP mode a field ISO-2022-JP cannot hold goes in UTF-8 Q words as a
+ * whole); display names keep their plain words; long or non-ASCII parameter values (file names)
  * use RFC 2231 in the same charset.
  */
 #include "mime_headers.h"
@@ -56,6 +57,20 @@ const char *mime_mode_charset(mail_mode_t mode)
                                          : "UTF-8";
 }
 
+int mime_text_charset(mime_out_t *o, mail_mode_t mode, const char *field, const char *utf8,
+                      size_t n, const char **charset)
+{
+    *charset = mime_mode_charset(mode);
+    if (mode != MAIL_MODE_ISO2022JP)
+        return 0;
+    int rc = charset_fits(*charset, utf8, n, NULL);
+    if (rc == EMAIL_ECHARSET) {
+        *charset = "UTF-8"; /* 4D's "US-ASCII_ISO-2022-JP_UTF8_QP": UTF-8 when all else fails */
+        rc = 0;
+    }
+    return mime_charset_failure(o, rc, field, *charset);
+}
+
 /* The charset parameter of a text part: the same name in the lower case most mailers write. */
 const char *mime_charset_label(const char *charset)
 {
@@ -79,13 +94,22 @@ int mime_charset_failure(mime_out_t *o, int rc, const char *field, const char *c
     return rc;
 }
 
-/* Encoded words in the header mode's charset: Q for the Latin ones, B for UTF-8 in base64 and for
-   ISO-2022-JP (RFC 1468: its escape sequences would make Q words mostly "=1B"). */
-static int put_encoded(mime_out_t *o, const char *field, size_t *col, const char *text, size_t n)
+/* The charset of a header field's encoded words (mime_text_charset for the whole field). */
+static int header_charset(mime_out_t *o, const char *field, const char *text, size_t n,
+                          const char **charset)
 {
-    mail_mode_t mode = o->c->header_mode;
-    const char *charset = mime_mode_charset(mode);
-    char encoding = mode == MAIL_MODE_UTF8_B64 || mode == MAIL_MODE_ISO2022JP ? 'B' : 'Q';
+    return mime_text_charset(o, o->c->header_mode, field, text, n, charset);
+}
+
+/* Encoded words in charset (header_charset): Q for ISO-8859-1 and for UTF-8 (the ISO-2022-JP
+   mode's fallback too), B for UTF-8 in the base64 mode and for ISO-2022-JP (RFC 1468: its escape
+   sequences would make Q words mostly "=1B"). */
+static int put_encoded(mime_out_t *o, const char *field, const char *charset, size_t *col,
+                       const char *text, size_t n)
+{
+    char encoding = o->c->header_mode == MAIL_MODE_UTF8_B64 || !strcmp(charset, "ISO-2022-JP")
+                        ? 'B'
+                        : 'Q';
     int rc = email_rfc2047_encode(o->m, col, text, n, charset, encoding);
     return mime_charset_failure(o, rc, field, charset);
 }
@@ -121,9 +145,14 @@ static int put_unstructured(mime_out_t *o, const char *field, const char *name, 
     size_t n = strlen(value), col = strlen(name) + 2;
     if (email_buf_printf(o->m, n ? "%s: " : "%s:", name))
         return EMAIL_ENOMEM;
-    int rc = !n                               ? 0
-             : needs_encoded_words(value, n) ? put_encoded(o, field, &col, value, n)
-                                             : mime_put_folded(o->m, &col, value, n);
+    int rc = 0;
+    if (n && needs_encoded_words(value, n)) {
+        const char *charset;
+        rc = header_charset(o, field, value, n, &charset);
+        rc = rc ? rc : put_encoded(o, field, charset, &col, value, n);
+    } else if (n) {
+        rc = mime_put_folded(o->m, &col, value, n);
+    }
     return rc ? rc : email_buf_append(o->m, "\r\n", 2);
 }
 
@@ -160,11 +189,12 @@ static bool word_plain(const char *s, size_t n)
  * word on a line of its own goes there, the space before it becoming the fold, rather than being
  * cut at the end of this line.
  */
-static int put_run(mime_out_t *o, const char *field, size_t *col, const char *s, size_t n)
+static int put_run(mime_out_t *o, const char *field, const char *charset, size_t *col,
+                   const char *s, size_t n)
 {
     email_buf_t *m = o->m;
     size_t start = m->len, end_col = *col;
-    int rc = put_encoded(o, field, &end_col, s, n);
+    int rc = put_encoded(o, field, charset, &end_col, s, n);
     bool cut = !rc && memchr(m->data + start, '\n', m->len - start);
     if (!cut || *col <= 1 || !start || m->data[start - 1] != ' ') {
         *col = end_col;
@@ -175,7 +205,7 @@ static int put_run(mime_out_t *o, const char *field, size_t *col, const char *s,
     mime_out_t fresh = *o;
     fresh.m = &alone;
     size_t alone_col = 1;
-    rc = put_encoded(&fresh, field, &alone_col, s, n);
+    rc = put_encoded(&fresh, field, charset, &alone_col, s, n);
     if (!rc && !memchr(alone.data, '\n', alone.len)) {
         m->len = start - 1;
         rc = email_buf_append(m, "\r\n ", 3);
@@ -191,12 +221,14 @@ static int put_run(mime_out_t *o, const char *field, size_t *col, const char *s,
  * A display name that needs encoded words: its plain words stay plain and each run of other words
  * becomes encoded words, the spaces inside a run encoded with it. Spaces between an encoded word
  * and a plain one are then ordinary white space, which every decoder keeps (some wrongly keep the
- * space between two encoded words too, so runs are not cut at their spaces).
+ * space between two encoded words too, so runs are not cut at their spaces). The charset is chosen
+ * for the whole name, so that all its runs are in the same one.
  */
 static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, const char *name)
 {
     size_t n = strlen(name), i = 0;
-    int rc = 0;
+    const char *charset;
+    int rc = header_charset(o, field, name, n, &charset);
     while (!rc && i < n) {
         size_t j = i;
         while (j < n && name[j] != ' ')
@@ -221,7 +253,7 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
             rc = email_buf_append(o->m, name + i, j - i);
             *col += j - i;
         } else if (!rc) {
-            rc = put_run(o, field, col, name + i, j - i);
+            rc = put_run(o, field, charset, col, name + i, j - i);
         }
         i = j + 1;
     }
@@ -387,7 +419,8 @@ static int put_sections(email_buf_t *m, charset_conv_t *conv, const char *attr,
 
 /*
  * ";" CRLF " attr=value": a quoted string when short printable ASCII, else RFC 2231 sections in
- * US-ASCII when the value allows, else in the header mode's charset.
+ * US-ASCII when the value allows, else in the charset the header mode gives it (ISO-2022-JP mode:
+ * UTF-8 when ISO-2022-JP cannot hold it).
  */
 int mime_put_param(mime_out_t *o, const char *field, const char *attr, const char *value)
 {
@@ -400,9 +433,12 @@ int mime_put_param(mime_out_t *o, const char *field, const char *attr, const cha
         return rc ? rc : put_quoted(o->m, value, n);
     }
     bool ascii = email_is_ascii(value, n);
-    const char *charset = ascii ? "UTF-8" : mime_mode_charset(o->c->header_mode);
+    const char *charset = "UTF-8";
+    int rc = ascii ? 0 : mime_text_charset(o, o->c->header_mode, field, value, n, &charset);
+    if (rc)
+        return rc;
     charset_conv_t conv;
-    int rc = charset_open(&conv, charset);
+    rc = charset_open(&conv, charset);
     if (!rc) {
         const char *label = mime_charset_label(ascii ? "US-ASCII" : charset);
         rc = put_sections(o->m, &conv, attr, label, value);

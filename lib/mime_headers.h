@@ -20,8 +20,19 @@ typedef struct mime_out {
 int mime_fail(mime_out_t *o, int code, const char *fmt, ...) EMAIL_PRINTF(3, 4);
 
 /* The charset a mode writes text in where US-ASCII is not enough: "UTF-8", "ISO-8859-1",
-   "ISO-2022-JP". */
+   "ISO-2022-JP" (where the ISO-2022-JP mode falls back to UTF-8 for text it cannot hold, see
+   mime_text_charset). */
 const char *mime_mode_charset(mail_mode_t mode);
+/*
+ * The charset one field's text (utf8[0..n), a header, a display name, a file name, a body) goes in
+ * where US-ASCII is not enough, in *charset: the mode's, except in the ISO-2022-JP mode
+ * ("US-ASCII_ISO-2022-JP_UTF8_QP") for text ISO-2022-JP cannot hold (an emoji, an accented
+ * letter), which goes in UTF-8 as a whole. The ISO-8859-1 mode has no fallback: its charset is
+ * given, and the conversion then refuses what it lacks. 0, or EMAIL_ENOTSUP / EMAIL_ENOMEM with
+ * the failure's text naming field.
+ */
+int mime_text_charset(mime_out_t *o, mail_mode_t mode, const char *field, const char *utf8,
+                      size_t n, const char **charset);
 /* The name a charset parameter gives it (lower case, as most mailers write it). */
 const char *mime_charset_label(const char *charset);
 /* rc, with the text "<field> cannot be written in <charset>" for EMAIL_ECHARSET (and one for
@@ -37,8 +48,8 @@ int mime_put_folded(email_buf_t *m, size_t *col, const char *s, size_t n);
 int mime_put_message_headers(mime_out_t *o);
 
 /* ";" CRLF " attr=value" for a parameter such as filename: a quoted string when short printable
-   ASCII, else RFC 2231 sections in US-ASCII or the header mode's charset. field names the value
-   in error texts ("Attachment name"). */
+   ASCII, else RFC 2231 sections in US-ASCII or the charset the header mode gives the value
+   (mime_text_charset). field names the value in error texts ("Attachment name"). */
 int mime_put_param(mime_out_t *o, const char *field, const char *attr, const char *value);
 
 #endif

@@ -5,10 +5,14 @@
  *
  * Expectations are "key=value" strings; a key may repeat (its values in order):
  *   subject, from, to, cc   the subject and the mailboxes ("display name|addr-spec" each)
+ *   sender, reply-to        the same for these two (checked only when given)
+ *   header                  another header field as Python decodes it: "X-Note|its value"
  *   plain_body, html_body   the bodies as Python decodes them (line breaks as "\n")
  *   plain_cs, html_cs       their charset parameter; plain_cte, html_cte their encoding
  *   shape                   the structure: "multipart/mixed[text/plain,application/pdf]"
  *   att, att_path           attachments: file name, and a file holding the expected bytes
+ *   att_cs                  the RFC 2231 charset of each attachment's filename and name
+ *                           parameters ("utf-8", "iso-2022-jp"; "" when not RFC 2231 encoded)
  *   inline, inline_path     inline parts: "<content-id>", and the expected bytes
  *   words                   the charsets of the encoded words: "ISO-2022-JP?B,UTF-8?Q"
  *   same_as                 another MIME file that must hold the same message (the fields not
@@ -31,6 +35,7 @@
 
 static const char mime_check_script[] =
     "import base64, email.policy, quopri, re, sys\n"
+    "from email.message import Message\n"
     "from email.parser import BytesParser\n"
     "\n"
     "def parse(path):\n"
@@ -89,9 +94,12 @@ static const char mime_check_script[] =
     "strict = 'same_as' not in exp  # then what is not given must be absent\n"
     "if strict or 'subject' in exp:\n"
     "    check('subject', m['subject'], one('subject'))\n"
-    "for h in ('from', 'to', 'cc'):\n"
-    "    if strict or h in exp:\n"
+    "for h in ('from', 'sender', 'reply-to', 'to', 'cc'):\n"
+    "    if (strict and h in ('from', 'to', 'cc')) or h in exp:\n"
     "        check(h, addrs(m, h), exp.get(h, []))\n"
+    "for hv in exp.get('header', []):\n"
+    "    name, _, value = hv.partition('|')\n"
+    "    check(name, m[name], value)\n"
     "if 'shape' in exp:\n"
     "    check('shape', shape(m), one('shape'))\n"
     "for k, b in bodies(m).items():\n"
@@ -110,6 +118,20 @@ static const char mime_check_script[] =
     "    for p, path in zip(atts, exp.get('att_path', [])):\n"
     "        with open(path, 'rb') as f:\n"
     "            check('bytes of ' + str(p.get_filename()), p.get_payload(decode=True), f.read())\n"
+    "def rfc2231_cs(p, param, header):\n"
+    "    # the policy decodes parameters: the charset is read from the raw field, as compat32 does\n"
+    "    raw = [v for k, v in p.raw_items() if k.lower() == header]\n"
+    "    q = Message()\n"
+    "    q[header] = re.sub(r'\\r?\\n[ \\t]', ' ', raw[0]) if raw else ''\n"
+    "    v = q.get_param(param, header=header)\n"
+    "    return (v[0] or '').lower() if isinstance(v, tuple) else ''\n"
+    "if 'att_cs' in exp:\n"
+    "    for p, cs in zip(atts, exp['att_cs']):\n"
+    "        check('charset of the filename of ' + str(p.get_filename()),\n"
+    "              rfc2231_cs(p, 'filename', 'content-disposition'), cs)\n"
+    "        check('charset of the name of ' + str(p.get_filename()),\n"
+    "              rfc2231_cs(p, 'name', 'content-type'), cs)\n"
+    "    check('attachments with a charset', len(atts), len(exp['att_cs']))\n"
     "if strict or 'inline' in exp:\n"
     "    check('inline parts', [p['content-id'] for p in inl], exp.get('inline', []))\n"
     "    for p, path in zip(inl, exp.get('inline_path', [])):\n"
