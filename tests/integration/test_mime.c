@@ -1,7 +1,8 @@
 /*
  * The MIME composer end to end. Every structure in every charset mode is read back by Python's
- * email package (tests/mime_check.h); characters a charset lacks and header injection are refused
- * with the field named, and nothing is queued; a message of each structure goes through a named
+ * email package (tests/mime_check.h); characters ISO-8859-1 lacks and header injection are refused
+ * with the field named, and nothing is queued; in the ISO-2022-JP mode a field or part that
+ * ISO-2022-JP cannot hold goes in UTF-8 on its own; a message of each structure goes through a named
  * session to aiosmtpd and what it spooled is the message composed; a 200 MB attachment streams to
  * smtp-sink in bounded memory (measured in a child process of its own).
  */
@@ -66,22 +67,30 @@ typedef struct mode_case {
     const char *subject, *from_name, *to_name, *text, *file_name;
     const char *words;    /* charsets and encodings of the encoded words */
     const char *cs, *cte; /* charset and transfer encoding of both bodies */
+    const char *file_cs;  /* RFC 2231 charset of the file name */
 } mode_case_t;
 
 static const mode_case_t modes[] = {
     {EMAIL_MAIL_MODE_UTF8, EMAIL_MAIL_MODE_UTF8, ALL_SUBJECT, ALL_NAME, JA_NAME, ALL_TEXT,
-     ALL_FILE, "UTF-8?Q", "utf-8", "quoted-printable"},
+     ALL_FILE, "UTF-8?Q", "utf-8", "quoted-printable", "utf-8"},
     {EMAIL_MAIL_MODE_UTF8_IN_BASE64, EMAIL_MAIL_MODE_UTF8_IN_BASE64, ALL_SUBJECT, ALL_NAME,
-     LATIN_NAME2, ALL_TEXT, ALL_FILE, "UTF-8?B", "utf-8", "base64"},
+     LATIN_NAME2, ALL_TEXT, ALL_FILE, "UTF-8?B", "utf-8", "base64", "utf-8"},
     {EMAIL_MAIL_MODE_ISO88591, EMAIL_MAIL_MODE_ISO88591, LATIN_SUBJECT, LATIN_NAME, LATIN_NAME2,
-     LATIN_TEXT, LATIN_FILE, "ISO-8859-1?Q", "iso-8859-1", "quoted-printable"},
+     LATIN_TEXT, LATIN_FILE, "ISO-8859-1?Q", "iso-8859-1", "quoted-printable", "iso-8859-1"},
     {EMAIL_MAIL_MODE_ISO2022JP, EMAIL_MAIL_MODE_ISO2022JP, JA_SUBJECT, JA_NAME, JA_NAME2, JA_TEXT,
-     JA_FILE, "ISO-2022-JP?B", "iso-2022-jp", "7bit"},
+     JA_FILE, "ISO-2022-JP?B", "iso-2022-jp", "7bit", "iso-2022-jp"},
     /* headers and bodies choose apart */
     {EMAIL_MAIL_MODE_ISO2022JP, EMAIL_MAIL_MODE_UTF8, JA_SUBJECT, JA_NAME, JA_NAME2, ALL_TEXT,
-     JA_FILE, "ISO-2022-JP?B", "utf-8", "quoted-printable"},
+     JA_FILE, "ISO-2022-JP?B", "utf-8", "quoted-printable", "iso-2022-jp"},
     {EMAIL_MAIL_MODE_UTF8_IN_BASE64, EMAIL_MAIL_MODE_ISO88591, ALL_SUBJECT, ALL_NAME, JA_NAME,
-     LATIN_TEXT, ALL_FILE, "UTF-8?B", "iso-8859-1", "quoted-printable"},
+     LATIN_TEXT, ALL_FILE, "UTF-8?B", "iso-8859-1", "quoted-printable", "utf-8"},
+    /* the ISO-2022-JP mode chooses field by field: the subject, the From name and the file name
+       (emoji, accents) in UTF-8, the Japanese To name and bodies in ISO-2022-JP ... */
+    {EMAIL_MAIL_MODE_ISO2022JP, EMAIL_MAIL_MODE_ISO2022JP, ALL_SUBJECT, ALL_NAME, JA_NAME, JA_TEXT,
+     ALL_FILE, "ISO-2022-JP?B,UTF-8?Q", "iso-2022-jp", "7bit", "utf-8"},
+    /* ... and part by part: bodies ISO-2022-JP cannot hold in UTF-8 quoted-printable */
+    {EMAIL_MAIL_MODE_ISO2022JP, EMAIL_MAIL_MODE_ISO2022JP, JA_SUBJECT, LATIN_NAME, JA_NAME2,
+     ALL_TEXT, LATIN_FILE, "ISO-2022-JP?B,UTF-8?Q", "utf-8", "quoted-printable", "utf-8"},
 };
 #define NMODES (sizeof modes / sizeof *modes)
 
@@ -211,6 +220,8 @@ static void expect_case(mime_expect_t *e, const mode_case_t *mc, int structure)
         expect_add(e, "att_path", big_path);
         expect_add(e, "att", mc->file_name);
         expect_add(e, "att_path", pdf_path);
+        expect_add(e, "att_cs", ""); /* "random.bin" is a quoted string */
+        expect_add(e, "att_cs", mc->file_cs);
     }
 }
 
@@ -325,8 +336,8 @@ static int add_named_attachment(email_message_t *m, const char *t)
     return email_message_add_attachment_data(m, "x", 1, t, "text/plain");
 }
 
-/* A character the chosen charset lacks: EMAIL_ECHARSET naming the field, nothing written, and the
-   same refusal where the library freezes a message to queue it. */
+/* A character ISO-8859-1 lacks (that mode has no fallback): EMAIL_ECHARSET naming the field,
+   nothing written, and the same refusal where the library freezes a message to queue it. */
 static void test_charset_refusals(void **state)
 {
     (void)state;
@@ -348,8 +359,6 @@ static void test_charset_refusals(void **state)
         {EMAIL_MAIL_MODE_ISO88591, "ISO-8859-1", "smile " EMOJI},
         {EMAIL_MAIL_MODE_ISO88591, "ISO-8859-1", JA_NAME},
         {EMAIL_MAIL_MODE_ISO88591, "ISO-8859-1", "5 \xe2\x82\xac"}, /* the euro is not Latin-1 */
-        {EMAIL_MAIL_MODE_ISO2022JP, "ISO-2022-JP", JA_NAME " " EMOJI},
-        {EMAIL_MAIL_MODE_ISO2022JP, "ISO-2022-JP", LATIN_NAME},
     };
     for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
         for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
@@ -383,6 +392,210 @@ static void test_charset_refusals(void **state)
     assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO88591, NULL), 0);
     size_t len;
     free(mime_of(m, &len));
+    email_message_free(m);
+}
+
+/* Reads a MIME reader to its end; the bytes are malloc'ed. */
+static char *read_all(mime_reader_t *r, size_t *len)
+{
+    uint64_t size = mime_reader_size(r);
+    char *data = malloc((size_t)size + 1);
+    assert_non_null(data);
+    size_t got = 0;
+    ssize_t k;
+    while ((k = mime_reader_read(r, data + got, (size_t)size + 1 - got)) > 0)
+        got += (size_t)k;
+    assert_int_equal(k, 0);
+    assert_int_equal(got, size);
+    *len = got;
+    return data;
+}
+
+/* What Python must find in the message of test_iso2022jp_fallbacks: field holding text, every
+   other field ASCII, the one non-ASCII field in UTF-8 (att_path: the attachment's bytes). */
+static void expect_fallback(mime_expect_t *e, const char *field, const char *text,
+                            const char *att_path)
+{
+    char buf[256];
+    expect_init(e);
+#define IS(name) (!strcmp(field, name))
+    if (IS("Subject"))
+        expect_add(e, "subject", text);
+    snprintf(buf, sizeof buf, "%s|a@example.org", IS("From") ? text : "");
+    expect_add(e, "from", buf);
+    expect_add(e, "to", "|base@example.net");
+    if (IS("To")) {
+        expect_add(e, "to", "|ok@example.org");
+        snprintf(buf, sizeof buf, "%s|b@example.org", text);
+        expect_add(e, "to", buf);
+    }
+    snprintf(buf, sizeof buf, "%s|c@example.org", text);
+    if (IS("Cc"))
+        expect_add(e, "cc", buf);
+    snprintf(buf, sizeof buf, "%s|r@example.org", text);
+    if (IS("Reply-To"))
+        expect_add(e, "reply-to", buf);
+    snprintf(buf, sizeof buf, "%s|s@example.org", text);
+    if (IS("Sender"))
+        expect_add(e, "sender", buf);
+    snprintf(buf, sizeof buf, "X-Note|%s", text);
+    if (IS("Header \"X-Note\""))
+        expect_add(e, "header", buf);
+    bool header = !strstr(field, "body") && !strstr(field, "name");
+    expect_add(e, "words", header ? "UTF-8?Q" : "");
+    snprintf(buf, sizeof buf, "%s\n", text);
+    if (IS("HTML body")) {
+        expect_add(e, "shape", "text/html");
+        expect_add(e, "html_body", buf);
+        expect_add(e, "html_cs", "utf-8");
+        expect_add(e, "html_cte", "quoted-printable");
+        return;
+    }
+    if (IS("Text body")) {
+        expect_add(e, "plain_body", buf);
+        expect_add(e, "plain_cs", "utf-8");
+        expect_add(e, "plain_cte", "quoted-printable");
+    } else {
+        expect_add(e, "plain_body", "");
+    }
+    if (IS("Attachment name")) {
+        expect_add(e, "shape", "multipart/mixed[text/plain,text/plain]");
+        expect_add(e, "att", text);
+        expect_add(e, "att_path", att_path);
+        expect_add(e, "att_cs", "utf-8");
+    } else {
+        expect_add(e, "shape", "text/plain");
+    }
+#undef IS
+}
+
+/*
+ * The ISO-2022-JP mode ("US-ASCII_ISO-2022-JP_UTF8_QP") never refuses: a field or part that
+ * ISO-2022-JP cannot hold (an emoji, accented Latin letters, half-width katakana) goes in UTF-8 -
+ * Q encoded words, RFC 2231 utf-8'', quoted-printable - and comes back identical; the same where
+ * the library freezes a message to queue it.
+ */
+static void test_iso2022jp_fallbacks(void **state)
+{
+    (void)state;
+    static const bad_field_t fields[] = {
+        {"Subject", email_message_set_subject},
+        {"From", set_from_name},
+        {"To", add_to_name},
+        {"Cc", add_cc_name},
+        {"Reply-To", set_reply_to_name},
+        {"Sender", set_sender_name},
+        {"Header \"X-Note\"", add_note},
+        {"Text body", email_message_set_text_body},
+        {"HTML body", email_message_set_html_body},
+        {"Attachment name", add_named_attachment},
+    };
+    static const char *const texts[] = {
+        JA_NAME " " EMOJI, /* mostly Japanese, but not all of it: UTF-8 as a whole */
+        LATIN_NAME,
+        "\xef\xbd\xb1\xef\xbd\xb2", /* half-width katakana: not in ISO-2022-JP */
+    };
+    char *x_path = mime_temp_file("x", 1);
+    for (size_t t = 0; t < sizeof texts / sizeof *texts; t++) {
+        for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+            email_message_t *m = email_message_new();
+            assert_int_equal(email_message_set_from(m, "a@example.org"), 0);
+            assert_int_equal(email_message_add_to(m, "base@example.net"), 0);
+            assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO2022JP,
+                                                        EMAIL_MAIL_MODE_ISO2022JP),
+                             0);
+            assert_int_equal(fields[f].set(m, texts[t]), 0);
+            mime_expect_t e;
+            expect_fallback(&e, fields[f].field, texts[t], x_path);
+            size_t len;
+            char *mime = mime_of(m, &len);
+            mime_check_lines(mime, len);
+            /* nothing in ISO-2022-JP: no escape sequence, no charset naming it */
+            assert_null(memchr(mime, 0x1b, len));
+            assert_null(strstr(mime, "ISO-2022-JP"));
+            assert_null(strstr(mime, "iso-2022-jp"));
+            mime_check_bytes(mime, len, &e);
+            free(mime);
+            email_message_t *frozen;
+            mime_reader_t *r = NULL;
+            char err[256];
+            assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+            if (mime_reader_new(frozen, &r, err, sizeof err))
+                fail_msg("%s: %s", fields[f].field, err);
+            mime = read_all(r, &len);
+            mime_check_lines(mime, len);
+            mime_check_bytes(mime, len, &e);
+            free(mime);
+            mime_reader_free(r);
+            expect_free(&e);
+            email_message_free(frozen);
+            email_message_free(m);
+        }
+    }
+    unlink(x_path);
+    free(x_path);
+}
+
+/* A Japanese body with one emoji in the ISO-2022-JP mode: the whole part in UTF-8
+   quoted-printable, not Japanese in ISO-2022-JP with the emoji in something else; the other
+   part of the same message, Japanese only, stays ISO-2022-JP. */
+static void test_iso2022jp_body_whole_part(void **state)
+{
+    (void)state;
+    email_message_t *m = email_message_new();
+    assert_int_equal(email_message_set_from(m, "a@example.org"), 0);
+    assert_int_equal(email_message_add_to(m, "b@example.org"), 0);
+    assert_int_equal(email_message_set_subject(m, JA_SUBJECT), 0);
+    assert_int_equal(
+        email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO2022JP, EMAIL_MAIL_MODE_ISO2022JP), 0);
+    const char *text = JA_TEXT EMOJI "\n";
+    assert_int_equal(email_message_set_text_body(m, text), 0);
+    mime_expect_t e;
+    expect_init(&e);
+    expect_add(&e, "subject", JA_SUBJECT);
+    expect_add(&e, "from", "|a@example.org");
+    expect_add(&e, "to", "|b@example.org");
+    expect_add(&e, "shape", "text/plain");
+    expect_add(&e, "words", "ISO-2022-JP?B");
+    expect_add(&e, "plain_body", text);
+    expect_add(&e, "plain_cs", "utf-8");
+    expect_add(&e, "plain_cte", "quoted-printable");
+    size_t len;
+    char *mime = mime_of(m, &len);
+    mime_check_lines(mime, len);
+    mime_check_bytes(mime, len, &e);
+    /* the body holds no escape sequence: only the subject's words are ISO-2022-JP */
+    const char *body = strstr(mime, "\r\n\r\n");
+    assert_non_null(body);
+    assert_null(memchr(body, 0x1b, len - (size_t)(body - mime)));
+    assert_null(strstr(body, "=1B"));
+    assert_non_null(strstr(mime, "Content-Type: text/plain; charset=utf-8\r\n"
+                                 "Content-Transfer-Encoding: quoted-printable\r\n"));
+    free(mime);
+    expect_free(&e);
+
+    /* text/plain Japanese only, text/html with the emoji: each part chooses for itself */
+    char *html = html_of(text);
+    assert_int_equal(email_message_set_text_body(m, JA_TEXT), 0);
+    assert_int_equal(email_message_set_html_body(m, html), 0);
+    expect_init(&e);
+    expect_add(&e, "subject", JA_SUBJECT);
+    expect_add(&e, "from", "|a@example.org");
+    expect_add(&e, "to", "|b@example.org");
+    expect_add(&e, "shape", "multipart/alternative[text/plain,text/html]");
+    expect_add(&e, "words", "ISO-2022-JP?B");
+    expect_add(&e, "plain_body", JA_TEXT);
+    expect_add(&e, "plain_cs", "iso-2022-jp");
+    expect_add(&e, "plain_cte", "7bit");
+    expect_add(&e, "html_body", html);
+    expect_add(&e, "html_cs", "utf-8");
+    expect_add(&e, "html_cte", "quoted-printable");
+    mime = mime_of(m, &len);
+    mime_check_lines(mime, len);
+    mime_check_bytes(mime, len, &e);
+    free(mime);
+    expect_free(&e);
+    free(html);
     email_message_free(m);
 }
 
@@ -640,6 +853,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_structures_and_charsets),
         cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_charset_refusals),
+        cmocka_unit_test(test_iso2022jp_fallbacks),
+        cmocka_unit_test(test_iso2022jp_body_whole_part),
         cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_structures_through_session),
         cmocka_unit_test(test_huge_attachment_memory),

@@ -519,6 +519,7 @@ static void test_charset_conversions(void **state)
         email_buf_t b;
         email_buf_init(&b);
         assert_int_equal(charset_from_utf8(v[i].charset, &b, v[i].in, strlen(v[i].in), NULL), 0);
+        assert_int_equal(charset_fits(v[i].charset, v[i].in, strlen(v[i].in), NULL), 0);
         assert_int_equal(b.len, v[i].outlen);
         assert_memory_equal(b.data ? b.data : "", v[i].out, v[i].outlen);
         email_buf_free(&b);
@@ -537,6 +538,20 @@ static void test_charset_conversions(void **state)
     assert_int_equal(bad, 3);
     assert_string_equal(b.data, "keep");
     assert_int_equal(charset_from_utf8("NO-SUCH-CHARSET", &b, "a", 1, NULL), EMAIL_ENOTSUP);
+    /* charset_fits says the same without writing anything */
+    bad = 0;
+    assert_int_equal(charset_fits("ISO-8859-1", "a\xc3\xa9\xf0\x9f\x98\x80z", 8, &bad),
+                     EMAIL_ECHARSET);
+    assert_int_equal(bad, 3);
+    bad = 0;
+    assert_int_equal(charset_fits("ISO-2022-JP", "\xe6\x97\xa5\xc3\xa9", 5, &bad),
+                     EMAIL_ECHARSET);
+    assert_int_equal(bad, 3);
+    bad = 0;
+    assert_int_equal(charset_fits("ISO-2022-JP", "a\xef\xbd\xb1", 4, &bad), EMAIL_ECHARSET);
+    assert_int_equal(bad, 1);
+    assert_int_equal(charset_fits("UTF-8", "\xf0\x9f\x98\x80", 4, NULL), 0);
+    assert_int_equal(charset_fits("NO-SUCH-CHARSET", "a", 1, NULL), EMAIL_ENOTSUP);
     /* a large text grows the buffer as it goes (ISO-2022-JP output can be longer than input) */
     email_buf_t big, round;
     email_buf_init(&big);
@@ -546,6 +561,14 @@ static void test_charset_conversions(void **state)
     email_buf_reset(&b);
     assert_int_equal(charset_from_utf8("ISO-2022-JP", &b, big.data, big.len, NULL), 0);
     assert_int_equal(b.len, 10000 * 1 + 10000 * 8);
+    /* far more than charset_fits's buffer holds at once, and a character it lacks at the end */
+    assert_int_equal(charset_fits("ISO-2022-JP", big.data, big.len, NULL), 0);
+    size_t big_len = big.len;
+    assert_int_equal(email_buf_puts(&big, "\xf0\x9f\x98\x80"), 0);
+    assert_int_equal(charset_fits("ISO-2022-JP", big.data, big.len, &bad), EMAIL_ECHARSET);
+    assert_int_equal(bad, big_len);
+    big.len = big_len;
+    big.data[big_len] = '\0';
     assert_true(to_utf8("ISO-2022-JP", b.data, b.len, &round));
     assert_int_equal(round.len, big.len);
     assert_memory_equal(round.data, big.data, big.len);

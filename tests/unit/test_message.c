@@ -388,15 +388,42 @@ static void test_charsets(void **state)
     assert_non_null(strstr(mime, "\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n"));
     assert_non_null(strstr(mime, "Content-Transfer-Encoding: base64\r\n"));
     free(mime);
-    /* ISO-8859-1 headers, ISO-2022-JP bodies: "é" is not in ISO-2022-JP, refused rather than
-       written as '?' */
+    /* ISO-8859-1 headers, ISO-2022-JP bodies: "é" is not in ISO-2022-JP, the body goes in UTF-8
+       quoted-printable (4D's "US-ASCII_ISO-2022-JP_UTF8_QP") rather than being written as '?' */
     assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO88591,
                                                 EMAIL_MAIL_MODE_ISO2022JP),
                      0);
+    mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nSubject: =?ISO-8859-1?Q?caf=E9?=\r\n"));
+    assert_non_null(strstr(mime, "Content-Type: text/plain; charset=utf-8\r\n"
+                                 "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                                 "caf=C3=A9\r\n"));
+    free(mime);
+    mime_expect_t e;
+    expect_init(&e);
+    expect_add(&e, "subject", "caf\xc3\xa9");
+    expect_add(&e, "from", "Alice|alice@example.org");
+    expect_add(&e, "to", "|bob@example.com");
+    expect_add(&e, "plain_body", "caf\xc3\xa9\n");
+    expect_add(&e, "plain_cs", "utf-8");
+    expect_add(&e, "words", "ISO-8859-1?Q");
+    python_check(m, &e);
+    expect_free(&e);
+    /* the other way round: the subject falls back to UTF-8 Q words, ISO-8859-1 holds the body */
+    assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO2022JP,
+                                                EMAIL_MAIL_MODE_ISO88591),
+                     0);
+    mime = mime_of(m, NULL);
+    assert_non_null(strstr(mime, "\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n"));
+    free(mime);
+    /* ISO-8859-1 has no fallback: a character it lacks is refused rather than written as '?' */
+    assert_int_equal(email_message_set_subject(m, "caf\xc3\xa9 \xe2\x82\xac"), 0);
+    assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO88591, NULL), 0);
     char *out = NULL;
     assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_ECHARSET);
-    assert_string_equal(message_last_error(), "Text body cannot be written in ISO-2022-JP");
+    assert_string_equal(message_last_error(), "Subject cannot be written in ISO-8859-1");
     assert_null(out);
+    assert_int_equal(email_message_set_subject(m, "caf\xc3\xa9"), 0);
     assert_int_equal(email_message_set_charsets(m, NULL, EMAIL_MAIL_MODE_ISO88591), 0);
     mime = mime_of(m, NULL);
     assert_non_null(strstr(mime, "\r\nSubject: =?ISO-8859-1?Q?caf=E9?=\r\n"));
