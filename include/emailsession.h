@@ -164,6 +164,13 @@ EMAIL_EXTERN int email_message_add_inline(email_message_t *message, const char *
 /* A header of the caller's (name: printable ASCII without ':'; value UTF-8, no CR/LF/NUL). */
 EMAIL_EXTERN int email_message_add_header(email_message_t *message, const char *name,
                                           const char *value);
+/*
+ * Threading (RFC 5322 3.6.4): the Message-ID this message answers, and the References chain
+ * (each call appends one id, oldest first). Ids are written "<left@right>"; EMAIL_EINVAL
+ * otherwise. add_header refuses these two names: use these functions.
+ */
+EMAIL_EXTERN int email_message_set_in_reply_to(email_message_t *message, const char *message_id);
+EMAIL_EXTERN int email_message_add_reference(email_message_t *message, const char *message_id);
 EMAIL_EXTERN int email_message_set_priority(email_message_t *message, int priority);
 EMAIL_EXTERN int email_message_set_disposition_notification(email_message_t *message, bool on);
 /* header_mode / body_mode: EMAIL_MAIL_MODE_...; NULL keeps the current one. */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "facade.h"
 #include "mime.h"
 #include "util.h"
 
@@ -36,6 +37,7 @@ static int fail(int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    facade_set_error(code, last_error); /* email_error_info() names the field too */
     return code;
 }
 
@@ -43,6 +45,7 @@ static int fail(int code, const char *fmt, ...)
 static int begin(const email_message_t *m, const char *field)
 {
     last_error[0] = '\0';
+    facade_set_error(0, NULL);
     return m ? 0 : fail(EMAIL_EINVAL, "%s: no message", field);
 }
 
@@ -270,7 +273,8 @@ static bool header_reserved(const char *name)
 {
     static const char *const reserved[] = {
         "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID",
-        "MIME-Version", "X-Priority", "Importance", "Disposition-Notification-To"};
+        "MIME-Version", "X-Priority", "Importance", "Disposition-Notification-To",
+        "In-Reply-To", "References"};
     for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
         if (!email_strcasecmp(name, reserved[i]))
             return true;
@@ -309,6 +313,76 @@ int email_message_add_header(email_message_t *m, const char *name, const char *v
     }
     c->headers[c->nheaders++] = h;
     return 0;
+}
+
+/* A msg-id as RFC 5322 3.6.4 writes it: "<left@right>", printable ASCII, no space. */
+static bool msg_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n < 5 || n > 250 || id[0] != '<' || id[n - 1] != '>')
+        return false;
+    const char *at = memchr(id, '@', n);
+    if (!at || at == id + 1 || at == id + n - 2)
+        return false;
+    for (size_t i = 1; i + 1 < n; i++)
+        if (id[i] <= ' ' || id[i] > '~' || id[i] == '<' || id[i] == '>')
+            return false;
+    return true;
+}
+
+/* Sets (replace) or extends (append, space-separated) one of the library's own header fields. */
+static int own_header(email_message_t *m, const char *name, const char *value, bool append)
+{
+    message_content_t *c = &m->c;
+    for (size_t i = 0; i < c->nheaders; i++) {
+        if (email_strcasecmp(c->headers[i].name, name) != 0)
+            continue;
+        size_t old = append ? strlen(c->headers[i].value) : 0;
+        char *v = malloc(old + 1 + strlen(value) + 1);
+        if (!v)
+            return fail(EMAIL_ENOMEM, "%s: out of memory", name);
+        if (append)
+            sprintf(v, "%s %s", c->headers[i].value, value);
+        else
+            strcpy(v, value);
+        free(c->headers[i].value);
+        c->headers[i].value = v;
+        return 0;
+    }
+    message_header_t *v = realloc(c->headers, (c->nheaders + 1) * sizeof *v);
+    if (!v)
+        return fail(EMAIL_ENOMEM, "%s: out of memory", name);
+    c->headers = v;
+    message_header_t h = {email_strdup(name), email_strdup(value)};
+    if (!h.name || !h.value) {
+        free(h.name);
+        free(h.value);
+        return fail(EMAIL_ENOMEM, "%s: out of memory", name);
+    }
+    c->headers[c->nheaders++] = h;
+    return 0;
+}
+
+int email_message_set_in_reply_to(email_message_t *m, const char *message_id)
+{
+    int rc = begin(m, "In-Reply-To");
+    if (rc)
+        return rc;
+    if (!msg_id_valid(message_id))
+        return fail(EMAIL_EINVAL, "In-Reply-To: \"%s\" is not a message id such as <id@host>",
+                    message_id ? message_id : "(null)");
+    return own_header(m, "In-Reply-To", message_id, false);
+}
+
+int email_message_add_reference(email_message_t *m, const char *message_id)
+{
+    int rc = begin(m, "References");
+    if (rc)
+        return rc;
+    if (!msg_id_valid(message_id))
+        return fail(EMAIL_EINVAL, "References: \"%s\" is not a message id such as <id@host>",
+                    message_id ? message_id : "(null)");
+    return own_header(m, "References", message_id, true);
 }
 
 int email_message_set_priority(email_message_t *m, int priority)

@@ -339,6 +339,42 @@ static void test_add_header(void **state)
     email_message_free(m);
 }
 
+/* In-Reply-To and References: ids validated, written as Python reads them back. */
+static void test_threading_headers(void **state)
+{
+    (void)state;
+    email_message_t *m = basic_message();
+    assert_int_equal(email_message_set_in_reply_to(m, "<first@example.org>"), 0);
+    assert_int_equal(email_message_set_in_reply_to(m, "<second@example.org>"), 0); /* replaces */
+    assert_int_equal(email_message_add_reference(m, "<root@example.org>"), 0);
+    assert_int_equal(email_message_add_reference(m, "<second@example.org>"), 0);
+    static const char *const bad[] = {"second@example.org", "<nodomain>", "<a b@c.d>",
+                                      "<a@b>\r\nBcc: x@y.z", "<@x.y>", "", "<é@x.y>"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (email_message_set_in_reply_to(m, bad[i]) != EMAIL_EINVAL)
+            fail_msg("In-Reply-To \"%s\" accepted", bad[i]);
+        assert_true(email_error_occurred());
+        assert_non_null(strstr(email_error_info(), "In-Reply-To"));
+        assert_int_equal(email_message_add_reference(m, bad[i]), EMAIL_EINVAL);
+    }
+    assert_int_equal(email_message_set_in_reply_to(m, NULL), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_header(m, "In-Reply-To", "<x@y.z>"), EMAIL_EINVAL);
+    assert_int_equal(email_message_add_header(m, "references", "<x@y.z>"), EMAIL_EINVAL);
+    mime_expect_t e;
+    expect_init(&e);
+    expect_add(&e, "from", "Alice|alice@example.org");
+    expect_add(&e, "to", "|bob@example.com");
+    expect_add(&e, "plain_body", "");
+    expect_add(&e, "header", "In-Reply-To|<second@example.org>");
+    expect_add(&e, "header", "References|<root@example.org> <second@example.org>");
+    python_check(m, &e);
+    expect_free(&e);
+    /* a successful call clears the thread's error */
+    assert_int_equal(email_message_set_subject(m, "ok"), 0);
+    assert_false(email_error_occurred());
+    email_message_free(m);
+}
+
 static void test_priority_and_notification(void **state)
 {
     (void)state;
@@ -809,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_envelope),
         cmocka_unit_test(test_subject_and_bodies),
         cmocka_unit_test(test_add_header),
+        cmocka_unit_test(test_threading_headers),
         cmocka_unit_test(test_priority_and_notification),
         cmocka_unit_test(test_charsets),
         cmocka_unit_test(test_ids_and_freeze),
