@@ -89,6 +89,80 @@ static void test_auth_both_prefers_plain(void **state)
     auth_and_send("PLAIN,LOGIN", "PLAIN");
 }
 
+static char auth_log[65536];
+
+static void collect_log(const char *line, void *data)
+{
+    size_t n = strlen(auth_log);
+    snprintf(auth_log + n, sizeof auth_log - n, "%s\n", line);
+}
+
+/* The transporter's other mechanisms, against a server that checks what it decodes; the secret
+ * never reaches the log. */
+static void transporter_auth(const char *offered, const char *mode, const char *password,
+                             const char *token, int want, const char *want_mech)
+{
+    test_server_t s;
+    const char *args[] = {"--auth", "tim:tanstaaftanstaaf", "--oauth-token", "tim:ya29.tok",
+                          "--auth-mechs", offered, "--auth-required", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    srv.user = "tim";
+    srv.password = password;
+    srv.oauth2_token = token;
+    srv.authentication_mode = mode;
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    auth_log[0] = '\0';
+    email_set_log_callback(collect_log, NULL);
+    email_message_t *m = simple_message("tim@example.org", "b@example.org", "mech");
+    email_status_t st;
+    int rc = email_transporter_send(t, m, &st);
+    if (rc != want)
+        fail_msg("%s/%s: got %s (%s), want %s", offered, mode ? mode : "auto",
+                 email_error_name(rc), st.status_text, email_error_name(want));
+    email_message_free(m);
+    email_transporter_free(t);
+    email_set_log_callback(NULL, NULL);
+    const char *secret = password ? password : token;
+    assert_null(strstr(auth_log, secret));
+    if (want != EMAIL_EAUTHMECH) { /* an AUTH line went out, its payload masked */
+        char shown[64];
+        snprintf(shown, sizeof shown, "C > \"AUTH %s", want_mech);
+        if (!strstr(auth_log, shown))
+            fail_msg("no \"%s\" in the log:\n%s", shown, auth_log);
+    }
+    if (want == 0) {
+        assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+        char *json = test_spool_read(&s, 1, "json", NULL);
+        assert_json_field(json, "auth.mechanism", want_mech);
+        assert_json_field(json, "auth.login", "tim");
+        free(json);
+    } else {
+        assert_int_equal(test_spool_count(&s), 0);
+    }
+    test_server_stop(&s);
+}
+
+static void test_auth_cram_md5_and_xoauth2(void **state)
+{
+    /* the strongest offered mechanism the credentials allow */
+    transporter_auth("PLAIN,LOGIN,CRAM-MD5", NULL, "tanstaaftanstaaf", NULL, 0, "CRAM-MD5");
+    transporter_auth("PLAIN,XOAUTH2", NULL, NULL, "ya29.tok", 0, "XOAUTH2");
+    /* asked for by name */
+    transporter_auth("PLAIN,CRAM-MD5", "PLAIN", "tanstaaftanstaaf", NULL, 0, "PLAIN");
+    transporter_auth("CRAM-MD5", "CRAM-MD5", "wrong", NULL, EMAIL_EAUTH, "CRAM-MD5");
+    transporter_auth("XOAUTH2", "XOAUTH2", NULL, "expired", EMAIL_EAUTH, "XOAUTH2");
+    transporter_auth("OAUTHBEARER,PLAIN", NULL, NULL, "ya29.tok", 0, "OAUTHBEARER");
+    transporter_auth("OAUTHBEARER", NULL, NULL, "expired", EMAIL_EAUTH, "OAUTHBEARER");
+    /* asked for a mechanism the server does not offer */
+    transporter_auth("PLAIN", "CRAM-MD5", "tanstaaftanstaaf", NULL, EMAIL_EAUTHMECH, NULL);
+}
+
 static void test_auth_wrong_password(void **state)
 {
     test_server_t s;
@@ -563,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_auth_login),
         cmocka_unit_test(test_auth_both_prefers_plain),
         cmocka_unit_test(test_auth_wrong_password),
+        cmocka_unit_test(test_auth_cram_md5_and_xoauth2),
         cmocka_unit_test(test_auth_not_offered),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_partial_recipients),

@@ -10,6 +10,11 @@ complete. Run with --help for the options.
 
 import argparse
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
 import contextlib
 import json
 import logging
@@ -20,9 +25,12 @@ import stat
 import sys
 import warnings
 
-from aiosmtpd.smtp import SMTP, AuthResult, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException
 
 BUILTIN_MECHS = ("PLAIN", "LOGIN")
+# Implemented here on top of aiosmtpd's challenge_auth; offered only when asked for.
+EXTRA_MECHS = ("CRAM-MD5", "XOAUTH2", "OAUTHBEARER")
+ALL_MECHS = BUILTIN_MECHS + EXTRA_MECHS
 
 
 def parse_args(argv):
@@ -35,7 +43,11 @@ def parse_args(argv):
     p.add_argument("--auth", metavar="USER:PASSWORD", action="append", default=[],
                    help="accept these credentials (repeatable); enables AUTH, even in cleartext")
     p.add_argument("--auth-required", action="store_true", help="refuse MAIL without AUTH (530)")
-    p.add_argument("--auth-mechs", metavar="MECH,...", help="offer only these of PLAIN,LOGIN")
+    p.add_argument("--auth-mechs", metavar="MECH,...",
+                   help="offer only these of PLAIN,LOGIN,CRAM-MD5,XOAUTH2,OAUTHBEARER "
+                        "(default PLAIN,LOGIN)")
+    p.add_argument("--oauth-token", metavar="USER:TOKEN", action="append", default=[],
+                   help="accept this bearer token for XOAUTH2/OAUTHBEARER (repeatable)")
     p.add_argument("--reject-rcpt", metavar="SUBSTRING", action="append", default=[],
                    help="refuse recipients containing this (550, repeatable)")
     p.add_argument("--reject-mail", metavar="SUBSTRING", action="append", default=[],
@@ -64,10 +76,16 @@ def parse_args(argv):
         if not sep:
             p.error(f"--auth {item!r}: expected USER:PASSWORD")
         args.accounts[user.encode()] = password.encode()
+    args.tokens = {}
+    for item in args.oauth_token:
+        user, sep, token = item.partition(":")
+        if not sep:
+            p.error("--oauth-token wants USER:TOKEN")
+        args.tokens[user.encode()] = token.encode()
     args.mechs = set(BUILTIN_MECHS)
     if args.auth_mechs:
         args.mechs = {m.strip().upper() for m in args.auth_mechs.split(",") if m.strip()}
-        unknown = args.mechs - set(BUILTIN_MECHS)
+        unknown = args.mechs - set(ALL_MECHS)
         if unknown:
             p.error(f"--auth-mechs: unsupported {', '.join(sorted(unknown))}")
     if args.starttls_required and not args.starttls:
@@ -102,7 +120,7 @@ class Handler:
             session.extended_smtp = False
             return ["502 5.5.2 Command not recognized"]
         session.host_name = hostname  # the 5-argument hook must do this itself
-        if not self.args.accounts:
+        if not (self.args.accounts or self.args.tokens):
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         if self.args.pipelining:
             responses.insert(-1, "250-PIPELINING")
@@ -135,6 +153,57 @@ class Handler:
         if not isinstance(error, TLSSetupException):
             logging.getLogger("mail.log").exception("SMTP session exception")
         return f"500 Error: ({error.__class__.__name__}) {error}"
+
+    async def auth_CRAM__MD5(self, server, args):
+        """CRAM-MD5 (RFC 2195): the client proves it knows the password with an HMAC."""
+        challenge = f"<{os.getpid()}.{secrets.token_hex(8)}@localhost>".encode()
+        answer = await server.challenge_auth(challenge)
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        login, _, digest = answer.rpartition(b" ")
+        password = self.args.accounts.get(login)
+        good = password is not None and hmac.compare_digest(
+            hmac.new(password, challenge, hashlib.md5).hexdigest().encode(), digest)
+        if not good:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data={
+            "mechanism": "CRAM-MD5", "login": text(login), "password": text(password)})
+
+    async def auth_XOAUTH2(self, server, args):
+        """XOAUTH2: "user=U^Aauth=Bearer T^A^A" as the initial response (or after a 334)."""
+        return await self.bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server, args):
+        """OAUTHBEARER (RFC 7628): "n,a=U,^Aauth=Bearer T^A^A"."""
+        return await self.bearer(server, args, "OAUTHBEARER")
+
+    async def bearer(self, server, args, mechanism):
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await server.challenge_auth(b"", encode_to_b64=False)
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x01")
+        fields = dict(f.split(b"=", 1) for f in parts[1:] if b"=" in f)
+        if mechanism == "XOAUTH2":
+            fields.update(dict(f.split(b"=", 1) for f in parts[:1] if b"=" in f))
+        else:  # the GS2 header names the user: "n,a=U,"
+            gs2 = dict(f.split(b"=", 1) for f in parts[0].split(b",") if b"=" in f)
+            fields[b"user"] = gs2.get(b"a", b"")
+        user, auth = fields.get(b"user", b""), fields.get(b"auth", b"")
+        token = auth[len(b"Bearer "):] if auth.startswith(b"Bearer ") else None
+        if token is None or self.args.tokens.get(user) != token:
+            # the error details come as a 334; the client answers with an empty line
+            details = b'{"status":"401","schemes":"bearer"}'
+            await server.challenge_auth(details)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data={
+            "mechanism": mechanism, "login": text(user), "password": text(token)})
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
         login, password = auth_data.login, auth_data.password
@@ -281,7 +350,8 @@ async def serve(args, log_file):
     handler = Handler(args)
     starttls_ctx = server_context(*args.starttls) if args.starttls else None
     implicit_ctx = server_context(*args.tls) if args.tls else None
-    excluded = set(BUILTIN_MECHS) - args.mechs if args.accounts else set(BUILTIN_MECHS)
+    offered = args.accounts or args.tokens
+    excluded = set(ALL_MECHS) - args.mechs if offered else set(ALL_MECHS)
 
     def factory():
         return LoggingSMTP(
