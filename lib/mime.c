@@ -44,7 +44,8 @@ struct mime_reader {
     email_buf_t chunk;   /* its encoded bytes, returned from chunk_off on */
     size_t chunk_off;
     int error;           /* a failed read fails every later one */
-    unsigned char raw[FILE_CHUNK];
+    unsigned char *raw;  /* FILE_CHUNK bytes, allocated when a file is first read: a queued
+                            message without attachments costs no more than its own bytes */
 };
 
 /* State while the reader is being made. */
@@ -338,6 +339,8 @@ static int refill(mime_reader_t *r, const segment_t *s)
         r->cur++;
         return 0;
     }
+    if (!r->raw && !(r->raw = malloc(FILE_CHUNK)))
+        return EMAIL_ENOMEM;
     size_t want = r->raw_left < FILE_CHUNK ? (size_t)r->raw_left : FILE_CHUNK, have = 0;
     while (have < want) {
         ssize_t k = read(r->fd, r->raw + have, want - have);
@@ -398,6 +401,7 @@ void mime_reader_free(mime_reader_t *reader)
         close(reader->fd);
     email_buf_free(&reader->mem);
     email_buf_free(&reader->chunk);
+    free(reader->raw);
     free(reader->seg);
     free(reader);
 }
