@@ -68,12 +68,6 @@ auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bo
     return AUTH_NONE;
 }
 
-/* base64 of the given pieces concatenated into out */
-static int b64_of(email_buf_t *out, const void *data, size_t n)
-{
-    return email_base64_encode(out, data, n);
-}
-
 static int oauth_payload(auth_mech_t mech, const auth_creds_t *c, email_buf_t *raw)
 {
     const char *user = c->user ? c->user : "";
@@ -115,7 +109,7 @@ int auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd, email_
         rc = EMAIL_EINVAL;
         goto out;
     }
-    if ((rc = email_buf_putc(cmd, ' ')) || (rc = b64_of(cmd, raw.data, raw.len)) ||
+    if ((rc = email_buf_putc(cmd, ' ')) || (rc = email_base64_encode(cmd, raw.data, raw.len)) ||
         (rc = email_buf_puts(shown, " ****")))
         goto out;
 out:
@@ -140,7 +134,7 @@ int auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *cha
             rc = EMAIL_EPROTO;
             break;
         }
-        rc = b64_of(resp, v, strlen(v));
+        rc = email_base64_encode(resp, v, strlen(v));
         break;
     }
     case AUTH_CRAM_MD5: {
@@ -160,7 +154,7 @@ int auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *cha
         for (size_t i = 0; !rc && i < sizeof mac; i++)
             rc = email_buf_printf(&line, "%02x", mac[i]);
         if (!rc)
-            rc = b64_of(resp, line.data, line.len);
+            rc = email_base64_encode(resp, line.data, line.len);
         memset(line.data, 0, line.len);
         email_buf_free(&line);
         break;

@@ -172,22 +172,14 @@ smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
     return e;
 }
 
-static void free_secret(const char *s)
-{
-    if (s) {
-        memset((char *)s, 0, strlen(s));
-        free((char *)s);
-    }
-}
-
 void smtp_engine_free(smtp_engine_t *e)
 {
     if (!e)
         return;
     free((char *)e->cfg.helo_name);
     free((char *)e->cfg.creds.user);
-    free_secret(e->cfg.creds.password);
-    free_secret(e->cfg.creds.token);
+    email_free_secret((char *)e->cfg.creds.password);
+    email_free_secret((char *)e->cfg.creds.token);
     smtp_reply_parser_free(&e->parser);
     email_buf_free(&e->out);
     email_buf_free(&e->chunk);
@@ -223,8 +215,16 @@ static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome ou
 {
     if (j->phase == PH_DONE)
         return;
+    /* job_done may free the job: nothing here may point at it afterwards */
     if (e->progress_job == j)
         e->progress_job = NULL;
+    if (e->body_job == j)
+        e->body_job = NULL;
+    for (size_t i = 0; i < e->fifo_len; i++) {
+        pending_reply_t *p = &e->fifo[(e->fifo_head + i) % e->fifo_cap];
+        if (p->job == j)
+            p->job = NULL;
+    }
     if (j->phase != PH_QUEUED)
         e->jobs_in_flight--;
     j->phase = PH_DONE;
@@ -711,6 +711,8 @@ static void abandon_transaction(smtp_engine_t *e, smtp_job_t *j)
 static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)
 {
     smtp_job_t *j = p.job;
+    if (!j && p.cmd != CMD_RSET)
+        return; /* its job already ended (read error); the session is closing */
     bool pipelining = j && pipelined(e, j);
     bool ok = r->code >= 200 && r->code < 300;
 
@@ -762,7 +764,10 @@ static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t
                 start_body(e, j, false);
             } else {
                 /* RFC 2920: DATA accepted though the transaction failed: end it empty */
-                email_buf_puts(&e->out, ".\r\n");
+                if (email_buf_puts(&e->out, ".\r\n")) {
+                    fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+                    return;
+                }
                 logf_(e, 'C', ".");
                 j->phase = PH_EOD;
                 j->eod_offset = e->taken + e->out.len;

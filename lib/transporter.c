@@ -122,21 +122,13 @@ void email_server_init(email_server_t *server)
     server->keep_alive = true;
 }
 
-static void free_secret(char *s)
-{
-    if (s) {
-        memset(s, 0, strlen(s));
-        free(s);
-    }
-}
-
 static void transporter_destroy(email_transporter_t *t)
 {
     log_sink_release(t->log);
     free(t->host);
     free(t->user);
-    free_secret(t->password);
-    free_secret(t->token);
+    email_free_secret(t->password);
+    email_free_secret(t->token);
     free(t->log_file);
     free(t->ca_file);
     free(t->helo_name);

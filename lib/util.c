@@ -110,6 +110,17 @@ char *email_buf_steal(email_buf_t *b, size_t *len)
     return p;
 }
 
+void email_free_secret(char *s)
+{
+    if (s) {
+        /* volatile: the wipe must not be optimised away as a dead store before free */
+        volatile char *p = s;
+        while (*p)
+            *p++ = '\0';
+        free(s);
+    }
+}
+
 char *email_strdup(const char *s)
 {
     return s ? email_strndup(s, strlen(s)) : NULL;

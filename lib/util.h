@@ -31,6 +31,8 @@ void email_buf_consume(email_buf_t *b, size_t n);
 /* Hands the data over to the caller (malloc'ed, NUL-terminated) and empties b. */
 char *email_buf_steal(email_buf_t *b, size_t *len);
 
+/* Wipes a secret string and frees it (NULL is fine). */
+void email_free_secret(char *s);
 /* strdup that accepts NULL (returns NULL). */
 char *email_strdup(const char *s);
 char *email_strndup(const char *s, size_t n);

@@ -1991,6 +1991,39 @@ static void test_bdat_abort(void **state)
     }
 }
 
+/* job_done may free its job: the engine must not touch it afterwards, even with more of its
+ * commands (RCPT, BDAT...) still awaiting replies when the connection drops. */
+static void free_job_on_done(test_session_t *s, smtp_job_t *job)
+{
+    test_job_t *t = job->user;
+    test_job_free(t);
+    free(t);
+}
+
+static void test_job_freed_in_done(void **state)
+{
+    (void)state;
+    for (int chunking = 0; chunking < 2; chunking++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        s.on_job_done = free_job_on_done;
+        assert_int_equal(ts_greet(&s, chunking ? EHLO_CHUNK : EHLO_PIPE), 0);
+        test_job_t *m1 = malloc(sizeof *m1);
+        test_job_init(m1, "m1", A, "one\r\n", B, C, NULL);
+        assert_int_equal(smtp_engine_submit(s.e, &m1->job), 0);
+        ts_take(&s); /* everything written, nothing answered */
+        if (!chunking) {
+            ts_feed(&s, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+            ts_take(&s);
+        }
+        smtp_engine_abort(s.e, EMAIL_ECLOSED, "connection reset by peer");
+        EXPECT_EVENTS(&s, "ready\njob m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
+                          "closed EMAIL_ECLOSED 0\n");
+        ts_free(&s);
+    }
+}
+
 /* The body source fails after some chunks went: never a BDAT LAST. */
 static void test_bdat_body_error(void **state)
 {
@@ -2314,6 +2347,7 @@ int main(void)
         cmocka_unit_test(test_bdat_all_recipients_refused),
         cmocka_unit_test(test_bdat_421_answer_to_last),
         cmocka_unit_test(test_bdat_abort),
+        cmocka_unit_test(test_job_freed_in_done),
         cmocka_unit_test(test_bdat_body_error),
         cmocka_unit_test(test_progress),
         cmocka_unit_test(test_cancel),

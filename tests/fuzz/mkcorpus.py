@@ -1,0 +1,144 @@
+#!/usr/bin/python3
+"""Writes the seed corpora in tests/fuzz/corpus/<target>/ (run from anywhere; rerun after
+changing an input layout). Each seed is a real conversation: the configuration bytes the target
+reads first (see the comment at the top of each fuzz_*.c), then what a server would send."""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def crlf(*lines):
+    return "".join(l + "\r\n" for l in lines)
+
+
+# ---- fuzz_reply: server bytes as they come ----
+write("fuzz_reply", "greeting", crlf("220 mx.example.org ESMTP Postfix (Debian/GNU)"))
+write("fuzz_reply", "ehlo-postfix", crlf(
+    "250-mx.example.org", "250-PIPELINING", "250-SIZE 10240000", "250-VRFY", "250-ETRN",
+    "250-STARTTLS", "250-ENHANCEDSTATUSCODES", "250-8BITMIME", "250-DSN", "250-SMTPUTF8",
+    "250 CHUNKING"))
+write("fuzz_reply", "pipelined-batch", crlf(
+    "250 2.1.0 Ok", "250 2.1.5 Ok", "550 5.1.1 <nobody@example.org>: Recipient address rejected",
+    "354 End data with <CR><LF>.<CR><LF>", "250 2.0.0 Ok: queued as 4BZ1Fq3kLcz9rxN"))
+write("fuzz_reply", "multiline-enhanced", crlf(
+    "550-5.7.1 Message rejected", "550-5.7.1 see https://example.org/policy", "550 5.7.1 bye"))
+write("fuzz_reply", "bare-lf-and-cr", "250-first\n250-with\rcr\r\n250 last\n")
+write("fuzz_reply", "auth-challenge", crlf("334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6",
+                                           "235 2.7.0 Authentication successful"))
+write("fuzz_reply", "code-only", "250\r\n421\r\n")
+
+# ---- fuzz_ehlo: byte 0, byte 1, then the answer to EHLO ----
+EHLO_FULL = crlf("250-mx.example.org Hello", "250-PIPELINING", "250-SIZE 35882577", "250-8BITMIME",
+                 "250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH",
+                 "250-ENHANCEDSTATUSCODES", "250-CHUNKING", "250-STARTTLS", "250 SMTPUTF8")
+write("fuzz_ehlo", "gmail-like", bytes([0x80 | 0x08 | 0x01, 0x04]) + EHLO_FULL.encode())
+write("fuzz_ehlo", "old-auth-equals", bytes([0x80 | 0x08 | 0x04, 0x00]) + crlf(
+    "250-mail.example.com", "250-AUTH=LOGIN CRAM-MD5", "250-auth login cram-md5",
+    "250 size 1000").encode())
+write("fuzz_ehlo", "required-none", bytes([0x02, 0x00]) + crlf("250-x", "250 8BITMIME").encode())
+write("fuzz_ehlo", "ehlo-refused", bytes([0x80, 0x00]) + crlf("502 5.5.2 Error: command not recognized").encode())
+write("fuzz_ehlo", "size-exceeded", bytes([0x80, 0x0c]) + crlf("250-x", "250 SIZE 1000").encode())
+write("fuzz_ehlo", "utf8-pipelining", bytes([0x80, 0x03]) + crlf(
+    "250-x", "250-PIPELINING", "250-8BITMIME", "250 SMTPUTF8").encode())
+write("fuzz_ehlo", "nochunking", bytes([0x80, 0x10]) + crlf(
+    "250-x", "250-PIPELINING", "250 CHUNKING").encode())
+
+# ---- fuzz_engine: 4 config bytes, per job 3 bytes + body, then the server ----
+GREETING = "220 mx.example.org ESMTP\r\n"
+
+
+def engine(name, b0, b1, b2, b3, jobs, server):
+    data = bytes([b0, b1, b2, b3])
+    for flags, shape, body in jobs:
+        body = body.encode() if isinstance(body, str) else body
+        data += bytes([flags, len(body), shape]) + body
+    data += server.encode()
+    write("fuzz_engine", name, data)
+
+
+BODY = "Subject: hello\r\n\r\nHello,\r\n.a line with a dot\r\n.\r\nbye\r\n"
+BARE = "Subject: x\n\nbare lf\nbare cr\r.\rdot\n.\n"
+QUIT_AT_ONCE = 1 << 3
+LINE_BY_LINE = 127
+
+# one message, no extension, lock-step
+engine("plain-one", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250 mx.example.org", "250 2.1.0 Ok", "250 2.1.5 Ok",
+                       "354 End data with <CR><LF>.<CR><LF>", "250 2.0.0 Ok: queued", "221 2.0.0 Bye"))
+# two messages pipelined, two recipients each, the second recipient of the first refused
+engine("pipelined-two", 0x80, 1 << 3, QUIT_AT_ONCE, LINE_BY_LINE, [(0x01 | 0x10, 0x00, BODY), (0x01, 0x00, BARE)],
+       GREETING + crlf("250-mx.example.org", "250-PIPELINING", "250-SIZE 10240000",
+                       "250 ENHANCEDSTATUSCODES",
+                       "250 2.1.0 Ok", "250 2.1.5 Ok", "550 5.1.1 <r1.j0@rcpt.example>: unknown",
+                       "354 go ahead", "250 2.0.0 queued as A",
+                       "250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok", "354 go ahead",
+                       "250 2.0.0 queued as B", "221 2.0.0 Bye"))
+# every recipient refused while pipelining: DATA still gets a 354, the data is empty
+engine("pipelined-all-refused", 0x80, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250 PIPELINING", "250 2.1.0 Ok", "550 5.1.1 unknown",
+                       "354 go ahead", "554 5.5.1 no valid recipients", "221 Bye"))
+# CHUNKING: a body of 64 * 2^10 octets goes as several BDAT chunks
+engine("bdat-chunks", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x10, 0x0a, "line one\r\n.line two\n" * 3)],
+       GREETING + crlf("250-mx", "250-PIPELINING", "250-CHUNKING", "250 8BITMIME",
+                       "250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.0.0 chunk",
+                       "250 2.0.0 queued", "221 Bye"))
+# STARTTLS, then AUTH PLAIN over TLS
+engine("starttls-auth-plain", 0x01 | (1 << 2), 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250-STARTTLS", "250 AUTH PLAIN LOGIN", "220 2.0.0 Ready to start TLS",
+                       "250-mx", "250-AUTH PLAIN LOGIN", "250 PIPELINING", "235 2.7.0 Authentication successful",
+                       "250 Ok", "250 Ok", "354 go", "250 queued", "221 Bye"))
+# AUTH LOGIN (asked for), cleartext allowed
+engine("auth-login", 0x01 | 0x20, 0x00, 0x01 | QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250 AUTH LOGIN PLAIN", "334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6",
+                       "235 2.7.0 ok", "250 Ok", "250 Ok", "354 go", "250 queued", "221 Bye"))
+# CRAM-MD5 over implicit TLS
+engine("auth-cram", 0x01 | 0x10, 0x00, 0x03 | QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250 AUTH CRAM-MD5", "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+",
+                       "235 ok", "250 Ok", "250 Ok", "354 go", "250 queued", "221 Bye"))
+# XOAUTH2 refused: the 334 with the error, then 535
+engine("auth-xoauth2-refused", 0x02 | 0x10, 0x00, 0x04, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250 AUTH XOAUTH2 OAUTHBEARER",
+                       "334 eyJzdGF0dXMiOiI0MDEifQ==", "535 5.7.8 Username and Password not accepted"))
+# HELO fallback after EHLO is refused
+engine("helo-fallback", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("502 5.5.2 Error: command not recognized", "250 mx", "250 Ok", "250 Ok",
+                       "354 go", "250 queued", "221 Bye"))
+# the server closes in the middle (421 to RCPT), three jobs queued
+engine("closing-421", 0x00, 2 << 3, 0, 0, [(0x00, 0x00, BODY), (0x00, 0x00, BODY), (0x00, 0x00, BARE)],
+       GREETING + crlf("250-mx", "250 PIPELINING", "250 Ok", "421 4.4.2 mx closing connection"))
+# end of data sent, no answer: the outcome is unknown
+engine("eod-unanswered", 0x00, 0x00, 0, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250 mx", "250 Ok", "250 Ok", "354 go"))
+# STARTTLS answered with injected data behind the 220
+engine("starttls-injection", 0x05, 0x00, 0, 0, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250 STARTTLS", "220 go ahead", "250 injected"))
+# jobs submitted from `ready`, the body read fails halfway
+engine("read-error", 0x00, (1 << 5) | (1 << 3), 0, LINE_BY_LINE, [(0x40, 0x02, BODY), (0x00, 0x00, BODY)],
+       GREETING + crlf("250 mx", "250 Ok", "250 Ok", "354 go"))
+
+# ---- fuzz_encode: selector byte, then the data ----
+for i, (sel, text) in enumerate([
+        (0x00, "Hello, world"),
+        (0x01, "line one\r\n.line two\nbare\rend"),
+        (0x02, ".\r\n..\r\n.\n\r\n.\r"),
+        (0x03, "Ünïcödé text with spaces   \r\nand = signs\tand tabs\t"),
+        (0x04, "Grüße aus Köln — 東京からこんにちは"),
+        (0x05, "Élève"),
+        (0x06, "日本語の件名です。長い件名を折り返す必要があります。"),
+        (0x07, bytes(range(256))),
+]):
+    write("fuzz_encode", "seed%d" % i, bytes([sel]) + (text.encode() if isinstance(text, str) else text))
+
+# ---- fuzz_mime: see fuzz_mime.c ----
+write("fuzz_mime", "text-only", bytes([0x00, 0x00]) + "Hello\x00Sübject line\x00Hi there,\r\n.dot\r\nbye".encode())
+write("fuzz_mime", "html-attach", bytes([0x0f, 0x41]) + "Bob Ünicode\x00A subject that is long enough to be folded over more than one line of header text\x00<p>Hello</p>\x00attachment bytes \x00\x01\x02\xff".encode("latin-1"))
+write("fuzz_mime", "iso2022jp", bytes([0x03, 0x83]) + "山田\x00日本語の件名\x00本文です\r\n".encode())
