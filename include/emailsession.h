@@ -92,15 +92,17 @@ typedef struct email_status_s {
 
 /*
  * The i-th refused recipient (0 <= i < status->rejected) with the server's reply code in *code
- * (code may be NULL). NULL when i is out of range. The string lives as long as the status.
+ * (code may be NULL). NULL when i is out of range. The list belongs to this very status (a copy
+ * of the struct does not carry it): it stays readable until email_status_clear, or until 16 more
+ * statuses were filled in the same thread; in a completion callback, during the call only.
  */
 EMAIL_EXTERN const char *email_status_recipient(const email_status_t *status, size_t i, int *code);
 /* The server's text for the i-th refused recipient, or NULL. */
 EMAIL_EXTERN const char *email_status_recipient_text(const email_status_t *status, size_t i);
 /*
- * Frees what a status filled by the library holds besides its fields (the refused recipients)
- * and zeroes it. A status may be passed to the library again without clearing: the library clears
- * it first. Clear it once you are done with it to avoid a leak when recipients were refused.
+ * Releases the refused recipients of a status early and zeroes it. Optional: nothing leaks
+ * without it (the library reuses that memory), and a status may be passed to the library again
+ * as it is.
  */
 EMAIL_EXTERN void email_status_clear(email_status_t *status);
 
@@ -242,11 +244,19 @@ EMAIL_EXTERN int email_transporter_send(email_transporter_t *transporter,
 EMAIL_EXTERN int email_transporter_send_async(email_transporter_t *transporter,
                                               const email_message_t *message, email_send_cb done,
                                               void *user_data, uint64_t *message_id);
-/* Cancels a queued message that has not started going out (EMAIL_EBUSY when it has). */
+/*
+ * Cancels a queued message that has not started going out: 0, and its callback reports
+ * EMAIL_ECANCELED. EMAIL_EBUSY once its commands went out; EMAIL_ENOTFOUND when the transporter
+ * holds no such message (never queued, already finished, or waiting to be retried).
+ */
 EMAIL_EXTERN int email_transporter_cancel(email_transporter_t *transporter, uint64_t message_id);
 EMAIL_EXTERN int email_transporter_set_progress(email_transporter_t *transporter,
                                                 email_progress_cb cb, void *user_data);
-/* QUIT, waits for queued sends (bounded by the timeout), frees. NULL is allowed. */
+/*
+ * QUIT, waits for queued sends (bounded by the timeout), frees. NULL is allowed. Called on the
+ * loop's own thread (a callback, or email_use_loop), it cannot wait: it returns at once and the
+ * transporter is freed once its queue is done.
+ */
 EMAIL_EXTERN void email_transporter_free(email_transporter_t *transporter);
 
 /* ---------------------------------------------------------------------------------------------
@@ -295,7 +305,10 @@ EMAIL_EXTERN bool email_send_mime(const char *user, const char *from,
                                   const char *const *recipients, const char *mime, size_t length);
 /* QUIT and free the session, after delivering what is queued (bounded by the timeout). */
 EMAIL_EXTERN bool email_close_session(const char *user);
-/* Global timeout in seconds (>= 1) for sessions started afterwards. Default 60. */
+/* The longest timeout accepted, in seconds (about 23 days). */
+#define EMAIL_TIMEOUT_MAX 2000000
+/* Global timeout in seconds (1 to EMAIL_TIMEOUT_MAX) for sessions started afterwards.
+ * Default 60. */
 EMAIL_EXTERN void email_set_timeout(int seconds);
 EMAIL_EXTERN int email_get_timeout(void);
 /* The calling thread's last facade call failed. */

@@ -118,11 +118,11 @@ static void on_timeout(uv_timer_t *h)
     char text[400];
     if (connecting && c->engine && !c->received && !c->cfg.implicit_tls)
         snprintf(text, sizeof text,
-                 "timed out after %d s: the server did not greet (if this port expects TLS from "
-                 "the first byte, such as 465, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
-                 ms / 1000);
+                 "timed out after %.3g s: the server did not greet (if this port expects TLS "
+                 "from the first byte, such as 465, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
+                 ms / 1000.0);
     else
-        snprintf(text, sizeof text, "timed out after %d s %s", ms / 1000,
+        snprintf(text, sizeof text, "timed out after %.3g s %s", ms / 1000.0,
                  connecting ? "connecting to the server" : "waiting for the server");
     connection_abort(c, EMAIL_ETIMEDOUT, text);
 }
@@ -245,6 +245,18 @@ static void eng_closed(void *ud, const email_status_t *why)
 /* ------------------------------------------------------------------------------------------- */
 /* Transport events                                                                             */
 
+/* A job that never reached the engine (or never could): it gets its outcome all the same. */
+static void fail_job(connection_t *c, smtp_job_t *j, int error, const char *text)
+{
+    j->outcome = SMTP_JOB_RETRYABLE;
+    email_status_init(&j->status);
+    email_refusals_init(&j->refusals);
+    email_status_fail(&j->status, error, "%s", text);
+    j->status.recipients = j->nrcpts;
+    if (c->cb.job_done)
+        c->cb.job_done(c->ud, c, j);
+}
+
 static void make_engine(connection_t *c)
 {
     smtp_engine_config_t ecfg = c->cfg.engine;
@@ -265,7 +277,9 @@ static void make_engine(connection_t *c)
     while (c->pre_head) {
         smtp_job_t *j = c->pre_head;
         c->pre_head = j->next;
-        smtp_engine_submit(c->engine, j);
+        int rc = smtp_engine_submit(c->engine, j);
+        if (rc)
+            fail_job(c, j, rc, "the message could not be queued");
     }
     c->pre_tail = NULL;
     if (c->quit_wanted)
@@ -432,12 +446,18 @@ int connection_start(connection_t *c)
         .failed = tr_failed,
         .closed = on_transport_closed,
     };
+    /* every failure goes through connection_abort, so `closed` always comes */
     c->transport = transport_new(c->loop, &tcb, c);
-    if (!c->transport)
+    if (!c->transport) {
+        connection_abort(c, EMAIL_ENOMEM, "out of memory");
         return EMAIL_ENOMEM;
+    }
     int rc = transport_connect(c->transport, c->host, c->cfg.port);
     if (rc) {
-        connection_abort(c, rc, "cannot start connecting");
+        char text[400];
+        snprintf(text, sizeof text, "cannot connect to \"%s\" port %d: %s", c->host,
+                 c->cfg.port, email_strerror(rc));
+        connection_abort(c, rc, text);
         return rc;
     }
     uv_timer_start(&c->timer, on_timeout, (uint64_t)c->cfg.connect_timeout_ms, 0);
@@ -506,13 +526,7 @@ void connection_abort(connection_t *c, int error, const char *text)
             while (c->pre_head) {
                 smtp_job_t *j = c->pre_head;
                 c->pre_head = j->next;
-                j->outcome = SMTP_JOB_RETRYABLE;
-                email_status_init(&j->status);
-                email_refusals_init(&j->refusals);
-                email_status_fail(&j->status, error, "%s", text);
-                j->status.recipients = j->nrcpts;
-                if (c->cb.job_done)
-                    c->cb.job_done(c->ud, c, j);
+                fail_job(c, j, error, text);
             }
             c->pre_tail = NULL;
         }
@@ -530,11 +544,6 @@ void connection_set_log(connection_t *c, struct log_sink *log)
 bool connection_is_ready(const connection_t *c)
 {
     return c->ready && !c->closing && !c->engine_closed;
-}
-
-bool connection_is_idle(const connection_t *c)
-{
-    return connection_is_ready(c) && smtp_engine_idle(c->engine);
 }
 
 const email_status_t *connection_ready_status(const connection_t *c)

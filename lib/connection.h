@@ -52,7 +52,6 @@ void connection_abort(connection_t *c, int error, const char *text);
 void connection_set_log(connection_t *c, struct log_sink *log);
 /* True once ready and not closing. */
 bool connection_is_ready(const connection_t *c);
-bool connection_is_idle(const connection_t *c);
 /* The setup status at the moment the session became ready (greeting/EHLO/AUTH reply). */
 const email_status_t *connection_ready_status(const connection_t *c);
 bool connection_was_ready(const connection_t *c);

@@ -97,8 +97,9 @@ static char *ca_file;
 
 void email_set_timeout(int seconds)
 {
-    if (seconds < 1) {
-        fail(EMAIL_EINVAL, "email_set_timeout: %d is not a number of seconds >= 1", seconds);
+    if (seconds < 1 || seconds > EMAIL_TIMEOUT_MAX) {
+        fail(EMAIL_EINVAL, "email_set_timeout: %d is not a number of seconds from 1 to %d",
+             seconds, EMAIL_TIMEOUT_MAX);
         return;
     }
     pthread_mutex_lock(&settings_lock);
@@ -183,13 +184,19 @@ static void release(session_t *s)
     pthread_mutex_unlock(&sessions_lock);
 }
 
-/* Takes the session out of the registry and waits until no call uses it. */
-static session_t *unregister(const char *name)
+/* Takes the session out of the registry and waits until no call uses it. On the loop's own
+ * thread nothing may wait for the loop: *busy is set instead when another thread is using it. */
+static session_t *unregister(const char *name, bool *busy)
 {
+    bool may_wait = !runtime_on_loop_thread();
     pthread_mutex_lock(&sessions_lock);
     session_t **p = find_locked(name);
     session_t *s = *p;
-    if (s && s->open) {
+    *busy = false;
+    if (s && s->open && !may_wait && s->refs) {
+        *busy = true;
+        s = NULL;
+    } else if (s && s->open) {
         *p = s->next;
         while (s->refs)
             pthread_cond_wait(&sessions_cond, &sessions_lock);
@@ -394,7 +401,12 @@ bool email_close_session(const char *user)
 {
     if (!check_name(user))
         return false;
-    session_t *s = unregister(user);
+    bool busy;
+    session_t *s = unregister(user, &busy);
+    if (busy)
+        return fail(EMAIL_EWOULDBLOCK, "email_close_session(\"%s\") on the loop's thread while "
+                                       "another thread is sending on it",
+                    user);
     if (!s)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
     session_free(s);
@@ -474,6 +486,7 @@ void email_shutdown(void)
         email_close_session(name);
         free(name);
     }
+    transporter_quiesce_all();
     runtime_stop();
     pthread_mutex_lock(&settings_lock);
     free(ca_file);

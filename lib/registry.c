@@ -118,14 +118,3 @@ int registry_get(uint64_t id)
     pthread_mutex_unlock(&lock);
     return state;
 }
-
-void registry_clear(void)
-{
-    pthread_mutex_lock(&lock);
-    free(table);
-    free(ring);
-    table = NULL;
-    ring = NULL;
-    cap = used = ring_pos = ring_len = 0;
-    pthread_mutex_unlock(&lock);
-}

@@ -10,7 +10,5 @@ void registry_pending(uint64_t id);
 void registry_done(uint64_t id, int state);
 /* EMAIL_PENDING, EMAIL_SENT, EMAIL_ERROR, or EMAIL_ENOTFOUND. */
 int registry_get(uint64_t id);
-/* Forgets everything (email_shutdown). */
-void registry_clear(void);
 
 #endif

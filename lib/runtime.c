@@ -59,8 +59,11 @@ static task_t *take_all(task_queue_t *q)
 
 static void on_async_closed(uv_handle_t *h)
 {
+    /* the caller's loop: the library is idle again. Our own loop: runtime_stop resets the state
+     * after the join, so that a post meanwhile gets EMAIL_ESHUTDOWN instead of a second loop */
     pthread_mutex_lock(&rt.lock);
-    rt.running = rt.stopping = rt.async_closed = false;
+    if (rt.external)
+        rt.running = rt.stopping = rt.async_closed = false;
     pthread_mutex_unlock(&rt.lock);
 }
 
@@ -155,6 +158,14 @@ int email_use_loop(uv_loop_t *loop)
 uv_loop_t *runtime_loop(void)
 {
     return rt.loop;
+}
+
+bool runtime_running(void)
+{
+    pthread_mutex_lock(&rt.lock);
+    bool running = rt.running && !rt.async_closed;
+    pthread_mutex_unlock(&rt.lock);
+    return running;
 }
 
 bool runtime_on_loop_thread(void)

@@ -15,6 +15,8 @@ typedef void (*runtime_fn)(void *arg);
 /* Starts the loop thread if needed. 0 or EMAIL_E... */
 int runtime_start(void);
 uv_loop_t *runtime_loop(void);
+/* True while a loop is set up (started and not stopped). */
+bool runtime_running(void);
 /* True on the thread that runs the loop. */
 bool runtime_on_loop_thread(void);
 /* Runs fn(arg) on the loop thread, soon (also when called from it). */
@@ -36,7 +38,8 @@ void runtime_waiter_signal(runtime_waiter_t *w);
 /* Hands a callback to where callbacks run: now (loop thread mode) or the dispatch queue. */
 void runtime_deliver(runtime_fn fn, void *arg);
 
-/* Stops the loop thread once `drain` (run on the loop) has let every handle close. */
+/* Stops the loop: after the work already posted has run and every handle is closed (joins the
+ * library's thread; on the caller's loop, returns at once and the loop finishes it). */
 void runtime_stop(void);
 
 #endif

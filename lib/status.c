@@ -73,26 +73,21 @@ int email_refusals_add(email_refusals_t *r, const char *address, int code, const
     return 0;
 }
 
-int email_refusals_copy(email_refusals_t *dst, const email_refusals_t *src)
-{
-    email_refusals_init(dst);
-    for (size_t i = 0; i < src->n; i++) {
-        if (email_refusals_add(dst, src->v[i].address, src->v[i].code, src->v[i].text)) {
-            email_refusals_free(dst);
-            return EMAIL_ENOMEM;
-        }
-    }
-    return 0;
-}
+/* The refusals handed to the public API live here: EMAIL_STATUS_KEPT slots per thread. */
+typedef struct thread_slots {
+    email_status_refusals_t slot[EMAIL_STATUS_KEPT];
+    unsigned next;
+} thread_slots_t;
 
-/* The refusals handed to the public API live here, one list per thread. */
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 
 static void tls_destroy(void *p)
 {
-    email_refusals_free(p);
-    free(p);
+    thread_slots_t *t = p;
+    for (size_t i = 0; i < EMAIL_STATUS_KEPT; i++)
+        email_refusals_free(&t->slot[i].list);
+    free(t);
 }
 
 static void tls_init(void)
@@ -100,18 +95,13 @@ static void tls_init(void)
     pthread_key_create(&tls_key, tls_destroy);
 }
 
-static email_refusals_t *thread_refusals(void)
+static thread_slots_t *thread_slots(void)
 {
     pthread_once(&tls_once, tls_init);
-    email_refusals_t *r = pthread_getspecific(tls_key);
-    if (!r) {
-        r = malloc(sizeof *r);
-        if (!r)
-            return NULL;
-        email_refusals_init(r);
-        pthread_setspecific(tls_key, r);
-    }
-    return r;
+    thread_slots_t *t = pthread_getspecific(tls_key);
+    if (!t && (t = calloc(1, sizeof *t)))
+        pthread_setspecific(tls_key, t);
+    return t;
 }
 
 void email_status_init(email_status_t *s)
@@ -138,36 +128,40 @@ void email_status_set_reply(email_status_t *s, int code, const char *enhanced, c
     email_strlcpy(s->status_text, text ? text : "", sizeof s->status_text);
 }
 
-void email_status_attach(email_status_t *s, email_refusals_t *r)
+void email_status_hold(email_status_t *s, email_status_refusals_t *holder, email_refusals_t *r)
 {
-    email_refusals_t *mine = thread_refusals();
-    if (!mine) {
-        email_refusals_free(r);
-        s->internal_ = NULL;
-        return;
-    }
-    email_refusals_free(mine);
-    *mine = *r;
+    email_refusals_free(&holder->list);
+    holder->list = *r;
+    holder->owner = s;
     email_refusals_init(r);
-    s->internal_ = mine;
+    s->internal_ = holder;
 }
 
-int email_status_copy(email_status_t *dst, const email_status_t *src, email_refusals_t *owned)
+void email_status_attach(email_status_t *s, email_refusals_t *r)
 {
-    *dst = *src;
-    dst->internal_ = NULL;
-    email_refusals_init(owned);
-    if (src->internal_) {
-        if (email_refusals_copy(owned, src->internal_))
-            return EMAIL_ENOMEM;
-        dst->internal_ = owned;
+    s->internal_ = NULL;
+    if (!r->n) {
+        email_refusals_free(r);
+        return;
     }
-    return 0;
+    thread_slots_t *t = thread_slots();
+    if (!t) {
+        email_refusals_free(r);
+        return;
+    }
+    email_status_hold(s, &t->slot[t->next++ % EMAIL_STATUS_KEPT], r);
+}
+
+/* The list behind a status, when it is still this status's. */
+static const email_refusals_t *refusals_of(const email_status_t *status)
+{
+    const email_status_refusals_t *h = status ? status->internal_ : NULL;
+    return h && h->owner == status ? &h->list : NULL;
 }
 
 const char *email_status_recipient(const email_status_t *status, size_t i, int *code)
 {
-    const email_refusals_t *r = status ? status->internal_ : NULL;
+    const email_refusals_t *r = refusals_of(status);
     if (!r || i >= r->n)
         return NULL;
     if (code)
@@ -177,7 +171,7 @@ const char *email_status_recipient(const email_status_t *status, size_t i, int *
 
 const char *email_status_recipient_text(const email_status_t *status, size_t i)
 {
-    const email_refusals_t *r = status ? status->internal_ : NULL;
+    const email_refusals_t *r = refusals_of(status);
     return r && i < r->n ? r->v[i].text : NULL;
 }
 
@@ -185,8 +179,10 @@ void email_status_clear(email_status_t *status)
 {
     if (!status)
         return;
-    email_refusals_t *mine = thread_refusals();
-    if (mine && status->internal_ == mine)
-        email_refusals_free(mine);
+    email_status_refusals_t *h = status->internal_;
+    if (h && h->owner == status) {
+        email_refusals_free(&h->list);
+        h->owner = NULL;
+    }
     email_status_init(status);
 }

@@ -20,8 +20,13 @@ typedef struct email_refusals {
 void email_refusals_init(email_refusals_t *r);
 void email_refusals_free(email_refusals_t *r);
 int email_refusals_add(email_refusals_t *r, const char *address, int code, const char *text);
-/* A deep copy (for handing a status to another thread). */
-int email_refusals_copy(email_refusals_t *dst, const email_refusals_t *src);
+
+/* What a status's internal_ points to: the refused recipients and the one status they belong to
+ * (a copy of the struct, or a status filled later, does not see another one's list). */
+typedef struct email_status_refusals {
+    email_refusals_t list;
+    const email_status_t *owner;
+} email_status_refusals_t;
 
 /* Zeroes a status without looking at what it held (for fresh, uninitialised storage). */
 void email_status_init(email_status_t *s);
@@ -30,12 +35,14 @@ void email_status_fail(email_status_t *s, int error, const char *fmt, ...) EMAIL
 /* Sets reply fields from a server reply. */
 void email_status_set_reply(email_status_t *s, int code, const char *enhanced, const char *text);
 /*
- * Gives the status its refused recipients: takes ownership of *r (emptied). The list is attached
- * to the calling thread's storage; it stays valid until the thread's next status_attach (or
- * email_status_clear), so callers of the public API never have to free anything.
+ * Gives the status its refused recipients: takes *r (emptied) into one of the calling thread's
+ * EMAIL_STATUS_KEPT slots, used in turn, so callers of the public API never have to free
+ * anything: the list stays readable through this status until that many more statuses were
+ * filled in the thread, or email_status_clear.
  */
+#define EMAIL_STATUS_KEPT 16
 void email_status_attach(email_status_t *s, email_refusals_t *r);
-/* Copies a status (and its refusals) into dst, for delivering it to another thread. */
-int email_status_copy(email_status_t *dst, const email_status_t *src, email_refusals_t *owned);
+/* The same into a holder of the caller's (a callback's status: valid during the call). */
+void email_status_hold(email_status_t *s, email_status_refusals_t *holder, email_refusals_t *r);
 
 #endif

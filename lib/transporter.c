@@ -5,6 +5,7 @@
  */
 #include "transporter.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ typedef struct send_req {
     struct send_req *conn_prev, *conn_next; /* in t->in_conn while the connection has it */
     email_status_t status;       /* final outcome */
     email_refusals_t refusals;
+    email_status_refusals_t held; /* the refusals while the callback reads the status */
     struct send_req *next;
 } send_req_t;
 
@@ -63,6 +65,7 @@ typedef struct op {
 } op_t;
 
 struct email_transporter_s {
+    struct email_transporter_s *live_prev, *live_next; /* every transporter, for shutdown */
     /* settings, immutable after creation */
     char *host, *user, *password, *token, *log_file, *ca_file, *helo_name;
     char *header_charset, *body_charset;
@@ -122,8 +125,36 @@ void email_server_init(email_server_t *server)
     server->keep_alive = true;
 }
 
+/* Every live transporter, so that email_shutdown can close their idle connections. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static email_transporter_t *live_head;
+
+static void live_add(email_transporter_t *t)
+{
+    pthread_mutex_lock(&live_lock);
+    t->live_prev = NULL;
+    t->live_next = live_head;
+    if (live_head)
+        live_head->live_prev = t;
+    live_head = t;
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(email_transporter_t *t)
+{
+    pthread_mutex_lock(&live_lock);
+    if (t->live_prev)
+        t->live_prev->live_next = t->live_next;
+    else if (live_head == t)
+        live_head = t->live_next;
+    if (t->live_next)
+        t->live_next->live_prev = t->live_prev;
+    pthread_mutex_unlock(&live_lock);
+}
+
 static void transporter_destroy(email_transporter_t *t)
 {
+    live_remove(t);
     log_sink_release(t->log);
     free(t->host);
     free(t->user);
@@ -161,8 +192,9 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
         BAD("server: port %d is out of range", s->port);
     if (s->security < EMAIL_SECURITY_STARTTLS || s->security > EMAIL_SECURITY_NONE)
         BAD("server: security %d is not an EMAIL_SECURITY_ value", s->security);
-    if (s->connection_timeout < 0 || s->send_timeout < 0)
-        BAD("server: timeouts cannot be negative");
+    if (s->connection_timeout < 0 || s->send_timeout < 0 ||
+        s->connection_timeout > EMAIL_TIMEOUT_MAX || s->send_timeout > EMAIL_TIMEOUT_MAX)
+        BAD("server: timeouts must be 0 to %d seconds", EMAIL_TIMEOUT_MAX);
     const char *fields[] = {s->user, s->password, s->oauth2_token, s->helo_name};
     const char *names[] = {"user", "password", "oauth2_token", "helo_name"};
     for (size_t i = 0; i < 4; i++)
@@ -233,6 +265,7 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
         t->x.allow_insecure_auth = s->accept_unsecure_connection;
     }
     t->port = s->port ? s->port : t->x.implicit_tls ? 465 : 587;
+    live_add(t);
     return t;
 #undef BAD
 }
@@ -292,8 +325,8 @@ static connection_t *open_connection(email_transporter_t *t, void *ud)
     make_config(t, &cfg);
     t->conn_session = cfg.session_id;
     connection_t *c = connection_new(runtime_loop(), &cfg, &conn_cbs, ud);
-    if (c && connection_start(c) != 0)
-        return NULL; /* connection_start aborted it: conn_closed will run */
+    if (c)
+        connection_start(c); /* a failure aborts it: conn_closed brings the reason */
     return c;
 }
 
@@ -357,13 +390,14 @@ static void req_free(send_req_t *r)
     free(r->rcpts);
     email_refusals_free(&r->job.refusals);
     email_refusals_free(&r->refusals);
+    email_refusals_free(&r->held.list);
     free(r);
 }
 
 static void deliver_async(void *arg)
 {
     send_req_t *r = arg;
-    r->status.internal_ = r->refusals.n ? &r->refusals : NULL;
+    email_status_hold(&r->status, &r->held, &r->refusals);
     r->cb(r->id, &r->status, r->cb_data);
     req_free(r);
 }
@@ -419,8 +453,15 @@ static void kick(email_transporter_t *t)
         return;
     if (!t->conn) {
         t->conn = open_connection(t, t);
-        if (!t->conn)
-            return; /* conn_closed already ran (or out of memory: the requests stay queued) */
+        if (!t->conn) {
+            email_status_t s;
+            email_status_init(&s);
+            email_status_fail(&s, EMAIL_ENOMEM, "out of memory");
+            send_req_t *r;
+            while ((r = list_pop(&t->waiting)))
+                req_fail(r, &s, NULL);
+            return;
+        }
     }
     while (t->waiting.head) {
         send_req_t *r = t->waiting.head;
@@ -729,6 +770,8 @@ static int send_and_wait(send_req_t *r, email_status_t *status)
     if (rc) {
         if (status)
             email_status_fail(status, rc, "%s", email_strerror(rc));
+        if (r->id)
+            registry_done(r->id, EMAIL_ERROR); /* never queued: not pending forever */
         req_free(r);
         return rc;
     }
@@ -836,22 +879,9 @@ int email_transporter_send_async(email_transporter_t *t, const email_message_t *
                                  email_send_cb done, void *user_data, uint64_t *message_id)
 {
     char err[512] = "";
-    send_req_t *r;
-    int rc = req_new_message(t, m, &r, err, sizeof err);
-    if (rc) {
-        facade_set_error(rc, err[0] ? err : email_strerror(rc));
-        return rc;
-    }
-    r->cb = done;
-    r->cb_data = user_data;
-    if (message_id)
-        *message_id = r->id;
-    rc = runtime_post(op_send, r);
-    if (rc) {
-        registry_done(r->id, EMAIL_ERROR);
-        req_free(r);
-    }
-    facade_set_error(rc, rc ? email_strerror(rc) : NULL);
+    int rc = transporter_send_async_ex(t, m, done, user_data, NULL, NULL, message_id, err,
+                                       sizeof err);
+    facade_set_error(rc, rc ? (err[0] ? err : email_strerror(rc)) : NULL);
     return rc;
 }
 
@@ -975,6 +1005,23 @@ int transporter_set_log(email_transporter_t *t, const char *path, char *err, siz
         snprintf(err, errlen, "%s", email_strerror(rc));
     }
     return rc;
+}
+
+/* email_shutdown: every connection says QUIT once its queue is done, so the loop can end; the
+ * transporters stay usable (a later send starts the library again). */
+static void op_quiesce(void *arg)
+{
+    pthread_mutex_lock(&live_lock);
+    for (email_transporter_t *t = live_head; t; t = t->live_next)
+        if (t->conn)
+            connection_quit(t->conn);
+    pthread_mutex_unlock(&live_lock);
+}
+
+void transporter_quiesce_all(void)
+{
+    if (runtime_running())
+        runtime_post(op_quiesce, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------- */

@@ -34,6 +34,9 @@ int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, 
                               void *user_data, email_progress_cb progress, void *progress_data,
                               uint64_t *message_id, char *err, size_t errlen);
 
+/* email_shutdown: QUIT on every transporter's connection once its queue is done. */
+void transporter_quiesce_all(void);
+
 /* Starts (path) or stops (NULL) the extended log of the transporter's next connections. */
 int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen);
 

@@ -36,6 +36,20 @@ static void fuzz_fail(const char *file, int line, const char *cond, const char *
             fuzz_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                                  \
     } while (0)
 
+/*
+ * FUZZ_STRICT=1 in the environment: also check the inputs of known, reported library issues
+ * (tests/fuzz/crashes/); without it they are skipped so that a run can find something new.
+ */
+static inline bool fuzz_strict(void)
+{
+    static int strict = -1;
+    if (strict < 0) {
+        const char *v = getenv("FUZZ_STRICT");
+        strict = v && *v && strcmp(v, "0");
+    }
+    return strict;
+}
+
 /* Out of memory in the harness itself is not a finding about the library. */
 static inline void *fuzz_xrealloc(void *p, size_t n)
 {
@@ -126,16 +140,18 @@ static inline void fuzz_str_free(fuzz_str_t *s)
  */
 static inline void fuzz_crlf_normalise(fuzz_str_t *out, const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\r') {
-            if (i + 1 < n && p[i + 1] == '\n')
-                i++;
-            fuzz_str_add(out, "\r\n", 2);
-        } else if (p[i] == '\n') {
-            fuzz_str_add(out, "\r\n", 2);
-        } else {
-            fuzz_str_add(out, p + i, 1);
-        }
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i;
+        while (run < n && p[run] != '\r' && p[run] != '\n')
+            run++;
+        fuzz_str_add(out, p + i, run - i);
+        if (run == n)
+            break;
+        if (p[run] == '\r' && run + 1 < n && p[run + 1] == '\n')
+            run++;
+        fuzz_str_add(out, "\r\n", 2);
+        i = run + 1;
     }
 }
 

@@ -86,11 +86,11 @@ engine("pipelined-two", 0x80, 1 << 3, QUIT_AT_ONCE, LINE_BY_LINE, [(0x01 | 0x10,
 engine("pipelined-all-refused", 0x80, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
        GREETING + crlf("250-mx", "250 PIPELINING", "250 2.1.0 Ok", "550 5.1.1 unknown",
                        "354 go ahead", "554 5.5.1 no valid recipients", "221 Bye"))
-# CHUNKING: a body of 64 * 2^10 octets goes as several BDAT chunks
-engine("bdat-chunks", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x10, 0x0a, "line one\r\n.line two\n" * 3)],
+# CHUNKING: a body of 60 * 2^12 octets (capped at 96 KiB) goes as several BDAT chunks
+engine("bdat-chunks", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x10, 0x0c, "line one\r\n.line two\n" * 3)],
        GREETING + crlf("250-mx", "250-PIPELINING", "250-CHUNKING", "250 8BITMIME",
                        "250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.0.0 chunk",
-                       "250 2.0.0 queued", "221 Bye"))
+                       "250 2.0.0 chunk", "250 2.0.0 chunk", "250 2.0.0 queued", "221 Bye"))
 # STARTTLS, then AUTH PLAIN over TLS
 engine("starttls-auth-plain", 0x01 | (1 << 2), 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
        GREETING + crlf("250-mx", "250-STARTTLS", "250 AUTH PLAIN LOGIN", "220 2.0.0 Ready to start TLS",

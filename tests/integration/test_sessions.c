@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "emailsession.h"
@@ -624,6 +625,64 @@ static void test_threads(void **state)
     test_server_stop(&s);
 }
 
+/* Each status keeps its own refused recipients, whatever is sent afterwards in the thread. */
+static void test_status_lists_kept(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--reject-rcpt", "bad", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    email_transporter_t *t = email_transporter_new(&srv);
+    email_message_t *m1 = simple_message("a@example.org", "ok@example.org, bad1@example.org", "1");
+    email_message_t *m2 = simple_message("a@example.org", "bad2@example.org, bad3@example.org, "
+                                         "ok@example.org", "2");
+    email_status_t st1, st2, copy;
+    assert_int_equal(email_transporter_send(t, m1, &st1), 0);
+    assert_int_equal(email_transporter_send(t, m2, &st2), 0);
+    assert_int_equal(st1.rejected, 1);
+    assert_string_equal(email_status_recipient(&st1, 0, NULL), "bad1@example.org");
+    assert_int_equal(st2.rejected, 2);
+    assert_string_equal(email_status_recipient(&st2, 1, NULL), "bad3@example.org");
+    copy = st2; /* a copy of the struct does not carry the list */
+    assert_null(email_status_recipient(&copy, 0, NULL));
+    email_status_clear(&st1);
+    assert_int_equal(st1.rejected, 0);
+    assert_null(email_status_recipient(&st1, 0, NULL));
+    assert_string_equal(email_status_recipient(&st2, 0, NULL), "bad2@example.org");
+    email_message_free(m1);
+    email_message_free(m2);
+    email_transporter_free(t);
+    test_server_stop(&s);
+}
+
+/* email_shutdown with a transporter of the caller's still connected: its connection says QUIT,
+ * shutdown returns, and the transporter works again afterwards. */
+static void test_shutdown_with_open_transporter(void **state)
+{
+    test_server_t s;
+    start_smtpd(&s, NULL);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    email_transporter_t *t = email_transporter_new(&srv);
+    email_message_t *m = simple_message("a@example.org", "b@example.org", "before shutdown");
+    assert_int_equal(email_transporter_send(t, m, NULL), 0);
+    alarm(30); /* a hang fails the test instead of blocking the suite */
+    email_shutdown();
+    alarm(0);
+    assert_int_equal(email_transporter_send(t, m, NULL), 0);
+    email_message_free(m);
+    email_transporter_free(t);
+    assert_int_equal(test_spool_wait(&s, 2, 5000), 2);
+    test_server_stop(&s);
+}
+
 static int teardown_all(void **state)
 {
     email_shutdown();
@@ -652,6 +711,8 @@ int main(void)
         cmocka_unit_test(test_chunking),
         cmocka_unit_test(test_chunking_refused),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_status_lists_kept),
+        cmocka_unit_test(test_shutdown_with_open_transporter),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }
