@@ -27,6 +27,19 @@ static email_message_t *simple_message(const char *from, const char *to, const c
     return m;
 }
 
+/* A transporter to 127.0.0.1:port over plain TCP. */
+static email_transporter_t *plain_transporter(int port)
+{
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = port;
+    srv.security = EMAIL_SECURITY_NONE;
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    return t;
+}
+
 static void start_smtpd(test_server_t *s, const char *const *args)
 {
     assert_int_equal(test_server_start(s, "smtpd.py", args), 0);
@@ -232,12 +245,7 @@ static void test_partial_recipients(void **state)
     test_server_t s;
     const char *args[] = {"--reject-rcpt", "nobody", NULL};
     start_smtpd(&s, args);
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
-    email_transporter_t *t = email_transporter_new(&srv);
+    email_transporter_t *t = plain_transporter(s.port);
     assert_non_null(t);
 
     email_message_t *m = simple_message("a@example.org", "ok1@example.org", "partial");
@@ -546,12 +554,7 @@ static void test_chunking_refused(void **state)
     const char *args[] = {"--pipelining", "--chunking", "--data-reply",
                           "554 5.6.0 Message content rejected", NULL};
     start_smtpd(&s, args);
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
-    email_transporter_t *t = email_transporter_new(&srv);
+    email_transporter_t *t = plain_transporter(s.port);
     email_message_t *m = simple_message("a@example.org", "b@example.org", "refused");
     email_status_t st;
     for (int i = 0; i < 2; i++) {
@@ -631,12 +634,7 @@ static void test_status_lists_kept(void **state)
     test_server_t s;
     const char *args[] = {"--reject-rcpt", "bad", NULL};
     start_smtpd(&s, args);
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
-    email_transporter_t *t = email_transporter_new(&srv);
+    email_transporter_t *t = plain_transporter(s.port);
     email_message_t *m1 = simple_message("a@example.org", "ok@example.org, bad1@example.org", "1");
     email_message_t *m2 = simple_message("a@example.org", "bad2@example.org, bad3@example.org, "
                                          "ok@example.org", "2");
@@ -665,12 +663,7 @@ static void test_shutdown_with_open_transporter(void **state)
 {
     test_server_t s;
     start_smtpd(&s, NULL);
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
-    email_transporter_t *t = email_transporter_new(&srv);
+    email_transporter_t *t = plain_transporter(s.port);
     email_message_t *m = simple_message("a@example.org", "b@example.org", "before shutdown");
     assert_int_equal(email_transporter_send(t, m, NULL), 0);
     alarm(30); /* a hang fails the test instead of blocking the suite */
