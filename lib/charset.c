@@ -13,9 +13,23 @@ static bool is_utf8(const char *charset)
     return !email_strcasecmp(charset, "UTF-8") || !email_strcasecmp(charset, "UTF8");
 }
 
+/* ESC, SO and SI in the text would be copied through by iconv and switch the reader's
+ * character set: in a stateful charset they are refused like any character it cannot hold. */
+static bool has_shift_codes(const char *s, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == 0x1B || s[i] == 0x0E || s[i] == 0x0F) {
+            *at = i;
+            return true;
+        }
+    }
+    return false;
+}
+
 int charset_open(charset_conv_t *conv, const char *charset)
 {
     conv->cd = NO_ICONV;
+    conv->stateful = !email_strncasecmp(charset, "ISO-2022", 8);
     if (is_utf8(charset))
         return 0;
     /* no "//TRANSLIT": a character the charset lacks must fail, not become '?' */
@@ -58,6 +72,12 @@ int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, si
 {
     if (conv->cd == NO_ICONV)
         return email_buf_append(out, utf8, n);
+    size_t at;
+    if (conv->stateful && has_shift_codes(utf8, n, &at)) {
+        if (bad)
+            *bad = at;
+        return EMAIL_ECHARSET;
+    }
     size_t start = out->len;
     char *in = (char *)utf8; /* iconv's prototype; the input is not written */
     size_t left = n;
@@ -83,6 +103,13 @@ int charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad)
     int rc = charset_open(&conv, charset);
     if (rc || conv.cd == NO_ICONV)
         return rc;
+    size_t at;
+    if (conv.stateful && has_shift_codes(utf8, n, &at)) {
+        if (bad)
+            *bad = at;
+        charset_close(&conv);
+        return EMAIL_ECHARSET;
+    }
     char *in = (char *)utf8; /* iconv's prototype; the input is not written */
     size_t left = n;
     for (;;) {

@@ -3,13 +3,15 @@
 #define EMAIL_CHARSET_H
 
 #include <iconv.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include "util.h"
 
 /* A converter from UTF-8; "UTF-8" itself needs none (the bytes are copied). Not thread-safe:
    one per thread at a time. */
 typedef struct charset_conv {
-    iconv_t cd;  /* (iconv_t)-1 for UTF-8 */
+    iconv_t cd;     /* (iconv_t)-1 for UTF-8 */
+    bool stateful;  /* ISO-2022-*: the text may not carry shift codes of its own */
 } charset_conv_t;
 
 /* 0, EMAIL_ENOTSUP when iconv does not know the charset, EMAIL_ENOMEM. */

@@ -234,12 +234,14 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
         while (j < n && name[j] != ' ')
             j++;
         bool plain = word_plain(name + i, j - i);
-        /* extend an encoded run over the next words that are not plain either */
+        /* extend an encoded run over the next words that are not plain either, and over the
+         * empty ones between two spaces: decoders drop the white space between two encoded
+         * words, so the spaces must stay inside the run */
         while (!plain && j < n) {
             size_t k = j + 1;
             while (k < n && name[k] != ' ')
                 k++;
-            if (word_plain(name + j + 1, k - j - 1))
+            if (k > j + 1 && word_plain(name + j + 1, k - j - 1))
                 break;
             j = k;
         }

@@ -703,9 +703,12 @@ static void finish_refused(smtp_engine_t *e, smtp_job_t *j)
 
 static void abandon_transaction(smtp_engine_t *e, smtp_job_t *j)
 {
-    finish_refused(e, j);
-    if (send_cmd(e, "RSET", CMD_RSET, NULL))
+    /* RSET first: job_done may queue the next message or ask for QUIT, which must come after */
+    if (send_cmd(e, "RSET", CMD_RSET, NULL)) {
         fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    finish_refused(e, j);
 }
 
 static void on_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)

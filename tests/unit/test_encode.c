@@ -524,6 +524,21 @@ static void test_charset_conversions(void **state)
         assert_memory_equal(b.data ? b.data : "", v[i].out, v[i].outlen);
         email_buf_free(&b);
     }
+    /* shift codes of the caller's own would switch the reader's character set (found by
+     * fuzzing): refused in ISO-2022-JP, offset named, like any character it cannot hold */
+    static const char *const shifts[] = {"ab\x1b", "\x1b$B$\"", "a\x0e" "b", "\x0f"};
+    for (size_t i = 0; i < sizeof shifts / sizeof *shifts; i++) {
+        email_buf_t o;
+        email_buf_init(&o);
+        size_t bad = 99;
+        assert_int_equal(charset_fits("ISO-2022-JP", shifts[i], strlen(shifts[i]), &bad),
+                         EMAIL_ECHARSET);
+        assert_int_equal(bad, strcspn(shifts[i], "\x1b\x0e\x0f"));
+        assert_int_equal(charset_from_utf8("ISO-2022-JP", &o, shifts[i], strlen(shifts[i]), NULL),
+                         EMAIL_ECHARSET);
+        assert_int_equal(o.len, 0);
+        email_buf_free(&o);
+    }
     /* the first character without an equivalent is named by its offset; out is unchanged */
     email_buf_t b;
     email_buf_init(&b);

@@ -1070,6 +1070,31 @@ static void test_mail_refused(void **state)
     ts_free(&s);
 }
 
+/* job_done may ask for QUIT or queue the next message: the RSET of the failed transaction
+ * still goes first (found by fuzzing). */
+static void quit_on_done(test_session_t *s, smtp_job_t *job)
+{
+    smtp_engine_quit(s->e);
+}
+
+static void test_rset_before_quit_from_job_done(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    s.on_job_done = quit_on_done;
+    assert_int_equal(ts_greet(&s, EHLO_BASIC), 0);
+    test_job_t m1;
+    test_job_init(&m1, "m1", "bad@x.example", "one\r\n", B, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_string_equal(ts_take(&s), "MAIL FROM:<bad@x.example>\r\n");
+    expect_feed(&s, "550 5.7.1 sender rejected\r\n", "RSET\r\n");
+    expect_feed(&s, "250 2.0.0 Ok\r\n", "QUIT\r\n");
+    test_job_free(&m1);
+    ts_free(&s);
+}
+
 static void test_mail_refused_pipelined(void **state)
 {
     (void)state;
@@ -2321,6 +2346,7 @@ int main(void)
         cmocka_unit_test(test_all_recipients_refused_pipelined_354),
         cmocka_unit_test(test_mail_refused),
         cmocka_unit_test(test_mail_refused_pipelined),
+        cmocka_unit_test(test_rset_before_quit_from_job_done),
         cmocka_unit_test(test_data_refused_after_partial_refusal),
         cmocka_unit_test(test_421_before_end_of_data),
         cmocka_unit_test(test_421_pipelined_rcpt),
