@@ -228,11 +228,18 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
 {
     size_t n = strlen(name), i = 0;
     const char *charset;
+    bool first = true;
     int rc = header_charset(o, field, name, n, &charset);
     while (!rc && i < n) {
         size_t j = i;
         while (j < n && name[j] != ' ')
             j++;
+        if (j == i) {
+            /* a run of spaces between plain words is one separator (white space there is
+             * folding white space); writing each would allow a line of white space only */
+            i = j + 1;
+            continue;
+        }
         bool plain = word_plain(name + i, j - i);
         /* extend an encoded run over the next words that are not plain either, and over the
          * empty ones between two spaces: decoders drop the white space between two encoded
@@ -245,7 +252,7 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
                 break;
             j = k;
         }
-        if (i) {
+        if (!first) {
             /* an encoded word needs some room: fold before it rather than inside it */
             bool fold = *col + 1 + (plain ? j - i : 20) > MIME_LINE_SOFT;
             rc = email_buf_puts(o->m, fold ? "\r\n " : " ");
@@ -257,6 +264,7 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
         } else if (!rc) {
             rc = put_run(o, field, charset, col, name + i, j - i);
         }
+        first = false;
         i = j + 1;
     }
     return rc;
