@@ -78,6 +78,7 @@ struct smtp_engine {
 
     bool quit_wanted;
     bool ready_reported;
+    bool dying;              /* a body could not be read: the session ends, nothing more goes */
 };
 
 static void pump(smtp_engine_t *e);
@@ -634,7 +635,7 @@ static bool pipelined(const smtp_engine_t *e, const smtp_job_t *j)
 /* Sends what can be sent now. */
 static void pump(smtp_engine_t *e)
 {
-    while (e->state == ST_READY && !e->body_wait && !e->body_job) {
+    while (e->state == ST_READY && !e->dying && !e->body_wait && !e->body_job) {
         smtp_job_t *j = e->queue_head;
         if (j)
             j->lockstep = j->nrcpts + 2 > e->cfg.window;
@@ -916,7 +917,9 @@ static void fill_body(smtp_engine_t *e)
     while (e->body_job == j && e->out.len < BODY_CHUNK) {
         ssize_t got = j->read(j->ctx, chunk, sizeof chunk);
         if (got < 0) {
-            /* the data cannot be ended without delivering a truncated message: drop the session */
+            /* the data cannot be ended without delivering a truncated message: drop the session,
+             * and let nothing that job_done queues be written behind the partial body */
+            e->dying = true;
             e->body_job = NULL;
             job_finish(e, j, SMTP_JOB_FAILED, (int)got, NULL,
                        "reading the message failed: %s", email_strerror((int)got));
@@ -1016,7 +1019,7 @@ bool smtp_engine_is_closed(const smtp_engine_t *e)
 
 int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
 {
-    if (e->state == ST_CLOSED || e->state == ST_QUIT || e->quit_wanted)
+    if (e->state == ST_CLOSED || e->state == ST_QUIT || e->quit_wanted || e->dying)
         return EMAIL_ESHUTDOWN;
     if (!j->nrcpts || !j->read)
         return EMAIL_EINVAL;

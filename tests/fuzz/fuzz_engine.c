@@ -11,10 +11,13 @@
  *           the last server byte, from the last job's job_done), auth_limit (bits 5-7)
  *   byte 3  how the server bytes are cut: 0 whole, 1..126 pieces of that size, 127 a line at a
  *           time, 128.. pieces of 1..(b-127) bytes from a generator
+ *   byte 4  the TLS handshake ends only after the next piece of server bytes (0), bytes taken
+ *           are reported written only before the next feed (1), every job not started yet is
+ *           cancelled after the second piece (2)
  *   per job: flags (recipients - 1 in bits 0-1, 8-bit 2, SMTPUTF8 3, SIZE= mode 4-5, a read
  *           error halfway 6, written reported in two calls 7), body length, a repeat count
- *           (k = bits 0-3: the body bytes repeated 1 + k/4 times, or 2^k times from k = 12,
- *           capped) and the largest read (bits 4-7), then the body bytes
+ *           (k = bits 0-3: the body bytes repeated 1 + k/4 times; k = 14: 2^11 times, 15: 2^14,
+ *           capped at 96 KiB) and the largest read (bits 4-7), then the body bytes
  *   the rest: what the server sends, fed in pieces; everything the engine writes is taken and
  *           reported written after each piece; at the end the connection is aborted.
  *
@@ -33,6 +36,9 @@
  *     2xx; UNKNOWN means its end of data went out unanswered; a RETRYABLE job without a server
  *     reply, or one that failed reading its body, never had its end of data sent.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +77,7 @@ typedef struct fjob {
     bool body_ok;        /* ... with exactly the expected body */
     bool empty_eod;      /* the lone "." after a 354 to a failed transaction */
     int eod_reply;       /* the reply to that end of data, 0 none */
+    bool reset;          /* a RSET followed its MAIL */
     fuzz_str_t bdat;     /* BDAT chunks received so far */
 } fjob_t;
 
@@ -80,6 +87,7 @@ typedef struct event {
 } event_t;
 
 typedef struct harness {
+    bool body_failed;    /* a body could not be read: the engine refuses new work */
     smtp_engine_t *e;
     fjob_t jobs[MAX_JOBS];
     int njobs;
@@ -88,6 +96,9 @@ typedef struct harness {
     bool handshake_fails;
     bool tls_pending;
     bool written_split;
+    bool slow_handshake, tls_waited;
+    bool late_written;
+    size_t unwritten;    /* taken, not reported written yet (late_written) */
     int nclosed;
     int nready;
     fuzz_str_t wire;
@@ -98,7 +109,7 @@ typedef struct harness {
 
 /* ---- the body source ---- */
 
-static ssize_t job_read(void *ctx, char *buf, size_t n)
+FUZZ_NOCOV static ssize_t job_read(void *ctx, char *buf, size_t n)
 {
     fjob_t *j = ctx;
     FUZZ_CHECK(n > 0, "read asked for 0 bytes");
@@ -111,8 +122,12 @@ static ssize_t job_read(void *ctx, char *buf, size_t n)
         n = j->max_read;
     if (n > left)
         n = left;
-    for (size_t i = 0; i < n; i++)
-        buf[i] = (char)j->pattern[(j->pos + i) % j->pattern_len];
+    for (size_t i = 0; i < n;) {
+        size_t at = (j->pos + i) % j->pattern_len;
+        size_t run = j->pattern_len - at < n - i ? j->pattern_len - at : n - i;
+        memcpy(buf + i, j->pattern + at, run);
+        i += run;
+    }
     j->pos += n;
     return (ssize_t)n;
 }
@@ -133,12 +148,15 @@ static void add_event(harness_t *h, char kind, const char *text)
 
 static void submit(harness_t *h, fjob_t *j)
 {
+    j->submitted = true; /* job_done may come from inside submit (a job the server cannot take) */
     int rc = smtp_engine_submit(h->e, &j->job);
     FUZZ_CHECK(rc == 0 || rc == EMAIL_ESHUTDOWN, "submit: %d", rc);
-    if (rc == 0)
-        j->submitted = true;
-    else
-        FUZZ_CHECK(smtp_engine_is_closed(h->e) || h->quit_mode, "submit refused while open");
+    if (rc) {
+        FUZZ_CHECK(!j->ndone, "job_done for a job refused by submit");
+        j->submitted = false;
+        FUZZ_CHECK(smtp_engine_is_closed(h->e) || h->quit_mode || h->body_failed,
+                   "submit refused while open");
+    }
 }
 
 static void cb_log(void *ud, char kind, const char *text)
@@ -182,6 +200,9 @@ static void cb_job_done(void *ud, smtp_job_t *job)
     FUZZ_CHECK(h->nclosed == 0, "job_done after closed");
     FUZZ_CHECK(j->submitted && !j->cancelled, "job_done for job %d, not in the engine", j->index);
     FUZZ_CHECK(++j->ndone == 1, "job %d done twice", j->index);
+    char idx[8];
+    snprintf(idx, sizeof idx, "%d", j->index);
+    add_event(h, 'J', idx); /* the model server needs to know when a transaction was given up */
     FUZZ_CHECK(job->status.success == (job->outcome == SMTP_JOB_SENT));
     FUZZ_CHECK((job->outcome == SMTP_JOB_SENT) == (job->status.error == 0), "outcome %d error %d",
                job->outcome, job->status.error);
@@ -191,6 +212,10 @@ static void cb_job_done(void *ud, smtp_job_t *job)
                job->nrcpts);
     FUZZ_CHECK(memchr(job->status.status_text, '\0', sizeof job->status.status_text));
     FUZZ_CHECK(memchr(job->status.enhanced_code, '\0', sizeof job->status.enhanced_code));
+    if (job->status.error == EMAIL_EIO)
+        h->body_failed = true;
+    /* protocol.h allows both from a callback (crashes/fuzz_engine-*: the RSET of a failed
+       transaction, and the data of an unreadable body, must still come first) */
     if (h->submit_mode == 2 && j->index + 1 < h->njobs)
         submit(h, &h->jobs[j->index + 1]);
     if (h->quit_mode == 3 && j->index + 1 == h->njobs)
@@ -230,6 +255,10 @@ static void take_all(harness_t *h)
         if (!n)
             return;
         fuzz_str_add(&h->wire, data, n);
+        if (h->late_written) {
+            h->unwritten += n;
+            continue;
+        }
         if (h->written_split && n > 1) {
             smtp_engine_written(h->e, n / 2);
             smtp_engine_written(h->e, n - n / 2);
@@ -239,9 +268,34 @@ static void take_all(harness_t *h)
     }
 }
 
+static void flush_written(harness_t *h)
+{
+    if (h->unwritten)
+        smtp_engine_written(h->e, h->unwritten);
+    h->unwritten = 0;
+}
+
+/* What every state must agree on. */
+static void check_state(harness_t *h)
+{
+    smtp_engine_t *e = h->e;
+    FUZZ_CHECK(smtp_engine_status(e) != NULL);
+    if (smtp_engine_is_closed(e))
+        FUZZ_CHECK(!smtp_engine_waiting(e) && !smtp_engine_idle(e) && !smtp_engine_is_ready(e),
+                   "closed, yet waiting %d idle %d ready %d", smtp_engine_waiting(e),
+                   smtp_engine_idle(e), smtp_engine_is_ready(e));
+    if (smtp_engine_idle(e))
+        FUZZ_CHECK(smtp_engine_is_ready(e) && !smtp_engine_waiting(e), "idle but not ready");
+    if (smtp_engine_is_ready(e))
+        FUZZ_CHECK(h->nready == 1 && !h->nclosed, "is_ready without ready");
+}
+
 static void after_feed(harness_t *h)
 {
-    if (h->tls_pending) {
+    if (h->tls_pending && h->slow_handshake && !h->tls_waited) {
+        h->tls_waited = true; /* the server's next bytes arrive during the handshake */
+    } else if (h->tls_pending) {
+        h->tls_waited = false;
         h->tls_pending = false;
         if (h->handshake_fails)
             smtp_engine_abort(h->e, EMAIL_ETLS, "handshake failed");
@@ -269,6 +323,7 @@ typedef struct model {
     bool after_data;     /* the data just read: the next "." log line is its end */
     bool quit_sent;
     bool bdat_seen;
+    bool txn_open;       /* MAIL sent, neither its end of data nor RSET yet */
 } model_t;
 
 static void push(model_t *m, enum mcmd cmd, int job)
@@ -281,7 +336,7 @@ static void push(model_t *m, enum mcmd cmd, int job)
 }
 
 /* The next CRLF-terminated line on the wire, in command mode. */
-static const char *wire_line(model_t *m, size_t *len)
+FUZZ_NOCOV static const char *wire_line(model_t *m, size_t *len)
 {
     fuzz_str_t *w = &m->h->wire;
     FUZZ_CHECK(m->pos < w->len, "log line with nothing on the wire at %zu", m->pos);
@@ -311,7 +366,7 @@ static int job_of_from(model_t *m, const char *line, size_t n)
 }
 
 /* Data in DATA mode: lines up to the lone ".", dots unstuffed. Returns false at the wire's end. */
-static bool read_data(model_t *m, fuzz_str_t *got)
+FUZZ_NOCOV static bool read_data(model_t *m, fuzz_str_t *got)
 {
     fuzz_str_t *w = &m->h->wire;
     while (m->pos < w->len) {
@@ -351,6 +406,7 @@ static void model_command(model_t *m, const char *t)
         tail == '>') {
         FUZZ_CHECK(m->data_ok, "message data without a 354");
         fjob_t *j = &h->jobs[m->data_job];
+        FUZZ_CHECK(!j->reset, "data for job %d after RSET", j->index);
         fuzz_str_t got = {0};
         fuzz_str_add(&got, "", 0);
         bool ended = read_data(m, &got);
@@ -369,6 +425,7 @@ static void model_command(model_t *m, const char *t)
         j->eod_on_wire = true;
         j->body_ok = true;
         m->data_ok = false;
+        m->txn_open = false;
         m->after_data = true;
         push(m, M_EOD, m->data_job);
         return;
@@ -385,6 +442,7 @@ static void model_command(model_t *m, const char *t)
         h->jobs[m->data_job].eod_on_wire = true;
         h->jobs[m->data_job].empty_eod = true;
         m->data_ok = false;
+        m->txn_open = false;
         push(m, M_EOD, m->data_job);
         return;
     }
@@ -404,21 +462,32 @@ static void model_command(model_t *m, const char *t)
     }
 
     if (!strncmp(t, "MAIL FROM:", 10)) {
+        FUZZ_CHECK(!m->txn_open, "MAIL for a new message while job %d's transaction is open",
+                   m->cur_job);
         m->cur_job = job_of_from(m, l, n);
+        FUZZ_CHECK(!h->jobs[m->cur_job].cancelled, "MAIL for job %d, cancelled", m->cur_job);
+        m->txn_open = true;
         push(m, M_MAIL, m->cur_job);
     } else if (!strncmp(t, "RCPT TO:", 8)) {
         FUZZ_CHECK(m->cur_job >= 0, "RCPT before MAIL");
+        FUZZ_CHECK(!h->jobs[m->cur_job].reset, "RCPT for job %d after RSET", m->cur_job);
         push(m, M_RCPT, m->cur_job);
     } else if (!strcmp(t, "DATA")) {
         FUZZ_CHECK(m->cur_job >= 0, "DATA before MAIL");
+        FUZZ_CHECK(!h->jobs[m->cur_job].reset, "DATA for job %d after RSET", m->cur_job);
         push(m, M_DATA, m->cur_job);
     } else if (!strcmp(t, "RSET")) {
+        /* RSET ends the current transaction: nothing more for it, and it cannot be SENT */
+        if (m->cur_job >= 0)
+            h->jobs[m->cur_job].reset = true;
+        m->txn_open = false;
         push(m, M_RSET, -1);
     } else if (!strcmp(t, "QUIT")) {
         m->quit_sent = true;
         push(m, M_QUIT, -1);
     } else if (!strncmp(t, "BDAT ", 5)) {
         FUZZ_CHECK(m->cur_job >= 0, "BDAT before MAIL");
+        FUZZ_CHECK(!h->jobs[m->cur_job].reset, "BDAT for job %d after RSET", m->cur_job);
         unsigned long long size;
         char last[8] = "";
         int k = sscanf(t, "BDAT %llu %7s", &size, last);
@@ -432,6 +501,7 @@ static void model_command(model_t *m, const char *t)
         m->bdat_seen = true;
         if (k == 2) {
             j->eod_on_wire = true;
+            m->txn_open = false;
             j->body_ok = j->bdat.len == j->expect.len &&
                          (!j->bdat.len || !memcmp(j->bdat.p, j->expect.p, j->bdat.len));
             FUZZ_CHECK(j->body_ok, "job %d: BDAT chunks of %zu octets, body %zu", j->index,
@@ -481,8 +551,9 @@ static void run_model(harness_t *h)
     for (size_t i = 0; i < h->nevents; i++) {
         if (h->events[i].kind == 'C')
             model_command(&m, h->events[i].text);
-        else
+        else if (h->events[i].kind == 'S')
             model_reply_line(&m, h->events[i].text);
+        /* else 'J' (a job_done) only makes FUZZ_TRACE readable */
     }
     FUZZ_CHECK(!m.after_data, "data without its \".\" log line");
     /* what is left must be a body cut short (the connection ended while it was going out) */
@@ -498,9 +569,10 @@ static void run_model(harness_t *h)
     if (!m.bdat_seen) {
         const char *w = h->wire.p ? h->wire.p : "";
         const char *eod = h->wire.len >= 3 && !memcmp(w, ".\r\n", 3) ? w : NULL;
-        for (size_t i = 0; !eod && i + 5 <= h->wire.len; i++)
-            if (!memcmp(w + i, "\r\n.\r\n", 5))
-                eod = w + i + 2;
+        if (!eod) {
+            const char *at = memmem(w, h->wire.len, "\r\n.\r\n", 5);
+            eod = at ? at + 2 : NULL;
+        }
         if (eod)
             FUZZ_CHECK(h->wire_at_first_354 != SIZE_MAX &&
                            (size_t)(eod - w) >= h->wire_at_first_354,
@@ -529,7 +601,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h.wire_at_first_354 = SIZE_MAX;
     fuzz_input_t in = {data, size};
 
-    uint8_t b0 = fuzz_byte(&in), b1 = fuzz_byte(&in), b2 = fuzz_byte(&in), b3 = fuzz_byte(&in);
+    uint8_t b0 = fuzz_byte(&in), b1 = fuzz_byte(&in), b2 = fuzz_byte(&in), b3 = fuzz_byte(&in),
+            b4 = fuzz_byte(&in);
+    h.slow_handshake = b4 & 1;
+    h.late_written = b4 & 2;
+    bool cancel_mid = b4 & 4;
     smtp_engine_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.helo_name = "client.example";
@@ -568,7 +644,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         j->pattern = body;
         /* mostly short bodies; now and then one long enough for several BDAT chunks */
         unsigned k = shape & 15;
-        unsigned rep = k < 12 ? 1 + k / 4 : 1u << k;
+        unsigned rep = k < 14 ? 1 + k / 4 : k == 14 ? 1u << 11 : 1u << 14;
         j->body_len = j->pattern_len * rep;
         if (j->body_len > MAX_BODY)
             j->body_len = MAX_BODY - MAX_BODY % (j->pattern_len ? j->pattern_len : 1);
@@ -596,8 +672,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* the expected wire body: the whole body, line endings normalised */
         fuzz_str_add(&j->expect, "", 0);
         uint8_t *full = fuzz_xrealloc(NULL, j->body_len);
-        for (size_t k = 0; k < j->body_len; k++)
-            full[k] = j->pattern[k % j->pattern_len];
+        for (size_t k = 0; k < j->body_len; k += j->pattern_len)
+            memcpy(full + k, j->pattern,
+                   j->body_len - k < j->pattern_len ? j->body_len - k : j->pattern_len);
         fuzz_crlf_normalise(&j->expect, full, j->body_len);
         free(full);
     }
@@ -627,7 +704,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the server bytes */
     uint64_t seed = fuzz_hash(in.p, in.n) ^ b3;
-    size_t pos = 0;
+    size_t pos = 0, pieces = 0;
     while (pos < in.n) {
         size_t piece = in.n - pos;
         if (b3 >= 128) {
@@ -643,6 +720,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             piece = in.n - pos;
         /* each reply answers what came before: a 354 marks the wire where data may begin */
         size_t before = h.nevents;
+        flush_written(&h);
         int rc = smtp_engine_feed(h.e, (const char *)in.p + pos, piece);
         FUZZ_CHECK(rc <= 0, "feed: %d", rc);
         FUZZ_CHECK(rc == 0 || smtp_engine_is_closed(h.e), "feed failed, session open");
@@ -650,12 +728,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (h.events[k].kind == 'S' && !strncmp(h.events[k].text, "354", 3))
                 h.wire_at_first_354 = h.wire.len;
         after_feed(&h);
+        check_state(&h);
+        if (cancel_mid && ++pieces == 2) {
+            for (int i = 0; i < h.njobs; i++) {
+                fjob_t *j = &h.jobs[i];
+                if (!j->submitted || j->cancelled || j->ndone)
+                    continue;
+                int crc = smtp_engine_cancel(h.e, &j->job);
+                FUZZ_CHECK(crc == 0 || crc == EMAIL_EBUSY, "cancel: %d", crc);
+                if (crc == 0)
+                    j->cancelled = true;
+            }
+            take_all(&h);
+        }
         pos += piece;
     }
     if (h.quit_mode == 2)
         smtp_engine_quit(h.e);
     take_all(&h);
+    flush_written(&h);
+    check_state(&h);
     smtp_engine_abort(h.e, EMAIL_ECLOSED, "end of the fuzz input");
+    check_state(&h);
     FUZZ_CHECK(smtp_engine_is_closed(h.e), "not closed after abort");
     FUZZ_CHECK(!smtp_engine_is_ready(h.e), "ready after abort");
     {
@@ -694,6 +788,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case SMTP_JOB_SENT:
             FUZZ_CHECK(j->eod_on_wire && j->body_ok && !j->empty_eod,
                        "job %d SENT but its body did not go out whole", i);
+            FUZZ_CHECK(!j->reset, "job %d SENT though its transaction was reset", i);
             FUZZ_CHECK(j->eod_reply >= 200 && j->eod_reply < 300,
                        "job %d SENT after a %d to its end of data", i, j->eod_reply);
             FUZZ_CHECK(job->status.status == j->eod_reply, "job %d: status %d, reply %d", i,

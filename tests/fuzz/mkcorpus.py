@@ -56,8 +56,8 @@ write("fuzz_ehlo", "nochunking", bytes([0x80, 0x10]) + crlf(
 GREETING = "220 mx.example.org ESMTP\r\n"
 
 
-def engine(name, b0, b1, b2, b3, jobs, server):
-    data = bytes([b0, b1, b2, b3])
+def engine(name, b0, b1, b2, b3, jobs, server, b4=0):
+    data = bytes([b0, b1, b2, b3, b4])
     for flags, shape, body in jobs:
         body = body.encode() if isinstance(body, str) else body
         data += bytes([flags, len(body), shape]) + body
@@ -86,8 +86,8 @@ engine("pipelined-two", 0x80, 1 << 3, QUIT_AT_ONCE, LINE_BY_LINE, [(0x01 | 0x10,
 engine("pipelined-all-refused", 0x80, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x00, 0x00, BODY)],
        GREETING + crlf("250-mx", "250 PIPELINING", "250 2.1.0 Ok", "550 5.1.1 unknown",
                        "354 go ahead", "554 5.5.1 no valid recipients", "221 Bye"))
-# CHUNKING: a body of 60 * 2^12 octets (capped at 96 KiB) goes as several BDAT chunks
-engine("bdat-chunks", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x10, 0x0c, "line one\r\n.line two\n" * 3)],
+# CHUNKING: a body of 60 * 2^14 octets (capped at 96 KiB) goes as several BDAT chunks
+engine("bdat-chunks", 0x00, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x10, 0x0f, "line one\r\n.line two\n" * 3)],
        GREETING + crlf("250-mx", "250-PIPELINING", "250-CHUNKING", "250 8BITMIME",
                        "250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.0.0 chunk",
                        "250 2.0.0 chunk", "250 2.0.0 chunk", "250 2.0.0 queued", "221 Bye"))
@@ -138,7 +138,32 @@ for i, (sel, text) in enumerate([
 ]):
     write("fuzz_encode", "seed%d" % i, bytes([sel]) + (text.encode() if isinstance(text, str) else text))
 
-# ---- fuzz_mime: see fuzz_mime.c ----
-write("fuzz_mime", "text-only", bytes([0x00, 0x00]) + "Hello\x00Sübject line\x00Hi there,\r\n.dot\r\nbye".encode())
-write("fuzz_mime", "html-attach", bytes([0x0f, 0x41]) + "Bob Ünicode\x00A subject that is long enough to be folded over more than one line of header text\x00<p>Hello</p>\x00attachment bytes \x00\x01\x02\xff".encode("latin-1"))
-write("fuzz_mime", "iso2022jp", bytes([0x03, 0x83]) + "山田\x00日本語の件名\x00本文です\r\n".encode())
+# ---- fuzz_mime: flags, modes, then name NUL subject NUL text NUL html NUL attachment ----
+def mime(name, flags, modes, fields, attachment=b""):
+    write("fuzz_mime", name, bytes([flags, modes]) + b"\0".join(f.encode() for f in fields) +
+          b"\0" + attachment)
+
+
+mime("text-only", 0x00, 0x00, ["Hello", "Sübject line", "Hi there,\r\n.dot\r\nbye", ""])
+mime("html-attach", 0x0f | 0x40, 0x01 | 0x30,
+     ["Bob Ünicode", "A subject that is long enough to be folded over more than one line of header text",
+      "plain text\nwith bare LF", "<p>Hello <b>world</b></p>"], bytes(range(256)))
+mime("iso2022jp", 0x03, 0x0f, ["山田 太郎", "日本語の件名", "本文です\r\n", "<p>こんにちは</p>"], b"\x89PNG")
+mime("latin1", 0x12, 0x0a, ["Émile Zola", "Ça va ? Très bien", "Grüße\r\n" * 3, ""], b"x" * 100)
+mime("latin1-refused", 0x00, 0x0a, ["", "emoji 😀", "text", ""])
+mime("long-line", 0x20 | 0x80, 0x00, ["a" * 80, "word " * 40, "x" * 1200 + "\n=end", ""])
+
+# (fuzz_engine, continued) every extension a message can use: SIZE=, BODY=8BITMIME, SMTPUTF8
+engine("extensions-8bit-utf8", 0x80, 0x00, QUIT_AT_ONCE, LINE_BY_LINE, [(0x0c | 0x10, 0x00, "Subject: \xe9t\xe9\r\n\r\nok\r\n")],
+       GREETING + crlf("250-mx", "250-PIPELINING", "250-SIZE 1000000", "250-8BITMIME", "250-SMTPUTF8",
+                       "250-DSN", "250 ENHANCEDSTATUSCODES", "250 2.1.0 Ok", "250 2.1.5 Ok", "354 go",
+                       "250 2.0.0 queued", "221 2.0.0 Bye"))
+# the server closes right after the end of data: that message failed, the next one may go again
+engine("closing-after-data", 0x00, 1 << 3, 0, LINE_BY_LINE, [(0x00, 0x00, BODY), (0x00, 0x00, BODY)],
+       GREETING + crlf("250 mx", "250 Ok", "250 Ok", "354 go", "421 4.3.2 shutting down"))
+# bytes from the server while the TLS handshake runs (they may not be trusted); written late
+engine("data-during-handshake", 0x05, 0x00, 0, LINE_BY_LINE, [(0x00, 0x00, BODY)],
+       GREETING + crlf("250-mx", "250 STARTTLS", "220 go ahead", "250 injected"), b4=0x03)
+# the jobs still queued after the greeting are cancelled
+engine("cancel-queued", 0x00, 2 << 3, 0, LINE_BY_LINE, [(0x00, 0x00, BODY), (0x00, 0x00, BODY), (0x00, 0x00, BODY)],
+       GREETING + crlf("250 mx", "250 Ok", "250 Ok", "354 go", "250 queued"), b4=0x04)

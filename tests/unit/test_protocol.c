@@ -1095,6 +1095,53 @@ static void test_rset_before_quit_from_job_done(void **state)
     ts_free(&s);
 }
 
+/* A body that cannot be read ends the session: whatever job_done queues is never written
+ * behind the partial body (found by fuzzing). */
+static void submit_or_quit_on_done(test_session_t *s, smtp_job_t *job)
+{
+    test_job_t *next = s->user;
+    if (next)
+        assert_int_equal(smtp_engine_submit(s->e, &next->job), EMAIL_ESHUTDOWN);
+    else
+        smtp_engine_quit(s->e);
+}
+
+static void test_nothing_behind_unreadable_body(void **state)
+{
+    (void)state;
+    for (int submit = 0; submit < 2; submit++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        test_job_t m1, m2;
+        test_job_init(&m1, "m1", A, "hello, world\r\n", B, NULL);
+        test_job_init(&m2, "m2", A, "hi\r\n", B, NULL);
+        m1.body.fail_at = 7;
+        m1.body.error = EMAIL_EIO;
+        s.on_job_done = submit_or_quit_on_done;
+        s.user = submit ? &m2 : NULL;
+        assert_int_equal(ts_greet(&s, EHLO_BASIC), 0);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        ts_take(&s);
+        ts_feed(&s, "250 Ok\r\n");
+        ts_take(&s);
+        ts_feed(&s, "250 Ok\r\n");
+        ts_take(&s);
+        ts_feed(&s, "354 go\r\n");
+        ts_take(&s);
+        const char *wire = buf_str(&s.wire);
+        const char *data = strstr(wire, "DATA\r\n");
+        assert_non_null(data);
+        assert_null(strstr(data, "MAIL FROM"));
+        assert_null(strstr(data, "QUIT"));
+        assert_null(strstr(data, "\r\n.\r\n"));
+        assert_int_equal(s.nclosed, 1);
+        test_job_free(&m1);
+        test_job_free(&m2);
+        ts_free(&s);
+    }
+}
+
 static void test_mail_refused_pipelined(void **state)
 {
     (void)state;
@@ -2347,6 +2394,7 @@ int main(void)
         cmocka_unit_test(test_mail_refused),
         cmocka_unit_test(test_mail_refused_pipelined),
         cmocka_unit_test(test_rset_before_quit_from_job_done),
+        cmocka_unit_test(test_nothing_behind_unreadable_body),
         cmocka_unit_test(test_data_refused_after_partial_refusal),
         cmocka_unit_test(test_421_before_end_of_data),
         cmocka_unit_test(test_421_pipelined_rcpt),
