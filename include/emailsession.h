@@ -100,9 +100,9 @@ EMAIL_EXTERN const char *email_status_recipient(const email_status_t *status, si
 /* The server's text for the i-th refused recipient, or NULL. */
 EMAIL_EXTERN const char *email_status_recipient_text(const email_status_t *status, size_t i);
 /*
- * Releases the refused recipients of a status early and zeroes it. Optional: nothing leaks
- * without it (the library reuses that memory), and a status may be passed to the library again
- * as it is.
+ * Releases the refused recipients of a status early and zeroes it; the status must have been
+ * filled by the library or zeroed. Optional: nothing leaks without it (the library reuses that
+ * memory), and a status may be passed to the library again as it is, even uninitialised.
  */
 EMAIL_EXTERN void email_status_clear(email_status_t *status);
 
