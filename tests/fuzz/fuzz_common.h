@@ -163,4 +163,45 @@ FUZZ_NOCOV static inline void fuzz_crlf_normalise(fuzz_str_t *out, const uint8_t
     }
 }
 
+static inline int fuzz_b64v(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* Reference base64 decoder, independent of the library's: strict (canonical padding) into out;
+ * false when malformed. */
+FUZZ_NOCOV static inline bool fuzz_b64_decode(const char *s, size_t n, fuzz_str_t *out)
+{
+    if (n % 4)
+        return false;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4];
+        size_t pad = 0;
+        for (int k = 0; k < 4; k++) {
+            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad || (v[k] = fuzz_b64v((unsigned char)s[i + k])) < 0)
+                return false;
+        }
+        unsigned char o[3] = {(unsigned char)(v[0] << 2 | v[1] >> 4),
+                              (unsigned char)(v[1] << 4 | v[2] >> 2),
+                              (unsigned char)(v[2] << 6 | v[3])};
+        fuzz_str_add(out, o, 3 - pad);
+    }
+    return true;
+}
+
 #endif

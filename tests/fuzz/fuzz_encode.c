@@ -32,46 +32,6 @@
 
 /* ---- reference decoders ---- */
 
-static int b64v(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict base64 (canonical padding) into out; false when malformed. */
-FUZZ_NOCOV static bool ref_b64_decode(const char *s, size_t n, fuzz_str_t *out)
-{
-    if (n % 4)
-        return false;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        size_t pad = 0;
-        for (int k = 0; k < 4; k++) {
-            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad || (v[k] = b64v((unsigned char)s[i + k])) < 0)
-                return false;
-        }
-        unsigned char o[3] = {(unsigned char)(v[0] << 2 | v[1] >> 4),
-                              (unsigned char)(v[1] << 4 | v[2] >> 2),
-                              (unsigned char)(v[2] << 6 | v[3])};
-        fuzz_str_add(out, o, 3 - pad);
-    }
-    return true;
-}
-
 static int hexv(char c)
 {
     if (c >= '0' && c <= '9')
@@ -91,7 +51,7 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
     FUZZ_CHECK(enc.len == (n + 2) / 3 * 4, "base64 of %zu octets: %zu characters", n, enc.len);
     fuzz_str_t dec = {0};
     fuzz_str_add(&dec, "", 0);
-    FUZZ_CHECK(ref_b64_decode(enc.data ? enc.data : "", enc.len, &dec), "not canonical base64");
+    FUZZ_CHECK(fuzz_b64_decode(enc.data ? enc.data : "", enc.len, &dec), "not canonical base64");
     FUZZ_CHECK(dec.len == n && !memcmp(dec.p, d, n), "base64 does not decode to its input");
     /* the library's own decoder agrees */
     email_buf_t back;
@@ -117,7 +77,7 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
         FUZZ_CHECK(out.data[out.len] == '\0');
         /* every character was base64 or final padding */
         for (size_t i = 0; i < n; i++)
-            FUZZ_CHECK(b64v(d[i]) >= 0 || (d[i] == '=' && i + 3 >= n), "accepted %#x at %zu",
+            FUZZ_CHECK(fuzz_b64v(d[i]) >= 0 || (d[i] == '=' && i + 3 >= n), "accepted %#x at %zu",
                        d[i], i);
         email_buf_t again, twice;
         email_buf_init(&again);
@@ -149,7 +109,7 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
         fuzz_str_add(&joined, lines.data + pos, len);
         pos += len + 2;
     }
-    FUZZ_CHECK(ref_b64_decode(joined.p, joined.len, &dec2));
+    FUZZ_CHECK(fuzz_b64_decode(joined.p, joined.len, &dec2));
     FUZZ_CHECK(dec2.len == n && !memcmp(dec2.p, d, n), "base64 lines do not decode to the input");
     email_buf_free(&lines);
     fuzz_str_free(&joined);
@@ -444,7 +404,7 @@ static void check_rfc2047(const uint8_t *d, size_t n, uint8_t sel)
             fuzz_str_t raw = {0};
             fuzz_str_add(&raw, "", 0);
             if (enc == 'B') {
-                FUZZ_CHECK(ref_b64_decode(pl, pn, &raw), "bad base64 in a word");
+                FUZZ_CHECK(fuzz_b64_decode(pl, pn, &raw), "bad base64 in a word");
             } else {
                 for (size_t i = 0; i < pn; i++) {
                     unsigned char c = (unsigned char)pl[i];

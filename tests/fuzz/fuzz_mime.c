@@ -62,45 +62,6 @@ static int hexv(char c)
     return -1;
 }
 
-static int b64v(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-FUZZ_NOCOV static bool b64_decode(const char *s, size_t n, fuzz_str_t *out)
-{
-    if (n % 4)
-        return false;
-    for (size_t i = 0; i < n; i += 4) {
-        int v[4];
-        size_t pad = 0;
-        for (int k = 0; k < 4; k++) {
-            if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-                v[k] = 0;
-                pad++;
-                continue;
-            }
-            if (pad || (v[k] = b64v((unsigned char)s[i + k])) < 0)
-                return false;
-        }
-        unsigned char o[3] = {(unsigned char)(v[0] << 2 | v[1] >> 4),
-                              (unsigned char)(v[1] << 4 | v[2] >> 2),
-                              (unsigned char)(v[2] << 6 | v[3])};
-        fuzz_str_add(out, o, 3 - pad);
-    }
-    return true;
-}
-
 static bool ieq(const char *a, size_t an, const char *b)
 {
     size_t bn = strlen(b);
@@ -243,7 +204,7 @@ static bool decode_word(const char *s, size_t n, fuzz_str_t *out)
     fuzz_str_add(&raw, "", 0);
     bool ok = true;
     if (enc == 'B' || enc == 'b') {
-        ok = b64_decode(p, pn, &raw);
+        ok = fuzz_b64_decode(p, pn, &raw);
     } else if (enc == 'Q' || enc == 'q') {
         for (size_t i = 0; ok && i < pn; i++) {
             if (p[i] == '_') {
@@ -512,7 +473,7 @@ FUZZ_NOCOV static void parse_entity(const char *s, size_t n, tree_t *t, int dept
         for (size_t k = 0; k < bn; k++)
             if (b[k] != '\r' && b[k] != '\n')
                 fuzz_str_add(&joined, b + k, 1);
-        FUZZ_CHECK(b64_decode(joined.p, joined.len, &raw), "bad base64 body");
+        FUZZ_CHECK(fuzz_b64_decode(joined.p, joined.len, &raw), "bad base64 body");
         fuzz_str_free(&joined);
     } else if (ieq(enc, encn, "quoted-printable")) {
         for (size_t k = 0; k < bn; k++) {
