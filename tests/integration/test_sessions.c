@@ -15,6 +15,7 @@
 
 #include "emailsession.h"
 #include "harness.h"
+#include "server_asserts.h"
 
 static email_message_t *simple_message(const char *from, const char *to, const char *subject)
 {
@@ -38,19 +39,6 @@ static email_transporter_t *plain_transporter(int port)
     email_transporter_t *t = email_transporter_new(&srv);
     assert_non_null(t);
     return t;
-}
-
-static void start_smtpd(test_server_t *s, const char *const *args)
-{
-    assert_int_equal(test_server_start(s, "smtpd.py", args), 0);
-}
-
-static void assert_json_field(const char *json, const char *key, const char *want)
-{
-    char *v = test_json_string(json, key);
-    if (!v || strcmp(v, want) != 0)
-        fail_msg("json %s: got \"%s\", want \"%s\" in %s", key, v ? v : "(null)", want, json);
-    free(v);
 }
 
 /* AUTH with the given mechanism: the server checks the exact credentials it decoded. */

@@ -19,6 +19,7 @@
 
 #include "emailsession.h"
 #include "harness.h"
+#include "server_asserts.h"
 
 /* The folder with the certificates (and the servers' logs), made by the group setup. */
 static char *certdir;
@@ -126,22 +127,9 @@ static email_message_t *simple_message(const char *from, const char *to, const c
     return m;
 }
 
-static void start_smtpd(test_server_t *s, const char *const *args)
-{
-    assert_int_equal(test_server_start(s, "smtpd.py", args), 0);
-}
-
 static void start_scripted(test_server_t *s, const char *script)
 {
     assert_int_equal(test_scripted_start(s, script, NULL), 0);
-}
-
-static void assert_json_field(const char *json, const char *key, const char *want)
-{
-    char *v = test_json_string(json, key);
-    if (!v || strcmp(v, want) != 0)
-        fail_msg("json %s: got \"%s\", want \"%s\" in %s", key, v ? v : "(null)", want, json);
-    free(v);
 }
 
 static void assert_contains(const char *haystack, const char *needle)
