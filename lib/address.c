@@ -1,6 +1,7 @@
 /* Email addresses as users write them: "a@b", "Name <a@b>", "\"Doe, John\" <a@b>", lists. */
 #include "address.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,19 +74,30 @@ static bool label_char(unsigned char c)
            c == '-' || c >= 0x80;
 }
 
+/*
+ * An address literal (RFC 5321 4.1.3): [192.0.2.1] or [IPv6:2001:db8::1]. The general form
+ * [tag:content] is refused: no tag but IPv6 is registered, and its content may hold '>' or ',',
+ * which would end the address early wherever it is written inside <...>.
+ */
+static bool address_literal_valid(const char *s, size_t n)
+{
+    char ip[64];
+    if (n < 3 || s[n - 1] != ']' || n - 2 >= sizeof ip)
+        return false;
+    memcpy(ip, s + 1, n - 2);
+    ip[n - 2] = '\0';
+    unsigned char bin[16];
+    if (!strncmp(ip, "IPv6:", 5))
+        return inet_pton(AF_INET6, ip + 5, bin) == 1;
+    return inet_pton(AF_INET, ip, bin) == 1;
+}
+
 static bool domain_valid(const char *s, size_t n)
 {
     if (!n || n > 253)
         return false;
-    if (s[0] == '[') {
-        /* address literal: [192.0.2.1] or [IPv6:...]; dtext without spaces */
-        if (n < 3 || s[n - 1] != ']')
-            return false;
-        for (size_t i = 1; i + 1 < n; i++)
-            if (s[i] <= ' ' || s[i] > '~' || s[i] == '[' || s[i] == ']' || s[i] == '\\')
-                return false;
-        return true;
-    }
+    if (s[0] == '[')
+        return address_literal_valid(s, n);
     size_t start = 0;
     for (size_t i = 0; i <= n; i++) {
         if (i < n && s[i] != '.') {

@@ -163,12 +163,16 @@ static void test_address_spec_limits(void **state)
     snprintf(s, sizeof s, "%064d@%063d.%063d.%062d", 0, 0, 0, 0);
     assert_false(address_spec_valid(s, strlen(s)));
     static const char *const good[] = {"a@b", "\"a@b\"@c", "\"a\\\"b\"@c", "a@[IPv6:2001:db8::1]",
-                                       "a-b@x-y.z", "!#$%&'*+-/=?^_`{|}~@x"};
+                                       "a-b@x-y.z", "!#$%&'*+-/=?^_`{|}~@x", "a@[192.0.2.1]",
+                                       "a@[IPv6:::ffff:192.0.2.1]"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         if (!address_spec_valid(good[i], strlen(good[i])))
             fail_msg("\"%s\" refused", good[i]);
     static const char *const bad[] = {"a@b-", "a@.b", "a@b.", "\"a\"b@c", "a@[1.2 .3.4]", "a@[",
-                                      "a\"b@c", "a@b@c", "a(b)@c", "a@b_c.d"};
+                                      "a\"b@c", "a@b@c", "a(b)@c", "a@b_c.d",
+                                      /* found by fuzz_address: a literal that would end <...> */
+                                      "a@[384.0>21]", "a@[1.2.3.4>]", "a@[x-tag:a,b]",
+                                      "a@[256.0.0.1]", "a@[IPv6:zz::1]", "a@[]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         if (address_spec_valid(bad[i], strlen(bad[i])))
             fail_msg("\"%s\" accepted", bad[i]);
