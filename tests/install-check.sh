@@ -13,7 +13,8 @@ prefix=$(sed -n 's/^prefix=//p' "$builddir/emailsession.pc")
 export PKG_CONFIG_PATH="$stage$prefix/lib/pkgconfig"
 export PKG_CONFIG_SYSROOT_DIR="$stage"
 pkg-config --exists emailsession
-cc -o "$stage/send-demo" "$top_srcdir/examples/send-demo.c" \
+# with the compiler and sanitizer flags the library was built with (./configure --enable-sanitizers)
+${CC:-cc} ${SAN_CFLAGS:-} -o "$stage/send-demo" "$top_srcdir/examples/send-demo.c" \
     $(pkg-config --cflags emailsession) $(pkg-config --libs emailsession)
 # only email_* symbols are exported
 bad=$(nm -D --defined-only "$stage$prefix/lib/libemailsession.so" | awk '$2 ~ /^[TDBR]$/ {print $3}' |

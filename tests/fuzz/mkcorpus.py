@@ -167,3 +167,49 @@ engine("data-during-handshake", 0x05, 0x00, 0, LINE_BY_LINE, [(0x00, 0x00, BODY)
 # the jobs still queued after the greeting are cancelled
 engine("cancel-queued", 0x00, 2 << 3, 0, LINE_BY_LINE, [(0x00, 0x00, BODY), (0x00, 0x00, BODY), (0x00, 0x00, BODY)],
        GREETING + crlf("250 mx", "250 Ok", "250 Ok", "354 go", "250 queued"), b4=0x04)
+
+# ---- fuzz_address: byte 0 (bit 0: a list), then the text as a user writes it ----
+for i, (lst, text) in enumerate([
+        (0, "ada@example.org"),
+        (0, "Ada Lovelace <ada@example.org>"),
+        (0, '"Doe, John" <john.doe@example.org>'),
+        (0, '"quoted \\"name\\" \\\\" <"odd local"@[192.0.2.1]>'),
+        (1, "a@b.example, Ada <ada@example.org>, ,  \"x,y\" <x@y.example>"),
+        (1, "Jos\u00e9 <jos\u00e9@b\u00fccher.example>, <ipv6@[IPv6:2001:db8::1]>"),
+        (0, "  Name   with   spaces   <  a@b.example  >  "),
+        (1, '"unclosed <a@b.example>'),
+        (0, "a@b.example, c@d.example"),
+        (0, "no-at-sign"),
+        (0, "x" * 65 + "@toolong.example"),
+]):
+    write("fuzz_address", "seed-%02d" % i, bytes([lst]) + text.encode("utf-8"))
+
+# ---- fuzz_connection: bytes 0-2, per job: flags, body length, `at`, body; then the server ----
+CONN_SERVER = GREETING + crlf("250-mx", "250-PIPELINING", "250 8BITMIME", "250 2.1.0 Ok", "250 2.1.5 Ok",
+                              "354 go", "250 2.0.0 queued", "221 2.0.0 Bye")
+LOCKSTEP = GREETING + crlf("250 mx", "250 Ok", "250 Ok", "354 go", "250 queued", "221 Bye")
+CHUNKS = GREETING + crlf("250-mx", "250-PIPELINING", "250 CHUNKING", "250 Ok", "250 Ok", "250 Ok",
+                         "221 Bye")
+
+
+def conn(name, b0, b1, b2, jobs, server):
+    data = bytes([b0, b1, b2])
+    for flags, at, body in jobs:
+        body = body.encode()
+        data += bytes([flags, len(body), at]) + body
+    write("fuzz_connection", name, data + server.encode())
+
+
+BODY1 = "Subject: hi\r\n\r\nhello\r\n.dot\r\n"
+conn("pipelined-one", 0x02, 0x01 | 0x08, 127, [(0x10, 0, BODY1)], CONN_SERVER)
+conn("lockstep-one", 0x00, 0x01 | 0x08, 127, [(0x10, 0, BODY1)], LOCKSTEP)
+conn("bdat-one", 0x00, 0x01 | 0x08, 127, [(0x10, 0, BODY1)], CHUNKS)
+# the file vanishes after 5 bytes (read error), shrinks to 5 bytes, grows by 40 bytes
+conn("vanished", 0x02, 0x02, 127, [(0x04 | 0x10, 5, BODY1), (0x10, 0, BODY1)], CONN_SERVER)
+conn("shrank", 0x00, 0x01, 127, [(0x08 | 0x10, 5, BODY1)], LOCKSTEP)
+conn("grew", 0x00, 0x01, 127, [(0x0c | 0x10, 40, BODY1)], CHUNKS)
+conn("vanished-chained", 0x00, 0x02 | 0x10 | 0x0c, 7, [(0x04, 3, BODY1), (0x00, 0, BODY1)], CONN_SERVER)
+conn("timeout", 0x20, 0x01, 127, [(0x00, 0, BODY1)], GREETING)
+conn("refused", 0x40, 0x01, 0, [(0x00, 0, BODY1)], "")
+conn("closing-421", 0x00, 0x02 | 0x10, 127, [(0x00, 0, BODY1), (0x00, 0, BODY1)],
+     GREETING + crlf("250 mx", "250 ok", "421 bye"))

@@ -526,7 +526,7 @@ static void test_charset_conversions(void **state)
     }
     /* shift codes of the caller's own would switch the reader's character set (found by
      * fuzzing): refused in ISO-2022-JP, offset named, like any character it cannot hold */
-    static const char *const shifts[] = {"ab\x1b", "\x1b$B$\"", "a\x0e" "b", "\x0f"};
+    static const char *const shifts[] = {"ab\x1b", "\x1b$B$\"", ("a\x0e" "b"), "\x0f"};
     for (size_t i = 0; i < sizeof shifts / sizeof *shifts; i++) {
         email_buf_t o;
         email_buf_init(&o);
