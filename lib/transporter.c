@@ -173,6 +173,14 @@ static bool valid_mode(const char *m)
            !strcmp(m, EMAIL_MAIL_MODE_ISO88591) || !strcmp(m, EMAIL_MAIL_MODE_ISO2022JP);
 }
 
+static bool has_control(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 email_transporter_t *transporter_new_ex(const email_server_t *s, const transporter_extra_t *extra,
                                         char *err, size_t errlen)
 {
@@ -199,6 +207,11 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
     for (size_t i = 0; i < 4; i++)
         if (fields[i] && email_has_crlf(fields[i]))
             BAD("server: %s contains a line break", names[i]);
+    /* control characters would split the SASL payloads (XOAUTH2 and OAUTHBEARER separate their
+     * fields with \001); a password only ever goes whole, base64-encoded or as an HMAC key */
+    if (has_control(s->user) || has_control(s->oauth2_token))
+        BAD("server: %s contains a control character",
+            has_control(s->user) ? "user" : "oauth2_token");
     if (s->helo_name && (!*s->helo_name || strchr(s->helo_name, ' ')))
         BAD("server: helo_name \"%s\" is not a domain or address literal", s->helo_name);
     auth_mech_t mech = AUTH_NONE;
