@@ -241,7 +241,9 @@ typedef void (*email_progress_cb)(uint64_t message_id, uint64_t bytes_sent, uint
 EMAIL_EXTERN void email_server_init(email_server_t *server);
 /*
  * A transporter for one server. Strings are copied. Does not connect yet.
- * NULL on bad settings (email_error_info says which).
+ * NULL on bad settings (email_error_info says which), among them a user or oauth2_token with a
+ * control character (it would split a SASL payload: XOAUTH2 separates its fields with \x01).
+ * OAUTHBEARER writes ',' and '=' of the user name as "=2C" and "=3D" (RFC 5801).
  */
 EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);
 /* Connects, greets, secures and authenticates, then closes (4D's checkConnection). */
@@ -358,6 +360,13 @@ EMAIL_EXTERN void email_shutdown(void);
  * The conversation log (4D's SMTP log)
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Lines are "<counter> <time> <pid> <session> <event>" with events C > "...", S < "..." and
+ * ### .... In event text, control characters (C0, DEL, C1) and bytes that are not UTF-8 are
+ * written \xHH (ESC is \x1b, CR LF \x0d\x0a) and '\' is written \\; inside the quotes of C and
+ * S events '"' is written \" as well: a server's text cannot forge a line nor drive a terminal.
+ * The MIME blocks of an extended log are the message's bytes, unescaped.
+ */
 /* Global log of every session; NULL stops it. Recycled at 10 MB (path, path.1, ...). */
 EMAIL_EXTERN int email_set_log(const char *path);
 EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_data),
