@@ -1116,7 +1116,7 @@ static void test_server_text_escaped(void **state)
     const char *const sent[] = {"220 x\" fake ### authenticated as root",
                                 "250-scripted \033]0;owned\007\033[2J",
                                 "250 8BITMIME",
-                                "250 ok C:\\dir\\ \"quoted\" \xc2\x9b" "31m caf\xc3\xa9 \xff",
+                                "250 ok C:\\dir\\ \"quoted\" \xc2\x9b\x33\x31m caf\xc3\xa9 \xff",
                                 "250 ok\177\001",
                                 "354 go",
                                 "250 queued \\\"",
