@@ -198,6 +198,32 @@ static void test_oauthbearer_user_with_comma_and_equals(void **state)
     test_server_stop(&s);
 }
 
+/* A password goes whole (PLAIN, LOGIN: base64; CRAM-MD5: an HMAC key), so control characters
+ * in it are kept, unlike in a user name. */
+static void test_password_with_control_characters(void **state)
+{
+    const char *mechs[] = {"PLAIN", "LOGIN"};
+    for (size_t i = 0; i < 2; i++) {
+        test_server_t s;
+        const char *args[] = {"--auth", "tim:pa\001ss\033w", "--auth-mechs", mechs[i],
+                              "--auth-required", NULL};
+        start_smtpd(&s, args);
+        if (!email_start_smtp_session("tim", "pa\001ss\033w", "127.0.0.1", s.port,
+                                      EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT))
+            fail_msg("%s: %s", mechs[i], email_error_info());
+        email_message_t *m = simple_message("tim@example.org", "b@example.org", "control");
+        assert_true(email_send_message("tim", m));
+        email_message_free(m);
+        assert_true(email_close_session("tim"));
+        assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+        char *json = test_spool_read(&s, 1, "json", NULL);
+        assert_json_field(json, "auth.mechanism", mechs[i]);
+        assert_json_field(json, "auth.password", "pa\001ss\033w");
+        free(json);
+        test_server_stop(&s);
+    }
+}
+
 /* A user name with a control character never reaches a server: refused before connecting, by
  * the transporter and by the named session alike (the server sees no connection at all). */
 static void test_control_character_user_refused(void **state)
@@ -798,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_auth_not_offered),
         cmocka_unit_test(test_oauthbearer_user_with_comma_and_equals),
         cmocka_unit_test(test_control_character_user_refused),
+        cmocka_unit_test(test_password_with_control_characters),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_partial_recipients),
         cmocka_unit_test(test_server_refusals),
