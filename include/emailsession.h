@@ -79,6 +79,17 @@ EMAIL_EXTERN const char *email_error_name(int code);
  * Status of a send or a connection check (4D's status object)
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Who owns the refused recipients of a status: the status itself, at its address. The library
+ * keeps the list of a status it filled (email_transporter_send, _check_connection) until
+ * email_status_clear(status), until the library fills that same status again (the old list is
+ * freed first), or email_shutdown(); from any thread, however many statuses there are. So: call
+ * email_status_clear when done with a status whose `rejected` is non-zero; a zero-initialised or
+ * cleared status may be reused, and an uninitialised one may be passed to be filled. A copy of
+ * the struct has the fields but not the list (its email_status_recipient answers NULL); clearing
+ * a copy frees nothing of the original. A status handed to a completion callback is the
+ * library's: valid during the call only, freed after it.
+ */
 typedef struct email_status_s {
     bool success;
     int status;              /* last SMTP reply code; 0 when the failure was not the server's */
@@ -87,22 +98,21 @@ typedef struct email_status_s {
     int error;               /* 0 or EMAIL_E... */
     size_t recipients;       /* recipients in the envelope */
     size_t rejected;         /* how many of them the server refused */
-    void *internal_;         /* owned by the library: refused recipients; see email_status_clear */
+    void *internal_;         /* the library's handle of the refused recipients; never touch */
 } email_status_t;
 
 /*
  * The i-th refused recipient (0 <= i < status->rejected) with the server's reply code in *code
- * (code may be NULL). NULL when i is out of range. The list belongs to this very status (a copy
- * of the struct does not carry it): it stays readable until email_status_clear, or until 16 more
- * statuses were filled in the same thread; in a completion callback, during the call only.
+ * (code may be NULL). NULL when i is out of range, for a copy of the struct, and after
+ * email_status_clear. The string stays valid as long as the list (see above).
  */
 EMAIL_EXTERN const char *email_status_recipient(const email_status_t *status, size_t i, int *code);
 /* The server's text for the i-th refused recipient, or NULL. */
 EMAIL_EXTERN const char *email_status_recipient_text(const email_status_t *status, size_t i);
 /*
- * Releases the refused recipients of a status early and zeroes it; the status must have been
- * filled by the library or zeroed. Optional: nothing leaks without it (the library reuses that
- * memory), and a status may be passed to the library again as it is, even uninitialised.
+ * Frees the refused recipients of this status and zeroes it. Call it when done with a status
+ * whose `rejected` is non-zero. Safe on a zeroed, cleared (clearing twice is fine), copied or
+ * uninitialised status (NULL too); never pass the status a completion callback was given.
  */
 EMAIL_EXTERN void email_status_clear(email_status_t *status);
 
@@ -231,7 +241,9 @@ typedef void (*email_progress_cb)(uint64_t message_id, uint64_t bytes_sent, uint
 EMAIL_EXTERN void email_server_init(email_server_t *server);
 /*
  * A transporter for one server. Strings are copied. Does not connect yet.
- * NULL on bad settings (email_error_info says which).
+ * NULL on bad settings (email_error_info says which), among them a user or oauth2_token with a
+ * control character (it would split a SASL payload: XOAUTH2 separates its fields with \x01).
+ * OAUTHBEARER writes ',' and '=' of the user name as "=2C" and "=3D" (RFC 5801).
  */
 EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);
 /* Connects, greets, secures and authenticates, then closes (4D's checkConnection). */
@@ -340,13 +352,21 @@ EMAIL_EXTERN int email_set_callback_thread(int where);
 EMAIL_EXTERN int email_dispatch_fd(void);
 /* Runs the waiting callbacks in the calling thread; returns how many ran. */
 EMAIL_EXTERN int email_dispatch(void);
-/* Delivers or reports everything queued, closes every session, stops the library thread. */
+/* Delivers or reports everything queued, closes every session, stops the library thread; the
+ * refused-recipient lists of every status are freed (email_status_recipient answers NULL). */
 EMAIL_EXTERN void email_shutdown(void);
 
 /* ---------------------------------------------------------------------------------------------
  * The conversation log (4D's SMTP log)
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Lines are "<counter> <time> <pid> <session> <event>" with events C > "...", S < "..." and
+ * ### .... In event text, control characters (C0, DEL, C1) and bytes that are not UTF-8 are
+ * written \xHH (ESC is \x1b, CR LF \x0d\x0a) and '\' is written \\; inside the quotes of C and
+ * S events '"' is written \" as well: a server's text cannot forge a line nor drive a terminal.
+ * The MIME blocks of an extended log are the message's bytes, unescaped.
+ */
 /* Global log of every session; NULL stops it. Recycled at 10 MB (path, path.1, ...). */
 EMAIL_EXTERN int email_set_log(const char *path);
 EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_data),

@@ -68,12 +68,31 @@ auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bo
     return AUTH_NONE;
 }
 
+/* RFC 5801's saslname: "," would end the gs2-header's field and "=" starts an escape. */
+static int put_saslname(email_buf_t *b, const char *name)
+{
+    int rc = 0;
+    for (const char *p = name; *p && !rc; p++)
+        rc = *p == ',' ? email_buf_puts(b, "=2C")
+             : *p == '=' ? email_buf_puts(b, "=3D")
+                         : email_buf_putc(b, *p);
+    return rc;
+}
+
+/* The user name and the token were checked free of control characters (transporter_new_ex):
+ * \001 separates the fields of both payloads. */
 static int oauth_payload(auth_mech_t mech, const auth_creds_t *c, email_buf_t *raw)
 {
     const char *user = c->user ? c->user : "";
     if (mech == AUTH_XOAUTH2)
         return email_buf_printf(raw, "user=%s\001auth=Bearer %s\001\001", user, c->token);
-    return email_buf_printf(raw, "n,a=%s,\001auth=Bearer %s\001\001", user, c->token);
+    /* RFC 7628 gs2-header: "n,a=<saslname>," or, without a user name, "n,," */
+    int rc = email_buf_puts(raw, *user ? "n,a=" : "n,");
+    if (!rc)
+        rc = put_saslname(raw, user);
+    if (!rc)
+        rc = email_buf_printf(raw, ",\001auth=Bearer %s\001\001", c->token);
+    return rc;
 }
 
 int auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd, email_buf_t *shown)

@@ -204,8 +204,7 @@ static void eng_ready(void *ud)
 {
     connection_t *c = ud;
     c->ready = true;
-    c->ready_status = *smtp_engine_status(c->engine);
-    c->ready_status.internal_ = NULL;
+    email_status_copy_into(&c->ready_status, smtp_engine_status(c->engine));
     if (c->cb.ready)
         c->cb.ready(c->ud, c);
 }
@@ -236,8 +235,7 @@ static void eng_closed(void *ud, const email_status_t *why)
     connection_t *c = ud;
     c->engine_closed = true;
     if (!c->why.error || why->error)
-        c->why = *why;
-    c->why.internal_ = NULL;
+        email_status_copy_into(&c->why, why);
     /* after QUIT's reply, or an error, there is nothing more to say */
     close_all(c);
 }

@@ -338,11 +338,12 @@ bool email_send_message(const char *user, const email_message_t *message)
         return succeed();
     }
     email_status_t st;
+    email_status_init(&st);
     int rc = email_transporter_send(s->t, message, &st);
     release(s);
-    if (rc == 0)
-        return succeed();
-    return fail_status(rc, "the message was not sent", &st);
+    bool ok = rc == 0 ? succeed() : fail_status(rc, "the message was not sent", &st);
+    email_status_clear(&st); /* its refused recipients, if some were */
+    return ok;
 }
 
 /* An envelope address: no line breaks, no angle brackets, something@something or empty. */
@@ -378,6 +379,7 @@ bool email_send_mime(const char *user, const char *from, const char *const *reci
     if (!s)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
     email_status_t st;
+    email_status_init(&st);
     int rc;
     if (s->mode == EMAIL_ASYNCHRONOUS) {
         pthread_mutex_lock(&sessions_lock);
@@ -392,9 +394,9 @@ bool email_send_mime(const char *user, const char *from, const char *const *reci
     }
     rc = transporter_send_raw(s->t, from, recipients, mime, length, NULL, NULL, &st);
     release(s);
-    if (rc == 0)
-        return succeed();
-    return fail_status(rc, "the message was not sent", &st);
+    bool ok = rc == 0 ? succeed() : fail_status(rc, "the message was not sent", &st);
+    email_status_clear(&st); /* its refused recipients, if some were */
+    return ok;
 }
 
 bool email_close_session(const char *user)
@@ -492,4 +494,5 @@ void email_shutdown(void)
     free(ca_file);
     ca_file = NULL;
     pthread_mutex_unlock(&settings_lock);
+    email_status_release_all();
 }

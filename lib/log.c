@@ -251,23 +251,68 @@ static void lf_close(lf_t *lf)
     email_buf_free(&lf->buf);
 }
 
-/* "<time> <pid> <session> <event>", CR and LF made spaces so that a line stays one line. */
+/* Length of the UTF-8 character at p (n bytes left) when it is valid and printable, else 0:
+ * the C1 controls (U+0080..U+009F) are terminal escapes too (0x9B is CSI). */
+static size_t printable_utf8(const unsigned char *p, size_t n)
+{
+    size_t len = p[0] >= 0xC2 && p[0] <= 0xDF   ? 2
+                 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+                 : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
+                                                : 0;
+    if (!len || len > n || !email_utf8_valid((const char *)p, len))
+        return 0;
+    return p[0] == 0xC2 && p[1] <= 0x9F ? 0 : len;
+}
+
+/*
+ * Appends text as a log line may hold it (API.md section 6): control characters (C0, DEL, C1)
+ * and bytes that are not UTF-8 as \xHH, '\' as "\\", and inside a quoted field (C > "...",
+ * S < "...") '"' as "\"". So a server's text can neither end the line, nor close the quotes and
+ * forge the rest of it ("220 x" fake ### ...), nor reach a terminal that tails the log; and a
+ * reader can undo it, since every '\' starts an escape.
+ *
+ * The MIME in an extended log's message blocks is not escaped: it is no quoted field but the
+ * message itself, byte for byte (ISO-2022-JP text holds ESC by design). A message holding lines
+ * that look like ours cannot pass for the framing: a block's end is found by the byte count of
+ * its closing line, and lines are numbered consecutively per file, so a closing line forged
+ * inside the data takes the number the true closing line also has (the opening line's + 1),
+ * and the numbering shows the forgery.
+ */
+static int escape_text(email_buf_t *b, const char *text, bool quoted)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = strlen(text);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc;) {
+        size_t len = p[i] >= 0x80 ? printable_utf8(p + i, n - i) : 1;
+        if (len > 1) {
+            rc = email_buf_append(b, p + i, len);
+            i += len;
+            continue;
+        }
+        unsigned char c = p[i++];
+        if (c < 0x20 || c >= 0x7F)
+            rc = email_buf_printf(b, "\\x%02x", c);
+        else if (c == '\\' || (quoted && c == '"'))
+            rc = email_buf_printf(b, "\\%c", c);
+        else
+            rc = email_buf_putc(b, (char)c);
+    }
+    return rc;
+}
+
+/* "<time> <pid> <session> <event>", the event's text escaped (escape_text). */
 static int format_rest(email_buf_t *b, const char *when, uint64_t session_id, char kind,
                        const char *text)
 {
     if (email_buf_printf(b, "%s %ld %llu ", when, (long)getpid(),
                          (unsigned long long)session_id))
         return -1;
+    bool quoted = kind == 'C' || kind == 'S';
     const char *open = kind == 'C' ? "C > \"" : kind == 'S' ? "S < \"" : "### ";
-    if (email_buf_puts(b, open))
+    if (email_buf_puts(b, open) || escape_text(b, text ? text : "", quoted))
         return -1;
-    size_t from = b->len;
-    if (email_buf_puts(b, text ? text : ""))
-        return -1;
-    for (size_t i = from; i < b->len; i++)
-        if (b->data[i] == '\r' || b->data[i] == '\n')
-            b->data[i] = ' ';
-    if ((kind == 'C' || kind == 'S') && email_buf_putc(b, '"'))
+    if (quoted && email_buf_putc(b, '"'))
         return -1;
     return 0;
 }

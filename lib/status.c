@@ -2,6 +2,7 @@
 #include "status.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,35 +74,78 @@ int email_refusals_add(email_refusals_t *r, const char *address, int code, const
     return 0;
 }
 
-/* The refusals handed to the public API live here: EMAIL_STATUS_KEPT slots per thread. */
-typedef struct thread_slots {
-    email_status_refusals_t slot[EMAIL_STATUS_KEPT];
-    unsigned next;
-} thread_slots_t;
+/*
+ * The refused recipients behind statuses. A status's internal_ holds a handle (a serial number
+ * in the pointer slot, never dereferenced); the list is found by the address of the status that
+ * owns it and must carry the same handle. So a copy of the struct (another address) or a zeroed
+ * or reused status (another handle) never reaches a list, and garbage in an uninitialised status
+ * is never read to free anything: filling or clearing the status at an address frees whatever
+ * list that address held, since no status can name it any more. At most one list per address.
+ */
+typedef struct held {
+    const email_status_t *owner;
+    uintptr_t handle;
+    email_refusals_t list;
+    struct held *next;
+} held_t;
 
-static pthread_key_t tls_key;
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static held_t **held_buckets;
+static size_t held_nbuckets; /* a power of two, or 0 */
+static size_t held_count;
+static uintptr_t held_serial;
 
-static void tls_destroy(void *p)
+static size_t held_bucket(const email_status_t *owner, size_t nbuckets)
 {
-    thread_slots_t *t = p;
-    for (size_t i = 0; i < EMAIL_STATUS_KEPT; i++)
-        email_refusals_free(&t->slot[i].list);
-    free(t);
+    uintptr_t a = (uintptr_t)owner;
+    return (size_t)((a ^ (a >> 7) ^ (a >> 17)) & (nbuckets - 1));
 }
 
-static void tls_init(void)
+/* The link that points to owner's entry, or NULL. Under held_lock. */
+static held_t **held_find(const email_status_t *owner)
 {
-    pthread_key_create(&tls_key, tls_destroy);
+    if (!held_nbuckets)
+        return NULL;
+    held_t **p = &held_buckets[held_bucket(owner, held_nbuckets)];
+    while (*p && (*p)->owner != owner)
+        p = &(*p)->next;
+    return *p ? p : NULL;
 }
 
-static thread_slots_t *thread_slots(void)
+/* Unlinks and frees owner's entry, if any. Under held_lock. */
+static void held_drop(const email_status_t *owner)
 {
-    pthread_once(&tls_once, tls_init);
-    thread_slots_t *t = pthread_getspecific(tls_key);
-    if (!t && (t = calloc(1, sizeof *t)))
-        pthread_setspecific(tls_key, t);
-    return t;
+    held_t **p = held_find(owner);
+    if (!p)
+        return;
+    held_t *h = *p;
+    *p = h->next;
+    held_count--;
+    email_refusals_free(&h->list);
+    free(h);
+}
+
+/* Room for one more entry (buckets doubled past an average chain of 2). Under held_lock. */
+static int held_grow(void)
+{
+    if (held_count < 2 * held_nbuckets)
+        return 0;
+    size_t n = held_nbuckets ? 2 * held_nbuckets : 64;
+    held_t **b = calloc(n, sizeof *b);
+    if (!b)
+        return held_nbuckets ? 0 : EMAIL_ENOMEM; /* longer chains, still correct */
+    for (size_t i = 0; i < held_nbuckets; i++)
+        while (held_buckets[i]) {
+            held_t *h = held_buckets[i];
+            held_buckets[i] = h->next;
+            size_t k = held_bucket(h->owner, n);
+            h->next = b[k];
+            b[k] = h;
+        }
+    free(held_buckets);
+    held_buckets = b;
+    held_nbuckets = n;
+    return 0;
 }
 
 void email_status_init(email_status_t *s)
@@ -128,61 +172,88 @@ void email_status_set_reply(email_status_t *s, int code, const char *enhanced, c
     email_strlcpy(s->status_text, text ? text : "", sizeof s->status_text);
 }
 
-void email_status_hold(email_status_t *s, email_status_refusals_t *holder, email_refusals_t *r)
+void email_status_copy_into(email_status_t *dst, const email_status_t *src)
 {
-    email_refusals_free(&holder->list);
-    holder->list = *r;
-    holder->owner = s;
-    email_refusals_init(r);
-    s->internal_ = holder;
+    if (dst == src)
+        return;
+    email_status_t fields = *src;
+    fields.internal_ = NULL;
+    email_status_clear(dst);
+    *dst = fields;
 }
 
 void email_status_attach(email_status_t *s, email_refusals_t *r)
 {
+    pthread_mutex_lock(&held_lock);
+    held_drop(s);
     s->internal_ = NULL;
-    if (!r->n) {
-        email_refusals_free(r);
-        return;
+    held_t *h = r->n && held_grow() == 0 ? malloc(sizeof *h) : NULL;
+    if (h) {
+        h->owner = s;
+        if (!++held_serial)
+            held_serial++; /* 0 is "no list" */
+        h->handle = held_serial;
+        h->list = *r;
+        email_refusals_init(r);
+        size_t k = held_bucket(s, held_nbuckets);
+        h->next = held_buckets[k];
+        held_buckets[k] = h;
+        held_count++;
+        s->internal_ = (void *)h->handle;
     }
-    thread_slots_t *t = thread_slots();
-    if (!t) {
-        email_refusals_free(r);
-        return;
-    }
-    email_status_hold(s, &t->slot[t->next++ % EMAIL_STATUS_KEPT], r);
+    pthread_mutex_unlock(&held_lock);
+    email_refusals_free(r); /* no refusal, or no memory to keep them: the status has no list */
 }
 
-/* The list behind a status, when it is still this status's. */
+/* The entry behind a status, when it is still this status's. Under held_lock. */
 static const email_refusals_t *refusals_of(const email_status_t *status)
 {
-    const email_status_refusals_t *h = status ? status->internal_ : NULL;
-    return h && h->owner == status ? &h->list : NULL;
+    held_t **p = status ? held_find(status) : NULL;
+    return p && (void *)(*p)->handle == status->internal_ ? &(*p)->list : NULL;
 }
 
 const char *email_status_recipient(const email_status_t *status, size_t i, int *code)
 {
+    pthread_mutex_lock(&held_lock);
     const email_refusals_t *r = refusals_of(status);
-    if (!r || i >= r->n)
-        return NULL;
-    if (code)
+    const char *address = r && i < r->n ? r->v[i].address : NULL;
+    if (address && code)
         *code = r->v[i].code;
-    return r->v[i].address;
+    pthread_mutex_unlock(&held_lock);
+    return address;
 }
 
 const char *email_status_recipient_text(const email_status_t *status, size_t i)
 {
+    pthread_mutex_lock(&held_lock);
     const email_refusals_t *r = refusals_of(status);
-    return r && i < r->n ? r->v[i].text : NULL;
+    const char *text = r && i < r->n ? r->v[i].text : NULL;
+    pthread_mutex_unlock(&held_lock);
+    return text;
 }
 
 void email_status_clear(email_status_t *status)
 {
     if (!status)
         return;
-    email_status_refusals_t *h = status->internal_;
-    if (h && h->owner == status) {
-        email_refusals_free(&h->list);
-        h->owner = NULL;
-    }
+    pthread_mutex_lock(&held_lock);
+    held_drop(status);
+    pthread_mutex_unlock(&held_lock);
     email_status_init(status);
+}
+
+void email_status_release_all(void)
+{
+    pthread_mutex_lock(&held_lock);
+    for (size_t i = 0; i < held_nbuckets; i++)
+        while (held_buckets[i]) {
+            held_t *h = held_buckets[i];
+            held_buckets[i] = h->next;
+            email_refusals_free(&h->list);
+            free(h);
+        }
+    free(held_buckets);
+    held_buckets = NULL;
+    held_nbuckets = held_count = 0;
+    pthread_mutex_unlock(&held_lock);
 }

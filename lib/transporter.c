@@ -45,7 +45,6 @@ typedef struct send_req {
     struct send_req *conn_prev, *conn_next; /* in t->in_conn while the connection has it */
     email_status_t status;       /* final outcome */
     email_refusals_t refusals;
-    email_status_refusals_t held; /* the refusals while the callback reads the status */
     struct send_req *next;
 } send_req_t;
 
@@ -174,6 +173,14 @@ static bool valid_mode(const char *m)
            !strcmp(m, EMAIL_MAIL_MODE_ISO88591) || !strcmp(m, EMAIL_MAIL_MODE_ISO2022JP);
 }
 
+static bool has_control(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 email_transporter_t *transporter_new_ex(const email_server_t *s, const transporter_extra_t *extra,
                                         char *err, size_t errlen)
 {
@@ -200,6 +207,11 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
     for (size_t i = 0; i < 4; i++)
         if (fields[i] && email_has_crlf(fields[i]))
             BAD("server: %s contains a line break", names[i]);
+    /* control characters would split the SASL payloads (XOAUTH2 and OAUTHBEARER separate their
+     * fields with \001); a password only ever goes whole, base64-encoded or as an HMAC key */
+    if (has_control(s->user) || has_control(s->oauth2_token))
+        BAD("server: %s contains a control character",
+            has_control(s->user) ? "user" : "oauth2_token");
     if (s->helo_name && (!*s->helo_name || strchr(s->helo_name, ' ')))
         BAD("server: helo_name \"%s\" is not a domain or address literal", s->helo_name);
     auth_mech_t mech = AUTH_NONE;
@@ -390,15 +402,15 @@ static void req_free(send_req_t *r)
     free(r->rcpts);
     email_refusals_free(&r->job.refusals);
     email_refusals_free(&r->refusals);
-    email_refusals_free(&r->held.list);
     free(r);
 }
 
 static void deliver_async(void *arg)
 {
     send_req_t *r = arg;
-    email_status_hold(&r->status, &r->held, &r->refusals);
+    email_status_attach(&r->status, &r->refusals);
     r->cb(r->id, &r->status, r->cb_data);
+    email_status_clear(&r->status); /* the callback's status is valid during the call only */
     req_free(r);
 }
 
@@ -422,8 +434,7 @@ static void req_complete(send_req_t *r)
 /* Completes with the job's own status (moving its refusals). */
 static void req_complete_job(send_req_t *r)
 {
-    r->status = r->job.status;
-    r->status.internal_ = NULL;
+    email_status_copy_into(&r->status, &r->job.status);
     r->refusals = r->job.refusals;
     email_refusals_init(&r->job.refusals);
     req_complete(r);
@@ -431,8 +442,7 @@ static void req_complete_job(send_req_t *r)
 
 static void req_fail(send_req_t *r, const email_status_t *why, const char *prefix)
 {
-    r->status = *why;
-    r->status.internal_ = NULL;
+    email_status_copy_into(&r->status, why);
     r->status.success = false;
     if (!r->status.error)
         r->status.error = EMAIL_ECLOSED;
@@ -497,8 +507,7 @@ static void conn_ready(void *ud, connection_t *c)
     t->openers = NULL;
     while (o) {
         op_t *next = o->next;
-        o->status = *connection_ready_status(c);
-        o->status.internal_ = NULL;
+        email_status_copy_into(&o->status, connection_ready_status(c));
         o->rc = 0;
         runtime_waiter_signal(&o->waiter);
         o = next;
@@ -562,8 +571,7 @@ static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
     t->openers = NULL;
     while (o) {
         op_t *next = o->next;
-        o->status = *why;
-        o->status.internal_ = NULL;
+        email_status_copy_into(&o->status, why);
         o->rc = why->error ? why->error : EMAIL_ECLOSED;
         runtime_waiter_signal(&o->waiter);
         o = next;
@@ -608,8 +616,7 @@ static void op_open(void *arg)
     op_t *o = arg;
     email_transporter_t *t = o->t;
     if (t->conn && connection_is_ready(t->conn)) {
-        o->status = *connection_ready_status(t->conn);
-        o->status.internal_ = NULL;
+        email_status_copy_into(&o->status, connection_ready_status(t->conn));
         o->rc = 0;
         runtime_waiter_signal(&o->waiter);
         return;
@@ -642,7 +649,7 @@ static int run_connection_op(email_transporter_t *t, runtime_fn fn, email_status
     o.status.success = rc == 0;
     o.status.error = rc;
     if (status)
-        *status = o.status;
+        email_status_copy_into(status, &o.status);
     return rc;
 }
 
@@ -655,8 +662,7 @@ int transporter_open(email_transporter_t *t, email_status_t *status)
 static void check_ready(void *ud, connection_t *c)
 {
     op_t *o = ud;
-    o->status = *connection_ready_status(c);
-    o->status.internal_ = NULL;
+    email_status_copy_into(&o->status, connection_ready_status(c));
     o->rc = 0;
     connection_quit(c);
 }
@@ -665,8 +671,7 @@ static void check_closed(void *ud, connection_t *c, const email_status_t *why)
 {
     op_t *o = ud;
     if (!connection_was_ready(c)) {
-        o->status = *why;
-        o->status.internal_ = NULL;
+        email_status_copy_into(&o->status, why);
         o->rc = why->error ? why->error : EMAIL_ECLOSED;
     }
     runtime_waiter_signal(&o->waiter);
@@ -768,8 +773,10 @@ static int send_and_wait(send_req_t *r, email_status_t *status)
     int rc = runtime_call(op_send, r, &w);
     runtime_waiter_destroy(&w);
     if (rc) {
-        if (status)
+        if (status) {
+            email_status_clear(status);
             email_status_fail(status, rc, "%s", email_strerror(rc));
+        }
         if (r->id)
             registry_done(r->id, EMAIL_ERROR); /* never queued: not pending forever */
         req_free(r);
@@ -777,7 +784,7 @@ static int send_and_wait(send_req_t *r, email_status_t *status)
     }
     rc = r->status.success ? 0 : (r->status.error ? r->status.error : EMAIL_ESERVER);
     if (status) {
-        *status = r->status;
+        email_status_copy_into(status, &r->status);
         status->error = rc;
         email_status_attach(status, &r->refusals);
     }
@@ -793,7 +800,7 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
     int rc = req_new_message(t, m, &r, err, sizeof err);
     if (rc) {
         if (status) {
-            email_status_init(status);
+            email_status_clear(status);
             email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
         }
         return rc;
@@ -806,7 +813,7 @@ int transporter_send_raw(email_transporter_t *t, const char *from, const char *c
                          email_status_t *status)
 {
     if (status)
-        email_status_init(status);
+        email_status_clear(status);
     send_req_t *r = calloc(1, sizeof *r);
     if (!r)
         return EMAIL_ENOMEM;

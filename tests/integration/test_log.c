@@ -919,7 +919,8 @@ static void test_blocks_interleaved(void **state)
     assert_int_equal(count_event(&p, "### message 202 continues"), 1);
     assert_int_equal(count_event(&p, "### message 204 interrupted (1 bytes)"), 1);
     assert_int_equal(count_event(&p, "### message 103 ends (0 bytes)"), 1);
-    assert_int_equal(count_event(&p, "S < \"250 two  lines\""), 1); /* CR LF never inside a line */
+    /* CR LF never inside a line: escaped like every control character */
+    assert_int_equal(count_event(&p, "S < \"250 two\\x0d\\x0alines\""), 1);
     size_t n1 = p.n;
     parsed_free(&p);
 
@@ -927,7 +928,7 @@ static void test_blocks_interleaved(void **state)
     parse_file(global, &p, false);
     assert_counters(&p, 1, global);
     assert_int_equal(p.n, 2);
-    assert_string_equal(p.lines[1].event, "S < \"250 two  lines\"");
+    assert_string_equal(p.lines[1].event, "S < \"250 two\\x0d\\x0alines\"");
     parsed_free(&p);
 
     /* opened again: appended, numbered on */
@@ -1035,6 +1036,136 @@ static void test_flushed_within_a_second(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* A server's text with control characters, quotes and backslashes                             */
+
+/* The field of an event `S < "..."` with the log's escapes undone (malloc'ed), or NULL when it
+ * holds a raw control character, an unescaped '"' or a malformed escape. */
+static char *unescape_field(const char *event)
+{
+    size_t n = strlen(event);
+    if (n < 6 || strncmp(event, "S < \"", 5) != 0 || event[n - 1] != '"')
+        return NULL;
+    email_buf_t b;
+    email_buf_init(&b);
+    for (size_t i = 5; i < n - 1; i++) {
+        unsigned char c = (unsigned char)event[i];
+        unsigned hex;
+        if (c < 0x20 || c == 0x7f || c == '"') {
+            email_buf_free(&b);
+            return NULL;
+        }
+        if (c != '\\') {
+            email_buf_putc(&b, (char)c);
+        } else if (event[i + 1] == '\\' || event[i + 1] == '"') {
+            email_buf_putc(&b, event[++i]);
+        } else if (event[i + 1] == 'x' && sscanf(event + i + 2, "%2x", &hex) == 1) {
+            email_buf_putc(&b, (char)hex);
+            i += 3;
+        } else {
+            email_buf_free(&b);
+            return NULL;
+        }
+    }
+    return b.data ? email_buf_steal(&b, NULL) : email_strdup("");
+}
+
+/* Every S line of p undone must be one of the reply lines sent, in that order. */
+static void assert_replies_escaped(const char *text, size_t len, bool blocks, const char *name,
+                                   const char *const *sent, size_t nsent)
+{
+    parsed_t p;
+    parse_log(text, len, &p, blocks, name);
+    assert_counters(&p, 1, name);
+    size_t k = 0;
+    for (size_t i = 0; i < p.n; i++) {
+        if (p.lines[i].event[0] == '#' && strstr(p.lines[i].event, "authenticated"))
+            fail_msg("%s: a forged event: %s", name, p.lines[i].whole);
+        if (p.lines[i].event[0] != 'S')
+            continue;
+        char *raw = unescape_field(p.lines[i].event);
+        if (!raw || k >= nsent || strcmp(raw, sent[k]) != 0)
+            fail_msg("%s: [%s] is not the escaped reply [%s]", name, p.lines[i].event,
+                     k < nsent ? sent[k] : "(none)");
+        free(raw);
+        k++;
+    }
+    assert_int_equal(k, nsent);
+    parsed_free(&p);
+    /* nothing a terminal would act on: no ESC, BEL or C1 byte anywhere */
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\033' || text[i] == '\007' || (unsigned char)text[i] == 0x9b)
+            fail_msg("%s: a raw control byte 0x%02x at %zu", name, (unsigned char)text[i], i);
+}
+
+static void test_server_text_escaped(void **state)
+{
+    /* the reply lines as the server sends them (scripted.py's escapes) and as bytes */
+    const char *script = "send 220 x\" fake ### authenticated as root\n"
+                         "expect EHLO .*\n"
+                         "send 250-scripted \\x1b]0;owned\\x07\\x1b[2J\\r\\n250 8BITMIME\n"
+                         "expect MAIL FROM:.*\n"
+                         "send 250 ok C:\\\\dir\\\\ \"quoted\" \\xc2\\x9b31m caf\\xc3\\xa9 \\xff\n"
+                         "expect RCPT TO:.*\n"
+                         "send 250 ok\\x7f\\x01\n"
+                         "expect DATA\n"
+                         "send 354 go\n"
+                         "expect-data\n"
+                         "send 250 queued \\\\\"\n"
+                         "expect QUIT\n"
+                         "send 221 bye\n";
+    const char *const sent[] = {"220 x\" fake ### authenticated as root",
+                                "250-scripted \033]0;owned\007\033[2J",
+                                "250 8BITMIME",
+                                "250 ok C:\\dir\\ \"quoted\" \xc2\x9b\x33\x31m caf\xc3\xa9 \xff",
+                                "250 ok\177\001",
+                                "354 go",
+                                "250 queued \\\"",
+                                "221 bye"};
+    const size_t nsent = sizeof sent / sizeof sent[0];
+    char *dir = test_tmpdir();
+    char *global = path_in(dir, "global.log"), *ext = path_in(dir, "ext.log");
+    test_server_t s;
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    assert_int_equal(email_set_log(global), 0);
+    assert_int_equal(email_set_log_callback(collect, &cb_text), 0);
+    email_server_t srv;
+    init_server(&srv, s.port);
+    srv.log_file = ext;
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    email_message_t *m = make_message("escapes", "hello\n");
+    email_status_t st;
+    int rc = email_transporter_send(t, m, &st);
+    if (rc)
+        fail_msg("send: %s", st.status_text);
+    email_message_free(m);
+    email_transporter_free(t);
+    assert_int_equal(email_set_log(NULL), 0);
+    assert_int_equal(email_set_log_callback(NULL, NULL), 0);
+    assert_int_equal(test_server_wait(&s, 5000), 0);
+
+    size_t glen, clen, xlen;
+    char *gtext = test_read_file(global, &glen), *ctext = cb_take(&clen);
+    char *xtext = test_read_file(ext, &xlen);
+    assert_non_null(gtext);
+    assert_non_null(xtext);
+    assert_replies_escaped(gtext, glen, false, "global log", sent, nsent);
+    assert_replies_escaped(ctext, clen, false, "callback", sent, nsent);
+    assert_replies_escaped(xtext, xlen, true, "extended log", sent, nsent);
+    /* the exact text of two of them */
+    assert_non_null(strstr(gtext, " S < \"220 x\\\" fake ### authenticated as root\"\n"));
+    assert_non_null(strstr(gtext, " S < \"250-scripted \\x1b]0;owned\\x07\\x1b[2J\"\n"));
+    free(gtext);
+    free(ctext);
+    free(xtext);
+    test_server_stop(&s);
+    test_rmtree(dir);
+    free(dir);
+    free(global);
+    free(ext);
+}
+
+/* ------------------------------------------------------------------------------------------- */
 
 static int setup_all(void **state)
 {
@@ -1066,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_errors_and_stop),
         cmocka_unit_test(test_blocks_interleaved),
         cmocka_unit_test(test_flushed_within_a_second),
+        cmocka_unit_test(test_server_text_escaped),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

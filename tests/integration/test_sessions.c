@@ -165,6 +165,108 @@ static void test_auth_cram_md5_and_xoauth2(void **state)
     transporter_auth("PLAIN", "CRAM-MD5", "tanstaaftanstaaf", NULL, EMAIL_EAUTHMECH, NULL);
 }
 
+/* OAUTHBEARER names the user in RFC 5801's escaped form: the server decodes "," and "=" back
+ * (unescaped, it would read the user name "al" and an extra field). */
+static void test_oauthbearer_user_with_comma_and_equals(void **state)
+{
+    const char *user = "al,ice=admin@example.org";
+    test_server_t s;
+    const char *args[] = {"--oauth-token", "al,ice=admin@example.org:ya29.tok", "--auth-mechs",
+                          "OAUTHBEARER", "--auth-required", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    srv.user = user;
+    srv.oauth2_token = "ya29.tok";
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    email_message_t *m = simple_message("alice@example.org", "b@example.org", "saslname");
+    email_status_t st;
+    int rc = email_transporter_send(t, m, &st);
+    if (rc)
+        fail_msg("send: %s (%s)", email_error_name(rc), st.status_text);
+    email_message_free(m);
+    email_transporter_free(t);
+    assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+    char *json = test_spool_read(&s, 1, "json", NULL);
+    assert_json_field(json, "auth.mechanism", "OAUTHBEARER");
+    assert_json_field(json, "auth.login", user);
+    free(json);
+    test_server_stop(&s);
+}
+
+/* A password goes whole (PLAIN, LOGIN: base64; CRAM-MD5: an HMAC key), so control characters
+ * in it are kept, unlike in a user name. */
+static void test_password_with_control_characters(void **state)
+{
+    const char *mechs[] = {"PLAIN", "LOGIN"};
+    for (size_t i = 0; i < 2; i++) {
+        test_server_t s;
+        const char *args[] = {"--auth", "tim:pa\001ss\033w", "--auth-mechs", mechs[i],
+                              "--auth-required", NULL};
+        start_smtpd(&s, args);
+        if (!email_start_smtp_session("tim", "pa\001ss\033w", "127.0.0.1", s.port,
+                                      EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT))
+            fail_msg("%s: %s", mechs[i], email_error_info());
+        email_message_t *m = simple_message("tim@example.org", "b@example.org", "control");
+        assert_true(email_send_message("tim", m));
+        email_message_free(m);
+        assert_true(email_close_session("tim"));
+        assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+        char *json = test_spool_read(&s, 1, "json", NULL);
+        assert_json_field(json, "auth.mechanism", mechs[i]);
+        assert_json_field(json, "auth.password", "pa\001ss\033w");
+        free(json);
+        test_server_stop(&s);
+    }
+}
+
+/* A user name with a control character never reaches a server: refused before connecting, by
+ * the transporter and by the named session alike (the server sees no connection at all). */
+static void test_control_character_user_refused(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--oauth-token", "tim:ya29.tok", "--log", NULL, NULL};
+    char *dir = test_tmpdir();
+    assert_non_null(dir);
+    char logpath[600];
+    snprintf(logpath, sizeof logpath, "%s/server.log", dir);
+    args[3] = logpath;
+    start_smtpd(&s, args);
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = s.port;
+    srv.security = EMAIL_SECURITY_NONE;
+    srv.user = "tim\001auth=Bearer ya29.tok\001\001";
+    srv.oauth2_token = "wrong";
+    assert_null(email_transporter_new(&srv));
+    assert_int_equal(email_last_error(), EMAIL_EINVAL);
+    assert_non_null(strstr(email_error_info(), "user contains a control character"));
+    srv.user = "tim";
+    srv.oauth2_token = "ya29.tok\001";
+    assert_null(email_transporter_new(&srv));
+    assert_non_null(strstr(email_error_info(), "oauth2_token contains a control character"));
+
+    assert_false(email_start_smtp_session("tim\033]0;x\007", "pw", "127.0.0.1", s.port,
+                                          EMAIL_SYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_last_error(), EMAIL_EINVAL);
+    assert_non_null(strstr(email_error_info(), "user contains a control character"));
+    assert_null(strchr(email_error_info(), '\033')); /* the value itself is not echoed */
+    /* the name was not kept */
+    assert_false(email_close_session("tim\033]0;x\007"));
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+    test_server_stop(&s);
+    char *log = test_read_file(logpath, NULL);
+    assert_true(!log || !strstr(log, "AUTH"));
+    free(log);
+    test_rmtree(dir);
+    free(dir);
+}
+
 static void test_auth_wrong_password(void **state)
 {
     test_server_t s;
@@ -645,6 +747,47 @@ static void test_status_lists_kept(void **state)
     test_server_stop(&s);
 }
 
+typedef struct thread_send {
+    int port;
+    email_status_t *st;
+    int rc;
+} thread_send_t;
+
+static void *send_with_refusals(void *arg)
+{
+    thread_send_t *ts = arg;
+    email_transporter_t *t = plain_transporter(ts->port);
+    email_message_t *m = simple_message("a@example.org", "bad1@example.org, ok@example.org, "
+                                        "bad2@example.org", "from a thread");
+    ts->rc = email_transporter_send(t, m, ts->st);
+    email_message_free(m);
+    email_transporter_free(t);
+    return NULL;
+}
+
+/* The thread that sent has exited: its status's refused recipients are still the status's. */
+static void test_status_read_after_sending_thread_exited(void **state)
+{
+    test_server_t s;
+    const char *args[] = {"--reject-rcpt", "bad", NULL};
+    start_smtpd(&s, args);
+    email_status_t st;
+    thread_send_t ts = {.port = s.port, .st = &st};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, send_with_refusals, &ts), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(ts.rc, 0);
+    assert_int_equal(st.rejected, 2);
+    int code = 0;
+    assert_string_equal(email_status_recipient(&st, 0, &code), "bad1@example.org");
+    assert_int_equal(code, 550);
+    assert_string_equal(email_status_recipient(&st, 1, NULL), "bad2@example.org");
+    assert_non_null(strstr(email_status_recipient_text(&st, 1), "rejected"));
+    email_status_clear(&st);
+    assert_null(email_status_recipient(&st, 0, NULL));
+    test_server_stop(&s);
+}
+
 /* email_shutdown with a transporter of the caller's still connected: its connection says QUIT,
  * shutdown returns, and the transporter works again afterwards. */
 static void test_shutdown_with_open_transporter(void **state)
@@ -679,6 +822,9 @@ int main(void)
         cmocka_unit_test(test_auth_wrong_password),
         cmocka_unit_test(test_auth_cram_md5_and_xoauth2),
         cmocka_unit_test(test_auth_not_offered),
+        cmocka_unit_test(test_oauthbearer_user_with_comma_and_equals),
+        cmocka_unit_test(test_control_character_user_refused),
+        cmocka_unit_test(test_password_with_control_characters),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_partial_recipients),
         cmocka_unit_test(test_server_refusals),
@@ -693,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_chunking_refused),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_status_lists_kept),
+        cmocka_unit_test(test_status_read_after_sending_thread_exited),
         cmocka_unit_test(test_shutdown_with_open_transporter),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import stat
@@ -108,6 +109,13 @@ def text(b):
     return b.decode("utf-8", "surrogateescape")
 
 
+def saslname(raw):
+    """RFC 5801: "=2C" stands for "," and "=3D" for "="; any other "=" is malformed (None)."""
+    if re.search(rb"=(?!2C|3D)", raw):
+        return None
+    return raw.replace(b"=2C", b",").replace(b"=3D", b"=")
+
+
 class Handler:
     """aiosmtpd hooks: canned refusals, AUTH bookkeeping and the spool."""
 
@@ -192,9 +200,9 @@ class Handler:
         fields = dict(f.split(b"=", 1) for f in parts[1:] if b"=" in f)
         if mechanism == "XOAUTH2":
             fields.update(dict(f.split(b"=", 1) for f in parts[:1] if b"=" in f))
-        else:  # the GS2 header names the user: "n,a=U,"
+        else:  # the GS2 header names the user: "n,a=U," with U a saslname (RFC 5801)
             gs2 = dict(f.split(b"=", 1) for f in parts[0].split(b",") if b"=" in f)
-            fields[b"user"] = gs2.get(b"a", b"")
+            fields[b"user"] = saslname(gs2.get(b"a", b""))
         user, auth = fields.get(b"user", b""), fields.get(b"auth", b"")
         token = auth[len(b"Bearer "):] if auth.startswith(b"Bearer ") else None
         if token is None or self.args.tokens.get(user) != token:
