@@ -358,6 +358,12 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
     return got;
 }
 
+static void req_read_error(void *ctx, int error, char *text, size_t size)
+{
+    send_req_t *r = ctx;
+    email_strlcpy(text, r->reader ? mime_reader_error(r->reader) : email_strerror(error), size);
+}
+
 /* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
 static int req_rewind(send_req_t *r, char *err, size_t errlen)
 {
@@ -373,6 +379,7 @@ static int req_rewind(send_req_t *r, char *err, size_t errlen)
         r->job.eight_bit = mime_reader_8bit(r->reader);
     }
     r->job.read = req_read;
+    r->job.read_error = req_read_error;
     r->job.ctx = r;
     r->job.user = r;
     email_refusals_free(&r->job.refusals);
