@@ -859,12 +859,13 @@ static void on_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
     if (!awaited_end(e, &end) || end > e->feed_seen) {
         /* sent before the server could have read the command: taken as its answer, it would
          * shift every later reply onto the wrong command */
+        int first_line = (int)strcspn(r->text, "\n");
         if (r->code == 421)
-            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
-                         r->code, r->text);
+            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %.*s",
+                         r->code, first_line, r->text);
         else
-            fail_session(e, EMAIL_EPROTO, r, "reply without a command: %d %s", r->code,
-                         r->text);
+            fail_session(e, EMAIL_EPROTO, r, "reply without a command: %d %.*s", r->code,
+                         first_line, r->text);
         return;
     }
     if (e->state != ST_READY) {
