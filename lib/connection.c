@@ -40,6 +40,7 @@ struct connection {
     smtp_engine_t *engine;
     uv_timer_t timer;
     bool timer_open;
+    size_t unacked;               /* transport_unacked when the reply timer last started */
 
     /* jobs submitted before the engine exists (while connecting) */
     smtp_job_t *pre_head, *pre_tail;
@@ -111,12 +112,19 @@ static void close_all(connection_t *c)
 /* Runs the reply timer while something is awaited (restarted when `progress`); stops it
  * otherwise. */
 static void arm_timer(connection_t *c, bool progress);
+static void start_timer(connection_t *c, size_t unacked);
 
 static void on_timeout(uv_timer_t *h)
 {
     connection_t *c = h->data;
     bool connecting = !c->ready;
     int ms = connecting ? c->cfg.connect_timeout_ms : c->cfg.reply_timeout_ms;
+    size_t unacked = c->transport && !connecting ? transport_unacked(c->transport) : 0;
+    if (unacked < c->unacked) {
+        /* what the kernel took was still crossing a slow link meanwhile: not silence */
+        start_timer(c, unacked);
+        return;
+    }
     char text[400];
     if (connecting && c->engine && !c->received && !c->cfg.implicit_tls)
         snprintf(text, sizeof text,
@@ -129,6 +137,12 @@ static void on_timeout(uv_timer_t *h)
     connection_abort(c, EMAIL_ETIMEDOUT, text);
 }
 
+static void start_timer(connection_t *c, size_t unacked)
+{
+    c->unacked = unacked;
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)c->cfg.reply_timeout_ms, 0);
+}
+
 static void arm_timer(connection_t *c, bool progress)
 {
     if (c->closing || !c->ready)
@@ -136,7 +150,7 @@ static void arm_timer(connection_t *c, bool progress)
     if (!c->engine || !smtp_engine_waiting(c->engine))
         uv_timer_stop(&c->timer);
     else if (progress || !uv_is_active((uv_handle_t *)&c->timer))
-        uv_timer_start(&c->timer, on_timeout, (uint64_t)c->cfg.reply_timeout_ms, 0);
+        start_timer(c, c->transport ? transport_unacked(c->transport) : 0);
 }
 
 static int add_credit(connection_t *c, size_t plain)
