@@ -954,6 +954,10 @@ static void fill_body(smtp_engine_t *e)
                 email_strlcpy(why, email_strerror((int)got), sizeof why);
             e->dying = true;
             e->body_job = NULL;
+            /* DATA: the cut body is never handed over (BDAT: out holds whole, logged chunks) */
+            uint64_t keep = j->body_start > e->taken ? j->body_start - e->taken : 0;
+            if (!e->bdat && e->out.len > keep)
+                e->out.len = (size_t)keep;
             job_finish(e, j, SMTP_JOB_FAILED, (int)got, NULL, "reading the message failed: %s",
                        why);
             fail_session(e, (int)got, NULL, "reading the message failed, connection dropped");
@@ -999,8 +1003,6 @@ size_t smtp_engine_take(smtp_engine_t *e, const char **data)
     e->handed = 0;
     if (e->body_job && e->state != ST_CLOSED)
         fill_body(e);
-    if (e->state == ST_CLOSED)
-        email_buf_reset(&e->out); /* a cut body, or what a callback queued: the session is over */
     e->handed = e->out.len;
     *data = e->out.len ? e->out.data : empty;
     return e->out.len;

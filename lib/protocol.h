@@ -110,8 +110,8 @@ void smtp_engine_free(smtp_engine_t *e);
 int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n);
 /*
  * Bytes to write now (pulls message bodies as needed); *data stays valid until the next engine
- * call. The bytes count as handed over: report their writing with smtp_engine_written. Nothing
- * once the session is over (closed was reported), not even what was pending.
+ * call. The bytes count as handed over: report their writing with smtp_engine_written. Never
+ * the start of a body whose reading failed (the session is then over: close, write nothing).
  */
 size_t smtp_engine_take(smtp_engine_t *e, const char **data);
 /* n more bytes reached the transport (in order). */
