@@ -453,6 +453,18 @@ static void req_fail(send_req_t *r, const email_status_t *why, const char *prefi
     req_complete(r);
 }
 
+static void unlink_in_conn(email_transporter_t *t, send_req_t *r)
+{
+    if (r->conn_prev)
+        r->conn_prev->conn_next = r->conn_next;
+    else
+        t->in_conn = r->conn_next;
+    if (r->conn_next)
+        r->conn_next->conn_prev = r->conn_prev;
+    r->conn_prev = r->conn_next = NULL;
+    t->in_flight--;
+}
+
 /* Gives the waiting requests to the connection, opening one when needed. */
 static void kick(email_transporter_t *t)
 {
@@ -471,30 +483,26 @@ static void kick(email_transporter_t *t)
         }
     }
     while (t->waiting.head) {
-        send_req_t *r = t->waiting.head;
+        /* in the connection before submitting: the job can end inside connection_submit (too
+         * large, or its body unreadable), and its job_done unlinks and completes it */
+        send_req_t *r = list_pop(&t->waiting);
         r->session = t->conn_session;
-        if (connection_submit(t->conn, &r->job) != 0)
-            return; /* closing: they go on the next connection */
-        list_pop(&t->waiting);
         r->conn_prev = NULL;
         r->conn_next = t->in_conn;
         if (t->in_conn)
             t->in_conn->conn_prev = r;
         t->in_conn = r;
         t->in_flight++;
+        if (connection_submit(t->conn, &r->job) != 0) {
+            /* closing: it goes on the next connection, first in line */
+            unlink_in_conn(t, r);
+            r->next = t->waiting.head;
+            t->waiting.head = r;
+            if (!t->waiting.tail)
+                t->waiting.tail = r;
+            return;
+        }
     }
-}
-
-static void unlink_in_conn(email_transporter_t *t, send_req_t *r)
-{
-    if (r->conn_prev)
-        r->conn_prev->conn_next = r->conn_next;
-    else
-        t->in_conn = r->conn_next;
-    if (r->conn_next)
-        r->conn_next->conn_prev = r->conn_prev;
-    r->conn_prev = r->conn_next = NULL;
-    t->in_flight--;
 }
 
 static void conn_ready(void *ud, connection_t *c)
