@@ -1,6 +1,7 @@
 /*
  * One SMTP session over one TCP connection: the protocol engine driven over the transport,
- * with the connect timeout and a silence timer that restarts whenever bytes move.
+ * with the connect timeout and a reply timer that restarts when bytes leave or a whole reply
+ * comes (never for part of one: a server trickling a reply cannot hold the session).
  */
 #include "connection.h"
 
@@ -39,6 +40,7 @@ struct connection {
     smtp_engine_t *engine;
     uv_timer_t timer;
     bool timer_open;
+    size_t unacked;               /* transport_unacked when the reply timer last started */
 
     /* jobs submitted before the engine exists (while connecting) */
     smtp_job_t *pre_head, *pre_tail;
@@ -107,14 +109,22 @@ static void close_all(connection_t *c)
     }
 }
 
-/* Restarts the silence timer while something is awaited; stops it otherwise. */
-static void arm_timer(connection_t *c);
+/* Runs the reply timer while something is awaited (restarted when `progress`); stops it
+ * otherwise. */
+static void arm_timer(connection_t *c, bool progress);
+static void start_timer(connection_t *c, size_t unacked);
 
 static void on_timeout(uv_timer_t *h)
 {
     connection_t *c = h->data;
     bool connecting = !c->ready;
     int ms = connecting ? c->cfg.connect_timeout_ms : c->cfg.reply_timeout_ms;
+    size_t unacked = c->transport && !connecting ? transport_unacked(c->transport) : 0;
+    if (unacked < c->unacked) {
+        /* what the kernel took was still crossing a slow link meanwhile: not silence */
+        start_timer(c, unacked);
+        return;
+    }
     char text[400];
     if (connecting && c->engine && !c->received && !c->cfg.implicit_tls)
         snprintf(text, sizeof text,
@@ -127,17 +137,20 @@ static void on_timeout(uv_timer_t *h)
     connection_abort(c, EMAIL_ETIMEDOUT, text);
 }
 
-static void arm_timer(connection_t *c)
+static void start_timer(connection_t *c, size_t unacked)
 {
-    if (c->closing)
-        return;
-    if (!c->ready) {
+    c->unacked = unacked;
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)c->cfg.reply_timeout_ms, 0);
+}
+
+static void arm_timer(connection_t *c, bool progress)
+{
+    if (c->closing || !c->ready)
         return; /* the connect timer runs from connection_start until ready */
-    }
-    if (c->engine && smtp_engine_waiting(c->engine))
-        uv_timer_start(&c->timer, on_timeout, (uint64_t)c->cfg.reply_timeout_ms, 0);
-    else
+    if (!c->engine || !smtp_engine_waiting(c->engine))
         uv_timer_stop(&c->timer);
+    else if (progress || !uv_is_active((uv_handle_t *)&c->timer))
+        start_timer(c, c->transport ? transport_unacked(c->transport) : 0);
 }
 
 static int add_credit(connection_t *c, size_t plain)
@@ -178,8 +191,8 @@ static void flush(connection_t *c)
     while (c->transport && transport_pending(c->transport) < WRITE_HIGH_WATER) {
         const char *data;
         size_t n = smtp_engine_take(c->engine, &data);
-        if (!n)
-            break;
+        if (!n || c->closing)
+            break; /* taking can end the session (an unreadable body): the transport is gone */
         int rc = send_plain(c, data, n);
         if (rc) {
             c->flushing = false;
@@ -314,11 +327,12 @@ static void on_plain(connection_t *c, const char *data, size_t n)
 {
     if (!c->engine || c->engine_closed)
         return;
+    uint64_t replies = smtp_engine_replies(c->engine);
     smtp_engine_feed(c->engine, data, n);
     if (c->closing)
         return;
     flush(c);
-    arm_timer(c);
+    arm_timer(c, smtp_engine_replies(c->engine) != replies);
 }
 
 static void tls_recv(void *ud, const char *data, size_t n)
@@ -326,9 +340,30 @@ static void tls_recv(void *ud, const char *data, size_t n)
     on_plain(ud, data, n);
 }
 
+/* True when the server's first bytes are text, not a TLS record (whose first byte, the content
+ * type, is 20-24). */
+static bool plain_text_seen(const connection_t *c)
+{
+    const char *b;
+    size_t n = tls_first_bytes(c->tls, &b);
+    return n && b[0] >= 0x20 && b[0] < 0x7f;
+}
+
 static void tls_handshake(void *ud, int error, const char *text)
 {
     connection_t *c = ud;
+    if (error == EMAIL_ETLS && plain_text_seen(c)) {
+        if (c->engine)
+            connection_abort(c, EMAIL_EPROTO,
+                             "the server sent plain-text bytes after its 220 to STARTTLS instead "
+                             "of a TLS handshake (possible response injection)");
+        else
+            connection_abort(c, EMAIL_ETLS,
+                             "the server answered in plain SMTP, not TLS: is this a STARTTLS "
+                             "port? Use EMAIL_OPTION_STARTTLS / EMAIL_SECURITY_STARTTLS "
+                             "(usually port 587)");
+        return;
+    }
     if (error) {
         connection_abort(c, error, text);
         return;
@@ -398,7 +433,7 @@ static void tr_written(void *ud, size_t n)
     if (!c->engine)
         return;
     flush(c);
-    arm_timer(c);
+    arm_timer(c, true);
 }
 
 static void tr_failed(void *ud, int error, const char *text)
@@ -469,7 +504,7 @@ int connection_submit(connection_t *c, smtp_job_t *job)
     if (c->engine) {
         int rc = smtp_engine_submit(c->engine, job);
         flush(c);
-        arm_timer(c);
+        arm_timer(c, false);
         return rc;
     }
     job->next = NULL;
@@ -506,7 +541,7 @@ void connection_quit(connection_t *c)
     if (c->engine) {
         smtp_engine_quit(c->engine);
         flush(c);
-        arm_timer(c);
+        arm_timer(c, false);
     }
 }
 

@@ -44,6 +44,7 @@ struct mime_reader {
     email_buf_t chunk;   /* its encoded bytes, returned from chunk_off on */
     size_t chunk_off;
     int error;           /* a failed read fails every later one */
+    char why[320];       /* ... and what happened, naming the file */
     unsigned char *raw;  /* FILE_CHUNK bytes, allocated when a file is first read: a queued
                             message without attachments costs no more than its own bytes */
 };
@@ -318,11 +319,17 @@ bool mime_reader_8bit(const mime_reader_t *reader)
 
 /* Reads and encodes the next chunk of the current file segment; at its end checks that the file
    has not grown, closes it and moves to the next segment. */
+static int file_failed(mime_reader_t *r, const segment_t *s, const char *what)
+{
+    snprintf(r->why, sizeof r->why, "attachment \"%.200s\": %s", s->path, what);
+    return EMAIL_EIO;
+}
+
 static int refill(mime_reader_t *r, const segment_t *s)
 {
     if (r->fd < 0) {
         if ((r->fd = open(s->path, O_RDONLY | O_CLOEXEC)) < 0)
-            return EMAIL_EIO;
+            return file_failed(r, s, strerror(errno));
         r->raw_left = s->raw_size;
     }
     email_buf_reset(&r->chunk);
@@ -332,10 +339,13 @@ static int refill(mime_reader_t *r, const segment_t *s)
         ssize_t k;
         while ((k = read(r->fd, &extra, 1)) < 0 && errno == EINTR)
             ;
+        int err = errno;
         close(r->fd);
         r->fd = -1;
-        if (k)
-            return EMAIL_EIO;
+        if (k > 0)
+            return file_failed(r, s, "the file grew after the message was made");
+        if (k < 0)
+            return file_failed(r, s, strerror(err));
         r->cur++;
         return 0;
     }
@@ -346,8 +356,10 @@ static int refill(mime_reader_t *r, const segment_t *s)
         ssize_t k = read(r->fd, r->raw + have, want - have);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
-            return EMAIL_EIO; /* a read error, or the file shrank */
+        if (k < 0)
+            return file_failed(r, s, strerror(errno));
+        if (k == 0)
+            return file_failed(r, s, "the file shrank after the message was made");
         have += (size_t)k;
     }
     r->raw_left -= want;
@@ -391,6 +403,11 @@ ssize_t mime_reader_read(mime_reader_t *r, char *buf, size_t n)
         }
     }
     return (ssize_t)got;
+}
+
+const char *mime_reader_error(const mime_reader_t *reader)
+{
+    return reader->why[0] ? reader->why : email_strerror(reader->error);
 }
 
 void mime_reader_free(mime_reader_t *reader)

@@ -27,6 +27,8 @@ bool mime_reader_8bit(const mime_reader_t *reader);
  * code (EMAIL_EIO when an attachment file cannot be read or changed size since the reader was made).
  */
 ssize_t mime_reader_read(mime_reader_t *reader, char *buf, size_t n);
+/* The last read failure in words, naming the attachment file that failed. */
+const char *mime_reader_error(const mime_reader_t *reader);
 void mime_reader_free(mime_reader_t *reader);
 
 #endif

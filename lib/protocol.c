@@ -37,6 +37,7 @@ enum phase { PH_QUEUED, PH_SENT, PH_BODY, PH_EOD, PH_DONE };
 typedef struct pending_reply {
     enum cmd cmd;
     smtp_job_t *job;
+    uint64_t end;            /* output offset just past the command (and its data) */
 } pending_reply_t;
 
 #define BODY_CHUNK 65536
@@ -74,11 +75,15 @@ struct smtp_engine {
     size_t jobs_in_flight;
 
     size_t handed;           /* bytes at the start of out given by the last take */
+    uint64_t setup_end;      /* output offset just past the last setup command (or QUIT) */
+    uint64_t feed_seen;      /* bytes handed over before the bytes being fed arrived */
+    uint64_t replies;        /* complete replies received */
     smtp_job_t *progress_job; /* job whose body is being written out */
 
     bool quit_wanted;
     bool ready_reported;
     bool dying;              /* a body could not be read: the session ends, nothing more goes */
+    bool server_closing;     /* a 421 came: the session ends, nothing more goes */
 };
 
 static void pump(smtp_engine_t *e);
@@ -111,6 +116,7 @@ static int send_line(smtp_engine_t *e, const char *line, const char *shown)
 {
     if (email_buf_puts(&e->out, line) || email_buf_puts(&e->out, "\r\n"))
         return EMAIL_ENOMEM;
+    e->setup_end = e->taken + e->out.len;
     if (e->cb.log)
         e->cb.log(e->ud, 'C', shown ? shown : line);
     return 0;
@@ -130,7 +136,8 @@ static int fifo_push(smtp_engine_t *e, enum cmd cmd, smtp_job_t *job)
         e->fifo_head = 0;
         e->fifo_cap = cap;
     }
-    e->fifo[(e->fifo_head + e->fifo_len) % e->fifo_cap] = (pending_reply_t){cmd, job};
+    e->fifo[(e->fifo_head + e->fifo_len) % e->fifo_cap] =
+        (pending_reply_t){cmd, job, e->taken + e->out.len};
     e->fifo_len++;
     return 0;
 }
@@ -635,7 +642,8 @@ static bool pipelined(const smtp_engine_t *e, const smtp_job_t *j)
 /* Sends what can be sent now. */
 static void pump(smtp_engine_t *e)
 {
-    while (e->state == ST_READY && !e->dying && !e->body_wait && !e->body_job) {
+    while (e->state == ST_READY && !e->dying && !e->server_closing && !e->body_wait &&
+           !e->body_job) {
         smtp_job_t *j = e->queue_head;
         if (j)
             j->lockstep = j->nrcpts + 2 > e->cfg.window;
@@ -830,35 +838,54 @@ static void log_reply(smtp_engine_t *e, const smtp_reply_t *r)
         e->cb.log(e->ud, 'S', r->lines[i]);
 }
 
+/* The output offset just past the command the next reply answers; false when none is awaited. */
+static bool awaited_end(const smtp_engine_t *e, uint64_t *end)
+{
+    if (e->state == ST_READY) {
+        if (!e->fifo_len)
+            return false;
+        *end = e->fifo[e->fifo_head].end;
+        return true;
+    }
+    *end = e->state == ST_GREETING ? 0 : e->setup_end;
+    return true;
+}
+
 static void on_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     log_reply(e, r);
-    if (e->state == ST_READY && e->fifo_len) {
-        pending_reply_t p = fifo_pop(e);
-        if (r->code == 421) {
-            /* the server is closing: this command's job has its answer, the rest end below */
-            if (p.job && (p.cmd == CMD_EOD || p.cmd == CMD_BDAT_LAST))
-                job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
-            else if (p.job)
-                job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
-            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
-                         r->code, r->text);
-            return;
-        }
+    e->replies++;
+    uint64_t end;
+    if (!awaited_end(e, &end) || end > e->feed_seen) {
+        /* sent before the server could have read the command: taken as its answer, it would
+         * shift every later reply onto the wrong command */
+        int first_line = (int)strcspn(r->text, "\n");
+        if (r->code == 421)
+            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %.*s",
+                         r->code, first_line, r->text);
+        else
+            fail_session(e, EMAIL_EPROTO, r, "reply without a command: %d %.*s", r->code,
+                         first_line, r->text);
+        return;
+    }
+    if (e->state != ST_READY) {
+        on_setup_reply(e, r, left);
+        return;
+    }
+    pending_reply_t p = fifo_pop(e);
+    if (r->code != 421) {
         on_job_reply(e, p, r);
         return;
     }
-    if (e->state == ST_READY) {
-        if (r->code == 421) {
-            fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
-                         r->code, r->text);
-            return;
-        }
-        fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %d %s", r->code,
-                     r->text);
-        return;
-    }
-    on_setup_reply(e, r, left);
+    /* the server is closing: this command's job has its answer, the rest end below; whatever
+     * job_done submits or asks meanwhile must not go out */
+    e->server_closing = true;
+    if (p.job && (p.cmd == CMD_EOD || p.cmd == CMD_BDAT_LAST))
+        job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
+    else if (p.job)
+        job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
+    fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s", r->code,
+                 r->text);
 }
 
 int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
@@ -869,6 +896,7 @@ int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
         fail_session(e, EMAIL_EPROTO, NULL, "unexpected data during the TLS handshake");
         return EMAIL_EPROTO;
     }
+    e->feed_seen = e->taken + e->handed;
     while (n && e->state != ST_CLOSED) {
         smtp_reply_t r;
         size_t used = 0;
@@ -919,10 +947,19 @@ static void fill_body(smtp_engine_t *e)
         if (got < 0) {
             /* the data cannot be ended without delivering a truncated message: drop the session,
              * and let nothing that job_done queues be written behind the partial body */
+            char why[300];
+            if (j->read_error)
+                j->read_error(j->ctx, (int)got, why, sizeof why);
+            else
+                email_strlcpy(why, email_strerror((int)got), sizeof why);
             e->dying = true;
             e->body_job = NULL;
-            job_finish(e, j, SMTP_JOB_FAILED, (int)got, NULL,
-                       "reading the message failed: %s", email_strerror((int)got));
+            /* DATA: the cut body is never handed over (BDAT: out holds whole, logged chunks) */
+            uint64_t keep = j->body_start > e->taken ? j->body_start - e->taken : 0;
+            if (!e->bdat && e->out.len > keep)
+                e->out.len = (size_t)keep;
+            job_finish(e, j, SMTP_JOB_FAILED, (int)got, NULL, "reading the message failed: %s",
+                       why);
             fail_session(e, (int)got, NULL, "reading the message failed, connection dropped");
             return;
         }
@@ -1015,6 +1052,11 @@ bool smtp_engine_is_ready(const smtp_engine_t *e)
 bool smtp_engine_is_closed(const smtp_engine_t *e)
 {
     return e->state == ST_CLOSED;
+}
+
+uint64_t smtp_engine_replies(const smtp_engine_t *e)
+{
+    return e->replies;
 }
 
 int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)

@@ -56,6 +56,8 @@ typedef struct smtp_job {
     bool eight_bit, smtputf8;         /* BODY=8BITMIME, SMTPUTF8 wanted */
     /* Body source: up to n bytes into buf, 0 at the end, <0 EMAIL_E... on error. */
     ssize_t (*read)(void *ctx, char *buf, size_t n);
+    /* Optional: the last read failure in words (naming the file that failed), into text. */
+    void (*read_error)(void *ctx, int error, char *text, size_t size);
     void *ctx;
     void *user;
 
@@ -100,11 +102,16 @@ smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
 /* Frees the engine. Jobs still inside are not reported: abort first. */
 void smtp_engine_free(smtp_engine_t *e);
 
-/* Bytes received from the server. 0, or <0 when the session failed (closed was called). */
+/*
+ * Bytes received from the server. 0, or <0 when the session failed (closed was called). A reply
+ * can only answer a command handed over by smtp_engine_take before this call: any other reply is
+ * a protocol error (EMAIL_EPROTO, "reply without a command"), so feed what arrived before taking.
+ */
 int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n);
 /*
  * Bytes to write now (pulls message bodies as needed); *data stays valid until the next engine
- * call. The bytes count as handed over: report their writing with smtp_engine_written.
+ * call. The bytes count as handed over: report their writing with smtp_engine_written. Never
+ * the start of a body whose reading failed (the session is then over: close, write nothing).
  */
 size_t smtp_engine_take(smtp_engine_t *e, const char **data);
 /* n more bytes reached the transport (in order). */
@@ -117,6 +124,8 @@ bool smtp_engine_idle(const smtp_engine_t *e);
 bool smtp_engine_is_ready(const smtp_engine_t *e);
 /* True when the session is over (closed was reported). */
 bool smtp_engine_is_closed(const smtp_engine_t *e);
+/* Complete replies received so far: the caller's reply timer restarts only when this moves. */
+uint64_t smtp_engine_replies(const smtp_engine_t *e);
 
 /* Queues a job (validated by the caller). EMAIL_ESHUTDOWN once QUIT was asked or closed. */
 int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *job);

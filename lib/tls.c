@@ -40,7 +40,7 @@ struct tls {
     email_buf_t in;          /* ciphertext received, not yet pulled by GnuTLS */
     size_t in_off;
     size_t received;         /* ciphertext bytes received in all */
-    char first[8];           /* the server's first bytes, to recognise plain SMTP */
+    char first[8];           /* the server's first bytes, for the caller's diagnosis */
     size_t nfirst;
 };
 
@@ -214,14 +214,6 @@ static int verify_error(tls_t *t, char *text, size_t size)
     return code;
 }
 
-/* A TLS client that receives "220 ..." is talking to a plain SMTP port. */
-static bool plain_smtp_seen(const tls_t *t)
-{
-    return t->nfirst >= 4 && t->first[0] >= '2' && t->first[0] <= '5' && t->first[1] >= '0' &&
-           t->first[1] <= '9' && t->first[2] >= '0' && t->first[2] <= '9' &&
-           (t->first[3] == ' ' || t->first[3] == '-');
-}
-
 static void handshake_step(tls_t *t)
 {
     int rc = gnutls_handshake(t->session);
@@ -238,10 +230,6 @@ static void handshake_step(tls_t *t)
     t->failed = true;
     if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
         code = verify_error(t, text, sizeof text);
-    } else if (plain_smtp_seen(t)) {
-        snprintf(text, sizeof text,
-                 "the server speaks plain SMTP on this port, not TLS: use STARTTLS "
-                 "(EMAIL_OPTION_STARTTLS / EMAIL_SECURITY_STARTTLS, usually port 587)");
     } else {
         snprintf(text, sizeof text, "TLS handshake failed: %s", gnutls_strerror(rc));
     }
@@ -315,6 +303,12 @@ int tls_write(tls_t *t, const char *data, size_t n)
         n -= (size_t)sent;
     }
     return 0;
+}
+
+size_t tls_first_bytes(const tls_t *t, const char **bytes)
+{
+    *bytes = t->first;
+    return t->nfirst;
 }
 
 void tls_describe(const tls_t *t, char *out, size_t size)

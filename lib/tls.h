@@ -38,6 +38,9 @@ int tls_start(tls_t *t);
 void tls_feed(tls_t *t, const char *data, size_t n);
 /* Plaintext to the server (encrypted and handed to `send`). */
 int tls_write(tls_t *t, const char *data, size_t n);
+/* The server's first bytes (at most 8) and how many: what the peer was speaking, for the
+ * caller to explain a failed handshake in its own protocol's words. */
+size_t tls_first_bytes(const tls_t *t, const char **bytes);
 /* "TLS1.3 with AES-256-GCM ..." once established. */
 void tls_describe(const tls_t *t, char *out, size_t size);
 void tls_free(tls_t *t);

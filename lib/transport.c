@@ -2,6 +2,10 @@
 #include "transport.h"
 
 #include <netinet/in.h>
+#include <sys/ioctl.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +279,20 @@ int transport_write(transport_t *t, const char *data, size_t n)
 size_t transport_pending(const transport_t *t)
 {
     return t->pending;
+}
+
+size_t transport_unacked(const transport_t *t)
+{
+#ifdef SIOCOUTQ
+    uv_os_fd_t fd;
+    int n = 0;
+    if (t->tcp && uv_fileno((const uv_handle_t *)t->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0
+        && n > 0)
+        return (size_t)n;
+#else
+    (void)t;
+#endif
+    return 0;
 }
 
 bool transport_is_loopback(const transport_t *t)

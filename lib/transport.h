@@ -32,6 +32,9 @@ int transport_connect(transport_t *t, const char *host, int port);
 int transport_write(transport_t *t, const char *data, size_t n);
 /* Bytes queued and not yet written. */
 size_t transport_pending(const transport_t *t);
+/* Bytes the kernel took that the peer has not acknowledged yet (0 where the system cannot say):
+ * they may still be crossing a slow link after every write completed. */
+size_t transport_unacked(const transport_t *t);
 /* True when connected to a loopback address (127.0.0.0/8, ::1). */
 bool transport_is_loopback(const transport_t *t);
 /* Closes everything; `closed` follows, after which the transport is gone. Idempotent. */

@@ -370,6 +370,12 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
     return got;
 }
 
+static void req_read_error(void *ctx, int error, char *text, size_t size)
+{
+    send_req_t *r = ctx;
+    email_strlcpy(text, r->reader ? mime_reader_error(r->reader) : email_strerror(error), size);
+}
+
 /* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
 static int req_rewind(send_req_t *r, char *err, size_t errlen)
 {
@@ -385,6 +391,7 @@ static int req_rewind(send_req_t *r, char *err, size_t errlen)
         r->job.eight_bit = mime_reader_8bit(r->reader);
     }
     r->job.read = req_read;
+    r->job.read_error = req_read_error;
     r->job.ctx = r;
     r->job.user = r;
     email_refusals_free(&r->job.refusals);
@@ -456,6 +463,18 @@ static void req_fail(send_req_t *r, const email_status_t *why, const char *prefi
     req_complete(r);
 }
 
+static void unlink_in_conn(email_transporter_t *t, send_req_t *r)
+{
+    if (r->conn_prev)
+        r->conn_prev->conn_next = r->conn_next;
+    else
+        t->in_conn = r->conn_next;
+    if (r->conn_next)
+        r->conn_next->conn_prev = r->conn_prev;
+    r->conn_prev = r->conn_next = NULL;
+    t->in_flight--;
+}
+
 /* Gives the waiting requests to the connection, opening one when needed. */
 static void kick(email_transporter_t *t)
 {
@@ -474,30 +493,26 @@ static void kick(email_transporter_t *t)
         }
     }
     while (t->waiting.head) {
-        send_req_t *r = t->waiting.head;
+        /* in the connection before submitting: the job can end inside connection_submit (too
+         * large, or its body unreadable), and its job_done unlinks and completes it */
+        send_req_t *r = list_pop(&t->waiting);
         r->session = t->conn_session;
-        if (connection_submit(t->conn, &r->job) != 0)
-            return; /* closing: they go on the next connection */
-        list_pop(&t->waiting);
         r->conn_prev = NULL;
         r->conn_next = t->in_conn;
         if (t->in_conn)
             t->in_conn->conn_prev = r;
         t->in_conn = r;
         t->in_flight++;
+        if (connection_submit(t->conn, &r->job) != 0) {
+            /* closing: it goes on the next connection, first in line */
+            unlink_in_conn(t, r);
+            r->next = t->waiting.head;
+            t->waiting.head = r;
+            if (!t->waiting.tail)
+                t->waiting.tail = r;
+            return;
+        }
     }
-}
-
-static void unlink_in_conn(email_transporter_t *t, send_req_t *r)
-{
-    if (r->conn_prev)
-        r->conn_prev->conn_next = r->conn_next;
-    else
-        t->in_conn = r->conn_next;
-    if (r->conn_next)
-        r->conn_next->conn_prev = r->conn_prev;
-    r->conn_prev = r->conn_next = NULL;
-    t->in_flight--;
 }
 
 static void conn_ready(void *ud, connection_t *c)

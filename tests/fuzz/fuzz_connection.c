@@ -97,6 +97,12 @@ size_t transport_pending(const transport_t *t)
     return t->pending;
 }
 
+size_t transport_unacked(const transport_t *t)
+{
+    (void)t;
+    return 0; /* every byte written is at once acknowledged */
+}
+
 bool transport_is_loopback(const transport_t *t)
 {
     return t->loopback;

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import stat
 import sys
 
@@ -46,7 +47,13 @@ async def main():
         await asyncio.gather(pipe(client_reader, server_writer, args.rate),
                              pipe(server_reader, client_writer, 0))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", args.port)
+    # A small receive buffer, as a slow link has: what is not forwarded yet waits in the
+    # client's socket (its unacknowledged bytes), not in ours, acknowledged and invisible.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    sock.bind(("127.0.0.1", args.port))
+    server = await asyncio.start_server(handle, sock=sock)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2357,6 +2357,232 @@ static void test_callbacks_submit_and_quit(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* Issue #9: hostile and faulty servers                                                         */
+
+/* A job_done that submits the job in s->user (accepted: it must wait for a fresh connection). */
+static void submit_on_done(test_session_t *s, smtp_job_t *job)
+{
+    (void)job;
+    test_job_t *next = s->user;
+    s->user = NULL;
+    if (next)
+        assert_int_equal(smtp_engine_submit(s->e, &next->job), 0);
+}
+
+/* The wire from the server's 421 on holds no command: the engine ended before writing one. */
+static void assert_nothing_after(test_session_t *s, size_t wire_before)
+{
+    assert_true(s->wire.len >= wire_before);
+    if (s->wire.len != wire_before)
+        fail_msg("written after the 421: %.*s", (int)(s->wire.len - wire_before),
+                 s->wire.data + wire_before);
+    assert_string_equal(ts_take(s), "");
+}
+
+/* 421 to a RCPT (no pipelining), the job's job_done submits another: no MAIL goes out after
+ * the 421 (tests/fuzz/crashes/fuzz_engine-421-min), the new job comes back RETRYABLE. */
+static void test_421_then_submit_from_job_done(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
+    s.on_job_done = submit_on_done;
+    s.user = &m2;
+    assert_int_equal(ts_greet(&s, EHLO_BASIC), 0);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A);
+    expect_feed(&s, OK_MAIL, RCPT_B);
+    size_t before = s.wire.len;
+    assert_int_equal(ts_feed(&s, "421 4.3.2 bye\r\n"), EMAIL_ECLOSED);
+    assert_nothing_after(&s, before);
+    EXPECT_EVENTS(&s, "ready\n"
+                      "job m1 RETRYABLE EMAIL_ECLOSED 421 4.3.2 rejected=0\n"
+                      "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                      "closed EMAIL_ECLOSED 421 4.3.2\n");
+    assert_false(ts_log_has(&s, "C: MAIL FROM:<" A "> "));
+    test_job_free(&m1);
+    test_job_free(&m2);
+    ts_free(&s);
+}
+
+/* The same when the 421 answers an end of data (pipelined, and BDAT LAST), or a QUIT is asked
+ * from job_done: nothing more is written, not even QUIT's line behind the 421. */
+static void test_421_answer_to_end_then_submit_or_quit(void **state)
+{
+    (void)state;
+    static const char *const ehlos[] = {EHLO_PIPE, "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n"};
+    for (int chunking = 0; chunking < 2; chunking++) {
+        for (int quit = 0; quit < 2; quit++) {
+            smtp_engine_config_t cfg = ts_config();
+            test_session_t s;
+            ts_init(&s, &cfg);
+            test_job_t m1, m2;
+            test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+            test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
+            s.on_job_done = quit ? quit_on_done : submit_on_done;
+            s.user = &m2;
+            assert_int_equal(ts_greet(&s, ehlos[chunking]), 0);
+            assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+            if (chunking) {
+                assert_string_equal(ts_take(&s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n");
+                assert_int_equal(ts_feed(&s, OK_MAIL OK_RCPT), 0);
+            } else {
+                assert_string_equal(ts_take(&s), MAIL_A RCPT_B "DATA\r\n");
+                expect_feed(&s, OK_MAIL OK_RCPT GO_AHEAD, "one\r\n.\r\n");
+            }
+            size_t before = s.wire.len;
+            assert_int_equal(ts_feed(&s, "421 4.3.0 shutting down\r\n"), EMAIL_ECLOSED);
+            assert_nothing_after(&s, before);
+            EXPECT_EVENTS(&s, quit ? "ready\n"
+                                     "job m1 FAILED EMAIL_ESERVER 421 4.3.0 rejected=0\n"
+                                     "closed EMAIL_ECLOSED 421 4.3.0\n"
+                                   : "ready\n"
+                                     "job m1 FAILED EMAIL_ESERVER 421 4.3.0 rejected=0\n"
+                                     "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                                     "closed EMAIL_ECLOSED 421 4.3.0\n");
+            test_job_free(&m1);
+            test_job_free(&m2);
+            ts_free(&s);
+        }
+    }
+}
+
+/* A reply in the same bytes as the greeting answers nothing: the session ends at once, the
+ * EHLO queued meanwhile never goes out and the extra reply is never taken for its answer. */
+static void test_reply_without_command_at_setup(void **state)
+{
+    (void)state;
+    static const char *const inputs[] = {
+        GREETING "250 mx.example unsolicited\r\n",
+        GREETING "250-mx.example\r\n250 PIPELINING\r\n", /* an EHLO answer before the EHLO */
+    };
+    for (size_t i = 0; i < 2; i++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        assert_int_equal(ts_feed(&s, inputs[i]), EMAIL_EPROTO);
+        EXPECT_EVENTS(&s, "closed EMAIL_EPROTO 250\n");
+        assert_non_null(strstr(s.closed_status.status_text, "reply without a command"));
+        assert_int_equal(ts_feed(&s, "250 more\r\n"), EMAIL_EPROTO);
+        ts_free(&s);
+    }
+    /* the EHLO taken, then a stray reply behind its answer: not taken for the next command's */
+    smtp_engine_config_t cfg = ts_config();
+    cfg.creds.user = "u";
+    cfg.creds.password = "secret";
+    cfg.allow_cleartext_auth = true;
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, "250-mx\r\n250 AUTH PLAIN\r\n235 2.7.0 ok\r\n"), EMAIL_EPROTO);
+    EXPECT_EVENTS(&s, "closed EMAIL_EPROTO 235 2.7.0\n");
+    ts_free(&s);
+}
+
+/* Replies ahead of pipelined commands: the 250s meant for nothing must not become MAIL's and
+ * RCPT's, or a later 250 to DATA would be read as a refusal (shifted by one). */
+static void test_reply_without_command_pipelined(void **state)
+{
+    (void)state;
+    for (int lockstep = 0; lockstep < 2; lockstep++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        assert_int_equal(ts_feed(&s, GREETING), 0);
+        assert_string_equal(ts_take(&s), EHLO_LINE);
+        /* the EHLO reply and an extra 250 in one segment: ready sends at once, the extra reply
+         * arrives before the server can have read a single one of those commands */
+        const char *ehlo = lockstep ? EHLO_BASIC : EHLO_PIPE;
+        email_buf_t in;
+        email_buf_init(&in);
+        assert_int_equal(email_buf_printf(&in, "%s250 2.0.0 stray\r\n", ehlo), 0);
+        assert_int_equal(ts_feedn(&s, in.data, in.len), EMAIL_EPROTO);
+        email_buf_free(&in);
+        EXPECT_EVENTS(&s, "ready\n"
+                          "job m1 RETRYABLE EMAIL_EPROTO 0 rejected=0\n"
+                          "closed EMAIL_EPROTO 250 2.0.0\n");
+        test_job_free(&m1);
+        ts_free(&s);
+    }
+    /* lockstep, MAIL answered twice: the second 250 is not RCPT's */
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, EHLO_BASIC), 0);
+    test_job_t m1;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_string_equal(ts_take(&s), MAIL_A);
+    assert_int_equal(ts_feed(&s, OK_MAIL OK_RCPT), EMAIL_EPROTO);
+    EXPECT_EVENTS(&s, "ready\n"
+                      "job m1 RETRYABLE EMAIL_EPROTO 0 rejected=0\n"
+                      "closed EMAIL_EPROTO 250 2.1.5\n");
+    test_job_free(&m1);
+    ts_free(&s);
+
+    /* a 421 ahead of the commands is the server leaving, not their answer: nothing goes out */
+    ts_init(&s, &cfg);
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    assert_int_equal(ts_greet(&s, EHLO_PIPE), 0);
+    assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+    assert_int_equal(ts_feed(&s, "421 4.3.2 going away\r\n"), EMAIL_ECLOSED);
+    EXPECT_EVENTS(&s, "ready\n"
+                      "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                      "closed EMAIL_ECLOSED 421 4.3.2\n");
+    test_job_free(&m1);
+    ts_free(&s);
+}
+
+static void name_the_file(void *ctx, int error, char *text, size_t size)
+{
+    (void)ctx;
+    snprintf(text, size, "attachment \"/tmp/x.bin\": %s", email_error_name(error));
+}
+
+/* A body that fails while it is being pulled: the error names what failed (read_error), and
+ * nothing of the cut body is handed over once the session is over (the transport is gone). */
+static void test_unreadable_body_named_nothing_handed(void **state)
+{
+    (void)state;
+    static const char *const ehlos[] = {EHLO_BASIC, "250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n"};
+    for (int chunking = 0; chunking < 2; chunking++) {
+        smtp_engine_config_t cfg = ts_config();
+        test_session_t s;
+        ts_init(&s, &cfg);
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, "hello, world\r\n", B, NULL);
+        m1.body.fail_at = 7;
+        m1.body.error = EMAIL_EIO;
+        m1.job.read_error = name_the_file;
+        assert_int_equal(ts_greet(&s, ehlos[chunking]), 0);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        if (chunking) {
+            /* the commands logged before the body; the chunk never was (7 bytes, no LAST) */
+            assert_string_equal(ts_take(&s), MAIL_A RCPT_B);
+        } else {
+            assert_string_equal(ts_take(&s), MAIL_A);
+            expect_feed(&s, OK_MAIL, RCPT_B);
+            expect_feed(&s, OK_RCPT, "DATA\r\n");
+            assert_int_equal(ts_feed(&s, GO_AHEAD), 0);
+            assert_string_equal(ts_take(&s), "");
+        }
+        EXPECT_EVENTS(&s, "ready\n"
+                          "job m1 FAILED EMAIL_EIO 0 rejected=0\n"
+                          "closed EMAIL_EIO 0\n");
+        assert_string_equal(m1.job.status.status_text,
+                            "reading the message failed: attachment \"/tmp/x.bin\": EMAIL_EIO");
+        test_job_free(&m1);
+        ts_free(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2430,6 +2656,11 @@ int main(void)
         cmocka_unit_test(test_callbacks_submit_and_quit),
         /* last: under ASan its out-of-bounds read (a bug to fix) stops the program */
         cmocka_unit_test(test_ehlo_bare_last_line),
+        cmocka_unit_test(test_421_then_submit_from_job_done),
+        cmocka_unit_test(test_421_answer_to_end_then_submit_or_quit),
+        cmocka_unit_test(test_reply_without_command_at_setup),
+        cmocka_unit_test(test_reply_without_command_pipelined),
+        cmocka_unit_test(test_unreadable_body_named_nothing_handed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
