@@ -268,6 +268,17 @@ static void fail_job(connection_t *c, smtp_job_t *j, int error, const char *text
         c->cb.job_done(c->ud, c, j);
 }
 
+/* The first job submitted before the engine existed. The queue is consistent before job_done
+ * runs for it, since job_done may submit another job (found by fuzz_connection: a job submitted
+ * from a failed job's job_done was linked behind the popped one, and never had an outcome). */
+static smtp_job_t *prequeue_pop(connection_t *c)
+{
+    smtp_job_t *j = c->pre_head;
+    if (j && !(c->pre_head = j->next))
+        c->pre_tail = NULL;
+    return j;
+}
+
 static void make_engine(connection_t *c)
 {
     smtp_engine_config_t ecfg = c->cfg.engine;
@@ -285,14 +296,11 @@ static void make_engine(connection_t *c)
         connection_abort(c, EMAIL_ENOMEM, "out of memory");
         return;
     }
-    while (c->pre_head) {
-        smtp_job_t *j = c->pre_head;
-        c->pre_head = j->next;
+    for (smtp_job_t *j; (j = prequeue_pop(c));) {
         int rc = smtp_engine_submit(c->engine, j);
         if (rc)
             fail_job(c, j, rc, "the message could not be queued");
     }
-    c->pre_tail = NULL;
     if (c->quit_wanted)
         smtp_engine_quit(c->engine);
 }
@@ -556,12 +564,8 @@ void connection_abort(connection_t *c, int error, const char *text)
             /* never connected: the queued jobs could not go, nothing reached the server */
             email_status_fail(&c->why, error, "%s", text);
             log_event(c, '#', "error: %s", text);
-            while (c->pre_head) {
-                smtp_job_t *j = c->pre_head;
-                c->pre_head = j->next;
+            for (smtp_job_t *j; (j = prequeue_pop(c));)
                 fail_job(c, j, error, text);
-            }
-            c->pre_tail = NULL;
         }
     }
     close_all(c);
