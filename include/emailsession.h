@@ -336,6 +336,7 @@ EMAIL_EXTERN int email_session_set_progress(const char *user, email_progress_cb 
  * Callbacks, loop, shutdown
  * ------------------------------------------------------------------------------------------- */
 
+/* Where the callbacks run: completion, progress, and the log callback's lines. */
 enum {
     EMAIL_CALLBACK_DISPATCH = 0,   /* default: run by email_dispatch() in the caller's thread */
     EMAIL_CALLBACK_LOOP_THREAD = 1 /* run on the library's loop thread */
