@@ -23,6 +23,8 @@ int main(int argc, char **argv)
     const char *host = argv[1], *user = argv[3], *password = argv[4];
     int port = atoi(argv[2]);
 
+    /* the log as it happens, from the library's thread (this program runs no dispatch loop) */
+    email_set_callback_thread(EMAIL_CALLBACK_LOOP_THREAD);
     email_set_log_callback(show_log, NULL);
     email_set_timeout(10);
     printf("Conversation log (4D format):\n");

@@ -315,7 +315,12 @@ EMAIL_EXTERN bool email_send_message(const char *user, const email_message_t *me
  */
 EMAIL_EXTERN bool email_send_mime(const char *user, const char *from,
                                   const char *const *recipients, const char *mime, size_t length);
-/* QUIT and free the session, after delivering what is queued (bounded by the timeout). */
+/*
+ * QUIT and free the session, after delivering what is queued (bounded by the timeout). Called on
+ * the loop's thread (a callback with EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it does not
+ * wait: the name is free at once and the session closes in the background once its queue is done
+ * (each queued message still gets its outcome).
+ */
 EMAIL_EXTERN bool email_close_session(const char *user);
 /* The longest timeout accepted, in seconds (about 23 days). */
 #define EMAIL_TIMEOUT_MAX 2000000
@@ -343,6 +348,7 @@ EMAIL_EXTERN int email_session_set_progress(const char *user, email_progress_cb 
  * Callbacks, loop, shutdown
  * ------------------------------------------------------------------------------------------- */
 
+/* Where the callbacks run: completion, progress, and the log callback's lines. */
 enum {
     EMAIL_CALLBACK_DISPATCH = 0,   /* default: run by email_dispatch() in the caller's thread */
     EMAIL_CALLBACK_LOOP_THREAD = 1 /* run on the library's loop thread */
@@ -352,8 +358,14 @@ EMAIL_EXTERN int email_set_callback_thread(int where);
 EMAIL_EXTERN int email_dispatch_fd(void);
 /* Runs the waiting callbacks in the calling thread; returns how many ran. */
 EMAIL_EXTERN int email_dispatch(void);
-/* Delivers or reports everything queued, closes every session, stops the library thread; the
- * refused-recipient lists of every status are freed (email_status_recipient answers NULL). */
+/*
+ * Delivers or reports everything queued, closes every session, stops the library thread, and
+ * returns when all that is done. Called on the loop's thread (a callback with
+ * EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it cannot wait: it starts the shutdown and
+ * returns; the shutdown completes after the callback returns, and each message still queued
+ * gets its one outcome. A later call of the library starts it again. The refused-recipient
+ * lists of every status are freed (email_status_recipient answers NULL).
+ */
 EMAIL_EXTERN void email_shutdown(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -369,6 +381,17 @@ EMAIL_EXTERN void email_shutdown(void);
  */
 /* Global log of every session; NULL stops it. Recycled at 10 MB (path, path.1, ...). */
 EMAIL_EXTERN int email_set_log(const char *path);
+/*
+ * Each log line, as text without the final newline, to cb (NULL stops). The lines reach cb where
+ * the other callbacks run (email_dispatch() in the caller's thread by default, see
+ * email_set_callback_thread; the loop's thread with email_use_loop). Lines waiting for
+ * email_dispatch() when the callback changes are dropped: once this returns, the old callback
+ * is never called again, and no call of it is still running, so its user_data may be freed.
+ * Called from inside the log callback itself, it does not wait for that call (nor for calls of
+ * other threads that are themselves inside this function): the old callback returns after this
+ * does, so free its user_data after the callback has returned. Do not call it on the loop's
+ * thread while a log callback on another thread waits for the library (a synchronous call).
+ */
 EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_data),
                                         void *user_data);
 /* Extended log of one session: its conversation and the full MIME of every message. */

@@ -148,6 +148,7 @@ typedef struct session {
     email_progress_cb progress;
     void *progress_data;
     bool open;           /* started (false while starting) */
+    bool closed;         /* closed on the loop's thread while in use: its last user frees it */
     struct session *next;
 } session_t;
 
@@ -176,42 +177,51 @@ static session_t *acquire(const char *name)
     return s;
 }
 
-static void release(session_t *s)
-{
-    pthread_mutex_lock(&sessions_lock);
-    if (--s->refs == 0)
-        pthread_cond_broadcast(&sessions_cond);
-    pthread_mutex_unlock(&sessions_lock);
-}
-
-/* Takes the session out of the registry and waits until no call uses it. On the loop's own
- * thread nothing may wait for the loop: *busy is set instead when another thread is using it. */
-static session_t *unregister(const char *name, bool *busy)
-{
-    bool may_wait = !runtime_on_loop_thread();
-    pthread_mutex_lock(&sessions_lock);
-    session_t **p = find_locked(name);
-    session_t *s = *p;
-    *busy = false;
-    if (s && s->open && !may_wait && s->refs) {
-        *busy = true;
-        s = NULL;
-    } else if (s && s->open) {
-        *p = s->next;
-        while (s->refs)
-            pthread_cond_wait(&sessions_cond, &sessions_lock);
-    } else {
-        s = NULL;
-    }
-    pthread_mutex_unlock(&sessions_lock);
-    return s;
-}
-
 static void session_free(session_t *s)
 {
     email_transporter_free(s->t);
     free(s->name);
     free(s);
+}
+
+static void release(session_t *s)
+{
+    pthread_mutex_lock(&sessions_lock);
+    bool last = --s->refs == 0;
+    if (last)
+        pthread_cond_broadcast(&sessions_cond);
+    bool orphan = last && s->closed;
+    pthread_mutex_unlock(&sessions_lock);
+    if (orphan) {
+        /* closed from a callback meanwhile: finish that close without making this call wait */
+        transporter_free_later(s->t);
+        free(s->name);
+        free(s);
+    }
+}
+
+/* Takes the open session `name` out of the registry (false: there is none) and waits until no
+ * call uses it. On the loop's own thread nothing may wait for the loop: a session that another
+ * thread is using is left to that call to free (*out NULL). */
+static bool unregister(const char *name, session_t **out)
+{
+    bool may_wait = !runtime_on_loop_thread();
+    pthread_mutex_lock(&sessions_lock);
+    session_t **p = find_locked(name);
+    session_t *s = *p;
+    bool found = s && s->open;
+    if (found) {
+        *p = s->next;
+        while (may_wait && s->refs)
+            pthread_cond_wait(&sessions_cond, &sessions_lock);
+        if (s->refs) {
+            s->closed = true;
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&sessions_lock);
+    *out = found ? s : NULL;
+    return found;
 }
 
 static bool check_name(const char *user)
@@ -403,15 +413,11 @@ bool email_close_session(const char *user)
 {
     if (!check_name(user))
         return false;
-    bool busy;
-    session_t *s = unregister(user, &busy);
-    if (busy)
-        return fail(EMAIL_EWOULDBLOCK, "email_close_session(\"%s\") on the loop's thread while "
-                                       "another thread is sending on it",
-                    user);
-    if (!s)
+    session_t *s;
+    if (!unregister(user, &s))
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
-    session_free(s);
+    if (s)
+        session_free(s); /* on the loop's thread: finishes in the background */
     return succeed();
 }
 

@@ -9,7 +9,8 @@
  * under it; the buffer is written with one write(2) when email_log_flush is called (after every
  * burst of events, when a session ends), when it holds 64 KB, when its oldest line is a second
  * old, and by a small flusher thread that runs while something is buffered (so nothing waits in
- * memory more than about a second). The callback is called with no lock held.
+ * memory more than about a second). The callback is called with no lock held, where completion
+ * callbacks run (runtime_deliver).
  */
 #include "log.h"
 
@@ -31,6 +32,7 @@
 #include "emailsession.h"
 #include "encode.h"
 #include "facade.h"
+#include "runtime.h"
 #include "util.h"
 
 #define WRITE_AT (64 * 1024) /* a buffer this large is written at once */
@@ -378,10 +380,22 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static lf_t g_lf = {.fd = -1};
 static atomic_bool g_on;
 
+/*
+ * The callback gets each line where completion callbacks run (email_dispatch, or at once on the
+ * loop's thread). Every change of callback starts a new generation: a line of an older one is
+ * dropped, and email_set_log_callback waits until the invocations of older generations have
+ * returned (cb_old) -- except those of its own thread, which are parked while it waits.
+ */
 static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cb_cond = PTHREAD_COND_INITIALIZER;
 static void (*cb_fn)(const char *line, void *user_data);
 static void *cb_data;
 static uint64_t cb_counter; /* lines given to the callback since it was set */
+static uint64_t cb_gen;     /* the callback's generation */
+static unsigned cb_current; /* invocations of this generation running */
+static unsigned cb_old;     /* invocations of older generations running, not parked */
+static unsigned cb_parked;  /* older invocations whose thread waits in email_set_log_callback */
+static _Thread_local unsigned cb_depth; /* invocations running on this thread */
 static atomic_bool cb_on;
 
 static atomic_uint_fast64_t next_session = 1;
@@ -475,10 +489,74 @@ int email_set_log_callback(void (*cb)(const char *line, void *user_data), void *
     cb_fn = cb;
     cb_data = user_data;
     cb_counter = 0;
+    cb_gen++;
+    cb_old += cb_current;
+    cb_current = 0;
     atomic_store(&cb_on, cb != NULL);
+    /* Inside a log callback: its own invocations cannot end while it waits. They are parked,
+     * and other threads waiting here from a callback do not wait for them either (no two of
+     * them wait for each other); a caller outside any callback still waits for them. */
+    unsigned mine = cb_depth;
+    cb_old -= mine;
+    cb_parked += mine;
+    while (cb_old || (!mine && cb_parked))
+        pthread_cond_wait(&cb_cond, &cb_lock);
+    cb_parked -= mine;
+    cb_old += mine;
     pthread_mutex_unlock(&cb_lock);
     facade_set_error(0, NULL);
     return 0;
+}
+
+typedef struct cb_line {
+    uint64_t gen;
+    char text[];
+} cb_line_t;
+
+/* Runs on the thread that delivers callbacks: the line, unless the callback changed since. */
+static void cb_run(void *arg)
+{
+    cb_line_t *l = arg;
+    pthread_mutex_lock(&cb_lock);
+    void (*fn)(const char *, void *) = l->gen == cb_gen ? cb_fn : NULL;
+    void *data = cb_data;
+    if (fn)
+        cb_current++;
+    pthread_mutex_unlock(&cb_lock);
+    if (fn) {
+        cb_depth++;
+        fn(l->text, data);
+        cb_depth--;
+        pthread_mutex_lock(&cb_lock);
+        if (l->gen == cb_gen)
+            cb_current--;
+        else
+            cb_old--;
+        pthread_cond_broadcast(&cb_cond);
+        pthread_mutex_unlock(&cb_lock);
+    }
+    free(l);
+}
+
+/* Numbers the line for the callback now and hands it to where callbacks run. */
+static void cb_deliver(const char *rest)
+{
+    pthread_mutex_lock(&cb_lock);
+    bool on = cb_fn != NULL;
+    uint64_t n = on ? ++cb_counter : 0, gen = cb_gen;
+    pthread_mutex_unlock(&cb_lock);
+    if (!on)
+        return;
+    char num[24];
+    int numlen = snprintf(num, sizeof num, "%llu ", (unsigned long long)n);
+    size_t restlen = strlen(rest);
+    cb_line_t *l = malloc(sizeof *l + (size_t)numlen + restlen + 1);
+    if (!l)
+        return;
+    l->gen = gen;
+    memcpy(l->text, num, (size_t)numlen);
+    memcpy(l->text + numlen, rest, restlen + 1);
+    runtime_deliver(cb_run, l);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -800,20 +878,8 @@ void email_log_event(log_sink_t *sink, uint64_t session_id, char kind, const cha
         lf_line(&sink->lf, rest.data, rest.len, &kick);
         pthread_mutex_unlock(&sink->lock);
     }
-    if (to_cb) {
-        pthread_mutex_lock(&cb_lock);
-        void (*cb)(const char *, void *) = cb_fn;
-        void *data = cb_data;
-        uint64_t n = cb ? ++cb_counter : 0;
-        pthread_mutex_unlock(&cb_lock);
-        if (cb) {
-            email_buf_t line;
-            email_buf_init(&line);
-            if (email_buf_printf(&line, "%llu %s", (unsigned long long)n, rest.data) == 0)
-                cb(line.data, data);
-            email_buf_free(&line);
-        }
-    }
+    if (to_cb)
+        cb_deliver(rest.data);
     email_buf_free(&rest);
     if (kick)
         flusher_kick();

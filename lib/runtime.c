@@ -22,23 +22,34 @@ typedef struct task_queue {
     task_t *head, *tail;
 } task_queue_t;
 
+/*
+ * Every field is read and written under rt.lock. A loop goes through these states:
+ *   running: the async handle is open and work can be posted;
+ *   stopping (set by runtime_stop): the handle closes once the posted work is done, then
+ *     running is false while the loop finishes what its handles still do (QUITs); work posted
+ *     from the loop's own thread then runs from a one-shot timer;
+ *   ended: our own loop's thread clears rt.loop when uv_run returns; the caller's loop stays
+ *     in rt.loop until another loop is taken (its callbacks may still run on it).
+ */
 static struct {
     pthread_mutex_t lock;
-    bool running;         /* a loop is set up and accepts work */
-    bool external;        /* the caller's loop (email_use_loop) */
+    pthread_cond_t ended;  /* broadcast when our own loop's thread has finished its loop */
+    bool running;          /* the async handle is open: posted work will run */
+    bool stopping;         /* close the async handle once the posted work is done */
+    bool external;         /* the caller's loop (email_use_loop) */
     uv_loop_t own_loop;
-    uv_loop_t *loop;
-    uv_thread_t thread;
-    pthread_t loop_thread;
+    uv_loop_t *loop;       /* the loop in use, NULL when none */
+    pthread_t loop_thread; /* the thread that runs it */
+    pthread_t thread;      /* our own loop's thread */
+    bool joinable;         /* our own loop's thread ended and was not joined yet */
+    uint64_t epoch;        /* our own loops that have ended */
     uv_async_t async;
     task_queue_t posted;
-    bool stopping;        /* close the async handle once the posted work is done */
-    bool async_closed;    /* no more work can be posted */
 
     int dispatch_fd;      /* eventfd: readable while callbacks wait */
     task_queue_t dispatch;
     int callback_thread;  /* EMAIL_CALLBACK_... */
-} rt = {.lock = PTHREAD_MUTEX_INITIALIZER, .dispatch_fd = -1};
+} rt = {.lock = PTHREAD_MUTEX_INITIALIZER, .ended = PTHREAD_COND_INITIALIZER, .dispatch_fd = -1};
 
 static void push(task_queue_t *q, task_t *t)
 {
@@ -57,13 +68,26 @@ static task_t *take_all(task_queue_t *q)
     return t;
 }
 
+/* Library work (a task, a callback) running on this thread: after a stop, the caller's thread is
+ * the loop's thread only while the loop runs our work, not once its owner has closed it. */
+static _Thread_local int in_loop_work;
+
+/* Called with rt.lock held. */
+static bool on_loop_thread_locked(void)
+{
+    if (!rt.loop || !pthread_equal(pthread_self(), rt.loop_thread))
+        return false;
+    return !rt.external || rt.running || in_loop_work > 0;
+}
+
 static void on_async_closed(uv_handle_t *h)
 {
-    /* the caller's loop: the library is idle again. Our own loop: runtime_stop resets the state
-     * after the join, so that a post meanwhile gets EMAIL_ESHUTDOWN instead of a second loop */
+    (void)h;
+    /* the caller's loop: the library is idle again (a later call may take a loop). Our own
+     * loop: its thread resets the state when uv_run returns */
     pthread_mutex_lock(&rt.lock);
     if (rt.external)
-        rt.running = rt.stopping = rt.async_closed = false;
+        rt.stopping = false;
     pthread_mutex_unlock(&rt.lock);
 }
 
@@ -72,66 +96,118 @@ static void on_async(uv_async_t *a)
     pthread_mutex_lock(&rt.lock);
     task_t *t = take_all(&rt.posted);
     pthread_mutex_unlock(&rt.lock);
+    in_loop_work++;
     while (t) {
         task_t *next = t->next;
         t->fn(t->arg);
         free(t);
         t = next;
     }
+    in_loop_work--;
     pthread_mutex_lock(&rt.lock);
     bool idle = !rt.posted.head;
-    bool close_now = idle && rt.stopping && !rt.async_closed;
+    bool close_now = idle && rt.stopping && rt.running;
     if (close_now)
-        rt.async_closed = true;
+        rt.running = false; /* from here on nothing can be posted to the handle */
+    /* the caller's loop may end when we have no work */
+    bool unref = idle && rt.external && !close_now;
     pthread_mutex_unlock(&rt.lock);
     if (close_now)
-        uv_close((uv_handle_t *)&rt.async, on_async_closed);
-    else if (idle && rt.external)
-        uv_unref((uv_handle_t *)&rt.async); /* the caller's loop may end when we have no work */
+        uv_close((uv_handle_t *)a, on_async_closed);
+    else if (unref)
+        uv_unref((uv_handle_t *)a);
 }
 
 static void loop_main(void *arg)
 {
+    uv_loop_t *loop = arg;
     /* a server resetting the connection must fail a write with EPIPE, not kill the program */
     sigset_t pipe;
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, NULL);
-    rt.loop_thread = pthread_self();
-    uv_run(rt.loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT);
+    /* every handle is closed (the async one last, after runtime_stop): nobody else touches the
+     * loop, whichever thread asked for the stop (maybe this one, from a callback) */
+    uv_loop_close(loop);
+    pthread_mutex_lock(&rt.lock);
+    rt.loop = NULL;
+    rt.stopping = false;
+    rt.joinable = true;
+    rt.epoch++;
+    pthread_cond_broadcast(&rt.ended);
+    pthread_mutex_unlock(&rt.lock);
+}
+
+/* Joins our own loop's thread once it has ended. Called with rt.lock held (the thread no longer
+ * needs it). */
+static void reap_locked(void)
+{
+    if (rt.joinable) {
+        pthread_join(rt.thread, NULL);
+        rt.joinable = false;
+    }
+}
+
+/* Waits until our own loop, stopping, has ended. Called with rt.lock held, off its thread. */
+static void wait_ended_locked(void)
+{
+    uint64_t epoch = rt.epoch;
+    while (rt.loop && !rt.external && rt.epoch == epoch)
+        pthread_cond_wait(&rt.ended, &rt.lock);
+    reap_locked();
 }
 
 /* Called with rt.lock held. */
 static int setup_loop(uv_loop_t *loop)
 {
-    rt.loop = loop;
-    int rc = uv_async_init(loop, &rt.async, on_async);
-    if (rc < 0)
+    if (uv_async_init(loop, &rt.async, on_async) < 0)
         return EMAIL_ENOMEM;
+    rt.loop = loop;
     rt.running = true;
+    rt.stopping = false;
+    return 0;
+}
+
+static void *loop_thread_main(void *arg)
+{
+    loop_main(arg);
+    return NULL;
+}
+
+/* Starts our own loop and its thread unless a loop accepts work. Called with rt.lock held, off
+ * the loop's thread. */
+static int start_locked(void)
+{
+    if (rt.running)
+        return 0;
+    wait_ended_locked(); /* a stopping loop of ours ends before the next one starts */
+    if (rt.running)
+        return 0; /* another thread started one meanwhile */
+    if (uv_loop_init(&rt.own_loop) < 0)
+        return EMAIL_ENOMEM;
+    if (setup_loop(&rt.own_loop) != 0) {
+        uv_loop_close(&rt.own_loop);
+        rt.loop = NULL;
+        return EMAIL_ENOMEM;
+    }
+    rt.external = false;
+    if (pthread_create(&rt.thread, NULL, loop_thread_main, &rt.own_loop) != 0) {
+        rt.running = false;
+        uv_close((uv_handle_t *)&rt.async, NULL);
+        uv_run(&rt.own_loop, UV_RUN_DEFAULT);
+        uv_loop_close(&rt.own_loop);
+        rt.loop = NULL;
+        return EMAIL_ENOMEM;
+    }
+    rt.loop_thread = rt.thread;
     return 0;
 }
 
 int runtime_start(void)
 {
-    int rc = 0;
     pthread_mutex_lock(&rt.lock);
-    if (!rt.running) {
-        if (uv_loop_init(&rt.own_loop) < 0) {
-            rc = EMAIL_ENOMEM;
-        } else if ((rc = setup_loop(&rt.own_loop)) == 0) {
-            rt.external = false;
-            if (uv_thread_create(&rt.thread, loop_main, NULL) < 0) {
-                rt.running = false;
-                uv_close((uv_handle_t *)&rt.async, NULL);
-                uv_run(&rt.own_loop, UV_RUN_DEFAULT);
-                uv_loop_close(&rt.own_loop);
-                rc = EMAIL_ENOMEM;
-            }
-        } else {
-            uv_loop_close(&rt.own_loop);
-        }
-    }
+    int rc = start_locked();
     pthread_mutex_unlock(&rt.lock);
     return rc;
 }
@@ -142,7 +218,9 @@ int email_use_loop(uv_loop_t *loop)
         return EMAIL_EINVAL;
     pthread_mutex_lock(&rt.lock);
     int rc = EMAIL_EBUSY;
-    if (!rt.running) {
+    /* not while a loop accepts work, nor while our own one is still ending */
+    if (!rt.running && !(rt.loop && !rt.external)) {
+        reap_locked();
         rc = setup_loop(loop);
         if (!rc) {
             rt.external = true;
@@ -157,41 +235,84 @@ int email_use_loop(uv_loop_t *loop)
 
 uv_loop_t *runtime_loop(void)
 {
-    return rt.loop;
+    pthread_mutex_lock(&rt.lock);
+    uv_loop_t *loop = rt.loop;
+    pthread_mutex_unlock(&rt.lock);
+    return loop;
 }
 
 bool runtime_running(void)
 {
     pthread_mutex_lock(&rt.lock);
-    bool running = rt.running && !rt.async_closed;
+    bool running = rt.running;
     pthread_mutex_unlock(&rt.lock);
     return running;
 }
 
 bool runtime_on_loop_thread(void)
 {
-    return rt.running && pthread_equal(pthread_self(), rt.loop_thread);
+    pthread_mutex_lock(&rt.lock);
+    bool on = on_loop_thread_locked();
+    pthread_mutex_unlock(&rt.lock);
+    return on;
+}
+
+/* Work posted from the loop's thread after its async handle closed (a callback during the
+ * stop): it runs from a timer of its own, which keeps the loop alive until then. */
+typedef struct later {
+    uv_timer_t timer;
+    runtime_fn fn;
+    void *arg;
+} later_t;
+
+static void on_later_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_later(uv_timer_t *h)
+{
+    later_t *l = h->data;
+    in_loop_work++;
+    l->fn(l->arg);
+    in_loop_work--;
+    uv_close((uv_handle_t *)&l->timer, on_later_closed);
+}
+
+static int post_later_locked(runtime_fn fn, void *arg)
+{
+    later_t *l = malloc(sizeof *l);
+    if (!l)
+        return EMAIL_ENOMEM;
+    l->fn = fn;
+    l->arg = arg;
+    uv_timer_init(rt.loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, on_later, 0, 0);
+    return 0;
 }
 
 int runtime_post(runtime_fn fn, void *arg)
 {
-    int rc = runtime_start();
-    if (rc)
-        return rc;
-    task_t *t = malloc(sizeof *t);
-    if (!t)
-        return EMAIL_ENOMEM;
-    t->fn = fn;
-    t->arg = arg;
     pthread_mutex_lock(&rt.lock);
-    if (rt.async_closed) {
+    bool on_loop = on_loop_thread_locked();
+    int rc = 0;
+    if (on_loop && !rt.running) {
+        rc = post_later_locked(fn, arg);
+        pthread_mutex_unlock(&rt.lock);
+        return rc;
+    }
+    task_t *t = malloc(sizeof *t);
+    if (!t || (rc = start_locked()) != 0) {
         pthread_mutex_unlock(&rt.lock);
         free(t);
-        return EMAIL_ESHUTDOWN;
+        return t ? rc : EMAIL_ENOMEM;
     }
+    t->fn = fn;
+    t->arg = arg;
     push(&rt.posted, t);
     /* on the caller's loop, work keeps the loop alive until done (only its thread may ref) */
-    if (rt.external && pthread_equal(pthread_self(), rt.loop_thread))
+    if (rt.external && on_loop)
         uv_ref((uv_handle_t *)&rt.async);
     uv_async_send(&rt.async);
     pthread_mutex_unlock(&rt.lock);
@@ -281,8 +402,11 @@ void runtime_deliver(runtime_fn fn, void *arg)
         }
     }
     pthread_mutex_unlock(&rt.lock);
-    if (now)
+    if (now) {
+        in_loop_work++;
         fn(arg);
+        in_loop_work--;
+    }
 }
 
 int email_dispatch(void)
@@ -308,30 +432,19 @@ int email_dispatch(void)
 
 /* ------------------------------------------------------------------------------------------- */
 
-static void stop_on_loop(void *arg)
-{
-    pthread_mutex_lock(&rt.lock);
-    rt.stopping = true; /* on_async closes the handle once what was posted has run */
-    pthread_mutex_unlock(&rt.lock);
-}
-
 void runtime_stop(void)
 {
     pthread_mutex_lock(&rt.lock);
-    bool running = rt.running && !rt.stopping, external = rt.external;
-    pthread_mutex_unlock(&rt.lock);
-    if (!running)
-        return;
-    /* after the work already posted (a transporter's QUIT, say), never before it */
-    if (runtime_post(stop_on_loop, NULL) != 0)
-        return;
-    if (external)
-        return; /* the caller's loop finishes the closing when it runs */
-    uv_thread_join(&rt.thread);
-    /* the loop ended: every handle is closed (the transporters closed theirs before) */
-    uv_loop_close(&rt.own_loop);
-    pthread_mutex_lock(&rt.lock);
-    rt.running = rt.stopping = rt.async_closed = false;
-    rt.loop = NULL;
+    if (rt.running && !rt.stopping) {
+        /* after the work already posted (a transporter's QUIT, say), never before it */
+        rt.stopping = true;
+        if (rt.external && on_loop_thread_locked())
+            uv_ref((uv_handle_t *)&rt.async); /* the caller's loop runs until it is closed */
+        uv_async_send(&rt.async);
+    }
+    /* the loop's own thread cannot wait for itself (a callback): the loop ends after it
+     * returns. The caller's loop ends when its owner runs it. */
+    if (!rt.external && !on_loop_thread_locked())
+        wait_ended_locked();
     pthread_mutex_unlock(&rt.lock);
 }

@@ -12,14 +12,14 @@
 
 typedef void (*runtime_fn)(void *arg);
 
-/* Starts the loop thread if needed. 0 or EMAIL_E... */
+/* Starts the loop thread if needed (after a stopping one has ended). 0 or EMAIL_E... */
 int runtime_start(void);
 uv_loop_t *runtime_loop(void);
 /* True while a loop is set up (started and not stopped). */
 bool runtime_running(void);
-/* True on the thread that runs the loop. */
+/* True on the thread that runs the loop (also while a stopped loop finishes its handles). */
 bool runtime_on_loop_thread(void);
-/* Runs fn(arg) on the loop thread, soon (also when called from it). */
+/* Runs fn(arg) on the loop thread, soon (also when called from it, even during a stop). */
 int runtime_post(runtime_fn fn, void *arg);
 
 /* A one-shot completion a synchronous caller waits for. */
@@ -38,8 +38,9 @@ void runtime_waiter_signal(runtime_waiter_t *w);
 /* Hands a callback to where callbacks run: now (loop thread mode) or the dispatch queue. */
 void runtime_deliver(runtime_fn fn, void *arg);
 
-/* Stops the loop: after the work already posted has run and every handle is closed (joins the
- * library's thread; on the caller's loop, returns at once and the loop finishes it). */
+/* Stops the loop: after the work already posted has run and every handle is closed. Off the
+ * loop's thread, waits for the library's thread to end; on the loop's thread (a callback) or on
+ * the caller's loop, returns at once and the loop finishes the stop. */
 void runtime_stop(void);
 
 #endif

@@ -1128,14 +1128,18 @@ static void op_free(void *arg)
     start_free(o->t);
 }
 
+void transporter_free_later(email_transporter_t *t)
+{
+    /* from a fresh loop iteration: the caller may be inside one of t's own callbacks */
+    runtime_post(start_free_cb, t);
+}
+
 void email_transporter_free(email_transporter_t *t)
 {
     if (!t)
         return;
     if (runtime_on_loop_thread()) {
-        /* cannot wait on the loop's own thread (maybe inside our own callback): finish in the
-         * background, from a fresh loop iteration */
-        runtime_post(start_free_cb, t);
+        transporter_free_later(t); /* waiting on the loop's own thread would never end */
         return;
     }
     op_t o = {.t = t};

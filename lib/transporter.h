@@ -37,6 +37,9 @@ int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, 
 /* email_shutdown: QUIT on every transporter's connection once its queue is done. */
 void transporter_quiesce_all(void);
 
+/* email_transporter_free without waiting: t is freed on the loop once its queue is done. */
+void transporter_free_later(email_transporter_t *t);
+
 /* Starts (path) or stops (NULL) the extended log of the transporter's next connections. */
 int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen);
 

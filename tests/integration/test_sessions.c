@@ -129,6 +129,7 @@ static void transporter_auth(const char *offered, const char *mode, const char *
                  email_error_name(rc), st.status_text, email_error_name(want));
     email_message_free(m);
     email_transporter_free(t);
+    email_dispatch(); /* the log lines wait for it */
     email_set_log_callback(NULL, NULL);
     const char *secret = password ? password : token;
     assert_null(strstr(auth_log, secret));
