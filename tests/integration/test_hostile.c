@@ -338,6 +338,7 @@ static void test_trickled_reply(void **state)
     email_message_t *m = simple_message("trickled");
     bool sent = email_send_message("trickle", m);
     email_message_free(m);
+    email_dispatch(); /* the log lines wait for it (the default callback thread) */
     email_set_log_callback(NULL, NULL);
     email_close_session("trickle");
     email_set_timeout(old);
