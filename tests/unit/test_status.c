@@ -31,7 +31,7 @@ static void fill(email_status_t *s, const char *prefix, size_t n)
     }
     s->recipients = n + 1;
     s->rejected = n;
-    email_status_attach(s, &r);
+    email_status_attach(s, &r, NULL);
     assert_int_equal(r.n, 0); /* taken */
 }
 
@@ -142,7 +142,7 @@ static void test_reuse(void **state)
     /* refilled with nothing: no list at all */
     email_refusals_t none;
     email_refusals_init(&none);
-    email_status_attach(&s, &none);
+    email_status_attach(&s, &none, NULL);
     assert_null(email_status_recipient(&s, 0, NULL));
     email_status_clear(&s);
 }
