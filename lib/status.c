@@ -140,12 +140,13 @@ const char *email_error_component(int code)
 }
 
 /*
- * The refused recipients and the chain of causes behind statuses. A status's internal_ holds a handle (a serial number
- * in the pointer slot, never dereferenced); the list is found by the address of the status that
- * owns it and must carry the same handle. So a copy of the struct (another address) or a zeroed
- * or reused status (another handle) never reaches a list, and garbage in an uninitialised status
- * is never read to free anything: filling or clearing the status at an address frees whatever
- * list that address held, since no status can name it any more. At most one list per address.
+ * The refused recipients and the chain of causes behind statuses (one entry holds both). A
+ * status's internal_ holds a handle (a serial number in the pointer slot, never dereferenced);
+ * the entry is found by the address of the status that owns it and must carry the same handle.
+ * So a copy of the struct (another address) or a zeroed or reused status (another handle) never
+ * reaches an entry, and garbage in an uninitialised status is never read to free anything:
+ * filling or clearing the status at an address frees whatever entry that address held, since no
+ * status can name it any more. At most one entry per address.
  */
 typedef struct held {
     const email_status_t *owner;

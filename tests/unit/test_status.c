@@ -1,7 +1,7 @@
 /*
  * Who owns the refused recipients and the chain of causes of an email_status_t (lib/status.c):
- * the status itself, at its address, until email_status_clear, a refill of the same status or email_shutdown, whatever
- * thread filled it and however many other statuses were filled since. Copies, zeroed and
+ * the status itself, at its address, until email_status_clear, a refill of the same status or
+ * email_shutdown, whatever thread filled it and however many other statuses were filled since. Copies, zeroed and
  * uninitialised statuses never reach a list. Run under valgrind (make check-valgrind): a list
  * freed too early shows as an invalid read, one never freed as a leak.
  */
