@@ -80,15 +80,23 @@ EMAIL_EXTERN const char *email_error_name(int code);
  * ------------------------------------------------------------------------------------------- */
 
 /*
- * Who owns the refused recipients of a status: the status itself, at its address. The library
- * keeps the list of a status it filled (email_transporter_send, _check_connection) until
- * email_status_clear(status), until the library fills that same status again (the old list is
- * freed first), or email_shutdown(); from any thread, however many statuses there are. So: call
- * email_status_clear when done with a status whose `rejected` is non-zero; a zero-initialised or
- * cleared status may be reused, and an uninitialised one may be passed to be filled. A copy of
- * the struct has the fields but not the list (its email_status_recipient answers NULL); clearing
- * a copy frees nothing of the original. A status handed to a completion callback is the
- * library's: valid during the call only, freed after it.
+ * Who owns the lists of a status (its refused recipients, and the chain of causes of a failure
+ * that was not the server's): the status itself, at its address. The library keeps the lists of
+ * a status it filled (email_transporter_send, _check_connection) until email_status_clear(status),
+ * until the library fills that same status again (the old lists are freed first), or
+ * email_shutdown(); from any thread, however many statuses there are. So: call
+ * email_status_clear when done with a status that failed or whose `rejected` is non-zero; a
+ * zero-initialised or cleared status may be reused, and an uninitialised one may be passed to be
+ * filled. A copy of the struct has the fields but not the lists (its email_status_recipient and
+ * email_status_error answer NULL); clearing a copy frees nothing of the original. A status
+ * handed to a completion callback is the library's: valid during the call only, freed after it.
+ *
+ * A failure that was not the server's (status 0: no connection, TLS refused, timeout, a message
+ * that cannot be composed...) has, as in 4D, status_text "Failed to send email: " and our own
+ * text (for email_transporter_check_connection too), and the chain of what the library knows of
+ * its causes, outermost first (email_status_error). A failure the server replied to (status
+ * non-zero) has the server's text and no chain. Statuses of named sessions (their callbacks)
+ * carry the chain but not the prefix: email_error_info() is made of their texts.
  */
 typedef struct email_status_s {
     bool success;
@@ -110,7 +118,22 @@ EMAIL_EXTERN const char *email_status_recipient(const email_status_t *status, si
 /* The server's text for the i-th refused recipient, or NULL. */
 EMAIL_EXTERN const char *email_status_recipient_text(const email_status_t *status, size_t i);
 /*
- * Frees the refused recipients of this status and zeroes it. Call it when done with a status
+ * The chain of causes of a failure that was not the server's (4D's status.errors), outermost
+ * first: how many links it has (0 for a success, a server's refusal, a copy of the struct, after
+ * email_status_clear), and the i-th one's text, with its EMAIL_E... code in *code and the layer
+ * it comes from in *component ("transport": resolving, connecting, the connection lost or
+ * silent; "tls"; "auth"; "smtp": the protocol; "mime": composing the message; "transporter": the
+ * library's own refusals). code and component may be NULL. NULL when i is out of range. The
+ * text lives as long as the list (see above); the component is static.
+ * E.g. an untrusted certificate: one link {EMAIL_ECERT, "... not trusted ...", "tls"}; a message
+ * whose retry on a fresh connection could not connect: {EMAIL_ECONNECT, ..., "transport"}, then
+ * why the first connection failed it.
+ */
+EMAIL_EXTERN size_t email_status_error_count(const email_status_t *status);
+EMAIL_EXTERN const char *email_status_error(const email_status_t *status, size_t i, int *code,
+                                            const char **component);
+/*
+ * Frees the lists of this status and zeroes it. Call it when done with a status that failed or
  * whose `rejected` is non-zero. Safe on a zeroed, cleared (clearing twice is fine), copied or
  * uninitialised status (NULL too); never pass the status a completion callback was given.
  */
@@ -217,7 +240,11 @@ typedef struct email_server_s {  /* zero-initialise or email_server_init, then s
     int port;                    /* 0 → 587, or 465 when security is EMAIL_SECURITY_TLS */
     const char *user, *password;
     const char *oauth2_token;    /* XOAUTH2 / OAUTHBEARER */
-    const char *authentication_mode; /* NULL = most secure the server offers; "PLAIN", "LOGIN", ... */
+    /* NULL = the most secure the server offers (OAuth when a token is given, then CRAM-MD5,
+     * PLAIN, LOGIN). 4D's values "CRAM-MD5", "LOGIN", "PLAIN", "OAUTH2" (XOAUTH2, or
+     * OAUTHBEARER when only that is offered) and the SASL names "XOAUTH2", "OAUTHBEARER", in
+     * any case. "SCRAM-SHA-256" and "SCRAM-SHA-1" are not implemented yet: EMAIL_ENOTSUP. */
+    const char *authentication_mode;
     int security;                /* EMAIL_SECURITY_STARTTLS (default), _TLS, _NONE */
     bool accept_unsecure_connection; /* false: fail when encryption is impossible (4D default) */
     int connection_timeout;      /* seconds, 0 → 30 */
@@ -241,12 +268,25 @@ typedef void (*email_progress_cb)(uint64_t message_id, uint64_t bytes_sent, uint
 EMAIL_EXTERN void email_server_init(email_server_t *server);
 /*
  * A transporter for one server. Strings are copied. Does not connect yet.
- * NULL on bad settings (email_error_info says which), among them a user or oauth2_token with a
- * control character (it would split a SASL payload: XOAUTH2 separates its fields with \x01).
+ * NULL on bad settings (email_error_info says which, email_last_error is EMAIL_EINVAL), among
+ * them a user or oauth2_token with a control character (it would split a SASL payload: XOAUTH2
+ * separates its fields with \x01); EMAIL_ENOTSUP for an authentication_mode not implemented
+ * (SCRAM), rather than another mechanism silently.
  * OAUTHBEARER writes ',' and '=' of the user name as "=2C" and "=3D" (RFC 5801).
  */
 EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);
-/* Connects, greets, secures and authenticates, then closes (4D's checkConnection). */
+/*
+ * The transporter's settings as it uses them (4D's readable properties): port, connection_timeout
+ * and send_timeout with their defaults resolved (587 or 465; 30 and 100 s), helo_name the name
+ * sent, header_charset / body_charset those applied to a message that sets none (a message's own
+ * win), authentication_mode in upper case ("OAUTH2" stays "OAUTH2"; NULL: the strongest offered).
+ * password and oauth2_token come back NULL. The strings belong to the transporter: valid until it
+ * is freed, never to be freed by the caller. 0, or EMAIL_EINVAL when an argument is NULL.
+ */
+EMAIL_EXTERN int email_transporter_get_server(const email_transporter_t *transporter,
+                                              email_server_t *out);
+/* Connects, greets, secures and authenticates, then closes (4D's checkConnection). status may
+ * be NULL; call email_status_clear on it when done (a failure has a chain of causes). */
 EMAIL_EXTERN int email_transporter_check_connection(email_transporter_t *transporter,
                                                     email_status_t *status);
 /* Sends one message and waits for the outcome. status may be NULL. */

@@ -17,8 +17,14 @@ static const struct {
 };
 #define NMECHS (sizeof mechs / sizeof mechs[0])
 
+/* 4D's name for "an OAuth 2.0 bearer token, however the server takes it": not a SASL name, so
+ * it stays out of mechs[] (a server advertising "OAUTH2" offers nothing we know). */
+#define OAUTH2_NAME "OAUTH2"
+
 auth_mech_t auth_mech_from_name(const char *name)
 {
+    if (!email_strcasecmp(name, OAUTH2_NAME))
+        return AUTH_OAUTH2;
     for (size_t i = 0; i < NMECHS; i++)
         if (!email_strcasecmp(name, mechs[i].name))
             return mechs[i].mech;
@@ -27,10 +33,17 @@ auth_mech_t auth_mech_from_name(const char *name)
 
 const char *auth_mech_name(auth_mech_t mech)
 {
+    if (mech == AUTH_OAUTH2)
+        return OAUTH2_NAME;
     for (size_t i = 0; i < NMECHS; i++)
         if (mechs[i].mech == mech)
             return mechs[i].name;
     return "NONE";
+}
+
+bool auth_mech_unimplemented(const char *name)
+{
+    return !email_strcasecmp(name, "SCRAM-SHA-256") || !email_strcasecmp(name, "SCRAM-SHA-1");
 }
 
 unsigned auth_parse_mechs(const char *list)
@@ -56,6 +69,10 @@ auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bo
 {
     if (limit)
         offered &= limit;
+    if (wanted == AUTH_OAUTH2) /* the older, more widely offered one first */
+        return (offered & AUTH_XOAUTH2)      ? AUTH_XOAUTH2
+               : (offered & AUTH_OAUTHBEARER) ? AUTH_OAUTHBEARER
+                                              : AUTH_NONE;
     if (wanted != AUTH_NONE)
         return (offered & wanted) ? wanted : AUTH_NONE;
     /* mechs[] is ordered strongest first */

@@ -11,17 +11,23 @@ typedef enum {
     AUTH_PLAIN = 1 << 1,
     AUTH_CRAM_MD5 = 1 << 2,
     AUTH_XOAUTH2 = 1 << 3,
-    AUTH_OAUTHBEARER = 1 << 4
+    AUTH_OAUTHBEARER = 1 << 4,
+    /* 4D's "OAUTH2": XOAUTH2, or OAUTHBEARER when only that is offered (never on the wire) */
+    AUTH_OAUTH2 = AUTH_XOAUTH2 | AUTH_OAUTHBEARER
 } auth_mech_t;
 
 /* Bit set of the mechanisms named in an EHLO "AUTH" line's arguments (unknown ones ignored). */
 unsigned auth_parse_mechs(const char *list);
-/* AUTH_... for a name ("PLAIN", case-insensitive), AUTH_NONE when unknown. */
+/* AUTH_... for a name ("PLAIN", case-insensitive; 4D's "OAUTH2" too), AUTH_NONE when unknown. */
 auth_mech_t auth_mech_from_name(const char *name);
+/* The name of a mechanism ("OAUTH2" for AUTH_OAUTH2), "NONE" for anything else. */
 const char *auth_mech_name(auth_mech_t mech);
+/* A SASL mechanism we know of but do not implement ("SCRAM-SHA-256", "SCRAM-SHA-1"). */
+bool auth_mech_unimplemented(const char *name);
 
 /*
- * The mechanism to use among `offered`: `wanted` when set (AUTH_NONE if not offered), else the
+ * The mechanism to use among `offered`: `wanted` when set (AUTH_NONE if not offered; for
+ * AUTH_OAUTH2, XOAUTH2 before OAUTHBEARER), else the
  * strongest offered one the credentials allow (OAuth with a token; CRAM-MD5, PLAIN, LOGIN with a
  * password). `limit` restricts the candidates (a bit set; 0 = all).
  */

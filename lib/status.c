@@ -1,4 +1,4 @@
-/* Error codes (one X-macro table → enum, texts, names) and email_status_t. */
+/* Error codes (one X-macro table → enum, texts, names) and email_status_t with its lists. */
 #include "status.h"
 
 #include <pthread.h>
@@ -74,18 +74,85 @@ int email_refusals_add(email_refusals_t *r, const char *address, int code, const
     return 0;
 }
 
+void email_errors_init(email_errors_t *e)
+{
+    e->v = NULL;
+    e->n = e->cap = 0;
+}
+
+void email_errors_free(email_errors_t *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].message);
+    free(e->v);
+    email_errors_init(e);
+}
+
+int email_errors_add(email_errors_t *e, int code, const char *message, const char *component)
+{
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 2;
+        email_error_entry_t *v = realloc(e->v, cap * sizeof *v);
+        if (!v)
+            return EMAIL_ENOMEM;
+        e->v = v;
+        e->cap = cap;
+    }
+    email_error_entry_t *x = &e->v[e->n];
+    if (!(x->message = email_strdup(message ? message : email_strerror(code))))
+        return EMAIL_ENOMEM;
+    x->code = code;
+    x->component = component ? component : email_error_component(code);
+    e->n++;
+    return 0;
+}
+
+const char *email_error_component(int code)
+{
+    switch (code) {
+    case EMAIL_ERESOLVE:
+    case EMAIL_ECONNECT:
+    case EMAIL_ECLOSED:
+    case EMAIL_ETIMEDOUT: /* the connection's silence timer */
+        return "transport";
+    case EMAIL_ETLS:
+    case EMAIL_ETLSREQUIRED:
+    case EMAIL_ECERT:
+    case EMAIL_ECERTNAME:
+    case EMAIL_ECERTEXPIRED:
+        return "tls";
+    case EMAIL_EAUTH:
+    case EMAIL_EAUTHMECH:
+    case EMAIL_EINSECURE:
+        return "auth";
+    case EMAIL_EPROTO:
+    case EMAIL_ESERVER:
+    case EMAIL_ERECIPIENTS:
+    case EMAIL_ESIZE:
+    case EMAIL_EUNKNOWN:
+        return "smtp";
+    case EMAIL_ECHARSET:
+    case EMAIL_EIO: /* while sending: an attachment that cannot be read */
+        return "mime";
+    default:
+        return "transporter";
+    }
+}
+
 /*
- * The refused recipients behind statuses. A status's internal_ holds a handle (a serial number
- * in the pointer slot, never dereferenced); the list is found by the address of the status that
- * owns it and must carry the same handle. So a copy of the struct (another address) or a zeroed
- * or reused status (another handle) never reaches a list, and garbage in an uninitialised status
- * is never read to free anything: filling or clearing the status at an address frees whatever
- * list that address held, since no status can name it any more. At most one list per address.
+ * The refused recipients and the chain of causes behind statuses (one entry holds both). A
+ * status's internal_ holds a handle (a serial number in the pointer slot, never dereferenced);
+ * the entry is found by the address of the status that owns it and must carry the same handle.
+ * So a copy of the struct (another address) or a zeroed or reused status (another handle) never
+ * reaches an entry, and garbage in an uninitialised status is never read to free anything:
+ * filling or clearing the status at an address frees whatever entry that address held, since no
+ * status can name it any more. At most one entry per address.
  */
 typedef struct held {
     const email_status_t *owner;
     uintptr_t handle;
     email_refusals_t list;
+    email_errors_t errors;
     struct held *next;
 } held_t;
 
@@ -122,6 +189,7 @@ static void held_drop(const email_status_t *owner)
     *p = h->next;
     held_count--;
     email_refusals_free(&h->list);
+    email_errors_free(&h->errors);
     free(h);
 }
 
@@ -182,19 +250,28 @@ void email_status_copy_into(email_status_t *dst, const email_status_t *src)
     *dst = fields;
 }
 
-void email_status_attach(email_status_t *s, email_refusals_t *r)
+void email_status_attach(email_status_t *s, email_refusals_t *r, email_errors_t *e)
 {
     pthread_mutex_lock(&held_lock);
     held_drop(s);
     s->internal_ = NULL;
-    held_t *h = r->n && held_grow() == 0 ? malloc(sizeof *h) : NULL;
+    bool some = (r && r->n) || (e && e->n);
+    held_t *h = some && held_grow() == 0 ? malloc(sizeof *h) : NULL;
     if (h) {
         h->owner = s;
         if (!++held_serial)
             held_serial++; /* 0 is "no list" */
         h->handle = held_serial;
-        h->list = *r;
-        email_refusals_init(r);
+        email_refusals_init(&h->list);
+        email_errors_init(&h->errors);
+        if (r) {
+            h->list = *r;
+            email_refusals_init(r);
+        }
+        if (e) {
+            h->errors = *e;
+            email_errors_init(e);
+        }
         size_t k = held_bucket(s, held_nbuckets);
         h->next = held_buckets[k];
         held_buckets[k] = h;
@@ -202,14 +279,48 @@ void email_status_attach(email_status_t *s, email_refusals_t *r)
         s->internal_ = (void *)h->handle;
     }
     pthread_mutex_unlock(&held_lock);
-    email_refusals_free(r); /* no refusal, or no memory to keep them: the status has no list */
+    /* nothing to keep, or no memory to keep it: the status has no lists */
+    if (r)
+        email_refusals_free(r);
+    if (e)
+        email_errors_free(e);
 }
 
 /* The entry behind a status, when it is still this status's. Under held_lock. */
-static const email_refusals_t *refusals_of(const email_status_t *status)
+static const held_t *held_of(const email_status_t *status)
 {
     held_t **p = status ? held_find(status) : NULL;
-    return p && (void *)(*p)->handle == status->internal_ ? &(*p)->list : NULL;
+    return p && (void *)(*p)->handle == status->internal_ ? *p : NULL;
+}
+
+static const email_refusals_t *refusals_of(const email_status_t *status)
+{
+    const held_t *h = held_of(status);
+    return h ? &h->list : NULL;
+}
+
+size_t email_status_error_count(const email_status_t *status)
+{
+    pthread_mutex_lock(&held_lock);
+    const held_t *h = held_of(status);
+    size_t n = h ? h->errors.n : 0;
+    pthread_mutex_unlock(&held_lock);
+    return n;
+}
+
+const char *email_status_error(const email_status_t *status, size_t i, int *code,
+                               const char **component)
+{
+    pthread_mutex_lock(&held_lock);
+    const held_t *h = held_of(status);
+    const email_error_entry_t *x = h && i < h->errors.n ? &h->errors.v[i] : NULL;
+    if (x && code)
+        *code = x->code;
+    if (x && component)
+        *component = x->component;
+    const char *message = x ? x->message : NULL;
+    pthread_mutex_unlock(&held_lock);
+    return message;
 }
 
 const char *email_status_recipient(const email_status_t *status, size_t i, int *code)
@@ -250,6 +361,7 @@ void email_status_release_all(void)
             held_t *h = held_buckets[i];
             held_buckets[i] = h->next;
             email_refusals_free(&h->list);
+            email_errors_free(&h->errors);
             free(h);
         }
     free(held_buckets);

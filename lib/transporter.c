@@ -42,6 +42,8 @@ typedef struct send_req {
     email_progress_cb progress;  /* progress of its body, taken when it was queued */
     void *progress_data;
     uint64_t progress_shown;     /* last progress handed to the caller */
+    bool texts_4d;               /* its transporter's t->texts_4d (t may be gone at delivery) */
+    email_errors_t earlier;      /* why the earlier attempt failed (one retry at most) */
     struct send_req *conn_prev, *conn_next; /* in t->in_conn while the connection has it */
     email_status_t status;       /* final outcome */
     email_refusals_t refusals;
@@ -73,6 +75,9 @@ struct email_transporter_s {
     transporter_extra_t x;
     int connect_timeout_ms, reply_timeout_ms;
     bool keep_alive;
+    int security;                /* as given, for email_transporter_get_server */
+    bool accept_unsecure;
+    bool texts_4d;               /* 4D's status texts (not the facade's, which ErrorInfo shows) */
 
     log_sink_t *log;             /* extended log, or NULL (swapped on the loop thread) */
 
@@ -181,13 +186,33 @@ static bool has_control(const char *s)
     return false;
 }
 
-email_transporter_t *transporter_new_ex(const email_server_t *s, const transporter_extra_t *extra,
-                                        char *err, size_t errlen)
+/* The authentication mode asked for: AUTH_NONE for "the strongest offered". */
+static int check_auth_mode(const char *mode, auth_mech_t *mech, char *err, size_t errlen)
+{
+    *mech = AUTH_NONE;
+    if (!mode || !*mode)
+        return 0;
+    if (auth_mech_unimplemented(mode)) {
+        snprintf(err, errlen, "server: authentication_mode \"%s\" is not implemented yet", mode);
+        return EMAIL_ENOTSUP;
+    }
+    if ((*mech = auth_mech_from_name(mode)) == AUTH_NONE) {
+        snprintf(err, errlen,
+                 "server: authentication_mode \"%s\" is not supported (CRAM-MD5, LOGIN, PLAIN, "
+                 "OAUTH2, XOAUTH2, OAUTHBEARER)",
+                 mode);
+        return EMAIL_EINVAL;
+    }
+    return 0;
+}
+
+/* Everything that can be said of the settings without the network. */
+static int check_settings(const email_server_t *s, auth_mech_t *mech, char *err, size_t errlen)
 {
 #define BAD(...)                                                                                   \
     do {                                                                                           \
         snprintf(err, errlen, __VA_ARGS__);                                                        \
-        return NULL;                                                                               \
+        return EMAIL_EINVAL;                                                                       \
     } while (0)
     if (!s)
         BAD("no server settings");
@@ -214,31 +239,17 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
             has_control(s->user) ? "user" : "oauth2_token");
     if (s->helo_name && (!*s->helo_name || strchr(s->helo_name, ' ')))
         BAD("server: helo_name \"%s\" is not a domain or address literal", s->helo_name);
-    auth_mech_t mech = AUTH_NONE;
-    if (s->authentication_mode && *s->authentication_mode) {
-        mech = auth_mech_from_name(s->authentication_mode);
-        if (mech == AUTH_NONE)
-            BAD("server: authentication_mode \"%s\" is not supported (PLAIN, LOGIN, CRAM-MD5, "
-                "XOAUTH2, OAUTHBEARER)",
-                s->authentication_mode);
-    }
     if (!valid_mode(s->header_charset) || !valid_mode(s->body_charset))
         BAD("server: header_charset/body_charset must be an EMAIL_MAIL_MODE_ value");
     if (s->ca_file && access(s->ca_file, R_OK) != 0)
         BAD("server: ca_file \"%s\" cannot be read", s->ca_file);
-    log_sink_t *log = NULL;
-    if (s->log_file) {
-        char why[400];
-        if (!(log = log_sink_open(s->log_file, why, sizeof why)))
-            BAD("server: log_file: %s", why);
-    }
+    return check_auth_mode(s->authentication_mode, mech, err, errlen);
+#undef BAD
+}
 
-    email_transporter_t *t = calloc(1, sizeof *t);
-    if (!t) {
-        log_sink_release(log);
-        BAD("out of memory");
-    }
-    t->log = log;
+/* The string settings, copied; false when out of memory. */
+static bool copy_strings(email_transporter_t *t, const email_server_t *s)
+{
     char hostname[256] = "localhost";
     if (!s->helo_name) {
         if (gethostname(hostname, sizeof hostname - 1) != 0 || !hostname[0] ||
@@ -255,17 +266,48 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
     t->helo_name = email_strdup(s->helo_name ? s->helo_name : hostname);
     t->header_charset = email_strdup(s->header_charset);
     t->body_charset = email_strdup(s->body_charset);
-    if (!t->host || !t->helo_name || (s->user && !t->user) || (s->password && !t->password) ||
-        (s->oauth2_token && !t->token) || (s->log_file && !t->log_file) ||
-        (s->ca_file && !t->ca_file) || (s->header_charset && !t->header_charset) ||
-        (s->body_charset && !t->body_charset)) {
-        transporter_destroy(t);
-        BAD("out of memory");
+    return t->host && t->helo_name && (!s->user || t->user) && (!s->password || t->password) &&
+           (!s->oauth2_token || t->token) && (!s->log_file || t->log_file) &&
+           (!s->ca_file || t->ca_file) && (!s->header_charset || t->header_charset) &&
+           (!s->body_charset || t->body_charset);
+}
+
+/* transporter_new_ex, with the EMAIL_E... code of a refusal in *code. */
+static email_transporter_t *transporter_create(const email_server_t *s,
+                                               const transporter_extra_t *extra, char *err,
+                                               size_t errlen, int *code)
+{
+    auth_mech_t mech;
+    if ((*code = check_settings(s, &mech, err, errlen)))
+        return NULL;
+    log_sink_t *log = NULL;
+    if (s->log_file) {
+        char why[400];
+        if (!(log = log_sink_open(s->log_file, why, sizeof why))) {
+            snprintf(err, errlen, "server: log_file: %s", why);
+            *code = EMAIL_EINVAL;
+            return NULL;
+        }
+    }
+    email_transporter_t *t = calloc(1, sizeof *t);
+    if (t)
+        t->log = log;
+    else
+        log_sink_release(log);
+    if (!t || !copy_strings(t, s)) {
+        if (t)
+            transporter_destroy(t); /* releases the log */
+        snprintf(err, errlen, "out of memory");
+        *code = EMAIL_ENOMEM;
+        return NULL;
     }
     t->auth_mech = mech;
     t->keep_alive = s->keep_alive;
+    t->security = s->security;
+    t->accept_unsecure = s->accept_unsecure_connection;
     t->connect_timeout_ms = (s->connection_timeout ? s->connection_timeout : 30) * 1000;
     t->reply_timeout_ms = (s->send_timeout ? s->send_timeout : 100) * 1000;
+    t->texts_4d = !extra;
     if (extra) {
         t->x = *extra;
     } else {
@@ -279,15 +321,45 @@ email_transporter_t *transporter_new_ex(const email_server_t *s, const transport
     t->port = s->port ? s->port : t->x.implicit_tls ? 465 : 587;
     live_add(t);
     return t;
-#undef BAD
+}
+
+email_transporter_t *transporter_new_ex(const email_server_t *s, const transporter_extra_t *extra,
+                                        char *err, size_t errlen)
+{
+    int code;
+    return transporter_create(s, extra, err, errlen, &code);
 }
 
 email_transporter_t *email_transporter_new(const email_server_t *server)
 {
     char err[512];
-    email_transporter_t *t = transporter_new_ex(server, NULL, err, sizeof err);
-    facade_set_error(t ? 0 : EMAIL_EINVAL, t ? NULL : err);
+    int code;
+    email_transporter_t *t = transporter_create(server, NULL, err, sizeof err, &code);
+    facade_set_error(t ? 0 : code, t ? NULL : err);
     return t;
+}
+
+int email_transporter_get_server(const email_transporter_t *t, email_server_t *out)
+{
+    if (!t || !out)
+        return EMAIL_EINVAL;
+    email_server_init(out);
+    out->host = t->host;
+    out->port = t->port;
+    out->user = t->user;
+    out->authentication_mode = t->auth_mech != AUTH_NONE ? auth_mech_name(t->auth_mech) : NULL;
+    out->security = t->security;
+    out->accept_unsecure_connection = t->accept_unsecure;
+    out->connection_timeout = t->connect_timeout_ms / 1000;
+    out->send_timeout = t->reply_timeout_ms / 1000;
+    out->keep_alive = t->keep_alive;
+    out->log_file = t->log_file;
+    /* what message_freeze applies to a message that chose none */
+    out->header_charset = t->header_charset ? t->header_charset : EMAIL_MAIL_MODE_UTF8;
+    out->body_charset = t->body_charset ? t->body_charset : EMAIL_MAIL_MODE_UTF8;
+    out->ca_file = t->ca_file;
+    out->helo_name = t->helo_name;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -409,13 +481,43 @@ static void req_free(send_req_t *r)
     free(r->rcpts);
     email_refusals_free(&r->job.refusals);
     email_refusals_free(&r->refusals);
+    email_errors_free(&r->earlier);
     free(r);
+}
+
+/* 4D's statusText of a failure that was not the server's. */
+#define FAILED_PREFIX "Failed to send email: "
+
+/*
+ * A status about to reach its caller, at its final address: for a failure that was not the
+ * server's, the chain of causes (this failure, then why earlier attempts failed) and, with 4D's
+ * texts, FAILED_PREFIX before ours; then its lists are attached. component NULL: by the code.
+ */
+static void status_finish(email_status_t *s, email_refusals_t *refusals,
+                          const email_errors_t *earlier, bool texts_4d, const char *component)
+{
+    email_errors_t chain;
+    email_errors_init(&chain);
+    if (!s->success && !s->status && s->error) {
+        /* without memory for all of it, the chain is shorter: still true */
+        int rc = email_errors_add(&chain, s->error, s->status_text, component);
+        for (size_t i = 0; !rc && earlier && i < earlier->n; i++)
+            rc = email_errors_add(&chain, earlier->v[i].code, earlier->v[i].message,
+                                  earlier->v[i].component);
+        if (texts_4d) {
+            char text[sizeof s->status_text];
+            snprintf(text, sizeof text, "%s%.*s", FAILED_PREFIX,
+                     (int)(sizeof text - sizeof FAILED_PREFIX), s->status_text);
+            memcpy(s->status_text, text, sizeof text);
+        }
+    }
+    email_status_attach(s, refusals, &chain);
 }
 
 static void deliver_async(void *arg)
 {
     send_req_t *r = arg;
-    email_status_attach(&r->status, &r->refusals);
+    status_finish(&r->status, &r->refusals, &r->earlier, r->texts_4d, NULL);
     r->cb(r->id, &r->status, r->cb_data);
     email_status_clear(&r->status); /* the callback's status is valid during the call only */
     req_free(r);
@@ -600,6 +702,10 @@ static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
         if (was_ready && r->attempts < 2 && !t->expired) {
             char err[256];
             r->attempts++;
+            /* a link of the chain of causes, should the next attempt fail too */
+            if (r->job.status.error)
+                email_errors_add(&r->earlier, r->job.status.error, r->job.status.status_text,
+                                 NULL);
             if (req_rewind(r, err, sizeof err) == 0) {
                 list_push(&retry, r);
                 continue;
@@ -714,7 +820,10 @@ int email_transporter_check_connection(email_transporter_t *t, email_status_t *s
 {
     if (!t)
         return EMAIL_EINVAL;
-    return run_connection_op(t, op_check, status);
+    int rc = run_connection_op(t, op_check, status);
+    if (status)
+        status_finish(status, NULL, NULL, t->texts_4d, NULL);
+    return rc;
 }
 
 static void op_send(void *arg)
@@ -760,6 +869,7 @@ static int req_new_message(email_transporter_t *t, const email_message_t *m, sen
     if (!r)
         return EMAIL_ENOMEM;
     r->t = t;
+    r->texts_4d = t->texts_4d;
     int rc = message_freeze(m, t->header_charset, t->body_charset, &r->msg, err, errlen);
     if (!rc)
         rc = req_rewind(r, err, errlen);
@@ -791,6 +901,7 @@ static int send_and_wait(send_req_t *r, email_status_t *status)
         if (status) {
             email_status_clear(status);
             email_status_fail(status, rc, "%s", email_strerror(rc));
+            status_finish(status, NULL, NULL, r->texts_4d, NULL);
         }
         if (r->id)
             registry_done(r->id, EMAIL_ERROR); /* never queued: not pending forever */
@@ -801,7 +912,7 @@ static int send_and_wait(send_req_t *r, email_status_t *status)
     if (status) {
         email_status_copy_into(status, &r->status);
         status->error = rc;
-        email_status_attach(status, &r->refusals);
+        status_finish(status, &r->refusals, &r->earlier, r->texts_4d, NULL);
     }
     req_free(r);
     return rc;
@@ -817,6 +928,9 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
         if (status) {
             email_status_clear(status);
             email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
+            /* the message could not be composed; a NULL argument is the caller's */
+            status_finish(status, NULL, NULL, !t || t->texts_4d,
+                          t && m && rc != EMAIL_ENOMEM ? "mime" : NULL);
         }
         return rc;
     }
@@ -833,6 +947,7 @@ int transporter_send_raw(email_transporter_t *t, const char *from, const char *c
     if (!r)
         return EMAIL_ENOMEM;
     r->t = t;
+    r->texts_4d = t->texts_4d;
     size_t n = 0;
     while (rcpts[n])
         n++;

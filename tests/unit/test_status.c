@@ -1,7 +1,7 @@
 /*
- * Who owns the refused recipients of an email_status_t (lib/status.c): the status itself, at its
- * address, until email_status_clear, a refill of the same status or email_shutdown, whatever
- * thread filled it and however many other statuses were filled since. Copies, zeroed and
+ * Who owns the refused recipients and the chain of causes of an email_status_t (lib/status.c):
+ * the status itself, at its address, until email_status_clear, a refill of the same status or
+ * email_shutdown, whatever thread filled it and however many other statuses were filled since. Copies, zeroed and
  * uninitialised statuses never reach a list. Run under valgrind (make check-valgrind): a list
  * freed too early shows as an invalid read, one never freed as a leak.
  */
@@ -31,7 +31,7 @@ static void fill(email_status_t *s, const char *prefix, size_t n)
     }
     s->recipients = n + 1;
     s->rejected = n;
-    email_status_attach(s, &r);
+    email_status_attach(s, &r, NULL);
     assert_int_equal(r.n, 0); /* taken */
 }
 
@@ -142,7 +142,7 @@ static void test_reuse(void **state)
     /* refilled with nothing: no list at all */
     email_refusals_t none;
     email_refusals_init(&none);
-    email_status_attach(&s, &none);
+    email_status_attach(&s, &none, NULL);
     assert_null(email_status_recipient(&s, 0, NULL));
     email_status_clear(&s);
 }
@@ -225,6 +225,97 @@ static void test_shutdown_frees_lists(void **state)
     email_status_clear(&b);
 }
 
+/* A failure's chain of causes, outermost first: kept beside the refused recipients, read in
+ * order, with the same ownership. */
+static void fill_chain(email_status_t *s, const char *tag)
+{
+    char outer[64], inner[64];
+    snprintf(outer, sizeof outer, "%s: could not connect", tag);
+    snprintf(inner, sizeof inner, "%s: certificate not trusted", tag);
+    email_errors_t e;
+    email_errors_init(&e);
+    assert_int_equal(email_errors_add(&e, EMAIL_ECONNECT, outer, NULL), 0);
+    assert_int_equal(email_errors_add(&e, EMAIL_ECERT, inner, "tls"), 0);
+    assert_int_equal(email_errors_add(&e, EMAIL_EINVAL, NULL, "mime"), 0);
+    email_status_attach(s, NULL, &e);
+    assert_int_equal(e.n, 0); /* taken */
+}
+
+static void assert_chain(const email_status_t *s, const char *tag)
+{
+    char outer[64], inner[64];
+    snprintf(outer, sizeof outer, "%s: could not connect", tag);
+    snprintf(inner, sizeof inner, "%s: certificate not trusted", tag);
+    assert_int_equal(email_status_error_count(s), 3);
+    int code = 0;
+    const char *component = NULL;
+    assert_string_equal(email_status_error(s, 0, &code, &component), outer);
+    assert_int_equal(code, EMAIL_ECONNECT);
+    assert_string_equal(component, "transport"); /* from the code */
+    assert_string_equal(email_status_error(s, 1, &code, &component), inner);
+    assert_int_equal(code, EMAIL_ECERT);
+    assert_string_equal(component, "tls");
+    /* no text given: the code's */
+    assert_string_equal(email_status_error(s, 2, NULL, &component), email_strerror(EMAIL_EINVAL));
+    assert_string_equal(component, "mime");
+    assert_null(email_status_error(s, 3, &code, &component));
+}
+
+static void test_error_chain(void **state)
+{
+    email_status_t s;
+    email_status_init(&s);
+    assert_int_equal(email_status_error_count(&s), 0);
+    assert_null(email_status_error(&s, 0, NULL, NULL));
+    fill_chain(&s, "first");
+    assert_chain(&s, "first");
+
+    /* both lists at once, each read on its own */
+    email_refusals_t r;
+    email_refusals_init(&r);
+    assert_int_equal(email_refusals_add(&r, "x@example.org", 550, "no"), 0);
+    email_errors_t e;
+    email_errors_init(&e);
+    assert_int_equal(email_errors_add(&e, EMAIL_ETIMEDOUT, "silence", NULL), 0);
+    email_status_attach(&s, &r, &e); /* refilled: the first chain is freed */
+    assert_string_equal(email_status_recipient(&s, 0, NULL), "x@example.org");
+    assert_int_equal(email_status_error_count(&s), 1);
+    assert_string_equal(email_status_error(&s, 0, NULL, NULL), "silence");
+
+    /* a copy reaches neither; clearing frees both */
+    fill_chain(&s, "again");
+    email_status_t copy = s;
+    assert_int_equal(email_status_error_count(&copy), 0);
+    assert_null(email_status_error(&copy, 0, NULL, NULL));
+    email_status_clear(&copy);
+    assert_chain(&s, "again");
+    email_status_clear(&s);
+    assert_int_equal(email_status_error_count(&s), 0);
+
+    /* email_shutdown frees what is still held */
+    fill_chain(&s, "kept");
+    email_shutdown();
+    assert_int_equal(email_status_error_count(&s), 0);
+    email_status_clear(&s);
+    email_status_clear(NULL);
+    assert_int_equal(email_status_error_count(NULL), 0);
+}
+
+/* Every code has a component, in 4D's componentSignature manner. */
+static void test_error_components(void **state)
+{
+    assert_string_equal(email_error_component(EMAIL_ECONNECT), "transport");
+    assert_string_equal(email_error_component(EMAIL_ETIMEDOUT), "transport");
+    assert_string_equal(email_error_component(EMAIL_ECERTNAME), "tls");
+    assert_string_equal(email_error_component(EMAIL_EAUTH), "auth");
+    assert_string_equal(email_error_component(EMAIL_EUNKNOWN), "smtp");
+    assert_string_equal(email_error_component(EMAIL_ECHARSET), "mime");
+    assert_string_equal(email_error_component(EMAIL_ECANCELED), "transporter");
+#define XX(name, value, text) assert_non_null(email_error_component(EMAIL_##name));
+    EMAIL_ERRNO_MAP(XX)
+#undef XX
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +326,8 @@ int main(void)
         cmocka_unit_test(test_zeroed_and_uninitialised),
         cmocka_unit_test(test_thousand_statuses),
         cmocka_unit_test(test_shutdown_frees_lists),
+        cmocka_unit_test(test_error_chain),
+        cmocka_unit_test(test_error_components),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
