@@ -510,8 +510,10 @@ static void on_outcome_resubmit(uint64_t id, const email_status_t *st, void *use
     on_outcome(id, st, &r->o);
     email_message_t *next = r->next;
     r->next = NULL;
-    if (next)
+    if (next) {
         queue(&r->o, "after421", next);
+        email_message_free(next); /* queued as a copy */
+    }
 }
 
 /* The server answers RCPT with 421; the message queued from that completion must not go out
