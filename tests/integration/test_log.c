@@ -411,11 +411,12 @@ static void auth_session(const char *mech)
     for (size_t i = 0; i < g.n; i++)
         assert_int_equal(g.lines[i].session, g.lines[0].session);
     char want[300];
-    snprintf(want, sizeof want, "on port %d (not secure)", s.port);
-    assert_int_equal(strncmp(g.lines[0].event, "### connected to 127.0.0.1", 26), 0);
-    assert_non_null(strstr(g.lines[0].event, want));
-    assert_int_equal(strncmp(g.lines[g.n - 1].event, "### connection closed", 21), 0);
-    snprintf(want, sizeof want, "### authenticated as %s with %s", user, mech);
+    /* 4D's words for the connect and close events (API.md section 6) */
+    snprintf(want, sizeof want, "### SMTP Connected to '127.0.0.1' on port %d. (not secure)",
+             s.port);
+    assert_string_equal(g.lines[0].event, want);
+    assert_string_equal(g.lines[g.n - 1].event, "### SMTP Connection closed");
+    snprintf(want, sizeof want, "### SMTP Authenticated as '%s' (%s)", user, mech);
     if (count_event(&g, want) != 1)
         fail_msg("no \"%s\" line in the global log:\n%s", want, gtext);
 
@@ -619,7 +620,7 @@ static void test_extended_named_session(void **state)
         free(eml);
     }
     assert_int_not_equal(p.msgs[0].id, p.msgs[1].id);
-    assert_int_equal(strncmp(p.lines[p.n - 1].event, "### connection closed", 21), 0);
+    assert_string_equal(p.lines[p.n - 1].event, "### SMTP Connection closed");
     parsed_free(&p);
     test_server_stop(&s);
     test_rmtree(dir);
@@ -712,7 +713,7 @@ static void test_two_sessions_at_once(void **state)
             continue;
         if (ids[1])
             fail_msg("a third session id: %s", g.lines[i].whole);
-        assert_true(strncmp(g.lines[i].event, "### connected to", 16) == 0);
+        assert_true(strncmp(g.lines[i].event, "### SMTP Connected to '", 23) == 0);
         ids[ids[0] ? 1 : 0] = id;
     }
     assert_true(ids[0] && ids[1] && ids[0] != ids[1]);
