@@ -515,6 +515,64 @@ static void after_hello(smtp_engine_t *e)
         become_ready(e);
 }
 
+static void on_starttls_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
+{
+    if (r->code == 220) {
+        /* Anything the server sent behind its 220 arrived before TLS and could have been
+         * injected by a man in the middle (CVE-2011-0411 family): refuse it. */
+        if (left || smtp_reply_parser_busy(&e->parser)) {
+            fail_session(e, EMAIL_EPROTO, r,
+                         "the server sent data after its answer to STARTTLS (possible "
+                         "response injection)");
+            return;
+        }
+        set_state(e, ST_TLS_HANDSHAKE);
+        if (e->cb.starttls)
+            e->cb.starttls(e->ud);
+        return;
+    }
+    if (r->code == 421) {
+        fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %d %s", r->code,
+                     r->text);
+        return;
+    }
+    if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
+        quit_after_failure(e, EMAIL_ETLSREQUIRED, r, "the server refused STARTTLS: %d %s",
+                           r->code, r->text);
+        return;
+    }
+    logf_(e, '#', "SMTP STARTTLS refused (%d): going on unencrypted", r->code);
+    e->cfg.starttls = SMTP_TLS_NEVER;
+    after_hello(e);
+}
+
+static void on_auth_reply(smtp_engine_t *e, const smtp_reply_t *r)
+{
+    if (r->code == 235) {
+        logf_(e, '#', "SMTP Authenticated as '%s' (%s)",
+              e->cfg.creds.user ? e->cfg.creds.user : "", auth_mech_name(e->auth_used));
+        become_ready(e);
+    } else if (r->code == 334) {
+        email_buf_t resp;
+        email_buf_init(&resp);
+        int rc = auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
+        if (!rc)
+            rc = send_line(e, resp.data ? resp.data : "", "****");
+        if (resp.data)
+            memset(resp.data, 0, resp.len);
+        email_buf_free(&resp);
+        if (rc)
+            fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
+                         auth_mech_name(e->auth_used));
+    } else if (r->code == 421) {
+        fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %d %s",
+                     auth_mech_name(e->auth_used), r->code, r->text);
+    } else {
+        quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %d %s",
+                           auth_mech_name(e->auth_used), r->code, r->text);
+    }
+}
+
 static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     if (!e->quit_failure) /* QUIT's answer does not replace the failure that made us QUIT */
@@ -556,58 +614,10 @@ static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
         after_hello(e);
         return;
     case ST_STARTTLS:
-        if (r->code == 220) {
-            /* Anything the server sent behind its 220 arrived before TLS and could have been
-             * injected by a man in the middle (CVE-2011-0411 family): refuse it. */
-            if (left || smtp_reply_parser_busy(&e->parser)) {
-                fail_session(e, EMAIL_EPROTO, r,
-                             "the server sent data after its answer to STARTTLS (possible "
-                             "response injection)");
-                return;
-            }
-            set_state(e, ST_TLS_HANDSHAKE);
-            if (e->cb.starttls)
-                e->cb.starttls(e->ud);
-            return;
-        }
-        if (r->code == 421) {
-            fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %d %s", r->code,
-                         r->text);
-            return;
-        }
-        if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
-            quit_after_failure(e, EMAIL_ETLSREQUIRED, r, "the server refused STARTTLS: %d %s",
-                               r->code, r->text);
-            return;
-        }
-        logf_(e, '#', "SMTP STARTTLS refused (%d): going on unencrypted", r->code);
-        e->cfg.starttls = SMTP_TLS_NEVER;
-        after_hello(e);
+        on_starttls_reply(e, r, left);
         return;
     case ST_AUTH:
-        if (r->code == 235) {
-            logf_(e, '#', "SMTP Authenticated as '%s' (%s)",
-                  e->cfg.creds.user ? e->cfg.creds.user : "", auth_mech_name(e->auth_used));
-            become_ready(e);
-        } else if (r->code == 334) {
-            email_buf_t resp;
-            email_buf_init(&resp);
-            int rc = auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
-            if (!rc)
-                rc = send_line(e, resp.data ? resp.data : "", "****");
-            if (resp.data)
-                memset(resp.data, 0, resp.len);
-            email_buf_free(&resp);
-            if (rc)
-                fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
-                             auth_mech_name(e->auth_used));
-        } else if (r->code == 421) {
-            fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %d %s",
-                         auth_mech_name(e->auth_used), r->code, r->text);
-        } else {
-            quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %d %s",
-                               auth_mech_name(e->auth_used), r->code, r->text);
-        }
+        on_auth_reply(e, r);
         return;
     case ST_QUIT:
         end_session(e, 0, "");
