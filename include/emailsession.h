@@ -418,8 +418,28 @@ EMAIL_EXTERN void email_shutdown(void);
  * written \xHH (ESC is \x1b, CR LF \x0d\x0a) and '\' is written \\; inside the quotes of C and
  * S events '"' is written \" as well: a server's text cannot forge a line nor drive a terminal.
  * The MIME blocks of an extended log are the message's bytes, unescaped.
+ *
+ * The ### events of a session read as 4D writes them: "SMTP " then a capitalised phrase.
+ *   ### SMTP Connected to '<host>' on port <port>. (secure)     TLS from the first byte
+ *   ### SMTP Connected to '<host>' on port <port>. (not secure) plain, even if STARTTLS follows
+ *   ### SMTP Server address: <ip>                 when <host> is a name: the address it reached
+ *   ### SMTP TLS established: <version>, cipher <cipher>, <GnuTLS's description>
+ *   ### SMTP Authenticated as '<user>' (<mechanism>)
+ *   ### SMTP No authentication: ...  / SMTP STARTTLS refused (<code>): going on unencrypted
+ *   ### SMTP Certificate verification is OFF ...  (EMAIL_OPTION_NO_VERIFY)
+ *   ### SMTP Error: <why the session failed>
+ *   ### SMTP Connection closed                    always the session's last line
+ * After a failed authentication (or another setup failure while the server still listens) the
+ * client sends QUIT and reads its reply before closing, as 4D does: S < "535 ...", C > "QUIT",
+ * S < "221 ...", then ### SMTP Error; the outcome is still the 535. The extended log's framing
+ * lines (### message <id> begins ...) are this library's own, for programs that read it.
+ *
+ * Relative log paths (email_set_log, email_session_set_log_file, email_server_t.log_file) are
+ * resolved against the log directory (email_set_log_directory; by default the current
+ * directory) once, at the call that takes the path; logs already open never move.
  */
-/* Global log of every session; NULL stops it. Recycled at 10 MB (path, path.1, ...). */
+/* Global log of every session; NULL stops it. Recycled at 10 MB (path, path.1, ...).
+ * EMAIL_EIO naming the file when it cannot be opened (the log in use then goes on). */
 EMAIL_EXTERN int email_set_log(const char *path);
 /*
  * Each log line, as text without the final newline, to cb (NULL stops). The lines reach cb where
@@ -436,6 +456,14 @@ EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_
                                         void *user_data);
 /* Extended log of one session: its conversation and the full MIME of every message. */
 EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
+/*
+ * The folder relative log paths are resolved against, like 4D's Logs folder (a relative dir is
+ * itself resolved against the current directory now). NULL: back to the default, the current
+ * directory at the time each path is given. Errors (the setting is then unchanged): EMAIL_EIO
+ * when dir does not exist or cannot be reached, EMAIL_EINVAL when it is empty or not a
+ * directory; email_error_info() names the path. Any thread.
+ */
+EMAIL_EXTERN int email_set_log_directory(const char *dir);
 
 /* Library version, e.g. "0.1.0". */
 EMAIL_EXTERN const char *email_version(void);

@@ -98,7 +98,7 @@ static void close_all(connection_t *c)
     if (c->closing)
         return;
     c->closing = true;
-    log_event(c, '#', "connection closed");
+    log_event(c, '#', "SMTP Connection closed");
     c->closes_pending = 1 + (c->transport ? 1 : 0);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);
@@ -114,10 +114,17 @@ static void close_all(connection_t *c)
 static void arm_timer(connection_t *c, bool progress);
 static void start_timer(connection_t *c, size_t unacked);
 
+/* Before ready the connect timeout applies, but to a QUIT after a failed setup (a refused AUTH):
+ * its reply is awaited like any other. */
+static bool setting_up(const connection_t *c)
+{
+    return !c->ready && !(c->engine && smtp_engine_quitting(c->engine));
+}
+
 static void on_timeout(uv_timer_t *h)
 {
     connection_t *c = h->data;
-    bool connecting = !c->ready;
+    bool connecting = setting_up(c);
     int ms = connecting ? c->cfg.connect_timeout_ms : c->cfg.reply_timeout_ms;
     size_t unacked = c->transport && !connecting ? transport_unacked(c->transport) : 0;
     if (unacked < c->unacked) {
@@ -145,7 +152,7 @@ static void start_timer(connection_t *c, size_t unacked)
 
 static void arm_timer(connection_t *c, bool progress)
 {
-    if (c->closing || !c->ready)
+    if (c->closing || setting_up(c))
         return; /* the connect timer runs from connection_start until ready */
     if (!c->engine || !smtp_engine_waiting(c->engine))
         uv_timer_stop(&c->timer);
@@ -308,8 +315,11 @@ static void make_engine(connection_t *c)
 static void tr_connected(void *ud, const char *ip, int port)
 {
     connection_t *c = ud;
-    log_event(c, '#', "connected to %s (%s) on port %d (%s)", c->host, ip, port,
+    /* 4D's words; "secure" is TLS from the first byte (STARTTLS comes later, in its own event) */
+    log_event(c, '#', "SMTP Connected to '%s' on port %d. (%s)", c->host, port,
               c->cfg.implicit_tls ? "secure" : "not secure");
+    if (strcmp(ip, c->host) != 0)
+        log_event(c, '#', "SMTP Server address: %s", ip); /* which of the host's addresses */
     if (c->cfg.implicit_tls)
         start_tls(c); /* the engine starts once the handshake is done */
     else
@@ -378,7 +388,7 @@ static void tls_handshake(void *ud, int error, const char *text)
     }
     char desc[300];
     tls_describe(c->tls, desc, sizeof desc);
-    log_event(c, '#', "TLS established: %s", desc);
+    log_event(c, '#', "SMTP TLS established: %s", desc);
     if (c->engine) {
         smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);
@@ -408,8 +418,8 @@ static void start_tls(connection_t *c)
         return;
     }
     if (c->cfg.no_verify)
-        log_event(c, '#', "certificate verification is OFF (EMAIL_OPTION_NO_VERIFY): the "
-                          "server's identity is not checked");
+        log_event(c, '#', "SMTP Certificate verification is OFF (EMAIL_OPTION_NO_VERIFY): "
+                          "the server's identity is not checked");
     tls_start(c->tls);
 }
 
@@ -563,7 +573,7 @@ void connection_abort(connection_t *c, int error, const char *text)
         } else {
             /* never connected: the queued jobs could not go, nothing reached the server */
             email_status_fail(&c->why, error, "%s", text);
-            log_event(c, '#', "error: %s", text);
+            log_event(c, '#', "SMTP Error: %s", text);
             for (smtp_job_t *j; (j = prequeue_pop(c));)
                 fail_job(c, j, error, text);
         }

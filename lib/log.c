@@ -410,20 +410,72 @@ int email_log_active(const log_sink_t *sink)
     return sink || atomic_load(&g_on) || atomic_load(&cb_on);
 }
 
-static char *absolute_path(const char *path)
+/* ------------------------------------------------------------------------------------------- */
+/* Where relative log paths go (4D resolves them against its Logs folder)                       */
+
+static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *log_dir; /* absolute; NULL: the current directory */
+
+/* path if absolute, else base/path (base NULL: the current directory). NULL: out of memory. */
+static char *join_path(const char *base, const char *path)
 {
+    char cwd[4096];
     if (path[0] == '/')
         return email_strdup(path);
-    char cwd[4096];
-    if (!getcwd(cwd, sizeof cwd))
-        return email_strdup(path);
+    if (!base) {
+        if (!getcwd(cwd, sizeof cwd))
+            return email_strdup(path); /* the kernel resolves it then, against the same cwd */
+        base = cwd;
+    }
     email_buf_t b;
     email_buf_init(&b);
-    if (email_buf_printf(&b, "%s/%s", cwd, path)) {
+    if (email_buf_printf(&b, "%s/%s", base, path)) {
         email_buf_free(&b);
         return NULL;
     }
     return email_buf_steal(&b, NULL);
+}
+
+/* A log path made absolute now, at the call that takes it: later changes of the log directory
+ * or of the current directory do not move a log already open. */
+static char *absolute_path(const char *path)
+{
+    pthread_mutex_lock(&dir_lock);
+    char *abs = join_path(log_dir, path);
+    pthread_mutex_unlock(&dir_lock);
+    return abs;
+}
+
+int email_set_log_directory(const char *dir)
+{
+    char msg[1200];
+    if (dir && !*dir) {
+        facade_set_error(EMAIL_EINVAL, "email_set_log_directory: the path is empty (NULL resets "
+                                       "to the current directory)");
+        return EMAIL_EINVAL;
+    }
+    char *abs = NULL;
+    if (dir) {
+        struct stat st;
+        int rc = stat(dir, &st) != 0 ? EMAIL_EIO : !S_ISDIR(st.st_mode) ? EMAIL_EINVAL : 0;
+        if (rc) {
+            snprintf(msg, sizeof msg, "email_set_log_directory: \"%s\" %s%s", dir,
+                     rc == EMAIL_EIO ? "cannot be used: " : "is not a directory",
+                     rc == EMAIL_EIO ? strerror(errno) : "");
+            facade_set_error(rc, msg);
+            return rc;
+        }
+        if (!(abs = join_path(NULL, dir))) {
+            facade_set_error(EMAIL_ENOMEM, NULL);
+            return EMAIL_ENOMEM;
+        }
+    }
+    pthread_mutex_lock(&dir_lock);
+    free(log_dir);
+    log_dir = abs;
+    pthread_mutex_unlock(&dir_lock);
+    facade_set_error(0, NULL);
+    return 0;
 }
 
 int email_set_log(const char *path)
@@ -447,7 +499,7 @@ int email_set_log(const char *path)
         fd = open(copy, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, LOG_MODE);
         if (fd < 0) {
             snprintf(msg, sizeof msg, "email_set_log: \"%s\" cannot be opened for writing: %s",
-                     path, strerror(errno));
+                     copy, strerror(errno));
             free(copy);
             facade_set_error(EMAIL_EIO, msg);
             return EMAIL_EIO;
@@ -460,7 +512,7 @@ int email_set_log(const char *path)
     if (copy) {
         fd = lf_open(copy, &counter, &size, &needs_lf);
         if (fd < 0) {
-            snprintf(msg, sizeof msg, "email_set_log: \"%s\" cannot be opened: %s", path,
+            snprintf(msg, sizeof msg, "email_set_log: \"%s\" cannot be opened: %s", copy,
                      strerror(errno));
             free(copy);
             copy = NULL;
@@ -773,13 +825,20 @@ log_sink_t *log_sink_open(const char *path, char *err, size_t errlen)
     }
     uint64_t counter, size;
     bool needs_lf;
-    pthread_mutex_lock(&reg_lock); /* the file's last lines are all out: no sink of it closing */
-    int fd = lf_open(path, &counter, &size, &needs_lf);
-    if (fd < 0) {
-        snprintf(err, errlen, "\"%s\" cannot be opened for writing: %s", path, strerror(errno));
-        pthread_mutex_unlock(&reg_lock);
+    char *abs = absolute_path(path);
+    if (!abs) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_lock(&reg_lock); /* the file's last lines are all out: no sink of it closing */
+    int fd = lf_open(abs, &counter, &size, &needs_lf);
+    if (fd < 0) {
+        snprintf(err, errlen, "\"%s\" cannot be opened for writing: %s", abs, strerror(errno));
+        pthread_mutex_unlock(&reg_lock);
+        free(abs);
+        return NULL;
+    }
+    free(abs);
     struct stat st;
     if (fstat(fd, &st) == 0) {
         for (log_sink_t *s = sinks; s; s = s->next)

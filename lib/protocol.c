@@ -84,6 +84,8 @@ struct smtp_engine {
     bool ready_reported;
     bool dying;              /* a body could not be read: the session ends, nothing more goes */
     bool server_closing;     /* a 421 came: the session ends, nothing more goes */
+    bool quit_failure;       /* the setup failed with the server still listening: the failure is
+                                in status, QUIT went, the session ends at its reply */
 };
 
 static void pump(smtp_engine_t *e);
@@ -102,6 +104,9 @@ static void logf_(smtp_engine_t *e, char kind, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    /* an event is one line: a multi-line reply quoted in it (a Gmail 535) is joined */
+    for (char *p = line; (p = strpbrk(p, "\r\n"));)
+        *p = ' ';
     e->cb.log(e->ud, kind, line);
 }
 
@@ -269,6 +274,15 @@ static void end_session(smtp_engine_t *e, int error, const char *text)
 {
     if (e->state == ST_CLOSED)
         return;
+    char kept[sizeof e->status.status_text];
+    if (e->quit_failure) {
+        /* the setup failure stays the outcome; this only says why QUIT's answer never came */
+        if (error)
+            logf_(e, '#', "SMTP Error: %s", text);
+        error = e->status.error;
+        email_strlcpy(kept, e->status.status_text, sizeof kept);
+        text = kept;
+    }
     set_state(e, ST_CLOSED);
     /* jobs in flight, in order */
     while (e->fifo_len) {
@@ -308,9 +322,21 @@ static void end_session(smtp_engine_t *e, int error, const char *text)
         email_strlcpy(e->status.status_text, text, sizeof e->status.status_text);
     }
     if (error)
-        logf_(e, '#', "error: %s", text);
+        logf_(e, '#', "SMTP Error: %s", text);
     if (e->cb.closed)
         e->cb.closed(e->ud, &e->status);
+}
+
+/* The session's outcome (what `closed` reports): our words, the server's code when it refused. */
+static void record_failure(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *text)
+{
+    if (e->quit_failure)
+        return; /* the setup failure that made us QUIT stays the outcome */
+    email_status_fail(&e->status, error, "%s", text);
+    if (r) {
+        e->status.status = r->code;
+        email_strlcpy(e->status.enhanced_code, r->enhanced, sizeof e->status.enhanced_code);
+    }
 }
 
 static void fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt, ...)
@@ -320,12 +346,31 @@ static void fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, con
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    email_status_fail(&e->status, error, "%s", text);
-    if (r) {
-        e->status.status = r->code;
-        email_strlcpy(e->status.enhanced_code, r->enhanced, sizeof e->status.enhanced_code);
-    }
+    record_failure(e, error, r, text);
     end_session(e, error, text);
+}
+
+/*
+ * A setup failure while the server still listens: QUIT before closing, as 4D does (and as RFC
+ * 5321 asks after a 554 greeting). The failure stays the outcome; the session ends at QUIT's
+ * reply, or when the caller gives up waiting for it (abort). Never after a 421, a protocol error
+ * or a broken transport: those end the session at once (fail_session).
+ */
+static void quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r,
+                               const char *fmt, ...) EMAIL_PRINTF(4, 5);
+static void quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r,
+                               const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    record_failure(e, error, r, text);
+    e->quit_failure = true;
+    set_state(e, ST_QUIT);
+    if (send_line(e, "QUIT", NULL))
+        end_session(e, EMAIL_ENOMEM, "out of memory");
 }
 
 void smtp_engine_abort(smtp_engine_t *e, int error, const char *text)
@@ -410,23 +455,24 @@ static void start_auth(smtp_engine_t *e)
                                 has_tok);
     if (m == AUTH_NONE) {
         if (!(e->caps & SMTP_CAP_AUTH) || e->cfg.auth_optional) {
-            logf_(e, '#', "no authentication: the server offers no %s mechanism",
+            logf_(e, '#', "SMTP No authentication: the server offers no %s mechanism",
                   e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "usable");
             become_ready(e);
             return;
         }
-        fail_session(e, EMAIL_EAUTHMECH, NULL,
-                     "the server offers no authentication mechanism we can use%s%s%s",
-                     e->cfg.auth_mech ? " (asked for " : "",
-                     e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "",
-                     e->cfg.auth_mech ? ")" : "");
+        quit_after_failure(e, EMAIL_EAUTHMECH, NULL,
+                           "the server offers no authentication mechanism we can use%s%s%s",
+                           e->cfg.auth_mech ? " (asked for " : "",
+                           e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "",
+                           e->cfg.auth_mech ? ")" : "");
         return;
     }
     if (!e->cfg.tls_active && !e->cfg.allow_cleartext_auth) {
-        fail_session(e, EMAIL_EINSECURE, NULL,
-                     "refusing to send credentials over an unencrypted connection%s",
-                     (e->caps & SMTP_CAP_STARTTLS) ? ""
-                                                   : " (the server does not offer STARTTLS)");
+        quit_after_failure(e, EMAIL_EINSECURE, NULL,
+                           "refusing to send credentials over an unencrypted connection%s",
+                           (e->caps & SMTP_CAP_STARTTLS)
+                               ? ""
+                               : " (the server does not offer STARTTLS)");
         return;
     }
     email_buf_t cmd, shown;
@@ -458,8 +504,8 @@ static void after_hello(smtp_engine_t *e)
             return;
         }
         if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
-            fail_session(e, EMAIL_ETLSREQUIRED, NULL,
-                         "the server does not offer STARTTLS and encryption is required");
+            quit_after_failure(e, EMAIL_ETLSREQUIRED, NULL,
+                               "the server does not offer STARTTLS and encryption is required");
             return;
         }
     }
@@ -469,17 +515,78 @@ static void after_hello(smtp_engine_t *e)
         become_ready(e);
 }
 
-static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
+static void on_starttls_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
-    email_status_set_reply(&e->status, r->code, r->enhanced, r->text);
-    switch (e->state) {
-    case ST_GREETING:
-        if (r->code != 220) {
-            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_ESERVER, r,
-                         "the server refused the connection: %d %s", r->code, r->text);
+    if (r->code == 220) {
+        /* Anything the server sent behind its 220 arrived before TLS and could have been
+         * injected by a man in the middle (CVE-2011-0411 family): refuse it. */
+        if (left || smtp_reply_parser_busy(&e->parser)) {
+            fail_session(e, EMAIL_EPROTO, r,
+                         "the server sent data after its answer to STARTTLS (possible "
+                         "response injection)");
             return;
         }
-        send_ehlo(e, false);
+        set_state(e, ST_TLS_HANDSHAKE);
+        if (e->cb.starttls)
+            e->cb.starttls(e->ud);
+        return;
+    }
+    if (r->code == 421) {
+        fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %d %s", r->code,
+                     r->text);
+        return;
+    }
+    if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
+        quit_after_failure(e, EMAIL_ETLSREQUIRED, r, "the server refused STARTTLS: %d %s",
+                           r->code, r->text);
+        return;
+    }
+    logf_(e, '#', "SMTP STARTTLS refused (%d): going on unencrypted", r->code);
+    e->cfg.starttls = SMTP_TLS_NEVER;
+    after_hello(e);
+}
+
+static void on_auth_reply(smtp_engine_t *e, const smtp_reply_t *r)
+{
+    if (r->code == 235) {
+        logf_(e, '#', "SMTP Authenticated as '%s' (%s)",
+              e->cfg.creds.user ? e->cfg.creds.user : "", auth_mech_name(e->auth_used));
+        become_ready(e);
+    } else if (r->code == 334) {
+        email_buf_t resp;
+        email_buf_init(&resp);
+        int rc = auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
+        if (!rc)
+            rc = send_line(e, resp.data ? resp.data : "", "****");
+        if (resp.data)
+            memset(resp.data, 0, resp.len);
+        email_buf_free(&resp);
+        if (rc)
+            fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
+                         auth_mech_name(e->auth_used));
+    } else if (r->code == 421) {
+        fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %d %s",
+                     auth_mech_name(e->auth_used), r->code, r->text);
+    } else {
+        quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %d %s",
+                           auth_mech_name(e->auth_used), r->code, r->text);
+    }
+}
+
+static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
+{
+    if (!e->quit_failure) /* QUIT's answer does not replace the failure that made us QUIT */
+        email_status_set_reply(&e->status, r->code, r->enhanced, r->text);
+    switch (e->state) {
+    case ST_GREETING:
+        if (r->code == 421)
+            fail_session(e, EMAIL_ECLOSED, r, "the server refused the connection: %d %s", r->code,
+                         r->text);
+        else if (r->code != 220)
+            quit_after_failure(e, EMAIL_ESERVER, r, "the server refused the connection: %d %s",
+                               r->code, r->text);
+        else
+            send_ehlo(e, false);
         return;
     case ST_EHLO:
         if (r->code == 250) {
@@ -490,13 +597,16 @@ static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
         } else if (r->code >= 500) {
             send_ehlo(e, true); /* an old server: HELO, no extensions */
         } else {
-            fail_session(e, EMAIL_ESERVER, r, "EHLO refused: %d %s", r->code, r->text);
+            quit_after_failure(e, EMAIL_ESERVER, r, "EHLO refused: %d %s", r->code, r->text);
         }
         return;
     case ST_HELO:
+        if (r->code == 421) {
+            fail_session(e, EMAIL_ECLOSED, r, "HELO refused: %d %s", r->code, r->text);
+            return;
+        }
         if (r->code != 250) {
-            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_ESERVER, r,
-                         "HELO refused: %d %s", r->code, r->text);
+            quit_after_failure(e, EMAIL_ESERVER, r, "HELO refused: %d %s", r->code, r->text);
             return;
         }
         e->caps = 0;
@@ -504,51 +614,10 @@ static void on_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
         after_hello(e);
         return;
     case ST_STARTTLS:
-        if (r->code == 220) {
-            /* Anything the server sent behind its 220 arrived before TLS and could have been
-             * injected by a man in the middle (CVE-2011-0411 family): refuse it. */
-            if (left || smtp_reply_parser_busy(&e->parser)) {
-                fail_session(e, EMAIL_EPROTO, r,
-                             "the server sent data after its answer to STARTTLS (possible "
-                             "response injection)");
-                return;
-            }
-            set_state(e, ST_TLS_HANDSHAKE);
-            if (e->cb.starttls)
-                e->cb.starttls(e->ud);
-            return;
-        }
-        if (e->cfg.starttls == SMTP_TLS_REQUIRED || r->code == 421) {
-            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_ETLSREQUIRED, r,
-                         "the server refused STARTTLS: %d %s", r->code, r->text);
-            return;
-        }
-        logf_(e, '#', "STARTTLS refused (%d), going on unencrypted", r->code);
-        e->cfg.starttls = SMTP_TLS_NEVER;
-        after_hello(e);
+        on_starttls_reply(e, r, left);
         return;
     case ST_AUTH:
-        if (r->code == 235) {
-            logf_(e, '#', "authenticated as %s with %s",
-                  e->cfg.creds.user ? e->cfg.creds.user : "", auth_mech_name(e->auth_used));
-            become_ready(e);
-        } else if (r->code == 334) {
-            email_buf_t resp;
-            email_buf_init(&resp);
-            int rc = auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
-            if (!rc)
-                rc = send_line(e, resp.data ? resp.data : "", "****");
-            if (resp.data)
-                memset(resp.data, 0, resp.len);
-            email_buf_free(&resp);
-            if (rc)
-                fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
-                             auth_mech_name(e->auth_used));
-        } else {
-            fail_session(e, r->code == 421 ? EMAIL_ECLOSED : EMAIL_EAUTH, r,
-                         "authentication with %s failed: %d %s", auth_mech_name(e->auth_used),
-                         r->code, r->text);
-        }
+        on_auth_reply(e, r);
         return;
     case ST_QUIT:
         end_session(e, 0, "");
@@ -1047,6 +1116,11 @@ bool smtp_engine_idle(const smtp_engine_t *e)
 bool smtp_engine_is_ready(const smtp_engine_t *e)
 {
     return e->ready_reported && e->state != ST_CLOSED;
+}
+
+bool smtp_engine_quitting(const smtp_engine_t *e)
+{
+    return e->state == ST_QUIT;
 }
 
 bool smtp_engine_is_closed(const smtp_engine_t *e)

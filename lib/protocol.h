@@ -93,7 +93,9 @@ typedef struct smtp_engine_callbacks {
     void (*job_done)(void *ud, smtp_job_t *job);
     /* Body bytes of a job reached the transport: sent of total (total = job->size). */
     void (*progress)(void *ud, smtp_job_t *job, uint64_t sent, uint64_t total);
-    /* The session is over (after QUIT, or a fatal error in why). Close the transport. */
+    /* The session is over (after QUIT, or a fatal error in why). Close the transport. A setup
+     * failure with the server still listening (AUTH refused, STARTTLS required and refused...)
+     * sends QUIT first and comes here at its reply (or abort), why still that failure. */
     void (*closed)(void *ud, const email_status_t *why);
 } smtp_engine_callbacks_t;
 
@@ -122,6 +124,9 @@ bool smtp_engine_waiting(const smtp_engine_t *e);
 bool smtp_engine_idle(const smtp_engine_t *e);
 /* True once ready was reported and the session is not over. */
 bool smtp_engine_is_ready(const smtp_engine_t *e);
+/* True when QUIT went and its reply is awaited: also after a setup failure (a refused AUTH...),
+ * before ready, where the caller waits for that reply no longer than for any other. */
+bool smtp_engine_quitting(const smtp_engine_t *e);
 /* True when the session is over (closed was reported). */
 bool smtp_engine_is_closed(const smtp_engine_t *e);
 /* Complete replies received so far: the caller's reply timer restarts only when this moves. */

@@ -221,6 +221,16 @@ typedef struct setup {
     smtp_job_t *job;
 } setup_t;
 
+/* A setup failure with the server still listening: QUIT written at once, the failure recorded,
+ * closed only at QUIT's answer (or the abort at the end). */
+static void check_quit(smtp_engine_t *e, const ctx_t *x, const fuzz_str_t *out, int error,
+                       const char *what)
+{
+    FUZZ_CHECK(!x->nclosed && smtp_engine_quitting(e) && smtp_engine_status(e)->error == error,
+               "%s: closed %d, error %d", what, x->nclosed, smtp_engine_status(e)->error);
+    FUZZ_CHECK(!strcmp(out->p, "QUIT\r\n"), "%s: wrote \"%s\" instead of QUIT", what, out->p);
+}
+
 /* After a 250 to EHLO (caps read as c, TLS as `tls`): what the engine must have written. */
 static void check_next_step(const setup_t *s, const caps_t *c, bool tls, smtp_engine_t *e,
                             ctx_t *x, const fuzz_str_t *out, bool *sent_starttls)
@@ -235,9 +245,7 @@ static void check_next_step(const setup_t *s, const caps_t *c, bool tls, smtp_en
         return;
     }
     if (!tls && cfg->starttls == SMTP_TLS_REQUIRED) {
-        FUZZ_CHECK(x->nclosed && x->closed.error == EMAIL_ETLSREQUIRED,
-                   "TLS required, not offered: closed %d error %d", x->nclosed, x->closed.error);
-        FUZZ_CHECK(out->len == 0, "wrote \"%s\" after refusing plaintext", out->p);
+        check_quit(e, x, out, EMAIL_ETLSREQUIRED, "TLS required, not offered");
         return;
     }
     bool pw = cfg->creds.password && *cfg->creds.password;
@@ -246,18 +254,12 @@ static void check_next_step(const setup_t *s, const caps_t *c, bool tls, smtp_en
         unsigned m = ref_choose(c->mechs, cfg->auth_mech, pw, tok);
         if (!m) {
             if ((c->caps & SMTP_CAP_AUTH) && !cfg->auth_optional) {
-                FUZZ_CHECK(x->nclosed && x->closed.error == EMAIL_EAUTHMECH,
-                           "no usable mechanism: closed %d error %d", x->nclosed,
-                           x->closed.error);
-                FUZZ_CHECK(out->len == 0);
+                check_quit(e, x, out, EMAIL_EAUTHMECH, "no usable mechanism");
                 return;
             }
             /* on without authentication */
         } else if (!tls && !cfg->allow_cleartext_auth) {
-            FUZZ_CHECK(x->nclosed && x->closed.error == EMAIL_EINSECURE,
-                       "credentials over plaintext: closed %d error %d, wrote \"%s\"", x->nclosed,
-                       x->closed.error, out->p);
-            FUZZ_CHECK(out->len == 0, "wrote \"%s\" instead of refusing", out->p);
+            check_quit(e, x, out, EMAIL_EINSECURE, "credentials over plaintext");
             return;
         } else {
             char want[64];
@@ -424,11 +426,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (r.code >= 500) {
         FUZZ_CHECK(!strcmp(out.p, "HELO client.example\r\n"), "after %d to EHLO: \"%s\"", r.code,
                    out.p);
-    } else {
-        FUZZ_CHECK(x.nclosed == 1 && out.len == 0, "%d to EHLO: closed %d, wrote \"%s\"", r.code,
+    } else if (r.code == 421) {
+        FUZZ_CHECK(x.nclosed == 1 && out.len == 0, "421 to EHLO: closed %d, wrote \"%s\"",
                    x.nclosed, out.p);
-        FUZZ_CHECK(x.closed.error == (r.code == 421 ? EMAIL_ECLOSED : EMAIL_ESERVER),
-                   "%d to EHLO: error %d", r.code, x.closed.error);
+        FUZZ_CHECK(x.closed.error == EMAIL_ECLOSED, "421 to EHLO: error %d", x.closed.error);
+    } else {
+        check_quit(e, &x, &out, EMAIL_ESERVER, "EHLO refused");
     }
     if (rc == 1)
         smtp_reply_free(&r);

@@ -154,7 +154,9 @@ static void submit(harness_t *h, fjob_t *j)
     if (rc) {
         FUZZ_CHECK(!j->ndone, "job_done for a job refused by submit");
         j->submitted = false;
-        FUZZ_CHECK(smtp_engine_is_closed(h->e) || h->quit_mode || h->body_failed,
+        /* quitting: after a setup failure QUIT goes before the session closes */
+        FUZZ_CHECK(smtp_engine_is_closed(h->e) || smtp_engine_quitting(h->e) || h->quit_mode ||
+                       h->body_failed,
                    "submit refused while open");
     }
 }

@@ -304,7 +304,7 @@ static atomic_int timeouts_logged;
 static void count_timeouts(const char *line, void *user_data)
 {
     (void)user_data;
-    if (strstr(line, "### error: timed out after"))
+    if (strstr(line, "### SMTP Error: timed out after"))
         atomic_fetch_add(&timeouts_logged, 1);
 }
 
@@ -428,7 +428,7 @@ static atomic_int strays_logged;
 static void count_strays(const char *line, void *user_data)
 {
     (void)user_data;
-    if (strstr(line, "### error: reply without a command"))
+    if (strstr(line, "### SMTP Error: reply without a command"))
         atomic_fetch_add(&strays_logged, 1);
 }
 

@@ -412,11 +412,12 @@ static void auth_session(const char *mech)
     for (size_t i = 0; i < g.n; i++)
         assert_int_equal(g.lines[i].session, g.lines[0].session);
     char want[300];
-    snprintf(want, sizeof want, "on port %d (not secure)", s.port);
-    assert_int_equal(strncmp(g.lines[0].event, "### connected to 127.0.0.1", 26), 0);
-    assert_non_null(strstr(g.lines[0].event, want));
-    assert_int_equal(strncmp(g.lines[g.n - 1].event, "### connection closed", 21), 0);
-    snprintf(want, sizeof want, "### authenticated as %s with %s", user, mech);
+    /* 4D's words for the connect and close events (API.md section 6) */
+    snprintf(want, sizeof want, "### SMTP Connected to '127.0.0.1' on port %d. (not secure)",
+             s.port);
+    assert_string_equal(g.lines[0].event, want);
+    assert_string_equal(g.lines[g.n - 1].event, "### SMTP Connection closed");
+    snprintf(want, sizeof want, "### SMTP Authenticated as '%s' (%s)", user, mech);
     if (count_event(&g, want) != 1)
         fail_msg("no \"%s\" line in the global log:\n%s", want, gtext);
 
@@ -620,7 +621,7 @@ static void test_extended_named_session(void **state)
         free(eml);
     }
     assert_int_not_equal(p.msgs[0].id, p.msgs[1].id);
-    assert_int_equal(strncmp(p.lines[p.n - 1].event, "### connection closed", 21), 0);
+    assert_string_equal(p.lines[p.n - 1].event, "### SMTP Connection closed");
     parsed_free(&p);
     test_server_stop(&s);
     test_rmtree(dir);
@@ -714,7 +715,7 @@ static void test_two_sessions_at_once(void **state)
             continue;
         if (ids[1])
             fail_msg("a third session id: %s", g.lines[i].whole);
-        assert_true(strncmp(g.lines[i].event, "### connected to", 16) == 0);
+        assert_true(strncmp(g.lines[i].event, "### SMTP Connected to '", 23) == 0);
         ids[ids[0] ? 1 : 0] = id;
     }
     assert_true(ids[0] && ids[1] && ids[0] != ids[1]);
@@ -1169,6 +1170,203 @@ static void test_server_text_escaped(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* Fidelity to 4D's log: QUIT after a failed authentication, the log directory                  */
+
+/* The index of the first line at or after `from` whose event starts with prefix; fails if none. */
+static size_t must_find(const parsed_t *p, size_t from, const char *prefix, const char *text)
+{
+    long i = find_prefix(p, from, prefix);
+    if (i < 0)
+        fail_msg("no line starting with [%s] in:\n%s", prefix, text);
+    return (size_t)i;
+}
+
+/* A wrong password against aiosmtpd: the log reads as 4D's (535, QUIT, 221); still the 535. */
+static void test_quit_after_failed_auth(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir();
+    char *global = path_in(dir, "global.log"), *srvlog = path_in(dir, "server.log");
+    const char *args[] = {"--auth", "alice@example.org:right", "--auth-mechs", "PLAIN",
+                          "--auth-required", "--log", srvlog, NULL};
+    test_server_t s;
+    assert_int_equal(test_server_start(&s, "smtpd.py", args), 0);
+    assert_int_equal(email_set_log(global), 0);
+    email_server_t srv;
+    init_server(&srv, s.port);
+    srv.user = "alice@example.org";
+    srv.password = "wrong";
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    email_status_t st;
+    assert_int_equal(email_transporter_check_connection(t, &st), EMAIL_EAUTH);
+    assert_false(st.success);
+    assert_int_equal(st.error, EMAIL_EAUTH);
+    assert_int_equal(st.status, 535);
+    assert_string_equal(st.enhanced_code, "5.7.8");
+    assert_non_null(strstr(st.status_text, "535"));
+    email_status_clear(&st);
+    email_transporter_free(t);
+    assert_int_equal(email_set_log(NULL), 0);
+
+    size_t len;
+    char *text = test_read_file(global, &len);
+    assert_non_null(text);
+    parsed_t g;
+    parse_log(text, len, &g, false, "global log");
+    size_t i = must_find(&g, 0, "S < \"535 ", text);
+    assert_true(i + 3 < g.n);
+    assert_string_equal(g.lines[i + 1].event, "C > \"QUIT\"");
+    assert_int_equal(strncmp(g.lines[i + 2].event, "S < \"221 ", 9), 0);
+    assert_int_equal(strncmp(g.lines[i + 3].event, "### SMTP Error: authentication with PLAIN "
+                                                   "failed: 535 ", 52), 0);
+    assert_string_equal(g.lines[g.n - 1].event, "### SMTP Connection closed");
+    parsed_free(&g);
+    free(text);
+    /* the server did get QUIT, after the refused AUTH */
+    char *srv_text = test_read_file(srvlog, NULL);
+    assert_non_null(srv_text);
+    const char *auth = strstr(srv_text, "] C: AUTH PLAIN");
+    assert_non_null(auth);
+    assert_non_null(strstr(auth, "] C: QUIT"));
+    free(srv_text);
+    test_server_stop(&s);
+    test_rmtree(dir);
+    free(dir);
+    free(global);
+    free(srvlog);
+}
+
+/*
+ * QUIT unanswered after a failed authentication: the wait is a reply's (send_timeout), not what is
+ * left of the connection timeout, and the outcome is still the 535.
+ */
+static void test_quit_unanswered_after_failed_auth(void **state)
+{
+    (void)state;
+    const char *script = "send 220 mx.example ESMTP\n"
+                         "expect EHLO .*\n"
+                         "send 250-mx.example\\r\\n250 AUTH PLAIN\n"
+                         "expect AUTH PLAIN .*\n"
+                         "send 535 5.7.8 bad credentials\n"
+                         "expect QUIT\n"
+                         "wait-close\n";
+    test_server_t s;
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    assert_int_equal(email_set_log_callback(collect, &cb_text), 0);
+    email_server_t srv;
+    init_server(&srv, s.port);
+    srv.user = "alice";
+    srv.password = "wrong";
+    srv.connection_timeout = 20;
+    srv.send_timeout = 1;
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    email_status_t st;
+    assert_int_equal(email_transporter_check_connection(t, &st), EMAIL_EAUTH);
+    assert_int_equal(st.status, 535);
+    email_status_clear(&st);
+    email_transporter_free(t);
+    assert_int_equal(email_set_log_callback(NULL, NULL), 0);
+    assert_int_equal(test_server_wait(&s, 5000), 0);
+    size_t len;
+    char *text = cb_take(&len);
+    if (!strstr(text, " ### SMTP Error: timed out after 1 s waiting for the server\n"))
+        fail_msg("QUIT's answer was not awaited as a reply:\n%s", text);
+    assert_non_null(strstr(text, " ### SMTP Error: authentication with PLAIN failed: 535 "));
+    free(text);
+    test_server_stop(&s);
+}
+
+/* A log (global or extended) in path that saw a session end. */
+static void assert_logged_to(const char *path)
+{
+    parsed_t p;
+    parse_file(path, &p, true);
+    assert_true(p.n >= 3);
+    if (count_event(&p, "### SMTP Connection closed") < 1)
+        fail_msg("%s: no session ended there", path);
+    parsed_free(&p);
+}
+
+/* email_set_log_directory: errors name the path and change nothing. */
+static void log_directory_errors(const char *dir, const char *logs)
+{
+    char *missing = path_in(dir, "missing"), *file = path_in(dir, "file.txt");
+    assert_int_equal(test_write_file(file, "x", 1), 0);
+    assert_int_equal(email_set_log_directory(logs), 0);
+    assert_int_equal(email_set_log_directory(missing), EMAIL_EIO);
+    assert_int_equal(email_last_error(), EMAIL_EIO);
+    assert_non_null(strstr(email_error_info(), missing));
+    assert_int_equal(email_set_log_directory(file), EMAIL_EINVAL);
+    assert_non_null(strstr(email_error_info(), file));
+    assert_int_equal(email_set_log_directory(""), EMAIL_EINVAL);
+    free(missing);
+    free(file);
+}
+
+/* Relative log paths go to the log directory: the global log, a session's, a transporter's. */
+static void test_log_directory(void **state)
+{
+    (void)state;
+    char *dir = test_tmpdir(), *logs = path_in(dir, "logs");
+    assert_int_equal(mkdir(logs, 0700), 0);
+    test_server_t s;
+    assert_int_equal(test_server_start(&s, "smtpd.py", NULL), 0);
+    log_directory_errors(dir, logs); /* leaves logs/ set */
+
+    assert_int_equal(email_set_log("global.log"), 0);
+    email_server_t srv;
+    init_server(&srv, s.port);
+    srv.log_file = "transporter.log";
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    assert_int_equal(email_transporter_check_connection(t, NULL), 0);
+    email_transporter_free(t);
+    assert_true(email_start_smtp_session("dir", NULL, "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_session_set_log_file("dir", "session.log"), 0);
+    email_message_t *m = make_message("log directory", "hello\n");
+    assert_true(email_send_message("dir", m));
+    email_message_free(m);
+    assert_true(email_close_session("dir"));
+    assert_int_equal(email_set_log(NULL), 0);
+    const char *names[] = {"global.log", "transporter.log", "session.log"};
+    for (size_t i = 0; i < 3; i++) {
+        char *in_logs = path_in(logs, names[i]);
+        assert_logged_to(in_logs);
+        assert_false(file_exists(names[i])); /* not in the current directory */
+        free(in_logs);
+    }
+
+    /* a relative directory is taken against the current directory, at the call; NULL goes back
+     * to the current directory, taken when each path is given */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(email_set_log_directory("logs"), 0);
+    assert_int_equal(email_set_log("rel.log"), 0);
+    assert_int_equal(email_set_log_directory(NULL), 0);
+    srv.log_file = "cwd.log";
+    t = email_transporter_new(&srv);
+    assert_int_equal(chdir(cwd), 0);
+    assert_non_null(t);
+    assert_int_equal(email_transporter_check_connection(t, NULL), 0); /* after chdir back */
+    email_transporter_free(t);
+    assert_int_equal(email_set_log(NULL), 0);
+    char *rel = path_in(logs, "rel.log"), *in_dir = path_in(dir, "cwd.log");
+    assert_logged_to(rel);
+    assert_logged_to(in_dir);
+    free(rel);
+    free(in_dir);
+
+    test_server_stop(&s);
+    test_rmtree(dir);
+    free(dir);
+    free(logs);
+}
+
+/* ------------------------------------------------------------------------------------------- */
 
 static int setup_all(void **state)
 {
@@ -1201,6 +1399,9 @@ int main(void)
         cmocka_unit_test(test_blocks_interleaved),
         cmocka_unit_test(test_flushed_within_a_second),
         cmocka_unit_test(test_server_text_escaped),
+        cmocka_unit_test(test_quit_after_failed_auth),
+        cmocka_unit_test(test_quit_unanswered_after_failed_auth),
+        cmocka_unit_test(test_log_directory),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -373,6 +373,7 @@ static void test_transporter_tls(void **state)
         srv.password = "secret";
         srv.connection_timeout = timeout_s;
         srv.send_timeout = timeout_s;
+        srv.log_file = cpath(implicit ? "transporter_tls.log" : "transporter_starttls.log");
         email_transporter_t *t = new_transporter(&srv);
         email_status_t st;
         int rc = email_transporter_check_connection(t, &st);
@@ -392,6 +393,15 @@ static void test_transporter_tls(void **state)
         drop(t);
         assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
         assert_spooled_tls(&s, 1, "erin", true);
+        /* 4D's words: "secure" is TLS from the first byte; STARTTLS connects "not secure" */
+        char want[200];
+        snprintf(want, sizeof want, " ### SMTP Connected to '127.0.0.1' on port %d. (%s)\n",
+                 s.port, implicit ? "secure" : "not secure");
+        char *log = test_read_file(srv.log_file, NULL);
+        assert_non_null(log);
+        if (!strstr(log, want) || !strstr(log, " ### SMTP TLS established: "))
+            fail_msg("no \"%s\" or TLS line in:\n%s", want, log);
+        free(log);
         test_server_stop(&s);
     }
 }

@@ -41,6 +41,28 @@ static void expect_feed(test_session_t *s, const char *server, const char *clien
     assert_string_equal(ts_take(s), client);
 }
 
+#define BYE "221 2.0.0 Bye\r\n"
+
+/*
+ * The setup failed with the server still listening: QUIT goes at once (as 4D does), nothing is
+ * reported before its answer, and that answer does not replace the failure (`events`: what
+ * comes with it, the closed line with the failure's code). Returns nothing; checks the wire.
+ */
+static void expect_quit_then_closed(test_session_t *s, int error, const char *events)
+{
+    assert_string_equal(ts_take(s), "QUIT\r\n");
+    EXPECT_EVENTS(s, "");
+    assert_false(smtp_engine_is_closed(s->e));
+    assert_true(smtp_engine_quitting(s->e));
+    assert_true(smtp_engine_waiting(s->e));
+    assert_int_equal(ts_feed(s, BYE), error);
+    EXPECT_EVENTS(s, events);
+    assert_true(smtp_engine_is_closed(s->e));
+    assert_int_equal(s->closed_status.error, error);
+    assert_null(strstr(s->closed_status.status_text, "Bye"));
+    assert_string_equal(ts_take(s), "");
+}
+
 /* The log never shows any of these (NULL-terminated). */
 static void assert_log_hides(const test_session_t *s, const char *const *secrets)
 {
@@ -549,19 +571,153 @@ static void test_auth_refused(void **state)
     assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
     assert_string_equal(ts_take(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
     assert_int_equal(ts_feed(&s, "535 5.7.8 Error: authentication failed: bad credentials\r\n"),
-                     EMAIL_EAUTH);
-    EXPECT_EVENTS(&s, "job m1 RETRYABLE EMAIL_EAUTH 0 rejected=0\n"
-                      "closed EMAIL_EAUTH 535 5.7.8\n");
+                     0);
+    expect_quit_then_closed(&s, EMAIL_EAUTH,
+                            "job m1 RETRYABLE EMAIL_EAUTH 0 rejected=0\n"
+                            "closed EMAIL_EAUTH 535 5.7.8\n");
     assert_false(s.closed_status.success);
     const email_status_t *st = smtp_engine_status(s.e);
     assert_int_equal(st->error, EMAIL_EAUTH);
     assert_int_equal(st->status, 535);
     assert_string_equal(st->enhanced_code, "5.7.8");
-    assert_string_equal(ts_take(&s), "");
+    assert_non_null(strstr(st->status_text, "bad credentials"));
+    /* 4D's order: the refusal, QUIT, its answer; then why the session ended */
+    const char *log = buf_str(&s.log);
+    const char *tail = strstr(log, "S: 535 ");
+    assert_non_null(tail);
+    assert_string_equal(tail, "S: 535 5.7.8 Error: authentication failed: bad credentials\n"
+                              "C: QUIT\n"
+                              "S: 221 2.0.0 Bye\n"
+                              "#: SMTP Error: authentication with PLAIN failed: 535 Error: "
+                              "authentication failed: bad credentials\n");
     assert_false(smtp_engine_is_ready(s.e));
     assert_true(smtp_engine_is_closed(s.e));
     assert_log_hides(&s, user_pass_secrets);
     test_job_free(&m1);
+    ts_free(&s);
+}
+
+/* Whatever the refusal (not 421), and however far the exchange went: QUIT, the refusal stays. */
+static void test_quit_after_auth_refusals(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *reply, *closed;
+        bool login;
+    } cases[] = {
+        {"534 5.7.9 Authentication mechanism is too weak\r\n", "closed EMAIL_EAUTH 534 5.7.9\n",
+         false},
+        {"454 4.7.0 Temporary authentication failure\r\n", "closed EMAIL_EAUTH 454 4.7.0\n",
+         false},
+        {"535-5.7.8 Username and Password not accepted.\r\n535 5.7.8 Learn more\r\n",
+         "closed EMAIL_EAUTH 535 5.7.8\n", false},
+        {"535 5.7.8 Authentication credentials invalid\r\n", "closed EMAIL_EAUTH 535 5.7.8\n",
+         true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        smtp_engine_config_t cfg = auth_config("user", "pass");
+        test_session_t s;
+        ts_init(&s, &cfg);
+        if (cases[i].login) {
+            assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH LOGIN\r\n"), 0);
+            assert_string_equal(ts_take(&s), "AUTH LOGIN\r\n");
+            expect_feed(&s, "334 VXNlcm5hbWU6\r\n", "dXNlcg==\r\n");
+            expect_feed(&s, "334 UGFzc3dvcmQ6\r\n", "cGFzcw==\r\n");
+        } else {
+            assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
+            assert_string_equal(ts_take(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+        }
+        assert_int_equal(ts_feed(&s, cases[i].reply), 0);
+        expect_quit_then_closed(&s, EMAIL_EAUTH, cases[i].closed);
+        assert_log_hides(&s, user_pass_secrets);
+        ts_free(&s);
+    }
+}
+
+/* After 421 the server is gone: no QUIT. */
+static void test_no_quit_after_auth_421(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = auth_config("user", "pass");
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
+    assert_string_equal(ts_take(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+    assert_int_equal(ts_feed(&s, "421 4.7.0 Too many errors, closing\r\n"), EMAIL_ECLOSED);
+    EXPECT_EVENTS(&s, "closed EMAIL_ECLOSED 421 4.7.0\n");
+    assert_string_equal(ts_take(&s), "");
+    assert_null(strstr(buf_str(&s.wire), "QUIT"));
+    ts_free(&s);
+}
+
+/*
+ * QUIT's answer never comes (the caller's reply timer fires, or the server hangs up): the session
+ * ends with the refusal all the same, and the log says why the answer is missing.
+ */
+static void test_quit_after_failure_unanswered(void **state)
+{
+    (void)state;
+    static const int errors[] = {EMAIL_ETIMEDOUT, EMAIL_ECLOSED};
+    for (size_t i = 0; i < 2; i++) {
+        smtp_engine_config_t cfg = auth_config("user", "pass");
+        test_session_t s;
+        ts_init(&s, &cfg);
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
+        assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
+        assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
+        assert_string_equal(ts_take(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+        expect_feed(&s, "535 5.7.8 bad credentials\r\n", "QUIT\r\n");
+        assert_true(smtp_engine_waiting(s.e));
+        test_job_t m2;
+        test_job_init(&m2, "m2", A, "x\r\n", B, NULL);
+        assert_int_equal(smtp_engine_submit(s.e, &m2.job), EMAIL_ESHUTDOWN);
+        EXPECT_EVENTS(&s, "");
+        smtp_engine_abort(s.e, errors[i], "no answer to QUIT");
+        EXPECT_EVENTS(&s, "job m1 RETRYABLE EMAIL_EAUTH 0 rejected=0\n"
+                          "closed EMAIL_EAUTH 535 5.7.8\n");
+        assert_non_null(strstr(s.closed_status.status_text, "bad credentials"));
+        assert_true(ts_log_has(&s, "#: SMTP Error: no answer to QUIT"));
+        assert_true(ts_log_has(&s, "#: SMTP Error: authentication with PLAIN failed: 535 bad "
+                                   "credentials"));
+        test_job_free(&m1);
+        test_job_free(&m2);
+        ts_free(&s);
+    }
+}
+
+/* A reply that no command awaits, while QUIT waits: a protocol error, the refusal stays. */
+static void test_quit_after_failure_reply_out_of_turn(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = auth_config("user", "pass");
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
+    assert_string_equal(ts_take(&s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+    /* the 221 came before QUIT was handed over: it cannot be QUIT's answer */
+    assert_int_equal(ts_feed(&s, "535 5.7.8 bad credentials\r\n221 bye\r\n"), EMAIL_EAUTH);
+    EXPECT_EVENTS(&s, "closed EMAIL_EAUTH 535 5.7.8\n");
+    assert_true(ts_log_has(&s, "#: SMTP Error: reply without a command: 221 bye"));
+    ts_free(&s);
+}
+
+/* EHLO and HELO both refused, or EHLO refused for now: the server still talks, QUIT. */
+static void test_quit_after_hello_refused(void **state)
+{
+    (void)state;
+    smtp_engine_config_t cfg = ts_config();
+    test_session_t s;
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, "500 5.5.1 Command unrecognized\r\n"), 0);
+    assert_string_equal(ts_take(&s), "HELO client.example\r\n");
+    assert_int_equal(ts_feed(&s, "550 5.7.1 Go away\r\n"), 0);
+    expect_quit_then_closed(&s, EMAIL_ESERVER, "closed EMAIL_ESERVER 550 5.7.1\n");
+    ts_free(&s);
+
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_greet(&s, "451 4.3.0 Try again later\r\n"), 0);
+    expect_quit_then_closed(&s, EMAIL_ESERVER, "closed EMAIL_ESERVER 451 4.3.0\n");
     ts_free(&s);
 }
 
@@ -588,10 +744,9 @@ static void test_auth_required_without_usable_mechanism(void **state)
     cfg.auth_limit = AUTH_PLAIN | AUTH_LOGIN;
     test_session_t s;
     ts_init(&s, &cfg);
-    assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH CRAM-MD5\r\n"), EMAIL_EAUTHMECH);
-    EXPECT_EVENTS(&s, "closed EMAIL_EAUTHMECH 0\n");
-    assert_string_equal(ts_take(&s), "");
-    assert_string_equal(buf_str(&s.wire), EHLO_LINE);
+    assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH CRAM-MD5\r\n"), 0);
+    expect_quit_then_closed(&s, EMAIL_EAUTHMECH, "closed EMAIL_EAUTHMECH 0\n");
+    assert_string_equal(buf_str(&s.wire), EHLO_LINE "QUIT\r\n");
     ts_free(&s);
 }
 
@@ -603,9 +758,8 @@ static void test_auth_wanted_mechanism_not_offered(void **state)
     cfg.auth_mech = AUTH_LOGIN;
     test_session_t s;
     ts_init(&s, &cfg);
-    assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), EMAIL_EAUTHMECH);
-    EXPECT_EVENTS(&s, "closed EMAIL_EAUTHMECH 0\n");
-    assert_string_equal(ts_take(&s), "");
+    assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
+    expect_quit_then_closed(&s, EMAIL_EAUTHMECH, "closed EMAIL_EAUTHMECH 0\n");
     const char *text = s.closed_status.status_text;
     assert_non_null(strstr(text, "LOGIN"));
     size_t open = 0, close = 0;
@@ -640,11 +794,9 @@ static void test_auth_refuses_cleartext(void **state)
         cfg.starttls = policies[i];
         test_session_t s;
         ts_init(&s, &cfg);
-        assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN LOGIN\r\n"),
-                         EMAIL_EINSECURE);
-        EXPECT_EVENTS(&s, "closed EMAIL_EINSECURE 0\n");
-        assert_string_equal(ts_take(&s), "");
-        assert_string_equal(buf_str(&s.wire), EHLO_LINE);
+        assert_int_equal(ts_greet(&s, "250-mx.example\r\n250 AUTH PLAIN LOGIN\r\n"), 0);
+        expect_quit_then_closed(&s, EMAIL_EINSECURE, "closed EMAIL_EINSECURE 0\n");
+        assert_string_equal(buf_str(&s.wire), EHLO_LINE "QUIT\r\n");
         assert_log_hides(&s, user_pass_secrets);
         ts_free(&s);
     }
@@ -721,11 +873,11 @@ static void test_starttls_required_not_offered(void **state)
     test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
     assert_int_equal(smtp_engine_submit(s.e, &m1.job), 0);
     assert_int_equal(ts_greet(&s, "250-mx.example\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"),
-                     EMAIL_ETLSREQUIRED);
-    EXPECT_EVENTS(&s, "job m1 RETRYABLE EMAIL_ETLSREQUIRED 0 rejected=0\n"
-                      "closed EMAIL_ETLSREQUIRED 0\n");
-    assert_string_equal(ts_take(&s), "");
-    assert_string_equal(buf_str(&s.wire), EHLO_LINE);
+                     0);
+    expect_quit_then_closed(&s, EMAIL_ETLSREQUIRED,
+                            "job m1 RETRYABLE EMAIL_ETLSREQUIRED 0 rejected=0\n"
+                            "closed EMAIL_ETLSREQUIRED 0\n");
+    assert_string_equal(buf_str(&s.wire), EHLO_LINE "QUIT\r\n");
     test_job_free(&m1);
     ts_free(&s);
 }
@@ -850,11 +1002,10 @@ static void test_starttls_refused_required(void **state)
     ts_init(&s, &cfg);
     assert_int_equal(ts_greet(&s, EHLO_TLS), 0);
     assert_string_equal(ts_take(&s), "STARTTLS\r\n");
-    assert_int_equal(ts_feed(&s, "454 4.7.0 TLS not available due to local problem\r\n"),
-                     EMAIL_ETLSREQUIRED);
-    EXPECT_EVENTS(&s, "closed EMAIL_ETLSREQUIRED 454 4.7.0\n");
-    assert_string_equal(ts_take(&s), "");
-    assert_string_equal(buf_str(&s.wire), EHLO_LINE "STARTTLS\r\n");
+    assert_int_equal(ts_feed(&s, "454 4.7.0 TLS not available due to local problem\r\n"), 0);
+    expect_quit_then_closed(&s, EMAIL_ETLSREQUIRED, "closed EMAIL_ETLSREQUIRED 454 4.7.0\n");
+    assert_string_equal(buf_str(&s.wire), EHLO_LINE "STARTTLS\r\nQUIT\r\n");
+    assert_true(ts_log_has(&s, "C: QUIT")); /* in clear: TLS never started */
     ts_free(&s);
 }
 
@@ -884,9 +1035,8 @@ static void test_starttls_refused_if_offered(void **state)
     ts_init(&s, &cfg);
     assert_int_equal(ts_greet(&s, EHLO_TLS), 0);
     assert_string_equal(ts_take(&s), "STARTTLS\r\n");
-    assert_int_equal(ts_feed(&s, "454 4.7.0 TLS not available\r\n"), EMAIL_EINSECURE);
-    EXPECT_EVENTS(&s, "closed EMAIL_EINSECURE 0\n");
-    assert_string_equal(ts_take(&s), "");
+    assert_int_equal(ts_feed(&s, "454 4.7.0 TLS not available\r\n"), 0);
+    expect_quit_then_closed(&s, EMAIL_EINSECURE, "closed EMAIL_EINSECURE 0\n");
     assert_log_hides(&s, user_pass_secrets);
     ts_free(&s);
 }
@@ -1543,9 +1693,17 @@ static void test_unexpected_replies(void **state)
 
     /* a greeting that refuses */
     ts_init(&s, &cfg);
-    assert_int_equal(ts_feed(&s, "554 5.3.2 mx.example no service here\r\n"), EMAIL_ESERVER);
-    EXPECT_EVENTS(&s, "closed EMAIL_ESERVER 554 5.3.2\n");
+    assert_int_equal(ts_feed(&s, "554 5.3.2 mx.example no service here\r\n"), 0);
+    /* RFC 5321 3.1: the server waits for QUIT after a 554 greeting */
+    expect_quit_then_closed(&s, EMAIL_ESERVER, "closed EMAIL_ESERVER 554 5.3.2\n");
+    ts_free(&s);
+
+    /* a 421 greeting: the server is going away, nothing more is said */
+    ts_init(&s, &cfg);
+    assert_int_equal(ts_feed(&s, "421 4.3.2 mx.example shutting down\r\n"), EMAIL_ECLOSED);
+    EXPECT_EVENTS(&s, "closed EMAIL_ECLOSED 421 4.3.2\n");
     assert_string_equal(ts_take(&s), "");
+    assert_string_equal(buf_str(&s.wire), "");
     ts_free(&s);
 }
 
@@ -2599,6 +2757,11 @@ int main(void)
         cmocka_unit_test(test_auth_login),
         cmocka_unit_test(test_auth_cram_md5),
         cmocka_unit_test(test_auth_refused),
+        cmocka_unit_test(test_quit_after_auth_refusals),
+        cmocka_unit_test(test_no_quit_after_auth_421),
+        cmocka_unit_test(test_quit_after_failure_unanswered),
+        cmocka_unit_test(test_quit_after_failure_reply_out_of_turn),
+        cmocka_unit_test(test_quit_after_hello_refused),
         cmocka_unit_test(test_auth_optional_without_usable_mechanism),
         cmocka_unit_test(test_auth_required_without_usable_mechanism),
         cmocka_unit_test(test_auth_wanted_mechanism_not_offered),
