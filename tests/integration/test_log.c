@@ -1267,6 +1267,7 @@ static void test_quit_unanswered_after_failed_auth(void **state)
     assert_int_equal(st.status, 535);
     email_status_clear(&st);
     email_transporter_free(t);
+    email_dispatch(); /* the callback's lines wait for it (the default callback thread) */
     assert_int_equal(email_set_log_callback(NULL, NULL), 0);
     assert_int_equal(test_server_wait(&s, 5000), 0);
     size_t len;
