@@ -144,7 +144,8 @@ static void test_why(void **state)
     assert_refused("ok@x.org, foo, ok2@x.org", true, "\"foo\" is not a valid address");
     /* without quotes the comma splits the name from its address */
     assert_refused("Doe, John <j@d.org>", true, "\"Doe\" is not a valid address");
-    assert_refused("\"unclosed <a@b>", false, "\"\"unclosed <a@b>\" has a quote that is not closed");
+    assert_refused("\"unclosed <a@b>", false,
+                   "\"\"unclosed <a@b>\" has a quote that is not closed");
     assert_refused("a@b, \"x <c@d>", true, "\"\"x <c@d>\" has a quote that is not closed");
     assert_refused("", false, "no address given");
     assert_refused(" , ,", true, "no address given");
