@@ -2,12 +2,15 @@
  * A GTK 4 window that sends mail without freezing: a Send button, a progress bar and a status
  * label. The library runs on its own thread; its outcomes and progress reach the GTK main loop
  * through email_dispatch_fd(), watched with g_unix_fd_add, so every callback runs on the GUI
- * thread and may touch widgets.
+ * thread and may touch widgets. The session starts without waiting
+ * (email_start_smtp_session_async): the label says "Connecting...", then "Connected" or the
+ * server's refusal; the message sent meanwhile waits for the session.
  *
  *   gtk-send HOST PORT FROM TO ATTACHMENT [--auto]
  *
- * --auto clicks Send by itself, quits when the message has its outcome, and prints how many
- * frames the window painted while the message was going out (the proof that it never froze).
+ * --auto clicks Send by itself, prints each state of the label, quits when the message has its
+ * outcome, and prints how many frames the window painted while the message was going out (the
+ * proof that it never froze).
  */
 #include <emailsession.h>
 #include <glib-unix.h>
@@ -21,7 +24,7 @@ typedef struct app {
     GtkWidget *button, *progress, *label;
     const char *host, *from, *to, *attachment;
     int port;
-    bool automatic, sending, session_open;
+    bool automatic, sending, session_open; /* session_open: started or starting */
     gint64 started;
     guint frames;          /* frames painted while sending */
     int exit_code;
@@ -54,6 +57,29 @@ static void on_progress(uint64_t id, uint64_t sent, uint64_t total, void *data)
     gtk_progress_bar_set_text(GTK_PROGRESS_BAR(app.progress), text);
 }
 
+static void show(const char *text)
+{
+    gtk_label_set_text(GTK_LABEL(app.label), text);
+    if (app.automatic)
+        printf("%s\n", text);
+}
+
+static void on_started(const char *user, const email_status_t *status, void *data)
+{
+    char text[700];
+    if (status->success) {
+        /* the first line of the server's last reply (EHLO's lists the extensions) */
+        snprintf(text, sizeof text, "Connected: %d %.*s", status->status,
+                 (int)strcspn(status->status_text, "\r\n"), status->status_text);
+    } else {
+        /* the name is free again: the next click starts afresh; the message fails too */
+        app.session_open = false;
+        snprintf(text, sizeof text, "Not connected (%s): %s", email_error_name(status->error),
+                 status->status_text);
+    }
+    show(text);
+}
+
 static void on_sent(uint64_t id, const email_status_t *status, void *data)
 {
     char text[700];
@@ -77,15 +103,18 @@ static void on_sent(uint64_t id, const email_status_t *status, void *data)
 
 static void on_send(GtkButton *button, gpointer data)
 {
-    if (!app.session_open) {
-        if (!email_start_smtp_session("gtk", NULL, app.host, app.port, EMAIL_ASYNCHRONOUS,
-                                      EMAIL_OPTION_DEFAULT)) {
-            gtk_label_set_text(GTK_LABEL(app.label), email_error_info());
+    bool starting = !app.session_open;
+    if (starting) {
+        /* returns at once: the window goes on painting while the session connects */
+        if (!email_start_smtp_session_async("gtk", NULL, app.host, app.port, EMAIL_ASYNCHRONOUS,
+                                            EMAIL_OPTION_DEFAULT, on_started, NULL)) {
+            show(email_error_info());
             return;
         }
         email_session_set_callback("gtk", on_sent, NULL);
         email_session_set_progress("gtk", on_progress, NULL);
         app.session_open = true;
+        show("Connecting...");
     }
     email_message_t *m = email_message_new();
     email_message_set_from(m, app.from);
@@ -98,7 +127,8 @@ static void on_send(GtkButton *button, gpointer data)
         app.frames = 0;
         app.started = g_get_monotonic_time();
         gtk_widget_set_sensitive(app.button, FALSE);
-        gtk_label_set_text(GTK_LABEL(app.label), "Sending...");
+        if (!starting)
+            show("Sending...");
     } else {
         gtk_label_set_text(GTK_LABEL(app.label), rc ? email_strerror(rc) : email_error_info());
     }

@@ -33,6 +33,16 @@ static void on_sent(uint64_t id, const email_status_t *status, void *user_data)
     }
 }
 
+static void on_started(const char *user, const email_status_t *status, void *user_data)
+{
+    (void)user_data;
+    if (status->success)
+        printf("session %s: open (%d %s)\n", user, status->status, status->status_text);
+    else /* the messages queued meanwhile each fail with this reason */
+        printf("session %s: %s: %s\n", user, email_error_name(status->error),
+               status->status_text);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     (void)t;
@@ -52,8 +62,10 @@ int main(int argc, char **argv)
     uv_timer_init(loop, &ticker);
     uv_timer_start(&ticker, on_tick, 1, 1);
 
-    if (!email_start_smtp_session("uv-demo", NULL, argv[1], atoi(argv[2]), EMAIL_ASYNCHRONOUS,
-                                  EMAIL_OPTION_DEFAULT) ||
+    /* the loop runs only once uv_run is called: the start must not wait for it */
+    if (!email_start_smtp_session_async("uv-demo", NULL, argv[1], atoi(argv[2]),
+                                        EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT, on_started,
+                                        NULL) ||
         email_session_set_callback("uv-demo", on_sent, NULL) != 0) {
         fprintf(stderr, "%s\n", email_error_info());
         return 1;

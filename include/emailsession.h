@@ -335,14 +335,39 @@ enum {
 enum { EMAIL_PENDING = 1, EMAIL_SENT = 2, EMAIL_ERROR = 3 };
 
 /*
- * Opens a session named `user` and connects, greets, secures and authenticates it.
+ * Opens a session named `user`: connects, greets, secures and authenticates it, and returns
+ * once that is done, in both modes (WLanguage's EmailStartSMTPSession: true means the session
+ * is open and authenticated; the mode only changes how messages are sent).
  * password NULL or "" → no authentication; otherwise PLAIN or LOGIN when the server offers one
  * (a refusal fails the session with the server's code), none when it offers neither.
  * port 0 → 25, 587 or 465 by option. mode: EMAIL_SYNCHRONOUS or EMAIL_ASYNCHRONOUS.
- * false + email_error_info() on failure; EMAIL_EEXIST when the name is already open.
+ * false + email_error_info() on failure (with the server's code and text, e.g. its 535), and
+ * the name is free again; EMAIL_EEXIST when the name is already open or starting.
+ * EMAIL_EWOULDBLOCK on the loop's own thread (a callback with EMAIL_CALLBACK_LOOP_THREAD, or
+ * the thread of email_use_loop's loop, even before uv_run): use the non-blocking start there.
  */
 EMAIL_EXTERN bool email_start_smtp_session(const char *user, const char *password,
                                            const char *server, int port, int mode, int option);
+/* The outcome of a non-blocking start: status->success, or why not (status->error, and the
+ * server's code and text such as 535). Both are valid during the call only. */
+typedef void (*email_start_cb)(const char *user, const email_status_t *status, void *user_data);
+/*
+ * email_start_smtp_session without waiting (for a GUI, or the loop's own thread): returns at
+ * once; false only for what is known without the network (bad arguments, EMAIL_EEXIST for a
+ * name already open or starting), with email_error_info(). Then done (may be NULL) reports
+ * the outcome exactly once, where the other callbacks run (email_dispatch() by default).
+ * The name is usable at once: email_session_set_callback / _set_progress / _set_log_file
+ * apply, and messages sent before done wait for the start (a synchronous send waits for it
+ * too) — if the start fails, each of them fails with the start's status (one outcome each,
+ * reported after done). A failed start frees the name before done runs (done may start it
+ * again). email_close_session before done: messages already queued are delivered first, as
+ * for any close, once the session is open; with none queued the start is abandoned and done
+ * reports EMAIL_ECANCELED. email_shutdown closes starting sessions the same way.
+ */
+EMAIL_EXTERN bool email_start_smtp_session_async(const char *user, const char *password,
+                                                 const char *server, int port, int mode,
+                                                 int option, email_start_cb done,
+                                                 void *user_data);
 /*
  * Sends a message on the session. Synchronous: returns once the server accepted it (true) or
  * refused it (false; email_error_info() holds the server's code and text). Asynchronous: returns
@@ -352,9 +377,17 @@ EMAIL_EXTERN bool email_send_message(const char *user, const email_message_t *me
 /*
  * Sends a prebuilt message (WLanguage's EmailSend): envelope sender `from`, a NULL-terminated
  * recipient list, and `length` bytes of RFC 5322 text (line endings normalised to CRLF).
+ * Each prebuilt message gets its own id, from the same series as email_message_id: the
+ * callbacks report it and email_message_status tracks it. On an asynchronous session the
+ * session's callback and progress callback apply, as for email_send_message.
  */
 EMAIL_EXTERN bool email_send_mime(const char *user, const char *from,
                                   const char *const *recipients, const char *mime, size_t length);
+/* email_send_mime that also gives the message's id in *message_id (may be NULL; 0 when the
+ * message was refused before it got one). */
+EMAIL_EXTERN bool email_send_mime_id(const char *user, const char *from,
+                                     const char *const *recipients, const char *mime,
+                                     size_t length, uint64_t *message_id);
 /*
  * QUIT and free the session, after delivering what is queued (bounded by the timeout). Called on
  * the loop's thread (a callback with EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it does not
@@ -454,7 +487,15 @@ EMAIL_EXTERN int email_set_log(const char *path);
  */
 EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_data),
                                         void *user_data);
-/* Extended log of one session: its conversation and the full MIME of every message. */
+/*
+ * Extended log of one session: its conversation and the full MIME of every message; NULL
+ * stops it. EMAIL_EIO when the file cannot be opened for appending.
+ * Before the start (no session by that name yet), the path is remembered for the name's next
+ * start, so the log holds the whole conversation from the connect line on (EHLO, STARTTLS,
+ * AUTH with its secrets written "****", the server's refusal). That start takes it whatever
+ * its outcome: after a failed start the file keeps what was written, and the name has no
+ * log file any more (set it again before retrying). NULL before the start forgets it.
+ */
 EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
 /*
  * The folder relative log paths are resolved against, like 4D's Logs folder (a relative dir is

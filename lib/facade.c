@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "log.h"
 #include "emailsession.h"
 #include "message.h"
 #include "protocol.h"
@@ -138,6 +139,10 @@ int email_set_ca_file(const char *pem_path)
 /* ------------------------------------------------------------------------------------------- */
 /* The registry of named sessions                                                               */
 
+typedef struct start_op start_op_t;
+
+/* A session is in the registry from its start on; while start is set it is not open yet (what
+ * is sent meanwhile waits in its transporter for the start's connection). */
 typedef struct session {
     char *name;
     email_transporter_t *t;
@@ -147,14 +152,32 @@ typedef struct session {
     void *cb_data;
     email_progress_cb progress;
     void *progress_data;
-    bool open;           /* started (false while starting) */
+    start_op_t *start;   /* its start, until the verdict */
     bool closed;         /* closed on the loop's thread while in use: its last user frees it */
     struct session *next;
 } session_t;
 
+/* A start waiting for its verdict, which goes to done (where callbacks run) or wakes the
+ * blocking starter. */
+struct start_op {
+    session_t *session;        /* NULL once the session was closed meanwhile (sessions_lock) */
+    char *name;
+    email_start_cb done;
+    void *user_data;
+    runtime_waiter_t *waiter;  /* email_start_smtp_session's caller */
+    email_status_t status;
+};
+
+/* An extended log set for a name before its start (email_session_set_log_file). */
+typedef struct log_preset {
+    char *name, *path;
+    struct log_preset *next;
+} log_preset_t;
+
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sessions_cond = PTHREAD_COND_INITIALIZER;
 static session_t *sessions;
+static log_preset_t *presets;
 
 static session_t **find_locked(const char *name)
 {
@@ -164,15 +187,28 @@ static session_t **find_locked(const char *name)
     return p;
 }
 
-/* The open session named `name` with a reference taken, or NULL. */
+static log_preset_t **find_preset_locked(const char *name)
+{
+    log_preset_t **p = &presets;
+    while (*p && strcmp((*p)->name, name) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+static void preset_free(log_preset_t *p)
+{
+    free(p->name);
+    free(p->path);
+    free(p);
+}
+
+/* The session named `name` (open or starting) with a reference taken, or NULL. */
 static session_t *acquire(const char *name)
 {
     pthread_mutex_lock(&sessions_lock);
     session_t *s = *find_locked(name);
-    if (s && s->open)
+    if (s)
         s->refs++;
-    else
-        s = NULL;
     pthread_mutex_unlock(&sessions_lock);
     return s;
 }
@@ -180,6 +216,14 @@ static session_t *acquire(const char *name)
 static void session_free(session_t *s)
 {
     email_transporter_free(s->t);
+    free(s->name);
+    free(s);
+}
+
+/* On the loop's thread: the transporter closes in the background. */
+static void session_free_later(session_t *s)
+{
+    transporter_free_later(s->t);
     free(s->name);
     free(s);
 }
@@ -192,35 +236,39 @@ static void release(session_t *s)
         pthread_cond_broadcast(&sessions_cond);
     bool orphan = last && s->closed;
     pthread_mutex_unlock(&sessions_lock);
-    if (orphan) {
-        /* closed from a callback meanwhile: finish that close without making this call wait */
-        transporter_free_later(s->t);
-        free(s->name);
-        free(s);
-    }
+    if (orphan)
+        session_free_later(s); /* closed meanwhile: finish that without making this call wait */
 }
 
-/* Takes the open session `name` out of the registry (false: there is none) and waits until no
- * call uses it. On the loop's own thread nothing may wait for the loop: a session that another
- * thread is using is left to that call to free (*out NULL). */
+/* Takes *p out of the registry (lock held; its start reports to nobody from now on) and waits
+ * until no call uses it. On the loop's own thread nothing may wait for the loop: a session that
+ * another thread is using is left to that call to free (NULL). */
+static session_t *take_out_locked(session_t **p, bool may_wait)
+{
+    session_t *s = *p;
+    *p = s->next;
+    if (s->start) {
+        s->start->session = NULL;
+        s->start = NULL;
+    }
+    while (may_wait && s->refs)
+        pthread_cond_wait(&sessions_cond, &sessions_lock);
+    if (s->refs) {
+        s->closed = true;
+        return NULL;
+    }
+    return s;
+}
+
+/* Takes the session `name` out of the registry (false: there is none); *out as above. */
 static bool unregister(const char *name, session_t **out)
 {
     bool may_wait = !runtime_on_loop_thread();
     pthread_mutex_lock(&sessions_lock);
     session_t **p = find_locked(name);
-    session_t *s = *p;
-    bool found = s && s->open;
-    if (found) {
-        *p = s->next;
-        while (may_wait && s->refs)
-            pthread_cond_wait(&sessions_cond, &sessions_lock);
-        if (s->refs) {
-            s->closed = true;
-            s = NULL;
-        }
-    }
+    bool found = *p != NULL;
+    *out = found ? take_out_locked(p, may_wait) : NULL;
     pthread_mutex_unlock(&sessions_lock);
-    *out = found ? s : NULL;
     return found;
 }
 
@@ -231,8 +279,56 @@ static bool check_name(const char *user)
     return true;
 }
 
-bool email_start_smtp_session(const char *user, const char *password, const char *server,
-                              int port, int mode, int option)
+/* ------------------------------------------------------------------------------------------- */
+/* Starting a session                                                                           */
+
+static void start_op_free(start_op_t *op)
+{
+    free(op->name);
+    free(op);
+}
+
+static void deliver_start(void *arg)
+{
+    start_op_t *op = arg;
+    op->done(op->name, &op->status, op->user_data);
+    start_op_free(op);
+}
+
+/* The start's verdict, on the loop thread: the session is open, or its name is free again
+ * before done runs (done may start it again). */
+static void start_finished(void *arg, const email_status_t *status)
+{
+    start_op_t *op = arg;
+    email_status_copy_into(&op->status, status);
+    session_t *failed = NULL;
+    pthread_mutex_lock(&sessions_lock);
+    session_t *s = op->session;
+    if (s) {
+        s->start = NULL;
+        if (status->error) {
+            session_t **p = &sessions;
+            while (*p != s)
+                p = &(*p)->next;
+            failed = take_out_locked(p, false);
+        }
+    } else if (status->error == EMAIL_ECANCELED) {
+        email_strlcpy(op->status.status_text, "the session was closed before it was open",
+                      sizeof op->status.status_text);
+    }
+    pthread_mutex_unlock(&sessions_lock);
+    if (failed)
+        session_free_later(failed);
+    if (op->waiter)
+        runtime_waiter_signal(op->waiter); /* the starter owns op from here */
+    else if (op->done)
+        runtime_deliver(deliver_start, op);
+    else
+        start_op_free(op);
+}
+
+static bool check_start_args(const char *user, const char *server, int port, int mode,
+                             int option)
 {
     if (!check_name(user))
         return false;
@@ -251,33 +347,46 @@ bool email_start_smtp_session(const char *user, const char *password, const char
         return fail(EMAIL_EINVAL, "email_start_smtp_session: option 0x%x is not a combination "
                                   "of EMAIL_OPTION_ values",
                     (unsigned)option);
-    /* reserve the name first, so that two threads cannot open it twice */
-    session_t *s = calloc(1, sizeof *s);
-    if (!s || !(s->name = email_strdup(user))) {
-        free(s);
-        return fail(EMAIL_ENOMEM, "out of memory");
-    }
-    s->mode = mode;
-    pthread_mutex_lock(&sessions_lock);
-    if (*find_locked(user)) {
-        pthread_mutex_unlock(&sessions_lock);
-        free(s->name);
-        free(s);
-        return fail(EMAIL_EEXIST, "a session named \"%s\" is already open", user);
-    }
-    s->next = sessions;
-    sessions = s;
-    pthread_mutex_unlock(&sessions_lock);
+    return true;
+}
 
+static int default_port(int port, int option)
+{
+    int base = option & 0xFF;
+    return port ? port : base == EMAIL_OPTION_TLS ? 465 : base == EMAIL_OPTION_STARTTLS ? 587 : 25;
+}
+
+static bool name_in_use(const char *user)
+{
+    return fail(EMAIL_EEXIST, "a session named \"%s\" is already open", user);
+}
+
+/* False when the name is in use; else *log_path is a copy of its preset log file, or NULL. */
+static bool name_free(const char *user, char **log_path)
+{
+    pthread_mutex_lock(&sessions_lock);
+    bool taken = *find_locked(user) != NULL;
+    log_preset_t *preset = *find_preset_locked(user);
+    *log_path = !taken && preset ? email_strdup(preset->path) : NULL;
+    pthread_mutex_unlock(&sessions_lock);
+    return taken ? name_in_use(user) : true;
+}
+
+/* The session's transporter, with WLanguage's rules; NULL and ErrorInfo on bad settings. */
+static email_transporter_t *facade_transporter(const char *user, const char *password,
+                                               const char *server, int port, int option,
+                                               const char *log_path)
+{
+    int base = option & 0xFF;
     email_server_t srv;
     email_server_init(&srv);
     srv.host = server;
-    srv.port = port ? port : base == EMAIL_OPTION_TLS ? 465 : base == EMAIL_OPTION_STARTTLS ? 587
-                                                                                           : 25;
+    srv.port = default_port(port, option);
     bool auth = password && *password;
     srv.user = auth ? user : NULL;
     srv.password = auth ? password : NULL;
     srv.connection_timeout = srv.send_timeout = email_get_timeout();
+    srv.log_file = log_path;
     pthread_mutex_lock(&settings_lock);
     char *ca = email_strdup(ca_file);
     pthread_mutex_unlock(&settings_lock);
@@ -294,33 +403,119 @@ bool email_start_smtp_session(const char *user, const char *password, const char
     char err[512];
     email_transporter_t *t = transporter_new_ex(&srv, &x, err, sizeof err);
     free(ca);
-    email_status_t st;
-    email_status_init(&st);
-    /* an asynchronous session connects in the background: failures reach the callbacks */
-    int rc = !t ? EMAIL_EINVAL
-             : mode == EMAIL_ASYNCHRONOUS ? transporter_connect_async(t)
-                                          : transporter_open(t, &st);
-    if (rc && mode == EMAIL_ASYNCHRONOUS && t)
-        email_status_fail(&st, rc, "%s", email_strerror(rc));
+    if (!t)
+        fail(EMAIL_EINVAL, "email_start_smtp_session: %s", err);
+    return t;
+}
 
+/* Puts s in the registry (false: the name was taken meanwhile). The start takes the name's
+ * preset log file, whatever its outcome. */
+static bool register_session(session_t *s)
+{
     pthread_mutex_lock(&sessions_lock);
-    if (rc == 0) {
-        s->t = t;
-        s->open = true;
-    } else {
-        *find_locked(user) = s->next;
+    bool free_name = *find_locked(s->name) == NULL;
+    if (free_name) {
+        s->next = sessions;
+        sessions = s;
+        log_preset_t **p = find_preset_locked(s->name), *preset = *p;
+        if (preset) {
+            *p = preset->next;
+            preset_free(preset);
+        }
     }
     pthread_mutex_unlock(&sessions_lock);
-    if (rc == 0)
-        return succeed();
-    free(s->name);
-    free(s);
+    return free_name;
+}
+
+/* Registers the session (arguments checked) and starts connecting; op reports the verdict.
+ * False + ErrorInfo for what is known at once. */
+static bool start_session(const char *user, const char *password, const char *server, int port,
+                          int mode, int option, start_op_t *op)
+{
+    char *log_path;
+    if (!name_free(user, &log_path))
+        return false;
+    email_transporter_t *t = facade_transporter(user, password, server, port, option, log_path);
+    free(log_path);
     if (!t)
-        return fail(EMAIL_EINVAL, "email_start_smtp_session: %s", err);
-    email_transporter_free(t);
-    char what[300];
-    snprintf(what, sizeof what, "cannot start the session with %s port %d", server, srv.port);
-    return fail_status(rc, what, &st);
+        return false;
+    session_t *s = calloc(1, sizeof *s);
+    if (!s || !(s->name = email_strdup(user)) || !(op->name = email_strdup(user))) {
+        free(s ? s->name : NULL);
+        free(s);
+        email_transporter_free(t);
+        return fail(EMAIL_ENOMEM, "out of memory");
+    }
+    s->t = t;
+    s->mode = mode;
+    s->start = op;
+    s->refs = 1; /* a close meanwhile waits until the start is under way */
+    op->session = s;
+    if (!register_session(s)) {
+        session_free(s);
+        return name_in_use(user);
+    }
+    int rc = transporter_open_async(t, start_finished, op);
+    if (rc) {
+        pthread_mutex_lock(&sessions_lock);
+        if (op->session) /* not closed meanwhile: out again, and our release frees it */
+            take_out_locked(find_locked(user), false);
+        pthread_mutex_unlock(&sessions_lock);
+    }
+    release(s);
+    return rc ? fail(rc, "email_start_smtp_session: %s", email_strerror(rc)) : true;
+}
+
+bool email_start_smtp_session(const char *user, const char *password, const char *server,
+                              int port, int mode, int option)
+{
+    if (!check_start_args(user, server, port, mode, option))
+        return false;
+    if (runtime_on_loop_thread())
+        return fail(EMAIL_EWOULDBLOCK, "email_start_smtp_session waits for the server: on the "
+                                       "loop's own thread, use email_start_smtp_session_async");
+    start_op_t *op = calloc(1, sizeof *op);
+    if (!op)
+        return fail(EMAIL_ENOMEM, "out of memory");
+    runtime_waiter_t w;
+    runtime_waiter_init(&w);
+    op->waiter = &w;
+    bool ok = start_session(user, password, server, port, mode, option, op);
+    if (ok) {
+        uv_mutex_lock(&w.lock);
+        while (!w.done)
+            uv_cond_wait(&w.cond, &w.lock);
+        uv_mutex_unlock(&w.lock);
+        if (op->status.error) {
+            char what[300];
+            snprintf(what, sizeof what, "cannot start the session with %s port %d", server,
+                     default_port(port, option));
+            ok = fail_status(op->status.error, what, &op->status);
+        } else {
+            succeed();
+        }
+    }
+    runtime_waiter_destroy(&w);
+    start_op_free(op);
+    return ok;
+}
+
+bool email_start_smtp_session_async(const char *user, const char *password, const char *server,
+                                    int port, int mode, int option, email_start_cb done,
+                                    void *user_data)
+{
+    if (!check_start_args(user, server, port, mode, option))
+        return false;
+    start_op_t *op = calloc(1, sizeof *op);
+    if (!op)
+        return fail(EMAIL_ENOMEM, "out of memory");
+    op->done = done;
+    op->user_data = user_data;
+    if (!start_session(user, password, server, port, mode, option, op)) {
+        start_op_free(op);
+        return false;
+    }
+    return succeed();
 }
 
 bool email_send_message(const char *user, const email_message_t *message)
@@ -367,9 +562,11 @@ static bool envelope_address_ok(const char *a, bool may_be_empty)
     return at && at != a && at[1];
 }
 
-bool email_send_mime(const char *user, const char *from, const char *const *recipients,
-                     const char *mime, size_t length)
+bool email_send_mime_id(const char *user, const char *from, const char *const *recipients,
+                        const char *mime, size_t length, uint64_t *message_id)
 {
+    if (message_id)
+        *message_id = 0;
     if (!check_name(user))
         return false;
     if (!envelope_address_ok(from, true))
@@ -388,25 +585,35 @@ bool email_send_mime(const char *user, const char *from, const char *const *reci
     session_t *s = acquire(user);
     if (!s)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
-    email_status_t st;
-    email_status_init(&st);
+    transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
+                             .message_id = message_id};
     int rc;
     if (s->mode == EMAIL_ASYNCHRONOUS) {
         pthread_mutex_lock(&sessions_lock);
-        email_send_cb cb = s->cb;
-        void *cb_data = s->cb_data;
+        raw.done = s->cb;
+        raw.user_data = s->cb_data;
+        raw.progress = s->progress;
+        raw.progress_data = s->progress_data;
         pthread_mutex_unlock(&sessions_lock);
-        rc = transporter_send_raw(s->t, from, recipients, mime, length, cb, cb_data, NULL);
+        rc = transporter_send_raw(s->t, &raw, NULL);
         release(s);
         if (rc)
             return fail(rc, "the message was not queued: %s", email_strerror(rc));
         return succeed();
     }
-    rc = transporter_send_raw(s->t, from, recipients, mime, length, NULL, NULL, &st);
+    email_status_t st;
+    email_status_init(&st);
+    rc = transporter_send_raw(s->t, &raw, &st);
     release(s);
     bool ok = rc == 0 ? succeed() : fail_status(rc, "the message was not sent", &st);
     email_status_clear(&st); /* its refused recipients, if some were */
     return ok;
+}
+
+bool email_send_mime(const char *user, const char *from, const char *const *recipients,
+                     const char *mime, size_t length)
+{
+    return email_send_mime_id(user, from, recipients, mime, length, NULL);
 }
 
 bool email_close_session(const char *user)
@@ -432,7 +639,7 @@ static int set_session_callbacks(const char *user, bool progress, void *cb, void
         return EMAIL_EINVAL;
     pthread_mutex_lock(&sessions_lock);
     session_t *s = *find_locked(user);
-    bool found = s && s->open;
+    bool found = s != NULL;
     if (found) {
         if (progress) {
             s->progress = (email_progress_cb)cb;
@@ -461,18 +668,64 @@ int email_session_set_progress(const char *user, email_progress_cb cb, void *use
     return set_session_callbacks(user, true, (void *)cb, user_data);
 }
 
+/* Remembers path (NULL: forgets) for the next start of `name`, unless the session is there
+ * already: then *s is that session, with a reference taken. */
+static int preset_log(const char *name, const char *path, session_t **s)
+{
+    log_preset_t *fresh = NULL;
+    if (path) {
+        fresh = calloc(1, sizeof *fresh);
+        if (!fresh || !(fresh->name = email_strdup(name)) || !(fresh->path = email_strdup(path))) {
+            if (fresh)
+                preset_free(fresh);
+            return EMAIL_ENOMEM;
+        }
+    }
+    pthread_mutex_lock(&sessions_lock);
+    *s = *find_locked(name);
+    log_preset_t *old = NULL;
+    if (*s) {
+        (*s)->refs++;
+    } else {
+        log_preset_t **p = find_preset_locked(name);
+        old = *p;
+        if (old)
+            *p = old->next;
+        if (fresh) {
+            fresh->next = presets;
+            presets = fresh;
+            fresh = NULL;
+        }
+    }
+    pthread_mutex_unlock(&sessions_lock);
+    if (old)
+        preset_free(old);
+    if (fresh)
+        preset_free(fresh);
+    return 0;
+}
+
 int email_session_set_log_file(const char *user, const char *path)
 {
     if (!check_name(user))
         return EMAIL_EINVAL;
-    session_t *s = acquire(user);
-    if (!s) {
-        fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
-        return EMAIL_ENOSESSION;
-    }
     char err[512];
-    int rc = transporter_set_log(s->t, path, err, sizeof err);
-    release(s);
+    int rc = 0;
+    if (path) { /* a path that cannot be written is refused now, not at the start */
+        log_sink_t *check = log_sink_open(path, err, sizeof err);
+        if (!check)
+            rc = EMAIL_EIO;
+        log_sink_release(check);
+    }
+    session_t *s = NULL;
+    if (!rc)
+        rc = preset_log(user, path, &s);
+    if (!rc && s) {
+        rc = transporter_set_log(s->t, path, err, sizeof err);
+        release(s);
+    }
+    if (rc == EMAIL_ENOMEM)
+        snprintf(err, sizeof err, "out of memory");
     if (rc)
         fail(rc, "email_session_set_log_file: %s", err);
     else
@@ -484,15 +737,21 @@ void email_shutdown(void)
 {
     for (;;) {
         pthread_mutex_lock(&sessions_lock);
-        session_t *s = sessions;
-        while (s && !s->open)
-            s = s->next;
-        char *name = s ? email_strdup(s->name) : NULL;
+        char *name = sessions ? email_strdup(sessions->name) : NULL;
         pthread_mutex_unlock(&sessions_lock);
         if (!name)
             break;
         email_close_session(name);
         free(name);
+    }
+    pthread_mutex_lock(&sessions_lock);
+    log_preset_t *p = presets;
+    presets = NULL;
+    pthread_mutex_unlock(&sessions_lock);
+    while (p) {
+        log_preset_t *next = p->next;
+        preset_free(p);
+        p = next;
     }
     transporter_quiesce_all();
     runtime_stop();

@@ -54,11 +54,16 @@ const message_content_t *message_content(const email_message_t *message)
     return &message->c;
 }
 
+uint64_t message_new_id(void)
+{
+    return atomic_fetch_add(&last_id, 1) + 1;
+}
+
 email_message_t *email_message_new(void)
 {
     email_message_t *m = calloc(1, sizeof *m);
     if (m)
-        m->id = atomic_fetch_add(&last_id, 1) + 1;
+        m->id = message_new_id();
     return m;
 }
 

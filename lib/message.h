@@ -18,6 +18,9 @@
 int message_freeze(const email_message_t *message, const char *header_mode,
                    const char *body_mode, email_message_t **copy, char *err, size_t errlen);
 
+/* A fresh message id (what email_message_new gives), for prebuilt messages. */
+uint64_t message_new_id(void);
+
 /* Envelope sender: the addr-spec of Sender when set, else of From ("" when none). */
 const char *message_envelope_from(const email_message_t *message);
 /* Envelope recipients: addr-specs of To, Cc and Bcc in that order, each once. */

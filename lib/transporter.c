@@ -54,7 +54,7 @@ typedef struct req_list {
     send_req_t *head, *tail;
 } req_list_t;
 
-/* A synchronous open / check / free waiting for the connection's fate. */
+/* A check or free waiting for the connection's fate, or an open reporting to its callback. */
 typedef struct op {
     email_transporter_t *t;
     runtime_waiter_t waiter;
@@ -62,6 +62,8 @@ typedef struct op {
     int rc;
     send_req_t *req;
     connection_t *conn;          /* check_connection's own connection */
+    transporter_open_cb done;    /* an open's verdict */
+    void *done_arg;
     struct op *next;
 } op_t;
 
@@ -88,7 +90,9 @@ struct email_transporter_s {
     size_t in_flight;            /* given to the current connection, not done */
     send_req_t *in_conn;         /* those requests (for cancel) */
     req_list_t parked;           /* ended with the connection, decided when it closes */
-    op_t *openers;               /* transporter_open callers waiting for ready */
+    op_t *openers;               /* transporter_open_async callers waiting for ready */
+    bool open_failed;            /* an open failed: every send fails with open_status */
+    email_status_t open_status;
     bool freeing;                /* email_transporter_free was called */
     uv_timer_t *free_deadline;   /* bounds how long queued messages may delay the free */
     bool expired;                /* that deadline passed: no more retries */
@@ -617,18 +621,36 @@ static void kick(email_transporter_t *t)
     }
 }
 
-static void conn_ready(void *ud, connection_t *c)
+/* An open has its verdict. A failed one is a named session's start failing: what is sent to
+ * the transporter afterwards fails the same way instead of trying another connection. */
+static void opener_finish(email_transporter_t *t, op_t *o, int rc, const email_status_t *st)
 {
-    email_transporter_t *t = ud;
+    email_status_copy_into(&o->status, st);
+    o->status.success = rc == 0;
+    o->status.error = rc;
+    if (rc && !t->open_failed) {
+        t->open_failed = true;
+        email_status_copy_into(&t->open_status, &o->status);
+    }
+    o->done(o->done_arg, &o->status);
+    free(o);
+}
+
+static void openers_finish(email_transporter_t *t, int rc, const email_status_t *st)
+{
     op_t *o = t->openers;
     t->openers = NULL;
     while (o) {
         op_t *next = o->next;
-        email_status_copy_into(&o->status, connection_ready_status(c));
-        o->rc = 0;
-        runtime_waiter_signal(&o->waiter);
+        opener_finish(t, o, rc, st);
         o = next;
     }
+}
+
+static void conn_ready(void *ud, connection_t *c)
+{
+    email_transporter_t *t = ud;
+    openers_finish(t, 0, connection_ready_status(c));
     if (!t->keep_alive && !t->in_flight && !t->waiting.head)
         connection_quit(c);
 }
@@ -683,16 +705,7 @@ static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
     bool was_ready = connection_was_ready(c);
     if (t->conn == c)
         t->conn = NULL;
-
-    op_t *o = t->openers;
-    t->openers = NULL;
-    while (o) {
-        op_t *next = o->next;
-        email_status_copy_into(&o->status, why);
-        o->rc = why->error ? why->error : EMAIL_ECLOSED;
-        runtime_waiter_signal(&o->waiter);
-        o = next;
-    }
+    openers_finish(t, why->error ? why->error : EMAIL_ECLOSED, why);
 
     /* Messages cut off before their end of data: once more on a fresh connection when the
      * lost one had worked; otherwise the reason the session failed is theirs. */
@@ -737,9 +750,7 @@ static void op_open(void *arg)
     op_t *o = arg;
     email_transporter_t *t = o->t;
     if (t->conn && connection_is_ready(t->conn)) {
-        email_status_copy_into(&o->status, connection_ready_status(t->conn));
-        o->rc = 0;
-        runtime_waiter_signal(&o->waiter);
+        opener_finish(t, o, 0, connection_ready_status(t->conn));
         return;
     }
     o->next = t->openers;
@@ -748,14 +759,29 @@ static void op_open(void *arg)
         t->conn = open_connection(t, t);
         if (!t->conn && t->openers == o) {
             t->openers = o->next;
-            email_status_fail(&o->status, EMAIL_ENOMEM, "out of memory");
-            o->rc = EMAIL_ENOMEM;
-            runtime_waiter_signal(&o->waiter);
+            email_status_t s;
+            email_status_init(&s);
+            email_status_fail(&s, EMAIL_ENOMEM, "out of memory");
+            opener_finish(t, o, EMAIL_ENOMEM, &s);
         }
     }
 }
 
-/* Runs an open or check operation on the loop and waits for the connection's verdict. */
+int transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg)
+{
+    op_t *o = calloc(1, sizeof *o);
+    if (!o)
+        return EMAIL_ENOMEM;
+    o->t = t;
+    o->done = done;
+    o->done_arg = arg;
+    int rc = runtime_post(op_open, o);
+    if (rc)
+        free(o);
+    return rc;
+}
+
+/* Runs a check operation on the loop and waits for the connection's verdict. */
 static int run_connection_op(email_transporter_t *t, runtime_fn fn, email_status_t *status)
 {
     op_t o = {.t = t};
@@ -772,11 +798,6 @@ static int run_connection_op(email_transporter_t *t, runtime_fn fn, email_status
     if (status)
         email_status_copy_into(status, &o.status);
     return rc;
-}
-
-int transporter_open(email_transporter_t *t, email_status_t *status)
-{
-    return run_connection_op(t, op_open, status);
 }
 
 /* check_connection: its own connection, QUIT as soon as it is ready. */
@@ -830,6 +851,10 @@ static void op_send(void *arg)
 {
     send_req_t *r = arg;
     email_transporter_t *t = r->t;
+    if (t->open_failed) {
+        req_fail(r, &t->open_status, NULL);
+        return;
+    }
     if (t->freeing) {
         email_status_t s;
         email_status_init(&s);
@@ -843,18 +868,6 @@ static void op_send(void *arg)
     }
     list_push(&t->waiting, r);
     kick(t);
-}
-
-static void op_connect(void *arg)
-{
-    email_transporter_t *t = arg;
-    if (!t->conn && !t->freeing)
-        t->conn = open_connection(t, t);
-}
-
-int transporter_connect_async(email_transporter_t *t)
-{
-    return runtime_post(op_connect, t);
 }
 
 /* A request for a message: validated and frozen now, in the caller's thread. */
@@ -937,10 +950,11 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
     return send_and_wait(r, status);
 }
 
-int transporter_send_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
-                         const char *mime, size_t length, email_send_cb done, void *user_data,
+int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
                          email_status_t *status)
 {
+    const char *from = raw->from, *const *rcpts = raw->rcpts, *mime = raw->mime;
+    size_t length = raw->length;
     if (status)
         email_status_clear(status);
     send_req_t *r = calloc(1, sizeof *r);
@@ -975,15 +989,23 @@ int transporter_send_raw(email_transporter_t *t, const char *from, const char *c
     r->job.smtputf8 = !email_is_ascii(from, strlen(from));
     for (size_t i = 0; i < n; i++)
         r->job.smtputf8 |= !email_is_ascii(rcpts[i], strlen(rcpts[i]));
-    r->attempts = 1; /* a prebuilt message has no id (0): callbacks get 0 */
+    r->attempts = 1;
     req_rewind(r, NULL, 0);
+    r->id = message_new_id(); /* the same space as messages' ids: EmailStatus tracks it */
+    if (raw->message_id)
+        *raw->message_id = r->id;
+    registry_pending(r->id);
     if (status)
         return send_and_wait(r, status);
-    r->cb = done;
-    r->cb_data = user_data;
+    r->cb = raw->done;
+    r->cb_data = raw->user_data;
+    r->progress = raw->progress;
+    r->progress_data = raw->progress_data;
     int rc = runtime_post(op_send, r);
-    if (rc)
+    if (rc) {
+        registry_done(r->id, EMAIL_ERROR);
         req_free(r);
+    }
     return rc;
 }
 

@@ -19,16 +19,31 @@ typedef struct transporter_extra {
 email_transporter_t *transporter_new_ex(const email_server_t *server,
                                         const transporter_extra_t *extra, char *err,
                                         size_t errlen);
-/* Connects, greets, secures and authenticates the keep-alive connection, and waits for it. */
-int transporter_open(email_transporter_t *t, email_status_t *status);
-/* Sends a prebuilt message (email_send_mime): waits and fills status when status is given,
- * else queues it and reports to done (may be NULL). */
-int transporter_send_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
-                         const char *mime, size_t length, email_send_cb done, void *user_data,
-                         email_status_t *status);
+/* The verdict of an open, on the loop thread: status->error is 0 once the session is ready. */
+typedef void (*transporter_open_cb)(void *arg, const email_status_t *status);
+/*
+ * Connects, greets, secures and authenticates the keep-alive connection without waiting; done
+ * reports (exactly once, also when the transporter is freed first). Sends queued meanwhile wait
+ * for that connection. Once an open has failed, every send fails with its status (a named
+ * session whose start failed never tries another connection).
+ */
+int transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg);
 
-/* Starts connecting now without waiting (asynchronous named sessions). */
-int transporter_connect_async(email_transporter_t *t);
+/* A prebuilt message (email_send_mime). */
+typedef struct transporter_raw {
+    const char *from;
+    const char *const *rcpts;      /* NULL-terminated */
+    const char *mime;
+    size_t length;
+    email_send_cb done;            /* asynchronous: its outcome (may be NULL) */
+    void *user_data;
+    email_progress_cb progress;    /* NULL: the transporter's */
+    void *progress_data;
+    uint64_t *message_id;          /* may be NULL: receives its id */
+} transporter_raw_t;
+/* Sends a prebuilt message: waits and fills status when status is given, else queues it. */
+int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
+                         email_status_t *status);
 /* email_transporter_send_async with a progress callback of its own and the error text. */
 int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, email_send_cb done,
                               void *user_data, email_progress_cb progress, void *progress_data,

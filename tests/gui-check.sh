@@ -41,8 +41,22 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 xvfb-run -a "$demo" 127.0.0.1 "$proxy_port" me@example.org you@example.org "$work/big.bin" \
     --auto > "$work/out.txt" 2>&1 || { cat "$work/out.txt"; exit 1; }
 cat "$work/out.txt"
+# the session starts without waiting: "Connecting..." first, then "Connected", then the outcome
+grep -q '^Connecting\.\.\.$' "$work/out.txt"
+grep -q '^Connected: 2[0-9][0-9] ' "$work/out.txt"
 grep -q '^Sent in' "$work/out.txt"
 frames=$(sed -n 's/^frames painted while sending: \([0-9]*\).*/\1/p' "$work/out.txt")
 # a window frozen by the send would paint a frame or two; a live one paints on every tick
 [ "${frames:-0}" -ge 30 ] || { echo "gui-check: only ${frames:-0} frames painted while sending"; exit 1; }
+
+# a server that is not there: the window says so (the start's refusal), the message fails
+dead_port=$(${PYTHON3:-/usr/bin/python3} -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if xvfb-run -a "$demo" 127.0.0.1 "$dead_port" me@example.org you@example.org "$work/big.bin" \
+    --auto > "$work/dead.txt" 2>&1; then
+    cat "$work/dead.txt"; echo "gui-check: sent to a closed port?"; exit 1
+fi
+cat "$work/dead.txt"
+grep -q '^Connecting\.\.\.$' "$work/dead.txt"
+grep -q '^Not connected (EMAIL_ECONNECT): ' "$work/dead.txt"
+grep -q '^Not sent (EMAIL_ECONNECT): ' "$work/dead.txt"
 echo "gui-check: OK"

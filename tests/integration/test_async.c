@@ -94,6 +94,7 @@ typedef struct tracker {
     int unknown;        /* callbacks for ids that were never registered */
     int duplicates;     /* callbacks beyond the first for an id */
     uint64_t unknown_id;
+    int starts_failed;  /* non-blocking starts that reported a failure */
 } tracker_t;
 
 static void tracker_init(tracker_t *tr, size_t expected)
@@ -289,10 +290,28 @@ static email_message_t *make_message(const char *subject)
     return m;
 }
 
+static void on_started(const char *user, const email_status_t *st, void *user_data)
+{
+    tracker_t *tr = user_data;
+    pthread_mutex_lock(&tr->lock);
+    tr->starts_failed += !st->success;
+    pthread_mutex_unlock(&tr->lock);
+}
+
+static bool start_failed(tracker_t *tr)
+{
+    pthread_mutex_lock(&tr->lock);
+    bool failed = tr->starts_failed > 0;
+    pthread_mutex_unlock(&tr->lock);
+    return failed;
+}
+
+/* A non-blocking start: what is queued at once waits for the session, and shares the fate of
+ * its start when that fails. */
 static void start_async(const char *name, int port, tracker_t *tr)
 {
-    if (!email_start_smtp_session(name, NULL, "127.0.0.1", port, EMAIL_ASYNCHRONOUS,
-                                  EMAIL_OPTION_DEFAULT))
+    if (!email_start_smtp_session_async(name, NULL, "127.0.0.1", port, EMAIL_ASYNCHRONOUS,
+                                        EMAIL_OPTION_DEFAULT, on_started, tr))
         fail_msg("start %s: %s", name, email_error_info());
     assert_int_equal(email_session_set_callback(name, on_outcome, tr), 0);
 }
@@ -839,7 +858,12 @@ static void run_fault(int k)
         check_outcome(f, i, &o);
     }
     long long c0 = now_ms();
-    close_session(name);
+    if (start_failed(&tr)) { /* the failed start freed the name */
+        assert_false(email_close_session(name));
+        assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+    } else {
+        close_session(name);
+    }
     if (now_ms() - c0 > slack(2000))
         fail_msg("%s: closing the failed session took %lld ms", f->name, now_ms() - c0);
     assert_no_strays(&tr);
@@ -1368,8 +1392,9 @@ static void test_thousand_sessions(void **state)
 
     /* a dead port and a server that never speaks, started first */
     int dead = dead_port();
-    start_async("c-dead", dead, &tr);
-    uint64_t dead_id = queue_simple("c-dead", &tr, -1, "dead");
+    assert_false(email_start_smtp_session("c-dead", NULL, "127.0.0.1", dead, EMAIL_ASYNCHRONOUS,
+                                          EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_last_error(), EMAIL_ECONNECT);
     start_async("c-silent", silent.port, &slow);
     uint64_t silent_id = queue_simple("c-silent", &slow, 0, "silent");
 
@@ -1386,12 +1411,12 @@ static void test_thousand_sessions(void **state)
         snprintf(name, sizeof name, "c-%d", i);
         ids[i] = queue_simple(name, &tr, i, name);
     }
-    int done = dispatch_until(&tr, n + 1, 25000);
+    int done = dispatch_until(&tr, n, 25000);
     long long took = now_ms() - t0;
     email_set_timeout(old);
-    if (done != n + 1)
+    if (done != n)
         report_missing(&tr, "thousand");
-    assert_int_equal(done, n + 1);
+    assert_int_equal(done, n);
     print_message("%d concurrent sessions: every outcome after %lld ms\n", n, took);
     for (int i = 0; i < n; i++) {
         outcome_t o = tracker_get(&tr, ids[i]);
@@ -1399,9 +1424,6 @@ static void test_thousand_sessions(void **state)
             fail_msg("session %d: %d outcome(s), %s: %s", i, o.count, email_error_name(o.error),
                      o.text);
     }
-    outcome_t d = tracker_get(&tr, dead_id);
-    assert_false(d.success);
-    assert_int_equal(d.error, EMAIL_ECONNECT);
     /* the silent server has not delayed anyone: its message is still pending */
     assert_int_equal(email_message_status(silent_id), EMAIL_PENDING);
     assert_int_equal(tracker_done(&slow), 0);
@@ -1422,8 +1444,8 @@ static void test_thousand_sessions(void **state)
         snprintf(name, sizeof name, "c-%d", i);
         close_session(name);
     }
-    close_session("c-dead");
-    close_session("c-silent");
+    assert_true(start_failed(&slow)); /* its name went with its start */
+    assert_false(email_close_session("c-silent"));
     print_message("closing %d sessions: %lld ms\n", n, now_ms() - c0);
     assert_no_strays(&tr);
     assert_no_strays(&slow);

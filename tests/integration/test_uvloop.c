@@ -239,8 +239,13 @@ static void test_loop_callbacks(void **state)
     u->port = sink.port;
     u->session = "uv";
     u->close_at_end = true;
-    assert_true(email_start_smtp_session("uv", NULL, "127.0.0.1", sink.port, EMAIL_ASYNCHRONOUS,
-                                         EMAIL_OPTION_DEFAULT));
+    /* before uv_run nothing can happen on the loop: a start that waited would never end */
+    assert_false(email_start_smtp_session("uv", NULL, "127.0.0.1", sink.port, EMAIL_ASYNCHRONOUS,
+                                          EMAIL_OPTION_DEFAULT));
+    assert_int_equal(email_last_error(), EMAIL_EWOULDBLOCK);
+    assert_true(email_start_smtp_session_async("uv", NULL, "127.0.0.1", sink.port,
+                                               EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT, NULL,
+                                               NULL));
     assert_int_equal(email_session_set_callback("uv", on_sent, u), 0);
     email_server_t srv;
     email_server_init(&srv);
@@ -295,8 +300,9 @@ static void test_shutdown_in_callback(void **state)
     u->port = sink.port;
     u->session = "uv-shutdown";
     u->shutdown_at = 1;
-    assert_true(email_start_smtp_session("uv-shutdown", NULL, "127.0.0.1", sink.port,
-                                         EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_true(email_start_smtp_session_async("uv-shutdown", NULL, "127.0.0.1", sink.port,
+                                               EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT, NULL,
+                                               NULL));
     assert_int_equal(email_session_set_callback("uv-shutdown", on_sent, u), 0);
     queue_all(u, "shutdown from a callback");
 
@@ -326,8 +332,9 @@ static void test_loop_alone(void **state)
     u->port = sink.port;
     u->session = "uv-alone";
     u->close_at_end = true;
-    assert_true(email_start_smtp_session("uv-alone", NULL, "127.0.0.1", sink.port,
-                                         EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT));
+    assert_true(email_start_smtp_session_async("uv-alone", NULL, "127.0.0.1", sink.port,
+                                               EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT, NULL,
+                                               NULL));
     assert_int_equal(email_session_set_callback("uv-alone", on_sent, u), 0);
     queue_all(u, "nothing else on the loop");
 
