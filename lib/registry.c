@@ -43,13 +43,21 @@ static entry_t *find(uint64_t id)
     }
 }
 
+/*
+ * Rehashes the table, dropping the tombstones of forgotten outcomes: at the same size when the
+ * live entries fill at most half of it (a daemon's steady state: the table stays bounded),
+ * twice the size otherwise.
+ */
 static int grow(void)
 {
-    size_t ncap = cap ? cap * 2 : 1024;
+    size_t live = 0;
+    for (size_t i = 0; i < cap; i++)
+        live += table[i].id && table[i].state != DELETED;
+    size_t ncap = !cap ? 1024 : live * 2 <= cap ? cap : cap * 2;
     entry_t *t = calloc(ncap, sizeof *t);
     if (!t)
         return -1;
-    size_t live = 0;
+    live = 0;
     for (size_t i = 0; i < cap; i++) {
         if (!table[i].id || table[i].state == DELETED)
             continue;
