@@ -407,11 +407,12 @@ EMAIL_EXTERN int email_get_timeout(void);
 /*
  * ErrorInfo (WLanguage's ErrorOccurred / ErrorInfo): the calling thread's last error, one per
  * thread, never shared between threads.
- * Every function of this header sets it when it fails — the EMAIL_E... code it returns or
- * stands for, and a text naming the argument or field at fault, with the server's code and text
- * when the server refused — and clears it when it succeeds, whatever it returns (int, bool, a
- * pointer, or nothing, as email_set_timeout). Failures that come later, to a callback (an
- * asynchronous send, email_start_smtp_session_async), are in the callback's status, not here.
+ * Every function of this header (and email_use_loop) sets it when it fails — the EMAIL_E...
+ * code it returns or stands for, and a text naming the argument or field at fault, with the
+ * server's code and text when the server refused — and clears it when it succeeds, whatever it
+ * returns (int, bool, a pointer, or nothing, as email_set_timeout). Failures that come later,
+ * to a callback (an asynchronous send, email_start_smtp_session_async), are in the callback's
+ * status, not here.
  * These leave it as it was, so that it can still be read after them:
  *  - the readers of errors and statuses: email_error_occurred, email_error_info,
  *    email_last_error, email_strerror, email_error_name, email_status_recipient,
@@ -424,7 +425,8 @@ EMAIL_EXTERN int email_get_timeout(void);
  */
 /* Whether the calling thread's last call failed (email_last_error() != 0). */
 EMAIL_EXTERN bool email_error_occurred(void);
-/* Text of the calling thread's last error ("" when none). Valid until the thread's next call. */
+/* Text of the calling thread's last error ("" when none). Valid until the thread's next call
+ * that sets or clears it. */
 EMAIL_EXTERN const char *email_error_info(void);
 /* The EMAIL_E... code of the calling thread's last error (0 when none). */
 EMAIL_EXTERN int email_last_error(void);
