@@ -3,8 +3,10 @@
  *
  * One header for the whole public API. Conventions:
  *  - functions returning int give 0 on success or a negative EMAIL_E... code;
- *  - functions returning bool (the WLanguage-style facade) give true on success, and on failure
- *    email_error_info() / email_last_error() of the calling thread say why;
+ *  - functions returning bool (the WLanguage-style facade) give true on success;
+ *  - whatever they return, calls that fail record why in the calling thread's ErrorInfo
+ *    (email_error_info(), email_last_error()) and calls that succeed clear it: the rule and its
+ *    few exceptions are written once, above email_error_occurred;
  *  - every function may be called from any thread;
  *  - strings are UTF-8 and are copied: the caller keeps ownership of what it passes in.
  *
@@ -159,7 +161,8 @@ enum {
 #define EMAIL_MAIL_MODE_ISO88591 "ISO-8859-1"
 #define EMAIL_MAIL_MODE_ISO2022JP "US-ASCII_ISO-2022-JP_UTF8_QP"
 
-/* A new empty message with a fresh process-unique id; NULL when out of memory. */
+/* A new empty message with a fresh process-unique id; NULL (ErrorInfo EMAIL_ENOMEM) when out of
+ * memory. */
 EMAIL_EXTERN email_message_t *email_message_new(void);
 EMAIL_EXTERN void email_message_free(email_message_t *message);
 
@@ -398,16 +401,37 @@ EMAIL_EXTERN bool email_close_session(const char *user);
 /* The longest timeout accepted, in seconds (about 23 days). */
 #define EMAIL_TIMEOUT_MAX 2000000
 /* Global timeout in seconds (1 to EMAIL_TIMEOUT_MAX) for sessions started afterwards.
- * Default 60. */
+ * Default 60. Another value is refused (the timeout is unchanged): ErrorInfo is EMAIL_EINVAL. */
 EMAIL_EXTERN void email_set_timeout(int seconds);
 EMAIL_EXTERN int email_get_timeout(void);
-/* The calling thread's last facade call failed. */
+/*
+ * ErrorInfo (WLanguage's ErrorOccurred / ErrorInfo): the calling thread's last error, one per
+ * thread, never shared between threads.
+ * Every function of this header (and email_use_loop) sets it when it fails — the EMAIL_E...
+ * code it returns or stands for, and a text naming the argument or field at fault, with the
+ * server's code and text when the server refused — and clears it when it succeeds, whatever it
+ * returns (int, bool, a pointer, or nothing, as email_set_timeout). Failures that come later,
+ * to a callback (an asynchronous send, email_start_smtp_session_async), are in the callback's
+ * status, not here.
+ * These leave it as it was, so that it can still be read after them:
+ *  - the readers of errors and statuses: email_error_occurred, email_error_info,
+ *    email_last_error, email_strerror, email_error_name, email_status_recipient,
+ *    email_status_recipient_text, email_status_error_count, email_status_error and
+ *    email_status_clear;
+ *  - the getters that cannot fail: email_version, email_get_timeout, email_message_id;
+ *  - the calls that return nothing and cannot fail: email_server_init, email_message_free,
+ *    email_transporter_free, email_shutdown;
+ *  - email_dispatch (the callbacks it runs may set it, through the calls they make).
+ */
+/* Whether the calling thread's last call failed (email_last_error() != 0). */
 EMAIL_EXTERN bool email_error_occurred(void);
-/* Text of the calling thread's last error ("" when none). Valid until the thread's next call. */
+/* Text of the calling thread's last error ("" when none). Valid until the thread's next call
+ * that sets or clears it. */
 EMAIL_EXTERN const char *email_error_info(void);
 /* The EMAIL_E... code of the calling thread's last error (0 when none). */
 EMAIL_EXTERN int email_last_error(void);
-/* EMAIL_PENDING, EMAIL_SENT, EMAIL_ERROR, or EMAIL_ENOTFOUND for an id never queued. */
+/* EMAIL_PENDING, EMAIL_SENT, EMAIL_ERROR, or EMAIL_ENOTFOUND for an id never queued (which
+ * ErrorInfo records, as any failure). */
 EMAIL_EXTERN int email_message_status(uint64_t message_id);
 /* Extra trust anchors (PEM file) for sessions started afterwards; NULL removes. */
 EMAIL_EXTERN int email_set_ca_file(const char *pem_path);
@@ -429,7 +453,8 @@ enum {
 EMAIL_EXTERN int email_set_callback_thread(int where);
 /* A descriptor that is readable while callbacks wait to be run by email_dispatch(). */
 EMAIL_EXTERN int email_dispatch_fd(void);
-/* Runs the waiting callbacks in the calling thread; returns how many ran. */
+/* Runs the waiting callbacks in the calling thread; returns how many ran. Leaves ErrorInfo to
+ * what the callbacks did. */
 EMAIL_EXTERN int email_dispatch(void);
 /*
  * Delivers or reports everything queued, closes every session, stops the library thread, and
@@ -437,7 +462,8 @@ EMAIL_EXTERN int email_dispatch(void);
  * EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it cannot wait: it starts the shutdown and
  * returns; the shutdown completes after the callback returns, and each message still queued
  * gets its one outcome. A later call of the library starts it again. The refused-recipient
- * lists of every status are freed (email_status_recipient answers NULL).
+ * lists of every status are freed (email_status_recipient answers NULL). ErrorInfo is left as
+ * it was (the sessions it closes report nothing there).
  */
 EMAIL_EXTERN void email_shutdown(void);
 

@@ -1,9 +1,9 @@
 /*
  * WLanguage-style named sessions: EmailStartSMTPSession, EmailSendMessage, EmailCloseSession,
- * EmailSetTimeOut, ErrorOccurred / ErrorInfo, built on transporters.
+ * EmailSetTimeOut, EmailStatus, built on transporters. Each public call sets or clears the
+ * calling thread's ErrorInfo (error.c).
  */
-#include "facade.h"
-
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "error.h"
 #include "log.h"
 #include "emailsession.h"
 #include "message.h"
@@ -23,32 +24,15 @@
 #include "util.h"
 
 /* ------------------------------------------------------------------------------------------- */
-/* ErrorInfo, per thread                                                                        */
-
-static _Thread_local struct {
-    int code;
-    char text[1024];
-} last_error;
-
-void facade_set_error(int code, const char *text)
-{
-    last_error.code = code;
-    if (!code)
-        last_error.text[0] = '\0';
-    else
-        email_strlcpy(last_error.text, text && *text ? text : email_strerror(code),
-                      sizeof last_error.text);
-}
+/* ErrorInfo                                                                                    */
 
 static bool fail(int code, const char *fmt, ...) EMAIL_PRINTF(2, 3);
 static bool fail(int code, const char *fmt, ...)
 {
-    char text[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    email__error_vset(code, fmt, ap);
     va_end(ap);
-    facade_set_error(code, text);
     return false;
 }
 
@@ -65,28 +49,8 @@ static bool fail_status(int rc, const char *what, const email_status_t *s)
 
 static bool succeed(void)
 {
-    facade_set_error(0, NULL);
+    email__error_clear();
     return true;
-}
-
-bool email_error_occurred(void)
-{
-    return last_error.code != 0;
-}
-
-const char *email_error_info(void)
-{
-    return last_error.text;
-}
-
-int email_last_error(void)
-{
-    return last_error.code;
-}
-
-const char *email_version(void)
-{
-    return PACKAGE_VERSION;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -95,6 +59,11 @@ const char *email_version(void)
 static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
 static int timeout_seconds = 60;
 static char *ca_file;
+
+const char *email_version(void)
+{
+    return PACKAGE_VERSION;
+}
 
 void email_set_timeout(int seconds)
 {
@@ -125,8 +94,10 @@ int email_set_ca_file(const char *pem_path)
             fail(EMAIL_EIO, "email_set_ca_file: \"%s\" cannot be read", pem_path);
             return EMAIL_EIO;
         }
-        if (!(copy = email_strdup(pem_path)))
+        if (!(copy = email_strdup(pem_path))) {
+            fail(EMAIL_ENOMEM, "email_set_ca_file: out of memory");
             return EMAIL_ENOMEM;
+        }
     }
     pthread_mutex_lock(&settings_lock);
     free(ca_file);
@@ -616,21 +587,34 @@ bool email_send_mime(const char *user, const char *from, const char *const *reci
     return email_send_mime_id(user, from, recipients, mime, length, NULL);
 }
 
+/* Closes the session named user (false: there is none); ErrorInfo is the caller's to set. */
+static bool close_session(const char *user)
+{
+    session_t *s;
+    if (!unregister(user, &s))
+        return false;
+    if (s)
+        session_free(s); /* on the loop's thread: finishes in the background */
+    return true;
+}
+
 bool email_close_session(const char *user)
 {
     if (!check_name(user))
         return false;
-    session_t *s;
-    if (!unregister(user, &s))
+    if (!close_session(user))
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
-    if (s)
-        session_free(s); /* on the loop's thread: finishes in the background */
     return succeed();
 }
 
 int email_message_status(uint64_t message_id)
 {
-    return registry_get(message_id);
+    int state = registry_get(message_id);
+    if (state < 0)
+        fail(state, "email_message_status: no message has the id %" PRIu64, message_id);
+    else
+        succeed();
+    return state;
 }
 
 static int set_session_callbacks(const char *user, bool progress, void *cb, void *user_data)
@@ -741,7 +725,7 @@ void email_shutdown(void)
         pthread_mutex_unlock(&sessions_lock);
         if (!name)
             break;
-        email_close_session(name);
+        close_session(name); /* not email_close_session: the shutdown leaves ErrorInfo alone */
         free(name);
     }
     pthread_mutex_lock(&sessions_lock);

@@ -31,7 +31,7 @@
 
 #include "emailsession.h"
 #include "encode.h"
-#include "facade.h"
+#include "error.h"
 #include "runtime.h"
 #include "util.h"
 
@@ -448,60 +448,49 @@ static char *absolute_path(const char *path)
 
 int email_set_log_directory(const char *dir)
 {
-    char msg[1200];
-    if (dir && !*dir) {
-        facade_set_error(EMAIL_EINVAL, "email_set_log_directory: the path is empty (NULL resets "
-                                       "to the current directory)");
-        return EMAIL_EINVAL;
-    }
+    if (dir && !*dir)
+        return email__error_set(EMAIL_EINVAL, "email_set_log_directory: the path is empty (NULL "
+                                              "resets to the current directory)");
     char *abs = NULL;
     if (dir) {
         struct stat st;
         int rc = stat(dir, &st) != 0 ? EMAIL_EIO : !S_ISDIR(st.st_mode) ? EMAIL_EINVAL : 0;
-        if (rc) {
-            snprintf(msg, sizeof msg, "email_set_log_directory: \"%s\" %s%s", dir,
-                     rc == EMAIL_EIO ? "cannot be used: " : "is not a directory",
-                     rc == EMAIL_EIO ? strerror(errno) : "");
-            facade_set_error(rc, msg);
-            return rc;
-        }
-        if (!(abs = join_path(NULL, dir))) {
-            facade_set_error(EMAIL_ENOMEM, NULL);
-            return EMAIL_ENOMEM;
-        }
+        if (rc)
+            return email__error_set(rc, "email_set_log_directory: \"%s\" %s%s", dir,
+                                    rc == EMAIL_EIO ? "cannot be used: " : "is not a directory",
+                                    rc == EMAIL_EIO ? strerror(errno) : "");
+        if (!(abs = join_path(NULL, dir)))
+            return email__error_set(EMAIL_ENOMEM, "email_set_log_directory: out of memory");
     }
     pthread_mutex_lock(&dir_lock);
     free(log_dir);
     log_dir = abs;
     pthread_mutex_unlock(&dir_lock);
-    facade_set_error(0, NULL);
+    email__error_clear();
     return 0;
 }
 
 int email_set_log(const char *path)
 {
     char msg[1024];
-    if (path && !*path) {
-        facade_set_error(EMAIL_EINVAL, "email_set_log: the path is empty (NULL stops the log)");
-        return EMAIL_EINVAL;
-    }
+    if (path && !*path)
+        return email__error_set(EMAIL_EINVAL, "email_set_log: the path is empty (NULL stops "
+                                              "the log)");
     int fd = -1;
     char *copy = NULL;
     uint64_t counter = 0, size = 0;
     bool needs_lf = false;
     if (path) {
         copy = absolute_path(path);
-        if (!copy) {
-            facade_set_error(EMAIL_ENOMEM, NULL);
-            return EMAIL_ENOMEM;
-        }
+        if (!copy)
+            return email__error_set(EMAIL_ENOMEM, "email_set_log: out of memory");
         /* opened before the lock: the current log goes on if this one cannot be written */
         fd = open(copy, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, LOG_MODE);
         if (fd < 0) {
-            snprintf(msg, sizeof msg, "email_set_log: \"%s\" cannot be opened for writing: %s",
-                     copy, strerror(errno));
+            int e = errno;
+            email__error_set(EMAIL_EIO, "email_set_log: \"%s\" cannot be opened for writing: %s",
+                             copy, strerror(e));
             free(copy);
-            facade_set_error(EMAIL_EIO, msg);
             return EMAIL_EIO;
         }
         close(fd);
@@ -527,11 +516,9 @@ int email_set_log(const char *path)
         email_buf_putc(&g_lf.buf, '\n');
     atomic_store(&g_on, fd >= 0);
     pthread_mutex_unlock(&g_lock);
-    if (path && fd < 0) {
-        facade_set_error(EMAIL_EIO, msg);
-        return EMAIL_EIO;
-    }
-    facade_set_error(0, NULL);
+    if (path && fd < 0)
+        return email__error_set(EMAIL_EIO, "%s", msg);
+    email__error_clear();
     return 0;
 }
 
@@ -556,7 +543,7 @@ int email_set_log_callback(void (*cb)(const char *line, void *user_data), void *
     cb_parked -= mine;
     cb_old += mine;
     pthread_mutex_unlock(&cb_lock);
-    facade_set_error(0, NULL);
+    email__error_clear();
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* email_message_t: the builder behind the public email_message_* calls, and its validation. */
 #include "message.h"
+#include "message_content.h"
 
 #include <errno.h>
 #include <gnutls/crypto.h>
@@ -10,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "facade.h"
-#include "mime.h"
+#include "address.h"
+#include "error.h"
 #include "util.h"
 
 struct email_message_s {
@@ -22,30 +23,28 @@ struct email_message_s {
     size_t nrcpt;
 };
 
-static _Thread_local char last_error[256];
 static atomic_uint_fast64_t last_id;
 
 const char *message_last_error(void)
 {
-    return last_error;
+    return email__error_text();
 }
 
+/* ErrorInfo naming the field, e.g. "To: \"foo\" is not a valid address". */
 static int fail(int code, const char *fmt, ...) EMAIL_PRINTF(2, 3);
 static int fail(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    email__error_vset(code, fmt, ap);
     va_end(ap);
-    facade_set_error(code, last_error); /* email_error_info() names the field too */
     return code;
 }
 
-/* Every public call starts here: the error text describes the latest call only. */
+/* Every public call starts here: ErrorInfo describes the latest call only. */
 static int begin(const email_message_t *m, const char *field)
 {
-    last_error[0] = '\0';
-    facade_set_error(0, NULL);
+    email__error_clear();
     return m ? 0 : fail(EMAIL_EINVAL, "%s: no message", field);
 }
 
@@ -62,8 +61,12 @@ uint64_t message_new_id(void)
 email_message_t *email_message_new(void)
 {
     email_message_t *m = calloc(1, sizeof *m);
-    if (m)
-        m->id = message_new_id();
+    if (!m) {
+        fail(EMAIL_ENOMEM, "Message: out of memory");
+        return NULL;
+    }
+    m->id = message_new_id();
+    email__error_clear();
     return m;
 }
 
@@ -609,7 +612,7 @@ int email_message_add_inline(email_message_t *m, const char *path_or_NULL, const
                     content_type, content_id);
 }
 
-/* ---- Freezing, envelope, MIME ---- */
+/* ---- Freezing, envelope ---- */
 
 static bool dup_str(char **dst, const char *src)
 {
@@ -729,8 +732,7 @@ static mail_mode_t pick_mode(mail_mode_t own, mail_mode_t fallback)
                                                                        : MAIL_MODE_UTF8_QP;
 }
 
-/* message_freeze, and for email_message_to_mime the same without the recipient check (a message
-   built to be sent later by email_send_mime may name its recipients there). */
+/* message_freeze, and message_freeze_draft without the recipient check. */
 static int freeze(const email_message_t *m, const char *header_mode, const char *body_mode,
                   bool need_recipient, email_message_t **copy)
 {
@@ -766,8 +768,13 @@ int message_freeze(const email_message_t *message, const char *header_mode,
 {
     int rc = freeze(message, header_mode, body_mode, true, copy);
     if (rc && err && errlen)
-        email_strlcpy(err, last_error, errlen);
+        email_strlcpy(err, email__error_text(), errlen);
     return rc;
+}
+
+int message_freeze_draft(const email_message_t *message, email_message_t **copy)
+{
+    return freeze(message, NULL, NULL, false, copy);
 }
 
 const char *message_envelope_from(const email_message_t *message)
@@ -791,42 +798,4 @@ bool message_needs_smtputf8(const email_message_t *message)
         if (!email_is_ascii(message->rcpt[i], strlen(message->rcpt[i])))
             return true;
     return false;
-}
-
-int email_message_to_mime(const email_message_t *m, char **mime, size_t *length)
-{
-    if (!mime) {
-        begin(m, "Message");
-        return fail(EMAIL_EINVAL, "Message: no place for the result");
-    }
-    email_message_t *frozen;
-    int rc = freeze(m, NULL, NULL, false, &frozen);
-    if (rc)
-        return rc;
-    mime_reader_t *r;
-    char err[256];
-    if ((rc = mime_reader_new(frozen, &r, err, sizeof err))) {
-        email_message_free(frozen);
-        return fail(rc, "%s", err);
-    }
-    uint64_t size = mime_reader_size(r);
-    char *buf = size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
-    size_t got = 0;
-    ssize_t k = 1;
-    while (buf && got < size && (k = mime_reader_read(r, buf + got, (size_t)size - got)) > 0)
-        got += (size_t)k;
-    mime_reader_free(r);
-    email_message_free(frozen);
-    if (!buf)
-        return fail(EMAIL_ENOMEM, "Message: out of memory");
-    if (got != size) {
-        free(buf);
-        return fail(k < 0 ? (int)k : EMAIL_EIO,
-                    "Attachment: a file could not be read or changed size");
-    }
-    buf[got] = '\0';
-    *mime = buf;
-    if (length)
-        *length = got;
-    return 0;
 }

@@ -1,7 +1,8 @@
 /*
- * Message → RFC 5322 / MIME bytes. Everything the message holds in memory is rendered when the
- * reader is made; attachment files are read and base64-encoded chunk by chunk as bytes are pulled,
- * their encoded size being known from their size beforehand.
+ * Message → RFC 5322 / MIME bytes: the composer, as a stream for sending and whole for
+ * email_message_to_mime. Everything the message holds in memory is rendered when the reader is
+ * made; attachment files are read and base64-encoded chunk by chunk as bytes are pulled, their
+ * encoded size being known from their size beforehand.
  */
 #include "mime.h"
 
@@ -17,7 +18,9 @@
 
 #include "charset.h"
 #include "encode.h"
+#include "error.h"
 #include "message.h"
+#include "message_content.h"
 #include "mime_headers.h"
 #include "util.h"
 
@@ -421,4 +424,54 @@ void mime_reader_free(mime_reader_t *reader)
     free(reader->raw);
     free(reader->seg);
     free(reader);
+}
+
+/* ---- The whole message at once (email_message_to_mime) ---- */
+
+/* Everything r produces, in a malloc'ed NUL-terminated buffer; ErrorInfo on failure. */
+static int read_all(mime_reader_t *r, char **mime, size_t *length)
+{
+    uint64_t size = mime_reader_size(r);
+    char *buf = size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
+    if (!buf)
+        return email__error_set(EMAIL_ENOMEM, "Message: out of memory");
+    size_t got = 0;
+    ssize_t k = 1;
+    while (got < size && (k = mime_reader_read(r, buf + got, (size_t)size - got)) > 0)
+        got += (size_t)k;
+    if (got != size) {
+        free(buf);
+        return email__error_set(k < 0 ? (int)k : EMAIL_EIO,
+                                "Attachment: a file could not be read or changed size");
+    }
+    buf[got] = '\0';
+    *mime = buf;
+    *length = got;
+    return 0;
+}
+
+int email_message_to_mime(const email_message_t *message, char **mime, size_t *length)
+{
+    if (!mime)
+        return email__error_set(EMAIL_EINVAL, "Message: no place for the result");
+    email_message_t *frozen; /* Date and Message-ID fixed, as a send would */
+    int rc = message_freeze_draft(message, &frozen);
+    if (rc)
+        return rc;
+    mime_reader_t *r;
+    char err[256];
+    if ((rc = mime_reader_new(frozen, &r, err, sizeof err))) {
+        email_message_free(frozen);
+        return email__error_set(rc, "%s", err);
+    }
+    size_t got = 0;
+    rc = read_all(r, mime, &got);
+    mime_reader_free(r);
+    email_message_free(frozen);
+    if (rc)
+        return rc;
+    if (length)
+        *length = got;
+    email__error_clear();
+    return 0;
 }

@@ -1,4 +1,7 @@
-/* Message → RFC 5322 / MIME bytes, produced as a stream (attachments read while sending). */
+/*
+ * Message → RFC 5322 / MIME bytes, produced as a stream (attachments read while sending); the
+ * public email_message_to_mime (emailsession.h) is this reader run to the end.
+ */
 #ifndef EMAIL_MIME_H
 #define EMAIL_MIME_H
 

@@ -4,7 +4,7 @@
 #define EMAIL_MIME_HEADERS_H
 
 #include <stddef.h>
-#include "message.h"
+#include "message_content.h"
 #include "util.h"
 
 #define MIME_LINE_SOFT 78 /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters */

@@ -808,6 +808,52 @@ static void test_shutdown_with_open_transporter(void **state)
     test_server_stop(&s);
 }
 
+/* A failure of the calling thread's, which the next call must replace, clear or leave alone. */
+static void put_error(void)
+{
+    assert_false(email_close_session("no-such-session"));
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+}
+
+#define CLEARED()                                                                                  \
+    do {                                                                                           \
+        assert_false(email_error_occurred());                                                      \
+        assert_string_equal(email_error_info(), "");                                               \
+    } while (0)
+
+/* ErrorInfo on a real session: each call that succeeds clears it (email_message_status too),
+ * and email_shutdown, which closes the open session, leaves the caller's last error alone. */
+static void test_error_info_cleared_and_kept(void **state)
+{
+    test_server_t s;
+    const char *args[] = {NULL};
+    start_smtpd(&s, args);
+    put_error();
+    assert_true(email_start_smtp_session("errinfo", NULL, "127.0.0.1", s.port, EMAIL_ASYNCHRONOUS,
+                                         EMAIL_OPTION_DEFAULT));
+    CLEARED();
+    put_error();
+    assert_int_equal(email_session_set_callback("errinfo", NULL, NULL), 0);
+    CLEARED();
+    static const char mime[] = "From: a@example.org\r\nSubject: e\r\n\r\nbody\r\n";
+    const char *const rcpts[] = {"bob@example.org", NULL};
+    uint64_t id = 0;
+    put_error();
+    assert_true(email_send_mime_id("errinfo", "a@example.org", rcpts, mime, strlen(mime), &id));
+    CLEARED();
+    put_error();
+    assert_true(email_message_status(id) > 0);
+    CLEARED();
+
+    put_error();
+    email_shutdown();
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+    assert_string_equal(email_error_info(), "no session named \"no-such-session\" is open");
+    assert_int_equal(email_message_status(id), EMAIL_SENT);
+    assert_int_equal(test_spool_wait(&s, 1, 5000), 1);
+    test_server_stop(&s);
+}
+
 static int teardown_all(void **state)
 {
     email_shutdown();
@@ -842,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_status_lists_kept),
         cmocka_unit_test(test_status_read_after_sending_thread_exited),
         cmocka_unit_test(test_shutdown_with_open_transporter),
+        cmocka_unit_test(test_error_info_cleared_and_kept),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

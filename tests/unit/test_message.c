@@ -14,6 +14,7 @@
 
 #include "emailsession.h"
 #include "message.h"
+#include "message_content.h"
 #include "mime.h"
 #include "mime_check.h"
 
