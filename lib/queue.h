@@ -6,7 +6,8 @@
  * the last; an empty head points at itself both ways.
  *
  * A node taken out with queue_remove points at itself again, so queue_empty(node) on a node
- * answers "in no queue": a cancel can tell "still queued" without searching.
+ * answers "in no queue": a cancel can tell "still queued" without searching. Ask that only of a
+ * node that was initialised (queue_init) or inserted once: a zeroed node is neither.
  */
 #ifndef EMAIL_QUEUE_H
 #define EMAIL_QUEUE_H
