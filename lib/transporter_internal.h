@@ -98,7 +98,8 @@ void transporter_make_config(email_transporter_t *t, connection_config_t *cfg);
 /* A request for a message: validated and frozen now, in the caller's thread. */
 int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
                          char *err, size_t errlen);
-/* A request for prebuilt bytes (all copied): EMAIL_ENOMEM or 0. */
+/* A request for prebuilt bytes (all copied), without an id (its callbacks get 0): EMAIL_ENOMEM
+ * or 0. */
 int send_req_new_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
                      const char *mime, size_t length, send_req_t **out);
 /* Prepares the job for (another) attempt: a fresh reader from the start of the message. */

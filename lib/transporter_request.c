@@ -153,6 +153,19 @@ void send_req_fail(send_req_t *r, const email_status_t *why)
     send_req_complete(r);
 }
 
+/* A request of t's, in no queue yet; NULL when out of memory. */
+static send_req_t *req_alloc(email_transporter_t *t)
+{
+    send_req_t *r = calloc(1, sizeof *r);
+    if (r) {
+        r->t = t;
+        r->texts_4d = t->texts_4d;
+        r->attempts = 1;
+        queue_init(&r->node);
+    }
+    return r;
+}
+
 int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
                          char *err, size_t errlen)
 {
@@ -160,12 +173,9 @@ int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_
         snprintf(err, errlen, "%s is NULL", t ? "message" : "transporter");
         return EMAIL_EINVAL;
     }
-    send_req_t *r = calloc(1, sizeof *r);
+    send_req_t *r = req_alloc(t);
     if (!r)
         return EMAIL_ENOMEM;
-    r->t = t;
-    r->texts_4d = t->texts_4d;
-    queue_init(&r->node);
     int rc = message_freeze(m, t->header_charset, t->body_charset, &r->msg, err, errlen);
     if (!rc)
         rc = send_req_rewind(r, err, errlen);
@@ -180,7 +190,6 @@ int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_
     r->job.smtputf8 = message_needs_smtputf8(r->msg);
     r->id = email_message_id(r->msg);
     r->nrcpts = r->job.nrcpts;
-    r->attempts = 1;
     registry_pending(r->id);
     *out = r;
     return 0;
@@ -209,12 +218,9 @@ static int copy_raw(send_req_t *r, const char *from, const char *const *rcpts, c
 int send_req_new_raw(email_transporter_t *t, const char *from, const char *const *rcpts,
                      const char *mime, size_t length, send_req_t **out)
 {
-    send_req_t *r = calloc(1, sizeof *r);
+    send_req_t *r = req_alloc(t);
     if (!r)
         return EMAIL_ENOMEM;
-    r->t = t;
-    r->texts_4d = t->texts_4d;
-    queue_init(&r->node);
     if (copy_raw(r, from, rcpts, mime, length) != 0) {
         send_req_free(r);
         return EMAIL_ENOMEM;
@@ -227,7 +233,6 @@ int send_req_new_raw(email_transporter_t *t, const char *from, const char *const
     r->job.smtputf8 = !email_is_ascii(from, strlen(from));
     for (size_t i = 0; i < r->nrcpts; i++)
         r->job.smtputf8 |= !email_is_ascii(rcpts[i], strlen(rcpts[i]));
-    r->attempts = 1; /* a prebuilt message has no id (0): callbacks get 0 */
     send_req_rewind(r, NULL, 0);
     *out = r;
     return 0;
