@@ -135,7 +135,7 @@ struct start_op {
     char *name;
     email_start_cb done;
     void *user_data;
-    runtime_waiter_t *waiter;  /* email_start_smtp_session's caller */
+    runtime_call_t *call;      /* email_start_smtp_session's caller, waiting */
     email_status_t status;
 };
 
@@ -290,8 +290,8 @@ static void start_finished(void *arg, const email_status_t *status)
     pthread_mutex_unlock(&sessions_lock);
     if (failed)
         session_free_later(failed);
-    if (op->waiter)
-        runtime_waiter_signal(op->waiter); /* the starter owns op from here */
+    if (op->call)
+        runtime_call_done(op->call); /* the starter owns op from here */
     else if (op->done)
         runtime_deliver(deliver_start, op);
     else
@@ -398,24 +398,25 @@ static bool register_session(session_t *s)
     return free_name;
 }
 
-/* Registers the session (arguments checked) and starts connecting; op reports the verdict.
- * False + ErrorInfo for what is known at once. */
-static bool start_session(const char *user, const char *password, const char *server, int port,
-                          int mode, int option, start_op_t *op)
+/* Registers the session (arguments checked): it comes with the start's reference (released
+ * once the open is under way). NULL + ErrorInfo for what is known at once. */
+static session_t *register_start(const char *user, const char *password, const char *server,
+                                 int port, int mode, int option, start_op_t *op)
 {
     char *log_path;
     if (!name_free(user, &log_path))
-        return false;
+        return NULL;
     email_transporter_t *t = facade_transporter(user, password, server, port, option, log_path);
     free(log_path);
     if (!t)
-        return false;
+        return NULL;
     session_t *s = calloc(1, sizeof *s);
     if (!s || !(s->name = email_strdup(user)) || !(op->name = email_strdup(user))) {
         free(s ? s->name : NULL);
         free(s);
         email_transporter_free(t);
-        return fail(EMAIL_ENOMEM, "out of memory");
+        fail(EMAIL_ENOMEM, "out of memory");
+        return NULL;
     }
     s->t = t;
     s->mode = mode;
@@ -424,17 +425,49 @@ static bool start_session(const char *user, const char *password, const char *se
     op->session = s;
     if (!register_session(s)) {
         session_free(s);
-        return name_in_use(user);
+        name_in_use(user);
+        return NULL;
     }
-    int rc = transporter_open_async(t, start_finished, op);
-    if (rc) {
-        pthread_mutex_lock(&sessions_lock);
-        if (op->session) /* not closed meanwhile: out again, and our release frees it */
-            take_out_locked(find_locked(user), false);
-        pthread_mutex_unlock(&sessions_lock);
-    }
+    return s;
+}
+
+/* A start that will not be under way: the session out of the registry again (unless a close
+ * took it meanwhile) and the start's reference released, which frees it. */
+static void unregister_start(session_t *s, start_op_t *op)
+{
+    pthread_mutex_lock(&sessions_lock);
+    if (op->session)
+        take_out_locked(find_locked(op->name), false);
+    pthread_mutex_unlock(&sessions_lock);
     release(s);
-    return rc ? fail(rc, "email_start_smtp_session: %s", email_strerror(rc)) : true;
+}
+
+/* Starts connecting the registered session s (any thread); op reports the verdict. 0, or why it
+ * could not start (s is then gone). */
+static int open_session(session_t *s, start_op_t *op)
+{
+    int rc = transporter_open_async(s->t, start_finished, op);
+    if (rc)
+        unregister_start(s, op);
+    else
+        release(s);
+    return rc;
+}
+
+typedef struct blocking_start {
+    session_t *session;
+    start_op_t *op;
+    int rc;
+} blocking_start_t;
+
+/* On the loop thread, so that op->call is set before any verdict: the call ends with it. */
+static void open_and_wait(runtime_call_t *call, void *arg)
+{
+    blocking_start_t *b = arg;
+    b->op->call = call;
+    b->rc = open_session(b->session, b->op);
+    if (b->rc)
+        runtime_call_done(call); /* no verdict will come */
 }
 
 bool email_start_smtp_session(const char *user, const char *password, const char *server,
@@ -448,16 +481,18 @@ bool email_start_smtp_session(const char *user, const char *password, const char
     start_op_t *op = calloc(1, sizeof *op);
     if (!op)
         return fail(EMAIL_ENOMEM, "out of memory");
-    runtime_waiter_t w;
-    runtime_waiter_init(&w);
-    op->waiter = &w;
-    bool ok = start_session(user, password, server, port, mode, option, op);
+    blocking_start_t b = {.op = op};
+    b.session = register_start(user, password, server, port, mode, option, op);
+    bool ok = b.session != NULL;
     if (ok) {
-        uv_mutex_lock(&w.lock);
-        while (!w.done)
-            uv_cond_wait(&w.cond, &w.lock);
-        uv_mutex_unlock(&w.lock);
-        if (op->status.error) {
+        int rc = runtime_loop_call(open_and_wait, &b);
+        if (rc)
+            unregister_start(b.session, op); /* open_and_wait did not run */
+        else
+            rc = b.rc;
+        if (rc) {
+            ok = fail(rc, "email_start_smtp_session: %s", email_strerror(rc));
+        } else if (op->status.error) {
             char what[300];
             snprintf(what, sizeof what, "cannot start the session with %s port %d", server,
                      default_port(port, option));
@@ -466,7 +501,6 @@ bool email_start_smtp_session(const char *user, const char *password, const char
             succeed();
         }
     }
-    runtime_waiter_destroy(&w);
     start_op_free(op);
     return ok;
 }
@@ -482,9 +516,15 @@ bool email_start_smtp_session_async(const char *user, const char *password, cons
         return fail(EMAIL_ENOMEM, "out of memory");
     op->done = done;
     op->user_data = user_data;
-    if (!start_session(user, password, server, port, mode, option, op)) {
+    session_t *s = register_start(user, password, server, port, mode, option, op);
+    if (!s) {
         start_op_free(op);
         return false;
+    }
+    int rc = open_session(s, op);
+    if (rc) {
+        start_op_free(op);
+        return fail(rc, "email_start_smtp_session: %s", email_strerror(rc));
     }
     return succeed();
 }

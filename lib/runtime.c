@@ -11,16 +11,13 @@
 
 #include "emailsession-uv.h"
 #include "emailsession.h"
+#include "queue.h"
 
 typedef struct task {
     runtime_fn fn;
     void *arg;
-    struct task *next;
+    queue_t node; /* in rt.posted or rt.dispatch */
 } task_t;
-
-typedef struct task_queue {
-    task_t *head, *tail;
-} task_queue_t;
 
 /*
  * Every field is read and written under rt.lock. A loop goes through these states:
@@ -44,28 +41,36 @@ static struct {
     bool joinable;         /* our own loop's thread ended and was not joined yet */
     uint64_t epoch;        /* our own loops that have ended */
     uv_async_t async;
-    task_queue_t posted;
+    queue_t posted;       /* of task_t */
 
     int dispatch_fd;      /* eventfd: readable while callbacks wait */
-    task_queue_t dispatch;
+    queue_t dispatch;     /* of task_t */
     int callback_thread;  /* EMAIL_CALLBACK_... */
-} rt = {.lock = PTHREAD_MUTEX_INITIALIZER, .ended = PTHREAD_COND_INITIALIZER, .dispatch_fd = -1};
+} rt = {.lock = PTHREAD_MUTEX_INITIALIZER,
+        .ended = PTHREAD_COND_INITIALIZER,
+        .posted = QUEUE_INITIALIZER(rt.posted),
+        .dispatch = QUEUE_INITIALIZER(rt.dispatch),
+        .dispatch_fd = -1};
 
-static void push(task_queue_t *q, task_t *t)
+static void push_locked(queue_t *q, runtime_fn fn, void *arg, task_t *t)
 {
-    t->next = NULL;
-    if (q->tail)
-        q->tail->next = t;
-    else
-        q->head = t;
-    q->tail = t;
+    t->fn = fn;
+    t->arg = arg;
+    queue_insert_tail(q, &t->node);
 }
 
-static task_t *take_all(task_queue_t *q)
+/* Runs and frees every task of q (taken out of the shared queue first); how many ran. */
+static int run_all(queue_t *q)
 {
-    task_t *t = q->head;
-    q->head = q->tail = NULL;
-    return t;
+    int n = 0;
+    while (!queue_empty(q)) {
+        task_t *t = queue_data(queue_head(q), task_t, node);
+        queue_remove(&t->node);
+        t->fn(t->arg);
+        free(t);
+        n++;
+    }
+    return n;
 }
 
 /* Library work (a task, a callback) running on this thread: after a stop, the caller's thread is
@@ -93,19 +98,15 @@ static void on_async_closed(uv_handle_t *h)
 
 static void on_async(uv_async_t *a)
 {
+    queue_t work;
     pthread_mutex_lock(&rt.lock);
-    task_t *t = take_all(&rt.posted);
+    queue_move(&rt.posted, &work);
     pthread_mutex_unlock(&rt.lock);
     in_loop_work++;
-    while (t) {
-        task_t *next = t->next;
-        t->fn(t->arg);
-        free(t);
-        t = next;
-    }
+    run_all(&work);
     in_loop_work--;
     pthread_mutex_lock(&rt.lock);
-    bool idle = !rt.posted.head;
+    bool idle = queue_empty(&rt.posted);
     bool close_now = idle && rt.stopping && rt.running;
     if (close_now)
         rt.running = false; /* from here on nothing can be posted to the handle */
@@ -204,14 +205,6 @@ static int start_locked(void)
     return 0;
 }
 
-int runtime_start(void)
-{
-    pthread_mutex_lock(&rt.lock);
-    int rc = start_locked();
-    pthread_mutex_unlock(&rt.lock);
-    return rc;
-}
-
 int email_use_loop(uv_loop_t *loop)
 {
     if (!loop)
@@ -308,9 +301,7 @@ int runtime_post(runtime_fn fn, void *arg)
         free(t);
         return t ? rc : EMAIL_ENOMEM;
     }
-    t->fn = fn;
-    t->arg = arg;
-    push(&rt.posted, t);
+    push_locked(&rt.posted, fn, arg, t);
     /* on the caller's loop, work keeps the loop alive until done (only its thread may ref) */
     if (rt.external && on_loop)
         uv_ref((uv_handle_t *)&rt.async);
@@ -319,39 +310,46 @@ int runtime_post(runtime_fn fn, void *arg)
     return 0;
 }
 
-void runtime_waiter_init(runtime_waiter_t *w)
+/* Lives on the stack of the thread waiting in runtime_loop_call. */
+struct runtime_call {
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    bool done;
+    runtime_call_fn fn;
+    void *arg;
+};
+
+static void run_call(void *arg)
 {
-    uv_mutex_init(&w->lock);
-    uv_cond_init(&w->cond);
-    w->done = false;
+    runtime_call_t *call = arg;
+    call->fn(call, call->arg);
 }
 
-void runtime_waiter_destroy(runtime_waiter_t *w)
-{
-    uv_cond_destroy(&w->cond);
-    uv_mutex_destroy(&w->lock);
-}
-
-int runtime_call(runtime_fn fn, void *arg, runtime_waiter_t *w)
+int runtime_loop_call(runtime_call_fn fn, void *arg)
 {
     if (runtime_on_loop_thread())
         return EMAIL_EWOULDBLOCK;
-    int rc = runtime_post(fn, arg);
-    if (rc)
-        return rc;
-    uv_mutex_lock(&w->lock);
-    while (!w->done)
-        uv_cond_wait(&w->cond, &w->lock);
-    uv_mutex_unlock(&w->lock);
-    return 0;
+    runtime_call_t call = {.fn = fn, .arg = arg};
+    uv_mutex_init(&call.lock);
+    uv_cond_init(&call.cond);
+    int rc = runtime_post(run_call, &call);
+    if (!rc) {
+        uv_mutex_lock(&call.lock);
+        while (!call.done)
+            uv_cond_wait(&call.cond, &call.lock);
+        uv_mutex_unlock(&call.lock);
+    }
+    uv_cond_destroy(&call.cond);
+    uv_mutex_destroy(&call.lock);
+    return rc;
 }
 
-void runtime_waiter_signal(runtime_waiter_t *w)
+void runtime_call_done(runtime_call_t *call)
 {
-    uv_mutex_lock(&w->lock);
-    w->done = true;
-    uv_cond_signal(&w->cond);
-    uv_mutex_unlock(&w->lock);
+    uv_mutex_lock(&call->lock);
+    call->done = true;
+    uv_cond_signal(&call->cond);
+    uv_mutex_unlock(&call->lock);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -390,9 +388,7 @@ void runtime_deliver(runtime_fn fn, void *arg)
         task_t *t = malloc(sizeof *t);
         int fd = dispatch_fd_locked();
         if (t && fd >= 0) {
-            t->fn = fn;
-            t->arg = arg;
-            push(&rt.dispatch, t);
+            push_locked(&rt.dispatch, fn, arg, t);
             uint64_t one = 1;
             ssize_t w = write(fd, &one, sizeof one);
             (void)w; /* the counter only signals; a full counter is still readable */
@@ -411,23 +407,16 @@ void runtime_deliver(runtime_fn fn, void *arg)
 
 int email_dispatch(void)
 {
+    queue_t waiting;
     pthread_mutex_lock(&rt.lock);
-    task_t *t = take_all(&rt.dispatch);
+    queue_move(&rt.dispatch, &waiting);
     if (rt.dispatch_fd >= 0) {
         uint64_t v;
         ssize_t r = read(rt.dispatch_fd, &v, sizeof v);
         (void)r; /* EAGAIN when nothing was signalled */
     }
     pthread_mutex_unlock(&rt.lock);
-    int n = 0;
-    while (t) {
-        task_t *next = t->next;
-        t->fn(t->arg);
-        free(t);
-        t = next;
-        n++;
-    }
-    return n;
+    return run_all(&waiting);
 }
 
 /* ------------------------------------------------------------------------------------------- */

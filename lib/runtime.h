@@ -12,28 +12,28 @@
 
 typedef void (*runtime_fn)(void *arg);
 
-/* Starts the loop thread if needed (after a stopping one has ended). 0 or EMAIL_E... */
-int runtime_start(void);
 uv_loop_t *runtime_loop(void);
 /* True while a loop is set up (started and not stopped). */
 bool runtime_running(void);
 /* True on the thread that runs the loop (also while a stopped loop finishes its handles). */
 bool runtime_on_loop_thread(void);
-/* Runs fn(arg) on the loop thread, soon (also when called from it, even during a stop). */
+/* Runs fn(arg) on the loop thread, soon (also when called from it, even during a stop); starts
+ * the loop thread if needed (after a stopping one has ended). 0 or EMAIL_ENOMEM. */
 int runtime_post(runtime_fn fn, void *arg);
 
-/* A one-shot completion a synchronous caller waits for. */
-typedef struct runtime_waiter {
-    uv_mutex_t lock;
-    uv_cond_t cond;
-    bool done;
-} runtime_waiter_t;
-void runtime_waiter_init(runtime_waiter_t *w);
-void runtime_waiter_destroy(runtime_waiter_t *w);
-/* Posts fn(arg) to the loop and waits until runtime_waiter_signal(w) (EMAIL_EWOULDBLOCK when
- * called on the loop thread: waiting there would deadlock). */
-int runtime_call(runtime_fn fn, void *arg, runtime_waiter_t *w);
-void runtime_waiter_signal(runtime_waiter_t *w);
+/*
+ * A synchronous call: a thread waits while the loop thread does the work. The work ends the call
+ * with runtime_call_done, before it returns or later (an operation that waits for the network
+ * keeps call and ends it from a callback). The call lives until then.
+ */
+typedef struct runtime_call runtime_call_t;
+typedef void (*runtime_call_fn)(runtime_call_t *call, void *arg);
+/* Runs fn(call, arg) on the loop thread and waits until runtime_call_done(call): 0. Without
+ * running fn: EMAIL_EWOULDBLOCK on the loop's own thread (waiting there would deadlock), or
+ * EMAIL_ENOMEM when it cannot be posted. */
+int runtime_loop_call(runtime_call_fn fn, void *arg);
+/* Ends the call: its caller returns. Loop thread, once per call. */
+void runtime_call_done(runtime_call_t *call);
 
 /* Hands a callback to where callbacks run: now (loop thread mode) or the dispatch queue. */
 void runtime_deliver(runtime_fn fn, void *arg);

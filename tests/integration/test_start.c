@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -449,6 +450,49 @@ static void test_start_async_shutdown(void **state)
     test_server_stop(&s);
 }
 
+/* A blocking start in its own thread, against a silent server. */
+typedef struct blocking_start {
+    int port;
+    bool ok;
+    int error;
+    char info[512];
+} blocking_start_t;
+
+static void *run_blocking_start(void *arg)
+{
+    blocking_start_t *b = arg;
+    b->ok = email_start_smtp_session("waiting", NULL, "127.0.0.1", b->port, EMAIL_SYNCHRONOUS,
+                                     EMAIL_OPTION_DEFAULT);
+    b->error = email_last_error(); /* ErrorInfo is the starting thread's */
+    snprintf(b->info, sizeof b->info, "%s", email_error_info());
+    return NULL;
+}
+
+/* Closed from another thread while a blocking start waits for the server: the close does not
+ * wait for the start's verdict (it would be the server's silence then), the start fails as
+ * closed. */
+static void test_start_blocking_closed_meanwhile(void **state)
+{
+    test_server_t s;
+    assert_int_equal(test_scripted_start(&s, "sleep 10\n", NULL), 0);
+    blocking_start_t b = {.port = s.port};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_blocking_start, &b), 0);
+    /* the name is taken once the start has registered it */
+    long long deadline = now_ms() + 10000;
+    bool closed;
+    while (!(closed = email_close_session("waiting")) && now_ms() < deadline)
+        usleep(1000);
+    assert_true(closed);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_false(b.ok);
+    assert_int_equal(b.error, EMAIL_ECANCELED);
+    if (!strstr(b.info, "closed before it was open"))
+        fail_msg("ErrorInfo: %s", b.info);
+    assert_name_free("waiting");
+    test_server_stop(&s);
+}
+
 /* The name is free again when done reports a failure: done may start it again. */
 typedef struct retry {
     int port, attempts;
@@ -664,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_send_mime_ids_async),
         cmocka_unit_test(test_send_mime_ids_sync),
         cmocka_unit_test(test_start_async_shutdown),
+        cmocka_unit_test(test_start_blocking_closed_meanwhile),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

@@ -1,0 +1,133 @@
+/*
+ * The transporter's insides, shared by its files, one concern each:
+ *   transporter.c          its settings: validation, creation, the list of live ones, destruction;
+ *   transporter_request.c  a send request: built from a message or prebuilt bytes, its body, the
+ *                          outcome handed to whoever waits;
+ *   transporter_queue.c    loop thread only: the queue, the keep-alive connection, retries, the
+ *                          end of a free;
+ *   transporter_sync.c     the public calls, which cross to the loop thread (and wait there).
+ */
+#ifndef EMAIL_TRANSPORTER_INTERNAL_H
+#define EMAIL_TRANSPORTER_INTERNAL_H
+
+#include "auth.h"
+#include "connection.h"
+#include "log.h"
+#include "message.h"
+#include "mime.h"
+#include "queue.h"
+#include "runtime.h"
+#include "status.h"
+#include "transporter.h"
+
+typedef struct send_req {
+    smtp_job_t job;
+    email_transporter_t *t;
+    email_message_t *msg;        /* frozen copy, or NULL for a prebuilt message */
+    mime_reader_t *reader;
+    char *raw;                   /* prebuilt message bytes */
+    size_t raw_len, raw_off;
+    char *from;
+    char **rcpts;
+    size_t nrcpts;
+    int attempts;
+    uint64_t id;
+    uint64_t session;            /* log session id of the connection carrying it */
+    bool logging;                /* its bytes are being copied to the extended log */
+
+    runtime_call_t *call;        /* synchronous sender waiting */
+    email_send_cb cb;            /* asynchronous completion */
+    void *cb_data;
+    email_progress_cb progress;  /* progress of its body, taken when it was queued */
+    void *progress_data;
+    uint64_t progress_shown;     /* last progress handed to the caller */
+    bool texts_4d;               /* its transporter's t->texts_4d (t may be gone at delivery) */
+    email_errors_t earlier;      /* why the earlier attempt failed (one retry at most) */
+    queue_t node;                /* in t->waiting, t->in_conn or t->parked (one at a time) */
+    email_status_t status;       /* final outcome */
+    email_refusals_t refusals;
+} send_req_t;
+
+/* A check or free waiting for a connection's fate, or an open reporting to its callback. */
+typedef struct op {
+    email_transporter_t *t;
+    runtime_call_t *call;        /* a check's or free's caller */
+    email_status_t status;
+    int rc;
+    transporter_open_cb done;    /* an open's verdict */
+    void *done_arg;
+    queue_t node;                /* in t->openers while an open waits for the connection */
+} op_t;
+
+struct email_transporter_s {
+    queue_t live;                /* in the list of every transporter, for shutdown */
+    /* settings, immutable after creation */
+    char *host, *user, *password, *token, *log_file, *ca_file, *helo_name;
+    char *header_charset, *body_charset;
+    int port;
+    auth_mech_t auth_mech;
+    transporter_extra_t x;
+    int connect_timeout_ms, reply_timeout_ms;
+    bool keep_alive;
+    int security;                /* as given, for email_transporter_get_server */
+    bool accept_unsecure;
+    bool texts_4d;               /* 4D's status texts (not the facade's, which ErrorInfo shows) */
+
+    log_sink_t *log;             /* extended log, or NULL (swapped on the loop thread) */
+
+    /* loop thread state */
+    connection_t *conn;
+    uint64_t conn_session;       /* log session id of conn */
+    queue_t waiting;             /* send_req_t not yet given to a connection */
+    queue_t in_conn;             /* send_req_t given to the current connection, not done */
+    queue_t parked;              /* send_req_t ended with the connection, decided when it closes */
+    queue_t openers;             /* op_t of transporter_open_async callers waiting for ready */
+    bool open_failed;            /* an open failed: every send fails with open_status */
+    email_status_t open_status;
+    bool freeing;                /* email_transporter_free was called */
+    uv_timer_t *free_deadline;   /* bounds how long queued messages may delay the free */
+    bool expired;                /* that deadline passed: no more retries */
+    op_t *freer;                 /* its caller waiting for the end (NULL: free here) */
+    email_progress_cb progress;
+    void *progress_data;
+};
+
+/* transporter.c */
+/* Takes t out of the live list and frees it and its settings (not its loop state). */
+void transporter_destroy(email_transporter_t *t);
+/* A connection's configuration from t's settings, with a fresh log session id. */
+void transporter_make_config(email_transporter_t *t, connection_config_t *cfg);
+
+/* transporter_request.c (creation: any thread; the rest: loop thread) */
+/* A request for a message: validated and frozen now, in the caller's thread. */
+int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
+                         char *err, size_t errlen);
+/* A request for prebuilt bytes (all copied) with a fresh id, pending in the registry:
+ * EMAIL_ENOMEM or 0. */
+int send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw, send_req_t **out);
+/* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
+int send_req_rewind(send_req_t *r, char *err, size_t errlen);
+void send_req_free(send_req_t *r);
+/* The request has its outcome in r->status: hand it to whoever waits. */
+void send_req_complete(send_req_t *r);
+/* Completes with the job's own status (moving its refusals). */
+void send_req_complete_job(send_req_t *r);
+/* Completes as failed for why (EMAIL_ECLOSED when why has no error). */
+void send_req_fail(send_req_t *r, const email_status_t *why);
+/* A status about to reach its caller: the chain of causes, 4D's prefix, then its lists. */
+void transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
+                               const email_errors_t *earlier, bool texts_4d,
+                               const char *component);
+
+/* transporter_queue.c (loop thread) */
+/* Queues a request (runtime_post'ed; a synchronous sender has set r->call). */
+void transporter_op_send(void *arg);
+/* transporter_open_async's work (an op_t it allocated): the op reports to its callback and is
+ * freed when the connection is ready or closed. */
+void transporter_op_open(void *arg);
+/* Cancels a request not yet on the wire: 0, EMAIL_EBUSY (too late) or EMAIL_ENOTFOUND. */
+int transporter_cancel_queued(email_transporter_t *t, uint64_t id);
+/* QUIT after what is queued; t is freed (or t->freer's call ended) once all is done. */
+void transporter_start_free(email_transporter_t *t);
+
+#endif

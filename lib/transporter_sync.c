@@ -1,0 +1,299 @@
+/*
+ * The transporter's calls from the caller's thread. Each one crosses to the loop thread: a
+ * synchronous one through runtime_loop_call (EMAIL_EWOULDBLOCK on the loop's own thread), an
+ * asynchronous one through runtime_post.
+ */
+#include "transporter_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "facade.h"
+#include "registry.h"
+#include "util.h"
+
+/* Runs a check operation on the loop and waits for the connection's verdict. */
+static int run_connection_op(email_transporter_t *t, runtime_call_fn fn, email_status_t *status)
+{
+    op_t o = {.t = t};
+    queue_init(&o.node);
+    email_status_init(&o.status);
+    int rc = runtime_loop_call(fn, &o);
+    if (rc)
+        email_status_fail(&o.status, rc, "%s", email_strerror(rc));
+    else
+        rc = o.rc;
+    o.status.success = rc == 0;
+    o.status.error = rc;
+    if (status)
+        email_status_copy_into(status, &o.status);
+    return rc;
+}
+
+int transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg)
+{
+    op_t *o = calloc(1, sizeof *o);
+    if (!o)
+        return EMAIL_ENOMEM;
+    o->t = t;
+    o->done = done;
+    o->done_arg = arg;
+    queue_init(&o->node);
+    int rc = runtime_post(transporter_op_open, o);
+    if (rc)
+        free(o);
+    return rc;
+}
+
+/* check_connection: its own connection, QUIT as soon as it is ready. */
+static void check_ready(void *ud, connection_t *c)
+{
+    op_t *o = ud;
+    email_status_copy_into(&o->status, connection_ready_status(c));
+    o->rc = 0;
+    connection_quit(c);
+}
+
+static void check_closed(void *ud, connection_t *c, const email_status_t *why)
+{
+    op_t *o = ud;
+    if (!connection_was_ready(c)) {
+        email_status_copy_into(&o->status, why);
+        o->rc = why->error ? why->error : EMAIL_ECLOSED;
+    }
+    runtime_call_done(o->call);
+}
+
+static void op_check(runtime_call_t *call, void *arg)
+{
+    static const connection_callbacks_t cbs = {.ready = check_ready, .closed = check_closed};
+    op_t *o = arg;
+    o->call = call;
+    connection_config_t cfg;
+    transporter_make_config(o->t, &cfg);
+    o->rc = EMAIL_ECLOSED;
+    connection_t *c = connection_new(runtime_loop(), &cfg, &cbs, o);
+    if (!c) {
+        email_status_fail(&o->status, EMAIL_ENOMEM, "out of memory");
+        o->rc = EMAIL_ENOMEM;
+        runtime_call_done(call);
+        return;
+    }
+    connection_quit(c);
+    connection_start(c);
+}
+
+int email_transporter_check_connection(email_transporter_t *t, email_status_t *status)
+{
+    if (!t)
+        return EMAIL_EINVAL;
+    int rc = run_connection_op(t, op_check, status);
+    if (status)
+        transporter_status_finish(status, NULL, NULL, t->texts_4d, NULL);
+    return rc;
+}
+
+static void op_send_and_wait(runtime_call_t *call, void *arg)
+{
+    send_req_t *r = arg;
+    r->call = call;
+    transporter_op_send(r);
+}
+
+static int send_and_wait(send_req_t *r, email_status_t *status)
+{
+    int rc = runtime_loop_call(op_send_and_wait, r);
+    if (rc) {
+        if (status) {
+            email_status_clear(status);
+            email_status_fail(status, rc, "%s", email_strerror(rc));
+            transporter_status_finish(status, NULL, NULL, r->texts_4d, NULL);
+        }
+        if (r->id)
+            registry_done(r->id, EMAIL_ERROR); /* never queued: not pending forever */
+        send_req_free(r);
+        return rc;
+    }
+    rc = r->status.success ? 0 : (r->status.error ? r->status.error : EMAIL_ESERVER);
+    if (status) {
+        email_status_copy_into(status, &r->status);
+        status->error = rc;
+        transporter_status_finish(status, &r->refusals, &r->earlier, r->texts_4d, NULL);
+    }
+    send_req_free(r);
+    return rc;
+}
+
+int email_transporter_send(email_transporter_t *t, const email_message_t *m,
+                           email_status_t *status)
+{
+    char err[512] = "";
+    send_req_t *r;
+    int rc = send_req_new_message(t, m, &r, err, sizeof err);
+    if (rc) {
+        if (status) {
+            email_status_clear(status);
+            email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
+            /* the message could not be composed; a NULL argument is the caller's */
+            transporter_status_finish(status, NULL, NULL, !t || t->texts_4d,
+                                      t && m && rc != EMAIL_ENOMEM ? "mime" : NULL);
+        }
+        return rc;
+    }
+    return send_and_wait(r, status);
+}
+
+int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
+                         email_status_t *status)
+{
+    if (status)
+        email_status_clear(status);
+    send_req_t *r;
+    int rc = send_req_new_raw(t, raw, &r);
+    if (rc)
+        return rc;
+    if (raw->message_id)
+        *raw->message_id = r->id;
+    if (status)
+        return send_and_wait(r, status);
+    r->cb = raw->done;
+    r->cb_data = raw->user_data;
+    r->progress = raw->progress;
+    r->progress_data = raw->progress_data;
+    rc = runtime_post(transporter_op_send, r);
+    if (rc) {
+        registry_done(r->id, EMAIL_ERROR);
+        send_req_free(r);
+    }
+    return rc;
+}
+
+int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, email_send_cb done,
+                              void *user_data, email_progress_cb progress, void *progress_data,
+                              uint64_t *message_id, char *err, size_t errlen)
+{
+    send_req_t *r;
+    int rc = send_req_new_message(t, m, &r, err, errlen);
+    if (rc)
+        return rc;
+    r->cb = done;
+    r->cb_data = user_data;
+    if (progress) {
+        r->progress = progress;
+        r->progress_data = progress_data;
+    }
+    if (message_id)
+        *message_id = r->id;
+    rc = runtime_post(transporter_op_send, r);
+    if (rc) {
+        registry_done(r->id, EMAIL_ERROR);
+        send_req_free(r);
+        snprintf(err, errlen, "%s", email_strerror(rc));
+    }
+    return rc;
+}
+
+int email_transporter_send_async(email_transporter_t *t, const email_message_t *m,
+                                 email_send_cb done, void *user_data, uint64_t *message_id)
+{
+    char err[512] = "";
+    int rc = transporter_send_async_ex(t, m, done, user_data, NULL, NULL, message_id, err,
+                                       sizeof err);
+    facade_set_error(rc, rc ? (err[0] ? err : email_strerror(rc)) : NULL);
+    return rc;
+}
+
+typedef struct cancel_op {
+    email_transporter_t *t;
+    uint64_t id;
+    int rc;
+} cancel_op_t;
+
+static void op_cancel(runtime_call_t *call, void *arg)
+{
+    cancel_op_t *o = arg;
+    o->rc = transporter_cancel_queued(o->t, o->id);
+    runtime_call_done(call);
+}
+
+int email_transporter_cancel(email_transporter_t *t, uint64_t message_id)
+{
+    if (!t || !message_id)
+        return EMAIL_EINVAL;
+    cancel_op_t o = {.t = t, .id = message_id};
+    int rc = runtime_loop_call(op_cancel, &o);
+    return rc ? rc : o.rc;
+}
+
+typedef struct progress_op {
+    email_transporter_t *t;
+    email_progress_cb cb;
+    void *data;
+} progress_op_t;
+
+static void op_set_progress(runtime_call_t *call, void *arg)
+{
+    progress_op_t *o = arg;
+    o->t->progress = o->cb;
+    o->t->progress_data = o->data;
+    runtime_call_done(call);
+}
+
+int email_transporter_set_progress(email_transporter_t *t, email_progress_cb cb, void *user_data)
+{
+    if (!t)
+        return EMAIL_EINVAL;
+    progress_op_t o = {.t = t, .cb = cb, .data = user_data};
+    return runtime_loop_call(op_set_progress, &o);
+}
+
+typedef struct log_op {
+    email_transporter_t *t;
+    log_sink_t *log;
+} log_op_t;
+
+static void op_set_log(runtime_call_t *call, void *arg)
+{
+    log_op_t *o = arg;
+    log_sink_t *old = o->t->log;
+    o->t->log = o->log;
+    if (o->t->conn)
+        connection_set_log(o->t->conn, o->log);
+    log_sink_release(old);
+    runtime_call_done(call);
+}
+
+int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen)
+{
+    log_op_t o = {.t = t};
+    if (path && !(o.log = log_sink_open(path, err, errlen)))
+        return EMAIL_EIO;
+    int rc = runtime_loop_call(op_set_log, &o);
+    if (rc) {
+        log_sink_release(o.log);
+        snprintf(err, errlen, "%s", email_strerror(rc));
+    }
+    return rc;
+}
+
+static void op_free(runtime_call_t *call, void *arg)
+{
+    op_t *o = arg;
+    o->call = call;
+    o->t->freer = o;
+    transporter_start_free(o->t);
+}
+
+void email_transporter_free(email_transporter_t *t)
+{
+    if (!t)
+        return;
+    if (runtime_on_loop_thread()) {
+        transporter_free_later(t); /* waiting on the loop's own thread would never end */
+        return;
+    }
+    op_t o = {.t = t};
+    if (runtime_loop_call(op_free, &o) == 0)
+        transporter_destroy(t);
+}
