@@ -23,6 +23,7 @@
 #include "emailsession.h"
 #include "encode.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "log.h"
 #include "util.h"
 
@@ -1393,18 +1394,18 @@ static int teardown_all(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_plain),
-        cmocka_unit_test(test_auth_login),
-        cmocka_unit_test(test_rotation),
-        cmocka_unit_test(test_extended_named_session),
-        cmocka_unit_test(test_two_sessions_at_once),
-        cmocka_unit_test(test_errors_and_stop),
-        cmocka_unit_test(test_blocks_interleaved),
-        cmocka_unit_test(test_flushed_within_a_second),
-        cmocka_unit_test(test_server_text_escaped),
-        cmocka_unit_test(test_quit_after_failed_auth),
-        cmocka_unit_test(test_quit_unanswered_after_failed_auth),
-        cmocka_unit_test(test_log_directory),
+        LOOP_IDLE_TEST(test_auth_plain),
+        LOOP_IDLE_TEST(test_auth_login),
+        LOOP_IDLE_TEST(test_rotation),
+        LOOP_IDLE_TEST(test_extended_named_session),
+        LOOP_IDLE_TEST(test_two_sessions_at_once),
+        LOOP_IDLE_TEST(test_errors_and_stop),
+        LOOP_IDLE_TEST(test_blocks_interleaved),
+        LOOP_IDLE_TEST(test_flushed_within_a_second),
+        LOOP_IDLE_TEST(test_server_text_escaped),
+        LOOP_IDLE_TEST(test_quit_after_failed_auth),
+        LOOP_IDLE_TEST(test_quit_unanswered_after_failed_auth),
+        LOOP_IDLE_TEST(test_log_directory),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
