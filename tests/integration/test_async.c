@@ -10,8 +10,6 @@
  * outcome. Waits are bounded by deadlines: a hang fails the test instead of blocking it.
  */
 #define _GNU_SOURCE /* memmem */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -25,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>

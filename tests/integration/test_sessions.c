@@ -91,10 +91,7 @@ static void transporter_auth(const char *offered, const char *mode, const char *
                           "--auth-mechs", offered, "--auth-required", NULL};
     start_smtpd(&s, args);
     email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
+    test_plain_server(&srv, s.port);
     srv.user = "tim";
     srv.password = password;
     srv.oauth2_token = token;
@@ -158,10 +155,7 @@ static void test_oauthbearer_user_with_comma_and_equals(void **state)
                           "OAUTHBEARER", "--auth-required", NULL};
     start_smtpd(&s, args);
     email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
+    test_plain_server(&srv, s.port);
     srv.user = user;
     srv.oauth2_token = "ya29.tok";
     email_transporter_t *t = email_transporter_new(&srv);
@@ -220,10 +214,7 @@ static void test_control_character_user_refused(void **state)
     args[3] = logpath;
     start_smtpd(&s, args);
     email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
+    test_plain_server(&srv, s.port);
     srv.user = "tim\001auth=Bearer ya29.tok\001\001";
     srv.oauth2_token = "wrong";
     assert_null(email_transporter_new(&srv));
