@@ -437,3 +437,42 @@ void runtime_stop(void)
         wait_ended_locked();
     pthread_mutex_unlock(&rt.lock);
 }
+
+/* ------------------------------------------------------------------------------------------- */
+/* Test hook                                                                                    */
+
+typedef struct handle_count {
+    uv_walk_cb each;
+    void *arg;
+    size_t n;
+} handle_count_t;
+
+static void count_handle(uv_handle_t *h, void *arg)
+{
+    handle_count_t *c = arg;
+    if (h == (uv_handle_t *)&rt.async)
+        return; /* ours for as long as the loop runs */
+    c->n++;
+    if (c->each)
+        c->each(h, c->arg);
+}
+
+static void count_handles(runtime_call_t *call, void *arg)
+{
+    handle_count_t *c = arg;
+    uv_walk(runtime_loop(), count_handle, c);
+    runtime_call_done(call);
+}
+
+size_t runtime_debug_open_handles(uv_walk_cb each, void *arg)
+{
+    pthread_mutex_lock(&rt.lock);
+    bool own = rt.running && !rt.external;
+    bool external = rt.running && rt.external;
+    pthread_mutex_unlock(&rt.lock);
+    if (!own)
+        return external ? (size_t)-1 : 0; /* posting now would start a loop of ours */
+    handle_count_t c = {.each = each, .arg = arg};
+    int rc = runtime_loop_call(count_handles, &c);
+    return rc ? (size_t)-1 : c.n;
+}

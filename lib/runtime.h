@@ -43,4 +43,10 @@ void runtime_deliver(runtime_fn fn, void *arg);
  * the caller's loop, returns at once and the loop finishes the stop. */
 void runtime_stop(void);
 
+/* Test hook: the handles open on the library's own loop besides its wake-up (closing ones too),
+ * each also passed to each(h, arg) unless each is NULL; walked on the loop's thread, so that
+ * nothing changes meanwhile. 0 when no loop of ours runs; (size_t)-1 on the caller's loop
+ * (email_use_loop: its owner walks it with uv_walk) or from the loop's own thread. */
+size_t runtime_debug_open_handles(uv_walk_cb each, void *arg);
+
 #endif

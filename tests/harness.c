@@ -33,18 +33,31 @@
  * Small utilities
  * ------------------------------------------------------------------------------------------- */
 
-static long long now_ms(void)
+long long test_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void test_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+struct timespec test_deadline_in(int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
 }
 
 static const char *env_or(const char *name, const char *fallback)
@@ -202,7 +215,7 @@ static pid_t spawn(char *const argv[], int child_stdin, int child_stdout)
 /* Reaps pid if it has exited within timeout_ms; its wait status, or -1 if still running. */
 static int reap(pid_t pid, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = test_now_ms() + timeout_ms;
     for (;;) {
         int status;
         pid_t r = waitpid(pid, &status, WNOHANG);
@@ -210,9 +223,9 @@ static int reap(pid_t pid, int timeout_ms)
             return status;
         if (r < 0 && errno != EINTR)
             return 0; /* not our child any more: nothing left to wait for */
-        if (now_ms() >= deadline)
+        if (test_now_ms() >= deadline)
             return -1;
-        sleep_ms(POLL_STEP_MS);
+        test_sleep_ms(POLL_STEP_MS);
     }
 }
 
@@ -298,9 +311,9 @@ static int read_port_line(int fd, pid_t pid, int timeout_ms)
 {
     char line[64];
     size_t used = 0;
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = test_now_ms() + timeout_ms;
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = deadline - test_now_ms();
         if (left <= 0) {
             fprintf(stderr, "harness: server %d did not report its port in time\n", (int)pid);
             return -1;
@@ -531,8 +544,8 @@ static int sink_try(test_server_t *s, const char *const *extra_args, int port)
     if (pid < 0)
         return -1;
 
-    long long deadline = now_ms() + START_TIMEOUT_MS;
-    while (now_ms() < deadline) {
+    long long deadline = test_now_ms() + START_TIMEOUT_MS;
+    while (test_now_ms() < deadline) {
         int status = reap(pid, 0);
         if (status >= 0)
             return exit_code(status) == 127 ? -1 : 0; /* 127: could not even run it */
@@ -541,7 +554,7 @@ static int sink_try(test_server_t *s, const char *const *extra_args, int port)
             s->port = port;
             return 1;
         }
-        sleep_ms(POLL_STEP_MS);
+        test_sleep_ms(POLL_STEP_MS);
     }
     kill(pid, SIGKILL);
     reap(pid, STOP_TIMEOUT_MS);
@@ -585,10 +598,10 @@ int test_sink_count(const test_server_t *s)
 
 int test_sink_wait(const test_server_t *s, int count, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = test_now_ms() + timeout_ms;
     int n;
-    while ((n = test_sink_count(s)) < count && now_ms() < deadline)
-        sleep_ms(POLL_STEP_MS);
+    while ((n = test_sink_count(s)) < count && test_now_ms() < deadline)
+        test_sleep_ms(POLL_STEP_MS);
     return n;
 }
 
@@ -628,10 +641,10 @@ char *test_spool_read(const test_server_t *s, int n, const char *ext, size_t *le
 
 int test_spool_wait(const test_server_t *s, int count, int timeout_ms)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = test_now_ms() + timeout_ms;
     int n;
-    while ((n = test_spool_count(s)) < count && now_ms() < deadline)
-        sleep_ms(POLL_STEP_MS);
+    while ((n = test_spool_count(s)) < count && test_now_ms() < deadline)
+        test_sleep_ms(POLL_STEP_MS);
     return n;
 }
 

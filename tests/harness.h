@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 typedef struct test_server {
     pid_t pid;      /* 0 once reaped */
@@ -94,6 +95,13 @@ char *test_read_file(const char *path, size_t *len);
 
 /* Creates or truncates path with data. Returns 0 or -1. */
 int test_write_file(const char *path, const void *data, size_t len);
+
+/* Milliseconds of the monotonic clock; a sleep of ms milliseconds. */
+long long test_now_ms(void);
+void test_sleep_ms(int ms);
+
+/* The CLOCK_REALTIME time ms milliseconds from now, for pthread_cond_timedwait. */
+struct timespec test_deadline_in(int ms);
 
 /* A new private folder under $TMPDIR (default /tmp), malloc'ed path; NULL on failure. */
 char *test_tmpdir(void);

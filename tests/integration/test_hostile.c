@@ -24,6 +24,7 @@
 
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "server_asserts.h"
 
 #define FROM "a@example.org"
@@ -615,15 +616,15 @@ static void test_plain_greeting_on_tls(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_attachment_changes),
-        cmocka_unit_test(test_trickled_reply),
-        cmocka_unit_test(test_trickled_setup),
-        cmocka_unit_test(test_large_body_slow_link),
-        cmocka_unit_test(test_reply_without_command_at_greeting),
-        cmocka_unit_test(test_reply_ahead_of_pipelined_commands),
-        cmocka_unit_test(test_nothing_after_421),
-        cmocka_unit_test(test_plain_text_after_starttls),
-        cmocka_unit_test(test_plain_greeting_on_tls),
+        LOOP_IDLE_TEST(test_attachment_changes),
+        LOOP_IDLE_TEST(test_trickled_reply),
+        LOOP_IDLE_TEST(test_trickled_setup),
+        LOOP_IDLE_TEST(test_large_body_slow_link),
+        LOOP_IDLE_TEST(test_reply_without_command_at_greeting),
+        LOOP_IDLE_TEST(test_reply_ahead_of_pipelined_commands),
+        LOOP_IDLE_TEST(test_nothing_after_421),
+        LOOP_IDLE_TEST(test_plain_text_after_starttls),
+        LOOP_IDLE_TEST(test_plain_greeting_on_tls),
     };
     if (getenv("EMAIL_TEST_ONLY")) /* one test by name (a pattern), e.g. test_trickled_* */
         cmocka_set_test_filter(getenv("EMAIL_TEST_ONLY"));

@@ -23,6 +23,7 @@
 #include "emailsession.h"
 #include "encode.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "log.h"
 #include "util.h"
 
@@ -385,11 +386,7 @@ static void auth_session(const char *mech)
     char body[200];
     snprintf(body, sizeof body, "Hello,\n.leading dot\n%s\nBye.\n", body_marker);
     email_message_t *m = make_message("log test", body);
-    email_status_t st;
-    int rc = email_transporter_send(t, m, &st);
-    if (rc)
-        fail_msg("send: %s", st.status_text);
-    email_status_clear(&st);
+    test_transporter_send_ok(t, m);
     email_message_free(m);
     email_transporter_free(t);
     assert_int_equal(email_set_log(NULL), 0);
@@ -1393,18 +1390,18 @@ static int teardown_all(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_plain),
-        cmocka_unit_test(test_auth_login),
-        cmocka_unit_test(test_rotation),
-        cmocka_unit_test(test_extended_named_session),
-        cmocka_unit_test(test_two_sessions_at_once),
-        cmocka_unit_test(test_errors_and_stop),
-        cmocka_unit_test(test_blocks_interleaved),
-        cmocka_unit_test(test_flushed_within_a_second),
-        cmocka_unit_test(test_server_text_escaped),
-        cmocka_unit_test(test_quit_after_failed_auth),
-        cmocka_unit_test(test_quit_unanswered_after_failed_auth),
-        cmocka_unit_test(test_log_directory),
+        LOOP_IDLE_TEST(test_auth_plain),
+        LOOP_IDLE_TEST(test_auth_login),
+        LOOP_IDLE_TEST(test_rotation),
+        LOOP_IDLE_TEST(test_extended_named_session),
+        LOOP_IDLE_TEST(test_two_sessions_at_once),
+        LOOP_IDLE_TEST(test_errors_and_stop),
+        LOOP_IDLE_TEST(test_blocks_interleaved),
+        LOOP_IDLE_TEST(test_flushed_within_a_second),
+        LOOP_IDLE_TEST(test_server_text_escaped),
+        LOOP_IDLE_TEST(test_quit_after_failed_auth),
+        LOOP_IDLE_TEST(test_quit_unanswered_after_failed_auth),
+        LOOP_IDLE_TEST(test_log_directory),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

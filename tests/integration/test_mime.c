@@ -24,6 +24,7 @@
 
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "message.h"
 #include "mime.h"
 #include "mime_check.h"
@@ -850,14 +851,14 @@ int main(int argc, char **argv)
         return huge_child(argv[2], argv[3]);
     self_path = argv[0];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_structures_and_charsets),
-        cmocka_unit_test(test_long_lines),
-        cmocka_unit_test(test_charset_refusals),
-        cmocka_unit_test(test_iso2022jp_fallbacks),
-        cmocka_unit_test(test_iso2022jp_body_whole_part),
-        cmocka_unit_test(test_header_injection),
-        cmocka_unit_test(test_structures_through_session),
-        cmocka_unit_test(test_huge_attachment_memory),
+        LOOP_IDLE_TEST(test_structures_and_charsets),
+        LOOP_IDLE_TEST(test_long_lines),
+        LOOP_IDLE_TEST(test_charset_refusals),
+        LOOP_IDLE_TEST(test_iso2022jp_fallbacks),
+        LOOP_IDLE_TEST(test_iso2022jp_body_whole_part),
+        LOOP_IDLE_TEST(test_header_injection),
+        LOOP_IDLE_TEST(test_structures_through_session),
+        LOOP_IDLE_TEST(test_huge_attachment_memory),
     };
     return cmocka_run_group_tests(tests, setup_files, teardown_files);
 }

@@ -15,30 +15,12 @@
 
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "server_asserts.h"
 
 static email_message_t *simple_message(const char *from, const char *to, const char *subject)
 {
-    email_message_t *m = email_message_new();
-    assert_non_null(m);
-    assert_int_equal(email_message_set_from(m, from), 0);
-    assert_int_equal(email_message_add_to(m, to), 0);
-    assert_int_equal(email_message_set_subject(m, subject), 0);
-    assert_int_equal(email_message_set_text_body(m, "Hello,\n.leading dot\nBye.\n"), 0);
-    return m;
-}
-
-/* A transporter to 127.0.0.1:port over plain TCP. */
-static email_transporter_t *plain_transporter(int port)
-{
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = port;
-    srv.security = EMAIL_SECURITY_NONE;
-    email_transporter_t *t = email_transporter_new(&srv);
-    assert_non_null(t);
-    return t;
+    return test_message(from, to, subject, "Hello,\n.leading dot\nBye.\n");
 }
 
 /* AUTH with the given mechanism: the server checks the exact credentials it decoded. */
@@ -109,10 +91,7 @@ static void transporter_auth(const char *offered, const char *mode, const char *
                           "--auth-mechs", offered, "--auth-required", NULL};
     start_smtpd(&s, args);
     email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
+    test_plain_server(&srv, s.port);
     srv.user = "tim";
     srv.password = password;
     srv.oauth2_token = token;
@@ -176,10 +155,7 @@ static void test_oauthbearer_user_with_comma_and_equals(void **state)
                           "OAUTHBEARER", "--auth-required", NULL};
     start_smtpd(&s, args);
     email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
+    test_plain_server(&srv, s.port);
     srv.user = user;
     srv.oauth2_token = "ya29.tok";
     email_transporter_t *t = email_transporter_new(&srv);
@@ -238,10 +214,7 @@ static void test_control_character_user_refused(void **state)
     args[3] = logpath;
     start_smtpd(&s, args);
     email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = s.port;
-    srv.security = EMAIL_SECURITY_NONE;
+    test_plain_server(&srv, s.port);
     srv.user = "tim\001auth=Bearer ya29.tok\001\001";
     srv.oauth2_token = "wrong";
     assert_null(email_transporter_new(&srv));
@@ -336,7 +309,7 @@ static void test_partial_recipients(void **state)
     test_server_t s;
     const char *args[] = {"--reject-rcpt", "nobody", NULL};
     start_smtpd(&s, args);
-    email_transporter_t *t = plain_transporter(s.port);
+    email_transporter_t *t = test_plain_transporter(s.port);
     assert_non_null(t);
 
     email_message_t *m = simple_message("a@example.org", "ok1@example.org", "partial");
@@ -645,7 +618,7 @@ static void test_chunking_refused(void **state)
     const char *args[] = {"--pipelining", "--chunking", "--data-reply",
                           "554 5.6.0 Message content rejected", NULL};
     start_smtpd(&s, args);
-    email_transporter_t *t = plain_transporter(s.port);
+    email_transporter_t *t = test_plain_transporter(s.port);
     email_message_t *m = simple_message("a@example.org", "b@example.org", "refused");
     email_status_t st;
     for (int i = 0; i < 2; i++) {
@@ -725,7 +698,7 @@ static void test_status_lists_kept(void **state)
     test_server_t s;
     const char *args[] = {"--reject-rcpt", "bad", NULL};
     start_smtpd(&s, args);
-    email_transporter_t *t = plain_transporter(s.port);
+    email_transporter_t *t = test_plain_transporter(s.port);
     email_message_t *m1 = simple_message("a@example.org", "ok@example.org, bad1@example.org", "1");
     email_message_t *m2 = simple_message("a@example.org", "bad2@example.org, bad3@example.org, "
                                          "ok@example.org", "2");
@@ -757,7 +730,7 @@ typedef struct thread_send {
 static void *send_with_refusals(void *arg)
 {
     thread_send_t *ts = arg;
-    email_transporter_t *t = plain_transporter(ts->port);
+    email_transporter_t *t = test_plain_transporter(ts->port);
     email_message_t *m = simple_message("a@example.org", "bad1@example.org, ok@example.org, "
                                         "bad2@example.org", "from a thread");
     ts->rc = email_transporter_send(t, m, ts->st);
@@ -795,7 +768,7 @@ static void test_shutdown_with_open_transporter(void **state)
 {
     test_server_t s;
     start_smtpd(&s, NULL);
-    email_transporter_t *t = plain_transporter(s.port);
+    email_transporter_t *t = test_plain_transporter(s.port);
     email_message_t *m = simple_message("a@example.org", "b@example.org", "before shutdown");
     assert_int_equal(email_transporter_send(t, m, NULL), 0);
     alarm(30); /* a hang fails the test instead of blocking the suite */
@@ -863,32 +836,32 @@ static int teardown_all(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auth_plain),
-        cmocka_unit_test(test_auth_login),
-        cmocka_unit_test(test_auth_both_prefers_plain),
-        cmocka_unit_test(test_auth_wrong_password),
-        cmocka_unit_test(test_auth_cram_md5_and_xoauth2),
-        cmocka_unit_test(test_auth_not_offered),
-        cmocka_unit_test(test_oauthbearer_user_with_comma_and_equals),
-        cmocka_unit_test(test_control_character_user_refused),
-        cmocka_unit_test(test_password_with_control_characters),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_partial_recipients),
-        cmocka_unit_test(test_server_refusals),
-        cmocka_unit_test(test_helo_fallback),
-        cmocka_unit_test(test_sink_many),
-        cmocka_unit_test(test_send_mime),
-        cmocka_unit_test(test_check_connection),
-        cmocka_unit_test(test_silent_server_times_out),
-        cmocka_unit_test(test_421_mid_transaction),
-        cmocka_unit_test(test_drop_after_end_of_data),
-        cmocka_unit_test(test_chunking),
-        cmocka_unit_test(test_chunking_refused),
-        cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_status_lists_kept),
-        cmocka_unit_test(test_status_read_after_sending_thread_exited),
-        cmocka_unit_test(test_shutdown_with_open_transporter),
-        cmocka_unit_test(test_error_info_cleared_and_kept),
+        LOOP_IDLE_TEST(test_auth_plain),
+        LOOP_IDLE_TEST(test_auth_login),
+        LOOP_IDLE_TEST(test_auth_both_prefers_plain),
+        LOOP_IDLE_TEST(test_auth_wrong_password),
+        LOOP_IDLE_TEST(test_auth_cram_md5_and_xoauth2),
+        LOOP_IDLE_TEST(test_auth_not_offered),
+        LOOP_IDLE_TEST(test_oauthbearer_user_with_comma_and_equals),
+        LOOP_IDLE_TEST(test_control_character_user_refused),
+        LOOP_IDLE_TEST(test_password_with_control_characters),
+        LOOP_IDLE_TEST(test_names),
+        LOOP_IDLE_TEST(test_partial_recipients),
+        LOOP_IDLE_TEST(test_server_refusals),
+        LOOP_IDLE_TEST(test_helo_fallback),
+        LOOP_IDLE_TEST(test_sink_many),
+        LOOP_IDLE_TEST(test_send_mime),
+        LOOP_IDLE_TEST(test_check_connection),
+        LOOP_IDLE_TEST(test_silent_server_times_out),
+        LOOP_IDLE_TEST(test_421_mid_transaction),
+        LOOP_IDLE_TEST(test_drop_after_end_of_data),
+        LOOP_IDLE_TEST(test_chunking),
+        LOOP_IDLE_TEST(test_chunking_refused),
+        LOOP_IDLE_TEST(test_threads),
+        LOOP_IDLE_TEST(test_status_lists_kept),
+        LOOP_IDLE_TEST(test_status_read_after_sending_thread_exited),
+        LOOP_IDLE_TEST(test_shutdown_with_open_transporter),
+        LOOP_IDLE_TEST(test_error_info_cleared_and_kept),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

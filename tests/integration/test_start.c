@@ -8,8 +8,6 @@
  * Callbacks run through email_dispatch() in this thread; waits are bounded by deadlines, so a
  * hang fails the test instead of blocking it.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,13 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "server_asserts.h"
 
 #define FROM "a@example.org"
@@ -34,13 +31,6 @@
 #define MAX_OUTCOMES 16
 
 static bool under_valgrind;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * What the callbacks saw (they all run in this thread, from email_dispatch)
@@ -104,8 +94,8 @@ static void on_progress(uint64_t id, uint64_t sent, uint64_t total, void *user_d
  * reach the counts (or the deadline passes). */
 static void dispatch_until(seen_t *s, int starts, int outcomes, int timeout_ms)
 {
-    long long deadline = now_ms() + (under_valgrind ? timeout_ms * 10 : timeout_ms);
-    while ((s->starts < starts || s->outcomes < outcomes) && now_ms() < deadline) {
+    long long deadline = test_now_ms() + (under_valgrind ? timeout_ms * 10 : timeout_ms);
+    while ((s->starts < starts || s->outcomes < outcomes) && test_now_ms() < deadline) {
         struct pollfd p = {.fd = email_dispatch_fd(), .events = POLLIN};
         if (poll(&p, 1, 100) > 0)
             email_dispatch();
@@ -132,13 +122,7 @@ static void assert_no_more(seen_t *s)
 
 static email_message_t *make_message(const char *subject)
 {
-    email_message_t *m = email_message_new();
-    assert_non_null(m);
-    assert_int_equal(email_message_set_from(m, FROM), 0);
-    assert_int_equal(email_message_add_to(m, TO), 0);
-    assert_int_equal(email_message_set_subject(m, subject), 0);
-    assert_int_equal(email_message_set_text_body(m, "Hello.\n"), 0);
-    return m;
+    return test_message(FROM, TO, subject, "Hello.\n");
 }
 
 static uint64_t send_one(const char *name, const char *subject)
@@ -149,19 +133,6 @@ static uint64_t send_one(const char *name, const char *subject)
         fail_msg("%s: not sent: %s", subject, email_error_info());
     email_message_free(m);
     return id;
-}
-
-/* A port on 127.0.0.1 that nobody listens on (bound a moment ago, then released). */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
 }
 
 /* The log's first line is the connect event ("connected to 127.0.0.1", or 4D's wording
@@ -211,7 +182,7 @@ static void assert_name_free(const char *name)
 
 static void test_async_mode_start_closed_port(void **state)
 {
-    int port = dead_port();
+    int port = test_dead_port();
     for (int mode = EMAIL_SYNCHRONOUS; mode <= EMAIL_ASYNCHRONOUS; mode++) {
         assert_false(email_start_smtp_session("closed", NULL, "127.0.0.1", port, mode,
                                               EMAIL_OPTION_DEFAULT));
@@ -479,9 +450,9 @@ static void test_start_blocking_closed_meanwhile(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, run_blocking_start, &b), 0);
     /* the name is taken once the start has registered it */
-    long long deadline = now_ms() + 10000;
+    long long deadline = test_now_ms() + 10000;
     bool closed;
-    while (!(closed = email_close_session("waiting")) && now_ms() < deadline)
+    while (!(closed = email_close_session("waiting")) && test_now_ms() < deadline)
         usleep(1000);
     assert_true(closed);
     assert_int_equal(pthread_join(th, NULL), 0);
@@ -519,8 +490,8 @@ static void test_start_async_retry_from_done(void **state)
     assert_true(email_start_smtp_session_async("carol", "wrong", "127.0.0.1", s.port,
                                                EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT,
                                                on_started_retry, &r));
-    long long deadline = now_ms() + 10000;
-    while (r.seen.starts == 0 && now_ms() < deadline) {
+    long long deadline = test_now_ms() + 10000;
+    while (r.seen.starts == 0 && test_now_ms() < deadline) {
         struct pollfd p = {.fd = email_dispatch_fd(), .events = POLLIN};
         if (poll(&p, 1, 100) > 0)
             email_dispatch();
@@ -694,21 +665,21 @@ int main(void)
 {
     under_valgrind = getenv("EMAIL_UNDER_VALGRIND") != NULL;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_async_mode_start_closed_port),
-        cmocka_unit_test(test_async_mode_start_wrong_password),
-        cmocka_unit_test(test_async_mode_start_then_send),
-        cmocka_unit_test(test_start_async_then_sends),
-        cmocka_unit_test(test_start_async_wrong_password),
-        cmocka_unit_test(test_start_async_sync_mode_send_waits),
-        cmocka_unit_test(test_start_async_refused_at_once),
-        cmocka_unit_test(test_start_async_close_delivers),
-        cmocka_unit_test(test_start_async_retry_from_done),
-        cmocka_unit_test(test_log_file_before_failed_start),
-        cmocka_unit_test(test_log_file_before_start_async),
-        cmocka_unit_test(test_send_mime_ids_async),
-        cmocka_unit_test(test_send_mime_ids_sync),
-        cmocka_unit_test(test_start_async_shutdown),
-        cmocka_unit_test(test_start_blocking_closed_meanwhile),
+        LOOP_IDLE_TEST(test_async_mode_start_closed_port),
+        LOOP_IDLE_TEST(test_async_mode_start_wrong_password),
+        LOOP_IDLE_TEST(test_async_mode_start_then_send),
+        LOOP_IDLE_TEST(test_start_async_then_sends),
+        LOOP_IDLE_TEST(test_start_async_wrong_password),
+        LOOP_IDLE_TEST(test_start_async_sync_mode_send_waits),
+        LOOP_IDLE_TEST(test_start_async_refused_at_once),
+        LOOP_IDLE_TEST(test_start_async_close_delivers),
+        LOOP_IDLE_TEST(test_start_async_retry_from_done),
+        LOOP_IDLE_TEST(test_log_file_before_failed_start),
+        LOOP_IDLE_TEST(test_log_file_before_start_async),
+        LOOP_IDLE_TEST(test_send_mime_ids_async),
+        LOOP_IDLE_TEST(test_send_mime_ids_sync),
+        LOOP_IDLE_TEST(test_start_async_shutdown),
+        LOOP_IDLE_TEST(test_start_blocking_closed_meanwhile),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_all);
 }

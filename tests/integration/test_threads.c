@@ -33,61 +33,15 @@
 #include "emailsession-uv.h"
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "server_asserts.h"
 
 #define N 8
 #define DEADLINE_MS 20000
 
-static bool under_valgrind;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-static struct timespec deadline_in(int ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 static email_message_t *make_message(const char *subject)
 {
-    email_message_t *m = email_message_new();
-    assert_non_null(m);
-    assert_int_equal(email_message_set_from(m, "a@example.org"), 0);
-    assert_int_equal(email_message_add_to(m, "b@example.org"), 0);
-    assert_int_equal(email_message_set_subject(m, subject), 0);
-    assert_int_equal(email_message_set_text_body(m, "Hello from a thread.\n"), 0);
-    return m;
-}
-
-static email_transporter_t *smtpd_transporter(int port)
-{
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = port;
-    srv.security = EMAIL_SECURITY_NONE;
-    email_transporter_t *t = email_transporter_new(&srv);
-    assert_non_null(t);
-    return t;
+    return test_message("a@example.org", "b@example.org", subject, "Hello from a thread.\n");
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -174,18 +128,12 @@ static void on_watchdog(uv_timer_t *h)
     uv_stop(&sc->loop);
 }
 
-static void walk_print(uv_handle_t *h, void *arg)
-{
-    fprintf(stderr, "  handle left on the loop: %s%s\n", uv_handle_type_name(h->type),
-            uv_is_closing(h) ? " (closing)" : "");
-}
-
 /* Runs the scenario's loop until nothing keeps it alive (the watchdog is unreferenced). */
 static void run_own_loop(scenario_t *sc)
 {
     uv_run(&sc->loop, UV_RUN_DEFAULT);
     if (sc->watchdog_fired) {
-        uv_walk(&sc->loop, walk_print, NULL);
+        uv_walk(&sc->loop, test_print_handle, NULL);
         fail_msg("uv_run did not return (%d of %d outcomes)", outcomes(sc), N);
     }
 }
@@ -193,18 +141,18 @@ static void run_own_loop(scenario_t *sc)
 /* Waits for every outcome where this scenario's callbacks run. */
 static void wait_outcomes(scenario_t *sc)
 {
-    int limit = under_valgrind ? DEADLINE_MS * 5 : DEADLINE_MS;
+    int limit = test_under_valgrind() ? DEADLINE_MS * 5 : DEADLINE_MS;
     if (sc->place == ON_USE_LOOP) {
         run_own_loop(sc);
     } else if (sc->place == ON_DISPATCH) {
-        long long end = now_ms() + limit;
-        while (outcomes(sc) < N && now_ms() < end) {
+        long long end = test_now_ms() + limit;
+        while (outcomes(sc) < N && test_now_ms() < end) {
             struct pollfd p = {.fd = email_dispatch_fd(), .events = POLLIN};
             if (poll(&p, 1, 100) > 0)
                 email_dispatch();
         }
     } else {
-        struct timespec until = deadline_in(limit);
+        struct timespec until = test_deadline_in(limit);
         pthread_mutex_lock(&sc->lock);
         while (sc->outcomes < N && pthread_cond_timedwait(&sc->cond, &sc->lock, &until) == 0)
             ;
@@ -241,13 +189,7 @@ static void scenario_start(scenario_t *sc, int port)
                                                    : EMAIL_CALLBACK_DISPATCH),
                      0);
     if (sc->action == DO_FREE) {
-        email_server_t srv;
-        email_server_init(&srv);
-        srv.host = "127.0.0.1";
-        srv.port = port;
-        srv.security = EMAIL_SECURITY_NONE;
-        sc->t = email_transporter_new(&srv);
-        assert_non_null(sc->t);
+        sc->t = test_plain_transporter(port);
     } else {
         /* on the caller's loop nothing runs before uv_run: the start cannot wait there */
         if (sc->place == ON_USE_LOOP)
@@ -258,7 +200,7 @@ static void scenario_start(scenario_t *sc, int port)
             assert_true(email_start_smtp_session(sc->name, NULL, "127.0.0.1", port,
                                                  EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT));
         if (sc->action == DO_SHUTDOWN)
-            sc->idle = smtpd_transporter(port);
+            sc->idle = test_plain_transporter(port);
         assert_int_equal(email_session_set_callback(sc->name, on_outcome, sc), 0);
     }
 }
@@ -314,7 +256,7 @@ static void run_scenario(enum place place, enum action action)
         uv_close((uv_handle_t *)&sc->watchdog, NULL);
         uv_run(&sc->loop, UV_RUN_DEFAULT);
         if (uv_loop_close(&sc->loop) != 0) {
-            uv_walk(&sc->loop, walk_print, NULL);
+            uv_walk(&sc->loop, test_print_handle, NULL);
             fail_msg("the library left handles on the caller's loop");
         }
     } else {
@@ -441,45 +383,12 @@ static void on_log_line(const char *line, void *user_data)
         w->unset_rc = email_set_log_callback(NULL, NULL);
 }
 
-/* A thread that runs email_dispatch whenever the descriptor says so, until told to stop. */
-typedef struct dispatcher {
-    pthread_t thread;
-    atomic_bool stop;
-} dispatcher_t;
-
-static void *dispatcher_main(void *arg)
-{
-    dispatcher_t *d = arg;
-    while (!atomic_load(&d->stop)) {
-        struct pollfd p = {.fd = email_dispatch_fd(), .events = POLLIN};
-        if (poll(&p, 1, 50) > 0)
-            email_dispatch();
-    }
-    return NULL;
-}
-
-static void dispatcher_start(dispatcher_t *d)
-{
-    atomic_init(&d->stop, false);
-    assert_int_equal(pthread_create(&d->thread, NULL, dispatcher_main, d), 0);
-}
-
-static void dispatcher_stop(dispatcher_t *d)
-{
-    atomic_store(&d->stop, true);
-    pthread_join(d->thread, NULL);
-}
-
 /* One message, synchronously, on a fresh transporter freed afterwards (every line logged). */
 static void send_one(int port)
 {
-    email_transporter_t *t = smtpd_transporter(port);
+    email_transporter_t *t = test_plain_transporter(port);
     email_message_t *m = make_message("logged");
-    email_status_t st;
-    int rc = email_transporter_send(t, m, &st);
-    if (rc)
-        fail_msg("send: %s", st.status_text);
-    email_status_clear(&st);
+    test_transporter_send_ok(t, m);
     email_message_free(m);
     email_transporter_free(t);
 }
@@ -549,7 +458,7 @@ typedef struct sender {
 static void *sender_main(void *arg)
 {
     sender_t *s = arg;
-    email_transporter_t *t = smtpd_transporter(s->port);
+    email_transporter_t *t = test_plain_transporter(s->port);
     email_message_t *m = make_message("sent while the log callback changes");
     email_transporter_send(t, m, NULL);
     email_message_free(m);
@@ -567,9 +476,9 @@ static void change_while_running(bool loop_thread)
     assert_int_equal(email_set_callback_thread(loop_thread ? EMAIL_CALLBACK_LOOP_THREAD
                                                            : EMAIL_CALLBACK_DISPATCH),
                      0);
-    dispatcher_t d;
+    test_dispatcher_t d;
     if (!loop_thread)
-        dispatcher_start(&d);
+        test_dispatcher_start(&d);
     changer_t c;
     atomic_init(&c.returned, false);
     logwatch_t w;
@@ -581,7 +490,7 @@ static void change_while_running(bool loop_thread)
     pthread_t sender, changer;
     assert_int_equal(pthread_create(&sender, NULL, sender_main, &snd), 0);
 
-    struct timespec until = deadline_in(DEADLINE_MS);
+    struct timespec until = test_deadline_in(DEADLINE_MS);
     pthread_mutex_lock(&w.lock);
     while (!w.entered && pthread_cond_timedwait(&w.cond, &w.lock, &until) == 0)
         ;
@@ -589,7 +498,7 @@ static void change_while_running(bool loop_thread)
     pthread_mutex_unlock(&w.lock);
     assert_true(entered);
     assert_int_equal(pthread_create(&changer, NULL, changer_main, &c), 0);
-    sleep_ms(200); /* time for a changer that does not wait to return */
+    test_sleep_ms(200); /* time for a changer that does not wait to return */
     pthread_mutex_lock(&w.lock);
     w.released = true;
     pthread_cond_broadcast(&w.cond);
@@ -598,7 +507,7 @@ static void change_while_running(bool loop_thread)
     int lines_at_return = logwatch_lines(&w);
     pthread_join(sender, NULL);
     if (!loop_thread)
-        dispatcher_stop(&d);
+        test_dispatcher_stop(&d);
     email_dispatch();
     assert_false(w.saw_changer_return);
     assert_int_equal(logwatch_lines(&w), lines_at_return);
@@ -750,7 +659,7 @@ static void *stress_toggler(void *arg)
         email_set_log_callback(i % 3 ? stress_log : NULL, x);
         email_set_timeout(5 + i % 20);
         email_set_ca_file(i % 2 ? NULL : ca);
-        sleep_ms(1);
+        test_sleep_ms(1);
     }
     email_set_log(NULL);
     email_set_log_callback(NULL, NULL);
@@ -798,10 +707,10 @@ static void test_stress(void **state)
     assert_non_null(x);
     x->port = sink.port;
     x->dir = dir;
-    x->rounds = under_valgrind ? 10 : 40;
+    x->rounds = test_under_valgrind() ? 10 : 40;
     pthread_mutex_init(&x->lock, NULL);
-    dispatcher_t d;
-    dispatcher_start(&d);
+    test_dispatcher_t d;
+    test_dispatcher_start(&d);
     pthread_t toggler, workers[WORKERS];
     void *args[WORKERS][2];
     assert_int_equal(pthread_create(&toggler, NULL, stress_toggler, x), 0);
@@ -815,7 +724,7 @@ static void test_stress(void **state)
     atomic_store(&x->stop, true);
     pthread_join(toggler, NULL);
     email_shutdown(); /* closes what is left open, every outcome reported */
-    dispatcher_stop(&d);
+    test_dispatcher_stop(&d);
     email_dispatch();
     pthread_mutex_lock(&x->lock);
     stress_check(x);
@@ -829,8 +738,10 @@ static void test_stress(void **state)
     test_server_stop(&sink);
 }
 
+/* Nothing of the test left on the library's loop, then a fresh start for the next one. */
 static int teardown(void **state)
 {
+    assert_loop_idle();
     email_shutdown();
     email_set_callback_thread(EMAIL_CALLBACK_DISPATCH);
     email_set_log_callback(NULL, NULL);
@@ -857,7 +768,6 @@ int main(void)
         cmocka_unit_test_teardown(test_log_unset_inside_dispatch, teardown),
         cmocka_unit_test_teardown(test_stress, teardown),
     };
-    under_valgrind = getenv("EMAIL_UNDER_VALGRIND") != NULL;
     signal(SIGPIPE, SIG_IGN); /* the caller's loop runs on this thread (email_use_loop) */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

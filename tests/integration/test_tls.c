@@ -19,6 +19,7 @@
 
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 #include "server_asserts.h"
 
 /* The folder with the certificates (and the servers' logs), made by the group setup. */
@@ -219,23 +220,8 @@ static int group_setup(void **state)
         fprintf(stderr, "test_tls: no temporary folder\n");
         return -1;
     }
-    const char *servers = getenv("EMAIL_TEST_SERVERS");
-    char script[1024];
-    if (servers && *servers)
-        snprintf(script, sizeof script, "%s/../certs.sh", servers);
-    else
-        snprintf(script, sizeof script, "tests/certs.sh");
-    if (strchr(script, '\'') || strchr(certdir, '\'')) {
-        fprintf(stderr, "test_tls: quote in %s or %s\n", script, certdir);
+    if (test_make_certs(certdir, "test_tls") != 0)
         return -1;
-    }
-    char cmd[2200];
-    snprintf(cmd, sizeof cmd, "/bin/sh '%s' '%s'", script, certdir);
-    int st = system(cmd);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "test_tls: \"%s\" failed (status %d)\n", cmd, st);
-        return -1;
-    }
     email_set_timeout(timeout_s);
     /* EMAIL_TEST_LOG=FILE: the library's conversation log, to see what went on the wire */
     const char *log = getenv("EMAIL_TEST_LOG");
@@ -269,10 +255,12 @@ static int test_setup(void **state)
     return email_set_ca_file(NULL);
 }
 
+/* What the test owned is freed (also when it failed), then nothing of it is left on the loop. */
 static int test_teardown(void **state)
 {
     (void)state;
     drop_all();
+    assert_loop_idle();
     return 0;
 }
 

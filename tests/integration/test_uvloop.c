@@ -25,6 +25,7 @@
 #include "emailsession-uv.h"
 #include "emailsession.h"
 #include "harness.h"
+#include "harness_email.h"
 
 #define N 10
 #define WATCHDOG_MS 8000
@@ -67,13 +68,7 @@ typedef struct uvtest {
 
 static email_message_t *make_message(const char *subject)
 {
-    email_message_t *m = email_message_new();
-    assert_non_null(m);
-    assert_int_equal(email_message_set_from(m, "a@example.org"), 0);
-    assert_int_equal(email_message_add_to(m, "b@example.org"), 0);
-    assert_int_equal(email_message_set_subject(m, subject), 0);
-    assert_int_equal(email_message_set_text_body(m, "Hello from a libuv loop.\n"), 0);
-    return m;
+    return test_message("a@example.org", "b@example.org", subject, "Hello from a libuv loop.\n");
 }
 
 static void on_watchdog(uv_timer_t *h)
@@ -135,12 +130,6 @@ static void on_sent(uint64_t id, const email_status_t *st, void *user_data)
     }
 }
 
-static void walk_print(uv_handle_t *h, void *arg)
-{
-    fprintf(stderr, "  handle left on the loop: %s%s%s\n", uv_handle_type_name(h->type),
-            uv_is_active(h) ? " (active)" : "", uv_is_closing(h) ? " (closing)" : "");
-}
-
 static void on_tick(uv_timer_t *h)
 {
     uvtest_t *u = h->data;
@@ -173,7 +162,7 @@ static void run_loop(uvtest_t *u)
     u->in_run = false;
     if (u->watchdog_fired) {
         fprintf(stderr, "the loop was still alive after %d s:\n", WATCHDOG_MS / 1000);
-        uv_walk(&u->loop, walk_print, NULL);
+        uv_walk(&u->loop, test_print_handle, NULL);
         fail_msg("uv_run did not return: something of the library kept the loop alive "
                  "(%d of %d outcomes)",
                  u->outcomes, N);
@@ -188,13 +177,7 @@ static void close_loop(uvtest_t *u)
         uv_close((uv_handle_t *)&u->ticker, NULL);
         u->ticker_open = false;
     }
-    uv_run(&u->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&u->loop);
-    if (rc != 0) {
-        uv_walk(&u->loop, walk_print, NULL);
-        fail_msg("uv_loop_close: %s: the library left handles on the caller's loop",
-                 uv_err_name(rc));
-    }
+    assert_uv_loop_closes(&u->loop);
 }
 
 static void check_outcomes(const uvtest_t *u)
@@ -247,13 +230,7 @@ static void test_loop_callbacks(void **state)
                                                EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT, NULL,
                                                NULL));
     assert_int_equal(email_session_set_callback("uv", on_sent, u), 0);
-    email_server_t srv;
-    email_server_init(&srv);
-    srv.host = "127.0.0.1";
-    srv.port = sink.port;
-    srv.security = EMAIL_SECURITY_NONE;
-    u->t = email_transporter_new(&srv);
-    assert_non_null(u->t);
+    u->t = test_plain_transporter(sink.port);
     queue_all(u, "on the caller's loop");
     /* nothing happens until the loop runs */
     assert_int_equal(u->outcomes, 0);
@@ -352,10 +329,12 @@ static void test_loop_alone(void **state)
     free(u);
 }
 
-/* Whatever a failed test left: the next one starts with no loop taken. */
+/* Whatever a failed test left: the next one starts with no loop taken. (The caller's loop was
+ * checked by the test itself: close_loop.) */
 static int teardown_shutdown(void **state)
 {
     email_shutdown();
+    assert_loop_idle();
     return 0;
 }
 
