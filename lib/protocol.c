@@ -20,6 +20,8 @@ static const char *const state_names[] = {
     "GREETING", "EHLO", "HELO", "STARTTLS", "TLS_HANDSHAKE", "AUTH", "READY", "QUIT", "CLOSED",
     "CONNECTING",
 };
+_Static_assert(sizeof state_names / sizeof *state_names == ST_CONNECTING + 1,
+               "one name per state");
 
 void smtp__logf(smtp_engine_t *e, char kind, const char *fmt, ...)
 {
