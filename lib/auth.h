@@ -40,7 +40,7 @@ typedef struct auth_creds {
 
 /*
  * The AUTH command line (without CRLF) into cmd, and the same with every secret masked as "****"
- * into shown (for logs). *more is set when the mechanism expects 334 challenges.
+ * into shown (for logs). The server's 334 challenges, if any, are answered with auth_step.
  */
 int auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *cmd, email_buf_t *shown);
 /*

@@ -10,14 +10,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "ring.h"
 #include "tls.h"
 #include "transport.h"
 #include "util.h"
 
 /* Bytes handed to the kernel before more of a body is read. */
 #define WRITE_HIGH_WATER (256 * 1024)
-
-#define PREQUEUE_MAX 64
 
 struct connection {
     uv_loop_t *loop;
@@ -30,26 +29,25 @@ struct connection {
     transport_t *transport;
     tls_t *tls;
     /* with TLS, plaintext handed to the engine's written() once its ciphertext is written */
-    struct credit {
-        uint64_t cipher_end;
-        size_t plain;
-    } *credits;
-    size_t ncredits, credits_head, credits_cap;
+    email_ring_t credits;         /* struct credit, oldest first */
     uint64_t cipher_queued, cipher_written;
     uint64_t received;            /* bytes from the server, for error messages */
-    smtp_engine_t *engine;
+    smtp_engine_t *engine;        /* from the start: jobs submitted while connecting wait in it */
     uv_timer_t timer;
-    bool timer_open;
     size_t unacked;               /* transport_unacked when the reply timer last started */
+    bool debug_engine;            /* EMAIL_DEBUG_ENGINE: the engine's states to stderr */
 
-    /* jobs submitted before the engine exists (while connecting) */
-    smtp_job_t *pre_head, *pre_tail;
-    bool quit_wanted;
-
+    bool started;                 /* the engine has its transport (connected, and secured with
+                                     TLS from the first byte): the greeting may come */
     bool ready, closing, engine_closed, flushing;
     email_status_t ready_status;
     email_status_t why;           /* why the session ended */
     int closes_pending;           /* transport + timer */
+};
+
+struct credit {
+    uint64_t cipher_end;          /* the ciphertext written once this plaintext is */
+    size_t plain;
 };
 
 static void log_event(connection_t *c, char kind, const char *fmt, ...) EMAIL_PRINTF(3, 4);
@@ -69,12 +67,11 @@ static void finish(connection_t *c)
 {
     if (--c->closes_pending > 0)
         return;
-    if (c->engine)
-        smtp_engine_free(c->engine);
+    smtp_engine_free(c->engine);
     email_log_flush(c->cfg.log);
     log_sink_release(c->cfg.log);
     tls_free(c->tls);
-    free(c->credits);
+    email_ring_free(&c->credits);
     free(c->host);
     free(c->ca_file);
     if (c->cb.closed)
@@ -118,7 +115,7 @@ static void start_timer(connection_t *c, size_t unacked);
  * its reply is awaited like any other. */
 static bool setting_up(const connection_t *c)
 {
-    return !c->ready && !(c->engine && smtp_engine_quitting(c->engine));
+    return !c->ready && !smtp_engine_quitting(c->engine);
 }
 
 static void on_timeout(uv_timer_t *h)
@@ -133,7 +130,7 @@ static void on_timeout(uv_timer_t *h)
         return;
     }
     char text[400];
-    if (connecting && c->engine && !c->received && !c->cfg.implicit_tls)
+    if (connecting && c->started && !c->received && !c->cfg.implicit_tls)
         snprintf(text, sizeof text,
                  "timed out after %.3g s: the server did not greet (if this port expects TLS "
                  "from the first byte, such as 465, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
@@ -154,7 +151,7 @@ static void arm_timer(connection_t *c, bool progress)
 {
     if (c->closing || setting_up(c))
         return; /* the connect timer runs from connection_start until ready */
-    if (!c->engine || !smtp_engine_waiting(c->engine))
+    if (!smtp_engine_waiting(c->engine))
         uv_timer_stop(&c->timer);
     else if (progress || !uv_is_active((uv_handle_t *)&c->timer))
         start_timer(c, c->transport ? transport_unacked(c->transport) : 0);
@@ -162,22 +159,24 @@ static void arm_timer(connection_t *c, bool progress)
 
 static int add_credit(connection_t *c, size_t plain)
 {
-    if (c->ncredits == c->credits_cap) {
-        size_t cap = c->credits_cap ? c->credits_cap * 2 : 32;
-        struct credit *v = malloc(cap * sizeof *v);
-        if (!v)
-            return EMAIL_ENOMEM;
-        for (size_t i = 0; i < c->ncredits; i++)
-            v[i] = c->credits[(c->credits_head + i) % c->credits_cap];
-        free(c->credits);
-        c->credits = v;
-        c->credits_head = 0;
-        c->credits_cap = cap;
-    }
-    c->credits[(c->credits_head + c->ncredits) % c->credits_cap] =
-        (struct credit){c->cipher_queued, plain};
-    c->ncredits++;
+    struct credit *k = email_ring_push(&c->credits, sizeof *k, 32);
+    if (!k)
+        return EMAIL_ENOMEM;
+    *k = (struct credit){c->cipher_queued, plain};
     return 0;
+}
+
+/* The plaintext whose ciphertext is now all written reaches the engine. */
+static void use_credits(connection_t *c)
+{
+    while (c->credits.len) {
+        struct credit *k = email_ring_at(&c->credits, sizeof *k, 0);
+        if (k->cipher_end > c->cipher_written)
+            return;
+        size_t plain = k->plain;
+        email_ring_drop(&c->credits);
+        smtp_engine_written(c->engine, plain);
+    }
 }
 
 /* Plaintext to the server: through TLS when it is on. */
@@ -192,7 +191,7 @@ static int send_plain(connection_t *c, const char *data, size_t n)
 /* Writes what the engine has to say, as long as the kernel keeps up. */
 static void flush(connection_t *c)
 {
-    if (c->flushing || !c->engine || !c->transport)
+    if (c->flushing || !c->started || !c->transport)
         return;
     c->flushing = true;
     while (c->transport && transport_pending(c->transport) < WRITE_HIGH_WATER) {
@@ -250,6 +249,13 @@ static void eng_progress(void *ud, smtp_job_t *job, uint64_t sent, uint64_t tota
         c->cb.progress(c->ud, c, job, sent, total);
 }
 
+static void eng_state(void *ud, const char *from, const char *to)
+{
+    connection_t *c = ud;
+    fprintf(stderr, "emailsession: session %llu: engine %s -> %s\n",
+            (unsigned long long)c->cfg.session_id, from, to);
+}
+
 static void eng_closed(void *ud, const email_status_t *why)
 {
     connection_t *c = ud;
@@ -263,53 +269,12 @@ static void eng_closed(void *ud, const email_status_t *why)
 /* ------------------------------------------------------------------------------------------- */
 /* Transport events                                                                             */
 
-/* A job that never reached the engine (or never could): it gets its outcome all the same. */
-static void fail_job(connection_t *c, smtp_job_t *j, int error, const char *text)
+/* The transport is ready for SMTP: the engine may hear the greeting. */
+static void start_engine(connection_t *c)
 {
-    j->outcome = SMTP_JOB_RETRYABLE;
-    email_status_init(&j->status);
-    email_refusals_init(&j->refusals);
-    email_status_fail(&j->status, error, "%s", text);
-    j->status.recipients = j->nrcpts;
-    if (c->cb.job_done)
-        c->cb.job_done(c->ud, c, j);
-}
-
-/* The first job submitted before the engine existed. The queue is consistent before job_done
- * runs for it, since job_done may submit another job (found by fuzz_connection: a job submitted
- * from a failed job's job_done was linked behind the popped one, and never had an outcome). */
-static smtp_job_t *prequeue_pop(connection_t *c)
-{
-    smtp_job_t *j = c->pre_head;
-    if (j && !(c->pre_head = j->next))
-        c->pre_tail = NULL;
-    return j;
-}
-
-static void make_engine(connection_t *c)
-{
-    smtp_engine_config_t ecfg = c->cfg.engine;
-    ecfg.allow_cleartext_auth = c->cfg.allow_insecure_auth || transport_is_loopback(c->transport);
-    static const smtp_engine_callbacks_t cbs = {
-        .log = eng_log,
-        .ready = eng_ready,
-        .starttls = eng_starttls,
-        .job_done = eng_job_done,
-        .progress = eng_progress,
-        .closed = eng_closed,
-    };
-    c->engine = smtp_engine_new(&ecfg, &cbs, c);
-    if (!c->engine) {
-        connection_abort(c, EMAIL_ENOMEM, "out of memory");
-        return;
-    }
-    for (smtp_job_t *j; (j = prequeue_pop(c));) {
-        int rc = smtp_engine_submit(c->engine, j);
-        if (rc)
-            fail_job(c, j, rc, "the message could not be queued");
-    }
-    if (c->quit_wanted)
-        smtp_engine_quit(c->engine);
+    c->started = true;
+    smtp_engine_start(c->engine, c->cfg.allow_insecure_auth ||
+                                     transport_is_loopback(c->transport));
 }
 
 static void tr_connected(void *ud, const char *ip, int port)
@@ -323,7 +288,7 @@ static void tr_connected(void *ud, const char *ip, int port)
     if (c->cfg.implicit_tls)
         start_tls(c); /* the engine starts once the handshake is done */
     else
-        make_engine(c);
+        start_engine(c);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -343,7 +308,7 @@ static int tls_send(void *ud, const char *data, size_t n)
 /* Server bytes in plaintext, wherever they came from. */
 static void on_plain(connection_t *c, const char *data, size_t n)
 {
-    if (!c->engine || c->engine_closed)
+    if (!c->started || c->engine_closed)
         return;
     uint64_t replies = smtp_engine_replies(c->engine);
     smtp_engine_feed(c->engine, data, n);
@@ -371,7 +336,7 @@ static void tls_handshake(void *ud, int error, const char *text)
 {
     connection_t *c = ud;
     if (error == EMAIL_ETLS && plain_text_seen(c)) {
-        if (c->engine)
+        if (c->started)
             connection_abort(c, EMAIL_EPROTO,
                              "the server sent plain-text bytes after its 220 to STARTTLS instead "
                              "of a TLS handshake (possible response injection)");
@@ -389,11 +354,11 @@ static void tls_handshake(void *ud, int error, const char *text)
     char desc[300];
     tls_describe(c->tls, desc, sizeof desc);
     log_event(c, '#', "SMTP TLS established: %s", desc);
-    if (c->engine) {
+    if (c->started) {
         smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);
     } else {
-        make_engine(c); /* implicit TLS: now the greeting can come */
+        start_engine(c); /* implicit TLS: now the greeting can come */
     }
 }
 
@@ -440,15 +405,11 @@ static void tr_written(void *ud, size_t n)
     connection_t *c = ud;
     if (c->tls) {
         c->cipher_written += n; /* handshake bytes too: credits count from the first byte */
-        while (c->engine && c->ncredits && c->credits[c->credits_head].cipher_end <= c->cipher_written) {
-            smtp_engine_written(c->engine, c->credits[c->credits_head].plain);
-            c->credits_head = (c->credits_head + 1) % c->credits_cap;
-            c->ncredits--;
-        }
-    } else if (c->engine) {
+        use_credits(c);
+    } else if (c->started) {
         smtp_engine_written(c->engine, n);
     }
-    if (!c->engine)
+    if (!c->started)
         return;
     flush(c);
     arm_timer(c, true);
@@ -461,6 +422,25 @@ static void tr_failed(void *ud, int error, const char *text)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+
+/* The engine comes with the connection, waiting for the transport; jobs queue in it. */
+static smtp_engine_t *new_engine(connection_t *c)
+{
+    static const smtp_engine_callbacks_t base = {
+        .log = eng_log,
+        .ready = eng_ready,
+        .starttls = eng_starttls,
+        .job_done = eng_job_done,
+        .progress = eng_progress,
+        .closed = eng_closed,
+    };
+    smtp_engine_callbacks_t cbs = base;
+    if (c->debug_engine)
+        cbs.state = eng_state;
+    smtp_engine_config_t ecfg = c->cfg.engine;
+    ecfg.wait_start = true;
+    return smtp_engine_new(&ecfg, &cbs, c);
+}
 
 connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
                              const connection_callbacks_t *cb, void *ud)
@@ -477,6 +457,13 @@ connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
     c->ca_file = email_strdup(cfg->ca_file);
     c->cfg.ca_file = c->ca_file;
     if (!c->host || (cfg->ca_file && !c->ca_file)) {
+        free(c->host);
+        free(c->ca_file);
+        free(c);
+        return NULL;
+    }
+    c->debug_engine = getenv("EMAIL_DEBUG_ENGINE") != NULL;
+    if (!(c->engine = new_engine(c))) {
         free(c->host);
         free(c->ca_file);
         free(c);
@@ -517,67 +504,34 @@ int connection_start(connection_t *c)
 
 int connection_submit(connection_t *c, smtp_job_t *job)
 {
-    if (c->closing || c->engine_closed || c->quit_wanted)
+    if (c->closing)
         return EMAIL_ESHUTDOWN;
-    if (c->engine) {
-        int rc = smtp_engine_submit(c->engine, job);
-        flush(c);
-        arm_timer(c, false);
-        return rc;
-    }
-    job->next = NULL;
-    if (c->pre_tail)
-        c->pre_tail->next = job;
-    else
-        c->pre_head = job;
-    c->pre_tail = job;
-    return 0;
+    int rc = smtp_engine_submit(c->engine, job);
+    flush(c);
+    arm_timer(c, false);
+    return rc;
 }
 
 int connection_cancel(connection_t *c, smtp_job_t *job)
 {
-    if (c->engine)
-        return smtp_engine_cancel(c->engine, job);
-    smtp_job_t **p = &c->pre_head, *prev = NULL;
-    while (*p && *p != job) {
-        prev = *p;
-        p = &(*p)->next;
-    }
-    if (!*p)
-        return EMAIL_EBUSY;
-    *p = job->next;
-    if (c->pre_tail == job)
-        c->pre_tail = prev;
-    return 0;
+    return smtp_engine_cancel(c->engine, job);
 }
 
 void connection_quit(connection_t *c)
 {
     if (c->closing)
         return;
-    c->quit_wanted = true;
-    if (c->engine) {
-        smtp_engine_quit(c->engine);
-        flush(c);
-        arm_timer(c, false);
-    }
+    smtp_engine_quit(c->engine);
+    flush(c);
+    arm_timer(c, false);
 }
 
 void connection_abort(connection_t *c, int error, const char *text)
 {
     if (c->closing)
         return;
-    if (!c->engine_closed) {
-        if (c->engine) {
-            smtp_engine_abort(c->engine, error, text); /* jobs get outcomes, eng_closed runs */
-        } else {
-            /* never connected: the queued jobs could not go, nothing reached the server */
-            email_status_fail(&c->why, error, "%s", text);
-            log_event(c, '#', "SMTP Error: %s", text);
-            for (smtp_job_t *j; (j = prequeue_pop(c));)
-                fail_job(c, j, error, text);
-        }
-    }
+    if (!c->engine_closed)
+        smtp_engine_abort(c->engine, error, text); /* jobs get outcomes, eng_closed runs */
     close_all(c);
 }
 

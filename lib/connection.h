@@ -1,6 +1,8 @@
 /*
  * One SMTP session over one TCP connection: drives a protocol engine over a transport, with the
- * connect timeout and the silence timer. Loop thread only.
+ * connect timeout and the silence timer. Loop thread only. With EMAIL_DEBUG_ENGINE set in the
+ * environment (read when a connection is made), the engine's state changes go to stderr, never
+ * to the conversation log.
  */
 #ifndef EMAIL_CONNECTION_H
 #define EMAIL_CONNECTION_H

@@ -37,6 +37,8 @@ typedef struct smtp_engine_config {
     bool allow_cleartext_auth;  /* credentials may go over an unencrypted connection */
     unsigned window;            /* most commands awaiting a reply when pipelining (0 → 100) */
     bool no_chunking;           /* never BDAT, even when the server offers CHUNKING */
+    bool wait_start;            /* the transport is not connected yet: jobs and QUIT wait, and
+                                   no greeting is expected, until smtp_engine_start */
 } smtp_engine_config_t;
 
 /* What is known about a message's delivery when its job ends. */
@@ -97,12 +99,24 @@ typedef struct smtp_engine_callbacks {
      * failure with the server still listening (AUTH refused, STARTTLS required and refused...)
      * sends QUIT first and comes here at its reply (or abort), why still that failure. */
     void (*closed)(void *ud, const email_status_t *why);
+    /* Optional, for debugging: the session state changed, by name ("GREETING", "EHLO", "HELO",
+     * "STARTTLS", "TLS_HANDSHAKE", "AUTH", "READY", "QUIT", "CLOSED", "CONNECTING"; static
+     * strings). A channel apart from `log`, so the conversation log never gains a line. It must
+     * not call into the engine. */
+    void (*state)(void *ud, const char *from, const char *to);
 } smtp_engine_callbacks_t;
 
 smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
                                const smtp_engine_callbacks_t *callbacks, void *ud);
 /* Frees the engine. Jobs still inside are not reported: abort first. */
 void smtp_engine_free(smtp_engine_t *e);
+/*
+ * For an engine made with wait_start: the transport is connected (and secured, with TLS from the
+ * first byte), so the greeting may come. allow_cleartext_auth replaces the configuration's, since
+ * whether the peer is loopback is known only now. Ignored otherwise. Until then, an abort fails
+ * each queued job with the abort's text as it is (nothing reached the server).
+ */
+void smtp_engine_start(smtp_engine_t *e, bool allow_cleartext_auth);
 
 /*
  * Bytes received from the server. 0, or <0 when the session failed (closed was called). A reply
