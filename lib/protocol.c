@@ -73,6 +73,7 @@ smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
         e->cfg.window = 100;
     e->cb = *callbacks;
     e->ud = ud;
+    queue_init(&e->queue);
     smtp_reply_parser_init(&e->parser);
     email_buf_init(&e->out);
     email_status_init(&e->status);
@@ -342,7 +343,7 @@ bool smtp_engine_waiting(const smtp_engine_t *e)
 
 bool smtp_engine_idle(const smtp_engine_t *e)
 {
-    return e->state == ST_READY && !e->fifo.len && !e->body_job && !e->queue_head;
+    return e->state == ST_READY && !e->fifo.len && !e->body_job && queue_empty(&e->queue);
 }
 
 bool smtp_engine_is_ready(const smtp_engine_t *e)
@@ -371,7 +372,6 @@ int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
         return EMAIL_ESHUTDOWN;
     if (!j->nrcpts || !j->read)
         return EMAIL_EINVAL;
-    j->next = NULL;
     j->phase = PH_QUEUED;
     j->mail_ok = j->mail_replied = false;
     j->chunk_failed = false;
@@ -381,28 +381,17 @@ int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
     j->body_bytes = 0;
     email_status_init(&j->status);
     email_refusals_init(&j->refusals);
-    if (e->queue_tail)
-        e->queue_tail->next = j;
-    else
-        e->queue_head = j;
-    e->queue_tail = j;
+    queue_insert_tail(&e->queue, &j->node);
     smtp__pump(e);
     return 0;
 }
 
 int smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job)
 {
-    smtp_job_t **p = &e->queue_head, *prev = NULL;
-    while (*p && *p != job) {
-        prev = *p;
-        p = &(*p)->next;
-    }
-    if (!*p)
+    /* never submitted (a zeroed node), or taken off the queue when its commands went out */
+    if (!job->node.next || queue_empty(&job->node))
         return EMAIL_EBUSY;
-    *p = job->next;
-    if (e->queue_tail == job)
-        e->queue_tail = prev;
-    job->next = NULL;
+    queue_remove(&job->node);
     return 0;
 }
 

@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "emailsession.h"
+#include "queue.h"
 #include "status.h"
 
 typedef struct smtp_engine smtp_engine_t;
@@ -70,7 +71,7 @@ typedef struct smtp_job {
     uint64_t body_bytes;              /* body bytes read so far */
 
     /* engine-private */
-    struct smtp_job *next;
+    queue_t node;                     /* in the engine's queue until its commands go out */
     int phase;
     bool mail_ok, mail_replied;
     bool chunk_failed;       /* a BDAT chunk was refused */

@@ -59,7 +59,7 @@ struct smtp_engine {
     uint64_t written;        /* bytes the caller reported written */
 
     /* jobs: queued (not started) in a list; in flight are referenced by the FIFO */
-    smtp_job_t *queue_head, *queue_tail;
+    queue_t queue;           /* jobs submitted, not started (smtp_job_t.node) */
     smtp_job_t *body_job;    /* job whose body is being sent */
     email_dotstuff_t dot;
     bool body_wait;          /* a DATA awaits its 354, or a BDAT LAST its reply: nothing more

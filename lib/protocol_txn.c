@@ -92,12 +92,13 @@ static void finish_refused(smtp_engine_t *e, smtp_job_t *j)
 }
 
 /* The first queued job, unlinked (the queue is consistent before its job_done may submit). */
-static smtp_job_t *queue_pop(smtp_engine_t *e)
+static smtp_job_t *job_pop(smtp_engine_t *e)
 {
-    smtp_job_t *j = e->queue_head;
-    if (j && !(e->queue_head = j->next))
-        e->queue_tail = NULL;
-    return j;
+    if (queue_empty(&e->queue))
+        return NULL;
+    queue_t *n = queue_head(&e->queue);
+    queue_remove(n);
+    return queue_data(n, smtp_job_t, node);
 }
 
 void smtp__end_jobs(smtp_engine_t *e, int error, const char *text)
@@ -124,14 +125,14 @@ void smtp__end_jobs(smtp_engine_t *e, int error, const char *text)
         job_finish(e, e->body_job, SMTP_JOB_RETRYABLE, error, NULL,
                    "the connection ended before the message was sent: %s", text);
     e->body_job = NULL;
-    for (smtp_job_t *j; (j = queue_pop(e));)
+    for (smtp_job_t *j; (j = job_pop(e));)
         job_finish(e, j, SMTP_JOB_RETRYABLE, error, NULL,
                    "the connection ended before the message was sent: %s", text);
 }
 
 void smtp__fail_queued(smtp_engine_t *e, int error, const char *text)
 {
-    for (smtp_job_t *j; (j = queue_pop(e));)
+    for (smtp_job_t *j; (j = job_pop(e));)
         job_finish(e, j, SMTP_JOB_RETRYABLE, error, NULL, "%s", text);
 }
 
@@ -244,7 +245,9 @@ void smtp__pump(smtp_engine_t *e)
 {
     while (e->state == ST_READY && !e->dying && !e->server_closing && !e->body_wait &&
            !e->body_job) {
-        smtp_job_t *j = e->queue_head;
+        smtp_job_t *j = NULL;
+        if (!queue_empty(&e->queue))
+            j = queue_data(queue_head(&e->queue), smtp_job_t, node);
         if (!j) {
             if (e->quit_wanted && !e->fifo.len) {
                 smtp__set_state(e, ST_QUIT);
@@ -257,7 +260,7 @@ void smtp__pump(smtp_engine_t *e)
         bool pipelining = pipelined(e, j);
         if (e->fifo.len && (!pipelining || e->fifo.len + j->nrcpts + 2 > e->cfg.window))
             return; /* lockstep jobs wait for an empty pipe too */
-        queue_pop(e);
+        job_pop(e);
         if (!job_fits(e, j))
             continue;
         bool more;
