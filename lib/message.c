@@ -25,11 +25,6 @@ struct email_message_s {
 
 static atomic_uint_fast64_t last_id;
 
-const char *message_last_error(void)
-{
-    return email__error_text();
-}
-
 /* ErrorInfo naming the field, e.g. "To: \"foo\" is not a valid address". */
 static int fail(int code, const char *fmt, ...) EMAIL_PRINTF(2, 3);
 static int fail(int code, const char *fmt, ...)

@@ -37,11 +37,4 @@ size_t message_recipients(const email_message_t *message, const char *const **li
 /* True when an envelope address is not ASCII (needs the server's SMTPUTF8). */
 bool message_needs_smtputf8(const email_message_t *message);
 
-/*
- * The calling thread's text for the last failure of an email_message_* call, naming the field
- * ("To: \"foo\" is not a valid address"); "" after a success. It is email_error_info()'s text,
- * under the name the message tests use.
- */
-const char *message_last_error(void);
-
 #endif

@@ -231,7 +231,7 @@ static char *mime_of(const email_message_t *m, size_t *len)
     char *mime = NULL;
     int rc = email_message_to_mime(m, &mime, len);
     if (rc)
-        fail_msg("to_mime: %s: %s", email_error_name(rc), message_last_error());
+        fail_msg("to_mime: %s: %s", email_error_name(rc), email_error_info());
     return mime;
 }
 
@@ -373,7 +373,7 @@ static void test_charset_refusals(void **state)
                      bad[b].charset);
             char *out = NULL;
             assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_ECHARSET);
-            assert_string_equal(message_last_error(), want);
+            assert_string_equal(email_error_info(), want);
             assert_null(out);
             email_message_t *frozen;
             mime_reader_t *r = NULL;
@@ -620,8 +620,8 @@ static void test_header_injection(void **state)
 #define REFUSED(call, prefix)                                                                      \
     do {                                                                                           \
         assert_int_equal((call), EMAIL_EINVAL);                                                    \
-        if (strncmp(message_last_error(), prefix, strlen(prefix)))                                 \
-            fail_msg("\"%s\" does not start with \"%s\"", message_last_error(), prefix);         \
+        if (strncmp(email_error_info(), prefix, strlen(prefix)))                                 \
+            fail_msg("\"%s\" does not start with \"%s\"", email_error_info(), prefix);         \
     } while (0)
         REFUSED(email_message_set_subject(m, value), "Subject: ");
         REFUSED(email_message_set_from(m, name), "From: ");
@@ -640,7 +640,7 @@ static void test_header_injection(void **state)
         REFUSED(email_message_add_inline(m, NULL, "x", 1, value, NULL), "Inline part: ");
 #undef REFUSED
         assert_int_equal(email_message_set_subject(m, value), EMAIL_EINVAL);
-        assert_string_equal(message_last_error(), "Subject: line breaks are not allowed");
+        assert_string_equal(email_error_info(), "Subject: line breaks are not allowed");
     }
     size_t len;
     char *mime = mime_of(m, &len);

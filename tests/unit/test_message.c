@@ -33,7 +33,7 @@ static char *mime_of(const email_message_t *m, size_t *len)
     size_t n = 0;
     int rc = email_message_to_mime(m, &mime, &n);
     if (rc)
-        fail_msg("to_mime: %d %s", rc, message_last_error());
+        fail_msg("to_mime: %d %s", rc, email_error_info());
     assert_int_equal(strlen(mime), n);
     if (len)
         *len = n;
@@ -65,7 +65,7 @@ static email_message_t *basic_message(void)
 
 static void assert_error_starts(const char *prefix)
 {
-    const char *e = message_last_error();
+    const char *e = email_error_info();
     if (strncmp(e, prefix, strlen(prefix)))
         fail_msg("error text \"%s\" does not start with \"%s\"", e, prefix);
 }
@@ -100,8 +100,8 @@ static void test_addresses_accepted(void **state)
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         email_message_t *m = email_message_new();
         if (email_message_set_from(m, good[i]))
-            fail_msg("\"%s\" refused: %s", good[i], message_last_error());
-        assert_string_equal(message_last_error(), "");
+            fail_msg("\"%s\" refused: %s", good[i], email_error_info());
+        assert_string_equal(email_error_info(), "");
         email_message_free(m);
     }
 }
@@ -123,11 +123,11 @@ static void test_addresses_refused_message_unchanged(void **state)
         assert_string_equal(message_envelope_from(m), "alice@example.org");
     }
     assert_int_equal(email_message_set_from(m, "foo"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "From: \"foo\" is not a valid address");
+    assert_string_equal(email_error_info(), "From: \"foo\" is not a valid address");
     assert_int_equal(email_message_set_sender(m, "x y"), EMAIL_EINVAL);
     assert_error_starts("Sender: ");
     assert_int_equal(email_message_set_reply_to(m, "r@x.org, bad"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "Reply-To: \"bad\" is not a valid address");
+    assert_string_equal(email_error_info(), "Reply-To: \"bad\" is not a valid address");
     /* nothing changed: the same headers (Date and Message-ID aside) */
     char *after = mime_of(m, NULL);
     char *hb = headers_of(strstr(before, "From:")), *ha = headers_of(strstr(after, "From:"));
@@ -157,9 +157,9 @@ static void test_address_lists(void **state)
     assert_string_equal(list[2], "jane@e.org");
     /* one bad element refuses the whole call */
     assert_int_equal(email_message_add_to(m, "ok@x.org, foo, ok2@x.org"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "To: \"foo\" is not a valid address");
+    assert_string_equal(email_error_info(), "To: \"foo\" is not a valid address");
     assert_int_equal(email_message_add_cc(m, "Doe, John <j@d.org>"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "Cc: \"Doe\" is not a valid address");
+    assert_string_equal(email_error_info(), "Cc: \"Doe\" is not a valid address");
     assert_int_equal(email_message_add_bcc(m, "a@b.org\r\n"), EMAIL_EINVAL);
     assert_error_starts("Bcc: ");
     assert_int_equal(email_message_add_to(m, NULL), EMAIL_EINVAL);
@@ -208,7 +208,7 @@ static void test_other_address_headers(void **state)
     assert_int_equal(email_message_add_bcc(m, "only@example.org"), 0);
     char *out = NULL;
     assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "From: the message has no sender");
+    assert_string_equal(email_error_info(), "From: the message has no sender");
     assert_int_equal(email_message_set_from(m, "Alice <alice@example.org>"), 0);
     assert_int_equal(email_message_set_sender(m, "Office <office@example.org>"), 0);
     assert_int_equal(email_message_set_reply_to(m, "\"Team, Sales\" <sales@example.org>, "
@@ -264,10 +264,10 @@ static void test_subject_and_bodies(void **state)
     email_message_t *m = basic_message();
     assert_int_equal(email_message_set_subject(m, "Hello"), 0);
     assert_int_equal(email_message_set_subject(m, "Bcc: injected\r\nX: y"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "Subject: line breaks are not allowed");
+    assert_string_equal(email_error_info(), "Subject: line breaks are not allowed");
     assert_int_equal(email_message_set_subject(m, "new\nline"), EMAIL_EINVAL);
     assert_int_equal(email_message_set_subject(m, "bad \xc3\x28 utf-8"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "Subject: not valid UTF-8");
+    assert_string_equal(email_error_info(), "Subject: not valid UTF-8");
     assert_int_equal(email_message_set_text_body(m, "\xed\xa0\x80 surrogate"), EMAIL_EINVAL);
     assert_error_starts("Text body: ");
     assert_int_equal(email_message_set_html_body(m, "\xc0\xaf overlong"), EMAIL_EINVAL);
@@ -299,7 +299,7 @@ static void test_add_header(void **state)
     }
     assert_int_equal(email_message_add_header(m, NULL, "v"), EMAIL_EINVAL);
     assert_int_equal(email_message_add_header(m, "X-Evil", "a\r\nBcc: x@y.z"), EMAIL_EINVAL);
-    assert_string_equal(message_last_error(), "Header \"X-Evil\": line breaks are not allowed");
+    assert_string_equal(email_error_info(), "Header \"X-Evil\": line breaks are not allowed");
     assert_int_equal(email_message_add_header(m, "X-Evil", "\xff"), EMAIL_EINVAL);
     char *mime = mime_of(m, NULL);
     assert_non_null(
@@ -427,7 +427,7 @@ static void test_charsets(void **state)
     assert_int_equal(email_message_set_charsets(m, EMAIL_MAIL_MODE_ISO88591, NULL), 0);
     char *out = NULL;
     assert_int_equal(email_message_to_mime(m, &out, NULL), EMAIL_ECHARSET);
-    assert_string_equal(message_last_error(), "Subject cannot be written in ISO-8859-1");
+    assert_string_equal(email_error_info(), "Subject cannot be written in ISO-8859-1");
     assert_null(out);
     assert_int_equal(email_message_set_subject(m, "caf\xc3\xa9"), 0);
     assert_int_equal(email_message_set_charsets(m, NULL, EMAIL_MAIL_MODE_ISO88591), 0);
