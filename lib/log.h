@@ -32,7 +32,9 @@ void email_log_data(log_sink_t *sink, uint64_t session_id, const char *data, siz
 void email_log_data_begin(log_sink_t *sink, uint64_t session_id, uint64_t message_id);
 void email_log_data_end(log_sink_t *sink, uint64_t session_id, uint64_t message_id);
 
-/* Writes buffered lines out (called when a burst of events is over and when a session ends). */
+/* Hands the buffered lines of the global log and of sink (may be NULL) to the writer (called
+ * when a burst of events is over and when a session ends): written before it returns off the
+ * loop's thread; on it, by libuv's thread pool right after (log_file.h). */
 void email_log_flush(log_sink_t *sink);
 
 /* An extended log file (appended; no size limit). NULL + err when it cannot be opened.

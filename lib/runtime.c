@@ -11,6 +11,7 @@
 
 #include "emailsession-uv.h"
 #include "emailsession.h"
+#include "log_file.h"
 #include "queue.h"
 
 typedef struct task {
@@ -338,6 +339,7 @@ int runtime_loop_call(runtime_call_fn fn, void *arg)
         while (!call.done)
             uv_cond_wait(&call.cond, &call.lock);
         uv_mutex_unlock(&call.lock);
+        log_file_settle(); /* the lines the work handed to the thread pool are on disk */
     }
     uv_cond_destroy(&call.cond);
     uv_mutex_destroy(&call.lock);

@@ -10,6 +10,7 @@
  * The loop of each test has an unreferenced watchdog timer: it does not keep the loop alive, but
  * if something else does for too long, it stops the loop and the test fails instead of hanging.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -64,7 +65,20 @@ typedef struct uvtest {
     int sync_cancel_rc;
     bool close_ok;
     int close_error;
+    int max_threads;           /* the most threads of the process seen by a callback */
 } uvtest_t;
+
+/* The threads of this process now. */
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
 
 static email_message_t *make_message(const char *subject)
 {
@@ -85,6 +99,9 @@ static void on_sent(uint64_t id, const email_status_t *st, void *user_data)
         u->wrong_thread = true;
     if (!u->in_run)
         u->outside_run = true;
+    int threads = count_threads();
+    if (threads > u->max_threads)
+        u->max_threads = threads;
     int i = 0;
     while (i < N && u->ids[i] != id)
         i++;
@@ -329,6 +346,83 @@ static void test_loop_alone(void **state)
     free(u);
 }
 
+static void on_noop_work(uv_work_t *req)
+{
+    (void)req;
+}
+
+static void on_noop_work_done(uv_work_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+/*
+ * The log on the caller's loop: the library has no thread (the flusher of the log neither);
+ * its writes go to libuv's thread pool (main makes it one thread, started here first, so that
+ * the count before includes it). email_set_log(NULL) on the loop's thread cannot wait for the
+ * pool: the lines reach the file as the loop runs on, before uv_run returns.
+ */
+static void test_log_without_thread(void **state)
+{
+    uvtest_t *u = malloc(sizeof *u);
+    assert_non_null(u);
+    setup_loop(u, false);
+    assert_int_equal(email_use_loop(&u->loop), 0);
+    char *dir = test_tmpdir();
+    assert_non_null(dir);
+    char path[600];
+    snprintf(path, sizeof path, "%s/uv.log", dir);
+    assert_int_equal(email_set_log(path), 0);
+    test_server_t sink;
+    assert_int_equal(test_sink_start(&sink, NULL), 0);
+    u->port = sink.port;
+    u->session = "uv-log";
+    u->close_at_end = true;
+    assert_true(email_start_smtp_session_async("uv-log", NULL, "127.0.0.1", sink.port,
+                                               EMAIL_ASYNCHRONOUS, EMAIL_OPTION_DEFAULT, NULL,
+                                               NULL));
+    assert_int_equal(email_session_set_callback("uv-log", on_sent, u), 0);
+    queue_all(u, "logged on the caller's loop");
+    uv_work_t w;
+    assert_int_equal(uv_queue_work(&u->loop, &w, on_noop_work, on_noop_work_done), 0);
+    int before = count_threads();
+
+    run_loop(u);
+    check_outcomes(u);
+    if (u->max_threads > before)
+        fail_msg("%d thread(s) besides the caller's and libuv's pool while the log was written",
+                 u->max_threads - before);
+    assert_int_equal(email_set_log(NULL), 0);
+    email_shutdown();
+    close_loop(u);
+    assert_true(count_threads() <= before);
+
+    /* every line, numbered from 1 without a gap, the session's last one last */
+    char *text = test_read_file(path, NULL);
+    assert_non_null(text);
+    unsigned long long want = 1, n;
+    int mails = 0;
+    const char *last = "";
+    for (char *line = text; *line; want++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        assert_int_equal(sscanf(line, "%llu ", &n), 1);
+        assert_int_equal(n, want);
+        mails += strstr(line, " C > \"MAIL FROM:") != NULL;
+        last = line;
+        line = nl + 1;
+    }
+    assert_int_equal(mails, N);
+    assert_non_null(strstr(last, " ### SMTP Connection closed"));
+    free(text);
+    test_rmtree(dir);
+    free(dir);
+    test_server_stop(&sink);
+    free(u);
+}
+
 /* Whatever a failed test left: the next one starts with no loop taken. (The caller's loop was
  * checked by the test itself: close_loop.) */
 static int teardown_shutdown(void **state)
@@ -344,6 +438,9 @@ int main(void)
         cmocka_unit_test_teardown(test_loop_callbacks, teardown_shutdown),
         cmocka_unit_test_teardown(test_shutdown_in_callback, teardown_shutdown),
         cmocka_unit_test_teardown(test_loop_alone, teardown_shutdown),
+        cmocka_unit_test_teardown(test_log_without_thread, teardown_shutdown),
     };
+    /* before libuv starts its thread pool: one thread, which test_log_without_thread counts */
+    setenv("UV_THREADPOOL_SIZE", "1", 1);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
