@@ -396,8 +396,8 @@ static void tr_read(void *ud, const char *data, size_t n)
         tls_feed(c->tls, data, n); /* plaintext comes back through tls_recv */
     else
         on_plain(c, data, n);
-    /* no log flush here: log.c's flusher thread writes within a second, so a slow disk never
-     * stalls the loop; the connection's end flushes what is left */
+    /* no log flush here: the log's one-second timer hands its writes to libuv's thread pool, so
+     * a slow disk never stalls the loop; the connection's end flushes what is left */
 }
 
 static void tr_written(void *ud, size_t n)
