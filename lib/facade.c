@@ -37,12 +37,8 @@ static bool fail(int code, const char *fmt, ...)
 /* ErrorInfo for a failed send or start, with the server's reply when there was one. */
 static bool fail_status(int rc, const char *what, const email_status_t *s)
 {
-    if (s->status && s->enhanced_code[0])
-        return fail(rc, "%s: %s (server reply %d %s)", what, s->status_text, s->status,
-                    s->enhanced_code);
-    if (s->status)
-        return fail(rc, "%s: %s (server reply %d)", what, s->status_text, s->status);
-    return fail(rc, "%s: %s", what, s->status_text[0] ? s->status_text : email_strerror(rc));
+    email__error_set_status(rc, what, s);
+    return false;
 }
 
 static bool succeed(void)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "facade.h"
+#include "error.h"
 #include "util.h"
 
 void email_server_init(email_server_t *server)
@@ -224,14 +224,18 @@ email_transporter_t *email_transporter_new(const email_server_t *server)
     char err[512];
     int code;
     email_transporter_t *t = transporter_create(server, NULL, err, sizeof err, &code);
-    facade_set_error(t ? 0 : code, t ? NULL : err);
+    if (t)
+        email__error_clear();
+    else
+        email__error_set(code, "%s", err);
     return t;
 }
 
 int email_transporter_get_server(const email_transporter_t *t, email_server_t *out)
 {
     if (!t || !out)
-        return EMAIL_EINVAL;
+        return email__error_set(EMAIL_EINVAL, "email_transporter_get_server: %s is NULL",
+                                t ? "out" : "the transporter");
     email_server_init(out);
     out->host = t->host;
     out->port = t->port;
@@ -248,6 +252,7 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     out->body_charset = t->body_charset ? t->body_charset : EMAIL_MAIL_MODE_UTF8;
     out->ca_file = t->ca_file;
     out->helo_name = t->helo_name;
+    email__error_clear();
     return 0;
 }
 
