@@ -111,7 +111,7 @@ static void op_send_and_wait(runtime_call_t *call, void *arg)
     transporter_op_send(r);
 }
 
-/* status may be NULL; failing, also when the call could not be made: rc. */
+/* Waits for r's outcome and frees r: 0 or its failure's code, filling status unless NULL. */
 static int send_and_wait(send_req_t *r, email_status_t *status)
 {
     int rc = runtime_loop_call(op_send_and_wait, r);
