@@ -289,7 +289,9 @@ EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *se
 EMAIL_EXTERN int email_transporter_get_server(const email_transporter_t *transporter,
                                               email_server_t *out);
 /* Connects, greets, secures and authenticates, then closes (4D's checkConnection). status may
- * be NULL; call email_status_clear on it when done (a failure has a chain of causes). */
+ * be NULL; call email_status_clear on it when done (a failure has a chain of causes). A
+ * failure's ErrorInfo is the status's text with the server's reply code and enhanced code, also
+ * when status is NULL; so is email_transporter_send's. */
 EMAIL_EXTERN int email_transporter_check_connection(email_transporter_t *transporter,
                                                     email_status_t *status);
 /* Sends one message and waits for the outcome. status may be NULL. */
@@ -302,7 +304,8 @@ EMAIL_EXTERN int email_transporter_send_async(email_transporter_t *transporter,
 /*
  * Cancels a queued message that has not started going out: 0, and its callback reports
  * EMAIL_ECANCELED. EMAIL_EBUSY once its commands went out; EMAIL_ENOTFOUND when the transporter
- * holds no such message (never queued, already finished, or waiting to be retried).
+ * holds no such message (never queued, already finished, or waiting to be retried); ErrorInfo
+ * then gives the id.
  */
 EMAIL_EXTERN int email_transporter_cancel(email_transporter_t *transporter, uint64_t message_id);
 EMAIL_EXTERN int email_transporter_set_progress(email_transporter_t *transporter,

@@ -35,6 +35,18 @@ int email__error_set(int code, const char *fmt, ...)
     return rc;
 }
 
+int email__error_set_status(int code, const char *what, const email_status_t *s)
+{
+    if (s->status && s->enhanced_code[0])
+        return email__error_set(code, "%s: %s (server reply %d %s)", what, s->status_text,
+                                s->status, s->enhanced_code);
+    if (s->status)
+        return email__error_set(code, "%s: %s (server reply %d)", what, s->status_text,
+                                s->status);
+    return email__error_set(code, "%s: %s", what,
+                            s->status_text[0] ? s->status_text : email_strerror(code));
+}
+
 void email__error_clear(void)
 {
     last.code = 0;

@@ -18,6 +18,10 @@
  */
 int email__error_set(int code, const char *fmt, ...) EMAIL_PRINTF(2, 3);
 int email__error_vset(int code, const char *fmt, va_list ap) EMAIL_PRINTF(2, 0);
+/* Records code with "what: " and the status's text, plus the server's reply code and enhanced
+ * code when the server answered; returns code. */
+struct email_status_s;
+int email__error_set_status(int code, const char *what, const struct email_status_s *s);
 /* No error: what a public call does when it succeeds. */
 void email__error_clear(void);
 /* The recorded text ("" when none), for a layer that hands it on in its own words. */

@@ -10,13 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "config.h"
 #include "error.h"
 #include "log.h"
 #include "emailsession.h"
 #include "message.h"
-#include "protocol.h"
 #include "registry.h"
 #include "runtime.h"
 #include "status.h"
@@ -39,12 +37,8 @@ static bool fail(int code, const char *fmt, ...)
 /* ErrorInfo for a failed send or start, with the server's reply when there was one. */
 static bool fail_status(int rc, const char *what, const email_status_t *s)
 {
-    if (s->status && s->enhanced_code[0])
-        return fail(rc, "%s: %s (server reply %d %s)", what, s->status_text, s->status,
-                    s->enhanced_code);
-    if (s->status)
-        return fail(rc, "%s: %s (server reply %d)", what, s->status_text, s->status);
-    return fail(rc, "%s: %s", what, s->status_text[0] ? s->status_text : email_strerror(rc));
+    email__error_set_status(rc, what, s);
+    return false;
 }
 
 static bool succeed(void)
@@ -363,16 +357,16 @@ static email_transporter_t *facade_transporter(const char *user, const char *pas
     pthread_mutex_unlock(&settings_lock);
     srv.ca_file = ca;
 
-    transporter_extra_t x = {
-        .tls_policy = base == EMAIL_OPTION_STARTTLS ? SMTP_TLS_REQUIRED : SMTP_TLS_IF_OFFERED,
-        .implicit_tls = base == EMAIL_OPTION_TLS,
-        .auth_limit = AUTH_PLAIN | AUTH_LOGIN,
-        .auth_optional = true,
+    transporter_policy_t policy = {
+        .tls = base == EMAIL_OPTION_TLS        ? TRANSPORTER_TLS_IMPLICIT
+               : base == EMAIL_OPTION_STARTTLS ? TRANSPORTER_TLS_STARTTLS
+                                               : TRANSPORTER_TLS_OPPORTUNISTIC,
+        .auth = TRANSPORTER_AUTH_WLANGUAGE,
         .allow_insecure_auth = (option & EMAIL_OPTION_ALLOW_INSECURE_AUTH) != 0,
         .no_verify = (option & EMAIL_OPTION_NO_VERIFY) != 0,
     };
     char err[512];
-    email_transporter_t *t = transporter_new_ex(&srv, &x, err, sizeof err);
+    email_transporter_t *t = transporter_new_ex(&srv, &policy, err, sizeof err);
     free(ca);
     if (!t)
         fail(EMAIL_EINVAL, "email_start_smtp_session: %s", err);

@@ -6,11 +6,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "emailsession-uv.h"
 #include "emailsession.h"
+#include "error.h"
 #include "log_file.h"
 #include "queue.h"
 
@@ -209,7 +211,7 @@ static int start_locked(void)
 int email_use_loop(uv_loop_t *loop)
 {
     if (!loop)
-        return EMAIL_EINVAL;
+        return email__error_set(EMAIL_EINVAL, "email_use_loop: the loop is NULL");
     pthread_mutex_lock(&rt.lock);
     int rc = EMAIL_EBUSY;
     /* not while a loop accepts work, nor while our own one is still ending */
@@ -224,7 +226,12 @@ int email_use_loop(uv_loop_t *loop)
         }
     }
     pthread_mutex_unlock(&rt.lock);
-    return rc;
+    if (rc == EMAIL_EBUSY)
+        return email__error_set(rc, "email_use_loop: the library already runs a loop");
+    if (rc)
+        return email__error_set(rc, "email_use_loop: %s", email_strerror(rc));
+    email__error_clear();
+    return 0;
 }
 
 uv_loop_t *runtime_loop(void)
@@ -368,17 +375,26 @@ int email_dispatch_fd(void)
 {
     pthread_mutex_lock(&rt.lock);
     int fd = dispatch_fd_locked();
+    int why = errno;
     pthread_mutex_unlock(&rt.lock);
-    return fd < 0 ? EMAIL_EIO : fd;
+    if (fd < 0)
+        return email__error_set(EMAIL_EIO, "email_dispatch_fd: the eventfd could not be made (%s)",
+                                strerror(why));
+    email__error_clear();
+    return fd;
 }
 
 int email_set_callback_thread(int where)
 {
     if (where != EMAIL_CALLBACK_DISPATCH && where != EMAIL_CALLBACK_LOOP_THREAD)
-        return EMAIL_EINVAL;
+        return email__error_set(EMAIL_EINVAL,
+                                "email_set_callback_thread: %d is not EMAIL_CALLBACK_DISPATCH or "
+                                "EMAIL_CALLBACK_LOOP_THREAD",
+                                where);
     pthread_mutex_lock(&rt.lock);
     rt.callback_thread = where;
     pthread_mutex_unlock(&rt.lock);
+    email__error_clear();
     return 0;
 }
 

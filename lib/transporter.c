@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "facade.h"
+#include "error.h"
 #include "util.h"
 
 void email_server_init(email_server_t *server)
@@ -151,9 +151,21 @@ static bool copy_strings(email_transporter_t *t, const email_server_t *s)
            (!s->body_charset || t->body_charset);
 }
 
+/* 4D's rules: STARTTLS unless told otherwise; accept_unsecure_connection allows plaintext. */
+static transporter_policy_t policy_4d(const email_server_t *s)
+{
+    transporter_policy_t p = {.auth = TRANSPORTER_AUTH_STRONGEST};
+    p.tls = s->security == EMAIL_SECURITY_TLS    ? TRANSPORTER_TLS_IMPLICIT
+            : s->security == EMAIL_SECURITY_NONE ? TRANSPORTER_TLS_NONE
+            : s->accept_unsecure_connection      ? TRANSPORTER_TLS_OPPORTUNISTIC
+                                                 : TRANSPORTER_TLS_STARTTLS;
+    p.allow_insecure_auth = s->accept_unsecure_connection;
+    return p;
+}
+
 /* transporter_new_ex, with the EMAIL_E... code of a refusal in *code. */
 static email_transporter_t *transporter_create(const email_server_t *s,
-                                               const transporter_extra_t *extra, char *err,
+                                               const transporter_policy_t *policy, char *err,
                                                size_t errlen, int *code)
 {
     auth_mech_t mech;
@@ -192,27 +204,19 @@ static email_transporter_t *transporter_create(const email_server_t *s,
     t->accept_unsecure = s->accept_unsecure_connection;
     t->connect_timeout_ms = (s->connection_timeout ? s->connection_timeout : 30) * 1000;
     t->reply_timeout_ms = (s->send_timeout ? s->send_timeout : 100) * 1000;
-    t->texts_4d = !extra;
-    if (extra) {
-        t->x = *extra;
-    } else {
-        /* 4D: STARTTLS unless told otherwise; accept_unsecure_connection allows plaintext */
-        t->x.implicit_tls = s->security == EMAIL_SECURITY_TLS;
-        t->x.tls_policy = s->security == EMAIL_SECURITY_NONE ? SMTP_TLS_NEVER
-                          : s->accept_unsecure_connection   ? SMTP_TLS_IF_OFFERED
-                                                            : SMTP_TLS_REQUIRED;
-        t->x.allow_insecure_auth = s->accept_unsecure_connection;
-    }
-    t->port = s->port ? s->port : t->x.implicit_tls ? 465 : 587;
+    t->texts_4d = !policy;
+    t->policy = policy ? *policy : policy_4d(s);
+    t->port = s->port ? s->port : t->policy.tls == TRANSPORTER_TLS_IMPLICIT ? 465 : 587;
     live_add(t);
     return t;
 }
 
-email_transporter_t *transporter_new_ex(const email_server_t *s, const transporter_extra_t *extra,
-                                        char *err, size_t errlen)
+email_transporter_t *transporter_new_ex(const email_server_t *s,
+                                        const transporter_policy_t *policy, char *err,
+                                        size_t errlen)
 {
     int code;
-    return transporter_create(s, extra, err, errlen, &code);
+    return transporter_create(s, policy, err, errlen, &code);
 }
 
 email_transporter_t *email_transporter_new(const email_server_t *server)
@@ -220,14 +224,18 @@ email_transporter_t *email_transporter_new(const email_server_t *server)
     char err[512];
     int code;
     email_transporter_t *t = transporter_create(server, NULL, err, sizeof err, &code);
-    facade_set_error(t ? 0 : code, t ? NULL : err);
+    if (t)
+        email__error_clear();
+    else
+        email__error_set(code, "%s", err);
     return t;
 }
 
 int email_transporter_get_server(const email_transporter_t *t, email_server_t *out)
 {
     if (!t || !out)
-        return EMAIL_EINVAL;
+        return email__error_set(EMAIL_EINVAL, "email_transporter_get_server: %s is NULL",
+                                t ? "out" : "the transporter");
     email_server_init(out);
     out->host = t->host;
     out->port = t->port;
@@ -244,6 +252,7 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     out->body_charset = t->body_charset ? t->body_charset : EMAIL_MAIL_MODE_UTF8;
     out->ca_file = t->ca_file;
     out->helo_name = t->helo_name;
+    email__error_clear();
     return 0;
 }
 
@@ -257,14 +266,19 @@ void transporter_make_config(email_transporter_t *t, connection_config_t *cfg)
     cfg->engine.creds.password = t->password;
     cfg->engine.creds.token = t->token;
     cfg->engine.auth_mech = t->auth_mech;
-    cfg->engine.auth_limit = t->x.auth_limit;
-    cfg->engine.auth_optional = t->x.auth_optional;
-    cfg->engine.starttls = t->x.implicit_tls ? SMTP_TLS_NEVER : t->x.tls_policy;
-    cfg->engine.tls_active = t->x.implicit_tls;
-    cfg->allow_insecure_auth = t->x.allow_insecure_auth;
-    cfg->implicit_tls = t->x.implicit_tls;
+    if (t->policy.auth == TRANSPORTER_AUTH_WLANGUAGE) {
+        cfg->engine.auth_limit = AUTH_PLAIN | AUTH_LOGIN;
+        cfg->engine.auth_optional = true;
+    }
+    bool implicit = t->policy.tls == TRANSPORTER_TLS_IMPLICIT;
+    cfg->engine.starttls = t->policy.tls == TRANSPORTER_TLS_STARTTLS        ? SMTP_TLS_REQUIRED
+                           : t->policy.tls == TRANSPORTER_TLS_OPPORTUNISTIC ? SMTP_TLS_IF_OFFERED
+                                                                            : SMTP_TLS_NEVER;
+    cfg->engine.tls_active = implicit;
+    cfg->allow_insecure_auth = t->policy.allow_insecure_auth;
+    cfg->implicit_tls = implicit;
     cfg->ca_file = t->ca_file;
-    cfg->no_verify = t->x.no_verify;
+    cfg->no_verify = t->policy.no_verify;
     cfg->connect_timeout_ms = t->connect_timeout_ms;
     cfg->reply_timeout_ms = t->reply_timeout_ms;
     cfg->session_id = email_log_session_id();

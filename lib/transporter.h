@@ -3,21 +3,33 @@
 #define EMAIL_TRANSPORTER_H
 
 #include "emailsession.h"
-#include "protocol.h"
 
-/* Settings the facade sets that email_server_t has no field for. */
-typedef struct transporter_extra {
-    int tls_policy;            /* enum smtp_tls_policy for plain connections */
-    bool implicit_tls;
-    unsigned auth_limit;       /* AUTH_PLAIN | AUTH_LOGIN for WLanguage sessions */
-    bool auth_optional;        /* WLanguage: neither offered → go on without */
-    bool allow_insecure_auth;
-    bool no_verify;
-} transporter_extra_t;
+/* How a transporter secures its connections. */
+enum transporter_tls {
+    TRANSPORTER_TLS_OPPORTUNISTIC, /* STARTTLS when the server offers it, else plaintext */
+    TRANSPORTER_TLS_STARTTLS,      /* STARTTLS or fail: never a plaintext fallback */
+    TRANSPORTER_TLS_IMPLICIT,      /* TLS from the first byte */
+    TRANSPORTER_TLS_NONE           /* plaintext, never STARTTLS */
+};
 
-/* A transporter with the facade's rules; extra NULL = 4D's rules from server->security. */
+/* How a transporter chooses its authentication mechanism. */
+enum transporter_auth_rule {
+    TRANSPORTER_AUTH_STRONGEST, /* 4D: authentication_mode, or the strongest offered */
+    TRANSPORTER_AUTH_WLANGUAGE  /* LOGIN or PLAIN only; neither offered → go on without */
+};
+
+/* The facade's rules, for what email_server_t has no field for. */
+typedef struct transporter_policy {
+    enum transporter_tls tls;
+    enum transporter_auth_rule auth;
+    bool allow_insecure_auth; /* credentials may go over a connection without TLS */
+    bool no_verify;           /* no certificate checks */
+} transporter_policy_t;
+
+/* A transporter with the facade's rules; policy NULL = 4D's rules from server->security and
+ * server->accept_unsecure_connection. */
 email_transporter_t *transporter_new_ex(const email_server_t *server,
-                                        const transporter_extra_t *extra, char *err,
+                                        const transporter_policy_t *policy, char *err,
                                         size_t errlen);
 /* The verdict of an open, on the loop thread: status->error is 0 once the session is ready. */
 typedef void (*transporter_open_cb)(void *arg, const email_status_t *status);

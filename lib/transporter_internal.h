@@ -66,7 +66,7 @@ struct email_transporter_s {
     char *header_charset, *body_charset;
     int port;
     auth_mech_t auth_mech;
-    transporter_extra_t x;
+    transporter_policy_t policy;
     int connect_timeout_ms, reply_timeout_ms;
     bool keep_alive;
     int security;                /* as given, for email_transporter_get_server */
@@ -95,7 +95,8 @@ struct email_transporter_s {
 /* transporter.c */
 /* Takes t out of the live list and frees it and its settings (not its loop state). */
 void transporter_destroy(email_transporter_t *t);
-/* A connection's configuration from t's settings, with a fresh log session id. */
+/* A connection's configuration from t's settings and policy (translated into the engine's
+ * terms here only), with a fresh log session id. */
 void transporter_make_config(email_transporter_t *t, connection_config_t *cfg);
 
 /* transporter_request.c (creation: any thread; the rest: loop thread) */

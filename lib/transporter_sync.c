@@ -5,11 +5,12 @@
  */
 #include "transporter_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "facade.h"
+#include "error.h"
 #include "registry.h"
 #include "util.h"
 
@@ -87,10 +88,19 @@ static void op_check(runtime_call_t *call, void *arg)
 int email_transporter_check_connection(email_transporter_t *t, email_status_t *status)
 {
     if (!t)
-        return EMAIL_EINVAL;
-    int rc = run_connection_op(t, op_check, status);
-    if (status)
-        transporter_status_finish(status, NULL, NULL, t->texts_4d, NULL);
+        return email__error_set(EMAIL_EINVAL,
+                                "email_transporter_check_connection: the transporter is NULL");
+    /* ErrorInfo says what the status would have said */
+    email_status_t local;
+    email_status_t *st = status ? status : &local;
+    email_status_init(&local);
+    int rc = run_connection_op(t, op_check, st);
+    transporter_status_finish(st, NULL, NULL, t->texts_4d, NULL);
+    if (rc)
+        email__error_set_status(rc, "email_transporter_check_connection", st);
+    else
+        email__error_clear();
+    email_status_clear(&local);
     return rc;
 }
 
@@ -101,6 +111,7 @@ static void op_send_and_wait(runtime_call_t *call, void *arg)
     transporter_op_send(r);
 }
 
+/* Waits for r's outcome and frees r: 0 or its failure's code, filling status unless NULL. */
 static int send_and_wait(send_req_t *r, email_status_t *status)
 {
     int rc = runtime_loop_call(op_send_and_wait, r);
@@ -125,23 +136,39 @@ static int send_and_wait(send_req_t *r, email_status_t *status)
     return rc;
 }
 
+/* A request that could not be made: its status (when asked for) and ErrorInfo. */
+static int send_refused(email_transporter_t *t, const email_message_t *m, int rc, const char *err,
+                        email_status_t *status)
+{
+    if (status) {
+        email_status_clear(status);
+        email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
+        /* the message could not be composed; a NULL argument is the caller's */
+        transporter_status_finish(status, NULL, NULL, !t || t->texts_4d,
+                                  t && m && rc != EMAIL_ENOMEM ? "mime" : NULL);
+    }
+    return email__error_set(rc, "email_transporter_send: %s", err[0] ? err : email_strerror(rc));
+}
+
 int email_transporter_send(email_transporter_t *t, const email_message_t *m,
                            email_status_t *status)
 {
     char err[512] = "";
     send_req_t *r;
     int rc = send_req_new_message(t, m, &r, err, sizeof err);
-    if (rc) {
-        if (status) {
-            email_status_clear(status);
-            email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
-            /* the message could not be composed; a NULL argument is the caller's */
-            transporter_status_finish(status, NULL, NULL, !t || t->texts_4d,
-                                      t && m && rc != EMAIL_ENOMEM ? "mime" : NULL);
-        }
-        return rc;
-    }
-    return send_and_wait(r, status);
+    if (rc)
+        return send_refused(t, m, rc, err, status);
+    /* ErrorInfo says what the status would have said */
+    email_status_t local;
+    email_status_t *st = status ? status : &local;
+    email_status_init(&local);
+    rc = send_and_wait(r, st);
+    if (rc)
+        email__error_set_status(rc, "email_transporter_send", st);
+    else
+        email__error_clear();
+    email_status_clear(&local);
+    return rc;
 }
 
 int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
@@ -200,7 +227,10 @@ int email_transporter_send_async(email_transporter_t *t, const email_message_t *
     char err[512] = "";
     int rc = transporter_send_async_ex(t, m, done, user_data, NULL, NULL, message_id, err,
                                        sizeof err);
-    facade_set_error(rc, rc ? (err[0] ? err : email_strerror(rc)) : NULL);
+    if (rc)
+        email__error_set(rc, "%s", err);
+    else
+        email__error_clear();
     return rc;
 }
 
@@ -220,10 +250,22 @@ static void op_cancel(runtime_call_t *call, void *arg)
 int email_transporter_cancel(email_transporter_t *t, uint64_t message_id)
 {
     if (!t || !message_id)
-        return EMAIL_EINVAL;
+        return email__error_set(EMAIL_EINVAL, "email_transporter_cancel: %s",
+                                t ? "the message id is 0" : "the transporter is NULL");
     cancel_op_t o = {.t = t, .id = message_id};
     int rc = runtime_loop_call(op_cancel, &o);
-    return rc ? rc : o.rc;
+    if (!rc)
+        rc = o.rc;
+    if (rc == EMAIL_EBUSY)
+        return email__error_set(rc, "email_transporter_cancel: message %" PRIu64
+                                    " has already started going out", message_id);
+    if (rc == EMAIL_ENOTFOUND)
+        return email__error_set(rc, "email_transporter_cancel: the transporter holds no message %"
+                                    PRIu64 " waiting to go out", message_id);
+    if (rc)
+        return email__error_set(rc, "email_transporter_cancel: %s", email_strerror(rc));
+    email__error_clear();
+    return 0;
 }
 
 typedef struct progress_op {
@@ -243,9 +285,14 @@ static void op_set_progress(runtime_call_t *call, void *arg)
 int email_transporter_set_progress(email_transporter_t *t, email_progress_cb cb, void *user_data)
 {
     if (!t)
-        return EMAIL_EINVAL;
+        return email__error_set(EMAIL_EINVAL,
+                                "email_transporter_set_progress: the transporter is NULL");
     progress_op_t o = {.t = t, .cb = cb, .data = user_data};
-    return runtime_loop_call(op_set_progress, &o);
+    int rc = runtime_loop_call(op_set_progress, &o);
+    if (rc)
+        return email__error_set(rc, "email_transporter_set_progress: %s", email_strerror(rc));
+    email__error_clear();
+    return 0;
 }
 
 typedef struct log_op {

@@ -3,7 +3,8 @@
  * 127.0.0.1: 4D's authenticationMode values (aiosmtpd with our XOAUTH2 / OAUTHBEARER decoding
  * what it received), the readable settings, 4D's statusText for failures that are not the
  * server's ("Failed to send email: ...", status 0) and their chain of causes (status.errors):
- * refused connection, silent server, untrusted certificate, a retry that cannot connect.
+ * refused connection, silent server, untrusted certificate, a retry that cannot connect; and
+ * ErrorInfo after each call, made of the status the caller gets (or would have got).
  */
 #include <poll.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "emailsession.h"
@@ -495,6 +497,163 @@ static void test_named_session_text_unchanged(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* ErrorInfo: set by a failure from the status's text and the server's codes, cleared by success */
+
+/* A failure of another call, which the next call must replace or clear. */
+static void put_sentinel(void)
+{
+    assert_false(email_close_session("nosuch-session"));
+    assert_int_equal(email_last_error(), EMAIL_ENOSESSION);
+}
+
+/* ErrorInfo is rc with "what: ", the status's text and the server's codes when it answered. */
+static void assert_error_info(int rc, const char *what, const email_status_t *st)
+{
+    char want[1024];
+    if (st->status && st->enhanced_code[0])
+        snprintf(want, sizeof want, "%s: %s (server reply %d %s)", what, st->status_text,
+                 st->status, st->enhanced_code);
+    else if (st->status)
+        snprintf(want, sizeof want, "%s: %s (server reply %d)", what, st->status_text,
+                 st->status);
+    else
+        snprintf(want, sizeof want, "%s: %s", what, st->status_text);
+    if (email_last_error() != rc)
+        fail_msg("%s: ErrorInfo's code is %s, not %s (%s)", what,
+                 email_error_name(email_last_error()), email_error_name(rc), email_error_info());
+    assert_string_equal(email_error_info(), want);
+}
+
+static void assert_cleared(void)
+{
+    assert_false(email_error_occurred());
+    assert_string_equal(email_error_info(), "");
+}
+
+/* check_connection: the server's refusal with its codes, with or without a status to fill. */
+static void test_error_info_check_connection(void **state)
+{
+    (void)state;
+    test_server_t s;
+    const char *args[] = {"--auth", "carol:right", "--auth-required", NULL};
+    start_smtpd(&s, args);
+    email_server_t srv = plain_server(s.port);
+    srv.user = "carol";
+    srv.password = "wrong";
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    email_status_t st;
+    put_sentinel();
+    assert_int_equal(email_transporter_check_connection(t, &st), EMAIL_EAUTH);
+    assert_int_equal(st.status, 535);
+    assert_string_equal(st.enhanced_code, "5.7.8");
+    assert_error_info(EMAIL_EAUTH, "email_transporter_check_connection", &st);
+    put_sentinel();
+    assert_int_equal(email_transporter_check_connection(t, NULL), EMAIL_EAUTH);
+    assert_error_info(EMAIL_EAUTH, "email_transporter_check_connection", &st);
+    email_status_clear(&st);
+    email_transporter_free(t);
+
+    srv.password = "right";
+    t = email_transporter_new(&srv);
+    assert_non_null(t);
+    put_sentinel();
+    assert_int_equal(email_transporter_check_connection(t, NULL), 0);
+    assert_cleared();
+    email_transporter_free(t);
+    test_server_stop(&s);
+
+    /* nobody listening: ours, 4D's text */
+    t = test_plain_transporter(closed_port());
+    put_sentinel();
+    assert_int_equal(email_transporter_check_connection(t, &st), EMAIL_ECONNECT);
+    assert_error_info(EMAIL_ECONNECT, "email_transporter_check_connection", &st);
+    email_status_clear(&st);
+    email_transporter_free(t);
+}
+
+/* send: a refused recipient with the server's codes; a message that went clears. */
+static void test_error_info_send(void **state)
+{
+    (void)state;
+    test_server_t s;
+    const char *args[] = {"--reject-rcpt", "b@", NULL};
+    start_smtpd(&s, args);
+    email_transporter_t *t = test_plain_transporter(s.port);
+    email_message_t *m = simple_message("refused, ErrorInfo");
+    email_status_t st;
+    put_sentinel();
+    assert_int_equal(email_transporter_send(t, m, &st), EMAIL_ERECIPIENTS);
+    assert_int_equal(st.status, 550);
+    assert_error_info(EMAIL_ERECIPIENTS, "email_transporter_send", &st);
+    put_sentinel();
+    assert_int_equal(email_transporter_send(t, m, NULL), EMAIL_ERECIPIENTS);
+    assert_error_info(EMAIL_ERECIPIENTS, "email_transporter_send", &st);
+    email_status_clear(&st);
+    email_message_free(m);
+
+    m = test_message("tim@example.org", "c@example.org", "accepted, ErrorInfo", "Hello.\n");
+    put_sentinel();
+    assert_int_equal(email_transporter_send(t, m, NULL), 0);
+    assert_cleared();
+    email_message_free(m);
+    email_transporter_free(t);
+    assert_int_equal(test_spool_count(&s), 1);
+    test_server_stop(&s);
+}
+
+/* cancel: too late for a message whose MAIL went out, with its id; a queued one clears. */
+static void test_error_info_cancel(void **state)
+{
+    (void)state;
+    test_server_t s;
+    /* holds the first MAIL until its stdin closes; the connection then ends */
+    const char *script = "send 220 scripted ESMTP\n"
+                         "expect EHLO .*\n"
+                         "send 250 scripted\n"
+                         "expect MAIL FROM:<tim@example.org>.*\n"
+                         "sleep 60\n";
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    email_server_t srv = plain_server(s.port);
+    srv.connection_timeout = 5;
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    uint64_t first = 0, second = 0;
+    email_message_t *m = simple_message("in flight");
+    assert_int_equal(email_transporter_send_async(t, m, NULL, NULL, &first), 0);
+    email_message_free(m);
+    m = simple_message("queued");
+    assert_int_equal(email_transporter_send_async(t, m, NULL, NULL, &second), 0);
+    email_message_free(m);
+    long long deadline = test_now_ms() + 5000;
+    char *rec = NULL;
+    while (!(rec = test_scripted_record(&s, NULL)) || !strstr(rec, "MAIL FROM:")) {
+        free(rec);
+        rec = NULL;
+        if (test_now_ms() > deadline)
+            fail_msg("the client never sent MAIL FROM");
+        test_sleep_ms(20);
+    }
+    free(rec);
+
+    put_sentinel();
+    assert_int_equal(email_transporter_cancel(t, first), EMAIL_EBUSY);
+    char want[128];
+    snprintf(want, sizeof want, "email_transporter_cancel: message %llu has already started",
+             (unsigned long long)first);
+    assert_int_equal(email_last_error(), EMAIL_EBUSY);
+    assert_starts_with(email_error_info(), want);
+    put_sentinel();
+    assert_int_equal(email_transporter_cancel(t, second), 0);
+    assert_cleared();
+
+    close(s.stdin_fd); /* ends scripted.py, and the first message with its connection */
+    s.stdin_fd = -1;
+    email_transporter_free(t);
+    test_server_stop(&s);
+}
+
+/* ------------------------------------------------------------------------------------------- */
 
 static int group_setup(void **state)
 {
@@ -531,6 +690,9 @@ int main(void)
         LOOP_IDLE_TEST(test_message_refused_before_sending),
         LOOP_IDLE_TEST(test_server_refusal_is_the_servers),
         LOOP_IDLE_TEST(test_named_session_text_unchanged),
+        LOOP_IDLE_TEST(test_error_info_check_connection),
+        LOOP_IDLE_TEST(test_error_info_send),
+        LOOP_IDLE_TEST(test_error_info_cancel),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -3,9 +3,11 @@
  * that fails sets the calling thread's code and a text naming the argument at fault, every one
  * that succeeds clears it, the readers and the calls that cannot fail leave it alone, and each
  * thread has its own. One table over the calls that need no server (the message builder and
- * composer, the settings, the log, the facade's checks); a sentinel error is put in place before
- * each call, so a call that forgets ErrorInfo shows.
+ * composer, the settings, the log, the facade's checks, the transporter's and the runtime's
+ * calls); a sentinel error is put in place before each call, so a call that forgets ErrorInfo
+ * shows. The transporter's failures that need a server are in tests/integration.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "emailsession-uv.h"
 #include "emailsession.h"
 #include "error.h"
 #include "registry.h"
@@ -31,6 +35,8 @@ static char dir[64];           /* a directory of this test's own */
 static char log_path[128];     /* a log file in it */
 static const char *const rcpts[] = {"bob@example.org", NULL};
 static const char *const no_rcpts[] = {NULL};
+static email_transporter_t *tp; /* to 127.0.0.1:1, never connected by the table */
+static uv_loop_t caller_loop;   /* for email_use_loop */
 
 /* A failure of a public call, which the next call must replace or clear. */
 static void put_sentinel(void)
@@ -98,6 +104,30 @@ static int send_mime_id_refused(void)
     uint64_t id = 1;
     bool ok = email_send_mime_id("u", "a@example.org", no_rcpts, "x", 1, &id);
     return ok ? 0 : id == 0 ? FALSE_RET : -1000;
+}
+
+/* A transporter with host; freed at once (email_transporter_free leaves ErrorInfo alone). */
+static int transporter_new_with(const char *host)
+{
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = host;
+    email_transporter_t *t = email_transporter_new(&srv);
+    email_transporter_free(t);
+    return t ? 0 : EMAIL_EINVAL;
+}
+
+static int get_server_good(void)
+{
+    email_server_t out;
+    int rc = email_transporter_get_server(tp, &out);
+    return rc || !strcmp(out.host, "127.0.0.1") ? rc : -1000;
+}
+
+static int dispatch_fd_good(void)
+{
+    int fd = email_dispatch_fd();
+    return fd >= 0 ? 0 : fd;
 }
 
 /* The builder */
@@ -175,6 +205,29 @@ BOOL_CALL(close_no_session, email_close_session("nosuch-session"))
 INT_CALL(callback_no_session, email_session_set_callback("nosuch-session", NULL, NULL))
 INT_CALL(progress_no_user, email_session_set_progress("", NULL, NULL))
 INT_CALL(status_unknown, email_message_status(UNKNOWN_ID))
+
+/* The transporter (no server: the table never lets one connect) */
+INT_CALL(transporter_new_no_host, transporter_new_with(NULL))
+INT_CALL(transporter_new_good, transporter_new_with("127.0.0.1"))
+INT_CALL(get_server_no_transporter, email_transporter_get_server(NULL, NULL))
+INT_CALL(get_server_no_out, email_transporter_get_server(tp, NULL))
+INT_CALL(check_no_transporter, email_transporter_check_connection(NULL, NULL))
+INT_CALL(tsend_no_transporter, email_transporter_send(NULL, good, NULL))
+INT_CALL(tsend_no_message, email_transporter_send(tp, NULL, NULL))
+INT_CALL(tsend_blank, email_transporter_send(tp, blank, NULL))
+INT_CALL(tsend_async_no_message, email_transporter_send_async(tp, NULL, NULL, NULL, NULL))
+INT_CALL(tsend_async_blank, email_transporter_send_async(tp, blank, NULL, NULL, NULL))
+INT_CALL(cancel_no_transporter, email_transporter_cancel(NULL, KNOWN_ID))
+INT_CALL(cancel_no_id, email_transporter_cancel(tp, 0))
+INT_CALL(cancel_unknown, email_transporter_cancel(tp, UNKNOWN_ID))
+INT_CALL(progress_no_transporter, email_transporter_set_progress(NULL, NULL, NULL))
+INT_CALL(progress_good, email_transporter_set_progress(tp, NULL, NULL))
+
+/* The runtime */
+INT_CALL(callback_thread_bad, email_set_callback_thread(7))
+INT_CALL(callback_thread_good, email_set_callback_thread(EMAIL_CALLBACK_DISPATCH))
+INT_CALL(use_loop_null, email_use_loop(NULL))
+INT_CALL(use_loop_busy, email_use_loop(&caller_loop)) /* after progress_good started ours */
 
 typedef enum { RET_INT, RET_BOOL, RET_VOID } ret_t;
 
@@ -264,6 +317,30 @@ static const row_t rows[] = {
     INT(progress_no_user, EMAIL_EINVAL, "session name (user)"),
     INT(status_unknown, EMAIL_ENOTFOUND, "no message has the id 158329674399744"),
     INT(status_known, 0, NULL),
+    INT(transporter_new_no_host, EMAIL_EINVAL, "server: host is missing"),
+    INT(transporter_new_good, 0, NULL),
+    INT(get_server_no_transporter, EMAIL_EINVAL,
+        "email_transporter_get_server: the transporter is NULL"),
+    INT(get_server_no_out, EMAIL_EINVAL, "email_transporter_get_server: out is NULL"),
+    INT(get_server_good, 0, NULL),
+    INT(check_no_transporter, EMAIL_EINVAL,
+        "email_transporter_check_connection: the transporter is NULL"),
+    INT(tsend_no_transporter, EMAIL_EINVAL, "email_transporter_send: transporter is NULL"),
+    INT(tsend_no_message, EMAIL_EINVAL, "email_transporter_send: message is NULL"),
+    INT(tsend_blank, EMAIL_EINVAL, "email_transporter_send: From: the message has no sender"),
+    INT(tsend_async_no_message, EMAIL_EINVAL, "message is NULL"),
+    INT(tsend_async_blank, EMAIL_EINVAL, "From: the message has no sender"),
+    INT(cancel_no_transporter, EMAIL_EINVAL, "email_transporter_cancel: the transporter is NULL"),
+    INT(cancel_no_id, EMAIL_EINVAL, "email_transporter_cancel: the message id is 0"),
+    INT(cancel_unknown, EMAIL_ENOTFOUND, "holds no message 158329674399744 waiting"),
+    INT(progress_no_transporter, EMAIL_EINVAL,
+        "email_transporter_set_progress: the transporter is NULL"),
+    INT(progress_good, 0, NULL),
+    INT(dispatch_fd_good, 0, NULL),
+    INT(callback_thread_bad, EMAIL_EINVAL, "email_set_callback_thread: 7 is not"),
+    INT(callback_thread_good, 0, NULL),
+    INT(use_loop_null, EMAIL_EINVAL, "email_use_loop: the loop is NULL"),
+    INT(use_loop_busy, EMAIL_EBUSY, "email_use_loop: the library already runs a loop"),
 };
 
 static int setup(void **state)
@@ -276,7 +353,12 @@ static int setup(void **state)
     good = email_message_new();
     blank = email_message_new();
     registry_pending(KNOWN_ID);
-    return good && blank ? 0 : -1;
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = "127.0.0.1";
+    srv.port = 1;
+    tp = email_transporter_new(&srv);
+    return good && blank && tp && uv_loop_init(&caller_loop) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -287,8 +369,10 @@ static int teardown(void **state)
     registry_done(KNOWN_ID, EMAIL_SENT);
     unlink(log_path);
     rmdir(dir);
+    email_transporter_free(tp);
     email_shutdown();
-    return 0;
+    uv_run(&caller_loop, UV_RUN_DEFAULT); /* the library's handles on it finish closing */
+    return uv_loop_close(&caller_loop) == 0 ? 0 : -1;
 }
 
 /* One row: the return value agrees with the code, and ErrorInfo is the row's. */
@@ -355,6 +439,44 @@ static void test_readers_leave_it_alone(void **state)
     assert_string_equal(email_error_info(), text);
 }
 
+/* Without a descriptor to spare, email_dispatch_fd says why; once it can make one, it clears.
+ * Runs first: the descriptor, once made, is kept. */
+static void test_dispatch_fd_failure(void **state)
+{
+    (void)state;
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int lowest_free = open("/dev/null", O_RDONLY);
+    assert_true(lowest_free >= 0);
+    close(lowest_free);
+    struct rlimit low = {.rlim_cur = (rlim_t)lowest_free, .rlim_max = old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    put_sentinel();
+    int fd = email_dispatch_fd();
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(fd, EMAIL_EIO);
+    assert_int_equal(email_last_error(), EMAIL_EIO);
+    if (!strstr(email_error_info(), "email_dispatch_fd: the eventfd could not be made"))
+        fail_msg("ErrorInfo: \"%s\"", email_error_info());
+
+    put_sentinel();
+    assert_true(email_dispatch_fd() >= 0);
+    assert_false(email_error_occurred());
+}
+
+/* email_use_loop succeeding clears: once the library's own loop has stopped. Runs last. */
+static void test_use_loop_clears(void **state)
+{
+    (void)state;
+    email_transporter_free(tp);
+    tp = NULL;
+    email_shutdown();
+    put_sentinel();
+    assert_int_equal(email_use_loop(&caller_loop), 0);
+    assert_false(email_error_occurred());
+    assert_string_equal(email_error_info(), "");
+}
+
 /* ---- Per thread ---- */
 
 typedef struct seen {
@@ -416,10 +538,12 @@ static void test_text_quotes_itself(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch_fd_failure),
         cmocka_unit_test(test_every_call_sets_or_clears),
         cmocka_unit_test(test_readers_leave_it_alone),
         cmocka_unit_test(test_per_thread),
         cmocka_unit_test(test_text_quotes_itself),
+        cmocka_unit_test(test_use_loop_clears),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
