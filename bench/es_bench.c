@@ -244,7 +244,11 @@ static void case_concurrent(int port, size_t n)
     double t0 = bench_now();
     for (size_t i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "c%zu", i);
-        start_session(names[i], port, EMAIL_ASYNCHRONOUS);
+        /* the non-blocking start: the N sessions connect at once (email_start_smtp_session
+         * returns only once its session is open, so N of them would connect one by one) */
+        if (!email_start_smtp_session_async(names[i], NULL, BENCH_HOST, port, EMAIL_ASYNCHRONOUS,
+                                            EMAIL_OPTION_DEFAULT, NULL, NULL))
+            bench_die("email_start_smtp_session_async(%s): %s", names[i], email_error_info());
         if (email_session_set_callback(names[i], on_done, &t))
             bench_die("email_session_set_callback(%s): %s", names[i], email_error_info());
         if (!email_send_message(names[i], msgs[i]))

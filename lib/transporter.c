@@ -48,6 +48,7 @@ void transporter_destroy(email_transporter_t *t)
     free(t->helo_name);
     free(t->header_charset);
     free(t->body_charset);
+    free(t->open_status);
     free(t);
 }
 

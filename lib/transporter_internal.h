@@ -83,7 +83,7 @@ struct email_transporter_s {
     queue_t parked;              /* send_req_t ended with the connection, decided when it closes */
     queue_t openers;             /* op_t of transporter_open_async callers waiting for ready */
     bool open_failed;            /* an open failed: every send fails with open_status */
-    email_status_t open_status;
+    email_status_t *open_status; /* allocated then only: most transporters never need it */
     bool freeing;                /* email_transporter_free was called */
     uv_timer_t *free_deadline;   /* bounds how long queued messages may delay the free */
     bool expired;                /* that deadline passed: no more retries */

@@ -96,7 +96,8 @@ static void opener_finish(email_transporter_t *t, op_t *o, int rc, const email_s
     o->status.error = rc;
     if (rc && !t->open_failed) {
         t->open_failed = true;
-        email_status_copy_into(&t->open_status, &o->status);
+        if ((t->open_status = malloc(sizeof *t->open_status)))
+            email_status_copy_into(t->open_status, &o->status);
     }
     o->done(o->done_arg, &o->status);
     free(o);
@@ -231,7 +232,13 @@ void transporter_op_send(void *arg)
     send_req_t *r = arg;
     email_transporter_t *t = r->t;
     if (t->open_failed) {
-        send_req_fail(r, &t->open_status);
+        email_status_t nomem;
+        if (!t->open_status) {
+            email_status_init(&nomem);
+            email_status_fail(&nomem, EMAIL_ENOMEM, "the session could not be opened: out of "
+                                                    "memory");
+        }
+        send_req_fail(r, t->open_status ? t->open_status : &nomem);
         return;
     }
     if (t->freeing) {
