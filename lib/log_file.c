@@ -497,6 +497,8 @@ static log_sink_t *create_locked(int fd, const struct stat *st, bool readable, c
 
 log_sink_t *log_file_open(const char *path, bool rotates, char *err, size_t errlen)
 {
+    /* a synchronous call returns once the lines its work handed to the pool are written */
+    runtime_set_after_call(log_file_settle);
     bool readable;
     int fd = open_append(path, &readable);
     struct stat st;

@@ -13,7 +13,6 @@
 #include "emailsession-uv.h"
 #include "emailsession.h"
 #include "error.h"
-#include "log_file.h"
 #include "queue.h"
 
 typedef struct task {
@@ -49,6 +48,7 @@ static struct {
     int dispatch_fd;      /* eventfd: readable while callbacks wait */
     queue_t dispatch;     /* of task_t */
     int callback_thread;  /* EMAIL_CALLBACK_... */
+    void (*after_call)(void); /* runtime_set_after_call */
 } rt = {.lock = PTHREAD_MUTEX_INITIALIZER,
         .ended = PTHREAD_COND_INITIALIZER,
         .posted = QUEUE_INITIALIZER(rt.posted),
@@ -346,11 +346,22 @@ int runtime_loop_call(runtime_call_fn fn, void *arg)
         while (!call.done)
             uv_cond_wait(&call.cond, &call.lock);
         uv_mutex_unlock(&call.lock);
-        log_file_settle(); /* the lines the work handed to the thread pool are on disk */
+        pthread_mutex_lock(&rt.lock);
+        void (*after)(void) = rt.after_call;
+        pthread_mutex_unlock(&rt.lock);
+        if (after)
+            after(); /* e.g. the log lines the work handed to the thread pool reach the disk */
     }
     uv_cond_destroy(&call.cond);
     uv_mutex_destroy(&call.lock);
     return rc;
+}
+
+void runtime_set_after_call(void (*fn)(void))
+{
+    pthread_mutex_lock(&rt.lock);
+    rt.after_call = fn;
+    pthread_mutex_unlock(&rt.lock);
 }
 
 void runtime_call_done(runtime_call_t *call)

@@ -34,6 +34,12 @@ typedef void (*runtime_call_fn)(runtime_call_t *call, void *arg);
 int runtime_loop_call(runtime_call_fn fn, void *arg);
 /* Ends the call: its caller returns. Loop thread, once per call. */
 void runtime_call_done(runtime_call_t *call);
+/*
+ * fn runs in the caller's thread after each runtime_loop_call has waited (set by a layer above:
+ * the log has the writes the call's work handed to the thread pool finish, so a synchronous
+ * call's lines are on disk when it returns). The runtime itself knows nothing of the log.
+ */
+void runtime_set_after_call(void (*fn)(void));
 
 /* Hands a callback to where callbacks run: now (loop thread mode) or the dispatch queue. */
 void runtime_deliver(runtime_fn fn, void *arg);
