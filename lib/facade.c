@@ -130,7 +130,9 @@ struct start_op {
     email_start_cb done;
     void *user_data;
     runtime_call_t *call;      /* email_start_smtp_session's caller, waiting */
-    email_status_t status;
+    email_status_t *status;    /* where the verdict goes (the blocking starter's, or room after
+                                  this struct when done needs it); NULL when nobody reads it:
+                                  a thousand sessions may be starting at once */
 };
 
 /* An extended log set for a name before its start (email_session_set_log_file). */
@@ -256,7 +258,7 @@ static void start_op_free(start_op_t *op)
 static void deliver_start(void *arg)
 {
     start_op_t *op = arg;
-    op->done(op->name, &op->status, op->user_data);
+    op->done(op->name, op->status, op->user_data);
     start_op_free(op);
 }
 
@@ -265,7 +267,8 @@ static void deliver_start(void *arg)
 static void start_finished(void *arg, const email_status_t *status)
 {
     start_op_t *op = arg;
-    email_status_copy_into(&op->status, status);
+    if (op->status)
+        email_status_copy_into(op->status, status);
     session_t *failed = NULL;
     pthread_mutex_lock(&sessions_lock);
     session_t *s = op->session;
@@ -277,9 +280,9 @@ static void start_finished(void *arg, const email_status_t *status)
                 p = &(*p)->next;
             failed = take_out_locked(p, false);
         }
-    } else if (status->error == EMAIL_ECANCELED) {
-        email_strlcpy(op->status.status_text, "the session was closed before it was open",
-                      sizeof op->status.status_text);
+    } else if (status->error == EMAIL_ECANCELED && op->status) {
+        email_strlcpy(op->status->status_text, "the session was closed before it was open",
+                      sizeof op->status->status_text);
     }
     pthread_mutex_unlock(&sessions_lock);
     if (failed)
@@ -475,6 +478,9 @@ bool email_start_smtp_session(const char *user, const char *password, const char
     start_op_t *op = calloc(1, sizeof *op);
     if (!op)
         return fail(EMAIL_ENOMEM, "out of memory");
+    email_status_t verdict;
+    email_status_init(&verdict);
+    op->status = &verdict;
     blocking_start_t b = {.op = op};
     b.session = register_start(user, password, server, port, mode, option, op);
     bool ok = b.session != NULL;
@@ -486,11 +492,11 @@ bool email_start_smtp_session(const char *user, const char *password, const char
             rc = b.rc;
         if (rc) {
             ok = fail(rc, "email_start_smtp_session: %s", email_strerror(rc));
-        } else if (op->status.error) {
+        } else if (verdict.error) {
             char what[300];
             snprintf(what, sizeof what, "cannot start the session with %s port %d", server,
                      default_port(port, option));
-            ok = fail_status(op->status.error, what, &op->status);
+            ok = fail_status(verdict.error, what, &verdict);
         } else {
             succeed();
         }
@@ -505,9 +511,11 @@ bool email_start_smtp_session_async(const char *user, const char *password, cons
 {
     if (!check_start_args(user, server, port, mode, option))
         return false;
-    start_op_t *op = calloc(1, sizeof *op);
+    start_op_t *op = calloc(1, sizeof *op + (done ? sizeof *op->status : 0));
     if (!op)
         return fail(EMAIL_ENOMEM, "out of memory");
+    if (done)
+        op->status = (email_status_t *)(op + 1);
     op->done = done;
     op->user_data = user_data;
     session_t *s = register_start(user, password, server, port, mode, option, op);

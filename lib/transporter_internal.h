@@ -54,10 +54,16 @@ typedef struct op {
     runtime_call_t *call;        /* a check's or free's caller */
     email_status_t status;
     int rc;
-    transporter_open_cb done;    /* an open's verdict */
-    void *done_arg;
-    queue_t node;                /* in t->openers while an open waits for the connection */
 } op_t;
+
+/* An open waiting for its verdict: small, since a thousand sessions may be starting at once
+ * (the verdict's status is made when it comes). */
+typedef struct open_op {
+    email_transporter_t *t;
+    transporter_open_cb done;
+    void *done_arg;
+    queue_t node;                /* in t->openers while it waits for the connection */
+} open_op_t;
 
 struct email_transporter_s {
     queue_t live;                /* in the list of every transporter, for shutdown */

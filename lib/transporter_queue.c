@@ -89,17 +89,19 @@ static void kick(email_transporter_t *t)
 
 /* An open has its verdict. A failed one is a named session's start failing: what is sent to
  * the transporter afterwards fails the same way instead of trying another connection. */
-static void opener_finish(email_transporter_t *t, op_t *o, int rc, const email_status_t *st)
+static void opener_finish(email_transporter_t *t, open_op_t *o, int rc,
+                          const email_status_t *st)
 {
-    email_status_copy_into(&o->status, st);
-    o->status.success = rc == 0;
-    o->status.error = rc;
+    email_status_t verdict;
+    email_status_copy_into(&verdict, st);
+    verdict.success = rc == 0;
+    verdict.error = rc;
     if (rc && !t->open_failed) {
         t->open_failed = true;
         if ((t->open_status = malloc(sizeof *t->open_status)))
-            email_status_copy_into(t->open_status, &o->status);
+            email_status_copy_into(t->open_status, &verdict);
     }
-    o->done(o->done_arg, &o->status);
+    o->done(o->done_arg, &verdict);
     free(o);
 }
 
@@ -109,7 +111,7 @@ static void openers_finish(email_transporter_t *t, int rc, const email_status_t 
     queue_t ending;
     queue_move(&t->openers, &ending);
     while (!queue_empty(&ending)) {
-        op_t *o = queue_data(queue_head(&ending), op_t, node);
+        open_op_t *o = queue_data(queue_head(&ending), open_op_t, node);
         queue_remove(&o->node);
         opener_finish(t, o, rc, st);
     }
@@ -210,7 +212,7 @@ static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
 
 void transporter_op_open(void *arg)
 {
-    op_t *o = arg;
+    open_op_t *o = arg;
     email_transporter_t *t = o->t;
     if (t->conn && connection_is_ready(t->conn)) {
         opener_finish(t, o, 0, connection_ready_status(t->conn));

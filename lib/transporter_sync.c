@@ -18,7 +18,6 @@
 static int run_connection_op(email_transporter_t *t, runtime_call_fn fn, email_status_t *status)
 {
     op_t o = {.t = t};
-    queue_init(&o.node);
     email_status_init(&o.status);
     int rc = runtime_loop_call(fn, &o);
     if (rc)
@@ -34,7 +33,7 @@ static int run_connection_op(email_transporter_t *t, runtime_call_fn fn, email_s
 
 int transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg)
 {
-    op_t *o = calloc(1, sizeof *o);
+    open_op_t *o = calloc(1, sizeof *o);
     if (!o)
         return EMAIL_ENOMEM;
     o->t = t;
