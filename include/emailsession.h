@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "emailsession-version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -514,8 +516,8 @@ EMAIL_EXTERN int email_set_log(const char *path);
  * does, so free its user_data after the callback has returned. Do not call it on the loop's
  * thread while a log callback on another thread waits for the library (a synchronous call).
  */
-EMAIL_EXTERN int email_set_log_callback(void (*cb)(const char *line, void *user_data),
-                                        void *user_data);
+typedef void (*email_log_cb)(const char *line, void *user_data);
+EMAIL_EXTERN int email_set_log_callback(email_log_cb cb, void *user_data);
 /*
  * Extended log of one session: its conversation and the full MIME of every message; NULL
  * stops it. EMAIL_EIO when the file cannot be opened for appending.
@@ -535,7 +537,8 @@ EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
  */
 EMAIL_EXTERN int email_set_log_directory(const char *dir);
 
-/* Library version, e.g. "0.1.0". */
+/* The running library's version, e.g. "0.1.0": EMAIL_VERSION_STRING of the library that runs
+ * (the macros in <emailsession-version.h> are those of the headers compiled against). */
 EMAIL_EXTERN const char *email_version(void);
 
 #ifdef __cplusplus

@@ -56,7 +56,7 @@ static char *ca_file;
 
 const char *email_version(void)
 {
-    return PACKAGE_VERSION;
+    return EMAIL_VERSION_STRING; /* the macros' own string: they agree by construction */
 }
 
 void email_set_timeout(int seconds)

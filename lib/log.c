@@ -244,7 +244,7 @@ int email_set_log(const char *path)
     return 0;
 }
 
-int email_set_log_callback(void (*cb)(const char *line, void *user_data), void *user_data)
+int email_set_log_callback(email_log_cb cb, void *user_data)
 {
     pthread_mutex_lock(&cb_lock);
     cb_fn = cb;
