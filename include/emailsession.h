@@ -304,6 +304,23 @@ EMAIL_EXTERN int email_transporter_send_async(email_transporter_t *transporter,
                                               const email_message_t *message, email_send_cb done,
                                               void *user_data, uint64_t *message_id);
 /*
+ * A prebuilt message (what email_send_mime sends on a session): envelope sender `from` (""
+ * for the null sender), a NULL-terminated recipient list, and `length` bytes of RFC 5322 text
+ * (line endings normalised to CRLF, dots stuffed; no NUL). The text is copied. The synchronous
+ * form waits as email_transporter_send does (status may be NULL); the asynchronous one queues it
+ * as email_transporter_send_async does, its id in *message_id (may be NULL). EMAIL_EINVAL names
+ * the bad envelope address, an empty recipient list, an empty text or a NUL byte.
+ */
+EMAIL_EXTERN int email_transporter_send_mime(email_transporter_t *transporter, const char *from,
+                                             const char *const *recipients, const char *mime,
+                                             size_t length, email_status_t *status);
+EMAIL_EXTERN int email_transporter_send_mime_async(email_transporter_t *transporter,
+                                                   const char *from,
+                                                   const char *const *recipients,
+                                                   const char *mime, size_t length,
+                                                   email_send_cb done, void *user_data,
+                                                   uint64_t *message_id);
+/*
  * Cancels a queued message that has not started going out: 0, and its callback reports
  * EMAIL_ECANCELED. EMAIL_EBUSY once its commands went out; EMAIL_ENOTFOUND when the transporter
  * holds no such message (never queued, already finished, or waiting to be retried); ErrorInfo

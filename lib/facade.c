@@ -564,17 +564,6 @@ bool email_send_message(const char *user, const email_message_t *message)
     return ok;
 }
 
-/* An envelope address: no line breaks, no angle brackets, something@something or empty. */
-static bool envelope_address_ok(const char *a, bool may_be_empty)
-{
-    if (!a || email_has_crlf(a) || strpbrk(a, "<> \t"))
-        return false;
-    if (!*a)
-        return may_be_empty;
-    const char *at = strrchr(a, '@');
-    return at && at != a && at[1];
-}
-
 bool email_send_mime_id(const char *user, const char *from, const char *const *recipients,
                         const char *mime, size_t length, uint64_t *message_id)
 {
@@ -582,25 +571,15 @@ bool email_send_mime_id(const char *user, const char *from, const char *const *r
         *message_id = 0;
     if (!check_name(user))
         return false;
-    if (!envelope_address_ok(from, true))
-        return fail(EMAIL_EINVAL, "email_send_mime: from \"%s\" is not an envelope address",
-                    from ? from : "(null)");
-    if (!recipients || !recipients[0])
-        return fail(EMAIL_EINVAL, "email_send_mime: no recipient");
-    for (size_t i = 0; recipients[i]; i++)
-        if (!envelope_address_ok(recipients[i], false))
-            return fail(EMAIL_EINVAL, "email_send_mime: recipient \"%s\" is not an address",
-                        recipients[i]);
-    if (!mime || !length)
-        return fail(EMAIL_EINVAL, "email_send_mime: the message is empty");
-    if (memchr(mime, '\0', length))
-        return fail(EMAIL_EINVAL, "email_send_mime: the message contains a NUL byte");
+    transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
+                             .message_id = message_id};
+    char err[512];
+    int rc = transporter_raw_check(&raw, "email_send_mime", err, sizeof err);
+    if (rc)
+        return fail(rc, "%s", err);
     session_t *s = acquire(user);
     if (!s)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
-    transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
-                             .message_id = message_id};
-    int rc;
     if (s->mode == EMAIL_ASYNCHRONOUS) {
         pthread_mutex_lock(&sessions_lock);
         raw.done = s->cb;

@@ -53,7 +53,9 @@ typedef struct transporter_raw {
     void *progress_data;
     uint64_t *message_id;          /* may be NULL: receives its id */
 } transporter_raw_t;
-/* Sends a prebuilt message: waits and fills status when status is given, else queues it. */
+/* 0 when raw's envelope and text may go out, else EMAIL_EINVAL and why in err (after "fn: "). */
+int transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err, size_t errlen);
+/* Sends a prebuilt message (checked): waits and fills status when status is given, else queues it. */
 int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
                          email_status_t *status);
 /* email_transporter_send_async with a progress callback of its own and the error text. */

@@ -170,6 +170,44 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
     return rc;
 }
 
+/* An envelope address: no line breaks, no angle brackets, something@something or empty. */
+static bool envelope_address_ok(const char *a, bool may_be_empty)
+{
+    if (!a || email_has_crlf(a) || strpbrk(a, "<> \t"))
+        return false;
+    if (!*a)
+        return may_be_empty;
+    const char *at = strrchr(a, '@');
+    return at && at != a && at[1];
+}
+
+int transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err, size_t errlen)
+{
+    if (!envelope_address_ok(raw->from, true)) {
+        snprintf(err, errlen, "%s: from \"%s\" is not an envelope address", fn,
+                 raw->from ? raw->from : "(null)");
+        return EMAIL_EINVAL;
+    }
+    if (!raw->rcpts || !raw->rcpts[0]) {
+        snprintf(err, errlen, "%s: no recipient", fn);
+        return EMAIL_EINVAL;
+    }
+    for (size_t i = 0; raw->rcpts[i]; i++)
+        if (!envelope_address_ok(raw->rcpts[i], false)) {
+            snprintf(err, errlen, "%s: recipient \"%s\" is not an address", fn, raw->rcpts[i]);
+            return EMAIL_EINVAL;
+        }
+    if (!raw->mime || !raw->length) {
+        snprintf(err, errlen, "%s: the message is empty", fn);
+        return EMAIL_EINVAL;
+    }
+    if (memchr(raw->mime, '\0', raw->length)) {
+        snprintf(err, errlen, "%s: the message contains a NUL byte", fn);
+        return EMAIL_EINVAL;
+    }
+    return 0;
+}
+
 int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
                          email_status_t *status)
 {
@@ -231,6 +269,59 @@ int email_transporter_send_async(email_transporter_t *t, const email_message_t *
     else
         email__error_clear();
     return rc;
+}
+
+int email_transporter_send_mime(email_transporter_t *t, const char *from,
+                                const char *const *recipients, const char *mime, size_t length,
+                                email_status_t *status)
+{
+    if (status)
+        email_status_clear(status);
+    char err[512];
+    transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length};
+    int rc = t ? transporter_raw_check(&raw, "email_transporter_send_mime", err, sizeof err)
+               : EMAIL_EINVAL;
+    if (rc) {
+        if (status) {
+            email_status_fail(status, rc, "%s", t ? err : "the transporter is NULL");
+            status->error = rc;
+        }
+        return email__error_set(rc, "%s", t ? err : "email_transporter_send_mime: the "
+                                                   "transporter is NULL");
+    }
+    email_status_t local;
+    email_status_t *st = status ? status : &local;
+    email_status_init(&local);
+    rc = transporter_send_raw(t, &raw, st);
+    if (rc)
+        email__error_set_status(rc, "email_transporter_send_mime", st);
+    else
+        email__error_clear();
+    email_status_clear(&local);
+    return rc;
+}
+
+int email_transporter_send_mime_async(email_transporter_t *t, const char *from,
+                                      const char *const *recipients, const char *mime,
+                                      size_t length, email_send_cb done, void *user_data,
+                                      uint64_t *message_id)
+{
+    if (message_id)
+        *message_id = 0;
+    char err[512];
+    transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
+                             .done = done, .user_data = user_data, .message_id = message_id};
+    if (!t)
+        return email__error_set(EMAIL_EINVAL, "email_transporter_send_mime_async: the "
+                                              "transporter is NULL");
+    int rc = transporter_raw_check(&raw, "email_transporter_send_mime_async", err, sizeof err);
+    if (!rc && (rc = transporter_send_raw(t, &raw, NULL)) != 0)
+        snprintf(err, sizeof err, "email_transporter_send_mime_async: the message was not "
+                                  "queued: %s", email_strerror(rc));
+    if (rc)
+        return email__error_set(rc, "%s", err);
+    email__error_clear();
+    return 0;
 }
 
 typedef struct cancel_op {

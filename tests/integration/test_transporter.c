@@ -351,6 +351,71 @@ static void test_connection_refused_async(void **state)
     email_transporter_free(t);
 }
 
+/* A prebuilt message on a transporter, waited for and queued: the text arrives as given (CRLF,
+ * dots stuffed then unstuffed), the envelope as given; bad envelopes are refused up front. */
+static void test_send_mime(void **state)
+{
+    (void)state;
+    test_server_t s;
+    start_smtpd(&s, NULL);
+    email_server_t srv = plain_server(s.port);
+    email_transporter_t *t = email_transporter_new(&srv);
+    assert_non_null(t);
+    const char *mime = "From: a@example.org\nTo: b@example.org\nSubject: raw\n\n"
+                       ".dot line\n.\nlast";
+    const char *rcpts[] = {"b@example.org", "c@example.org", NULL};
+    email_status_t st;
+    assert_int_equal(email_transporter_send_mime(t, "a@example.org", rcpts, mime, strlen(mime),
+                                                 &st), 0);
+    assert_true(st.success);
+    assert_int_equal(st.status, 250);
+    assert_int_equal(st.recipients, 2);
+    seen_t seen = {0};
+    uint64_t id = 0;
+    assert_int_equal(email_transporter_send_mime_async(t, "", rcpts, mime, strlen(mime),
+                                                       remember, &seen, &id), 0);
+    assert_true(id != 0);
+    struct pollfd p = {.fd = email_dispatch_fd(), .events = POLLIN};
+    for (int i = 0; i < 300 && !seen.calls; i++)
+        if (poll(&p, 1, 100) > 0)
+            email_dispatch();
+    assert_int_equal(seen.calls, 1);
+    assert_true(seen.st.success);
+    assert_int_equal(email_message_status(id), EMAIL_SENT);
+
+    const char *bad[] = {"b@example.org>\r\nRCPT TO:<evil@example.org", NULL};
+    assert_int_equal(email_transporter_send_mime(t, "a@example.org", bad, mime, strlen(mime),
+                                                 &st), EMAIL_EINVAL);
+    assert_false(st.success);
+    assert_int_equal(st.error, EMAIL_EINVAL);
+    assert_non_null(strstr(email_error_info(), "recipient \"b@example.org>"));
+    const char *none[] = {NULL};
+    assert_int_equal(email_transporter_send_mime_async(t, "a@example.org", none, mime,
+                                                       strlen(mime), NULL, NULL, &id),
+                     EMAIL_EINVAL);
+    assert_int_equal(id, 0);
+    assert_string_equal(email_error_info(), "email_transporter_send_mime_async: no recipient");
+    assert_int_equal(email_transporter_send_mime(t, "a@example.org", rcpts, "x\0y", 3, NULL),
+                     EMAIL_EINVAL);
+    assert_int_equal(email_transporter_send_mime(NULL, "a@example.org", rcpts, mime, 1, NULL),
+                     EMAIL_EINVAL);
+    email_status_clear(&st);
+    email_transporter_free(t);
+
+    assert_int_equal(test_spool_wait(&s, 2, 5000), 2);
+    for (int i = 1; i <= 2; i++) {
+        char *eml = test_spool_read(&s, i, "eml", NULL);
+        assert_string_equal(eml, "From: a@example.org\r\nTo: b@example.org\r\nSubject: raw\r\n"
+                                 "\r\n.dot line\r\n.\r\nlast\r\n");
+        free(eml);
+        char *json = test_spool_read(&s, i, "json", NULL);
+        /* aiosmtpd reports the null sender as "<>" */
+        assert_json_field(json, "mail_from", i == 1 ? "a@example.org" : "<>");
+        free(json);
+    }
+    test_server_stop(&s);
+}
+
 /* A server that accepts and never greets: the connection timeout, ours. */
 static void test_silent_server_timeout(void **state)
 {
@@ -684,6 +749,7 @@ int main(void)
         LOOP_IDLE_TEST(test_get_server),
         LOOP_IDLE_TEST(test_connection_refused),
         LOOP_IDLE_TEST(test_connection_refused_async),
+        LOOP_IDLE_TEST(test_send_mime),
         LOOP_IDLE_TEST(test_silent_server_timeout),
         LOOP_IDLE_TEST(test_untrusted_certificate),
         LOOP_IDLE_TEST(test_retry_chain),
