@@ -111,6 +111,7 @@ typedef struct email_status_s {
     size_t recipients;       /* recipients in the envelope */
     size_t rejected;         /* how many of them the server refused */
     void *internal_;         /* the library's handle of the refused recipients; never touch */
+    void *reserved_[8];      /* room to grow (see email_server_t); zero, never touch */
 } email_status_t;
 
 /*
@@ -240,7 +241,20 @@ enum {
     EMAIL_SECURITY_NONE = 2      /* plain TCP, never encrypted */
 };
 
-typedef struct email_server_s {  /* zero-initialise or email_server_init, then set what you need */
+/*
+ * The settings of a transporter. Zero-initialise it (`email_server_t s = {0};`) or call
+ * email_server_init, then set what you need; never leave it uninitialised.
+ *
+ * How it grows without breaking compiled programs (the same for email_status_t): its size and
+ * the offset of every field are fixed for the life of the soname. A field added in a later
+ * version takes the place of slots of `reserved_` (one slot per field: a pointer, or an int or
+ * bool padded to a pointer), and its zero value means what the library did before the field
+ * existed. A program built against an older header leaves those slots zero, so it keeps the old
+ * behaviour; a newer program gets the field. `make abi-check` fails when a change moves or
+ * resizes anything. Opaque objects with setters would grow too, but would lose 4D's and
+ * WLanguage's way of passing settings as one object, and designated initialisers.
+ */
+typedef struct email_server_s {
     const char *host;            /* mandatory: a name or an IP address */
     int port;                    /* 0 → 587, or 465 when security is EMAIL_SECURITY_TLS */
     const char *user, *password;
@@ -259,6 +273,7 @@ typedef struct email_server_s {  /* zero-initialise or email_server_init, then s
     const char *header_charset, *body_charset; /* EMAIL_MAIL_MODE_... defaults for messages */
     const char *ca_file;         /* extra trust anchors (PEM); system store always used */
     const char *helo_name;       /* EHLO argument; default: the machine's host name */
+    void *reserved_[16];         /* room to grow (see above); zero, never touch */
 } email_server_t;
 
 typedef struct email_transporter_s email_transporter_t;

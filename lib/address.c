@@ -9,7 +9,7 @@
 #include "emailsession.h"
 #include "util.h"
 
-bool address_atext(unsigned char c)
+bool email__address_atext(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
@@ -18,7 +18,7 @@ bool address_atext(unsigned char c)
 /* In addresses RFC 6532 widens atext to every non-ASCII octet. */
 static bool is_atext(unsigned char c)
 {
-    return c >= 0x80 || address_atext(c);
+    return c >= 0x80 || email__address_atext(c);
 }
 
 static bool is_wsp(char c)
@@ -113,7 +113,7 @@ static bool domain_valid(const char *s, size_t n)
     return true;
 }
 
-bool address_spec_valid(const char *s, size_t n)
+bool email__address_spec_valid(const char *s, size_t n)
 {
     if (n > 254)
         return false;
@@ -165,14 +165,14 @@ static void trim(const char **s, size_t *n)
 static int display_name(const char *s, size_t n, char **name)
 {
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     bool space = false;
     for (size_t i = 0; i < n; i++) {
         if (is_wsp(s[i])) {
             space = true;
             continue;
         }
-        if (space && b.len && email_buf_putc(&b, ' '))
+        if (space && b.len && email__buf_putc(&b, ' '))
             goto nomem;
         space = false;
         bool quoted = s[i] == '"';
@@ -182,19 +182,19 @@ static int display_name(const char *s, size_t n, char **name)
             if (quoted && s[k] == '\\')
                 k++;
             if (is_ctl((unsigned char)s[k]) && s[k] != '\t') {
-                email_buf_free(&b);
+                email__buf_free(&b);
                 return EMAIL_EINVAL;
             }
-            if (email_buf_putc(&b, s[k]))
+            if (email__buf_putc(&b, s[k]))
                 goto nomem;
         }
         i = quoted ? end : i;
     }
-    *name = b.len ? email_buf_steal(&b, NULL) : NULL;
-    email_buf_free(&b);
+    *name = b.len ? email__buf_steal(&b, NULL) : NULL;
+    email__buf_free(&b);
     return 0;
 nomem:
-    email_buf_free(&b);
+    email__buf_free(&b);
     return EMAIL_ENOMEM;
 }
 
@@ -217,7 +217,7 @@ static int parse_mailbox(const char *s, size_t n, address_t *out)
         len = gt;
         trim(&spec, &len);
     }
-    if (!address_spec_valid(spec, len))
+    if (!email__address_spec_valid(spec, len))
         return EMAIL_EINVAL;
     out->name = NULL;
     if (lt < n) {
@@ -225,7 +225,7 @@ static int parse_mailbox(const char *s, size_t n, address_t *out)
         if (rc)
             return rc;
     }
-    out->addr = email_strndup(spec, len);
+    out->addr = email__strndup(spec, len);
     if (!out->addr) {
         free(out->name);
         return EMAIL_ENOMEM;
@@ -244,7 +244,7 @@ static void set_why(char *why, size_t whylen, const char *s, size_t n, const cha
     snprintf(why, whylen, "\"%.*s\" %s", (int)n, s, what);
 }
 
-int address_parse(const char *text, bool list, address_list_t *out, char *why, size_t whylen)
+int email__address_parse(const char *text, bool list, address_list_t *out, char *why, size_t whylen)
 {
     address_list_t l = {NULL, 0};
     size_t cap = 0, n = strlen(text), i = 0;
@@ -290,14 +290,14 @@ int address_parse(const char *text, bool list, address_list_t *out, char *why, s
         rc = EMAIL_EINVAL;
     }
     if (rc) {
-        address_list_free(&l);
+        email__address_list_free(&l);
         return rc;
     }
     *out = l;
     return 0;
 }
 
-void address_list_truncate(address_list_t *list, size_t n)
+void email__address_list_truncate(address_list_t *list, size_t n)
 {
     for (size_t i = n; i < list->n; i++) {
         free(list->v[i].name);
@@ -307,14 +307,14 @@ void address_list_truncate(address_list_t *list, size_t n)
         list->n = n;
 }
 
-void address_list_free(address_list_t *list)
+void email__address_list_free(address_list_t *list)
 {
-    address_list_truncate(list, 0);
+    email__address_list_truncate(list, 0);
     free(list->v);
     list->v = NULL;
 }
 
-int address_list_append(address_list_t *dst, const address_list_t *src)
+int email__address_list_append(address_list_t *dst, const address_list_t *src)
 {
     if (!src->n)
         return 0;
@@ -325,10 +325,10 @@ int address_list_append(address_list_t *dst, const address_list_t *src)
     size_t before = dst->n;
     for (size_t i = 0; i < src->n; i++) {
         address_t *a = &v[dst->n++];
-        a->name = email_strdup(src->v[i].name);
-        a->addr = email_strdup(src->v[i].addr);
+        a->name = email__strdup(src->v[i].name);
+        a->addr = email__strdup(src->v[i].addr);
         if (!a->addr || (src->v[i].name && !a->name)) {
-            address_list_truncate(dst, before);
+            email__address_list_truncate(dst, before);
             return EMAIL_ENOMEM;
         }
     }

@@ -21,17 +21,17 @@ static const struct {
  * it stays out of mechs[] (a server advertising "OAUTH2" offers nothing we know). */
 #define OAUTH2_NAME "OAUTH2"
 
-auth_mech_t auth_mech_from_name(const char *name)
+auth_mech_t email__auth_mech_from_name(const char *name)
 {
-    if (!email_strcasecmp(name, OAUTH2_NAME))
+    if (!email__strcasecmp(name, OAUTH2_NAME))
         return AUTH_OAUTH2;
     for (size_t i = 0; i < NMECHS; i++)
-        if (!email_strcasecmp(name, mechs[i].name))
+        if (!email__strcasecmp(name, mechs[i].name))
             return mechs[i].mech;
     return AUTH_NONE;
 }
 
-const char *auth_mech_name(auth_mech_t mech)
+const char *email__auth_mech_name(auth_mech_t mech)
 {
     if (mech == AUTH_OAUTH2)
         return OAUTH2_NAME;
@@ -41,12 +41,12 @@ const char *auth_mech_name(auth_mech_t mech)
     return "NONE";
 }
 
-bool auth_mech_unimplemented(const char *name)
+bool email__auth_mech_unimplemented(const char *name)
 {
-    return !email_strcasecmp(name, "SCRAM-SHA-256") || !email_strcasecmp(name, "SCRAM-SHA-1");
+    return !email__strcasecmp(name, "SCRAM-SHA-256") || !email__strcasecmp(name, "SCRAM-SHA-1");
 }
 
-unsigned auth_parse_mechs(const char *list)
+unsigned email__auth_parse_mechs(const char *list)
 {
     unsigned set = 0;
     const char *p = list;
@@ -58,14 +58,14 @@ unsigned auth_parse_mechs(const char *list)
             p++;
         size_t n = (size_t)(p - start);
         for (size_t i = 0; n && i < NMECHS; i++)
-            if (strlen(mechs[i].name) == n && !email_strncasecmp(start, mechs[i].name, n))
+            if (strlen(mechs[i].name) == n && !email__strncasecmp(start, mechs[i].name, n))
                 set |= mechs[i].mech;
     }
     return set;
 }
 
-auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bool have_password,
-                        bool have_token)
+auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit,
+                               bool have_password, bool have_token)
 {
     if (limit)
         offered &= limit;
@@ -90,46 +90,46 @@ static int put_saslname(email_buf_t *b, const char *name)
 {
     int rc = 0;
     for (const char *p = name; *p && !rc; p++)
-        rc = *p == ',' ? email_buf_puts(b, "=2C")
-             : *p == '=' ? email_buf_puts(b, "=3D")
-                         : email_buf_putc(b, *p);
+        rc = *p == ',' ? email__buf_puts(b, "=2C")
+             : *p == '=' ? email__buf_puts(b, "=3D")
+                         : email__buf_putc(b, *p);
     return rc;
 }
 
-/* The user name and the token were checked free of control characters (transporter_new_ex):
+/* The user name and the token were checked free of control characters (email__transporter_new_ex):
  * \001 separates the fields of both payloads. */
 static int oauth_payload(auth_mech_t mech, const auth_creds_t *c, email_buf_t *raw)
 {
     const char *user = c->user ? c->user : "";
     if (mech == AUTH_XOAUTH2)
-        return email_buf_printf(raw, "user=%s\001auth=Bearer %s\001\001", user, c->token);
+        return email__buf_printf(raw, "user=%s\001auth=Bearer %s\001\001", user, c->token);
     /* RFC 7628 gs2-header: "n,a=<saslname>," or, without a user name, "n,," */
-    int rc = email_buf_puts(raw, *user ? "n,a=" : "n,");
+    int rc = email__buf_puts(raw, *user ? "n,a=" : "n,");
     if (!rc)
         rc = put_saslname(raw, user);
     if (!rc)
-        rc = email_buf_printf(raw, ",\001auth=Bearer %s\001\001", c->token);
+        rc = email__buf_printf(raw, ",\001auth=Bearer %s\001\001", c->token);
     return rc;
 }
 
-int auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd, email_buf_t *shown)
+int email__auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd, email_buf_t *shown)
 {
     int rc = 0;
     email_buf_t raw;
-    email_buf_init(&raw);
-    const char *name = auth_mech_name(mech);
+    email__buf_init(&raw);
+    const char *name = email__auth_mech_name(mech);
 
-    rc = email_buf_printf(cmd, "AUTH %s", name);
+    rc = email__buf_printf(cmd, "AUTH %s", name);
     if (!rc)
-        rc = email_buf_printf(shown, "AUTH %s", name);
+        rc = email__buf_printf(shown, "AUTH %s", name);
     if (rc)
         goto out;
     switch (mech) {
     case AUTH_PLAIN: {
         /* authzid NUL authcid NUL password, sent as the initial response */
         const char *u = c->user ? c->user : "", *p = c->password ? c->password : "";
-        if ((rc = email_buf_putc(&raw, '\0')) || (rc = email_buf_puts(&raw, u)) ||
-            (rc = email_buf_putc(&raw, '\0')) || (rc = email_buf_puts(&raw, p)))
+        if ((rc = email__buf_putc(&raw, '\0')) || (rc = email__buf_puts(&raw, u)) ||
+            (rc = email__buf_putc(&raw, '\0')) || (rc = email__buf_puts(&raw, p)))
             goto out;
         break;
     }
@@ -145,22 +145,22 @@ int auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd, email_
         rc = EMAIL_EINVAL;
         goto out;
     }
-    if ((rc = email_buf_putc(cmd, ' ')) || (rc = email_base64_encode(cmd, raw.data, raw.len)) ||
-        (rc = email_buf_puts(shown, " ****")))
+    if ((rc = email__buf_putc(cmd, ' ')) || (rc = email__base64_encode(cmd, raw.data, raw.len)) ||
+        (rc = email__buf_puts(shown, " ****")))
         goto out;
 out:
     if (raw.data)
         memset(raw.data, 0, raw.len);
-    email_buf_free(&raw);
+    email__buf_free(&raw);
     return rc;
 }
 
-int auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *challenge,
+int email__auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *challenge,
               email_buf_t *resp)
 {
     int rc;
     email_buf_t raw;
-    email_buf_init(&raw);
+    email__buf_init(&raw);
 
     switch (mech) {
     case AUTH_LOGIN: {
@@ -170,11 +170,11 @@ int auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *cha
             rc = EMAIL_EPROTO;
             break;
         }
-        rc = email_base64_encode(resp, v, strlen(v));
+        rc = email__base64_encode(resp, v, strlen(v));
         break;
     }
     case AUTH_CRAM_MD5: {
-        if (step != 0 || (rc = email_base64_decode(&raw, challenge, strlen(challenge)))) {
+        if (step != 0 || (rc = email__base64_decode(&raw, challenge, strlen(challenge)))) {
             rc = EMAIL_EPROTO;
             break;
         }
@@ -185,28 +185,28 @@ int auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const char *cha
             break;
         }
         email_buf_t line;
-        email_buf_init(&line);
-        rc = email_buf_printf(&line, "%s ", c->user ? c->user : "");
+        email__buf_init(&line);
+        rc = email__buf_printf(&line, "%s ", c->user ? c->user : "");
         for (size_t i = 0; !rc && i < sizeof mac; i++)
-            rc = email_buf_printf(&line, "%02x", mac[i]);
+            rc = email__buf_printf(&line, "%02x", mac[i]);
         if (!rc)
-            rc = email_base64_encode(resp, line.data, line.len);
+            rc = email__base64_encode(resp, line.data, line.len);
         memset(line.data, 0, line.len);
-        email_buf_free(&line);
+        email__buf_free(&line);
         break;
     }
     case AUTH_XOAUTH2:
     case AUTH_OAUTHBEARER:
         /* a 334 here carries the server's error details; the answer is an empty line (RFC 7628) */
-        rc = step == 0 ? email_buf_puts(resp, "") : EMAIL_EPROTO;
+        rc = step == 0 ? email__buf_puts(resp, "") : EMAIL_EPROTO;
         if (!rc && mech == AUTH_OAUTHBEARER)
-            rc = email_buf_puts(resp, "AQ==");
+            rc = email__buf_puts(resp, "AQ==");
         break;
     default:
         rc = EMAIL_EPROTO;
     }
     if (raw.data)
         memset(raw.data, 0, raw.len);
-    email_buf_free(&raw);
+    email__buf_free(&raw);
     return rc;
 }

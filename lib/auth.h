@@ -17,13 +17,13 @@ typedef enum {
 } auth_mech_t;
 
 /* Bit set of the mechanisms named in an EHLO "AUTH" line's arguments (unknown ones ignored). */
-unsigned auth_parse_mechs(const char *list);
+unsigned email__auth_parse_mechs(const char *list);
 /* AUTH_... for a name ("PLAIN", case-insensitive; 4D's "OAUTH2" too), AUTH_NONE when unknown. */
-auth_mech_t auth_mech_from_name(const char *name);
+auth_mech_t email__auth_mech_from_name(const char *name);
 /* The name of a mechanism ("OAUTH2" for AUTH_OAUTH2), "NONE" for anything else. */
-const char *auth_mech_name(auth_mech_t mech);
+const char *email__auth_mech_name(auth_mech_t mech);
 /* A SASL mechanism we know of but do not implement ("SCRAM-SHA-256", "SCRAM-SHA-1"). */
-bool auth_mech_unimplemented(const char *name);
+bool email__auth_mech_unimplemented(const char *name);
 
 /*
  * The mechanism to use among `offered`: `wanted` when set (AUTH_NONE if not offered; for
@@ -31,8 +31,8 @@ bool auth_mech_unimplemented(const char *name);
  * strongest offered one the credentials allow (OAuth with a token; CRAM-MD5, PLAIN, LOGIN with a
  * password). `limit` restricts the candidates (a bit set; 0 = all).
  */
-auth_mech_t auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit, bool have_password,
-                        bool have_token);
+auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit,
+                               bool have_password, bool have_token);
 
 typedef struct auth_creds {
     const char *user, *password, *token;
@@ -40,15 +40,16 @@ typedef struct auth_creds {
 
 /*
  * The AUTH command line (without CRLF) into cmd, and the same with every secret masked as "****"
- * into shown (for logs). The server's 334 challenges, if any, are answered with auth_step.
+ * into shown (for logs). The server's 334 challenges, if any, are answered with email__auth_step.
  */
-int auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *cmd, email_buf_t *shown);
+int email__auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *cmd,
+                      email_buf_t *shown);
 /*
  * The answer to the step-th 334 challenge (step counts from 0), challenge = the base64 text of the
  * 334 reply. The answer is written into resp (without CRLF); it is always a secret (log "****").
  * EMAIL_EPROTO when the challenge is malformed or more steps come than the mechanism has.
  */
-int auth_step(auth_mech_t mech, const auth_creds_t *creds, int step, const char *challenge,
+int email__auth_step(auth_mech_t mech, const auth_creds_t *creds, int step, const char *challenge,
               email_buf_t *resp);
 
 #endif

@@ -10,7 +10,7 @@
 
 static bool is_utf8(const char *charset)
 {
-    return !email_strcasecmp(charset, "UTF-8") || !email_strcasecmp(charset, "UTF8");
+    return !email__strcasecmp(charset, "UTF-8") || !email__strcasecmp(charset, "UTF8");
 }
 
 /* ESC, SO and SI in the text would be copied through by iconv and switch the reader's
@@ -26,10 +26,10 @@ static bool has_shift_codes(const char *s, size_t n, size_t *at)
     return false;
 }
 
-int charset_open(charset_conv_t *conv, const char *charset)
+int email__charset_open(charset_conv_t *conv, const char *charset)
 {
     conv->cd = NO_ICONV;
-    conv->stateful = !email_strncasecmp(charset, "ISO-2022", 8);
+    conv->stateful = !email__strncasecmp(charset, "ISO-2022", 8);
     if (is_utf8(charset))
         return 0;
     /* no "//TRANSLIT": a character the charset lacks must fail, not become '?' */
@@ -39,7 +39,7 @@ int charset_open(charset_conv_t *conv, const char *charset)
     return 0;
 }
 
-void charset_close(charset_conv_t *conv)
+void email__charset_close(charset_conv_t *conv)
 {
     if (conv->cd != NO_ICONV)
         iconv_close(conv->cd);
@@ -51,7 +51,7 @@ static int step(iconv_t cd, email_buf_t *out, char **in, size_t *inleft)
 {
     for (;;) {
         /* about as many octets as come in; E2BIG asks for more (a character needs at most 8) */
-        if (email_buf_reserve(out, (in ? *inleft : 0) + 16))
+        if (email__buf_reserve(out, (in ? *inleft : 0) + 16))
             return EMAIL_ENOMEM;
         char *dst = out->data + out->len;
         size_t room = out->cap - out->len - 1;
@@ -67,11 +67,11 @@ static int step(iconv_t cd, email_buf_t *out, char **in, size_t *inleft)
     }
 }
 
-int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
+int email__charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
                     size_t *bad)
 {
     if (conv->cd == NO_ICONV)
-        return email_buf_append(out, utf8, n);
+        return email__buf_append(out, utf8, n);
     size_t at;
     if (conv->stateful && has_shift_codes(utf8, n, &at)) {
         if (bad)
@@ -97,17 +97,17 @@ int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, si
     return 0;
 }
 
-int charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad)
+int email__charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad)
 {
     charset_conv_t conv;
-    int rc = charset_open(&conv, charset);
+    int rc = email__charset_open(&conv, charset);
     if (rc || conv.cd == NO_ICONV)
         return rc;
     size_t at;
     if (conv.stateful && has_shift_codes(utf8, n, &at)) {
         if (bad)
             *bad = at;
-        charset_close(&conv);
+        email__charset_close(&conv);
         return EMAIL_ECHARSET;
     }
     char *in = (char *)utf8; /* iconv's prototype; the input is not written */
@@ -125,18 +125,18 @@ int charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad)
     }
     if (rc && bad)
         *bad = n - left;
-    charset_close(&conv);
+    email__charset_close(&conv);
     return rc;
 }
 
-int charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
+int email__charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
                       size_t *bad)
 {
     charset_conv_t conv;
-    int rc = charset_open(&conv, charset);
+    int rc = email__charset_open(&conv, charset);
     if (rc)
         return rc;
-    rc = charset_convert(&conv, out, utf8, n, bad);
-    charset_close(&conv);
+    rc = email__charset_convert(&conv, out, utf8, n, bad);
+    email__charset_close(&conv);
     return rc;
 }

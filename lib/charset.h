@@ -15,8 +15,8 @@ typedef struct charset_conv {
 } charset_conv_t;
 
 /* 0, EMAIL_ENOTSUP when iconv does not know the charset, EMAIL_ENOMEM. */
-int charset_open(charset_conv_t *conv, const char *charset);
-void charset_close(charset_conv_t *conv);
+int email__charset_open(charset_conv_t *conv, const char *charset);
+void email__charset_close(charset_conv_t *conv);
 
 /*
  * Appends utf8[0..n) (valid UTF-8) converted to out, as a complete text on its own: a stateful
@@ -25,7 +25,7 @@ void charset_close(charset_conv_t *conv);
  * character has no equivalent, with its offset in utf8 in *bad (bad may be NULL); EMAIL_ENOMEM.
  * out is unchanged on failure.
  */
-int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
+int email__charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, size_t n,
                     size_t *bad);
 
 /*
@@ -34,10 +34,10 @@ int charset_convert(charset_conv_t *conv, email_buf_t *out, const char *utf8, si
  * may be NULL), EMAIL_ENOTSUP, EMAIL_ENOMEM. Nothing is kept: the text goes through a small buffer
  * on the stack.
  */
-int charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad);
+int email__charset_fits(const char *charset, const char *utf8, size_t n, size_t *bad);
 
-/* charset_open + charset_convert + charset_close. */
-int charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
+/* email__charset_open + email__charset_convert + email__charset_close. */
+int email__charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
                       size_t *bad);
 
 #endif

@@ -34,7 +34,7 @@ struct connection {
     uint64_t received;            /* bytes from the server, for error messages */
     smtp_engine_t *engine;        /* from the start: jobs submitted while connecting wait in it */
     uv_timer_t timer;
-    size_t unacked;               /* transport_unacked when the reply timer last started */
+    size_t unacked;               /* email__transport_unacked when the reply timer last started */
     bool debug_engine;            /* EMAIL_DEBUG_ENGINE: the engine's states to stderr */
 
     bool started;                 /* the engine has its transport (connected, and secured with
@@ -53,24 +53,24 @@ struct credit {
 static void log_event(connection_t *c, char kind, const char *fmt, ...) EMAIL_PRINTF(3, 4);
 static void log_event(connection_t *c, char kind, const char *fmt, ...)
 {
-    if (!email_log_active(c->cfg.log))
+    if (!email__log_active(c->cfg.log))
         return;
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    email_log_event(c->cfg.log, c->cfg.session_id, kind, text);
+    email__log_event(c->cfg.log, c->cfg.session_id, kind, text);
 }
 
 static void finish(connection_t *c)
 {
     if (--c->closes_pending > 0)
         return;
-    smtp_engine_free(c->engine);
-    email_log_flush(c->cfg.log);
-    log_sink_release(c->cfg.log);
-    tls_free(c->tls);
+    email__smtp_engine_free(c->engine);
+    email__log_flush(c->cfg.log);
+    email__log_sink_release(c->cfg.log);
+    email__tls_free(c->tls);
     email_ring_free(&c->credits);
     free(c->host);
     free(c->ca_file);
@@ -102,7 +102,7 @@ static void close_all(connection_t *c)
     if (c->transport) {
         transport_t *t = c->transport;
         c->transport = NULL;
-        transport_close(t);
+        email__transport_close(t);
     }
 }
 
@@ -115,7 +115,7 @@ static void start_timer(connection_t *c, size_t unacked);
  * its reply is awaited like any other. */
 static bool setting_up(const connection_t *c)
 {
-    return !c->ready && !smtp_engine_quitting(c->engine);
+    return !c->ready && !email__smtp_engine_quitting(c->engine);
 }
 
 static void on_timeout(uv_timer_t *h)
@@ -123,7 +123,7 @@ static void on_timeout(uv_timer_t *h)
     connection_t *c = h->data;
     bool connecting = setting_up(c);
     int ms = connecting ? c->cfg.connect_timeout_ms : c->cfg.reply_timeout_ms;
-    size_t unacked = c->transport && !connecting ? transport_unacked(c->transport) : 0;
+    size_t unacked = c->transport && !connecting ? email__transport_unacked(c->transport) : 0;
     if (unacked < c->unacked) {
         /* what the kernel took was still crossing a slow link meanwhile: not silence */
         start_timer(c, unacked);
@@ -138,7 +138,7 @@ static void on_timeout(uv_timer_t *h)
     else
         snprintf(text, sizeof text, "timed out after %.3g s %s", ms / 1000.0,
                  connecting ? "connecting to the server" : "waiting for the server");
-    connection_abort(c, EMAIL_ETIMEDOUT, text);
+    email__connection_abort(c, EMAIL_ETIMEDOUT, text);
 }
 
 static void start_timer(connection_t *c, size_t unacked)
@@ -150,11 +150,11 @@ static void start_timer(connection_t *c, size_t unacked)
 static void arm_timer(connection_t *c, bool progress)
 {
     if (c->closing || setting_up(c))
-        return; /* the connect timer runs from connection_start until ready */
-    if (!smtp_engine_waiting(c->engine))
+        return; /* the connect timer runs from email__connection_start until ready */
+    if (!email__smtp_engine_waiting(c->engine))
         uv_timer_stop(&c->timer);
     else if (progress || !uv_is_active((uv_handle_t *)&c->timer))
-        start_timer(c, c->transport ? transport_unacked(c->transport) : 0);
+        start_timer(c, c->transport ? email__transport_unacked(c->transport) : 0);
 }
 
 static int add_credit(connection_t *c, size_t plain)
@@ -175,7 +175,7 @@ static void use_credits(connection_t *c)
             return;
         size_t plain = k->plain;
         email_ring_drop(&c->credits);
-        smtp_engine_written(c->engine, plain);
+        email__smtp_engine_written(c->engine, plain);
     }
 }
 
@@ -183,8 +183,8 @@ static void use_credits(connection_t *c)
 static int send_plain(connection_t *c, const char *data, size_t n)
 {
     if (!c->tls)
-        return transport_write(c->transport, data, n);
-    int rc = tls_write(c->tls, data, n);
+        return email__transport_write(c->transport, data, n);
+    int rc = email__tls_write(c->tls, data, n);
     return rc ? rc : add_credit(c, n);
 }
 
@@ -194,15 +194,15 @@ static void flush(connection_t *c)
     if (c->flushing || !c->started || !c->transport)
         return;
     c->flushing = true;
-    while (c->transport && transport_pending(c->transport) < WRITE_HIGH_WATER) {
+    while (c->transport && email__transport_pending(c->transport) < WRITE_HIGH_WATER) {
         const char *data;
-        size_t n = smtp_engine_take(c->engine, &data);
+        size_t n = email__smtp_engine_take(c->engine, &data);
         if (!n || c->closing)
             break; /* taking can end the session (an unreadable body): the transport is gone */
         int rc = send_plain(c, data, n);
         if (rc) {
             c->flushing = false;
-            connection_abort(c, rc, "writing to the server failed");
+            email__connection_abort(c, rc, "writing to the server failed");
             return;
         }
     }
@@ -215,15 +215,15 @@ static void flush(connection_t *c)
 static void eng_log(void *ud, char kind, const char *text)
 {
     connection_t *c = ud;
-    if (email_log_active(c->cfg.log))
-        email_log_event(c->cfg.log, c->cfg.session_id, kind, text);
+    if (email__log_active(c->cfg.log))
+        email__log_event(c->cfg.log, c->cfg.session_id, kind, text);
 }
 
 static void eng_ready(void *ud)
 {
     connection_t *c = ud;
     c->ready = true;
-    email_status_copy_into(&c->ready_status, smtp_engine_status(c->engine));
+    email__status_copy_into(&c->ready_status, email__smtp_engine_status(c->engine));
     if (c->cb.ready)
         c->cb.ready(c->ud, c);
 }
@@ -261,7 +261,7 @@ static void eng_closed(void *ud, const email_status_t *why)
     connection_t *c = ud;
     c->engine_closed = true;
     if (!c->why.error || why->error)
-        email_status_copy_into(&c->why, why);
+        email__status_copy_into(&c->why, why);
     /* after QUIT's reply, or an error, there is nothing more to say */
     close_all(c);
 }
@@ -273,8 +273,8 @@ static void eng_closed(void *ud, const email_status_t *why)
 static void start_engine(connection_t *c)
 {
     c->started = true;
-    smtp_engine_start(c->engine, c->cfg.allow_insecure_auth ||
-                                     transport_is_loopback(c->transport));
+    email__smtp_engine_start(c->engine, c->cfg.allow_insecure_auth ||
+                                     email__transport_is_loopback(c->transport));
 }
 
 static void tr_connected(void *ud, const char *ip, int port)
@@ -299,7 +299,7 @@ static int tls_send(void *ud, const char *data, size_t n)
     connection_t *c = ud;
     if (!c->transport)
         return EMAIL_ECLOSED;
-    int rc = transport_write(c->transport, data, n);
+    int rc = email__transport_write(c->transport, data, n);
     if (!rc)
         c->cipher_queued += n;
     return rc;
@@ -310,12 +310,12 @@ static void on_plain(connection_t *c, const char *data, size_t n)
 {
     if (!c->started || c->engine_closed)
         return;
-    uint64_t replies = smtp_engine_replies(c->engine);
-    smtp_engine_feed(c->engine, data, n);
+    uint64_t replies = email__smtp_engine_replies(c->engine);
+    email__smtp_engine_feed(c->engine, data, n);
     if (c->closing)
         return;
     flush(c);
-    arm_timer(c, smtp_engine_replies(c->engine) != replies);
+    arm_timer(c, email__smtp_engine_replies(c->engine) != replies);
 }
 
 static void tls_recv(void *ud, const char *data, size_t n)
@@ -328,7 +328,7 @@ static void tls_recv(void *ud, const char *data, size_t n)
 static bool plain_text_seen(const connection_t *c)
 {
     const char *b;
-    size_t n = tls_first_bytes(c->tls, &b);
+    size_t n = email__tls_first_bytes(c->tls, &b);
     return n && b[0] >= 0x20 && b[0] < 0x7f;
 }
 
@@ -337,25 +337,25 @@ static void tls_handshake(void *ud, int error, const char *text)
     connection_t *c = ud;
     if (error == EMAIL_ETLS && plain_text_seen(c)) {
         if (c->started)
-            connection_abort(c, EMAIL_EPROTO,
+            email__connection_abort(c, EMAIL_EPROTO,
                              "the server sent plain-text bytes after its 220 to STARTTLS instead "
                              "of a TLS handshake (possible response injection)");
         else
-            connection_abort(c, EMAIL_ETLS,
+            email__connection_abort(c, EMAIL_ETLS,
                              "the server answered in plain SMTP, not TLS: is this a STARTTLS "
                              "port? Use EMAIL_OPTION_STARTTLS / EMAIL_SECURITY_STARTTLS "
                              "(usually port 587)");
         return;
     }
     if (error) {
-        connection_abort(c, error, text);
+        email__connection_abort(c, error, text);
         return;
     }
     char desc[300];
-    tls_describe(c->tls, desc, sizeof desc);
+    email__tls_describe(c->tls, desc, sizeof desc);
     log_event(c, '#', "SMTP TLS established: %s", desc);
     if (c->started) {
-        smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
+        email__smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);
     } else {
         start_engine(c); /* implicit TLS: now the greeting can come */
@@ -364,7 +364,7 @@ static void tls_handshake(void *ud, int error, const char *text)
 
 static void tls_failed(void *ud, int error, const char *text)
 {
-    connection_abort(ud, error, text);
+    email__connection_abort(ud, error, text);
 }
 
 static void start_tls(connection_t *c)
@@ -377,15 +377,15 @@ static void start_tls(connection_t *c)
     };
     tls_config_t cfg = {.host = c->host, .ca_file = c->ca_file, .no_verify = c->cfg.no_verify};
     char err[512];
-    c->tls = tls_new(&cfg, &cbs, c, err, sizeof err);
+    c->tls = email__tls_new(&cfg, &cbs, c, err, sizeof err);
     if (!c->tls) {
-        connection_abort(c, EMAIL_ETLS, err);
+        email__connection_abort(c, EMAIL_ETLS, err);
         return;
     }
     if (c->cfg.no_verify)
         log_event(c, '#', "SMTP Certificate verification is OFF (EMAIL_OPTION_NO_VERIFY): "
                           "the server's identity is not checked");
-    tls_start(c->tls);
+    email__tls_start(c->tls);
 }
 
 static void tr_read(void *ud, const char *data, size_t n)
@@ -393,7 +393,7 @@ static void tr_read(void *ud, const char *data, size_t n)
     connection_t *c = ud;
     c->received += n;
     if (c->tls)
-        tls_feed(c->tls, data, n); /* plaintext comes back through tls_recv */
+        email__tls_feed(c->tls, data, n); /* plaintext comes back through tls_recv */
     else
         on_plain(c, data, n);
     /* no log flush here: the log's one-second timer hands its writes to libuv's thread pool, so
@@ -407,7 +407,7 @@ static void tr_written(void *ud, size_t n)
         c->cipher_written += n; /* handshake bytes too: credits count from the first byte */
         use_credits(c);
     } else if (c->started) {
-        smtp_engine_written(c->engine, n);
+        email__smtp_engine_written(c->engine, n);
     }
     if (!c->started)
         return;
@@ -418,7 +418,7 @@ static void tr_written(void *ud, size_t n)
 static void tr_failed(void *ud, int error, const char *text)
 {
     connection_t *c = ud;
-    connection_abort(c, error, text);
+    email__connection_abort(c, error, text);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -439,10 +439,10 @@ static smtp_engine_t *new_engine(connection_t *c)
         cbs.state = eng_state;
     smtp_engine_config_t ecfg = c->cfg.engine;
     ecfg.wait_start = true;
-    return smtp_engine_new(&ecfg, &cbs, c);
+    return email__smtp_engine_new(&ecfg, &cbs, c);
 }
 
-connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
+connection_t *email__connection_new(uv_loop_t *loop, const connection_config_t *cfg,
                              const connection_callbacks_t *cb, void *ud)
 {
     connection_t *c = calloc(1, sizeof *c);
@@ -452,9 +452,9 @@ connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
     c->cfg = *cfg;
     c->cb = *cb;
     c->ud = ud;
-    c->host = email_strdup(cfg->host);
+    c->host = email__strdup(cfg->host);
     c->cfg.host = c->host;
-    c->ca_file = email_strdup(cfg->ca_file);
+    c->ca_file = email__strdup(cfg->ca_file);
     c->cfg.ca_file = c->ca_file;
     if (!c->host || (cfg->ca_file && !c->ca_file)) {
         free(c->host);
@@ -469,13 +469,13 @@ connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
         free(c);
         return NULL;
     }
-    c->cfg.log = log_sink_ref(cfg->log);
+    c->cfg.log = email__log_sink_ref(cfg->log);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     return c;
 }
 
-int connection_start(connection_t *c)
+int email__connection_start(connection_t *c)
 {
     static const transport_callbacks_t tcb = {
         .connected = tr_connected,
@@ -484,75 +484,75 @@ int connection_start(connection_t *c)
         .failed = tr_failed,
         .closed = on_transport_closed,
     };
-    /* every failure goes through connection_abort, so `closed` always comes */
-    c->transport = transport_new(c->loop, &tcb, c);
+    /* every failure goes through email__connection_abort, so `closed` always comes */
+    c->transport = email__transport_new(c->loop, &tcb, c);
     if (!c->transport) {
-        connection_abort(c, EMAIL_ENOMEM, "out of memory");
+        email__connection_abort(c, EMAIL_ENOMEM, "out of memory");
         return EMAIL_ENOMEM;
     }
-    int rc = transport_connect(c->transport, c->host, c->cfg.port);
+    int rc = email__transport_connect(c->transport, c->host, c->cfg.port);
     if (rc) {
         char text[400];
         snprintf(text, sizeof text, "cannot connect to \"%s\" port %d: %s", c->host,
                  c->cfg.port, email_strerror(rc));
-        connection_abort(c, rc, text);
+        email__connection_abort(c, rc, text);
         return rc;
     }
     uv_timer_start(&c->timer, on_timeout, (uint64_t)c->cfg.connect_timeout_ms, 0);
     return 0;
 }
 
-int connection_submit(connection_t *c, smtp_job_t *job)
+int email__connection_submit(connection_t *c, smtp_job_t *job)
 {
     if (c->closing)
         return EMAIL_ESHUTDOWN;
-    int rc = smtp_engine_submit(c->engine, job);
+    int rc = email__smtp_engine_submit(c->engine, job);
     flush(c);
     arm_timer(c, false);
     return rc;
 }
 
-int connection_cancel(connection_t *c, smtp_job_t *job)
+int email__connection_cancel(connection_t *c, smtp_job_t *job)
 {
-    return smtp_engine_cancel(c->engine, job);
+    return email__smtp_engine_cancel(c->engine, job);
 }
 
-void connection_quit(connection_t *c)
+void email__connection_quit(connection_t *c)
 {
     if (c->closing)
         return;
-    smtp_engine_quit(c->engine);
+    email__smtp_engine_quit(c->engine);
     flush(c);
     arm_timer(c, false);
 }
 
-void connection_abort(connection_t *c, int error, const char *text)
+void email__connection_abort(connection_t *c, int error, const char *text)
 {
     if (c->closing)
         return;
     if (!c->engine_closed)
-        smtp_engine_abort(c->engine, error, text); /* jobs get outcomes, eng_closed runs */
+        email__smtp_engine_abort(c->engine, error, text); /* jobs get outcomes, eng_closed runs */
     close_all(c);
 }
 
-void connection_set_log(connection_t *c, struct log_sink *log)
+void email__connection_set_log(connection_t *c, struct log_sink *log)
 {
-    email_log_flush(c->cfg.log);
-    log_sink_release(c->cfg.log);
-    c->cfg.log = log_sink_ref(log);
+    email__log_flush(c->cfg.log);
+    email__log_sink_release(c->cfg.log);
+    c->cfg.log = email__log_sink_ref(log);
 }
 
-bool connection_is_ready(const connection_t *c)
+bool email__connection_is_ready(const connection_t *c)
 {
     return c->ready && !c->closing && !c->engine_closed;
 }
 
-const email_status_t *connection_ready_status(const connection_t *c)
+const email_status_t *email__connection_ready_status(const connection_t *c)
 {
     return &c->ready_status;
 }
 
-bool connection_was_ready(const connection_t *c)
+bool email__connection_was_ready(const connection_t *c)
 {
     return c->ready;
 }

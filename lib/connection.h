@@ -38,24 +38,24 @@ typedef struct connection_callbacks {
     void (*closed)(void *ud, connection_t *c, const email_status_t *why);
 } connection_callbacks_t;
 
-connection_t *connection_new(uv_loop_t *loop, const connection_config_t *cfg,
+connection_t *email__connection_new(uv_loop_t *loop, const connection_config_t *cfg,
                              const connection_callbacks_t *cb, void *ud);
 /* Starts resolving and connecting. */
-int connection_start(connection_t *c);
+int email__connection_start(connection_t *c);
 /* Queues a job; it goes once the session is ready. EMAIL_ESHUTDOWN when closing. */
-int connection_submit(connection_t *c, smtp_job_t *job);
+int email__connection_submit(connection_t *c, smtp_job_t *job);
 /* Takes back a job that has not started (0), EMAIL_EBUSY once it has. */
-int connection_cancel(connection_t *c, smtp_job_t *job);
+int email__connection_cancel(connection_t *c, smtp_job_t *job);
 /* QUIT once what is queued is done (before ready: once ready). */
-void connection_quit(connection_t *c);
+void email__connection_quit(connection_t *c);
 /* Ends the connection now: jobs get their outcomes, then closed. */
-void connection_abort(connection_t *c, int error, const char *text);
+void email__connection_abort(connection_t *c, int error, const char *text);
 /* Switches the extended log (NULL: none) from now on. */
-void connection_set_log(connection_t *c, struct log_sink *log);
+void email__connection_set_log(connection_t *c, struct log_sink *log);
 /* True once ready and not closing. */
-bool connection_is_ready(const connection_t *c);
+bool email__connection_is_ready(const connection_t *c);
 /* The setup status at the moment the session became ready (greeting/EHLO/AUTH reply). */
-const email_status_t *connection_ready_status(const connection_t *c);
-bool connection_was_ready(const connection_t *c);
+const email_status_t *email__connection_ready_status(const connection_t *c);
+bool email__connection_was_ready(const connection_t *c);
 
 #endif

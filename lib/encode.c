@@ -29,12 +29,12 @@ static char *base64_put(char *dst, const unsigned char *in, size_t n)
     return dst;
 }
 
-int email_base64_encode(email_buf_t *out, const void *data, size_t n)
+int email__base64_encode(email_buf_t *out, const void *data, size_t n)
 {
     if (n > (SIZE_MAX - 3) / 4 * 3)
         return EMAIL_ENOMEM;
     size_t len = (n + 2) / 3 * 4;
-    if (email_buf_reserve(out, len))
+    if (email__buf_reserve(out, len))
         return EMAIL_ENOMEM;
     base64_put(out->data + out->len, data, n);
     out->len += len;
@@ -57,11 +57,11 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-int email_base64_decode(email_buf_t *out, const char *b64, size_t n)
+int email__base64_decode(email_buf_t *out, const char *b64, size_t n)
 {
     if (n % 4)
         return EMAIL_EINVAL;
-    if (email_buf_reserve(out, n / 4 * 3))
+    if (email__buf_reserve(out, n / 4 * 3))
         return EMAIL_ENOMEM;
     unsigned char *dst = (unsigned char *)out->data + out->len;
     for (size_t i = 0; i < n; i += 4) {
@@ -89,15 +89,15 @@ bad:
     return EMAIL_EINVAL;
 }
 
-uint64_t email_base64_lines_size(uint64_t n)
+uint64_t email__base64_lines_size(uint64_t n)
 {
     return (n + 2) / 3 * 4 + (n + 56) / 57 * 2;
 }
 
-int email_base64_encode_lines(email_buf_t *out, const void *data, size_t n)
+int email__base64_encode_lines(email_buf_t *out, const void *data, size_t n)
 {
-    uint64_t len = email_base64_lines_size(n);
-    if (len >= SIZE_MAX || email_buf_reserve(out, (size_t)len))
+    uint64_t len = email__base64_lines_size(n);
+    if (len >= SIZE_MAX || email__buf_reserve(out, (size_t)len))
         return EMAIL_ENOMEM;
     const unsigned char *in = data;
     char *dst = out->data + out->len;
@@ -134,18 +134,18 @@ static int normalize(int *state, email_buf_t *out, const char *data, size_t n, b
             continue;
         }
         if (c == '\r' || c == '\n') {
-            if (email_buf_append(out, "\r\n", 2))
+            if (email__buf_append(out, "\r\n", 2))
                 goto nomem;
             st = c == '\r' ? AFTER_CR : LINE_START;
             i++;
             continue;
         }
-        if (stuff && st != IN_LINE && c == '.' && email_buf_putc(out, '.'))
+        if (stuff && st != IN_LINE && c == '.' && email__buf_putc(out, '.'))
             goto nomem;
         size_t j = i;
         while (j < n && data[j] != '\r' && data[j] != '\n')
             j++;
-        if (email_buf_append(out, data + i, j - i))
+        if (email__buf_append(out, data + i, j - i))
             goto nomem;
         st = IN_LINE;
         i = j;
@@ -159,49 +159,49 @@ nomem:
     return EMAIL_ENOMEM;
 }
 
-void email_dotstuff_init(email_dotstuff_t *d)
+void email__dotstuff_init(email_dotstuff_t *d)
 {
     d->state = LINE_START;
 }
 
-int email_dotstuff_feed(email_dotstuff_t *d, email_buf_t *out, const char *data, size_t n)
+int email__dotstuff_feed(email_dotstuff_t *d, email_buf_t *out, const char *data, size_t n)
 {
     return normalize(&d->state, out, data, n, true);
 }
 
-int email_dotstuff_finish(email_dotstuff_t *d, email_buf_t *out)
+int email__dotstuff_finish(email_dotstuff_t *d, email_buf_t *out)
 {
-    int rc = d->state == IN_LINE ? email_buf_append(out, "\r\n.\r\n", 5)
-                                 : email_buf_append(out, ".\r\n", 3);
+    int rc = d->state == IN_LINE ? email__buf_append(out, "\r\n.\r\n", 5)
+                                 : email__buf_append(out, ".\r\n", 3);
     if (!rc)
-        email_dotstuff_init(d);
+        email__dotstuff_init(d);
     return rc;
 }
 
-void email_crlf_init(email_crlf_t *c)
+void email__crlf_init(email_crlf_t *c)
 {
     c->state = LINE_START;
 }
 
-int email_crlf_feed(email_crlf_t *c, email_buf_t *out, const char *data, size_t n)
+int email__crlf_feed(email_crlf_t *c, email_buf_t *out, const char *data, size_t n)
 {
     return normalize(&c->state, out, data, n, false);
 }
 
-int email_crlf_finish(email_crlf_t *c, email_buf_t *out)
+int email__crlf_finish(email_crlf_t *c, email_buf_t *out)
 {
     /* a CR is written as CRLF as soon as it is seen: nothing is ever held back */
     (void)out;
-    email_crlf_init(c);
+    email__crlf_init(c);
     return 0;
 }
 
 /* ---- Quoted-printable ---- */
 
-int email_qp_encode(email_buf_t *out, const char *data, size_t n)
+int email__qp_encode(email_buf_t *out, const char *data, size_t n)
 {
     /* worst case: every byte as =XX plus a 3-byte soft break every 25 of them */
-    if (n > (SIZE_MAX - 8) / 4 || email_buf_reserve(out, 4 * n + 8))
+    if (n > (SIZE_MAX - 8) / 4 || email__buf_reserve(out, 4 * n + 8))
         return EMAIL_ENOMEM;
     char *dst = out->data + out->len;
     size_t col = 0;
@@ -282,23 +282,23 @@ static size_t encoded_len(const email_buf_t *b, char encoding)
 
 static int put_word(email_buf_t *out, const char *charset, char encoding, const char *s, size_t n)
 {
-    if (email_buf_printf(out, "=?%s?%c?", charset, encoding))
+    if (email__buf_printf(out, "=?%s?%c?", charset, encoding))
         return EMAIL_ENOMEM;
     if (encoding == 'B') {
-        if (email_base64_encode(out, s, n))
+        if (email__base64_encode(out, s, n))
             return EMAIL_ENOMEM;
     } else {
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)s[i];
-            int rc = c == ' '    ? email_buf_putc(out, '_')
-                     : q_plain(c) ? email_buf_putc(out, (char)c)
-                                  : email_buf_printf(out, "=%c%c", hex_digits[c >> 4],
+            int rc = c == ' '    ? email__buf_putc(out, '_')
+                     : q_plain(c) ? email__buf_putc(out, (char)c)
+                                  : email__buf_printf(out, "=%c%c", hex_digits[c >> 4],
                                                      hex_digits[c & 15]);
             if (rc)
                 return EMAIL_ENOMEM;
         }
     }
-    return email_buf_append(out, "?=", 2);
+    return email__buf_append(out, "?=", 2);
 }
 
 /*
@@ -306,16 +306,16 @@ static int put_word(email_buf_t *out, const char *charset, char encoding, const 
  * charset (ISO-2022-JP: it starts in ASCII and returns to it). The longest run of characters that
  * still fits is found by converting one character more each time: words are short.
  */
-int email_rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t n,
+int email__rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t n,
                          const char *charset, char encoding)
 {
     charset_conv_t conv;
-    int rc = charset_open(&conv, charset);
+    int rc = email__charset_open(&conv, charset);
     if (rc)
         return rc;
     email_buf_t word, next; /* the octets of the longest run that fits, of that run + 1 */
-    email_buf_init(&word);
-    email_buf_init(&next);
+    email__buf_init(&word);
+    email__buf_init(&next);
     size_t overhead = strlen(charset) + 7; /* "=?" charset "?X?" ... "?=" */
     size_t begin = out->len, c = *col, i = 0;
     while (i < n) {
@@ -323,11 +323,11 @@ int email_rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t
         if (room > ENCODED_WORD_MAX)
             room = ENCODED_WORD_MAX;
         size_t j = i;
-        email_buf_reset(&word);
+        email__buf_reset(&word);
         while (j < n) {
             size_t k = char_len(utf8 + j, n - j);
-            email_buf_reset(&next);
-            if ((rc = charset_convert(&conv, &next, utf8 + i, j + k - i, NULL)))
+            email__buf_reset(&next);
+            if ((rc = email__charset_convert(&conv, &next, utf8 + i, j + k - i, NULL)))
                 goto fail;
             if (overhead + encoded_len(&next, encoding) > room)
                 break;
@@ -349,7 +349,7 @@ int email_rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t
             rc = EMAIL_EINVAL;
             goto fail;
         }
-        if ((rc = email_buf_append(out, "\r\n ", 3)))
+        if ((rc = email__buf_append(out, "\r\n ", 3)))
             goto fail;
         c = 1;
     }
@@ -360,8 +360,8 @@ fail:
         if (out->data)
             out->data[begin] = '\0';
     }
-    charset_close(&conv);
-    email_buf_free(&word);
-    email_buf_free(&next);
+    email__charset_close(&conv);
+    email__buf_free(&word);
+    email__buf_free(&next);
     return rc;
 }

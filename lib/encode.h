@@ -8,13 +8,13 @@
 #include "util.h"
 
 /* Plain base64 (RFC 4648) of data[0..n), no line breaks, appended to out. 0 or EMAIL_ENOMEM. */
-int email_base64_encode(email_buf_t *out, const void *data, size_t n);
+int email__base64_encode(email_buf_t *out, const void *data, size_t n);
 /* Decodes base64 (no white space allowed); appended to out. EMAIL_EINVAL on bad input. */
-int email_base64_decode(email_buf_t *out, const char *b64, size_t n);
+int email__base64_decode(email_buf_t *out, const char *b64, size_t n);
 
 /*
  * SMTP DATA transparency (RFC 5321 4.5.2) as a stream: bare CR and bare LF become CRLF, a line
- * starting with '.' gets another '.', and email_dotstuff_finish ends the data with exactly one
+ * starting with '.' gets another '.', and email__dotstuff_finish ends the data with exactly one
  * "\r\n.\r\n" (adding the CRLF when the text did not end with one; an empty text ends as ".\r\n",
  * the DATA command's own CRLF being the first half). Chunks may split anywhere (also between CR
  * and LF). A feed that fails (EMAIL_ENOMEM) leaves out and the state as they were.
@@ -22,27 +22,27 @@ int email_base64_decode(email_buf_t *out, const char *b64, size_t n);
 typedef struct email_dotstuff {
     int state;  /* internal */
 } email_dotstuff_t;
-void email_dotstuff_init(email_dotstuff_t *d);
-int email_dotstuff_feed(email_dotstuff_t *d, email_buf_t *out, const char *data, size_t n);
-int email_dotstuff_finish(email_dotstuff_t *d, email_buf_t *out);
+void email__dotstuff_init(email_dotstuff_t *d);
+int email__dotstuff_feed(email_dotstuff_t *d, email_buf_t *out, const char *data, size_t n);
+int email__dotstuff_finish(email_dotstuff_t *d, email_buf_t *out);
 
 /*
  * CRLF normalisation only (for BDAT, where no dot-stuffing happens): bare CR / bare LF → CRLF.
- * Same streaming rules; email_crlf_finish flushes a pending CR.
+ * Same streaming rules; email__crlf_finish flushes a pending CR.
  */
 typedef struct email_crlf {
     int state;
 } email_crlf_t;
-void email_crlf_init(email_crlf_t *c);
-int email_crlf_feed(email_crlf_t *c, email_buf_t *out, const char *data, size_t n);
-int email_crlf_finish(email_crlf_t *c, email_buf_t *out);
+void email__crlf_init(email_crlf_t *c);
+int email__crlf_feed(email_crlf_t *c, email_buf_t *out, const char *data, size_t n);
+int email__crlf_finish(email_crlf_t *c, email_buf_t *out);
 
 /* ---- What the MIME writer needs ---- */
 
 /* Base64 of data[0..n) as a MIME body: lines of 76 characters, each line ending with CRLF. */
-int email_base64_encode_lines(email_buf_t *out, const void *data, size_t n);
-/* Exact size of what email_base64_encode_lines writes for n input bytes. */
-uint64_t email_base64_lines_size(uint64_t n);
+int email__base64_encode_lines(email_buf_t *out, const void *data, size_t n);
+/* Exact size of what email__base64_encode_lines writes for n input bytes. */
+uint64_t email__base64_lines_size(uint64_t n);
 
 /*
  * Quoted-printable (RFC 2045 6.7) of data[0..n): CRLF, bare CR and bare LF are hard line breaks,
@@ -50,7 +50,7 @@ uint64_t email_base64_lines_size(uint64_t n);
  * printable ASCII, a space or tab before a line break or the end, and a '.' starting a line are
  * written =XX.
  */
-int email_qp_encode(email_buf_t *out, const char *data, size_t n);
+int email__qp_encode(email_buf_t *out, const char *data, size_t n);
 
 /*
  * RFC 2047 encoded words for the UTF-8 text utf8[0..n) (n > 0) converted to `charset` ("UTF-8",
@@ -62,7 +62,7 @@ int email_qp_encode(email_buf_t *out, const char *data, size_t n);
  * *col is left at the end of the last line. EMAIL_ECHARSET when a character has no equivalent in
  * the charset (out is then unchanged), EMAIL_ENOTSUP when iconv lacks the charset, EMAIL_ENOMEM.
  */
-int email_rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t n,
+int email__rfc2047_encode(email_buf_t *out, size_t *col, const char *utf8, size_t n,
                          const char *charset, char encoding);
 
 #endif

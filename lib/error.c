@@ -21,7 +21,7 @@ int email__error_vset(int code, const char *fmt, va_list ap)
     }
     char text[TEXT_MAX];
     vsnprintf(text, sizeof text, fmt, ap);
-    email_strlcpy(last.text, text[0] ? text : email_strerror(code), sizeof last.text);
+    email__strlcpy(last.text, text[0] ? text : email_strerror(code), sizeof last.text);
     last.code = code;
     return code;
 }

@@ -88,7 +88,7 @@ int email_set_ca_file(const char *pem_path)
             fail(EMAIL_EIO, "email_set_ca_file: \"%s\" cannot be read", pem_path);
             return EMAIL_EIO;
         }
-        if (!(copy = email_strdup(pem_path))) {
+        if (!(copy = email__strdup(pem_path))) {
             fail(EMAIL_ENOMEM, "email_set_ca_file: out of memory");
             return EMAIL_ENOMEM;
         }
@@ -190,7 +190,7 @@ static void session_free(session_t *s)
 /* On the loop's thread: the transporter closes in the background. */
 static void session_free_later(session_t *s)
 {
-    transporter_free_later(s->t);
+    email__transporter_free_later(s->t);
     free(s->name);
     free(s);
 }
@@ -230,7 +230,7 @@ static session_t *take_out_locked(session_t **p, bool may_wait)
 /* Takes the session `name` out of the registry (false: there is none); *out as above. */
 static bool unregister(const char *name, session_t **out)
 {
-    bool may_wait = !runtime_on_loop_thread();
+    bool may_wait = !email__runtime_on_loop_thread();
     pthread_mutex_lock(&sessions_lock);
     session_t **p = find_locked(name);
     bool found = *p != NULL;
@@ -268,7 +268,7 @@ static void start_finished(void *arg, const email_status_t *status)
 {
     start_op_t *op = arg;
     if (op->status)
-        email_status_copy_into(op->status, status);
+        email__status_copy_into(op->status, status);
     session_t *failed = NULL;
     pthread_mutex_lock(&sessions_lock);
     session_t *s = op->session;
@@ -281,16 +281,16 @@ static void start_finished(void *arg, const email_status_t *status)
             failed = take_out_locked(p, false);
         }
     } else if (status->error == EMAIL_ECANCELED && op->status) {
-        email_strlcpy(op->status->status_text, "the session was closed before it was open",
+        email__strlcpy(op->status->status_text, "the session was closed before it was open",
                       sizeof op->status->status_text);
     }
     pthread_mutex_unlock(&sessions_lock);
     if (failed)
         session_free_later(failed);
     if (op->call)
-        runtime_call_done(op->call); /* the starter owns op from here */
+        email__runtime_call_done(op->call); /* the starter owns op from here */
     else if (op->done)
-        runtime_deliver(deliver_start, op);
+        email__runtime_deliver(deliver_start, op);
     else
         start_op_free(op);
 }
@@ -335,7 +335,7 @@ static bool name_free(const char *user, char **log_path)
     pthread_mutex_lock(&sessions_lock);
     bool taken = *find_locked(user) != NULL;
     log_preset_t *preset = *find_preset_locked(user);
-    *log_path = !taken && preset ? email_strdup(preset->path) : NULL;
+    *log_path = !taken && preset ? email__strdup(preset->path) : NULL;
     pthread_mutex_unlock(&sessions_lock);
     return taken ? name_in_use(user) : true;
 }
@@ -356,7 +356,7 @@ static email_transporter_t *facade_transporter(const char *user, const char *pas
     srv.connection_timeout = srv.send_timeout = email_get_timeout();
     srv.log_file = log_path;
     pthread_mutex_lock(&settings_lock);
-    char *ca = email_strdup(ca_file);
+    char *ca = email__strdup(ca_file);
     pthread_mutex_unlock(&settings_lock);
     srv.ca_file = ca;
 
@@ -369,7 +369,7 @@ static email_transporter_t *facade_transporter(const char *user, const char *pas
         .no_verify = (option & EMAIL_OPTION_NO_VERIFY) != 0,
     };
     char err[512];
-    email_transporter_t *t = transporter_new_ex(&srv, &policy, err, sizeof err);
+    email_transporter_t *t = email__transporter_new_ex(&srv, &policy, err, sizeof err);
     free(ca);
     if (!t)
         fail(EMAIL_EINVAL, "email_start_smtp_session: %s", err);
@@ -408,7 +408,7 @@ static session_t *register_start(const char *user, const char *password, const c
     if (!t)
         return NULL;
     session_t *s = calloc(1, sizeof *s);
-    if (!s || !(s->name = email_strdup(user)) || !(op->name = email_strdup(user))) {
+    if (!s || !(s->name = email__strdup(user)) || !(op->name = email__strdup(user))) {
         free(s ? s->name : NULL);
         free(s);
         email_transporter_free(t);
@@ -443,7 +443,7 @@ static void unregister_start(session_t *s, start_op_t *op)
  * could not start (s is then gone). */
 static int open_session(session_t *s, start_op_t *op)
 {
-    int rc = transporter_open_async(s->t, start_finished, op);
+    int rc = email__transporter_open_async(s->t, start_finished, op);
     if (rc)
         unregister_start(s, op);
     else
@@ -464,7 +464,7 @@ static void open_and_wait(runtime_call_t *call, void *arg)
     b->op->call = call;
     b->rc = open_session(b->session, b->op);
     if (b->rc)
-        runtime_call_done(call); /* no verdict will come */
+        email__runtime_call_done(call); /* no verdict will come */
 }
 
 bool email_start_smtp_session(const char *user, const char *password, const char *server,
@@ -472,20 +472,20 @@ bool email_start_smtp_session(const char *user, const char *password, const char
 {
     if (!check_start_args(user, server, port, mode, option))
         return false;
-    if (runtime_on_loop_thread())
+    if (email__runtime_on_loop_thread())
         return fail(EMAIL_EWOULDBLOCK, "email_start_smtp_session waits for the server: on the "
                                        "loop's own thread, use email_start_smtp_session_async");
     start_op_t *op = calloc(1, sizeof *op);
     if (!op)
         return fail(EMAIL_ENOMEM, "out of memory");
     email_status_t verdict;
-    email_status_init(&verdict);
+    email__status_init(&verdict);
     op->status = &verdict;
     blocking_start_t b = {.op = op};
     b.session = register_start(user, password, server, port, mode, option, op);
     bool ok = b.session != NULL;
     if (ok) {
-        int rc = runtime_loop_call(open_and_wait, &b);
+        int rc = email__runtime_loop_call(open_and_wait, &b);
         if (rc)
             unregister_start(b.session, op); /* open_and_wait did not run */
         else
@@ -548,15 +548,15 @@ bool email_send_message(const char *user, const email_message_t *message)
         void *progress_data = s->progress_data;
         pthread_mutex_unlock(&sessions_lock);
         char err[512] = "";
-        int rc = transporter_send_async_ex(s->t, message, cb, cb_data, progress, progress_data,
-                                           NULL, err, sizeof err);
+        int rc = email__transporter_send_async_ex(s->t, message, cb, cb_data, progress,
+                                                  progress_data, NULL, err, sizeof err);
         release(s);
         if (rc)
             return fail(rc, "the message was not queued: %s", err[0] ? err : email_strerror(rc));
         return succeed();
     }
     email_status_t st;
-    email_status_init(&st);
+    email__status_init(&st);
     int rc = email_transporter_send(s->t, message, &st);
     release(s);
     bool ok = rc == 0 ? succeed() : fail_status(rc, "the message was not sent", &st);
@@ -574,7 +574,7 @@ bool email_send_mime_id(const char *user, const char *from, const char *const *r
     transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
                              .message_id = message_id};
     char err[512];
-    int rc = transporter_raw_check(&raw, "email_send_mime", err, sizeof err);
+    int rc = email__transporter_raw_check(&raw, "email_send_mime", err, sizeof err);
     if (rc)
         return fail(rc, "%s", err);
     session_t *s = acquire(user);
@@ -587,15 +587,15 @@ bool email_send_mime_id(const char *user, const char *from, const char *const *r
         raw.progress = s->progress;
         raw.progress_data = s->progress_data;
         pthread_mutex_unlock(&sessions_lock);
-        rc = transporter_send_raw(s->t, &raw, NULL);
+        rc = email__transporter_send_raw(s->t, &raw, NULL);
         release(s);
         if (rc)
             return fail(rc, "the message was not queued: %s", email_strerror(rc));
         return succeed();
     }
     email_status_t st;
-    email_status_init(&st);
-    rc = transporter_send_raw(s->t, &raw, &st);
+    email__status_init(&st);
+    rc = email__transporter_send_raw(s->t, &raw, &st);
     release(s);
     bool ok = rc == 0 ? succeed() : fail_status(rc, "the message was not sent", &st);
     email_status_clear(&st); /* its refused recipients, if some were */
@@ -630,7 +630,7 @@ bool email_close_session(const char *user)
 
 int email_message_status(uint64_t message_id)
 {
-    int state = registry_get(message_id);
+    int state = email__registry_get(message_id);
     if (state < 0)
         fail(state, "email_message_status: no message has the id %" PRIu64, message_id);
     else
@@ -680,7 +680,8 @@ static int preset_log(const char *name, const char *path, session_t **s)
     log_preset_t *fresh = NULL;
     if (path) {
         fresh = calloc(1, sizeof *fresh);
-        if (!fresh || !(fresh->name = email_strdup(name)) || !(fresh->path = email_strdup(path))) {
+        if (!fresh || !(fresh->name = email__strdup(name)) ||
+            !(fresh->path = email__strdup(path))) {
             if (fresh)
                 preset_free(fresh);
             return EMAIL_ENOMEM;
@@ -717,16 +718,16 @@ int email_session_set_log_file(const char *user, const char *path)
     char err[512];
     int rc = 0;
     if (path) { /* a path that cannot be written is refused now, not at the start */
-        log_sink_t *check = log_sink_open(path, err, sizeof err);
+        log_sink_t *check = email__log_sink_open(path, err, sizeof err);
         if (!check)
             rc = EMAIL_EIO;
-        log_sink_release(check);
+        email__log_sink_release(check);
     }
     session_t *s = NULL;
     if (!rc)
         rc = preset_log(user, path, &s);
     if (!rc && s) {
-        rc = transporter_set_log(s->t, path, err, sizeof err);
+        rc = email__transporter_set_log(s->t, path, err, sizeof err);
         release(s);
     }
     if (rc == EMAIL_ENOMEM)
@@ -742,7 +743,7 @@ void email_shutdown(void)
 {
     for (;;) {
         pthread_mutex_lock(&sessions_lock);
-        char *name = sessions ? email_strdup(sessions->name) : NULL;
+        char *name = sessions ? email__strdup(sessions->name) : NULL;
         pthread_mutex_unlock(&sessions_lock);
         if (!name)
             break;
@@ -758,11 +759,11 @@ void email_shutdown(void)
         preset_free(p);
         p = next;
     }
-    transporter_quiesce_all();
-    runtime_stop();
+    email__transporter_quiesce_all();
+    email__runtime_stop();
     pthread_mutex_lock(&settings_lock);
     free(ca_file);
     ca_file = NULL;
     pthread_mutex_unlock(&settings_lock);
-    email_status_release_all();
+    email__status_release_all();
 }

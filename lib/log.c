@@ -7,7 +7,7 @@
  * Events are formatted outside the locks, then numbered and buffered under the lock of each file
  * they go to; log_file.c writes the buffers out (on libuv's thread pool from the loop's thread,
  * never on the loop's thread itself) and rotates the global log. The callback is called with no
- * lock held, where completion callbacks run (runtime_deliver).
+ * lock held, where completion callbacks run (email__runtime_deliver).
  */
 #include "log.h"
 
@@ -52,7 +52,7 @@ static size_t printable_utf8(const unsigned char *p, size_t n)
                  : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
                  : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
                                                 : 0;
-    if (!len || len > n || !email_utf8_valid((const char *)p, len))
+    if (!len || len > n || !email__utf8_valid((const char *)p, len))
         return 0;
     return p[0] == 0xC2 && p[1] <= 0x9F ? 0 : len;
 }
@@ -79,17 +79,17 @@ static int escape_text(email_buf_t *b, const char *text, bool quoted)
     for (size_t i = 0; i < n && !rc;) {
         size_t len = p[i] >= 0x80 ? printable_utf8(p + i, n - i) : 1;
         if (len > 1) {
-            rc = email_buf_append(b, p + i, len);
+            rc = email__buf_append(b, p + i, len);
             i += len;
             continue;
         }
         unsigned char c = p[i++];
         if (c < 0x20 || c >= 0x7F)
-            rc = email_buf_printf(b, "\\x%02x", c);
+            rc = email__buf_printf(b, "\\x%02x", c);
         else if (c == '\\' || (quoted && c == '"'))
-            rc = email_buf_printf(b, "\\%c", c);
+            rc = email__buf_printf(b, "\\%c", c);
         else
-            rc = email_buf_putc(b, (char)c);
+            rc = email__buf_putc(b, (char)c);
     }
     return rc;
 }
@@ -98,14 +98,14 @@ static int escape_text(email_buf_t *b, const char *text, bool quoted)
 static int format_rest(email_buf_t *b, const char *when, uint64_t session_id, char kind,
                        const char *text)
 {
-    if (email_buf_printf(b, "%s %ld %llu ", when, (long)getpid(),
+    if (email__buf_printf(b, "%s %ld %llu ", when, (long)getpid(),
                          (unsigned long long)session_id))
         return -1;
     bool quoted = kind == 'C' || kind == 'S';
     const char *open = kind == 'C' ? "C > \"" : kind == 'S' ? "S < \"" : "### ";
-    if (email_buf_puts(b, open) || escape_text(b, text ? text : "", quoted))
+    if (email__buf_puts(b, open) || escape_text(b, text ? text : "", quoted))
         return -1;
-    if (quoted && email_buf_putc(b, '"'))
+    if (quoted && email__buf_putc(b, '"'))
         return -1;
     return 0;
 }
@@ -138,12 +138,12 @@ static atomic_bool cb_on;
 
 static atomic_uint_fast64_t next_session = 1;
 
-uint64_t email_log_session_id(void)
+uint64_t email__log_session_id(void)
 {
     return atomic_fetch_add(&next_session, 1);
 }
 
-int email_log_active(const log_sink_t *sink)
+int email__log_active(const log_sink_t *sink)
 {
     return sink || atomic_load(&g_on) || atomic_load(&cb_on);
 }
@@ -159,19 +159,19 @@ static char *join_path(const char *base, const char *path)
 {
     char cwd[4096];
     if (path[0] == '/')
-        return email_strdup(path);
+        return email__strdup(path);
     if (!base) {
         if (!getcwd(cwd, sizeof cwd))
-            return email_strdup(path); /* the kernel resolves it then, against the same cwd */
+            return email__strdup(path); /* the kernel resolves it then, against the same cwd */
         base = cwd;
     }
     email_buf_t b;
-    email_buf_init(&b);
-    if (email_buf_printf(&b, "%s/%s", base, path)) {
-        email_buf_free(&b);
+    email__buf_init(&b);
+    if (email__buf_printf(&b, "%s/%s", base, path)) {
+        email__buf_free(&b);
         return NULL;
     }
-    return email_buf_steal(&b, NULL);
+    return email__buf_steal(&b, NULL);
 }
 
 /* A log path made absolute now, at the call that takes it: later changes of the log directory
@@ -226,7 +226,7 @@ int email_set_log(const char *path)
         if (!abs)
             return email__error_set(EMAIL_ENOMEM, "email_set_log: out of memory");
         /* opened before the change: the current log goes on if this one cannot be written */
-        f = log_file_open(abs, true, err, sizeof err);
+        f = email__log_file_open(abs, true, err, sizeof err);
         free(abs);
         if (!f)
             return email__error_set(strcmp(err, "out of memory") ? EMAIL_EIO : EMAIL_ENOMEM,
@@ -238,8 +238,8 @@ int email_set_log(const char *path)
     atomic_store(&g_on, f != NULL);
     pthread_mutex_unlock(&g_lock);
     /* flushed even when f is old itself: the same file set again numbers on */
-    log_file_flush(old);
-    log_file_release(old, NULL);
+    email__log_file_flush(old);
+    email__log_file_release(old, NULL);
     email__error_clear();
     return 0;
 }
@@ -317,7 +317,7 @@ static void cb_deliver(const char *rest)
     l->gen = gen;
     memcpy(l->text, num, (size_t)numlen);
     memcpy(l->text + numlen, rest, restlen + 1);
-    runtime_deliver(cb_run, l);
+    email__runtime_deliver(cb_run, l);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -344,10 +344,10 @@ static void sink_note(log_sink_t *s, uint64_t session_id, int *todo, const char 
     va_end(ap);
     format_time(when, sizeof when);
     email_buf_t rest;
-    email_buf_init(&rest);
+    email__buf_init(&rest);
     if (format_rest(&rest, when, session_id, '#', text) == 0)
-        log_file_line(s, rest.data, rest.len, todo);
-    email_buf_free(&rest);
+        email__log_file_line(s, rest.data, rest.len, todo);
+    email__buf_free(&rest);
 }
 
 static void block_open(log_sink_t *s, msg_state_t *m, bool continues, int *todo)
@@ -366,8 +366,8 @@ static void block_close(log_sink_t *s, bool ended, int *todo)
     s->open = NULL;
     if (!ended && m->block && m->last != '\n') {
         bool was_empty = s->buf.len == 0;
-        email_buf_putc(&s->buf, '\n'); /* the closing line starts a line: one LF, uncounted */
-        log_file_appended(s, was_empty, todo);
+        email__buf_putc(&s->buf, '\n'); /* the closing line starts a line: one LF, uncounted */
+        email__log_file_appended(s, was_empty, todo);
     }
     sink_note(s, m->session, todo, "message %llu %s (%llu bytes)", (unsigned long long)m->id,
               ended ? "ends" : "interrupted", (unsigned long long)m->block);
@@ -421,7 +421,7 @@ static msg_state_t *msg_start(log_sink_t *s, uint64_t session_id, uint64_t messa
             }
     }
     m->id = message_id;
-    email_crlf_init(&m->crlf);
+    email__crlf_init(&m->crlf);
     m->total = m->block = 0;
     m->last = 0;
     return m;
@@ -440,17 +440,17 @@ static void msg_append(log_sink_t *s, msg_state_t *m, const char *data, size_t n
 {
     bool was_empty = s->buf.len == 0;
     size_t before = s->buf.len;
-    email_crlf_feed(&m->crlf, &s->buf, data, n); /* on ENOMEM nothing is added */
+    email__crlf_feed(&m->crlf, &s->buf, data, n); /* on ENOMEM nothing is added */
     size_t added = s->buf.len - before;
     if (!added)
         return;
     m->block += added;
     m->total += added;
     m->last = s->buf.data[s->buf.len - 1];
-    log_file_appended(s, was_empty, todo);
+    email__log_file_appended(s, was_empty, todo);
 }
 
-void email_log_data_begin(log_sink_t *sink, uint64_t session_id, uint64_t message_id)
+void email__log_data_begin(log_sink_t *sink, uint64_t session_id, uint64_t message_id)
 {
     if (!sink)
         return;
@@ -461,17 +461,17 @@ void email_log_data_begin(log_sink_t *sink, uint64_t session_id, uint64_t messag
     if (m)
         block_open(sink, m, false, &todo);
     pthread_mutex_unlock(&sink->lock);
-    log_file_after(todo);
+    email__log_file_after(todo);
 }
 
-void email_log_data(log_sink_t *sink, uint64_t session_id, const char *data, size_t n)
+void email__log_data(log_sink_t *sink, uint64_t session_id, const char *data, size_t n)
 {
     if (!sink || !n)
         return;
     int todo = 0;
     pthread_mutex_lock(&sink->lock);
     msg_state_t *m = msg_find(sink, session_id);
-    if (!m) { /* no email_log_data_begin: a message without an id */
+    if (!m) { /* no email__log_data_begin: a message without an id */
         block_close(sink, false, &todo);
         if ((m = msg_start(sink, session_id, 0)))
             block_open(sink, m, false, &todo);
@@ -481,10 +481,10 @@ void email_log_data(log_sink_t *sink, uint64_t session_id, const char *data, siz
     if (m)
         msg_append(sink, m, data, n, &todo);
     pthread_mutex_unlock(&sink->lock);
-    log_file_after(todo);
+    email__log_file_after(todo);
 }
 
-void email_log_data_end(log_sink_t *sink, uint64_t session_id, uint64_t message_id)
+void email__log_data_end(log_sink_t *sink, uint64_t session_id, uint64_t message_id)
 {
     if (!sink)
         return;
@@ -505,11 +505,11 @@ void email_log_data_end(log_sink_t *sink, uint64_t session_id, uint64_t message_
         msg_remove(sink, m);
     }
     pthread_mutex_unlock(&sink->lock);
-    log_file_after(todo);
+    email__log_file_after(todo);
 }
 
 
-log_sink_t *log_sink_open(const char *path, char *err, size_t errlen)
+log_sink_t *email__log_sink_open(const char *path, char *err, size_t errlen)
 {
     if (!path || !*path) {
         snprintf(err, errlen, "the log file's path is empty");
@@ -520,7 +520,7 @@ log_sink_t *log_sink_open(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    log_sink_t *s = log_file_open(abs, false, err, errlen);
+    log_sink_t *s = email__log_file_open(abs, false, err, errlen);
     free(abs);
     return s;
 }
@@ -534,15 +534,15 @@ static void sink_finalize(log_sink_t *sink)
         msg_remove(sink, sink->msgs);
 }
 
-void log_sink_release(log_sink_t *sink)
+void email__log_sink_release(log_sink_t *sink)
 {
-    log_file_release(sink, sink_finalize);
+    email__log_file_release(sink, sink_finalize);
 }
 
 /* ------------------------------------------------------------------------------------------- */
 /* Events                                                                                       */
 
-void email_log_event(log_sink_t *sink, uint64_t session_id, char kind, const char *text)
+void email__log_event(log_sink_t *sink, uint64_t session_id, char kind, const char *text)
 {
     bool to_global = atomic_load(&g_on), to_cb = atomic_load(&cb_on);
     if (!sink && !to_global && !to_cb)
@@ -550,9 +550,9 @@ void email_log_event(log_sink_t *sink, uint64_t session_id, char kind, const cha
     char when[40];
     format_time(when, sizeof when);
     email_buf_t rest;
-    email_buf_init(&rest);
+    email__buf_init(&rest);
     if (format_rest(&rest, when, session_id, kind, text) != 0) {
-        email_buf_free(&rest);
+        email__buf_free(&rest);
         return;
     }
     int todo = 0;
@@ -560,7 +560,7 @@ void email_log_event(log_sink_t *sink, uint64_t session_id, char kind, const cha
         pthread_mutex_lock(&g_lock);
         if (g_file) {
             pthread_mutex_lock(&g_file->lock);
-            log_file_line(g_file, rest.data, rest.len, &todo);
+            email__log_file_line(g_file, rest.data, rest.len, &todo);
             pthread_mutex_unlock(&g_file->lock);
         }
         pthread_mutex_unlock(&g_lock);
@@ -568,25 +568,25 @@ void email_log_event(log_sink_t *sink, uint64_t session_id, char kind, const cha
     if (sink) {
         pthread_mutex_lock(&sink->lock);
         block_close(sink, false, &todo);
-        log_file_line(sink, rest.data, rest.len, &todo);
+        email__log_file_line(sink, rest.data, rest.len, &todo);
         pthread_mutex_unlock(&sink->lock);
     }
     if (to_cb)
         cb_deliver(rest.data);
-    email_buf_free(&rest);
-    log_file_after(todo);
+    email__buf_free(&rest);
+    email__log_file_after(todo);
 }
 
-void email_log_flush(log_sink_t *sink)
+void email__log_flush(log_sink_t *sink)
 {
     if (atomic_load(&g_on)) {
         pthread_mutex_lock(&g_lock);
         if (g_file) {
             pthread_mutex_lock(&g_file->lock);
-            log_file_seal(g_file);
+            email__log_file_seal(g_file);
             pthread_mutex_unlock(&g_file->lock);
         }
         pthread_mutex_unlock(&g_lock);
     }
-    log_file_flush(sink);
+    email__log_file_flush(sink);
 }

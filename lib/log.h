@@ -16,35 +16,35 @@
 typedef struct log_sink log_sink_t;
 
 /* A fresh session id, unique for the life of the process. */
-uint64_t email_log_session_id(void);
+uint64_t email__log_session_id(void);
 
 /* True when something would receive events for this sink (a global log, a callback, or sink
  * itself), so callers can skip formatting. */
-int email_log_active(const log_sink_t *sink);
+int email__log_active(const log_sink_t *sink);
 
 /* One event of a session (kind 'C', 'S' or '#') to the global log, the callback and sink
  * (may be NULL). Any thread; lines of concurrent sessions never interleave inside a line. */
-void email_log_event(log_sink_t *sink, uint64_t session_id, char kind, const char *text);
+void email__log_event(log_sink_t *sink, uint64_t session_id, char kind, const char *text);
 
 /* Message bytes as they go out (the MIME, before dot-stuffing), for the extended log only. */
-void email_log_data(log_sink_t *sink, uint64_t session_id, const char *data, size_t n);
+void email__log_data(log_sink_t *sink, uint64_t session_id, const char *data, size_t n);
 /* The message whose bytes follow / ended (framing lines in the extended log). */
-void email_log_data_begin(log_sink_t *sink, uint64_t session_id, uint64_t message_id);
-void email_log_data_end(log_sink_t *sink, uint64_t session_id, uint64_t message_id);
+void email__log_data_begin(log_sink_t *sink, uint64_t session_id, uint64_t message_id);
+void email__log_data_end(log_sink_t *sink, uint64_t session_id, uint64_t message_id);
 
 /* Hands the buffered lines of the global log and of sink (may be NULL) to the writer (called
  * when a burst of events is over and when a session ends): written before it returns off the
  * loop's thread; on it, by libuv's thread pool right after (log_file.h). */
-void email_log_flush(log_sink_t *sink);
+void email__log_flush(log_sink_t *sink);
 
 /* An extended log file (appended; no size limit). NULL + err when it cannot be opened.
  * Reference counted: a transporter and its connections share one. */
-log_sink_t *log_sink_open(const char *path, char *err, size_t errlen);
-log_sink_t *log_sink_ref(log_sink_t *sink);
-void log_sink_release(log_sink_t *sink);
+log_sink_t *email__log_sink_open(const char *path, char *err, size_t errlen);
+log_sink_t *email__log_sink_ref(log_sink_t *sink);
+void email__log_sink_release(log_sink_t *sink);
 
 /*
- * The extended log's message blocks. email_log_data_begin writes the line
+ * The extended log's message blocks. email__log_data_begin writes the line
  *   ... ### message <id> begins
  * then the MIME follows verbatim, exactly as the server stores it (bare CR / bare LF made CRLF, a
  * final CRLF added when missing, no dot-stuffing), then the line
@@ -62,6 +62,6 @@ void log_sink_release(log_sink_t *sink);
  * bytes <= 0 restores EMAIL_LOG_ROTATE_BYTES. For tests. */
 #define EMAIL_LOG_ROTATE_BYTES (10L * 1024 * 1024)
 #define EMAIL_LOG_KEEP 5
-void email_log_set_rotate_size(long bytes);
+void email__log_set_rotate_size(long bytes);
 
 #endif

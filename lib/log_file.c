@@ -7,7 +7,7 @@
  *
  * A buffer goes to the writer (sealed into an operation) when it holds 64 KB, when its oldest
  * line is a second old (a timer on the loop arms when a buffer starts filling there), at
- * email_log_flush (a burst of events is over, a session ends), and when the file is released or
+ * email__log_flush (a burst of events is over, a session ends), and when the file is released or
  * changed. The operations of every file form one queue, performed one at a time in order by
  * whoever holds the writer's token: a work item on libuv's thread pool, or a thread off the
  * loop that waits for the writing (email_set_log, the release of a sink off the loop).
@@ -34,7 +34,7 @@
 
 static atomic_long rotate_bytes = EMAIL_LOG_ROTATE_BYTES;
 
-void email_log_set_rotate_size(long bytes)
+void email__log_set_rotate_size(long bytes)
 {
     atomic_store(&rotate_bytes, bytes > 0 ? bytes : EMAIL_LOG_ROTATE_BYTES);
 }
@@ -177,7 +177,7 @@ static void destroy(log_sink_t *f)
 {
     if (f->fd >= 0)
         close(f->fd);
-    email_buf_free(&f->buf);
+    email__buf_free(&f->buf);
     pthread_mutex_destroy(&f->lock);
     free(f->path);
     free(f);
@@ -207,7 +207,7 @@ static void perform(op_t *op)
     else if (f->fd >= 0)
         write_all(f->fd, op->data.data, op->data.len); /* a failure drops it: a full disk must
                                                           not grow memory */
-    email_buf_free(&op->data);
+    email__buf_free(&op->data);
     struct stat st;
     bool moved = op->kind == OP_ROTATE && fstat(f->fd, &st) == 0;
     pthread_mutex_lock(&reg_lock);
@@ -288,7 +288,7 @@ static void drain_on_pool(uv_loop_t *loop)
 
 static void drain(void)
 {
-    uv_loop_t *loop = runtime_on_loop_thread() ? runtime_loop() : NULL;
+    uv_loop_t *loop = email__runtime_on_loop_thread() ? email__runtime_loop() : NULL;
     if (loop)
         drain_on_pool(loop);
     else
@@ -299,21 +299,21 @@ static void queue_op(log_sink_t *f, int kind, email_buf_t *data)
 {
     op_t *op = calloc(1, sizeof *op);
     if (!op) {
-        email_buf_free(data); /* dropped, as a failed write */
+        email__buf_free(data); /* dropped, as a failed write */
         return;
     }
     op->kind = kind;
     op->f = f;
     if (data)
         op->data = *data;
-    email_buf_init(data ? data : &op->data);
+    email__buf_init(data ? data : &op->data);
     pthread_mutex_lock(&w_lock);
     f->queued++;
     queue_insert_tail(&w_ops, &op->node);
     pthread_mutex_unlock(&w_lock);
 }
 
-void log_file_seal(log_sink_t *f)
+void email__log_file_seal(log_sink_t *f)
 {
     if (!f->buf.len)
         return;
@@ -343,7 +343,7 @@ static void seal_all(void)
     pthread_mutex_lock(&reg_lock);
     for (log_sink_t *f = files; f; f = f->next) {
         pthread_mutex_lock(&f->lock);
-        log_file_seal(f);
+        email__log_file_seal(f);
         pthread_mutex_unlock(&f->lock);
     }
     pthread_mutex_unlock(&reg_lock);
@@ -363,7 +363,7 @@ static void on_timer(uv_timer_t *t)
 /* On the loop's thread. The timer keeps the loop alive: a line waiting is work under way. */
 static void arm_timer(void)
 {
-    uv_loop_t *loop = runtime_loop();
+    uv_loop_t *loop = email__runtime_loop();
     pthread_mutex_lock(&w_lock);
     if (!w_timer && loop && (w_timer = malloc(sizeof *w_timer))) {
         uv_timer_init(loop, w_timer);
@@ -381,11 +381,11 @@ static void disarm_timer_if_idle(void)
     pthread_mutex_unlock(&w_lock);
 }
 
-void log_file_after(int todo)
+void email__log_file_after(int todo)
 {
     if (!todo)
         return;
-    bool on_loop = runtime_on_loop_thread();
+    bool on_loop = email__runtime_on_loop_thread();
     if (todo & LOG_FILE_DRAIN)
         drain();
     else if (on_loop)
@@ -395,7 +395,7 @@ void log_file_after(int todo)
 /* ------------------------------------------------------------------------------------------- */
 /* Lines                                                                                        */
 
-void log_file_appended(log_sink_t *f, bool was_empty, int *todo)
+void email__log_file_appended(log_sink_t *f, bool was_empty, int *todo)
 {
     if (!f->buf.len)
         return;
@@ -406,19 +406,19 @@ void log_file_appended(log_sink_t *f, bool was_empty, int *todo)
         *todo |= LOG_FILE_ARM;
     }
     if (f->buf.len >= WRITE_AT || now - f->pending_since >= FLUSH_MS) {
-        log_file_seal(f);
+        email__log_file_seal(f);
         *todo |= LOG_FILE_DRAIN;
     }
 }
 
-void log_file_line(log_sink_t *f, const char *rest, size_t restlen, int *todo)
+void email__log_file_line(log_sink_t *f, const char *rest, size_t restlen, int *todo)
 {
     char num[32];
     int k = snprintf(num, sizeof num, "%llu ", (unsigned long long)(f->counter + 1));
     size_t linelen = (size_t)k + restlen + 1;
     uint64_t used = f->size + f->buf.len;
     if (f->rotates && used > 0 && used + linelen > (uint64_t)atomic_load(&rotate_bytes)) {
-        log_file_seal(f);
+        email__log_file_seal(f);
         queue_op(f, OP_ROTATE, NULL);
         *todo |= LOG_FILE_DRAIN;
         f->counter = f->size = 0; /* the writer renames before it writes what follows */
@@ -426,34 +426,34 @@ void log_file_line(log_sink_t *f, const char *rest, size_t restlen, int *todo)
         linelen = (size_t)k + restlen + 1;
     }
     bool was_empty = f->buf.len == 0;
-    if (email_buf_reserve(&f->buf, linelen))
+    if (email__buf_reserve(&f->buf, linelen))
         return;
     f->counter++;
-    email_buf_append(&f->buf, num, (size_t)k);
-    email_buf_append(&f->buf, rest, restlen);
-    email_buf_putc(&f->buf, '\n');
-    log_file_appended(f, was_empty, todo);
+    email__buf_append(&f->buf, num, (size_t)k);
+    email__buf_append(&f->buf, rest, restlen);
+    email__buf_putc(&f->buf, '\n');
+    email__log_file_appended(f, was_empty, todo);
 }
 
-void log_file_flush(log_sink_t *f)
+void email__log_file_flush(log_sink_t *f)
 {
     if (f) {
         pthread_mutex_lock(&f->lock);
-        log_file_seal(f);
+        email__log_file_seal(f);
         pthread_mutex_unlock(&f->lock);
     }
-    bool on_loop = runtime_on_loop_thread();
+    bool on_loop = email__runtime_on_loop_thread();
     drain();
     if (on_loop)
         disarm_timer_if_idle();
 }
 
-void log_file_settle(void)
+void email__log_file_settle(void)
 {
     drain_here();
 }
 
-void log_file_flush_all(void)
+void email__log_file_flush_all(void)
 {
     seal_all();
     drain_here();
@@ -467,7 +467,7 @@ static log_sink_t *create_locked(int fd, const struct stat *st, bool readable, c
                                  bool rotates)
 {
     log_sink_t *f = calloc(1, sizeof *f);
-    char *copy = email_strdup(path);
+    char *copy = email__strdup(path);
     if (!f || !copy || pthread_mutex_init(&f->lock, NULL) != 0) {
         free(f);
         free(copy);
@@ -478,7 +478,7 @@ static log_sink_t *create_locked(int fd, const struct stat *st, bool readable, c
         scan_tail(fd, st, f, &needs_lf);
     else
         f->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
-    email_buf_init(&f->buf);
+    email__buf_init(&f->buf);
     f->refs = 1;
     f->rotates = rotates;
     f->dev = st->st_dev;
@@ -489,16 +489,16 @@ static log_sink_t *create_locked(int fd, const struct stat *st, bool readable, c
     files = f;
     if (needs_lf) { /* our next line starts a line */
         int todo = 0;
-        email_buf_putc(&f->buf, '\n');
-        log_file_appended(f, true, &todo);
+        email__buf_putc(&f->buf, '\n');
+        email__log_file_appended(f, true, &todo);
     }
     return f;
 }
 
-log_sink_t *log_file_open(const char *path, bool rotates, char *err, size_t errlen)
+log_sink_t *email__log_file_open(const char *path, bool rotates, char *err, size_t errlen)
 {
     /* a synchronous call returns once the lines its work handed to the pool are written */
-    runtime_set_after_call(log_file_settle);
+    email__runtime_set_after_call(email__log_file_settle);
     bool readable;
     int fd = open_append(path, &readable);
     struct stat st;
@@ -526,7 +526,7 @@ log_sink_t *log_file_open(const char *path, bool rotates, char *err, size_t errl
     return f;
 }
 
-log_sink_t *log_sink_ref(log_sink_t *sink)
+log_sink_t *email__log_sink_ref(log_sink_t *sink)
 {
     if (sink) {
         pthread_mutex_lock(&reg_lock);
@@ -536,7 +536,7 @@ log_sink_t *log_sink_ref(log_sink_t *sink)
     return sink;
 }
 
-void log_file_release(log_sink_t *f, void (*finalize)(log_sink_t *f))
+void email__log_file_release(log_sink_t *f, void (*finalize)(log_sink_t *f))
 {
     if (!f)
         return;
@@ -546,7 +546,7 @@ void log_file_release(log_sink_t *f, void (*finalize)(log_sink_t *f))
         pthread_mutex_lock(&f->lock);
         if (finalize)
             finalize(f);
-        log_file_seal(f);
+        email__log_file_seal(f);
         pthread_mutex_unlock(&f->lock);
         done = unlink_if_done_locked(f);
     }
@@ -554,11 +554,11 @@ void log_file_release(log_sink_t *f, void (*finalize)(log_sink_t *f))
     if (done)
         destroy(f);
     else if (last)
-        log_file_flush(NULL); /* the writer closes it after its last operation */
+        email__log_file_flush(NULL); /* the writer closes it after its last operation */
 }
 
 /* At exit (or when the library is unloaded): every buffer written. */
 __attribute__((destructor)) static void log_file_fini(void)
 {
-    log_file_flush_all();
+    email__log_file_flush_all();
 }

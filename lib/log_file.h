@@ -40,33 +40,33 @@ struct log_sink {
     char *path;            /* absolute */
 };
 
-/* What to do once the file's lock is released (log_file_after). */
+/* What to do once the file's lock is released (email__log_file_after). */
 enum { LOG_FILE_ARM = 1, LOG_FILE_DRAIN = 2 };
 
 /* The file at path (absolute), opened for appending, or the object already open for it (same
  * file, same rotates). The numbering goes on from the file's last line. NULL + err. */
-log_sink_t *log_file_open(const char *path, bool rotates, char *err, size_t errlen);
+log_sink_t *email__log_file_open(const char *path, bool rotates, char *err, size_t errlen);
 /* Drops a reference; the last one hands what is buffered to the writer first, after
  * finalize(f) (may be NULL) ran under f's lock. Off the loop's thread, returns once it is
  * written; on it, at once (the thread pool writes it and then closes the file). */
-void log_file_release(log_sink_t *f, void (*finalize)(log_sink_t *f));
+void email__log_file_release(log_sink_t *f, void (*finalize)(log_sink_t *f));
 
 /* One line "<counter> " + rest + LF (under f's lock); rotates first when it would not fit. */
-void log_file_line(log_sink_t *f, const char *rest, size_t restlen, int *todo);
+void email__log_file_line(log_sink_t *f, const char *rest, size_t restlen, int *todo);
 /* Bytes were appended to f->buf, which was empty before if was_empty (under f's lock). */
-void log_file_appended(log_sink_t *f, bool was_empty, int *todo);
+void email__log_file_appended(log_sink_t *f, bool was_empty, int *todo);
 /* With no lock held: arms the one-second timer or hands the buffers over, as todo says. */
-void log_file_after(int todo);
+void email__log_file_after(int todo);
 
-/* Hands f's buffer to the writer (under f's lock); log_file_flush(NULL) has it written. */
-void log_file_seal(log_sink_t *f);
+/* Hands f's buffer to the writer (under f's lock); email__log_file_flush(NULL) has it written. */
+void email__log_file_seal(log_sink_t *f);
 /* Hands f's buffer (f may be NULL) to the writer; waits until it is written off the loop's
  * thread; on it, returns at once. */
-void log_file_flush(log_sink_t *f);
+void email__log_file_flush(log_sink_t *f);
 /* Waits until what was handed to the writer is written, writing it in this thread if nobody
  * does (off the loop's thread): a synchronous call returns with its session's log on disk. */
-void log_file_settle(void);
+void email__log_file_settle(void);
 /* Every file's buffer to the writer, and waits until written (not on the loop's thread). */
-void log_file_flush_all(void);
+void email__log_file_flush_all(void);
 
 #endif

@@ -43,12 +43,12 @@ static int begin(const email_message_t *m, const char *field)
     return m ? 0 : fail(EMAIL_EINVAL, "%s: no message", field);
 }
 
-const message_content_t *message_content(const email_message_t *message)
+const message_content_t *email__message_content(const email_message_t *message)
 {
     return &message->c;
 }
 
-uint64_t message_new_id(void)
+uint64_t email__message_new_id(void)
 {
     return atomic_fetch_add(&last_id, 1) + 1;
 }
@@ -60,7 +60,7 @@ email_message_t *email_message_new(void)
         fail(EMAIL_ENOMEM, "Message: out of memory");
         return NULL;
     }
-    m->id = message_new_id();
+    m->id = email__message_new_id();
     email__error_clear();
     return m;
 }
@@ -88,7 +88,7 @@ void email_message_free(email_message_t *m)
     message_content_t *c = &m->c;
     address_list_t *lists[] = {&c->from, &c->sender, &c->reply_to, &c->to, &c->cc, &c->bcc};
     for (size_t i = 0; i < sizeof lists / sizeof *lists; i++)
-        address_list_free(lists[i]);
+        email__address_list_free(lists[i]);
     free(c->subject);
     free(c->text);
     free(c->html);
@@ -139,7 +139,7 @@ static int rebuild_recipients(email_message_t *m)
         for (size_t i = 0; i < lists[l]->n; i++) {
             const char *a = lists[l]->v[i].addr;
             size_t h = addr_hash(a) & (cap - 1);
-            while (slots[h] && email_strcasecmp(v[slots[h] - 1], a))
+            while (slots[h] && email__strcasecmp(v[slots[h] - 1], a))
                 h = (h + 1) & (cap - 1);
             if (!slots[h]) {
                 v[n++] = a;
@@ -159,12 +159,12 @@ static int parse_field(const char *field, const char *text, bool list, address_l
 {
     if (!text || !*text)
         return fail(EMAIL_EINVAL, "%s: no address given", field);
-    if (email_has_crlf(text))
+    if (email__has_crlf(text))
         return fail(EMAIL_EINVAL, "%s: line breaks are not allowed in an address", field);
-    if (!email_utf8_valid(text, strlen(text)))
+    if (!email__utf8_valid(text, strlen(text)))
         return fail(EMAIL_EINVAL, "%s: the address is not valid UTF-8", field);
     char why[200];
-    int rc = address_parse(text, list, out, why, sizeof why);
+    int rc = email__address_parse(text, list, out, why, sizeof why);
     if (rc == EMAIL_EINVAL)
         return fail(rc, "%s: %s", field, why);
     return rc ? fail(rc, "%s: out of memory", field) : 0;
@@ -180,7 +180,7 @@ static int set_addresses(email_message_t *m, const char *field, address_list_t *
     address_list_t parsed = {NULL, 0};
     if (text && *text && (rc = parse_field(field, text, list, &parsed)))
         return rc;
-    address_list_free(dst);
+    email__address_list_free(dst);
     *dst = parsed;
     return 0;
 }
@@ -196,10 +196,10 @@ static int add_addresses(email_message_t *m, const char *field, address_list_t *
     if ((rc = parse_field(field, text, true, &parsed)))
         return rc;
     size_t before = dst->n;
-    rc = address_list_append(dst, &parsed);
-    address_list_free(&parsed);
+    rc = email__address_list_append(dst, &parsed);
+    email__address_list_free(&parsed);
     if (!rc && (rc = rebuild_recipients(m)))
-        address_list_truncate(dst, before); /* the message stays as it was */
+        email__address_list_truncate(dst, before); /* the message stays as it was */
     return rc ? fail(rc, "%s: out of memory", field) : 0;
 }
 
@@ -242,11 +242,11 @@ static int set_text(email_message_t *m, const char *field, char **dst, const cha
     int rc = begin(m, field);
     if (rc)
         return rc;
-    if (utf8 && one_line && email_has_crlf(utf8))
+    if (utf8 && one_line && email__has_crlf(utf8))
         return fail(EMAIL_EINVAL, "%s: line breaks are not allowed", field);
-    if (utf8 && !email_utf8_valid(utf8, strlen(utf8)))
+    if (utf8 && !email__utf8_valid(utf8, strlen(utf8)))
         return fail(EMAIL_EINVAL, "%s: not valid UTF-8", field);
-    char *copy = email_strdup(utf8);
+    char *copy = email__strdup(utf8);
     if (utf8 && !copy)
         return fail(EMAIL_ENOMEM, "%s: out of memory", field);
     free(*dst);
@@ -279,9 +279,9 @@ static bool header_reserved(const char *name)
         "MIME-Version", "X-Priority", "Importance", "Disposition-Notification-To",
         "In-Reply-To", "References"};
     for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
-        if (!email_strcasecmp(name, reserved[i]))
+        if (!email__strcasecmp(name, reserved[i]))
             return true;
-    return !email_strncasecmp(name, "Content-", 8);
+    return !email__strncasecmp(name, "Content-", 8);
 }
 
 int email_message_add_header(email_message_t *m, const char *name, const char *value)
@@ -299,16 +299,16 @@ int email_message_add_header(email_message_t *m, const char *name, const char *v
         return fail(EMAIL_EINVAL, "Header \"%s\": written by the library itself", name);
     if (!value)
         value = "";
-    if (email_has_crlf(value))
+    if (email__has_crlf(value))
         return fail(EMAIL_EINVAL, "Header \"%s\": line breaks are not allowed", name);
-    if (!email_utf8_valid(value, strlen(value)))
+    if (!email__utf8_valid(value, strlen(value)))
         return fail(EMAIL_EINVAL, "Header \"%s\": the value is not valid UTF-8", name);
     message_content_t *c = &m->c;
     message_header_t *v = realloc(c->headers, (c->nheaders + 1) * sizeof *v);
     if (!v)
         return fail(EMAIL_ENOMEM, "Header \"%s\": out of memory", name);
     c->headers = v;
-    message_header_t h = {email_strdup(name), email_strdup(value)};
+    message_header_t h = {email__strdup(name), email__strdup(value)};
     if (!h.name || !h.value) {
         free(h.name);
         free(h.value);
@@ -338,7 +338,7 @@ static int own_header(email_message_t *m, const char *name, const char *value, b
 {
     message_content_t *c = &m->c;
     for (size_t i = 0; i < c->nheaders; i++) {
-        if (email_strcasecmp(c->headers[i].name, name) != 0)
+        if (email__strcasecmp(c->headers[i].name, name) != 0)
             continue;
         size_t old = append ? strlen(c->headers[i].value) : 0;
         char *v = malloc(old + 1 + strlen(value) + 1);
@@ -356,7 +356,7 @@ static int own_header(email_message_t *m, const char *name, const char *value, b
     if (!v)
         return fail(EMAIL_ENOMEM, "%s: out of memory", name);
     c->headers = v;
-    message_header_t h = {email_strdup(name), email_strdup(value)};
+    message_header_t h = {email__strdup(name), email__strdup(value)};
     if (!h.name || !h.value) {
         free(h.name);
         free(h.value);
@@ -417,7 +417,7 @@ static mail_mode_t mail_mode_parse(const char *name)
     static const mail_mode_t modes[] = {MAIL_MODE_UTF8_QP, MAIL_MODE_UTF8_B64,
                                         MAIL_MODE_ISO88591, MAIL_MODE_ISO2022JP};
     for (size_t i = 0; name && i < 4; i++)
-        if (!email_strcasecmp(name, names[i]))
+        if (!email__strcasecmp(name, names[i]))
             return modes[i];
     return MAIL_MODE_UNSET;
 }
@@ -471,7 +471,7 @@ static const char *guess_content_type(const char *name)
         {"odt", "application/vnd.oasis.opendocument.text"}};
     const char *dot = name ? strrchr(name, '.') : NULL;
     for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
-        if (!email_strcasecmp(dot + 1, types[i][0]))
+        if (!email__strcasecmp(dot + 1, types[i][0]))
             return types[i][1];
     return "application/octet-stream";
 }
@@ -491,7 +491,7 @@ static bool content_type_valid(const char *s)
         return false;
     while (token_char(s[i]))
         i++;
-    if (!i || s[i] != '/' || !email_strncasecmp(s, "multipart/", 10))
+    if (!i || s[i] != '/' || !email__strncasecmp(s, "multipart/", 10))
         return false;
     slash = ++i;
     while (token_char(s[i]))
@@ -519,14 +519,14 @@ static char *content_id_copy(const char *cid)
     for (size_t i = 0; i < n; i++)
         if (cid[i] <= ' ' || cid[i] > '~' || strchr("<>\"\\()[],;:", cid[i]))
             return NULL;
-    return email_strndup(cid, n);
+    return email__strndup(cid, n);
 }
 
 /* Checks that path is a readable regular file; its absolute name goes in *abs. */
 static int check_file(const char *field, const char *path, char **abs)
 {
     uint64_t size;
-    int e = email_file_size(path, &size);
+    int e = email__file_size(path, &size);
     /* absolute, so that a chdir() before the message goes out does not lose the file */
     if (!e && !(*abs = realpath(path, NULL)))
         e = errno;
@@ -551,7 +551,7 @@ static int add_part(email_message_t *m, const char *field, message_part_kind_t k
         const char *slash = strrchr(path, '/');
         name = slash ? slash + 1 : path;
     }
-    if (name && (!*name || email_has_crlf(name) || !email_utf8_valid(name, strlen(name))))
+    if (name && (!*name || email__has_crlf(name) || !email__utf8_valid(name, strlen(name))))
         return fail(EMAIL_EINVAL, "%s: the name must be one line of valid UTF-8", field);
     if (content_type && !content_type_valid(content_type))
         return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content type (type/subtype)", field,
@@ -569,8 +569,8 @@ static int add_part(email_message_t *m, const char *field, message_part_kind_t k
     } else if ((p.data = malloc(length ? length : 1)) && length) {
         memcpy(p.data, data, length);
     }
-    p.name = email_strdup(name);
-    p.content_type = email_strdup(content_type ? content_type
+    p.name = email__strdup(name);
+    p.content_type = email__strdup(content_type ? content_type
                                                : guess_content_type(name ? name : p.content_id));
     message_part_t *v = realloc(m->c.parts, (m->c.nparts + 1) * sizeof *v);
     if (v)
@@ -611,7 +611,7 @@ int email_message_add_inline(email_message_t *m, const char *path_or_NULL, const
 
 static bool dup_str(char **dst, const char *src)
 {
-    *dst = email_strdup(src);
+    *dst = email__strdup(src);
     return !src || *dst;
 }
 
@@ -658,7 +658,7 @@ static int copy_message(const email_message_t *m, email_message_t **out)
     address_list_t *dst[] = {&c->from, &c->sender, &c->reply_to, &c->to, &c->cc, &c->bcc};
     bool ok = true;
     for (size_t i = 0; ok && i < sizeof src / sizeof *src; i++)
-        ok = !address_list_append(dst[i], src[i]);
+        ok = !email__address_list_append(dst[i], src[i]);
     ok = ok && dup_str(&c->subject, s->subject) && dup_str(&c->text, s->text) &&
          dup_str(&c->html, s->html) && dup_str(&c->date, s->date) &&
          dup_str(&c->message_id, s->message_id);
@@ -696,7 +696,7 @@ static char *make_date(void)
     snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d %c%02ld%02ld", days[tm.tm_wday % 7],
              tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
              tm.tm_sec, sign, off / 60, off % 60);
-    return email_strdup(buf);
+    return email__strdup(buf);
 }
 
 /* <128 random bits in hex @ the From domain>; a domain that is not ASCII cannot go in a
@@ -707,17 +707,17 @@ static int make_message_id(const message_content_t *c, char **out)
     if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
         return fail(EMAIL_EIO, "Message-ID: no random numbers available");
     const char *at = strrchr(c->from.v[0].addr, '@');
-    const char *domain = at && email_is_ascii(at + 1, strlen(at + 1)) ? at + 1 : "localhost";
+    const char *domain = at && email__is_ascii(at + 1, strlen(at + 1)) ? at + 1 : "localhost";
     email_buf_t b;
-    email_buf_init(&b);
-    int rc = email_buf_putc(&b, '<');
+    email__buf_init(&b);
+    int rc = email__buf_putc(&b, '<');
     for (size_t i = 0; !rc && i < sizeof rnd; i++)
-        rc = email_buf_printf(&b, "%02x", rnd[i]);
-    if (rc || email_buf_printf(&b, "@%s>", domain)) {
-        email_buf_free(&b);
+        rc = email__buf_printf(&b, "%02x", rnd[i]);
+    if (rc || email__buf_printf(&b, "@%s>", domain)) {
+        email__buf_free(&b);
         return fail(EMAIL_ENOMEM, "Message-ID: out of memory");
     }
-    *out = email_buf_steal(&b, NULL);
+    *out = email__buf_steal(&b, NULL);
     return 0;
 }
 
@@ -727,7 +727,7 @@ static mail_mode_t pick_mode(mail_mode_t own, mail_mode_t fallback)
                                                                        : MAIL_MODE_UTF8_QP;
 }
 
-/* message_freeze, and message_freeze_draft without the recipient check. */
+/* email__message_freeze, and email__message_freeze_draft without the recipient check. */
 static int freeze(const email_message_t *m, const char *header_mode, const char *body_mode,
                   bool need_recipient, email_message_t **copy)
 {
@@ -758,39 +758,39 @@ static int freeze(const email_message_t *m, const char *header_mode, const char 
     return 0;
 }
 
-int message_freeze(const email_message_t *message, const char *header_mode,
+int email__message_freeze(const email_message_t *message, const char *header_mode,
                    const char *body_mode, email_message_t **copy, char *err, size_t errlen)
 {
     int rc = freeze(message, header_mode, body_mode, true, copy);
     if (rc && err && errlen)
-        email_strlcpy(err, email__error_text(), errlen);
+        email__strlcpy(err, email__error_text(), errlen);
     return rc;
 }
 
-int message_freeze_draft(const email_message_t *message, email_message_t **copy)
+int email__message_freeze_draft(const email_message_t *message, email_message_t **copy)
 {
     return freeze(message, NULL, NULL, false, copy);
 }
 
-const char *message_envelope_from(const email_message_t *message)
+const char *email__message_envelope_from(const email_message_t *message)
 {
     const address_list_t *l = message->c.sender.n ? &message->c.sender : &message->c.from;
     return l->n ? l->v[0].addr : "";
 }
 
-size_t message_recipients(const email_message_t *message, const char *const **list)
+size_t email__message_recipients(const email_message_t *message, const char *const **list)
 {
     *list = message->rcpt;
     return message->nrcpt;
 }
 
-bool message_needs_smtputf8(const email_message_t *message)
+bool email__message_needs_smtputf8(const email_message_t *message)
 {
-    const char *from = message_envelope_from(message);
-    if (!email_is_ascii(from, strlen(from)))
+    const char *from = email__message_envelope_from(message);
+    if (!email__is_ascii(from, strlen(from)))
         return true;
     for (size_t i = 0; i < message->nrcpt; i++)
-        if (!email_is_ascii(message->rcpt[i], strlen(message->rcpt[i])))
+        if (!email__is_ascii(message->rcpt[i], strlen(message->rcpt[i])))
             return true;
     return false;
 }

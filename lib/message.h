@@ -1,6 +1,6 @@
 /*
  * What the sending side needs of an email_message_t (the struct is message.c's own): a frozen
- * copy to queue and its envelope. The composer reads the fields through message_content.h.
+ * copy to queue and its envelope. The composer reads the fields through email__message_content.h.
  */
 #ifndef EMAIL_MESSAGE_H
 #define EMAIL_MESSAGE_H
@@ -18,23 +18,23 @@
  * EMAIL_EINVAL with a text naming the field in err and in email_error_info() (no sender, no
  * recipient, ...), EMAIL_ENOMEM.
  */
-int message_freeze(const email_message_t *message, const char *header_mode,
+int email__message_freeze(const email_message_t *message, const char *header_mode,
                    const char *body_mode, email_message_t **copy, char *err, size_t errlen);
 /*
- * message_freeze for email_message_to_mime: no recipient needed (a message built to be sent
+ * email__message_freeze for email_message_to_mime: no recipient needed (a message built to be sent
  * later by email_send_mime may name its recipients there), the default charset modes, and the
  * failure's text in email_error_info() only.
  */
-int message_freeze_draft(const email_message_t *message, email_message_t **copy);
+int email__message_freeze_draft(const email_message_t *message, email_message_t **copy);
 
 /* A fresh message id (what email_message_new gives), for prebuilt messages. */
-uint64_t message_new_id(void);
+uint64_t email__message_new_id(void);
 
 /* Envelope sender: the addr-spec of Sender when set, else of From ("" when none). */
-const char *message_envelope_from(const email_message_t *message);
+const char *email__message_envelope_from(const email_message_t *message);
 /* Envelope recipients: addr-specs of To, Cc and Bcc in that order, each once. */
-size_t message_recipients(const email_message_t *message, const char *const **list);
+size_t email__message_recipients(const email_message_t *message, const char *const **list);
 /* True when an envelope address is not ASCII (needs the server's SMTPUTF8). */
-bool message_needs_smtputf8(const email_message_t *message);
+bool email__message_needs_smtputf8(const email_message_t *message);
 
 #endif

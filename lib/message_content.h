@@ -35,7 +35,7 @@ typedef enum {
     MAIL_MODE_ISO2022JP
 } mail_mode_t;
 
-typedef struct message_content {
+typedef struct email__message_content {
     address_list_t from, sender, reply_to, to, cc, bcc;
     char *subject, *text, *html;  /* NULL when not set */
     message_header_t *headers;    /* the caller's own, in the order added */
@@ -45,9 +45,9 @@ typedef struct message_content {
     int priority;                 /* EMAIL_PRIORITY_... */
     bool notification;            /* Disposition-Notification-To */
     mail_mode_t header_mode, body_mode;
-    char *date, *message_id;      /* set by message_freeze; message_id with its angle brackets */
+    char *date, *message_id; /* set by email__message_freeze; message_id with its angle brackets */
 } message_content_t;
 
-const message_content_t *message_content(const email_message_t *message);
+const message_content_t *email__message_content(const email_message_t *message);
 
 #endif

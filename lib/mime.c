@@ -84,9 +84,10 @@ static int close_memory(builder_t *b)
 static int add_file(builder_t *b, const message_part_t *p)
 {
     uint64_t size;
-    int e = email_file_size(p->path, &size);
+    int e = email__file_size(p->path, &size);
     if (e)
-        return mime_fail(&b->o, EMAIL_EIO, "Attachment \"%.100s\": %s", p->path, strerror(e));
+        return email__mime_fail(&b->o, EMAIL_EIO, "Attachment \"%.100s\": %s", p->path,
+                                strerror(e));
     int rc = close_memory(b);
     return rc ? rc : add_segment(b->r, (segment_t){0, 0, p->path, size});
 }
@@ -104,19 +105,19 @@ static int add_file(builder_t *b, const message_part_t *p)
 static int put_text(builder_t *b, const char *subtype, const char *text, const char *field)
 {
     email_buf_t t, converted;
-    email_buf_init(&t);
-    email_buf_init(&converted);
+    email__buf_init(&t);
+    email__buf_init(&converted);
     email_crlf_t crlf;
-    email_crlf_init(&crlf);
+    email__crlf_init(&crlf);
     size_t n = text ? strlen(text) : 0;
-    int rc = email_crlf_feed(&crlf, &t, text ? text : "", n);
+    int rc = email__crlf_feed(&crlf, &t, text ? text : "", n);
     if (!rc && t.len && t.data[t.len - 1] != '\n')
-        rc = email_buf_append(&t, "\r\n", 2);
+        rc = email__buf_append(&t, "\r\n", 2);
     mail_mode_t mode = b->o.c->body_mode;
-    bool ascii = email_is_ascii(t.data, t.len);
-    const char *charset = ascii ? "US-ASCII" : mime_mode_charset(mode);
+    bool ascii = email__is_ascii(t.data, t.len);
+    const char *charset = ascii ? "US-ASCII" : email__mime_mode_charset(mode);
     if (!rc && !ascii && (mode == MAIL_MODE_ISO88591 || mode == MAIL_MODE_ISO2022JP)) {
-        rc = charset_from_utf8(charset, &converted, t.data, t.len, NULL);
+        rc = email__charset_from_utf8(charset, &converted, t.data, t.len, NULL);
         if (rc == EMAIL_ECHARSET && mode == MAIL_MODE_ISO2022JP) {
             charset = "UTF-8"; /* 4D's "US-ASCII_ISO-2022-JP_UTF8_QP": t stays as it is */
             rc = 0;
@@ -125,7 +126,7 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
             t = converted;
             converted = swap;
         }
-        rc = mime_charset_failure(&b->o, rc, field, charset);
+        rc = email__mime_charset_failure(&b->o, rc, field, charset);
     }
     bool long_line = false;
     for (size_t i = 0, start = 0; !rc && i < t.len; i++) {
@@ -136,21 +137,21 @@ static int put_text(builder_t *b, const char *subtype, const char *text, const c
     }
     enum { SEVEN_BIT, QUOTED_PRINTABLE, BASE64 } cte = QUOTED_PRINTABLE;
     static const char *const cte_names[] = {"7bit", "quoted-printable", "base64"};
-    if (email_is_ascii(t.data, t.len) && !long_line)
+    if (email__is_ascii(t.data, t.len) && !long_line)
         cte = SEVEN_BIT;
     else if (!ascii && mode == MAIL_MODE_UTF8_B64)
         cte = BASE64;
     if (!rc)
-        rc = email_buf_printf(b->o.m,
+        rc = email__buf_printf(b->o.m,
                               "Content-Type: text/%s; charset=%s\r\n"
                               "Content-Transfer-Encoding: %s\r\n\r\n",
-                              subtype, mime_charset_label(charset), cte_names[cte]);
+                              subtype, email__mime_charset_label(charset), cte_names[cte]);
     if (!rc)
-        rc = cte == SEVEN_BIT ? email_buf_append(b->o.m, t.data, t.len)
-             : cte == BASE64  ? email_base64_encode_lines(b->o.m, t.data, t.len)
-                              : email_qp_encode(b->o.m, t.data, t.len);
-    email_buf_free(&t);
-    email_buf_free(&converted);
+        rc = cte == SEVEN_BIT ? email__buf_append(b->o.m, t.data, t.len)
+             : cte == BASE64  ? email__base64_encode_lines(b->o.m, t.data, t.len)
+                              : email__qp_encode(b->o.m, t.data, t.len);
+    email__buf_free(&t);
+    email__buf_free(&converted);
     return rc;
 }
 
@@ -161,22 +162,23 @@ static int put_part(builder_t *b, const message_part_t *p)
     bool is_inline = p->kind == MESSAGE_INLINE;
     const char *field = is_inline ? "Inline part name" : "Attachment name";
     size_t col = 14;
-    int rc = email_buf_puts(m, "Content-Type: ");
-    rc = rc ? rc : mime_put_folded(m, &col, p->content_type, strlen(p->content_type));
+    int rc = email__buf_puts(m, "Content-Type: ");
+    rc = rc ? rc : email__mime_put_folded(m, &col, p->content_type, strlen(p->content_type));
     if (!rc && p->name)
-        rc = mime_put_param(&b->o, field, "name", p->name);
+        rc = email__mime_put_param(&b->o, field, "name", p->name);
     if (!rc)
-        rc = email_buf_printf(m, "\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: %s",
+        rc =
+            email__buf_printf(m, "\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: %s",
                               is_inline ? "inline" : "attachment");
     if (!rc && p->name)
-        rc = mime_put_param(&b->o, field, "filename", p->name);
-    rc = rc ? rc : email_buf_append(m, "\r\n", 2);
+        rc = email__mime_put_param(&b->o, field, "filename", p->name);
+    rc = rc ? rc : email__buf_append(m, "\r\n", 2);
     if (!rc && p->content_id)
-        rc = email_buf_printf(m, "Content-ID: <%s>\r\n", p->content_id);
-    rc = rc ? rc : email_buf_append(m, "\r\n", 2);
+        rc = email__buf_printf(m, "Content-ID: <%s>\r\n", p->content_id);
+    rc = rc ? rc : email__buf_append(m, "\r\n", 2);
     if (rc)
         return rc;
-    return p->path ? add_file(b, p) : email_base64_encode_lines(m, p->data, p->length);
+    return p->path ? add_file(b, p) : email__base64_encode_lines(m, p->data, p->length);
 }
 
 /* Random enough that no content holds "--" + boundary: taken from the Message-ID's random part, so
@@ -190,7 +192,7 @@ static int make_seed(builder_t *b)
     if (n < 16) {
         unsigned char rnd[12];
         if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
-            return mime_fail(&b->o, EMAIL_EIO, "Message: no random numbers available");
+            return email__mime_fail(&b->o, EMAIL_EIO, "Message: no random numbers available");
         for (n = 0; n < 2 * sizeof rnd; n++)
             b->seed[n] = "0123456789abcdef"[(rnd[n / 2] >> (n % 2 ? 0 : 4)) & 15];
     }
@@ -202,19 +204,19 @@ static int make_seed(builder_t *b)
 static int open_multipart(builder_t *b, const char *type, char boundary[64])
 {
     snprintf(boundary, 64, "=_%s.%u", b->seed, ++b->boundaries);
-    return email_buf_printf(b->o.m, "Content-Type: multipart/%s;\r\n boundary=\"%s\"\r\n\r\n", type,
-                            boundary);
+    return email__buf_printf(b->o.m, "Content-Type: multipart/%s;\r\n boundary=\"%s\"\r\n\r\n",
+                             type, boundary);
 }
 
 /* The delimiter before a body part; the CRLF before "--" belongs to it (RFC 2046 5.1.1). */
 static int put_delimiter(builder_t *b, const char *boundary, bool first)
 {
-    return email_buf_printf(b->o.m, "%s--%s\r\n", first ? "" : "\r\n", boundary);
+    return email__buf_printf(b->o.m, "%s--%s\r\n", first ? "" : "\r\n", boundary);
 }
 
 static int close_multipart(builder_t *b, const char *boundary)
 {
-    return email_buf_printf(b->o.m, "\r\n--%s--\r\n", boundary);
+    return email__buf_printf(b->o.m, "\r\n--%s--\r\n", boundary);
 }
 
 /* The HTML body, with its inline parts in multipart/related when it has some. */
@@ -280,7 +282,7 @@ static int put_body(builder_t *b)
 
 /* ---- The reader ---- */
 
-int mime_reader_new(const email_message_t *message, mime_reader_t **reader, char *err,
+int email__mime_reader_new(const email_message_t *message, mime_reader_t **reader, char *err,
                     size_t errlen)
 {
     if (err && errlen)
@@ -288,34 +290,34 @@ int mime_reader_new(const email_message_t *message, mime_reader_t **reader, char
     mime_reader_t *r = calloc(1, sizeof *r);
     if (!r) {
         if (err && errlen)
-            email_strlcpy(err, "Message: out of memory", errlen);
+            email__strlcpy(err, "Message: out of memory", errlen);
         return EMAIL_ENOMEM;
     }
     r->fd = -1;
-    builder_t b = {{&r->mem, message_content(message), err, errlen}, r, 0, "", 0};
+    builder_t b = {{&r->mem, email__message_content(message), err, errlen}, r, 0, "", 0};
     int rc = make_seed(&b);
-    rc = rc ? rc : mime_put_message_headers(&b.o);
+    rc = rc ? rc : email__mime_put_message_headers(&b.o);
     rc = rc ? rc : put_body(&b);
     rc = rc ? rc : close_memory(&b);
     if (rc) {
         if (err && errlen && !err[0])
-            email_strlcpy(err, "Message: out of memory", errlen);
-        mime_reader_free(r);
+            email__strlcpy(err, "Message: out of memory", errlen);
+        email__mime_reader_free(r);
         return rc;
     }
     for (size_t i = 0; i < r->nseg; i++)
-        r->size += r->seg[i].path ? email_base64_lines_size(r->seg[i].raw_size) : r->seg[i].len;
-    r->eightbit = !email_is_ascii(r->mem.data, r->mem.len);
+        r->size += r->seg[i].path ? email__base64_lines_size(r->seg[i].raw_size) : r->seg[i].len;
+    r->eightbit = !email__is_ascii(r->mem.data, r->mem.len);
     *reader = r;
     return 0;
 }
 
-uint64_t mime_reader_size(const mime_reader_t *reader)
+uint64_t email__mime_reader_size(const mime_reader_t *reader)
 {
     return reader->size;
 }
 
-bool mime_reader_8bit(const mime_reader_t *reader)
+bool email__mime_reader_8bit(const mime_reader_t *reader)
 {
     return reader->eightbit;
 }
@@ -335,7 +337,7 @@ static int refill(mime_reader_t *r, const segment_t *s)
             return file_failed(r, s, strerror(errno));
         r->raw_left = s->raw_size;
     }
-    email_buf_reset(&r->chunk);
+    email__buf_reset(&r->chunk);
     r->chunk_off = 0;
     if (!r->raw_left) {
         char extra;
@@ -366,10 +368,10 @@ static int refill(mime_reader_t *r, const segment_t *s)
         have += (size_t)k;
     }
     r->raw_left -= want;
-    return email_base64_encode_lines(&r->chunk, r->raw, want);
+    return email__base64_encode_lines(&r->chunk, r->raw, want);
 }
 
-ssize_t mime_reader_read(mime_reader_t *r, char *buf, size_t n)
+ssize_t email__mime_reader_read(mime_reader_t *r, char *buf, size_t n)
 {
     if (r->error)
         return r->error;
@@ -408,19 +410,19 @@ ssize_t mime_reader_read(mime_reader_t *r, char *buf, size_t n)
     return (ssize_t)got;
 }
 
-const char *mime_reader_error(const mime_reader_t *reader)
+const char *email__mime_reader_error(const mime_reader_t *reader)
 {
     return reader->why[0] ? reader->why : email_strerror(reader->error);
 }
 
-void mime_reader_free(mime_reader_t *reader)
+void email__mime_reader_free(mime_reader_t *reader)
 {
     if (!reader)
         return;
     if (reader->fd >= 0)
         close(reader->fd);
-    email_buf_free(&reader->mem);
-    email_buf_free(&reader->chunk);
+    email__buf_free(&reader->mem);
+    email__buf_free(&reader->chunk);
     free(reader->raw);
     free(reader->seg);
     free(reader);
@@ -431,13 +433,13 @@ void mime_reader_free(mime_reader_t *reader)
 /* Everything r produces, in a malloc'ed NUL-terminated buffer; ErrorInfo on failure. */
 static int read_all(mime_reader_t *r, char **mime, size_t *length)
 {
-    uint64_t size = mime_reader_size(r);
+    uint64_t size = email__mime_reader_size(r);
     char *buf = size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
     if (!buf)
         return email__error_set(EMAIL_ENOMEM, "Message: out of memory");
     size_t got = 0;
     ssize_t k = 1;
-    while (got < size && (k = mime_reader_read(r, buf + got, (size_t)size - got)) > 0)
+    while (got < size && (k = email__mime_reader_read(r, buf + got, (size_t)size - got)) > 0)
         got += (size_t)k;
     if (got != size) {
         free(buf);
@@ -455,18 +457,18 @@ int email_message_to_mime(const email_message_t *message, char **mime, size_t *l
     if (!mime)
         return email__error_set(EMAIL_EINVAL, "Message: no place for the result");
     email_message_t *frozen; /* Date and Message-ID fixed, as a send would */
-    int rc = message_freeze_draft(message, &frozen);
+    int rc = email__message_freeze_draft(message, &frozen);
     if (rc)
         return rc;
     mime_reader_t *r;
     char err[256];
-    if ((rc = mime_reader_new(frozen, &r, err, sizeof err))) {
+    if ((rc = email__mime_reader_new(frozen, &r, err, sizeof err))) {
         email_message_free(frozen);
         return email__error_set(rc, "%s", err);
     }
     size_t got = 0;
     rc = read_all(r, mime, &got);
-    mime_reader_free(r);
+    email__mime_reader_free(r);
     email_message_free(frozen);
     if (rc)
         return rc;

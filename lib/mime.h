@@ -19,19 +19,20 @@ typedef struct mime_reader mime_reader_t;
  * passes a frozen copy). EMAIL_EINVAL / EMAIL_ECHARSET with a text in err naming the field,
  * EMAIL_EIO when an attachment file cannot be opened.
  */
-int mime_reader_new(const email_message_t *message, mime_reader_t **reader, char *err,
+int email__mime_reader_new(const email_message_t *message, mime_reader_t **reader, char *err,
                     size_t errlen);
 /* Exact total size in bytes of what read() will produce (known before the first read). */
-uint64_t mime_reader_size(const mime_reader_t *reader);
+uint64_t email__mime_reader_size(const mime_reader_t *reader);
 /* True when the bytes contain octets >= 0x80 (needs BODY=8BITMIME). */
-bool mime_reader_8bit(const mime_reader_t *reader);
+bool email__mime_reader_8bit(const mime_reader_t *reader);
 /*
  * Copies up to n next bytes into buf: returns how many (0 at the end), or a negative EMAIL_E...
- * code (EMAIL_EIO when an attachment file cannot be read or changed size since the reader was made).
+ * code (EMAIL_EIO when an attachment file cannot be read or changed size since the reader was
+ * made).
  */
-ssize_t mime_reader_read(mime_reader_t *reader, char *buf, size_t n);
+ssize_t email__mime_reader_read(mime_reader_t *reader, char *buf, size_t n);
 /* The last read failure in words, naming the attachment file that failed. */
-const char *mime_reader_error(const mime_reader_t *reader);
-void mime_reader_free(mime_reader_t *reader);
+const char *email__mime_reader_error(const mime_reader_t *reader);
+void email__mime_reader_free(mime_reader_t *reader);
 
 #endif

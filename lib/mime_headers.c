@@ -17,7 +17,7 @@
 
 #define LINE_HARD 998 /* RFC 5322 2.1.1: lines MUST stay within 998 octets */
 
-int mime_fail(mime_out_t *o, int code, const char *fmt, ...)
+int email__mime_fail(mime_out_t *o, int code, const char *fmt, ...)
 {
     if (o->err && o->errlen) {
         va_list ap;
@@ -50,29 +50,29 @@ static bool needs_encoded_words(const char *s, size_t n)
 }
 
 /* The charset a mode writes text in where US-ASCII is not enough (as encoded words name it). */
-const char *mime_mode_charset(mail_mode_t mode)
+const char *email__mime_mode_charset(mail_mode_t mode)
 {
     return mode == MAIL_MODE_ISO88591 ? "ISO-8859-1"
            : mode == MAIL_MODE_ISO2022JP ? "ISO-2022-JP"
                                          : "UTF-8";
 }
 
-int mime_text_charset(mime_out_t *o, mail_mode_t mode, const char *field, const char *utf8,
+int email__mime_text_charset(mime_out_t *o, mail_mode_t mode, const char *field, const char *utf8,
                       size_t n, const char **charset)
 {
-    *charset = mime_mode_charset(mode);
+    *charset = email__mime_mode_charset(mode);
     if (mode != MAIL_MODE_ISO2022JP)
         return 0;
-    int rc = charset_fits(*charset, utf8, n, NULL);
+    int rc = email__charset_fits(*charset, utf8, n, NULL);
     if (rc == EMAIL_ECHARSET) {
         *charset = "UTF-8"; /* 4D's "US-ASCII_ISO-2022-JP_UTF8_QP": UTF-8 when all else fails */
         rc = 0;
     }
-    return mime_charset_failure(o, rc, field, *charset);
+    return email__mime_charset_failure(o, rc, field, *charset);
 }
 
 /* The charset parameter of a text part: the same name in the lower case most mailers write. */
-const char *mime_charset_label(const char *charset)
+const char *email__mime_charset_label(const char *charset)
 {
     static const char *const names[][2] = {{"US-ASCII", "us-ascii"},
                                            {"UTF-8", "utf-8"},
@@ -85,20 +85,20 @@ const char *mime_charset_label(const char *charset)
 }
 
 /* The text of a conversion failure, naming the field. */
-int mime_charset_failure(mime_out_t *o, int rc, const char *field, const char *charset)
+int email__mime_charset_failure(mime_out_t *o, int rc, const char *field, const char *charset)
 {
     if (rc == EMAIL_ECHARSET)
-        return mime_fail(o, rc, "%s cannot be written in %s", field, charset);
+        return email__mime_fail(o, rc, "%s cannot be written in %s", field, charset);
     if (rc == EMAIL_ENOTSUP)
-        return mime_fail(o, rc, "%s: the system cannot convert text to %s", field, charset);
+        return email__mime_fail(o, rc, "%s: the system cannot convert text to %s", field, charset);
     return rc;
 }
 
-/* The charset of a header field's encoded words (mime_text_charset for the whole field). */
+/* The charset of a header field's encoded words (email__mime_text_charset for the whole field). */
 static int header_charset(mime_out_t *o, const char *field, const char *text, size_t n,
                           const char **charset)
 {
-    return mime_text_charset(o, o->c->header_mode, field, text, n, charset);
+    return email__mime_text_charset(o, o->c->header_mode, field, text, n, charset);
 }
 
 /* Encoded words in charset (header_charset): Q for ISO-8859-1 and for UTF-8 (the ISO-2022-JP
@@ -110,12 +110,12 @@ static int put_encoded(mime_out_t *o, const char *field, const char *charset, si
     char encoding = o->c->header_mode == MAIL_MODE_UTF8_B64 || !strcmp(charset, "ISO-2022-JP")
                         ? 'B'
                         : 'Q';
-    int rc = email_rfc2047_encode(o->m, col, text, n, charset, encoding);
-    return mime_charset_failure(o, rc, field, charset);
+    int rc = email__rfc2047_encode(o->m, col, text, n, charset, encoding);
+    return email__mime_charset_failure(o, rc, field, charset);
 }
 
 /* Appends ASCII text folded before white space so that lines stay within 78 where possible. */
-int mime_put_folded(email_buf_t *m, size_t *col, const char *s, size_t n)
+int email__mime_put_folded(email_buf_t *m, size_t *col, const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -127,11 +127,11 @@ int mime_put_folded(email_buf_t *m, size_t *col, const char *s, size_t n)
             j++;
         /* a fold goes before white space followed by a word: no line may be only white space */
         if (i > 0 && j > word && *col + (j - i) > MIME_LINE_SOFT) {
-            if (email_buf_append(m, "\r\n", 2))
+            if (email__buf_append(m, "\r\n", 2))
                 return EMAIL_ENOMEM;
             *col = 0;
         }
-        if (email_buf_append(m, s + i, j - i))
+        if (email__buf_append(m, s + i, j - i))
             return EMAIL_ENOMEM;
         *col += j - i;
         i = j;
@@ -143,7 +143,7 @@ int mime_put_folded(email_buf_t *m, size_t *col, const char *s, size_t n)
 static int put_unstructured(mime_out_t *o, const char *field, const char *name, const char *value)
 {
     size_t n = strlen(value), col = strlen(name) + 2;
-    if (email_buf_printf(o->m, n ? "%s: " : "%s:", name))
+    if (email__buf_printf(o->m, n ? "%s: " : "%s:", name))
         return EMAIL_ENOMEM;
     int rc = 0;
     if (n && needs_encoded_words(value, n)) {
@@ -151,27 +151,27 @@ static int put_unstructured(mime_out_t *o, const char *field, const char *name, 
         rc = header_charset(o, field, value, n, &charset);
         rc = rc ? rc : put_encoded(o, field, charset, &col, value, n);
     } else if (n) {
-        rc = mime_put_folded(o->m, &col, value, n);
+        rc = email__mime_put_folded(o->m, &col, value, n);
     }
-    return rc ? rc : email_buf_append(o->m, "\r\n", 2);
+    return rc ? rc : email__buf_append(o->m, "\r\n", 2);
 }
 
 static int put_quoted(email_buf_t *m, const char *s, size_t n)
 {
-    int rc = email_buf_putc(m, '"');
+    int rc = email__buf_putc(m, '"');
     for (size_t i = 0; !rc && i < n; i++) {
         if (s[i] == '"' || s[i] == '\\')
-            rc = email_buf_putc(m, '\\');
-        rc = rc ? rc : email_buf_putc(m, s[i]);
+            rc = email__buf_putc(m, '\\');
+        rc = rc ? rc : email__buf_putc(m, s[i]);
     }
-    return rc ? rc : email_buf_putc(m, '"');
+    return rc ? rc : email__buf_putc(m, '"');
 }
 
 /* Only atext (and spaces when a whole phrase is checked): needs no quotes. */
 static bool atext_only(const char *s, size_t n, bool spaces)
 {
     for (size_t i = 0; i < n; i++)
-        if (!address_atext((unsigned char)s[i]) && !(spaces && s[i] == ' '))
+        if (!email__address_atext((unsigned char)s[i]) && !(spaces && s[i] == ' '))
             return false;
     return true;
 }
@@ -201,18 +201,18 @@ static int put_run(mime_out_t *o, const char *field, const char *charset, size_t
         return rc;
     }
     email_buf_t alone;
-    email_buf_init(&alone);
+    email__buf_init(&alone);
     mime_out_t fresh = *o;
     fresh.m = &alone;
     size_t alone_col = 1;
     rc = put_encoded(&fresh, field, charset, &alone_col, s, n);
     if (!rc && !memchr(alone.data, '\n', alone.len)) {
         m->len = start - 1;
-        rc = email_buf_append(m, "\r\n ", 3);
-        rc = rc ? rc : email_buf_append(m, alone.data, alone.len);
+        rc = email__buf_append(m, "\r\n ", 3);
+        rc = rc ? rc : email__buf_append(m, alone.data, alone.len);
         end_col = alone_col;
     }
-    email_buf_free(&alone);
+    email__buf_free(&alone);
     *col = end_col;
     return rc;
 }
@@ -255,11 +255,11 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
         if (!first) {
             /* an encoded word needs some room: fold before it rather than inside it */
             bool fold = *col + 1 + (plain ? j - i : 20) > MIME_LINE_SOFT;
-            rc = email_buf_puts(o->m, fold ? "\r\n " : " ");
+            rc = email__buf_puts(o->m, fold ? "\r\n " : " ");
             *col = fold ? 1 : *col + 1;
         }
         if (!rc && plain) {
-            rc = email_buf_append(o->m, name + i, j - i);
+            rc = email__buf_append(o->m, name + i, j - i);
             *col += j - i;
         } else if (!rc) {
             rc = put_run(o, field, charset, col, name + i, j - i);
@@ -276,7 +276,7 @@ static int put_mailbox(mime_out_t *o, const char *field, size_t *col, const addr
     size_t alen = strlen(a->addr);
     if (!a->name) {
         *col += alen;
-        return email_buf_append(m, a->addr, alen);
+        return email__buf_append(m, a->addr, alen);
     }
     size_t n = strlen(a->name);
     int rc = 0;
@@ -284,7 +284,7 @@ static int put_mailbox(mime_out_t *o, const char *field, size_t *col, const addr
     if (needs_encoded_words(a->name, n) || n > 200) {
         rc = put_encoded_phrase(o, field, col, a->name);
     } else if (atext_only(a->name, n, true)) {
-        rc = email_buf_append(m, a->name, n);
+        rc = email__buf_append(m, a->name, n);
         *col += n;
     } else {
         size_t before = m->len;
@@ -295,7 +295,7 @@ static int put_mailbox(mime_out_t *o, const char *field, size_t *col, const addr
         return rc;
     bool fold = *col + alen + 3 > MIME_LINE_SOFT;
     *col = fold ? alen + 2 : *col + alen + 3;
-    return email_buf_printf(m, "%s<%s>", fold ? "\r\n " : " ", a->addr);
+    return email__buf_printf(m, "%s<%s>", fold ? "\r\n " : " ", a->addr);
 }
 
 static int put_addresses(mime_out_t *o, const char *name, const address_list_t *l)
@@ -304,33 +304,33 @@ static int put_addresses(mime_out_t *o, const char *name, const address_list_t *
     if (!l->n)
         return 0;
     size_t col = strlen(name) + 1;
-    int rc = email_buf_printf(m, "%s:", name);
+    int rc = email__buf_printf(m, "%s:", name);
     for (size_t i = 0; !rc && i < l->n; i++) {
-        if (i && (rc = email_buf_putc(m, ',')))
+        if (i && (rc = email__buf_putc(m, ',')))
             break;
         size_t mark = m->len, mark_col = col + (i ? 1 : 0);
         col = mark_col + 1;
-        if (!(rc = email_buf_putc(m, ' ')))
+        if (!(rc = email__buf_putc(m, ' ')))
             rc = put_mailbox(o, name, &col, &l->v[i]);
         /* a mailbox that does not fit on the line starts the next one */
         if (!rc && i && (col > MIME_LINE_SOFT || memchr(m->data + mark, '\n', m->len - mark))) {
             m->len = mark;
             m->data[mark] = '\0';
             col = 1;
-            if (!(rc = email_buf_append(m, "\r\n ", 3)))
+            if (!(rc = email__buf_append(m, "\r\n ", 3)))
                 rc = put_mailbox(o, name, &col, &l->v[i]);
         }
     }
-    return rc ? rc : email_buf_append(m, "\r\n", 2);
+    return rc ? rc : email__buf_append(m, "\r\n", 2);
 }
 
-int mime_put_message_headers(mime_out_t *o)
+int email__mime_put_message_headers(mime_out_t *o)
 {
     const message_content_t *c = o->c;
     email_buf_t *m = o->m;
     static const char *const priorities[] = {NULL, "1 (Highest)", "2 (High)", NULL, "4 (Low)",
                                              "5 (Lowest)"};
-    int rc = c->date ? email_buf_printf(m, "Date: %s\r\n", c->date) : 0;
+    int rc = c->date ? email__buf_printf(m, "Date: %s\r\n", c->date) : 0;
     rc = rc ? rc : put_addresses(o, "From", &c->from);
     rc = rc ? rc : put_addresses(o, "Sender", &c->sender);
     rc = rc ? rc : put_addresses(o, "Reply-To", &c->reply_to);
@@ -339,10 +339,10 @@ int mime_put_message_headers(mime_out_t *o)
     if (!rc && c->subject)
         rc = put_unstructured(o, "Subject", "Subject", c->subject);
     if (!rc && c->message_id)
-        rc = email_buf_printf(m, "Message-ID: %s\r\n", c->message_id);
-    rc = rc ? rc : email_buf_puts(m, "MIME-Version: 1.0\r\n");
+        rc = email__buf_printf(m, "Message-ID: %s\r\n", c->message_id);
+    rc = rc ? rc : email__buf_puts(m, "MIME-Version: 1.0\r\n");
     if (!rc && c->priority > 0 && c->priority < 6 && priorities[c->priority])
-        rc = email_buf_printf(m, "X-Priority: %s\r\nImportance: %s\r\n", priorities[c->priority],
+        rc = email__buf_printf(m, "X-Priority: %s\r\nImportance: %s\r\n", priorities[c->priority],
                               c->priority < 3 ? "high" : "low");
     if (!rc && c->notification)
         rc = put_addresses(o, "Disposition-Notification-To", &c->from);
@@ -374,7 +374,7 @@ static int put_pct(email_buf_t *m, const email_buf_t *v)
     int rc = 0;
     for (size_t i = 0; !rc && i < v->len; i++) {
         unsigned char c = (unsigned char)v->data[i];
-        rc = attr_char(c) ? email_buf_putc(m, (char)c) : email_buf_printf(m, "%%%02X", c);
+        rc = attr_char(c) ? email__buf_putc(m, (char)c) : email__buf_printf(m, "%%%02X", c);
     }
     return rc;
 }
@@ -391,23 +391,23 @@ static int put_sections(email_buf_t *m, charset_conv_t *conv, const char *attr,
 {
     size_t n = strlen(value);
     email_buf_t run, next;
-    email_buf_init(&run);
-    email_buf_init(&next);
-    int rc = charset_convert(conv, &run, value, n, NULL);
+    email__buf_init(&run);
+    email__buf_init(&next);
+    int rc = email__charset_convert(conv, &run, value, n, NULL);
     if (!rc && pct_width(&run) <= PARAM_WIDTH) {
-        rc = email_buf_printf(m, ";\r\n %s*=%s''", attr, label);
+        rc = email__buf_printf(m, ";\r\n %s*=%s''", attr, label);
         rc = rc ? rc : put_pct(m, &run);
         n = 0;
     }
     for (size_t i = 0, section = 0; !rc && i < n; section++) {
         size_t j = i;
-        email_buf_reset(&run);
+        email__buf_reset(&run);
         while (!rc && j < n) {
             size_t k = 1;
             while (j + k < n && ((unsigned char)value[j + k] & 0xC0) == 0x80)
                 k++;
-            email_buf_reset(&next);
-            if ((rc = charset_convert(conv, &next, value + i, j + k - i, NULL)))
+            email__buf_reset(&next);
+            if ((rc = email__charset_convert(conv, &next, value + i, j + k - i, NULL)))
                 break;
             if (j > i && pct_width(&next) > PARAM_WIDTH)
                 break;
@@ -417,13 +417,13 @@ static int put_sections(email_buf_t *m, charset_conv_t *conv, const char *attr,
             j += k;
         }
         if (!rc)
-            rc = email_buf_printf(m, ";\r\n %s*%zu*=%s%s", attr, section, section ? "" : label,
+            rc = email__buf_printf(m, ";\r\n %s*%zu*=%s%s", attr, section, section ? "" : label,
                                   section ? "" : "''");
         rc = rc ? rc : put_pct(m, &run);
         i = j;
     }
-    email_buf_free(&run);
-    email_buf_free(&next);
+    email__buf_free(&run);
+    email__buf_free(&next);
     return rc;
 }
 
@@ -432,28 +432,28 @@ static int put_sections(email_buf_t *m, charset_conv_t *conv, const char *attr,
  * US-ASCII when the value allows, else in the charset the header mode gives it (ISO-2022-JP mode:
  * UTF-8 when ISO-2022-JP cannot hold it).
  */
-int mime_put_param(mime_out_t *o, const char *field, const char *attr, const char *value)
+int email__mime_put_param(mime_out_t *o, const char *field, const char *attr, const char *value)
 {
     size_t n = strlen(value);
     bool printable = true;
     for (size_t i = 0; i < n; i++)
         printable = printable && value[i] >= ' ' && value[i] < 0x7F;
     if (printable && n <= PARAM_WIDTH) {
-        int rc = email_buf_printf(o->m, ";\r\n %s=", attr);
+        int rc = email__buf_printf(o->m, ";\r\n %s=", attr);
         return rc ? rc : put_quoted(o->m, value, n);
     }
-    bool ascii = email_is_ascii(value, n);
+    bool ascii = email__is_ascii(value, n);
     const char *charset = "UTF-8";
-    int rc = ascii ? 0 : mime_text_charset(o, o->c->header_mode, field, value, n, &charset);
+    int rc = ascii ? 0 : email__mime_text_charset(o, o->c->header_mode, field, value, n, &charset);
     if (rc)
         return rc;
     charset_conv_t conv;
-    rc = charset_open(&conv, charset);
+    rc = email__charset_open(&conv, charset);
     if (!rc) {
-        const char *label = mime_charset_label(ascii ? "US-ASCII" : charset);
+        const char *label = email__mime_charset_label(ascii ? "US-ASCII" : charset);
         rc = put_sections(o->m, &conv, attr, label, value);
-        charset_close(&conv);
+        email__charset_close(&conv);
     }
-    return mime_charset_failure(o, rc, field, charset);
+    return email__mime_charset_failure(o, rc, field, charset);
 }
 

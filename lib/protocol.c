@@ -23,7 +23,7 @@ static const char *const state_names[] = {
 _Static_assert(sizeof state_names / sizeof *state_names == ST_CONNECTING + 1,
                "one name per state");
 
-void smtp__logf(smtp_engine_t *e, char kind, const char *fmt, ...)
+void email__smtp_logf(smtp_engine_t *e, char kind, const char *fmt, ...)
 {
     if (!e->cb.log)
         return;
@@ -38,7 +38,7 @@ void smtp__logf(smtp_engine_t *e, char kind, const char *fmt, ...)
     e->cb.log(e->ud, kind, line);
 }
 
-void smtp__set_state(smtp_engine_t *e, enum state s)
+void email__smtp_set_state(smtp_engine_t *e, enum state s)
 {
     enum state old = e->state;
     e->state = s;
@@ -46,9 +46,9 @@ void smtp__set_state(smtp_engine_t *e, enum state s)
         e->cb.state(e->ud, state_names[old], state_names[s]);
 }
 
-int smtp__send_line(smtp_engine_t *e, const char *line, const char *shown)
+int email__smtp_send_line(smtp_engine_t *e, const char *line, const char *shown)
 {
-    if (email_buf_puts(&e->out, line) || email_buf_puts(&e->out, "\r\n"))
+    if (email__buf_puts(&e->out, line) || email__buf_puts(&e->out, "\r\n"))
         return EMAIL_ENOMEM;
     e->setup_end = e->taken + e->out.len;
     if (e->cb.log)
@@ -58,46 +58,46 @@ int smtp__send_line(smtp_engine_t *e, const char *line, const char *shown)
 
 /* ------------------------------------------------------------------------------------------- */
 
-smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
+smtp_engine_t *email__smtp_engine_new(const smtp_engine_config_t *config,
                                const smtp_engine_callbacks_t *callbacks, void *ud)
 {
     smtp_engine_t *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->cfg = *config;
-    e->cfg.helo_name = email_strdup(config->helo_name ? config->helo_name : "localhost");
-    e->cfg.creds.user = email_strdup(config->creds.user);
-    e->cfg.creds.password = email_strdup(config->creds.password);
-    e->cfg.creds.token = email_strdup(config->creds.token);
+    e->cfg.helo_name = email__strdup(config->helo_name ? config->helo_name : "localhost");
+    e->cfg.creds.user = email__strdup(config->creds.user);
+    e->cfg.creds.password = email__strdup(config->creds.password);
+    e->cfg.creds.token = email__strdup(config->creds.token);
     if (!e->cfg.window)
         e->cfg.window = 100;
     e->cb = *callbacks;
     e->ud = ud;
     queue_init(&e->queue);
-    smtp_reply_parser_init(&e->parser);
-    email_buf_init(&e->out);
-    email_status_init(&e->status);
+    email__smtp_reply_parser_init(&e->parser);
+    email__buf_init(&e->out);
+    email__status_init(&e->status);
     if (!e->cfg.helo_name || (config->creds.user && !e->cfg.creds.user) ||
         (config->creds.password && !e->cfg.creds.password) ||
         (config->creds.token && !e->cfg.creds.token)) {
-        smtp_engine_free(e);
+        email__smtp_engine_free(e);
         return NULL;
     }
     e->state = config->wait_start ? ST_CONNECTING : ST_GREETING; /* the first state, no change */
     return e;
 }
 
-void smtp_engine_free(smtp_engine_t *e)
+void email__smtp_engine_free(smtp_engine_t *e)
 {
     if (!e)
         return;
     free((char *)e->cfg.helo_name);
     free((char *)e->cfg.creds.user);
-    email_free_secret((char *)e->cfg.creds.password);
-    email_free_secret((char *)e->cfg.creds.token);
-    smtp_reply_parser_free(&e->parser);
-    email_buf_free(&e->out);
-    email_buf_free(&e->chunk);
+    email__free_secret((char *)e->cfg.creds.password);
+    email__free_secret((char *)e->cfg.creds.token);
+    email__smtp_reply_parser_free(&e->parser);
+    email__buf_free(&e->out);
+    email__buf_free(&e->chunk);
     email_ring_free(&e->fifo);
     free(e);
 }
@@ -112,21 +112,21 @@ void smtp_engine_free(smtp_engine_t *e)
  */
 static void end_unconnected(smtp_engine_t *e, int error, const char *text)
 {
-    email_status_fail(&e->status, error, "%s", text);
+    email__status_fail(&e->status, error, "%s", text);
     if (e->cb.log) {
         char line[1024];
         snprintf(line, sizeof line, "SMTP Error: %s", text);
         e->cb.log(e->ud, '#', line);
     }
-    smtp__fail_queued(e, error, text);
+    email__smtp_fail_queued(e, error, text);
     if (e->state == ST_CLOSED)
         return; /* a job_done aborted again: that abort reported closed */
-    smtp__set_state(e, ST_CLOSED);
+    email__smtp_set_state(e, ST_CLOSED);
     if (e->cb.closed)
         e->cb.closed(e->ud, &e->status);
 }
 
-void smtp__end_session(smtp_engine_t *e, int error, const char *text)
+void email__smtp_end_session(smtp_engine_t *e, int error, const char *text)
 {
     if (e->state == ST_CLOSED)
         return;
@@ -138,23 +138,23 @@ void smtp__end_session(smtp_engine_t *e, int error, const char *text)
     if (e->quit_failure) {
         /* the setup failure stays the outcome; this only says why QUIT's answer never came */
         if (error)
-            smtp__logf(e, '#', "SMTP Error: %s", text);
+            email__smtp_logf(e, '#', "SMTP Error: %s", text);
         error = e->status.error;
-        email_strlcpy(kept, e->status.status_text, sizeof kept);
+        email__strlcpy(kept, e->status.status_text, sizeof kept);
         text = kept;
     }
-    smtp__set_state(e, ST_CLOSED);
-    smtp__end_jobs(e, error, text);
+    email__smtp_set_state(e, ST_CLOSED);
+    email__smtp_end_jobs(e, error, text);
     if (error && !e->status.error) {
         /* not the server's refusal: the last reply's code must not stand as the reason */
         e->status.success = false;
         e->status.error = error;
         e->status.status = 0;
         e->status.enhanced_code[0] = '\0';
-        email_strlcpy(e->status.status_text, text, sizeof e->status.status_text);
+        email__strlcpy(e->status.status_text, text, sizeof e->status.status_text);
     }
     if (error)
-        smtp__logf(e, '#', "SMTP Error: %s", text);
+        email__smtp_logf(e, '#', "SMTP Error: %s", text);
     if (e->cb.closed)
         e->cb.closed(e->ud, &e->status);
 }
@@ -164,14 +164,15 @@ static void record_failure(smtp_engine_t *e, int error, const smtp_reply_t *r, c
 {
     if (e->quit_failure)
         return; /* the setup failure that made us QUIT stays the outcome */
-    email_status_fail(&e->status, error, "%s", text);
+    email__status_fail(&e->status, error, "%s", text);
     if (r) {
         e->status.status = r->code;
-        email_strlcpy(e->status.enhanced_code, r->enhanced, sizeof e->status.enhanced_code);
+        email__strlcpy(e->status.enhanced_code, r->enhanced, sizeof e->status.enhanced_code);
     }
 }
 
-void smtp__fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt, ...)
+void email__smtp_fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt,
+                              ...)
 {
     char text[512];
     va_list ap;
@@ -179,16 +180,16 @@ void smtp__fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, cons
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     record_failure(e, error, r, text);
-    smtp__end_session(e, error, text);
+    email__smtp_end_session(e, error, text);
 }
 
 /*
  * QUIT before closing, as 4D does (and as RFC 5321 asks after a 554 greeting). The failure stays
  * the outcome; the session ends at QUIT's reply, or when the caller gives up waiting for it
  * (abort). Never after a 421, a protocol error or a broken transport: those end the session at
- * once (smtp__fail_session).
+ * once (email__smtp_fail_session).
  */
-void smtp__quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r,
+void email__smtp_quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r,
                               const char *fmt, ...)
 {
     char text[512];
@@ -198,14 +199,14 @@ void smtp__quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r
     va_end(ap);
     record_failure(e, error, r, text);
     e->quit_failure = true;
-    smtp__set_state(e, ST_QUIT);
-    if (smtp__send_line(e, "QUIT", NULL))
-        smtp__end_session(e, EMAIL_ENOMEM, "out of memory");
+    email__smtp_set_state(e, ST_QUIT);
+    if (email__smtp_send_line(e, "QUIT", NULL))
+        email__smtp_end_session(e, EMAIL_ENOMEM, "out of memory");
 }
 
-void smtp_engine_abort(smtp_engine_t *e, int error, const char *text)
+void email__smtp_engine_abort(smtp_engine_t *e, int error, const char *text)
 {
-    smtp__end_session(e, error ? error : EMAIL_ECLOSED, text ? text : email_strerror(error));
+    email__smtp_end_session(e, error ? error : EMAIL_ECLOSED, text ? text : email_strerror(error));
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -244,26 +245,26 @@ static void on_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
          * shift every later reply onto the wrong command */
         int first_line = (int)strcspn(r->text, "\n");
         if (r->code == 421)
-            smtp__fail_session(e, EMAIL_ECLOSED, r,
+            email__smtp_fail_session(e, EMAIL_ECLOSED, r,
                                "the server is closing the connection: %d %.*s", r->code,
                                first_line, r->text);
         else
-            smtp__fail_session(e, EMAIL_EPROTO, r, "reply without a command: %d %.*s", r->code,
-                               first_line, r->text);
+            email__smtp_fail_session(e, EMAIL_EPROTO, r, "reply without a command: %d %.*s",
+                                     r->code, first_line, r->text);
         return;
     }
     if (e->state != ST_READY)
-        smtp__setup_reply(e, r, left);
+        email__smtp_setup_reply(e, r, left);
     else
-        smtp__job_reply(e, fifo_pop(e), r);
+        email__smtp_job_reply(e, fifo_pop(e), r);
 }
 
-int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
+int email__smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
 {
     if (e->state == ST_CLOSED)
         return e->status.error ? e->status.error : EMAIL_ECLOSED;
     if (e->state == ST_TLS_HANDSHAKE && n) {
-        smtp__fail_session(e, EMAIL_EPROTO, NULL, "unexpected data during the TLS handshake");
+        email__smtp_fail_session(e, EMAIL_EPROTO, NULL, "unexpected data during the TLS handshake");
         return EMAIL_EPROTO;
     }
     e->feed_seen = e->taken + e->handed;
@@ -271,9 +272,9 @@ int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
         smtp_reply_t r;
         size_t used = 0;
         const char *err = NULL;
-        int rc = smtp_reply_parse(&e->parser, data, n, &used, &r, &err);
+        int rc = email__smtp_reply_parse(&e->parser, data, n, &used, &r, &err);
         if (rc < 0) {
-            smtp__fail_session(e, EMAIL_EPROTO, NULL, "invalid reply from the server: %s",
+            email__smtp_fail_session(e, EMAIL_EPROTO, NULL, "invalid reply from the server: %s",
                                err ? err : "malformed");
             return EMAIL_EPROTO;
         }
@@ -282,7 +283,7 @@ int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
         if (rc == 0)
             break;
         on_reply(e, &r, n);
-        smtp_reply_free(&r);
+        email__smtp_reply_free(&r);
         if (e->state == ST_TLS_HANDSHAKE)
             break; /* bytes after the 220 to STARTTLS were refused by its handler */
     }
@@ -292,21 +293,21 @@ int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n)
 /* ------------------------------------------------------------------------------------------- */
 /* Bytes out                                                                                    */
 
-size_t smtp_engine_take(smtp_engine_t *e, const char **data)
+size_t email__smtp_engine_take(smtp_engine_t *e, const char **data)
 {
     static const char empty[1];
     /* the previous take's bytes are the caller's now; out[0] is at offset `taken` */
-    email_buf_consume(&e->out, e->handed);
+    email__buf_consume(&e->out, e->handed);
     e->taken += e->handed;
     e->handed = 0;
     if (e->body_job && e->state != ST_CLOSED)
-        smtp__fill_body(e);
+        email__smtp_fill_body(e);
     e->handed = e->out.len;
     *data = e->out.len ? e->out.data : empty;
     return e->out.len;
 }
 
-void smtp_engine_written(smtp_engine_t *e, size_t n)
+void email__smtp_engine_written(smtp_engine_t *e, size_t n)
 {
     e->written += n;
     smtp_job_t *j = e->progress_job;
@@ -328,7 +329,7 @@ void smtp_engine_written(smtp_engine_t *e, size_t n)
 /* ------------------------------------------------------------------------------------------- */
 /* The caller's requests and questions                                                          */
 
-bool smtp_engine_waiting(const smtp_engine_t *e)
+bool email__smtp_engine_waiting(const smtp_engine_t *e)
 {
     switch (e->state) {
     case ST_READY:
@@ -341,32 +342,32 @@ bool smtp_engine_waiting(const smtp_engine_t *e)
     }
 }
 
-bool smtp_engine_idle(const smtp_engine_t *e)
+bool email__smtp_engine_idle(const smtp_engine_t *e)
 {
     return e->state == ST_READY && !e->fifo.len && !e->body_job && queue_empty(&e->queue);
 }
 
-bool smtp_engine_is_ready(const smtp_engine_t *e)
+bool email__smtp_engine_is_ready(const smtp_engine_t *e)
 {
     return e->ready_reported && e->state != ST_CLOSED;
 }
 
-bool smtp_engine_quitting(const smtp_engine_t *e)
+bool email__smtp_engine_quitting(const smtp_engine_t *e)
 {
     return e->state == ST_QUIT;
 }
 
-bool smtp_engine_is_closed(const smtp_engine_t *e)
+bool email__smtp_engine_is_closed(const smtp_engine_t *e)
 {
     return e->state == ST_CLOSED;
 }
 
-uint64_t smtp_engine_replies(const smtp_engine_t *e)
+uint64_t email__smtp_engine_replies(const smtp_engine_t *e)
 {
     return e->replies;
 }
 
-int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
+int email__smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
 {
     if (e->state == ST_CLOSED || e->state == ST_QUIT || e->quit_wanted || e->dying)
         return EMAIL_ESHUTDOWN;
@@ -379,14 +380,14 @@ int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
     j->fail_code = 0;
     j->fail_text = NULL;
     j->body_bytes = 0;
-    email_status_init(&j->status);
-    email_refusals_init(&j->refusals);
+    email__status_init(&j->status);
+    email__refusals_init(&j->refusals);
     queue_insert_tail(&e->queue, &j->node);
-    smtp__pump(e);
+    email__smtp_pump(e);
     return 0;
 }
 
-int smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job)
+int email__smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job)
 {
     /* never submitted (a zeroed node), or taken off the queue when its commands went out */
     if (!job->node.next || queue_empty(&job->node))
@@ -395,32 +396,32 @@ int smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job)
     return 0;
 }
 
-void smtp_engine_quit(smtp_engine_t *e)
+void email__smtp_engine_quit(smtp_engine_t *e)
 {
     if (e->state == ST_CLOSED || e->state == ST_QUIT)
         return;
     /* before ready, QUIT goes once the setup is done and what was queued is sent */
     e->quit_wanted = true;
     if (e->state == ST_READY)
-        smtp__pump(e);
+        email__smtp_pump(e);
 }
 
-const email_status_t *smtp_engine_status(const smtp_engine_t *e)
+const email_status_t *email__smtp_engine_status(const smtp_engine_t *e)
 {
     return &e->status;
 }
 
-unsigned smtp_engine_caps(const smtp_engine_t *e)
+unsigned email__smtp_engine_caps(const smtp_engine_t *e)
 {
     return e->caps;
 }
 
-uint64_t smtp_engine_size_limit(const smtp_engine_t *e)
+uint64_t email__smtp_engine_size_limit(const smtp_engine_t *e)
 {
     return e->size_limit;
 }
 
-unsigned smtp_engine_auth_mechs(const smtp_engine_t *e)
+unsigned email__smtp_engine_auth_mechs(const smtp_engine_t *e)
 {
     return e->auth_mechs;
 }

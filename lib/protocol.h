@@ -1,10 +1,12 @@
 /*
- * The SMTP client engine, sans I/O: server bytes go in (smtp_engine_feed), bytes to write come
- * out (smtp_engine_take), events come back through callbacks. No sockets, clocks, threads, libuv
- * or GnuTLS here: everything about SMTP ordering is decided in this one place, so the same code
- * runs under a test feeding scripted replies, a fuzzer, and connection.c over a real socket.
+ * The SMTP client engine, sans I/O: server bytes go in (email__smtp_engine_feed), bytes to write
+ * come out (email__smtp_engine_take), events come back through callbacks. No sockets, clocks,
+ * threads, libuv or GnuTLS here: everything about SMTP ordering is decided in this one place, so
+ * the same code runs under a test feeding scripted replies, a fuzzer, and connection.c over a real
+ * socket.
  *
- * Callbacks may call smtp_engine_submit / smtp_engine_quit, never smtp_engine_free.
+ * Callbacks may call email__smtp_engine_submit / email__smtp_engine_quit, never
+ * email__smtp_engine_free.
  */
 #ifndef EMAIL_PROTOCOL_H
 #define EMAIL_PROTOCOL_H
@@ -39,7 +41,7 @@ typedef struct smtp_engine_config {
     unsigned window;            /* most commands awaiting a reply when pipelining (0 → 100) */
     bool no_chunking;           /* never BDAT, even when the server offers CHUNKING */
     bool wait_start;            /* the transport is not connected yet: jobs and QUIT wait, and
-                                   no greeting is expected, until smtp_engine_start */
+                                   no greeting is expected, until email__smtp_engine_start */
 } smtp_engine_config_t;
 
 /* What is known about a message's delivery when its job ends. */
@@ -90,7 +92,7 @@ typedef struct smtp_engine_callbacks {
     void (*log)(void *ud, char kind, const char *text);
     /* Greeted, secured and authenticated: messages can go (once per engine). */
     void (*ready)(void *ud);
-    /* The server agreed to STARTTLS: do the handshake, then smtp_engine_tls_established. */
+    /* The server agreed to STARTTLS: do the handshake, then email__smtp_engine_tls_established. */
     void (*starttls)(void *ud);
     /* A job ended (see job->outcome and job->status). */
     void (*job_done)(void *ud, smtp_job_t *job);
@@ -107,62 +109,63 @@ typedef struct smtp_engine_callbacks {
     void (*state)(void *ud, const char *from, const char *to);
 } smtp_engine_callbacks_t;
 
-smtp_engine_t *smtp_engine_new(const smtp_engine_config_t *config,
+smtp_engine_t *email__smtp_engine_new(const smtp_engine_config_t *config,
                                const smtp_engine_callbacks_t *callbacks, void *ud);
 /* Frees the engine. Jobs still inside are not reported: abort first. */
-void smtp_engine_free(smtp_engine_t *e);
+void email__smtp_engine_free(smtp_engine_t *e);
 /*
  * For an engine made with wait_start: the transport is connected (and secured, with TLS from the
  * first byte), so the greeting may come. allow_cleartext_auth replaces the configuration's, since
  * whether the peer is loopback is known only now. Ignored otherwise. Until then, an abort fails
  * each queued job with the abort's text as it is (nothing reached the server).
  */
-void smtp_engine_start(smtp_engine_t *e, bool allow_cleartext_auth);
+void email__smtp_engine_start(smtp_engine_t *e, bool allow_cleartext_auth);
 
 /*
  * Bytes received from the server. 0, or <0 when the session failed (closed was called). A reply
- * can only answer a command handed over by smtp_engine_take before this call: any other reply is
- * a protocol error (EMAIL_EPROTO, "reply without a command"), so feed what arrived before taking.
+ * can only answer a command handed over by email__smtp_engine_take before this call: any other
+ * reply is a protocol error (EMAIL_EPROTO, "reply without a command"), so feed what arrived before
+ * taking.
  */
-int smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n);
+int email__smtp_engine_feed(smtp_engine_t *e, const char *data, size_t n);
 /*
  * Bytes to write now (pulls message bodies as needed); *data stays valid until the next engine
- * call. The bytes count as handed over: report their writing with smtp_engine_written. Never
+ * call. The bytes count as handed over: report their writing with email__smtp_engine_written. Never
  * the start of a body whose reading failed (the session is then over: close, write nothing).
  */
-size_t smtp_engine_take(smtp_engine_t *e, const char **data);
+size_t email__smtp_engine_take(smtp_engine_t *e, const char **data);
 /* n more bytes reached the transport (in order). */
-void smtp_engine_written(smtp_engine_t *e, size_t n);
+void email__smtp_engine_written(smtp_engine_t *e, size_t n);
 /* True while a server reply is awaited (the caller runs its silence timer then). */
-bool smtp_engine_waiting(const smtp_engine_t *e);
+bool email__smtp_engine_waiting(const smtp_engine_t *e);
 /* True when ready with nothing queued or in flight. */
-bool smtp_engine_idle(const smtp_engine_t *e);
+bool email__smtp_engine_idle(const smtp_engine_t *e);
 /* True once ready was reported and the session is not over. */
-bool smtp_engine_is_ready(const smtp_engine_t *e);
+bool email__smtp_engine_is_ready(const smtp_engine_t *e);
 /* True when QUIT went and its reply is awaited: also after a setup failure (a refused AUTH...),
  * before ready, where the caller waits for that reply no longer than for any other. */
-bool smtp_engine_quitting(const smtp_engine_t *e);
+bool email__smtp_engine_quitting(const smtp_engine_t *e);
 /* True when the session is over (closed was reported). */
-bool smtp_engine_is_closed(const smtp_engine_t *e);
+bool email__smtp_engine_is_closed(const smtp_engine_t *e);
 /* Complete replies received so far: the caller's reply timer restarts only when this moves. */
-uint64_t smtp_engine_replies(const smtp_engine_t *e);
+uint64_t email__smtp_engine_replies(const smtp_engine_t *e);
 
 /* Queues a job (validated by the caller). EMAIL_ESHUTDOWN once QUIT was asked or closed. */
-int smtp_engine_submit(smtp_engine_t *e, smtp_job_t *job);
+int email__smtp_engine_submit(smtp_engine_t *e, smtp_job_t *job);
 /* Takes back a job that has not started (0; it is the caller's again, no job_done follows);
  * EMAIL_EBUSY once its commands went out. */
-int smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job);
+int email__smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job);
 /* QUIT once the queued jobs are done. */
-void smtp_engine_quit(smtp_engine_t *e);
+void email__smtp_engine_quit(smtp_engine_t *e);
 /*
  * The transport failed (error, text): every job gets its outcome (retryable before end of data,
  * unknown after), then closed. Also for an end of stream from the server (EMAIL_ECLOSED).
  */
-void smtp_engine_abort(smtp_engine_t *e, int error, const char *text);
+void email__smtp_engine_abort(smtp_engine_t *e, int error, const char *text);
 /* The TLS handshake after STARTTLS succeeded: EHLO again with the old capabilities forgotten. */
-void smtp_engine_tls_established(smtp_engine_t *e);
+void email__smtp_engine_tls_established(smtp_engine_t *e);
 /* The outcome of the session setup so far: reply code/text of greeting, EHLO, AUTH. */
-const email_status_t *smtp_engine_status(const smtp_engine_t *e);
+const email_status_t *email__smtp_engine_status(const smtp_engine_t *e);
 
 /* Capabilities from the last EHLO (SMTP_CAP_...), and SIZE's limit (0 none). */
 enum {
@@ -177,8 +180,8 @@ enum {
     SMTP_CAP_AUTH = 1 << 8,
     SMTP_CAP_EHLO = 1 << 9     /* EHLO worked (not HELO) */
 };
-unsigned smtp_engine_caps(const smtp_engine_t *e);
-uint64_t smtp_engine_size_limit(const smtp_engine_t *e);
-unsigned smtp_engine_auth_mechs(const smtp_engine_t *e);
+unsigned email__smtp_engine_caps(const smtp_engine_t *e);
+uint64_t email__smtp_engine_size_limit(const smtp_engine_t *e);
+unsigned email__smtp_engine_auth_mechs(const smtp_engine_t *e);
 
 #endif

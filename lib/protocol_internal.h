@@ -23,7 +23,7 @@ enum state {
     ST_READY,
     ST_QUIT,
     ST_CLOSED,
-    ST_CONNECTING       /* made with wait_start: nothing happens before smtp_engine_start */
+    ST_CONNECTING       /* made with wait_start: nothing happens before email__smtp_engine_start */
 };
 
 /* What a reply at the head of the FIFO answers. */
@@ -108,34 +108,34 @@ static inline pending_reply_t fifo_pop(smtp_engine_t *e)
 }
 
 /* protocol.c */
-void smtp__logf(smtp_engine_t *e, char kind, const char *fmt, ...) EMAIL_PRINTF(3, 4);
+void email__smtp_logf(smtp_engine_t *e, char kind, const char *fmt, ...) EMAIL_PRINTF(3, 4);
 /* The ONLY way the session state changes (reported to the optional state callback). */
-void smtp__set_state(smtp_engine_t *e, enum state s);
+void email__smtp_set_state(smtp_engine_t *e, enum state s);
 /* A command line: logged (shown may mask secrets), CRLF appended. */
-int smtp__send_line(smtp_engine_t *e, const char *line, const char *shown);
+int email__smtp_send_line(smtp_engine_t *e, const char *line, const char *shown);
 /* The session is over at once (a 421, a protocol error, a broken transport...). */
-void smtp__fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt,
+void email__smtp_fail_session(smtp_engine_t *e, int error, const smtp_reply_t *r, const char *fmt,
                         ...) EMAIL_PRINTF(4, 5);
 /* A setup failure while the server still listens: QUIT, and the session ends at its reply. */
-void smtp__quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r,
+void email__smtp_quit_after_failure(smtp_engine_t *e, int error, const smtp_reply_t *r,
                               const char *fmt, ...) EMAIL_PRINTF(4, 5);
 /* Every job still here gets its outcome, then `closed` once. */
-void smtp__end_session(smtp_engine_t *e, int error, const char *text);
+void email__smtp_end_session(smtp_engine_t *e, int error, const char *text);
 
 /* protocol_setup.c */
 /* A reply before ready (or to QUIT): handled by the state that awaited it. */
-void smtp__setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left);
+void email__smtp_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left);
 
 /* protocol_txn.c */
 /* Sends what can be sent now: the next jobs' commands, or QUIT once they are done. */
-void smtp__pump(smtp_engine_t *e);
+void email__smtp_pump(smtp_engine_t *e);
 /* A reply once ready: handled by the command that awaited it (p, popped from the FIFO). */
-void smtp__job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r);
+void email__smtp_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r);
 /* Pulls the body of the job being sent into the output buffer, one chunk. */
-void smtp__fill_body(smtp_engine_t *e);
+void email__smtp_fill_body(smtp_engine_t *e);
 /* The session ended (error, text): every job in flight or queued gets its outcome. */
-void smtp__end_jobs(smtp_engine_t *e, int error, const char *text);
+void email__smtp_end_jobs(smtp_engine_t *e, int error, const char *text);
 /* The connection never came: each queued job fails with text as it is. */
-void smtp__fail_queued(smtp_engine_t *e, int error, const char *text);
+void email__smtp_fail_queued(smtp_engine_t *e, int error, const char *text);
 
 #endif

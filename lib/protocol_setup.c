@@ -13,9 +13,9 @@ static void send_ehlo(smtp_engine_t *e, bool helo)
 {
     char line[600];
     snprintf(line, sizeof line, "%s %s", helo ? "HELO" : "EHLO", e->cfg.helo_name);
-    smtp__set_state(e, helo ? ST_HELO : ST_EHLO);
-    if (smtp__send_line(e, line, NULL))
-        smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+    email__smtp_set_state(e, helo ? ST_HELO : ST_EHLO);
+    if (email__smtp_send_line(e, line, NULL))
+        email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
 }
 
 static void parse_ehlo(smtp_engine_t *e, const smtp_reply_t *r)
@@ -30,7 +30,7 @@ static void parse_ehlo(smtp_engine_t *e, const smtp_reply_t *r)
         const char *kw = r->lines[i] + 4;
         size_t n = strcspn(kw, " =");
         const char *arg = kw[n] ? kw + n + 1 : "";
-#define IS(word) (n == sizeof(word) - 1 && !email_strncasecmp(kw, word, n))
+#define IS(word) (n == sizeof(word) - 1 && !email__strncasecmp(kw, word, n))
         if (IS("PIPELINING"))
             e->caps |= SMTP_CAP_PIPELINING;
         else if (IS("SIZE")) {
@@ -50,7 +50,7 @@ static void parse_ehlo(smtp_engine_t *e, const smtp_reply_t *r)
             e->caps |= SMTP_CAP_STARTTLS;
         else if (IS("AUTH")) {
             e->caps |= SMTP_CAP_AUTH;
-            e->auth_mechs |= auth_parse_mechs(arg);
+            e->auth_mechs |= email__auth_parse_mechs(arg);
         }
 #undef IS
     }
@@ -64,7 +64,7 @@ static bool have_secret(const smtp_engine_t *e)
 
 static void become_ready(smtp_engine_t *e)
 {
-    smtp__set_state(e, ST_READY);
+    email__smtp_set_state(e, ST_READY);
     e->status.success = true;
     if (!e->ready_reported) {
         e->ready_reported = true;
@@ -72,22 +72,22 @@ static void become_ready(smtp_engine_t *e)
             e->cb.ready(e->ud);
     }
     if (e->state == ST_READY)
-        smtp__pump(e);
+        email__smtp_pump(e);
 }
 
 /* No mechanism to use: ready without authentication when allowed, else QUIT. */
 static void no_auth_mechanism(smtp_engine_t *e)
 {
     if (!(e->caps & SMTP_CAP_AUTH) || e->cfg.auth_optional) {
-        smtp__logf(e, '#', "SMTP No authentication: the server offers no %s mechanism",
-                   e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "usable");
+        email__smtp_logf(e, '#', "SMTP No authentication: the server offers no %s mechanism",
+                   e->cfg.auth_mech ? email__auth_mech_name(e->cfg.auth_mech) : "usable");
         become_ready(e);
         return;
     }
-    smtp__quit_after_failure(e, EMAIL_EAUTHMECH, NULL,
+    email__smtp_quit_after_failure(e, EMAIL_EAUTHMECH, NULL,
                              "the server offers no authentication mechanism we can use%s%s%s",
                              e->cfg.auth_mech ? " (asked for " : "",
-                             e->cfg.auth_mech ? auth_mech_name(e->cfg.auth_mech) : "",
+                             e->cfg.auth_mech ? email__auth_mech_name(e->cfg.auth_mech) : "",
                              e->cfg.auth_mech ? ")" : "");
 }
 
@@ -95,14 +95,14 @@ static void send_auth(smtp_engine_t *e)
 {
     bool has_pw = e->cfg.creds.password && *e->cfg.creds.password;
     bool has_tok = e->cfg.creds.token && *e->cfg.creds.token;
-    auth_mech_t m = auth_choose(e->auth_mechs, e->cfg.auth_mech, e->cfg.auth_limit, has_pw,
+    auth_mech_t m = email__auth_choose(e->auth_mechs, e->cfg.auth_mech, e->cfg.auth_limit, has_pw,
                                 has_tok);
     if (m == AUTH_NONE) {
         no_auth_mechanism(e);
         return;
     }
     if (!e->cfg.tls_active && !e->cfg.allow_cleartext_auth) {
-        smtp__quit_after_failure(e, EMAIL_EINSECURE, NULL,
+        email__smtp_quit_after_failure(e, EMAIL_EINSECURE, NULL,
                                  "refusing to send credentials over an unencrypted connection%s",
                                  (e->caps & SMTP_CAP_STARTTLS)
                                      ? ""
@@ -110,21 +110,21 @@ static void send_auth(smtp_engine_t *e)
         return;
     }
     email_buf_t cmd, shown;
-    email_buf_init(&cmd);
-    email_buf_init(&shown);
-    int rc = auth_start(m, &e->cfg.creds, &cmd, &shown);
+    email__buf_init(&cmd);
+    email__buf_init(&shown);
+    int rc = email__auth_start(m, &e->cfg.creds, &cmd, &shown);
     if (!rc) {
         e->auth_used = m;
         e->auth_step = 0;
-        smtp__set_state(e, ST_AUTH);
-        rc = smtp__send_line(e, cmd.data, shown.data);
+        email__smtp_set_state(e, ST_AUTH);
+        rc = email__smtp_send_line(e, cmd.data, shown.data);
     }
     if (cmd.data)
         memset(cmd.data, 0, cmd.len);
-    email_buf_free(&cmd);
-    email_buf_free(&shown);
+    email__buf_free(&cmd);
+    email__buf_free(&shown);
     if (rc)
-        smtp__fail_session(e, rc, NULL, "authentication: %s", email_strerror(rc));
+        email__smtp_fail_session(e, rc, NULL, "authentication: %s", email_strerror(rc));
 }
 
 /* After a (secure) EHLO/HELO: STARTTLS, AUTH or ready. */
@@ -132,13 +132,13 @@ static void after_hello(smtp_engine_t *e)
 {
     if (!e->cfg.tls_active && e->cfg.starttls != SMTP_TLS_NEVER) {
         if (e->caps & SMTP_CAP_STARTTLS) {
-            smtp__set_state(e, ST_STARTTLS);
-            if (smtp__send_line(e, "STARTTLS", NULL))
-                smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+            email__smtp_set_state(e, ST_STARTTLS);
+            if (email__smtp_send_line(e, "STARTTLS", NULL))
+                email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
             return;
         }
         if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
-            smtp__quit_after_failure(
+            email__smtp_quit_after_failure(
                 e, EMAIL_ETLSREQUIRED, NULL,
                 "the server does not offer STARTTLS and encryption is required");
             return;
@@ -157,11 +157,11 @@ static void on_greeting_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t le
 {
     (void)left;
     if (r->code == 421)
-        smtp__fail_session(e, EMAIL_ECLOSED, r, "the server refused the connection: %d %s",
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server refused the connection: %d %s",
                            r->code, r->text);
     else if (r->code != 220)
-        smtp__quit_after_failure(e, EMAIL_ESERVER, r, "the server refused the connection: %d %s",
-                                 r->code, r->text);
+        email__smtp_quit_after_failure(
+            e, EMAIL_ESERVER, r, "the server refused the connection: %d %s", r->code, r->text);
     else
         send_ehlo(e, false);
 }
@@ -173,11 +173,12 @@ static void on_ehlo_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
         parse_ehlo(e, r);
         after_hello(e);
     } else if (r->code == 421) {
-        smtp__fail_session(e, EMAIL_ECLOSED, r, "%d %s", r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "%d %s", r->code, r->text);
     } else if (r->code >= 500) {
         send_ehlo(e, true); /* an old server: HELO, no extensions */
     } else {
-        smtp__quit_after_failure(e, EMAIL_ESERVER, r, "EHLO refused: %d %s", r->code, r->text);
+        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r, "EHLO refused: %d %s", r->code,
+                                       r->text);
     }
 }
 
@@ -185,11 +186,12 @@ static void on_helo_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     (void)left;
     if (r->code == 421) {
-        smtp__fail_session(e, EMAIL_ECLOSED, r, "HELO refused: %d %s", r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "HELO refused: %d %s", r->code, r->text);
         return;
     }
     if (r->code != 250) {
-        smtp__quit_after_failure(e, EMAIL_ESERVER, r, "HELO refused: %d %s", r->code, r->text);
+        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r, "HELO refused: %d %s", r->code,
+                                       r->text);
         return;
     }
     e->caps = 0;
@@ -202,28 +204,28 @@ static void on_starttls_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t le
     if (r->code == 220) {
         /* Anything the server sent behind its 220 arrived before TLS and could have been
          * injected by a man in the middle (CVE-2011-0411 family): refuse it. */
-        if (left || smtp_reply_parser_busy(&e->parser)) {
-            smtp__fail_session(e, EMAIL_EPROTO, r,
+        if (left || email__smtp_reply_parser_busy(&e->parser)) {
+            email__smtp_fail_session(e, EMAIL_EPROTO, r,
                                "the server sent data after its answer to STARTTLS (possible "
                                "response injection)");
             return;
         }
-        smtp__set_state(e, ST_TLS_HANDSHAKE);
+        email__smtp_set_state(e, ST_TLS_HANDSHAKE);
         if (e->cb.starttls)
             e->cb.starttls(e->ud);
         return;
     }
     if (r->code == 421) {
-        smtp__fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %d %s", r->code,
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %d %s", r->code,
                            r->text);
         return;
     }
     if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
-        smtp__quit_after_failure(e, EMAIL_ETLSREQUIRED, r, "the server refused STARTTLS: %d %s",
-                                 r->code, r->text);
+        email__smtp_quit_after_failure(e, EMAIL_ETLSREQUIRED, r,
+                                       "the server refused STARTTLS: %d %s", r->code, r->text);
         return;
     }
-    smtp__logf(e, '#', "SMTP STARTTLS refused (%d): going on unencrypted", r->code);
+    email__smtp_logf(e, '#', "SMTP STARTTLS refused (%d): going on unencrypted", r->code);
     e->cfg.starttls = SMTP_TLS_NEVER;
     after_hello(e);
 }
@@ -232,33 +234,33 @@ static void on_starttls_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t le
 static void answer_challenge(smtp_engine_t *e, const smtp_reply_t *r)
 {
     email_buf_t resp;
-    email_buf_init(&resp);
-    int rc = auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
+    email__buf_init(&resp);
+    int rc = email__auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
     if (!rc)
-        rc = smtp__send_line(e, resp.data ? resp.data : "", "****");
+        rc = email__smtp_send_line(e, resp.data ? resp.data : "", "****");
     if (resp.data)
         memset(resp.data, 0, resp.len);
-    email_buf_free(&resp);
+    email__buf_free(&resp);
     if (rc)
-        smtp__fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
-                           auth_mech_name(e->auth_used));
+        email__smtp_fail_session(e, rc, r, "authentication with %s failed: unexpected challenge",
+                           email__auth_mech_name(e->auth_used));
 }
 
 static void on_auth_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     (void)left;
     if (r->code == 235) {
-        smtp__logf(e, '#', "SMTP Authenticated as '%s' (%s)",
-                   e->cfg.creds.user ? e->cfg.creds.user : "", auth_mech_name(e->auth_used));
+        email__smtp_logf(e, '#', "SMTP Authenticated as '%s' (%s)",
+                   e->cfg.creds.user ? e->cfg.creds.user : "", email__auth_mech_name(e->auth_used));
         become_ready(e);
     } else if (r->code == 334) {
         answer_challenge(e, r);
     } else if (r->code == 421) {
-        smtp__fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %d %s",
-                           auth_mech_name(e->auth_used), r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %d %s",
+                           email__auth_mech_name(e->auth_used), r->code, r->text);
     } else {
-        smtp__quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %d %s",
-                                 auth_mech_name(e->auth_used), r->code, r->text);
+        email__smtp_quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %d %s",
+                                 email__auth_mech_name(e->auth_used), r->code, r->text);
     }
 }
 
@@ -266,7 +268,7 @@ static void on_quit_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     (void)r;
     (void)left;
-    smtp__end_session(e, 0, "");
+    email__smtp_end_session(e, 0, "");
 }
 
 typedef void setup_handler_t(smtp_engine_t *e, const smtp_reply_t *r, size_t left);
@@ -280,30 +282,30 @@ static setup_handler_t *const setup_handlers[] = {
     [ST_QUIT] = on_quit_reply,
 };
 
-void smtp__setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
+void email__smtp_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     if (!e->quit_failure) /* QUIT's answer does not replace the failure that made us QUIT */
-        email_status_set_reply(&e->status, r->code, r->enhanced, r->text);
+        email__status_set_reply(&e->status, r->code, r->enhanced, r->text);
     size_t n = sizeof setup_handlers / sizeof *setup_handlers;
     setup_handler_t *handle = (size_t)e->state < n ? setup_handlers[e->state] : NULL;
     if (handle)
         handle(e, r, left);
     else
-        smtp__fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %d %s",
+        email__smtp_fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %d %s",
                            r->code, r->text);
 }
 
 /* ------------------------------------------------------------------------------------------- */
 
-void smtp_engine_start(smtp_engine_t *e, bool allow_cleartext_auth)
+void email__smtp_engine_start(smtp_engine_t *e, bool allow_cleartext_auth)
 {
     if (e->state != ST_CONNECTING)
         return;
     e->cfg.allow_cleartext_auth = allow_cleartext_auth;
-    smtp__set_state(e, ST_GREETING);
+    email__smtp_set_state(e, ST_GREETING);
 }
 
-void smtp_engine_tls_established(smtp_engine_t *e)
+void email__smtp_engine_tls_established(smtp_engine_t *e)
 {
     if (e->state != ST_TLS_HANDSHAKE)
         return;

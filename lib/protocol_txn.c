@@ -16,8 +16,8 @@ static void job_set_failure(smtp_job_t *j, const smtp_reply_t *r)
     if (j->fail_code)
         return; /* the first failure is the reason */
     j->fail_code = r->code;
-    email_strlcpy(j->fail_enhanced, r->enhanced, sizeof j->fail_enhanced);
-    j->fail_text = email_strdup(r->text);
+    email__strlcpy(j->fail_enhanced, r->enhanced, sizeof j->fail_enhanced);
+    j->fail_text = email__strdup(r->text);
 }
 
 /* Replaces the recorded reason (a later, more telling refusal). */
@@ -61,9 +61,9 @@ static void job_finish(smtp_engine_t *e, smtp_job_t *j, enum smtp_job_outcome ou
     s->recipients = j->nrcpts;
     s->rejected = j->refusals.n;
     if (r) {
-        email_status_set_reply(s, r->code, r->enhanced, r->text);
+        email__status_set_reply(s, r->code, r->enhanced, r->text);
     } else if (j->fail_code && error != EMAIL_EUNKNOWN && outcome != SMTP_JOB_RETRYABLE) {
-        email_status_set_reply(s, j->fail_code, j->fail_enhanced, j->fail_text);
+        email__status_set_reply(s, j->fail_code, j->fail_enhanced, j->fail_text);
     } else {
         s->status = 0;
         s->enhanced_code[0] = '\0';
@@ -101,7 +101,7 @@ static smtp_job_t *job_pop(smtp_engine_t *e)
     return queue_data(n, smtp_job_t, node);
 }
 
-void smtp__end_jobs(smtp_engine_t *e, int error, const char *text)
+void email__smtp_end_jobs(smtp_engine_t *e, int error, const char *text)
 {
     /* jobs in flight, in order */
     while (e->fifo.len) {
@@ -130,7 +130,7 @@ void smtp__end_jobs(smtp_engine_t *e, int error, const char *text)
                    "the connection ended before the message was sent: %s", text);
 }
 
-void smtp__fail_queued(smtp_engine_t *e, int error, const char *text)
+void email__smtp_fail_queued(smtp_engine_t *e, int error, const char *text)
 {
     for (smtp_job_t *j; (j = job_pop(e));)
         job_finish(e, j, SMTP_JOB_RETRYABLE, error, NULL, "%s", text);
@@ -142,7 +142,7 @@ void smtp__fail_queued(smtp_engine_t *e, int error, const char *text)
 /* A command whose reply goes to cmd's handler for job j. */
 static int send_cmd(smtp_engine_t *e, const char *line, enum cmd cmd, smtp_job_t *j)
 {
-    int rc = smtp__send_line(e, line, NULL);
+    int rc = email__smtp_send_line(e, line, NULL);
     return rc ? rc : fifo_push(e, cmd, j);
 }
 
@@ -150,28 +150,28 @@ static int send_cmd(smtp_engine_t *e, const char *line, enum cmd cmd, smtp_job_t
 static int send_mail(smtp_engine_t *e, smtp_job_t *j)
 {
     email_buf_t line;
-    email_buf_init(&line);
-    int rc = email_buf_printf(&line, "MAIL FROM:<%s>", j->from);
+    email__buf_init(&line);
+    int rc = email__buf_printf(&line, "MAIL FROM:<%s>", j->from);
     if (!rc && (e->caps & SMTP_CAP_SIZE) && j->size)
-        rc = email_buf_printf(&line, " SIZE=%llu", (unsigned long long)j->size);
+        rc = email__buf_printf(&line, " SIZE=%llu", (unsigned long long)j->size);
     if (!rc && j->eight_bit && (e->caps & SMTP_CAP_8BITMIME))
-        rc = email_buf_puts(&line, " BODY=8BITMIME");
+        rc = email__buf_puts(&line, " BODY=8BITMIME");
     if (!rc && j->smtputf8)
-        rc = email_buf_puts(&line, " SMTPUTF8");
+        rc = email__buf_puts(&line, " SMTPUTF8");
     if (!rc)
         rc = send_cmd(e, line.data, CMD_MAIL, j);
-    email_buf_free(&line);
+    email__buf_free(&line);
     return rc;
 }
 
 static int send_rcpt(smtp_engine_t *e, smtp_job_t *j, size_t i)
 {
     email_buf_t line;
-    email_buf_init(&line);
-    int rc = email_buf_printf(&line, "RCPT TO:<%s>", j->rcpts[i]);
+    email__buf_init(&line);
+    int rc = email__buf_printf(&line, "RCPT TO:<%s>", j->rcpts[i]);
     if (!rc)
         rc = send_cmd(e, line.data, CMD_RCPT, j);
-    email_buf_free(&line);
+    email__buf_free(&line);
     return rc;
 }
 
@@ -213,8 +213,8 @@ static void start_body(smtp_engine_t *e, smtp_job_t *j, bool bdat)
     e->body_job = j;
     e->progress_job = j;
     e->bdat = bdat;
-    email_crlf_init(&e->crlf);
-    email_dotstuff_init(&e->dot);
+    email__crlf_init(&e->crlf);
+    email__dotstuff_init(&e->dot);
 }
 
 /* MAIL, and with pipelining every RCPT and DATA (or BDAT and the body) behind it. 0, or
@@ -241,7 +241,7 @@ static int send_transaction(smtp_engine_t *e, smtp_job_t *j, bool pipelining, bo
     return rc;
 }
 
-void smtp__pump(smtp_engine_t *e)
+void email__smtp_pump(smtp_engine_t *e)
 {
     while (e->state == ST_READY && !e->dying && !e->server_closing && !e->body_wait &&
            !e->body_job) {
@@ -250,9 +250,9 @@ void smtp__pump(smtp_engine_t *e)
             j = queue_data(queue_head(&e->queue), smtp_job_t, node);
         if (!j) {
             if (e->quit_wanted && !e->fifo.len) {
-                smtp__set_state(e, ST_QUIT);
-                if (smtp__send_line(e, "QUIT", NULL))
-                    smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+                email__smtp_set_state(e, ST_QUIT);
+                if (email__smtp_send_line(e, "QUIT", NULL))
+                    email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
             }
             return;
         }
@@ -266,7 +266,7 @@ void smtp__pump(smtp_engine_t *e)
         bool more;
         int rc = send_transaction(e, j, pipelining, &more);
         if (rc) {
-            smtp__fail_session(e, rc, NULL, "%s", email_strerror(rc));
+            email__smtp_fail_session(e, rc, NULL, "%s", email_strerror(rc));
             return;
         }
         if (!more)
@@ -279,7 +279,7 @@ static void abandon_transaction(smtp_engine_t *e, smtp_job_t *j)
 {
     /* RSET first: job_done may queue the next message or ask for QUIT, which must come after */
     if (send_cmd(e, "RSET", CMD_RSET, NULL)) {
-        smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+        email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
         return;
     }
     finish_refused(e, j);
@@ -305,7 +305,7 @@ static void on_mail_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
     if (!ok)
         abandon_transaction(e, j);
     else if (send_rcpt(e, j, 0))
-        smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+        email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
 }
 
 static void on_rcpt_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
@@ -314,8 +314,8 @@ static void on_rcpt_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
     if (positive(r)) {
         j->accepted++;
     } else if (j->mail_ok) {
-        if (email_refusals_add(&j->refusals, j->rcpts[i], r->code, r->text)) {
-            smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+        if (email__refusals_add(&j->refusals, j->rcpts[i], r->code, r->text)) {
+            email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
             return;
         }
         job_set_failure(j, r);
@@ -333,21 +333,21 @@ static void on_rcpt_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
         return;
     }
     if (rc)
-        smtp__fail_session(e, rc, NULL, "out of memory");
+        email__smtp_fail_session(e, rc, NULL, "out of memory");
 }
 
 /* RFC 2920: DATA accepted though the transaction failed: end it empty. */
 static void send_empty_data(smtp_engine_t *e, smtp_job_t *j)
 {
-    if (email_buf_puts(&e->out, ".\r\n")) {
-        smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+    if (email__buf_puts(&e->out, ".\r\n")) {
+        email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
         return;
     }
-    smtp__logf(e, 'C', ".");
+    email__smtp_logf(e, 'C', ".");
     j->phase = PH_EOD;
     j->eod_offset = e->taken + e->out.len;
     if (fifo_push(e, CMD_EOD, j))
-        smtp__fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
+        email__smtp_fail_session(e, EMAIL_ENOMEM, NULL, "out of memory");
 }
 
 static void on_data_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
@@ -363,7 +363,7 @@ static void on_data_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
     if (j->mail_ok && j->accepted)
         job_set_reason(j, r); /* DATA's refusal, not a recipient's, is the reason */
     abandon_transaction(e, j);
-    smtp__pump(e);
+    email__smtp_pump(e);
 }
 
 static void on_eod_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
@@ -374,14 +374,14 @@ static void on_eod_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
         job_finish(e, j, SMTP_JOB_SENT, 0, r, NULL);
     else
         job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
-    smtp__pump(e);
+    email__smtp_pump(e);
 }
 
 static void on_rset_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
 {
     (void)j;
     (void)r;
-    smtp__pump(e);
+    email__smtp_pump(e);
 }
 
 static void on_bdat_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
@@ -399,13 +399,13 @@ static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply
     bool going = j->mail_ok && j->accepted && !j->chunk_failed;
     if (going && positive(r)) {
         job_finish(e, j, SMTP_JOB_SENT, 0, r, NULL);
-        smtp__pump(e);
+        email__smtp_pump(e);
         return;
     }
     if (going)
         job_set_reason(j, r);
     abandon_transaction(e, j); /* RSET (RFC 3030), then the next message */
-    smtp__pump(e);
+    email__smtp_pump(e);
 }
 
 /* A 421 once ready: this command's job has its answer, the rest end with the session. */
@@ -417,7 +417,7 @@ static void on_closing_reply(smtp_engine_t *e, pending_reply_t p, const smtp_rep
         job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
     else if (p.job)
         job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
-    smtp__fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
+    email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
                        r->code, r->text);
 }
 
@@ -433,7 +433,7 @@ static job_handler_t *const job_handlers[] = {
     [CMD_BDAT_LAST] = on_bdat_last_reply,
 };
 
-void smtp__job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)
+void email__smtp_job_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)
 {
     if (r->code == 421)
         on_closing_reply(e, p, r);
@@ -449,10 +449,10 @@ static int put_bdat(smtp_engine_t *e, smtp_job_t *j, bool last)
 {
     char line[64];
     snprintf(line, sizeof line, "BDAT %zu%s", e->chunk.len, last ? " LAST" : "");
-    int rc = smtp__send_line(e, line, NULL);
+    int rc = email__smtp_send_line(e, line, NULL);
     if (!rc)
-        rc = email_buf_append(&e->out, e->chunk.data, e->chunk.len);
-    email_buf_reset(&e->chunk);
+        rc = email__buf_append(&e->out, e->chunk.data, e->chunk.len);
+    email__buf_reset(&e->chunk);
     if (!rc && last) {
         j->phase = PH_EOD;
         j->eod_offset = e->taken + e->out.len;
@@ -472,7 +472,7 @@ static void body_unreadable(smtp_engine_t *e, smtp_job_t *j, int error)
     if (j->read_error)
         j->read_error(j->ctx, error, why, sizeof why);
     else
-        email_strlcpy(why, email_strerror(error), sizeof why);
+        email__strlcpy(why, email_strerror(error), sizeof why);
     e->dying = true;
     e->body_job = NULL;
     /* DATA: the cut body is never handed over (BDAT: out holds whole, logged chunks) */
@@ -480,7 +480,7 @@ static void body_unreadable(smtp_engine_t *e, smtp_job_t *j, int error)
     if (!e->bdat && e->out.len > keep)
         e->out.len = (size_t)keep;
     job_finish(e, j, SMTP_JOB_FAILED, error, NULL, "reading the message failed: %s", why);
-    smtp__fail_session(e, error, NULL, "reading the message failed, connection dropped");
+    email__smtp_fail_session(e, error, NULL, "reading the message failed, connection dropped");
 }
 
 /* got bytes of body (0 at its end) into the output: a BDAT chunk, or dot-stuffed data. */
@@ -489,28 +489,28 @@ static int put_body(smtp_engine_t *e, smtp_job_t *j, const char *data, ssize_t g
     if (e->bdat) {
         if (got > 0)
             j->body_bytes += (uint64_t)got;
-        int rc = got ? email_crlf_feed(&e->crlf, &e->chunk, data, (size_t)got)
-                     : email_crlf_finish(&e->crlf, &e->chunk);
+        int rc = got ? email__crlf_feed(&e->crlf, &e->chunk, data, (size_t)got)
+                     : email__crlf_finish(&e->crlf, &e->chunk);
         if (!rc && (got == 0 || e->chunk.len >= BODY_CHUNK / 2))
             rc = put_bdat(e, j, got == 0);
         return rc;
     }
     if (got) {
         j->body_bytes += (uint64_t)got;
-        return email_dotstuff_feed(&e->dot, &e->out, data, (size_t)got);
+        return email__dotstuff_feed(&e->dot, &e->out, data, (size_t)got);
     }
-    int rc = email_dotstuff_finish(&e->dot, &e->out);
+    int rc = email__dotstuff_finish(&e->dot, &e->out);
     if (rc)
         return rc;
-    smtp__logf(e, 'C', "<%llu bytes of message data>", (unsigned long long)j->body_bytes);
-    smtp__logf(e, 'C', ".");
+    email__smtp_logf(e, 'C', "<%llu bytes of message data>", (unsigned long long)j->body_bytes);
+    email__smtp_logf(e, 'C', ".");
     j->phase = PH_EOD;
     j->eod_offset = e->taken + e->out.len;
     e->body_job = NULL;
     return fifo_push(e, CMD_EOD, j);
 }
 
-void smtp__fill_body(smtp_engine_t *e)
+void email__smtp_fill_body(smtp_engine_t *e)
 {
     smtp_job_t *j = e->body_job;
     char chunk[BODY_CHUNK / 4];
@@ -522,10 +522,11 @@ void smtp__fill_body(smtp_engine_t *e)
         }
         int rc = put_body(e, j, chunk, got);
         if (rc) {
-            smtp__fail_session(e, rc, NULL, "out of memory");
+            email__smtp_fail_session(e, rc, NULL, "out of memory");
             return;
         }
     }
     if (!e->body_job)
-        smtp__pump(e); /* pipelining: the next message's commands go right behind end of data */
+        email__smtp_pump(
+            e); /* pipelining: the next message's commands go right behind end of data */
 }

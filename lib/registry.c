@@ -91,14 +91,14 @@ static void put(uint64_t id, int state)
     used++;
 }
 
-void registry_pending(uint64_t id)
+void email__registry_pending(uint64_t id)
 {
     pthread_mutex_lock(&lock);
     put(id, EMAIL_PENDING);
     pthread_mutex_unlock(&lock);
 }
 
-void registry_done(uint64_t id, int state)
+void email__registry_done(uint64_t id, int state)
 {
     pthread_mutex_lock(&lock);
     put(id, state);
@@ -118,7 +118,7 @@ void registry_done(uint64_t id, int state)
     pthread_mutex_unlock(&lock);
 }
 
-int registry_get(uint64_t id)
+int email__registry_get(uint64_t id)
 {
     pthread_mutex_lock(&lock);
     entry_t *e = find(id);

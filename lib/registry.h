@@ -5,10 +5,10 @@
 #include <stdint.h>
 
 /* The message is queued: EMAIL_PENDING. */
-void registry_pending(uint64_t id);
+void email__registry_pending(uint64_t id);
 /* The message has its outcome: EMAIL_SENT or EMAIL_ERROR. */
-void registry_done(uint64_t id, int state);
+void email__registry_done(uint64_t id, int state);
 /* EMAIL_PENDING, EMAIL_SENT, EMAIL_ERROR, or EMAIL_ENOTFOUND. */
-int registry_get(uint64_t id);
+int email__registry_get(uint64_t id);
 
 #endif

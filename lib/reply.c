@@ -18,12 +18,12 @@ static const char ERR_LINES[] = "too many lines in one reply";
 static const char ERR_MISMATCH[] = "continuation line with a different reply code";
 static const char ERR_NOMEM[] = "out of memory";
 
-void smtp_reply_parser_init(smtp_reply_parser_t *p)
+void email__smtp_reply_parser_init(smtp_reply_parser_t *p)
 {
     memset(p, 0, sizeof *p);
 }
 
-void smtp_reply_free(smtp_reply_t *r)
+void email__smtp_reply_free(smtp_reply_t *r)
 {
     if (!r)
         return;
@@ -34,14 +34,14 @@ void smtp_reply_free(smtp_reply_t *r)
     memset(r, 0, sizeof *r);
 }
 
-void smtp_reply_parser_free(smtp_reply_parser_t *p)
+void email__smtp_reply_parser_free(smtp_reply_parser_t *p)
 {
     free(p->line);
-    smtp_reply_free(&p->cur);
-    smtp_reply_parser_init(p);
+    email__smtp_reply_free(&p->cur);
+    email__smtp_reply_parser_init(p);
 }
 
-bool smtp_reply_parser_busy(const smtp_reply_parser_t *p)
+bool email__smtp_reply_parser_busy(const smtp_reply_parser_t *p)
 {
     return p->len > 0 || p->cr || p->cur.nlines > 0;
 }
@@ -166,7 +166,7 @@ static int take_line(smtp_reply_parser_t *p, const char *line, size_t len, smtp_
         r->lines = lines;
         p->cur_cap = cap;
     }
-    char *copy = email_strndup(line, len);
+    char *copy = email__strndup(line, len);
     if (!copy) {
         *errmsg = ERR_NOMEM;
         return EMAIL_ENOMEM;
@@ -211,7 +211,7 @@ static int gather(smtp_reply_parser_t *p, const char *s, size_t n, const char **
     return 0;
 }
 
-int smtp_reply_parse(smtp_reply_parser_t *p, const char *data, size_t n, size_t *consumed,
+int email__smtp_reply_parse(smtp_reply_parser_t *p, const char *data, size_t n, size_t *consumed,
                      smtp_reply_t *out, const char **errmsg)
 {
     size_t i = 0;

@@ -5,7 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SMTP_REPLY_MAX_LINE 2048  /* octets per line, CRLF excluded (RFC 5321 says 512; be lenient) */
+#define SMTP_REPLY_MAX_LINE                                                                        \
+    2048 /* octets per line, CRLF excluded (RFC 5321 says 512; be lenient) */
 #define SMTP_REPLY_MAX_LINES 256  /* lines in one multi-line reply */
 
 typedef struct smtp_reply {
@@ -25,24 +26,23 @@ typedef struct smtp_reply_parser {
     size_t cur_cap;
 } smtp_reply_parser_t;
 
-void smtp_reply_parser_init(smtp_reply_parser_t *p);
-void smtp_reply_parser_free(smtp_reply_parser_t *p);
+void email__smtp_reply_parser_init(smtp_reply_parser_t *p);
+void email__smtp_reply_parser_free(smtp_reply_parser_t *p);
 /* True when the parser holds bytes of a reply not yet complete (a partial line or lines). */
-bool smtp_reply_parser_busy(const smtp_reply_parser_t *p);
+bool email__smtp_reply_parser_busy(const smtp_reply_parser_t *p);
 
 /*
  * Consumes bytes from data[0..n). Returns:
- *   1  a complete reply is in *out (the caller owns it: smtp_reply_free); *consumed says how many
- *      bytes were used — call again with the rest;
- *   0  all n bytes consumed (*consumed == n), no complete reply yet;
- *  <0  EMAIL_EPROTO: a line without a valid 3-digit code, a NUL byte, a line too long, too many
- *      lines, or a continuation line whose code differs; *errmsg (static) says which.
- *      Errors are final: the parser is unusable until smtp_reply_parser_free + init.
+ *   1  a complete reply is in *out (the caller owns it: email__smtp_reply_free); *consumed says how
+ * many bytes were used — call again with the rest; 0  all n bytes consumed (*consumed == n), no
+ * complete reply yet; <0  EMAIL_EPROTO: a line without a valid 3-digit code, a NUL byte, a line too
+ * long, too many lines, or a continuation line whose code differs; *errmsg (static) says which.
+ *      Errors are final: the parser is unusable until email__smtp_reply_parser_free + init.
  * Lines end with CRLF; a bare LF also ends a line (some servers send it), a CR alone is kept.
  */
-int smtp_reply_parse(smtp_reply_parser_t *p, const char *data, size_t n, size_t *consumed,
+int email__smtp_reply_parse(smtp_reply_parser_t *p, const char *data, size_t n, size_t *consumed,
                      smtp_reply_t *out, const char **errmsg);
 
-void smtp_reply_free(smtp_reply_t *r);
+void email__smtp_reply_free(smtp_reply_t *r);
 
 #endif

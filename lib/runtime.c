@@ -24,7 +24,7 @@ typedef struct task {
 /*
  * Every field is read and written under rt.lock. A loop goes through these states:
  *   running: the async handle is open and work can be posted;
- *   stopping (set by runtime_stop): the handle closes once the posted work is done, then
+ *   stopping (set by email__runtime_stop): the handle closes once the posted work is done, then
  *     running is false while the loop finishes what its handles still do (QUITs); work posted
  *     from the loop's own thread then runs from a one-shot timer;
  *   ended: our own loop's thread clears rt.loop when uv_run returns; the caller's loop stays
@@ -48,7 +48,7 @@ static struct {
     int dispatch_fd;      /* eventfd: readable while callbacks wait */
     queue_t dispatch;     /* of task_t */
     int callback_thread;  /* EMAIL_CALLBACK_... */
-    void (*after_call)(void); /* runtime_set_after_call */
+    void (*after_call)(void); /* email__runtime_set_after_call */
 } rt = {.lock = PTHREAD_MUTEX_INITIALIZER,
         .ended = PTHREAD_COND_INITIALIZER,
         .posted = QUEUE_INITIALIZER(rt.posted),
@@ -131,8 +131,8 @@ static void loop_main(void *arg)
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
-    /* every handle is closed (the async one last, after runtime_stop): nobody else touches the
-     * loop, whichever thread asked for the stop (maybe this one, from a callback) */
+    /* every handle is closed (the async one last, after email__runtime_stop): nobody else touches
+     * the loop, whichever thread asked for the stop (maybe this one, from a callback) */
     uv_loop_close(loop);
     pthread_mutex_lock(&rt.lock);
     rt.loop = NULL;
@@ -234,7 +234,7 @@ int email_use_loop(uv_loop_t *loop)
     return 0;
 }
 
-uv_loop_t *runtime_loop(void)
+uv_loop_t *email__runtime_loop(void)
 {
     pthread_mutex_lock(&rt.lock);
     uv_loop_t *loop = rt.loop;
@@ -242,7 +242,7 @@ uv_loop_t *runtime_loop(void)
     return loop;
 }
 
-bool runtime_running(void)
+bool email__runtime_running(void)
 {
     pthread_mutex_lock(&rt.lock);
     bool running = rt.running;
@@ -250,7 +250,7 @@ bool runtime_running(void)
     return running;
 }
 
-bool runtime_on_loop_thread(void)
+bool email__runtime_on_loop_thread(void)
 {
     pthread_mutex_lock(&rt.lock);
     bool on = on_loop_thread_locked();
@@ -293,7 +293,7 @@ static int post_later_locked(runtime_fn fn, void *arg)
     return 0;
 }
 
-int runtime_post(runtime_fn fn, void *arg)
+int email__runtime_post(runtime_fn fn, void *arg)
 {
     pthread_mutex_lock(&rt.lock);
     bool on_loop = on_loop_thread_locked();
@@ -318,7 +318,7 @@ int runtime_post(runtime_fn fn, void *arg)
     return 0;
 }
 
-/* Lives on the stack of the thread waiting in runtime_loop_call. */
+/* Lives on the stack of the thread waiting in email__runtime_loop_call. */
 struct runtime_call {
     uv_mutex_t lock;
     uv_cond_t cond;
@@ -333,14 +333,14 @@ static void run_call(void *arg)
     call->fn(call, call->arg);
 }
 
-int runtime_loop_call(runtime_call_fn fn, void *arg)
+int email__runtime_loop_call(runtime_call_fn fn, void *arg)
 {
-    if (runtime_on_loop_thread())
+    if (email__runtime_on_loop_thread())
         return EMAIL_EWOULDBLOCK;
     runtime_call_t call = {.fn = fn, .arg = arg};
     uv_mutex_init(&call.lock);
     uv_cond_init(&call.cond);
-    int rc = runtime_post(run_call, &call);
+    int rc = email__runtime_post(run_call, &call);
     if (!rc) {
         uv_mutex_lock(&call.lock);
         while (!call.done)
@@ -357,14 +357,14 @@ int runtime_loop_call(runtime_call_fn fn, void *arg)
     return rc;
 }
 
-void runtime_set_after_call(void (*fn)(void))
+void email__runtime_set_after_call(void (*fn)(void))
 {
     pthread_mutex_lock(&rt.lock);
     rt.after_call = fn;
     pthread_mutex_unlock(&rt.lock);
 }
 
-void runtime_call_done(runtime_call_t *call)
+void email__runtime_call_done(runtime_call_t *call)
 {
     uv_mutex_lock(&call->lock);
     call->done = true;
@@ -409,7 +409,7 @@ int email_set_callback_thread(int where)
     return 0;
 }
 
-void runtime_deliver(runtime_fn fn, void *arg)
+void email__runtime_deliver(runtime_fn fn, void *arg)
 {
     pthread_mutex_lock(&rt.lock);
     bool now = rt.callback_thread == EMAIL_CALLBACK_LOOP_THREAD || rt.external;
@@ -450,7 +450,7 @@ int email_dispatch(void)
 
 /* ------------------------------------------------------------------------------------------- */
 
-void runtime_stop(void)
+void email__runtime_stop(void)
 {
     pthread_mutex_lock(&rt.lock);
     if (rt.running && !rt.stopping) {
@@ -489,11 +489,11 @@ static void count_handle(uv_handle_t *h, void *arg)
 static void count_handles(runtime_call_t *call, void *arg)
 {
     handle_count_t *c = arg;
-    uv_walk(runtime_loop(), count_handle, c);
-    runtime_call_done(call);
+    uv_walk(email__runtime_loop(), count_handle, c);
+    email__runtime_call_done(call);
 }
 
-size_t runtime_debug_open_handles(uv_walk_cb each, void *arg)
+size_t email__runtime_debug_open_handles(uv_walk_cb each, void *arg)
 {
     pthread_mutex_lock(&rt.lock);
     bool own = rt.running && !rt.external;
@@ -502,6 +502,6 @@ size_t runtime_debug_open_handles(uv_walk_cb each, void *arg)
     if (!own)
         return external ? (size_t)-1 : 0; /* posting now would start a loop of ours */
     handle_count_t c = {.each = each, .arg = arg};
-    int rc = runtime_loop_call(count_handles, &c);
+    int rc = email__runtime_loop_call(count_handles, &c);
     return rc ? (size_t)-1 : c.n;
 }

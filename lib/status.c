@@ -35,23 +35,23 @@ const char *email_error_name(int code)
     return "EMAIL_UNKNOWN_ERROR";
 }
 
-void email_refusals_init(email_refusals_t *r)
+void email__refusals_init(email_refusals_t *r)
 {
     r->v = NULL;
     r->n = r->cap = 0;
 }
 
-void email_refusals_free(email_refusals_t *r)
+void email__refusals_free(email_refusals_t *r)
 {
     for (size_t i = 0; i < r->n; i++) {
         free(r->v[i].address);
         free(r->v[i].text);
     }
     free(r->v);
-    email_refusals_init(r);
+    email__refusals_init(r);
 }
 
-int email_refusals_add(email_refusals_t *r, const char *address, int code, const char *text)
+int email__refusals_add(email_refusals_t *r, const char *address, int code, const char *text)
 {
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 4;
@@ -62,8 +62,8 @@ int email_refusals_add(email_refusals_t *r, const char *address, int code, const
         r->cap = cap;
     }
     email_rcpt_refusal_t *e = &r->v[r->n];
-    e->address = email_strdup(address);
-    e->text = email_strdup(text ? text : "");
+    e->address = email__strdup(address);
+    e->text = email__strdup(text ? text : "");
     e->code = code;
     if (!e->address || !e->text) {
         free(e->address);
@@ -74,21 +74,21 @@ int email_refusals_add(email_refusals_t *r, const char *address, int code, const
     return 0;
 }
 
-void email_errors_init(email_errors_t *e)
+void email__errors_init(email_errors_t *e)
 {
     e->v = NULL;
     e->n = e->cap = 0;
 }
 
-void email_errors_free(email_errors_t *e)
+void email__errors_free(email_errors_t *e)
 {
     for (size_t i = 0; i < e->n; i++)
         free(e->v[i].message);
     free(e->v);
-    email_errors_init(e);
+    email__errors_init(e);
 }
 
-int email_errors_add(email_errors_t *e, int code, const char *message, const char *component)
+int email__errors_add(email_errors_t *e, int code, const char *message, const char *component)
 {
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 2;
@@ -99,15 +99,15 @@ int email_errors_add(email_errors_t *e, int code, const char *message, const cha
         e->cap = cap;
     }
     email_error_entry_t *x = &e->v[e->n];
-    if (!(x->message = email_strdup(message ? message : email_strerror(code))))
+    if (!(x->message = email__strdup(message ? message : email_strerror(code))))
         return EMAIL_ENOMEM;
     x->code = code;
-    x->component = component ? component : email_error_component(code);
+    x->component = component ? component : email__error_component(code);
     e->n++;
     return 0;
 }
 
-const char *email_error_component(int code)
+const char *email__error_component(int code)
 {
     switch (code) {
     case EMAIL_ERESOLVE:
@@ -188,8 +188,8 @@ static void held_drop(const email_status_t *owner)
     held_t *h = *p;
     *p = h->next;
     held_count--;
-    email_refusals_free(&h->list);
-    email_errors_free(&h->errors);
+    email__refusals_free(&h->list);
+    email__errors_free(&h->errors);
     free(h);
 }
 
@@ -216,12 +216,12 @@ static int held_grow(void)
     return 0;
 }
 
-void email_status_init(email_status_t *s)
+void email__status_init(email_status_t *s)
 {
     memset(s, 0, sizeof *s);
 }
 
-void email_status_fail(email_status_t *s, int error, const char *fmt, ...)
+void email__status_fail(email_status_t *s, int error, const char *fmt, ...)
 {
     va_list ap;
     s->success = false;
@@ -233,14 +233,14 @@ void email_status_fail(email_status_t *s, int error, const char *fmt, ...)
     va_end(ap);
 }
 
-void email_status_set_reply(email_status_t *s, int code, const char *enhanced, const char *text)
+void email__status_set_reply(email_status_t *s, int code, const char *enhanced, const char *text)
 {
     s->status = code;
-    email_strlcpy(s->enhanced_code, enhanced ? enhanced : "", sizeof s->enhanced_code);
-    email_strlcpy(s->status_text, text ? text : "", sizeof s->status_text);
+    email__strlcpy(s->enhanced_code, enhanced ? enhanced : "", sizeof s->enhanced_code);
+    email__strlcpy(s->status_text, text ? text : "", sizeof s->status_text);
 }
 
-void email_status_copy_into(email_status_t *dst, const email_status_t *src)
+void email__status_copy_into(email_status_t *dst, const email_status_t *src)
 {
     if (dst == src)
         return;
@@ -250,7 +250,7 @@ void email_status_copy_into(email_status_t *dst, const email_status_t *src)
     *dst = fields;
 }
 
-void email_status_attach(email_status_t *s, email_refusals_t *r, email_errors_t *e)
+void email__status_attach(email_status_t *s, email_refusals_t *r, email_errors_t *e)
 {
     pthread_mutex_lock(&held_lock);
     held_drop(s);
@@ -262,15 +262,15 @@ void email_status_attach(email_status_t *s, email_refusals_t *r, email_errors_t 
         if (!++held_serial)
             held_serial++; /* 0 is "no list" */
         h->handle = held_serial;
-        email_refusals_init(&h->list);
-        email_errors_init(&h->errors);
+        email__refusals_init(&h->list);
+        email__errors_init(&h->errors);
         if (r) {
             h->list = *r;
-            email_refusals_init(r);
+            email__refusals_init(r);
         }
         if (e) {
             h->errors = *e;
-            email_errors_init(e);
+            email__errors_init(e);
         }
         size_t k = held_bucket(s, held_nbuckets);
         h->next = held_buckets[k];
@@ -281,9 +281,9 @@ void email_status_attach(email_status_t *s, email_refusals_t *r, email_errors_t 
     pthread_mutex_unlock(&held_lock);
     /* nothing to keep, or no memory to keep it: the status has no lists */
     if (r)
-        email_refusals_free(r);
+        email__refusals_free(r);
     if (e)
-        email_errors_free(e);
+        email__errors_free(e);
 }
 
 /* The entry behind a status, when it is still this status's. Under held_lock. */
@@ -350,18 +350,18 @@ void email_status_clear(email_status_t *status)
     pthread_mutex_lock(&held_lock);
     held_drop(status);
     pthread_mutex_unlock(&held_lock);
-    email_status_init(status);
+    email__status_init(status);
 }
 
-void email_status_release_all(void)
+void email__status_release_all(void)
 {
     pthread_mutex_lock(&held_lock);
     for (size_t i = 0; i < held_nbuckets; i++)
         while (held_buckets[i]) {
             held_t *h = held_buckets[i];
             held_buckets[i] = h->next;
-            email_refusals_free(&h->list);
-            email_errors_free(&h->errors);
+            email__refusals_free(&h->list);
+            email__errors_free(&h->errors);
             free(h);
         }
     free(held_buckets);

@@ -1,5 +1,5 @@
 /*
- * GnuTLS over memory buffers (the knot-resolver way): the pull function reads what tls_feed
+ * GnuTLS over memory buffers (the knot-resolver way): the pull function reads what email__tls_feed
  * queued and says EAGAIN when nothing is left; the push function hands ciphertext to the caller,
  * which writes it with uv_write. Verification: system trust store + optional CA file, host name
  * (or IP address) checked against the certificate, SNI for names.
@@ -80,7 +80,7 @@ static creds_t *creds_get(const char *ca_file, char *err, size_t errlen)
             pthread_mutex_unlock(&creds_lock);
             return NULL;
         }
-        c->ca_file = email_strdup(ca_file);
+        c->ca_file = email__strdup(ca_file);
     }
     c->refs = 1;
     c->next = creds_list;
@@ -119,7 +119,7 @@ static ssize_t pull(gnutls_transport_ptr_t p, void *buf, size_t n)
     memcpy(buf, t->in.data + t->in_off, n);
     t->in_off += n;
     if (t->in_off == t->in.len) {
-        email_buf_reset(&t->in);
+        email__buf_reset(&t->in);
         t->in_off = 0;
     }
     return (ssize_t)n;
@@ -141,7 +141,7 @@ static bool is_ip(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-tls_t *tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, char *err,
+tls_t *email__tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, char *err,
                size_t errlen)
 {
     tls_t *t = calloc(1, sizeof *t);
@@ -152,11 +152,11 @@ tls_t *tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, cha
     t->cb = *cb;
     t->ud = ud;
     t->no_verify = cfg->no_verify;
-    t->host = email_strdup(cfg->host);
-    email_buf_init(&t->in);
+    t->host = email__strdup(cfg->host);
+    email__buf_init(&t->in);
     t->creds = creds_get(cfg->ca_file, err, errlen);
     if (!t->host || !t->creds) {
-        tls_free(t);
+        email__tls_free(t);
         return NULL;
     }
     int rc = gnutls_init(&t->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
@@ -169,7 +169,7 @@ tls_t *tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, cha
         rc = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, t->host, strlen(t->host));
     if (rc < 0) {
         snprintf(err, errlen, "TLS setup: %s", gnutls_strerror(rc));
-        tls_free(t);
+        email__tls_free(t);
         return NULL;
     }
     if (!t->no_verify)
@@ -180,14 +180,14 @@ tls_t *tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, cha
     return t;
 }
 
-void tls_free(tls_t *t)
+void email__tls_free(tls_t *t)
 {
     if (!t)
         return;
     if (t->session)
         gnutls_deinit(t->session);
     creds_put(t->creds);
-    email_buf_free(&t->in);
+    email__buf_free(&t->in);
     free(t->host);
     free(t);
 }
@@ -236,14 +236,14 @@ static void handshake_step(tls_t *t)
     t->cb.handshake(t->ud, code, text);
 }
 
-int tls_start(tls_t *t)
+int email__tls_start(tls_t *t)
 {
     t->handshaking = true;
     handshake_step(t);
     return 0;
 }
 
-void tls_feed(tls_t *t, const char *data, size_t n)
+void email__tls_feed(tls_t *t, const char *data, size_t n)
 {
     if (t->failed)
         return;
@@ -253,7 +253,7 @@ void tls_feed(tls_t *t, const char *data, size_t n)
         t->nfirst += n < k ? n : k;
     }
     t->received += n;
-    if (email_buf_append(&t->in, data, n)) {
+    if (email__buf_append(&t->in, data, n)) {
         t->failed = true;
         t->cb.failed(t->ud, EMAIL_ENOMEM, "out of memory");
         return;
@@ -289,7 +289,7 @@ void tls_feed(tls_t *t, const char *data, size_t n)
     }
 }
 
-int tls_write(tls_t *t, const char *data, size_t n)
+int email__tls_write(tls_t *t, const char *data, size_t n)
 {
     if (!t->established || t->failed)
         return EMAIL_ETLS;
@@ -305,13 +305,13 @@ int tls_write(tls_t *t, const char *data, size_t n)
     return 0;
 }
 
-size_t tls_first_bytes(const tls_t *t, const char **bytes)
+size_t email__tls_first_bytes(const tls_t *t, const char **bytes)
 {
     *bytes = t->first;
     return t->nfirst;
 }
 
-void tls_describe(const tls_t *t, char *out, size_t size)
+void email__tls_describe(const tls_t *t, char *out, size_t size)
 {
     const char *version = gnutls_protocol_get_name(gnutls_protocol_get_version(t->session));
     const char *cipher = gnutls_cipher_get_name(gnutls_cipher_get(t->session));

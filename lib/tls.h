@@ -1,8 +1,8 @@
 /*
  * A GnuTLS client session driven over memory: ciphertext from the transport goes in with
- * tls_feed, plaintext comes out through a callback; plaintext goes in with tls_write, ciphertext
- * comes out through a callback that the caller writes to the transport. No I/O, no blocking.
- * Loop thread only.
+ * email__tls_feed, plaintext comes out through a callback; plaintext goes in with email__tls_write,
+ * ciphertext comes out through a callback that the caller writes to the transport. No I/O, no
+ * blocking. Loop thread only.
  */
 #ifndef EMAIL_TLS_H
 #define EMAIL_TLS_H
@@ -30,19 +30,19 @@ typedef struct tls_callbacks {
 } tls_callbacks_t;
 
 /* NULL + err when the credentials cannot be loaded (CA file unreadable, ...). */
-tls_t *tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, char *err,
+tls_t *email__tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *ud, char *err,
                size_t errlen);
 /* Sends the ClientHello. */
-int tls_start(tls_t *t);
+int email__tls_start(tls_t *t);
 /* Ciphertext from the server. */
-void tls_feed(tls_t *t, const char *data, size_t n);
+void email__tls_feed(tls_t *t, const char *data, size_t n);
 /* Plaintext to the server (encrypted and handed to `send`). */
-int tls_write(tls_t *t, const char *data, size_t n);
+int email__tls_write(tls_t *t, const char *data, size_t n);
 /* The server's first bytes (at most 8) and how many: what the peer was speaking, for the
  * caller to explain a failed handshake in its own protocol's words. */
-size_t tls_first_bytes(const tls_t *t, const char **bytes);
+size_t email__tls_first_bytes(const tls_t *t, const char **bytes);
 /* "TLS1.3 with AES-256-GCM ..." once established. */
-void tls_describe(const tls_t *t, char *out, size_t size);
-void tls_free(tls_t *t);
+void email__tls_describe(const tls_t *t, char *out, size_t size);
+void email__tls_free(tls_t *t);
 
 #endif

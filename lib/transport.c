@@ -68,7 +68,7 @@ static void fail(transport_t *t, int error, const char *fmt, ...)
         t->cb.failed(t->ud, error, text);
 }
 
-transport_t *transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud)
+transport_t *email__transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud)
 {
     transport_t *t = calloc(1, sizeof *t);
     if (!t)
@@ -211,11 +211,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     try_next(t);
 }
 
-int transport_connect(transport_t *t, const char *host, int port)
+int email__transport_connect(transport_t *t, const char *host, int port)
 {
     if (!host || !*host || port <= 0 || port > 65535)
         return EMAIL_EINVAL;
-    email_strlcpy(t->host, host, sizeof t->host);
+    email__strlcpy(t->host, host, sizeof t->host);
     t->port = port;
     char service[16];
     snprintf(service, sizeof service, "%d", port);
@@ -253,7 +253,7 @@ static void on_write(uv_write_t *req, int status)
         t->cb.written(t->ud, n);
 }
 
-int transport_write(transport_t *t, const char *data, size_t n)
+int email__transport_write(transport_t *t, const char *data, size_t n)
 {
     if (!t->tcp || t->failed || t->closing)
         return EMAIL_ECLOSED;
@@ -276,12 +276,12 @@ int transport_write(transport_t *t, const char *data, size_t n)
     return 0;
 }
 
-size_t transport_pending(const transport_t *t)
+size_t email__transport_pending(const transport_t *t)
 {
     return t->pending;
 }
 
-size_t transport_unacked(const transport_t *t)
+size_t email__transport_unacked(const transport_t *t)
 {
 #ifdef SIOCOUTQ
     uv_os_fd_t fd;
@@ -295,12 +295,12 @@ size_t transport_unacked(const transport_t *t)
     return 0;
 }
 
-bool transport_is_loopback(const transport_t *t)
+bool email__transport_is_loopback(const transport_t *t)
 {
     return t->loopback;
 }
 
-void transport_close(transport_t *t)
+void email__transport_close(transport_t *t)
 {
     if (!t || t->closing)
         return;

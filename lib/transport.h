@@ -21,23 +21,23 @@ typedef struct transport_callbacks {
     /* Resolving, connecting, reading or writing failed, or the peer ended the stream
      * (EMAIL_ECLOSED). Called at most once; no read/written callback follows. */
     void (*failed)(void *ud, int error, const char *text);
-    /* After transport_close: every handle is closed; the transport is freed after this. */
+    /* After email__transport_close: every handle is closed; the transport is freed after this. */
     void (*closed)(void *ud);
 } transport_callbacks_t;
 
-transport_t *transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud);
+transport_t *email__transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud);
 /* Resolves host and connects to its addresses in turn (IPv6 and IPv4, as the resolver orders). */
-int transport_connect(transport_t *t, const char *host, int port);
+int email__transport_connect(transport_t *t, const char *host, int port);
 /* Queues n bytes (copied). */
-int transport_write(transport_t *t, const char *data, size_t n);
+int email__transport_write(transport_t *t, const char *data, size_t n);
 /* Bytes queued and not yet written. */
-size_t transport_pending(const transport_t *t);
+size_t email__transport_pending(const transport_t *t);
 /* Bytes the kernel took that the peer has not acknowledged yet (0 where the system cannot say):
  * they may still be crossing a slow link after every write completed. */
-size_t transport_unacked(const transport_t *t);
+size_t email__transport_unacked(const transport_t *t);
 /* True when connected to a loopback address (127.0.0.0/8, ::1). */
-bool transport_is_loopback(const transport_t *t);
+bool email__transport_is_loopback(const transport_t *t);
 /* Closes everything; `closed` follows, after which the transport is gone. Idempotent. */
-void transport_close(transport_t *t);
+void email__transport_close(transport_t *t);
 
 #endif

@@ -33,16 +33,16 @@ static void live_add(email_transporter_t *t)
     pthread_mutex_unlock(&live_lock);
 }
 
-void transporter_destroy(email_transporter_t *t)
+void email__transporter_destroy(email_transporter_t *t)
 {
     pthread_mutex_lock(&live_lock);
     queue_remove(&t->live); /* harmless when it was never added */
     pthread_mutex_unlock(&live_lock);
-    log_sink_release(t->log);
+    email__log_sink_release(t->log);
     free(t->host);
     free(t->user);
-    email_free_secret(t->password);
-    email_free_secret(t->token);
+    email__free_secret(t->password);
+    email__free_secret(t->token);
     free(t->log_file);
     free(t->ca_file);
     free(t->helo_name);
@@ -72,11 +72,11 @@ static int check_auth_mode(const char *mode, auth_mech_t *mech, char *err, size_
     *mech = AUTH_NONE;
     if (!mode || !*mode)
         return 0;
-    if (auth_mech_unimplemented(mode)) {
+    if (email__auth_mech_unimplemented(mode)) {
         snprintf(err, errlen, "server: authentication_mode \"%s\" is not implemented yet", mode);
         return EMAIL_ENOTSUP;
     }
-    if ((*mech = auth_mech_from_name(mode)) == AUTH_NONE) {
+    if ((*mech = email__auth_mech_from_name(mode)) == AUTH_NONE) {
         snprintf(err, errlen,
                  "server: authentication_mode \"%s\" is not supported (CRAM-MD5, LOGIN, PLAIN, "
                  "OAUTH2, XOAUTH2, OAUTHBEARER)",
@@ -98,7 +98,7 @@ static int check_settings(const email_server_t *s, auth_mech_t *mech, char *err,
         BAD("no server settings");
     if (!s->host || !*s->host)
         BAD("server: host is missing");
-    if (email_has_crlf(s->host) || strchr(s->host, ' '))
+    if (email__has_crlf(s->host) || strchr(s->host, ' '))
         BAD("server: host \"%s\" is not a host name or address", s->host);
     if (s->port < 0 || s->port > 65535)
         BAD("server: port %d is out of range", s->port);
@@ -110,7 +110,7 @@ static int check_settings(const email_server_t *s, auth_mech_t *mech, char *err,
     const char *fields[] = {s->user, s->password, s->oauth2_token, s->helo_name};
     const char *names[] = {"user", "password", "oauth2_token", "helo_name"};
     for (size_t i = 0; i < 4; i++)
-        if (fields[i] && email_has_crlf(fields[i]))
+        if (fields[i] && email__has_crlf(fields[i]))
             BAD("server: %s contains a line break", names[i]);
     /* control characters would split the SASL payloads (XOAUTH2 and OAUTHBEARER separate their
      * fields with \001); a password only ever goes whole, base64-encoded or as an HMAC key */
@@ -137,15 +137,15 @@ static bool copy_strings(email_transporter_t *t, const email_server_t *s)
             strcpy(hostname, "localhost");
         hostname[sizeof hostname - 1] = '\0';
     }
-    t->host = email_strdup(s->host);
-    t->user = email_strdup(s->user);
-    t->password = email_strdup(s->password);
-    t->token = email_strdup(s->oauth2_token);
-    t->log_file = email_strdup(s->log_file);
-    t->ca_file = email_strdup(s->ca_file);
-    t->helo_name = email_strdup(s->helo_name ? s->helo_name : hostname);
-    t->header_charset = email_strdup(s->header_charset);
-    t->body_charset = email_strdup(s->body_charset);
+    t->host = email__strdup(s->host);
+    t->user = email__strdup(s->user);
+    t->password = email__strdup(s->password);
+    t->token = email__strdup(s->oauth2_token);
+    t->log_file = email__strdup(s->log_file);
+    t->ca_file = email__strdup(s->ca_file);
+    t->helo_name = email__strdup(s->helo_name ? s->helo_name : hostname);
+    t->header_charset = email__strdup(s->header_charset);
+    t->body_charset = email__strdup(s->body_charset);
     return t->host && t->helo_name && (!s->user || t->user) && (!s->password || t->password) &&
            (!s->oauth2_token || t->token) && (!s->log_file || t->log_file) &&
            (!s->ca_file || t->ca_file) && (!s->header_charset || t->header_charset) &&
@@ -164,7 +164,7 @@ static transporter_policy_t policy_4d(const email_server_t *s)
     return p;
 }
 
-/* transporter_new_ex, with the EMAIL_E... code of a refusal in *code. */
+/* email__transporter_new_ex, with the EMAIL_E... code of a refusal in *code. */
 static email_transporter_t *transporter_create(const email_server_t *s,
                                                const transporter_policy_t *policy, char *err,
                                                size_t errlen, int *code)
@@ -175,7 +175,7 @@ static email_transporter_t *transporter_create(const email_server_t *s,
     log_sink_t *log = NULL;
     if (s->log_file) {
         char why[400];
-        if (!(log = log_sink_open(s->log_file, why, sizeof why))) {
+        if (!(log = email__log_sink_open(s->log_file, why, sizeof why))) {
             snprintf(err, errlen, "server: log_file: %s", why);
             *code = EMAIL_EINVAL;
             return NULL;
@@ -190,11 +190,11 @@ static email_transporter_t *transporter_create(const email_server_t *s,
         queue_init(&t->parked);
         queue_init(&t->openers);
     } else {
-        log_sink_release(log);
+        email__log_sink_release(log);
     }
     if (!t || !copy_strings(t, s)) {
         if (t)
-            transporter_destroy(t); /* releases the log */
+            email__transporter_destroy(t); /* releases the log */
         snprintf(err, errlen, "out of memory");
         *code = EMAIL_ENOMEM;
         return NULL;
@@ -212,7 +212,7 @@ static email_transporter_t *transporter_create(const email_server_t *s,
     return t;
 }
 
-email_transporter_t *transporter_new_ex(const email_server_t *s,
+email_transporter_t *email__transporter_new_ex(const email_server_t *s,
                                         const transporter_policy_t *policy, char *err,
                                         size_t errlen)
 {
@@ -241,14 +241,15 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     out->host = t->host;
     out->port = t->port;
     out->user = t->user;
-    out->authentication_mode = t->auth_mech != AUTH_NONE ? auth_mech_name(t->auth_mech) : NULL;
+    out->authentication_mode =
+        t->auth_mech != AUTH_NONE ? email__auth_mech_name(t->auth_mech) : NULL;
     out->security = t->security;
     out->accept_unsecure_connection = t->accept_unsecure;
     out->connection_timeout = t->connect_timeout_ms / 1000;
     out->send_timeout = t->reply_timeout_ms / 1000;
     out->keep_alive = t->keep_alive;
     out->log_file = t->log_file;
-    /* what message_freeze applies to a message that chose none */
+    /* what email__message_freeze applies to a message that chose none */
     out->header_charset = t->header_charset ? t->header_charset : EMAIL_MAIL_MODE_UTF8;
     out->body_charset = t->body_charset ? t->body_charset : EMAIL_MAIL_MODE_UTF8;
     out->ca_file = t->ca_file;
@@ -257,7 +258,7 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     return 0;
 }
 
-void transporter_make_config(email_transporter_t *t, connection_config_t *cfg)
+void email__transporter_make_config(email_transporter_t *t, connection_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->host = t->host;
@@ -282,7 +283,7 @@ void transporter_make_config(email_transporter_t *t, connection_config_t *cfg)
     cfg->no_verify = t->policy.no_verify;
     cfg->connect_timeout_ms = t->connect_timeout_ms;
     cfg->reply_timeout_ms = t->reply_timeout_ms;
-    cfg->session_id = email_log_session_id();
+    cfg->session_id = email__log_session_id();
     cfg->log = t->log;
 }
 
@@ -295,13 +296,13 @@ static void op_quiesce(void *arg)
     queue_foreach (n, &live) {
         email_transporter_t *t = queue_data(n, email_transporter_t, live);
         if (t->conn)
-            connection_quit(t->conn);
+            email__connection_quit(t->conn);
     }
     pthread_mutex_unlock(&live_lock);
 }
 
-void transporter_quiesce_all(void)
+void email__transporter_quiesce_all(void)
 {
-    if (runtime_running())
-        runtime_post(op_quiesce, NULL);
+    if (email__runtime_running())
+        email__runtime_post(op_quiesce, NULL);
 }

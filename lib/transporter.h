@@ -28,7 +28,7 @@ typedef struct transporter_policy {
 
 /* A transporter with the facade's rules; policy NULL = 4D's rules from server->security and
  * server->accept_unsecure_connection. */
-email_transporter_t *transporter_new_ex(const email_server_t *server,
+email_transporter_t *email__transporter_new_ex(const email_server_t *server,
                                         const transporter_policy_t *policy, char *err,
                                         size_t errlen);
 /* The verdict of an open, on the loop thread: status->error is 0 once the session is ready. */
@@ -39,7 +39,7 @@ typedef void (*transporter_open_cb)(void *arg, const email_status_t *status);
  * for that connection. Once an open has failed, every send fails with its status (a named
  * session whose start failed never tries another connection).
  */
-int transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg);
+int email__transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg);
 
 /* A prebuilt message (email_send_mime). */
 typedef struct transporter_raw {
@@ -54,22 +54,25 @@ typedef struct transporter_raw {
     uint64_t *message_id;          /* may be NULL: receives its id */
 } transporter_raw_t;
 /* 0 when raw's envelope and text may go out, else EMAIL_EINVAL and why in err (after "fn: "). */
-int transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err, size_t errlen);
-/* Sends a prebuilt message (checked): waits and fills status when status is given, else queues it. */
-int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
+int email__transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err,
+                                 size_t errlen);
+/* Sends a prebuilt message (checked): waits and fills status when status is given, else queues it.
+ */
+int email__transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
                          email_status_t *status);
 /* email_transporter_send_async with a progress callback of its own and the error text. */
-int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, email_send_cb done,
-                              void *user_data, email_progress_cb progress, void *progress_data,
-                              uint64_t *message_id, char *err, size_t errlen);
+int email__transporter_send_async_ex(email_transporter_t *t, const email_message_t *m,
+                                     email_send_cb done, void *user_data,
+                                     email_progress_cb progress, void *progress_data,
+                                     uint64_t *message_id, char *err, size_t errlen);
 
 /* email_shutdown: QUIT on every transporter's connection once its queue is done. */
-void transporter_quiesce_all(void);
+void email__transporter_quiesce_all(void);
 
 /* email_transporter_free without waiting: t is freed on the loop once its queue is done. */
-void transporter_free_later(email_transporter_t *t);
+void email__transporter_free_later(email_transporter_t *t);
 
 /* Starts (path) or stops (NULL) the extended log of the transporter's next connections. */
-int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen);
+int email__transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen);
 
 #endif

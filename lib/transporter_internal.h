@@ -87,7 +87,7 @@ struct email_transporter_s {
     queue_t waiting;             /* send_req_t not yet given to a connection */
     queue_t in_conn;             /* send_req_t given to the current connection, not done */
     queue_t parked;              /* send_req_t ended with the connection, decided when it closes */
-    queue_t openers;             /* op_t of transporter_open_async callers waiting for ready */
+    queue_t openers; /* op_t of email__transporter_open_async callers waiting for ready */
     bool open_failed;            /* an open failed: every send fails with open_status */
     email_status_t *open_status; /* allocated then only: most transporters never need it */
     bool freeing;                /* email_transporter_free was called */
@@ -100,41 +100,41 @@ struct email_transporter_s {
 
 /* transporter.c */
 /* Takes t out of the live list and frees it and its settings (not its loop state). */
-void transporter_destroy(email_transporter_t *t);
+void email__transporter_destroy(email_transporter_t *t);
 /* A connection's configuration from t's settings and policy (translated into the engine's
  * terms here only), with a fresh log session id. */
-void transporter_make_config(email_transporter_t *t, connection_config_t *cfg);
+void email__transporter_make_config(email_transporter_t *t, connection_config_t *cfg);
 
 /* transporter_request.c (creation: any thread; the rest: loop thread) */
 /* A request for a message: validated and frozen now, in the caller's thread. */
-int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
+int email__send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
                          char *err, size_t errlen);
 /* A request for prebuilt bytes (all copied) with a fresh id, pending in the registry:
  * EMAIL_ENOMEM or 0. */
-int send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw, send_req_t **out);
+int email__send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw, send_req_t **out);
 /* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
-int send_req_rewind(send_req_t *r, char *err, size_t errlen);
-void send_req_free(send_req_t *r);
+int email__send_req_rewind(send_req_t *r, char *err, size_t errlen);
+void email__send_req_free(send_req_t *r);
 /* The request has its outcome in r->status: hand it to whoever waits. */
-void send_req_complete(send_req_t *r);
+void email__send_req_complete(send_req_t *r);
 /* Completes with the job's own status (moving its refusals). */
-void send_req_complete_job(send_req_t *r);
+void email__send_req_complete_job(send_req_t *r);
 /* Completes as failed for why (EMAIL_ECLOSED when why has no error). */
-void send_req_fail(send_req_t *r, const email_status_t *why);
+void email__send_req_fail(send_req_t *r, const email_status_t *why);
 /* A status about to reach its caller: the chain of causes, 4D's prefix, then its lists. */
-void transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
+void email__transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
                                const email_errors_t *earlier, bool texts_4d,
                                const char *component);
 
 /* transporter_queue.c (loop thread) */
-/* Queues a request (runtime_post'ed; a synchronous sender has set r->call). */
-void transporter_op_send(void *arg);
-/* transporter_open_async's work (an op_t it allocated): the op reports to its callback and is
- * freed when the connection is ready or closed. */
-void transporter_op_open(void *arg);
+/* Queues a request (email__runtime_post'ed; a synchronous sender has set r->call). */
+void email__transporter_op_send(void *arg);
+/* email__transporter_open_async's work (an op_t it allocated): the op reports to its callback and
+ * is freed when the connection is ready or closed. */
+void email__transporter_op_open(void *arg);
 /* Cancels a request not yet on the wire: 0, EMAIL_EBUSY (too late) or EMAIL_ENOTFOUND. */
-int transporter_cancel_queued(email_transporter_t *t, uint64_t id);
+int email__transporter_cancel_queued(email_transporter_t *t, uint64_t id);
 /* QUIT after what is queued; t is freed (or t->freer's call ended) once all is done. */
-void transporter_start_free(email_transporter_t *t);
+void email__transporter_start_free(email_transporter_t *t);
 
 #endif

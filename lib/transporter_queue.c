@@ -23,7 +23,8 @@ static const connection_callbacks_t conn_cbs = {
     .closed = conn_closed,
 };
 
-/* Only where nothing touches t afterwards: the end of conn_closed and of transporter_start_free. */
+/* Only where nothing touches t afterwards: the end of conn_closed and of
+ * email__transporter_start_free. */
 static void maybe_finish_free(email_transporter_t *t);
 
 static send_req_t *req_of(queue_t *n)
@@ -46,17 +47,17 @@ static void fail_all(queue_t *q, const email_status_t *why)
 {
     send_req_t *r;
     while ((r = pop(q)))
-        send_req_fail(r, why);
+        email__send_req_fail(r, why);
 }
 
 static connection_t *open_connection(email_transporter_t *t)
 {
     connection_config_t cfg;
-    transporter_make_config(t, &cfg);
+    email__transporter_make_config(t, &cfg);
     t->conn_session = cfg.session_id;
-    connection_t *c = connection_new(runtime_loop(), &cfg, &conn_cbs, t);
+    connection_t *c = email__connection_new(email__runtime_loop(), &cfg, &conn_cbs, t);
     if (c)
-        connection_start(c); /* a failure aborts it: conn_closed brings the reason */
+        email__connection_start(c); /* a failure aborts it: conn_closed brings the reason */
     return c;
 }
 
@@ -67,18 +68,18 @@ static void kick(email_transporter_t *t)
         return;
     if (!t->conn && !(t->conn = open_connection(t))) {
         email_status_t s;
-        email_status_init(&s);
-        email_status_fail(&s, EMAIL_ENOMEM, "out of memory");
+        email__status_init(&s);
+        email__status_fail(&s, EMAIL_ENOMEM, "out of memory");
         fail_all(&t->waiting, &s);
         return;
     }
     send_req_t *r;
     while ((r = pop(&t->waiting))) {
-        /* in the connection before submitting: the job can end inside connection_submit (too
+        /* in the connection before submitting: the job can end inside email__connection_submit (too
          * large, or its body unreadable), and its job_done takes it out and completes it */
         r->session = t->conn_session;
         queue_insert_tail(&t->in_conn, &r->node);
-        if (connection_submit(t->conn, &r->job) != 0) {
+        if (email__connection_submit(t->conn, &r->job) != 0) {
             /* closing: it goes on the next connection, first in line */
             queue_remove(&r->node);
             queue_insert_head(&t->waiting, &r->node);
@@ -93,13 +94,13 @@ static void opener_finish(email_transporter_t *t, open_op_t *o, int rc,
                           const email_status_t *st)
 {
     email_status_t verdict;
-    email_status_copy_into(&verdict, st);
+    email__status_copy_into(&verdict, st);
     verdict.success = rc == 0;
     verdict.error = rc;
     if (rc && !t->open_failed) {
         t->open_failed = true;
         if ((t->open_status = malloc(sizeof *t->open_status)))
-            email_status_copy_into(t->open_status, &verdict);
+            email__status_copy_into(t->open_status, &verdict);
     }
     o->done(o->done_arg, &verdict);
     free(o);
@@ -120,9 +121,9 @@ static void openers_finish(email_transporter_t *t, int rc, const email_status_t 
 static void conn_ready(void *ud, connection_t *c)
 {
     email_transporter_t *t = ud;
-    openers_finish(t, 0, connection_ready_status(c));
+    openers_finish(t, 0, email__connection_ready_status(c));
     if (!t->keep_alive && queue_empty(&t->in_conn) && queue_empty(&t->waiting))
-        connection_quit(c);
+        email__connection_quit(c);
 }
 
 static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
@@ -133,10 +134,10 @@ static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
     if (job->outcome == SMTP_JOB_RETRYABLE)
         queue_insert_tail(&t->parked, &r->node); /* decided once the connection's end is known */
     else
-        send_req_complete_job(r);
+        email__send_req_complete_job(r);
     if ((!t->keep_alive || t->freeing) && queue_empty(&t->in_conn) && queue_empty(&t->waiting) &&
-        connection_is_ready(c))
-        connection_quit(c);
+        email__connection_is_ready(c))
+        email__connection_quit(c);
 }
 
 typedef struct progress_event {
@@ -166,7 +167,7 @@ static void conn_progress(void *ud, connection_t *c, smtp_job_t *job, uint64_t s
         return; /* progress is advisory: the outcome still comes */
     r->progress_shown = sent;
     *p = (progress_event_t){r->progress, r->progress_data, r->id, sent, total};
-    runtime_deliver(deliver_progress, p);
+    email__runtime_deliver(deliver_progress, p);
 }
 
 /* Messages cut off before their end of data: once more on a fresh connection (first in line, in
@@ -183,14 +184,14 @@ static void decide_parked(email_transporter_t *t, bool was_ready, const email_st
             r->attempts++;
             /* a link of the chain of causes, should the next attempt fail too */
             if (r->job.status.error)
-                email_errors_add(&r->earlier, r->job.status.error, r->job.status.status_text,
+                email__errors_add(&r->earlier, r->job.status.error, r->job.status.status_text,
                                  NULL);
-            if (send_req_rewind(r, err, sizeof err) == 0) {
+            if (email__send_req_rewind(r, err, sizeof err) == 0) {
                 queue_insert_tail(&retry, &r->node);
                 continue;
             }
         }
-        send_req_fail(r, was_ready ? &r->job.status : why);
+        email__send_req_fail(r, was_ready ? &r->job.status : why);
     }
     queue_add(&retry, &t->waiting);
     queue_move(&retry, &t->waiting);
@@ -199,7 +200,7 @@ static void decide_parked(email_transporter_t *t, bool was_ready, const email_st
 static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
 {
     email_transporter_t *t = ud;
-    bool was_ready = connection_was_ready(c);
+    bool was_ready = email__connection_was_ready(c);
     if (t->conn == c)
         t->conn = NULL;
     openers_finish(t, why->error ? why->error : EMAIL_ECLOSED, why);
@@ -210,12 +211,12 @@ static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
     maybe_finish_free(t);
 }
 
-void transporter_op_open(void *arg)
+void email__transporter_op_open(void *arg)
 {
     open_op_t *o = arg;
     email_transporter_t *t = o->t;
-    if (t->conn && connection_is_ready(t->conn)) {
-        opener_finish(t, o, 0, connection_ready_status(t->conn));
+    if (t->conn && email__connection_is_ready(t->conn)) {
+        opener_finish(t, o, 0, email__connection_ready_status(t->conn));
         return;
     }
     queue_insert_tail(&t->openers, &o->node);
@@ -223,31 +224,31 @@ void transporter_op_open(void *arg)
     if (!t->conn && !(t->conn = open_connection(t))) {
         queue_remove(&o->node);
         email_status_t s;
-        email_status_init(&s);
-        email_status_fail(&s, EMAIL_ENOMEM, "out of memory");
+        email__status_init(&s);
+        email__status_fail(&s, EMAIL_ENOMEM, "out of memory");
         opener_finish(t, o, EMAIL_ENOMEM, &s);
     }
 }
 
-void transporter_op_send(void *arg)
+void email__transporter_op_send(void *arg)
 {
     send_req_t *r = arg;
     email_transporter_t *t = r->t;
     if (t->open_failed) {
         email_status_t nomem;
         if (!t->open_status) {
-            email_status_init(&nomem);
-            email_status_fail(&nomem, EMAIL_ENOMEM, "the session could not be opened: out of "
+            email__status_init(&nomem);
+            email__status_fail(&nomem, EMAIL_ENOMEM, "the session could not be opened: out of "
                                                     "memory");
         }
-        send_req_fail(r, t->open_status ? t->open_status : &nomem);
+        email__send_req_fail(r, t->open_status ? t->open_status : &nomem);
         return;
     }
     if (t->freeing) {
         email_status_t s;
-        email_status_init(&s);
-        email_status_fail(&s, EMAIL_ESHUTDOWN, "the transporter is being freed");
-        send_req_fail(r, &s);
+        email__status_init(&s);
+        email__status_fail(&s, EMAIL_ESHUTDOWN, "the transporter is being freed");
+        email__send_req_fail(r, &s);
         return;
     }
     if (!r->progress) {
@@ -268,7 +269,7 @@ static send_req_t *find(queue_t *q, uint64_t id)
     return NULL;
 }
 
-int transporter_cancel_queued(email_transporter_t *t, uint64_t id)
+int email__transporter_cancel_queued(email_transporter_t *t, uint64_t id)
 {
     send_req_t *r = find(&t->waiting, id);
     if (!r) {
@@ -276,14 +277,14 @@ int transporter_cancel_queued(email_transporter_t *t, uint64_t id)
         r = find(&t->in_conn, id);
         if (!r)
             return EMAIL_ENOTFOUND;
-        if (!t->conn || connection_cancel(t->conn, &r->job) != 0)
+        if (!t->conn || email__connection_cancel(t->conn, &r->job) != 0)
             return EMAIL_EBUSY;
     }
     queue_remove(&r->node);
     email_status_t s;
-    email_status_init(&s);
-    email_status_fail(&s, EMAIL_ECANCELED, "the message was canceled before it was sent");
-    send_req_fail(r, &s);
+    email__status_init(&s);
+    email__status_fail(&s, EMAIL_ECANCELED, "the message was canceled before it was sent");
+    email__send_req_fail(r, &s);
     return 0;
 }
 
@@ -293,9 +294,9 @@ int transporter_cancel_queued(email_transporter_t *t, uint64_t id)
 static void free_now(email_transporter_t *t)
 {
     if (t->freer)
-        runtime_call_done(t->freer->call); /* the caller destroys t */
+        email__runtime_call_done(t->freer->call); /* the caller destroys t */
     else
-        transporter_destroy(t);
+        email__transporter_destroy(t);
 }
 
 static void on_deadline_closed(uv_handle_t *h)
@@ -324,45 +325,45 @@ static void on_free_deadline(uv_timer_t *h)
     email_transporter_t *t = h->data;
     email_status_t s;
     t->expired = true;
-    email_status_init(&s);
-    email_status_fail(&s, EMAIL_ETIMEDOUT,
+    email__status_init(&s);
+    email__status_fail(&s, EMAIL_ETIMEDOUT,
                       "the session was closed before this message could be sent (timeout)");
     fail_all(&t->waiting, &s);
     if (t->conn)
-        connection_abort(t->conn, EMAIL_ETIMEDOUT,
+        email__connection_abort(t->conn, EMAIL_ETIMEDOUT,
                          "the session was closed before every message could be sent (timeout)");
     maybe_finish_free(t);
 }
 
-void transporter_start_free(email_transporter_t *t)
+void email__transporter_start_free(email_transporter_t *t)
 {
     t->freeing = true;
     if (t->conn || !queue_empty(&t->waiting)) {
         t->free_deadline = malloc(sizeof *t->free_deadline);
         if (t->free_deadline) {
-            uv_timer_init(runtime_loop(), t->free_deadline);
+            uv_timer_init(email__runtime_loop(), t->free_deadline);
             t->free_deadline->data = t;
             uv_timer_start(t->free_deadline, on_free_deadline,
                            (uint64_t)t->reply_timeout_ms, 0);
         }
     }
     if (t->conn) {
-        if (connection_is_ready(t->conn) || !queue_empty(&t->in_conn) ||
+        if (email__connection_is_ready(t->conn) || !queue_empty(&t->in_conn) ||
             !queue_empty(&t->waiting))
-            connection_quit(t->conn);
+            email__connection_quit(t->conn);
         else
-            connection_abort(t->conn, EMAIL_ECANCELED, "the transporter was freed");
+            email__connection_abort(t->conn, EMAIL_ECANCELED, "the transporter was freed");
     }
     maybe_finish_free(t);
 }
 
 static void start_free_cb(void *arg)
 {
-    transporter_start_free(arg);
+    email__transporter_start_free(arg);
 }
 
-void transporter_free_later(email_transporter_t *t)
+void email__transporter_free_later(email_transporter_t *t)
 {
     /* from a fresh loop iteration: the caller may be inside one of t's own callbacks */
-    runtime_post(start_free_cb, t);
+    email__runtime_post(start_free_cb, t);
 }

@@ -19,7 +19,7 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
     log_sink_t *log = r->t->log;
     ssize_t got;
     if (r->reader) {
-        got = mime_reader_read(r->reader, buf, n);
+        got = email__mime_reader_read(r->reader, buf, n);
     } else {
         size_t left = r->raw_len - r->raw_off;
         got = (ssize_t)(n > left ? left : n);
@@ -30,12 +30,12 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
         /* the extended log holds the full MIME of every message sent */
         if (!r->logging) {
             r->logging = true;
-            email_log_data_begin(log, r->session, r->id);
+            email__log_data_begin(log, r->session, r->id);
         }
         if (got > 0)
-            email_log_data(log, r->session, buf, (size_t)got);
+            email__log_data(log, r->session, buf, (size_t)got);
         else
-            email_log_data_end(log, r->session, r->id);
+            email__log_data_end(log, r->session, r->id);
     }
     return got;
 }
@@ -43,42 +43,43 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
 static void req_read_error(void *ctx, int error, char *text, size_t size)
 {
     send_req_t *r = ctx;
-    email_strlcpy(text, r->reader ? mime_reader_error(r->reader) : email_strerror(error), size);
+    email__strlcpy(text, r->reader ? email__mime_reader_error(r->reader) : email_strerror(error),
+                   size);
 }
 
-int send_req_rewind(send_req_t *r, char *err, size_t errlen)
+int email__send_req_rewind(send_req_t *r, char *err, size_t errlen)
 {
     r->raw_off = 0;
     r->logging = false;
     if (r->msg) {
-        mime_reader_free(r->reader);
+        email__mime_reader_free(r->reader);
         r->reader = NULL;
-        int rc = mime_reader_new(r->msg, &r->reader, err, errlen);
+        int rc = email__mime_reader_new(r->msg, &r->reader, err, errlen);
         if (rc)
             return rc;
-        r->job.size = mime_reader_size(r->reader);
-        r->job.eight_bit = mime_reader_8bit(r->reader);
+        r->job.size = email__mime_reader_size(r->reader);
+        r->job.eight_bit = email__mime_reader_8bit(r->reader);
     }
     r->job.read = req_read;
     r->job.read_error = req_read_error;
     r->job.ctx = r;
     r->job.user = r;
-    email_refusals_free(&r->job.refusals);
+    email__refusals_free(&r->job.refusals);
     return 0;
 }
 
-void send_req_free(send_req_t *r)
+void email__send_req_free(send_req_t *r)
 {
-    mime_reader_free(r->reader);
+    email__mime_reader_free(r->reader);
     email_message_free(r->msg);
     free(r->raw);
     free(r->from);
     for (size_t i = 0; r->rcpts && i < r->nrcpts; i++)
         free(r->rcpts[i]);
     free(r->rcpts);
-    email_refusals_free(&r->job.refusals);
-    email_refusals_free(&r->refusals);
-    email_errors_free(&r->earlier);
+    email__refusals_free(&r->job.refusals);
+    email__refusals_free(&r->refusals);
+    email__errors_free(&r->earlier);
     free(r);
 }
 
@@ -90,17 +91,17 @@ void send_req_free(send_req_t *r)
  * (this failure, then why earlier attempts failed) and, with 4D's texts, FAILED_PREFIX before
  * ours; then its lists are attached. component NULL: by the code.
  */
-void transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
+void email__transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
                                const email_errors_t *earlier, bool texts_4d,
                                const char *component)
 {
     email_errors_t chain;
-    email_errors_init(&chain);
+    email__errors_init(&chain);
     if (!s->success && !s->status && s->error) {
         /* without memory for all of it, the chain is shorter: still true */
-        int rc = email_errors_add(&chain, s->error, s->status_text, component);
+        int rc = email__errors_add(&chain, s->error, s->status_text, component);
         for (size_t i = 0; !rc && earlier && i < earlier->n; i++)
-            rc = email_errors_add(&chain, earlier->v[i].code, earlier->v[i].message,
+            rc = email__errors_add(&chain, earlier->v[i].code, earlier->v[i].message,
                                   earlier->v[i].component);
         if (texts_4d) {
             char text[sizeof s->status_text];
@@ -109,48 +110,48 @@ void transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
             memcpy(s->status_text, text, sizeof text);
         }
     }
-    email_status_attach(s, refusals, &chain);
+    email__status_attach(s, refusals, &chain);
 }
 
 static void deliver_async(void *arg)
 {
     send_req_t *r = arg;
-    transporter_status_finish(&r->status, &r->refusals, &r->earlier, r->texts_4d, NULL);
+    email__transporter_status_finish(&r->status, &r->refusals, &r->earlier, r->texts_4d, NULL);
     r->cb(r->id, &r->status, r->cb_data);
     email_status_clear(&r->status); /* the callback's status is valid during the call only */
-    send_req_free(r);
+    email__send_req_free(r);
 }
 
-void send_req_complete(send_req_t *r)
+void email__send_req_complete(send_req_t *r)
 {
     if (r->id)
-        registry_done(r->id, r->status.success ? EMAIL_SENT : EMAIL_ERROR);
+        email__registry_done(r->id, r->status.success ? EMAIL_SENT : EMAIL_ERROR);
     if (r->call) {
-        runtime_call_done(r->call); /* the sender owns r from here */
+        email__runtime_call_done(r->call); /* the sender owns r from here */
     } else if (r->cb) {
-        runtime_deliver(deliver_async, r);
+        email__runtime_deliver(deliver_async, r);
     } else {
-        send_req_free(r);
+        email__send_req_free(r);
     }
 }
 
-void send_req_complete_job(send_req_t *r)
+void email__send_req_complete_job(send_req_t *r)
 {
-    email_status_copy_into(&r->status, &r->job.status);
+    email__status_copy_into(&r->status, &r->job.status);
     r->refusals = r->job.refusals;
-    email_refusals_init(&r->job.refusals);
-    send_req_complete(r);
+    email__refusals_init(&r->job.refusals);
+    email__send_req_complete(r);
 }
 
-void send_req_fail(send_req_t *r, const email_status_t *why)
+void email__send_req_fail(send_req_t *r, const email_status_t *why)
 {
-    email_status_copy_into(&r->status, why);
+    email__status_copy_into(&r->status, why);
     r->status.success = false;
     if (!r->status.error)
         r->status.error = EMAIL_ECLOSED;
     r->status.recipients = r->nrcpts;
     r->status.rejected = 0;
-    send_req_complete(r);
+    email__send_req_complete(r);
 }
 
 /* A request of t's, in no queue yet; NULL when out of memory. */
@@ -166,7 +167,7 @@ static send_req_t *req_alloc(email_transporter_t *t)
     return r;
 }
 
-int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
+int email__send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
                          char *err, size_t errlen)
 {
     if (!t || !m) {
@@ -176,21 +177,21 @@ int send_req_new_message(email_transporter_t *t, const email_message_t *m, send_
     send_req_t *r = req_alloc(t);
     if (!r)
         return EMAIL_ENOMEM;
-    int rc = message_freeze(m, t->header_charset, t->body_charset, &r->msg, err, errlen);
+    int rc = email__message_freeze(m, t->header_charset, t->body_charset, &r->msg, err, errlen);
     if (!rc)
-        rc = send_req_rewind(r, err, errlen);
+        rc = email__send_req_rewind(r, err, errlen);
     if (rc) {
-        send_req_free(r);
+        email__send_req_free(r);
         return rc;
     }
     const char *const *rcpts;
-    r->job.nrcpts = message_recipients(r->msg, &rcpts);
+    r->job.nrcpts = email__message_recipients(r->msg, &rcpts);
     r->job.rcpts = rcpts;
-    r->job.from = message_envelope_from(r->msg);
-    r->job.smtputf8 = message_needs_smtputf8(r->msg);
+    r->job.from = email__message_envelope_from(r->msg);
+    r->job.smtputf8 = email__message_needs_smtputf8(r->msg);
     r->id = email_message_id(r->msg);
     r->nrcpts = r->job.nrcpts;
-    registry_pending(r->id);
+    email__registry_pending(r->id);
     *out = r;
     return 0;
 }
@@ -202,39 +203,39 @@ static int copy_raw(send_req_t *r, const char *from, const char *const *rcpts, c
     size_t n = 0;
     while (rcpts[n])
         n++;
-    r->from = email_strdup(from);
+    r->from = email__strdup(from);
     r->rcpts = calloc(n ? n : 1, sizeof *r->rcpts);
     r->raw = malloc(length ? length : 1);
     if (!r->from || !r->rcpts || !r->raw)
         return EMAIL_ENOMEM;
     for (r->nrcpts = 0; r->nrcpts < n; r->nrcpts++)
-        if (!(r->rcpts[r->nrcpts] = email_strdup(rcpts[r->nrcpts])))
+        if (!(r->rcpts[r->nrcpts] = email__strdup(rcpts[r->nrcpts])))
             return EMAIL_ENOMEM;
     memcpy(r->raw, mime, length);
     r->raw_len = length;
     return 0;
 }
 
-int send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw, send_req_t **out)
+int email__send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw, send_req_t **out)
 {
     send_req_t *r = req_alloc(t);
     if (!r)
         return EMAIL_ENOMEM;
     if (copy_raw(r, raw->from, raw->rcpts, raw->mime, raw->length) != 0) {
-        send_req_free(r);
+        email__send_req_free(r);
         return EMAIL_ENOMEM;
     }
     r->job.from = r->from;
     r->job.rcpts = (const char *const *)r->rcpts;
     r->job.nrcpts = r->nrcpts;
     r->job.size = raw->length;
-    r->job.eight_bit = !email_is_ascii(raw->mime, raw->length);
-    r->job.smtputf8 = !email_is_ascii(r->from, strlen(r->from));
+    r->job.eight_bit = !email__is_ascii(raw->mime, raw->length);
+    r->job.smtputf8 = !email__is_ascii(r->from, strlen(r->from));
     for (size_t i = 0; i < r->nrcpts; i++)
-        r->job.smtputf8 |= !email_is_ascii(r->rcpts[i], strlen(r->rcpts[i]));
-    send_req_rewind(r, NULL, 0);
-    r->id = message_new_id(); /* the same space as messages' ids: EmailStatus tracks it */
-    registry_pending(r->id);
+        r->job.smtputf8 |= !email__is_ascii(r->rcpts[i], strlen(r->rcpts[i]));
+    email__send_req_rewind(r, NULL, 0);
+    r->id = email__message_new_id(); /* the same space as messages' ids: EmailStatus tracks it */
+    email__registry_pending(r->id);
     *out = r;
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * The transporter's calls from the caller's thread. Each one crosses to the loop thread: a
- * synchronous one through runtime_loop_call (EMAIL_EWOULDBLOCK on the loop's own thread), an
- * asynchronous one through runtime_post.
+ * synchronous one through email__runtime_loop_call (EMAIL_EWOULDBLOCK on the loop's own thread), an
+ * asynchronous one through email__runtime_post.
  */
 #include "transporter_internal.h"
 
@@ -18,20 +18,20 @@
 static int run_connection_op(email_transporter_t *t, runtime_call_fn fn, email_status_t *status)
 {
     op_t o = {.t = t};
-    email_status_init(&o.status);
-    int rc = runtime_loop_call(fn, &o);
+    email__status_init(&o.status);
+    int rc = email__runtime_loop_call(fn, &o);
     if (rc)
-        email_status_fail(&o.status, rc, "%s", email_strerror(rc));
+        email__status_fail(&o.status, rc, "%s", email_strerror(rc));
     else
         rc = o.rc;
     o.status.success = rc == 0;
     o.status.error = rc;
     if (status)
-        email_status_copy_into(status, &o.status);
+        email__status_copy_into(status, &o.status);
     return rc;
 }
 
-int transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg)
+int email__transporter_open_async(email_transporter_t *t, transporter_open_cb done, void *arg)
 {
     open_op_t *o = calloc(1, sizeof *o);
     if (!o)
@@ -40,7 +40,7 @@ int transporter_open_async(email_transporter_t *t, transporter_open_cb done, voi
     o->done = done;
     o->done_arg = arg;
     queue_init(&o->node);
-    int rc = runtime_post(transporter_op_open, o);
+    int rc = email__runtime_post(email__transporter_op_open, o);
     if (rc)
         free(o);
     return rc;
@@ -50,19 +50,19 @@ int transporter_open_async(email_transporter_t *t, transporter_open_cb done, voi
 static void check_ready(void *ud, connection_t *c)
 {
     op_t *o = ud;
-    email_status_copy_into(&o->status, connection_ready_status(c));
+    email__status_copy_into(&o->status, email__connection_ready_status(c));
     o->rc = 0;
-    connection_quit(c);
+    email__connection_quit(c);
 }
 
 static void check_closed(void *ud, connection_t *c, const email_status_t *why)
 {
     op_t *o = ud;
-    if (!connection_was_ready(c)) {
-        email_status_copy_into(&o->status, why);
+    if (!email__connection_was_ready(c)) {
+        email__status_copy_into(&o->status, why);
         o->rc = why->error ? why->error : EMAIL_ECLOSED;
     }
-    runtime_call_done(o->call);
+    email__runtime_call_done(o->call);
 }
 
 static void op_check(runtime_call_t *call, void *arg)
@@ -71,17 +71,17 @@ static void op_check(runtime_call_t *call, void *arg)
     op_t *o = arg;
     o->call = call;
     connection_config_t cfg;
-    transporter_make_config(o->t, &cfg);
+    email__transporter_make_config(o->t, &cfg);
     o->rc = EMAIL_ECLOSED;
-    connection_t *c = connection_new(runtime_loop(), &cfg, &cbs, o);
+    connection_t *c = email__connection_new(email__runtime_loop(), &cfg, &cbs, o);
     if (!c) {
-        email_status_fail(&o->status, EMAIL_ENOMEM, "out of memory");
+        email__status_fail(&o->status, EMAIL_ENOMEM, "out of memory");
         o->rc = EMAIL_ENOMEM;
-        runtime_call_done(call);
+        email__runtime_call_done(call);
         return;
     }
-    connection_quit(c);
-    connection_start(c);
+    email__connection_quit(c);
+    email__connection_start(c);
 }
 
 int email_transporter_check_connection(email_transporter_t *t, email_status_t *status)
@@ -92,9 +92,9 @@ int email_transporter_check_connection(email_transporter_t *t, email_status_t *s
     /* ErrorInfo says what the status would have said */
     email_status_t local;
     email_status_t *st = status ? status : &local;
-    email_status_init(&local);
+    email__status_init(&local);
     int rc = run_connection_op(t, op_check, st);
-    transporter_status_finish(st, NULL, NULL, t->texts_4d, NULL);
+    email__transporter_status_finish(st, NULL, NULL, t->texts_4d, NULL);
     if (rc)
         email__error_set_status(rc, "email_transporter_check_connection", st);
     else
@@ -107,31 +107,31 @@ static void op_send_and_wait(runtime_call_t *call, void *arg)
 {
     send_req_t *r = arg;
     r->call = call;
-    transporter_op_send(r);
+    email__transporter_op_send(r);
 }
 
 /* Waits for r's outcome and frees r: 0 or its failure's code, filling status unless NULL. */
 static int send_and_wait(send_req_t *r, email_status_t *status)
 {
-    int rc = runtime_loop_call(op_send_and_wait, r);
+    int rc = email__runtime_loop_call(op_send_and_wait, r);
     if (rc) {
         if (status) {
             email_status_clear(status);
-            email_status_fail(status, rc, "%s", email_strerror(rc));
-            transporter_status_finish(status, NULL, NULL, r->texts_4d, NULL);
+            email__status_fail(status, rc, "%s", email_strerror(rc));
+            email__transporter_status_finish(status, NULL, NULL, r->texts_4d, NULL);
         }
         if (r->id)
-            registry_done(r->id, EMAIL_ERROR); /* never queued: not pending forever */
-        send_req_free(r);
+            email__registry_done(r->id, EMAIL_ERROR); /* never queued: not pending forever */
+        email__send_req_free(r);
         return rc;
     }
     rc = r->status.success ? 0 : (r->status.error ? r->status.error : EMAIL_ESERVER);
     if (status) {
-        email_status_copy_into(status, &r->status);
+        email__status_copy_into(status, &r->status);
         status->error = rc;
-        transporter_status_finish(status, &r->refusals, &r->earlier, r->texts_4d, NULL);
+        email__transporter_status_finish(status, &r->refusals, &r->earlier, r->texts_4d, NULL);
     }
-    send_req_free(r);
+    email__send_req_free(r);
     return rc;
 }
 
@@ -141,9 +141,9 @@ static int send_refused(email_transporter_t *t, const email_message_t *m, int rc
 {
     if (status) {
         email_status_clear(status);
-        email_status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
+        email__status_fail(status, rc, "%s", err[0] ? err : email_strerror(rc));
         /* the message could not be composed; a NULL argument is the caller's */
-        transporter_status_finish(status, NULL, NULL, !t || t->texts_4d,
+        email__transporter_status_finish(status, NULL, NULL, !t || t->texts_4d,
                                   t && m && rc != EMAIL_ENOMEM ? "mime" : NULL);
     }
     return email__error_set(rc, "email_transporter_send: %s", err[0] ? err : email_strerror(rc));
@@ -154,13 +154,13 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
 {
     char err[512] = "";
     send_req_t *r;
-    int rc = send_req_new_message(t, m, &r, err, sizeof err);
+    int rc = email__send_req_new_message(t, m, &r, err, sizeof err);
     if (rc)
         return send_refused(t, m, rc, err, status);
     /* ErrorInfo says what the status would have said */
     email_status_t local;
     email_status_t *st = status ? status : &local;
-    email_status_init(&local);
+    email__status_init(&local);
     rc = send_and_wait(r, st);
     if (rc)
         email__error_set_status(rc, "email_transporter_send", st);
@@ -173,7 +173,7 @@ int email_transporter_send(email_transporter_t *t, const email_message_t *m,
 /* An envelope address: no line breaks, no angle brackets, something@something or empty. */
 static bool envelope_address_ok(const char *a, bool may_be_empty)
 {
-    if (!a || email_has_crlf(a) || strpbrk(a, "<> \t"))
+    if (!a || email__has_crlf(a) || strpbrk(a, "<> \t"))
         return false;
     if (!*a)
         return may_be_empty;
@@ -181,7 +181,8 @@ static bool envelope_address_ok(const char *a, bool may_be_empty)
     return at && at != a && at[1];
 }
 
-int transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err, size_t errlen)
+int email__transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err,
+                                 size_t errlen)
 {
     if (!envelope_address_ok(raw->from, true)) {
         snprintf(err, errlen, "%s: from \"%s\" is not an envelope address", fn,
@@ -208,13 +209,13 @@ int transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *er
     return 0;
 }
 
-int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
+int email__transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
                          email_status_t *status)
 {
     if (status)
         email_status_clear(status);
     send_req_t *r;
-    int rc = send_req_new_raw(t, raw, &r);
+    int rc = email__send_req_new_raw(t, raw, &r);
     if (rc)
         return rc;
     if (raw->message_id)
@@ -225,20 +226,21 @@ int transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
     r->cb_data = raw->user_data;
     r->progress = raw->progress;
     r->progress_data = raw->progress_data;
-    rc = runtime_post(transporter_op_send, r);
+    rc = email__runtime_post(email__transporter_op_send, r);
     if (rc) {
-        registry_done(r->id, EMAIL_ERROR);
-        send_req_free(r);
+        email__registry_done(r->id, EMAIL_ERROR);
+        email__send_req_free(r);
     }
     return rc;
 }
 
-int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, email_send_cb done,
-                              void *user_data, email_progress_cb progress, void *progress_data,
-                              uint64_t *message_id, char *err, size_t errlen)
+int email__transporter_send_async_ex(email_transporter_t *t, const email_message_t *m,
+                                     email_send_cb done, void *user_data,
+                                     email_progress_cb progress, void *progress_data,
+                                     uint64_t *message_id, char *err, size_t errlen)
 {
     send_req_t *r;
-    int rc = send_req_new_message(t, m, &r, err, errlen);
+    int rc = email__send_req_new_message(t, m, &r, err, errlen);
     if (rc)
         return rc;
     r->cb = done;
@@ -249,10 +251,10 @@ int transporter_send_async_ex(email_transporter_t *t, const email_message_t *m, 
     }
     if (message_id)
         *message_id = r->id;
-    rc = runtime_post(transporter_op_send, r);
+    rc = email__runtime_post(email__transporter_op_send, r);
     if (rc) {
-        registry_done(r->id, EMAIL_ERROR);
-        send_req_free(r);
+        email__registry_done(r->id, EMAIL_ERROR);
+        email__send_req_free(r);
         snprintf(err, errlen, "%s", email_strerror(rc));
     }
     return rc;
@@ -262,7 +264,7 @@ int email_transporter_send_async(email_transporter_t *t, const email_message_t *
                                  email_send_cb done, void *user_data, uint64_t *message_id)
 {
     char err[512] = "";
-    int rc = transporter_send_async_ex(t, m, done, user_data, NULL, NULL, message_id, err,
+    int rc = email__transporter_send_async_ex(t, m, done, user_data, NULL, NULL, message_id, err,
                                        sizeof err);
     if (rc)
         email__error_set(rc, "%s", err);
@@ -279,11 +281,11 @@ int email_transporter_send_mime(email_transporter_t *t, const char *from,
         email_status_clear(status);
     char err[512];
     transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length};
-    int rc = t ? transporter_raw_check(&raw, "email_transporter_send_mime", err, sizeof err)
+    int rc = t ? email__transporter_raw_check(&raw, "email_transporter_send_mime", err, sizeof err)
                : EMAIL_EINVAL;
     if (rc) {
         if (status) {
-            email_status_fail(status, rc, "%s", t ? err : "the transporter is NULL");
+            email__status_fail(status, rc, "%s", t ? err : "the transporter is NULL");
             status->error = rc;
         }
         return email__error_set(rc, "%s", t ? err : "email_transporter_send_mime: the "
@@ -291,8 +293,8 @@ int email_transporter_send_mime(email_transporter_t *t, const char *from,
     }
     email_status_t local;
     email_status_t *st = status ? status : &local;
-    email_status_init(&local);
-    rc = transporter_send_raw(t, &raw, st);
+    email__status_init(&local);
+    rc = email__transporter_send_raw(t, &raw, st);
     if (rc)
         email__error_set_status(rc, "email_transporter_send_mime", st);
     else
@@ -314,8 +316,9 @@ int email_transporter_send_mime_async(email_transporter_t *t, const char *from,
     if (!t)
         return email__error_set(EMAIL_EINVAL, "email_transporter_send_mime_async: the "
                                               "transporter is NULL");
-    int rc = transporter_raw_check(&raw, "email_transporter_send_mime_async", err, sizeof err);
-    if (!rc && (rc = transporter_send_raw(t, &raw, NULL)) != 0)
+    int rc =
+        email__transporter_raw_check(&raw, "email_transporter_send_mime_async", err, sizeof err);
+    if (!rc && (rc = email__transporter_send_raw(t, &raw, NULL)) != 0)
         snprintf(err, sizeof err, "email_transporter_send_mime_async: the message was not "
                                   "queued: %s", email_strerror(rc));
     if (rc)
@@ -333,8 +336,8 @@ typedef struct cancel_op {
 static void op_cancel(runtime_call_t *call, void *arg)
 {
     cancel_op_t *o = arg;
-    o->rc = transporter_cancel_queued(o->t, o->id);
-    runtime_call_done(call);
+    o->rc = email__transporter_cancel_queued(o->t, o->id);
+    email__runtime_call_done(call);
 }
 
 int email_transporter_cancel(email_transporter_t *t, uint64_t message_id)
@@ -343,7 +346,7 @@ int email_transporter_cancel(email_transporter_t *t, uint64_t message_id)
         return email__error_set(EMAIL_EINVAL, "email_transporter_cancel: %s",
                                 t ? "the message id is 0" : "the transporter is NULL");
     cancel_op_t o = {.t = t, .id = message_id};
-    int rc = runtime_loop_call(op_cancel, &o);
+    int rc = email__runtime_loop_call(op_cancel, &o);
     if (!rc)
         rc = o.rc;
     if (rc == EMAIL_EBUSY)
@@ -369,7 +372,7 @@ static void op_set_progress(runtime_call_t *call, void *arg)
     progress_op_t *o = arg;
     o->t->progress = o->cb;
     o->t->progress_data = o->data;
-    runtime_call_done(call);
+    email__runtime_call_done(call);
 }
 
 int email_transporter_set_progress(email_transporter_t *t, email_progress_cb cb, void *user_data)
@@ -378,7 +381,7 @@ int email_transporter_set_progress(email_transporter_t *t, email_progress_cb cb,
         return email__error_set(EMAIL_EINVAL,
                                 "email_transporter_set_progress: the transporter is NULL");
     progress_op_t o = {.t = t, .cb = cb, .data = user_data};
-    int rc = runtime_loop_call(op_set_progress, &o);
+    int rc = email__runtime_loop_call(op_set_progress, &o);
     if (rc)
         return email__error_set(rc, "email_transporter_set_progress: %s", email_strerror(rc));
     email__error_clear();
@@ -396,19 +399,19 @@ static void op_set_log(runtime_call_t *call, void *arg)
     log_sink_t *old = o->t->log;
     o->t->log = o->log;
     if (o->t->conn)
-        connection_set_log(o->t->conn, o->log);
-    log_sink_release(old);
-    runtime_call_done(call);
+        email__connection_set_log(o->t->conn, o->log);
+    email__log_sink_release(old);
+    email__runtime_call_done(call);
 }
 
-int transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen)
+int email__transporter_set_log(email_transporter_t *t, const char *path, char *err, size_t errlen)
 {
     log_op_t o = {.t = t};
-    if (path && !(o.log = log_sink_open(path, err, errlen)))
+    if (path && !(o.log = email__log_sink_open(path, err, errlen)))
         return EMAIL_EIO;
-    int rc = runtime_loop_call(op_set_log, &o);
+    int rc = email__runtime_loop_call(op_set_log, &o);
     if (rc) {
-        log_sink_release(o.log);
+        email__log_sink_release(o.log);
         snprintf(err, errlen, "%s", email_strerror(rc));
     }
     return rc;
@@ -419,18 +422,18 @@ static void op_free(runtime_call_t *call, void *arg)
     op_t *o = arg;
     o->call = call;
     o->t->freer = o;
-    transporter_start_free(o->t);
+    email__transporter_start_free(o->t);
 }
 
 void email_transporter_free(email_transporter_t *t)
 {
     if (!t)
         return;
-    if (runtime_on_loop_thread()) {
-        transporter_free_later(t); /* waiting on the loop's own thread would never end */
+    if (email__runtime_on_loop_thread()) {
+        email__transporter_free_later(t); /* waiting on the loop's own thread would never end */
         return;
     }
     op_t o = {.t = t};
-    if (runtime_loop_call(op_free, &o) == 0)
-        transporter_destroy(t);
+    if (email__runtime_loop_call(op_free, &o) == 0)
+        email__transporter_destroy(t);
 }

@@ -11,26 +11,26 @@
 
 #include "emailsession.h"
 
-void email_buf_init(email_buf_t *b)
+void email__buf_init(email_buf_t *b)
 {
     b->data = NULL;
     b->len = b->cap = 0;
 }
 
-void email_buf_free(email_buf_t *b)
+void email__buf_free(email_buf_t *b)
 {
     free(b->data);
-    email_buf_init(b);
+    email__buf_init(b);
 }
 
-void email_buf_reset(email_buf_t *b)
+void email__buf_reset(email_buf_t *b)
 {
     b->len = 0;
     if (b->data)
         b->data[0] = '\0';
 }
 
-int email_buf_reserve(email_buf_t *b, size_t extra)
+int email__buf_reserve(email_buf_t *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len - 1)
         return EMAIL_ENOMEM;
@@ -50,9 +50,9 @@ int email_buf_reserve(email_buf_t *b, size_t extra)
     return 0;
 }
 
-int email_buf_append(email_buf_t *b, const void *data, size_t n)
+int email__buf_append(email_buf_t *b, const void *data, size_t n)
 {
-    if (email_buf_reserve(b, n))
+    if (email__buf_reserve(b, n))
         return EMAIL_ENOMEM;
     if (n)
         memcpy(b->data + b->len, data, n);
@@ -61,17 +61,17 @@ int email_buf_append(email_buf_t *b, const void *data, size_t n)
     return 0;
 }
 
-int email_buf_puts(email_buf_t *b, const char *s)
+int email__buf_puts(email_buf_t *b, const char *s)
 {
-    return email_buf_append(b, s, strlen(s));
+    return email__buf_append(b, s, strlen(s));
 }
 
-int email_buf_putc(email_buf_t *b, char c)
+int email__buf_putc(email_buf_t *b, char c)
 {
-    return email_buf_append(b, &c, 1);
+    return email__buf_append(b, &c, 1);
 }
 
-int email_buf_printf(email_buf_t *b, const char *fmt, ...)
+int email__buf_printf(email_buf_t *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -79,7 +79,7 @@ int email_buf_printf(email_buf_t *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return EMAIL_EINVAL;
-    if (email_buf_reserve(b, (size_t)n))
+    if (email__buf_reserve(b, (size_t)n))
         return EMAIL_ENOMEM;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -88,10 +88,10 @@ int email_buf_printf(email_buf_t *b, const char *fmt, ...)
     return 0;
 }
 
-void email_buf_consume(email_buf_t *b, size_t n)
+void email__buf_consume(email_buf_t *b, size_t n)
 {
     if (n >= b->len) {
-        email_buf_reset(b);
+        email__buf_reset(b);
         return;
     }
     memmove(b->data, b->data + n, b->len - n);
@@ -99,18 +99,18 @@ void email_buf_consume(email_buf_t *b, size_t n)
     b->data[b->len] = '\0';
 }
 
-char *email_buf_steal(email_buf_t *b, size_t *len)
+char *email__buf_steal(email_buf_t *b, size_t *len)
 {
-    if (!b->data && email_buf_reserve(b, 0))
+    if (!b->data && email__buf_reserve(b, 0))
         return NULL;
     char *p = b->data;
     if (len)
         *len = b->len;
-    email_buf_init(b);
+    email__buf_init(b);
     return p;
 }
 
-void email_free_secret(char *s)
+void email__free_secret(char *s)
 {
     if (s) {
         /* volatile: the wipe must not be optimised away as a dead store before free */
@@ -121,12 +121,12 @@ void email_free_secret(char *s)
     }
 }
 
-char *email_strdup(const char *s)
+char *email__strdup(const char *s)
 {
-    return s ? email_strndup(s, strlen(s)) : NULL;
+    return s ? email__strndup(s, strlen(s)) : NULL;
 }
 
-char *email_strndup(const char *s, size_t n)
+char *email__strndup(const char *s, size_t n)
 {
     if (!s)
         return NULL;
@@ -143,7 +143,7 @@ static int lower(int c)
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
-int email_strcasecmp(const char *a, const char *b)
+int email__strcasecmp(const char *a, const char *b)
 {
     for (;; a++, b++) {
         int d = lower((unsigned char)*a) - lower((unsigned char)*b);
@@ -152,7 +152,7 @@ int email_strcasecmp(const char *a, const char *b)
     }
 }
 
-int email_strncasecmp(const char *a, const char *b, size_t n)
+int email__strncasecmp(const char *a, const char *b, size_t n)
 {
     for (; n; n--, a++, b++) {
         int d = lower((unsigned char)*a) - lower((unsigned char)*b);
@@ -162,7 +162,7 @@ int email_strncasecmp(const char *a, const char *b, size_t n)
     return 0;
 }
 
-void email_strlcpy(char *dst, const char *src, size_t size)
+void email__strlcpy(char *dst, const char *src, size_t size)
 {
     if (!size)
         return;
@@ -177,12 +177,12 @@ void email_strlcpy(char *dst, const char *src, size_t size)
     dst[n] = '\0';
 }
 
-bool email_has_crlf(const char *s)
+bool email__has_crlf(const char *s)
 {
     return strpbrk(s, "\r\n") != NULL;
 }
 
-bool email_utf8_valid(const char *str, size_t n)
+bool email__utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
@@ -217,7 +217,7 @@ bool email_utf8_valid(const char *str, size_t n)
     return true;
 }
 
-bool email_is_ascii(const char *s, size_t n)
+bool email__is_ascii(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] >= 0x80)
@@ -225,7 +225,7 @@ bool email_is_ascii(const char *s, size_t n)
     return true;
 }
 
-int email_file_size(const char *path, uint64_t *size)
+int email__file_size(const char *path, uint64_t *size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -18,37 +18,37 @@ typedef struct email_buf {
     size_t len, cap;
 } email_buf_t;
 
-void email_buf_init(email_buf_t *b);
-void email_buf_free(email_buf_t *b);
-void email_buf_reset(email_buf_t *b);           /* len = 0, memory kept */
-int email_buf_reserve(email_buf_t *b, size_t extra);   /* 0 or EMAIL_ENOMEM */
-int email_buf_append(email_buf_t *b, const void *data, size_t n);
-int email_buf_puts(email_buf_t *b, const char *s);
-int email_buf_putc(email_buf_t *b, char c);
-int email_buf_printf(email_buf_t *b, const char *fmt, ...) EMAIL_PRINTF(2, 3);
+void email__buf_init(email_buf_t *b);
+void email__buf_free(email_buf_t *b);
+void email__buf_reset(email_buf_t *b);           /* len = 0, memory kept */
+int email__buf_reserve(email_buf_t *b, size_t extra);   /* 0 or EMAIL_ENOMEM */
+int email__buf_append(email_buf_t *b, const void *data, size_t n);
+int email__buf_puts(email_buf_t *b, const char *s);
+int email__buf_putc(email_buf_t *b, char c);
+int email__buf_printf(email_buf_t *b, const char *fmt, ...) EMAIL_PRINTF(2, 3);
 /* Drops the first n bytes. */
-void email_buf_consume(email_buf_t *b, size_t n);
+void email__buf_consume(email_buf_t *b, size_t n);
 /* Hands the data over to the caller (malloc'ed, NUL-terminated) and empties b. */
-char *email_buf_steal(email_buf_t *b, size_t *len);
+char *email__buf_steal(email_buf_t *b, size_t *len);
 
 /* Wipes a secret string and frees it (NULL is fine). */
-void email_free_secret(char *s);
+void email__free_secret(char *s);
 /* strdup that accepts NULL (returns NULL). */
-char *email_strdup(const char *s);
-char *email_strndup(const char *s, size_t n);
+char *email__strdup(const char *s);
+char *email__strndup(const char *s, size_t n);
 /* ASCII case-insensitive compare. */
-int email_strcasecmp(const char *a, const char *b);
-int email_strncasecmp(const char *a, const char *b, size_t n);
+int email__strcasecmp(const char *a, const char *b);
+int email__strncasecmp(const char *a, const char *b, size_t n);
 /* snprintf into a fixed array, always terminated, truncating on a UTF-8 character boundary. */
-void email_strlcpy(char *dst, const char *src, size_t size);
+void email__strlcpy(char *dst, const char *src, size_t size);
 /* True when s[0..n) holds CR, LF or NUL (n = strlen when s is a string). */
-bool email_has_crlf(const char *s);
+bool email__has_crlf(const char *s);
 /* True when s is valid UTF-8 (no overlongs, no surrogates). */
-bool email_utf8_valid(const char *s, size_t n);
+bool email__utf8_valid(const char *s, size_t n);
 /* True when every byte is < 0x80. */
-bool email_is_ascii(const char *s, size_t n);
+bool email__is_ascii(const char *s, size_t n);
 /* Size of the regular file at path, which must be readable: 0, or an errno value (EISDIR when it
    is not a regular file). */
-int email_file_size(const char *path, uint64_t *size);
+int email__file_size(const char *path, uint64_t *size);
 
 #endif

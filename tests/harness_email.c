@@ -146,14 +146,14 @@ void assert_loop_idle(void)
 {
     long long deadline = test_now_ms() + (test_under_valgrind() ? CLOSES_MS * 5 : CLOSES_MS);
     size_t n;
-    while ((n = runtime_debug_open_handles(NULL, NULL)) != 0 && n != (size_t)-1
+    while ((n = email__runtime_debug_open_handles(NULL, NULL)) != 0 && n != (size_t)-1
            && test_now_ms() < deadline)
         test_sleep_ms(10);
     if (n == (size_t)-1)
         fail_msg("the test ended on the caller's loop: it must shut the library down first");
     if (n) {
         fprintf(stderr, "the test left %zu handle(s) on the library's loop:\n", n);
-        runtime_debug_open_handles(test_print_handle, NULL);
+        email__runtime_debug_open_handles(test_print_handle, NULL);
         fail_msg("%zu handle(s) left open on the library's loop", n);
     }
 }

@@ -5,9 +5,9 @@
  * string would end). Properties:
  *  - success gives at least one address, exactly one when not a list; a list parse of a text
  *    whose single parse succeeded gives that same address;
- *  - every addr-spec is valid by address_spec_valid, at most 254 octets, appears in the input as
- *    it is, and has no white space at either end; a display name is NULL or non-empty, without
- *    control characters (but tab; white space inside quotes is the name's own);
+ *  - every addr-spec is valid by email__address_spec_valid, at most 254 octets, appears in the
+ * input as it is, and has no white space at either end; a display name is NULL or non-empty,
+ * without control characters (but tab; white space inside quotes is the name's own);
  *  - the parse is stable: the addresses written back as `"name" <addr>` (quotes and backslashes
  *    escaped) and parsed again as a list give the same names and addr-specs;
  *  - a refusal has a reason, and the reason is valid UTF-8 when the text was;
@@ -38,7 +38,7 @@ FUZZ_NOCOV static void check_address(const char *text, const address_t *a)
 {
     size_t n = strlen(a->addr);
     FUZZ_CHECK(n && n <= 254, "addr-spec of %zu octets", n);
-    FUZZ_CHECK(address_spec_valid(a->addr, n), "\"%s\" accepted but not a valid addr-spec",
+    FUZZ_CHECK(email__address_spec_valid(a->addr, n), "\"%s\" accepted but not a valid addr-spec",
                a->addr);
     FUZZ_CHECK(!wsp(a->addr[0]) && !wsp(a->addr[n - 1]), "\"%s\" keeps white space", a->addr);
     FUZZ_CHECK(found_in(text, a->addr), "\"%s\" is not in the input", a->addr);
@@ -86,7 +86,7 @@ FUZZ_NOCOV static void check_stable(const address_list_t *l)
     render(l, &text);
     address_list_t again = {NULL, 0};
     char why[200];
-    int rc = address_parse(text.p, true, &again, why, sizeof why);
+    int rc = email__address_parse(text.p, true, &again, why, sizeof why);
     FUZZ_CHECK(rc == 0, "written back as [%s], refused: %s", text.p, why);
     FUZZ_CHECK(again.n == l->n, "[%s] gives %zu addresses, not %zu", text.p, again.n, l->n);
     for (size_t i = 0; i < l->n; i++) {
@@ -96,7 +96,7 @@ FUZZ_NOCOV static void check_stable(const address_list_t *l)
                    l->v[i].name ? l->v[i].name : "(none)",
                    again.v[i].name ? again.v[i].name : "(none)");
     }
-    address_list_free(&again);
+    email__address_list_free(&again);
     fuzz_str_free(&text);
 }
 
@@ -106,12 +106,12 @@ FUZZ_NOCOV static int parse_checked(const char *text, bool list, address_list_t 
     address_list_t l = {NULL, 0};
     char why[200];
     memset(why, 0x55, sizeof why);
-    int rc = address_parse(text, list, &l, why, sizeof why);
+    int rc = email__address_parse(text, list, &l, why, sizeof why);
     FUZZ_CHECK(rc == 0 || rc == EMAIL_EINVAL, "unexpected result %d", rc);
     if (rc) {
         FUZZ_CHECK(memchr(why, '\0', sizeof why) && why[0], "a refusal without a reason");
-        if (email_utf8_valid(text, strlen(text)))
-            FUZZ_CHECK(email_utf8_valid(why, strlen(why)), "reason cuts a UTF-8 character");
+        if (email__utf8_valid(text, strlen(text)))
+            FUZZ_CHECK(email__utf8_valid(why, strlen(why)), "reason cuts a UTF-8 character");
         return rc;
     }
     FUZZ_CHECK(l.n >= 1 && (list || l.n == 1), "%zu addresses (list %d)", l.n, list);
@@ -121,13 +121,13 @@ FUZZ_NOCOV static int parse_checked(const char *text, bool list, address_list_t 
     if (keep)
         *keep = l;
     else
-        address_list_free(&l);
+        email__address_list_free(&l);
     return 0;
 }
 
 FUZZ_NOCOV static void check_setters(const char *text, bool list_ok, bool single_ok)
 {
-    bool clean = email_utf8_valid(text, strlen(text)) && !strpbrk(text, "\r\n");
+    bool clean = email__utf8_valid(text, strlen(text)) && !strpbrk(text, "\r\n");
     email_message_t *m = email_message_new();
     FUZZ_CHECK(m != NULL);
     int rc = email_message_add_to(m, text);
@@ -156,12 +156,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* the same text read as a list: the same one address */
         address_list_t l = {NULL, 0};
         char why[200];
-        FUZZ_CHECK(address_parse(text, true, &l, why, sizeof why) == 0, "list refuses: %s", why);
+        FUZZ_CHECK(email__address_parse(text, true, &l, why, sizeof why) == 0, "list refuses: %s",
+                   why);
         FUZZ_CHECK(l.n == 1 && !strcmp(l.v[0].addr, single.v[0].addr) &&
                        same_name(l.v[0].name, single.v[0].name),
                    "list and single parse differ");
-        address_list_free(&l);
-        address_list_free(&single);
+        email__address_list_free(&l);
+        email__address_list_free(&single);
     }
     if (list || !single_rc)
         check_setters(text, list_rc == 0, single_rc == 0);

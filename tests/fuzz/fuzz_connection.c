@@ -60,7 +60,7 @@ struct transport {
 
 static transport_t *the_transport;
 
-transport_t *transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud)
+transport_t *email__transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, void *ud)
 {
     (void)loop;
     FUZZ_CHECK(the_transport == NULL, "a second transport for one connection");
@@ -72,7 +72,7 @@ transport_t *transport_new(uv_loop_t *loop, const transport_callbacks_t *cb, voi
     return t;
 }
 
-int transport_connect(transport_t *t, const char *host, int port)
+int email__transport_connect(transport_t *t, const char *host, int port)
 {
     FUZZ_CHECK(t && host && *host && port > 0, "connect to \"%s\" port %d", host ? host : "",
                port);
@@ -80,7 +80,7 @@ int transport_connect(transport_t *t, const char *host, int port)
     return 0;
 }
 
-int transport_write(transport_t *t, const char *data, size_t n)
+int email__transport_write(transport_t *t, const char *data, size_t n)
 {
     FUZZ_CHECK(t != NULL, "write of %zu bytes to no transport", n);
     FUZZ_CHECK(!t->closing, "write of %zu bytes to a closed transport", n);
@@ -93,23 +93,23 @@ int transport_write(transport_t *t, const char *data, size_t n)
     return 0;
 }
 
-size_t transport_pending(const transport_t *t)
+size_t email__transport_pending(const transport_t *t)
 {
     return t->pending;
 }
 
-size_t transport_unacked(const transport_t *t)
+size_t email__transport_unacked(const transport_t *t)
 {
     (void)t;
     return 0; /* every byte written is at once acknowledged */
 }
 
-bool transport_is_loopback(const transport_t *t)
+bool email__transport_is_loopback(const transport_t *t)
 {
     return t->loopback;
 }
 
-void transport_close(transport_t *t)
+void email__transport_close(transport_t *t)
 {
     if (!t || t->closing)
         return;
@@ -169,7 +169,7 @@ FUZZ_NOCOV static ssize_t job_read(void *ctx, char *buf, size_t n)
 static void submit(harness_t *h, fjob_t *j)
 {
     j->submitted = true; /* job_done may come from inside submit */
-    int rc = connection_submit(h->c, &j->job);
+    int rc = email__connection_submit(h->c, &j->job);
     FUZZ_CHECK(rc == 0 || rc == EMAIL_ESHUTDOWN, "submit: %d", rc);
     if (rc) {
         FUZZ_CHECK(!j->ndone, "job_done for a job refused by submit");
@@ -199,11 +199,11 @@ static void cb_job_done(void *ud, connection_t *c, smtp_job_t *job)
         FUZZ_CHECK(job->outcome == SMTP_JOB_FAILED && job->status.error == EMAIL_EIO,
                    "job %d could not be read, yet outcome %d error %d", j->index, job->outcome,
                    job->status.error);
-    email_refusals_free(&job->refusals);
+    email__refusals_free(&job->refusals);
     if (h->chained && j->index + 1 < h->njobs)
         submit(h, &h->jobs[j->index + 1]);
     if (h->quit_mode == 3 && j->index + 1 == h->njobs)
-        connection_quit(h->c);
+        email__connection_quit(h->c);
 }
 
 static void cb_closed(void *ud, connection_t *c, const email_status_t *why)
@@ -318,9 +318,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     static const connection_callbacks_t cbs = {
         .ready = cb_ready, .job_done = cb_job_done, .closed = cb_closed};
-    h->c = connection_new(&h->loop, &cfg, &cbs, h);
+    h->c = email__connection_new(&h->loop, &cfg, &cbs, h);
     FUZZ_CHECK(h->c != NULL);
-    FUZZ_CHECK(connection_start(h->c) == 0, "start");
+    FUZZ_CHECK(email__connection_start(h->c) == 0, "start");
     FUZZ_CHECK(the_transport && the_transport->connecting);
     the_transport->loopback = b0 & 2;
     if (!h->chained)
@@ -329,7 +329,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else if (h->njobs)
         submit(h, &h->jobs[0]);
     if (h->quit_mode == 1)
-        connection_quit(h->c);
+        email__connection_quit(h->c);
 
     settle(h, true); /* a connect timeout of 0 fires here */
     if (the_transport && !the_transport->closing) {
@@ -358,11 +358,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         settle(h, !h->late_written);
         if (piece == 1 && (b1 & 0x80) && h->njobs && h->nclosed == 0 &&
             h->jobs[0].submitted && !h->jobs[0].ndone &&
-            connection_cancel(h->c, &h->jobs[0].job) == 0)
+            email__connection_cancel(h->c, &h->jobs[0].job) == 0)
             h->jobs[0].cancelled = true;
     }
     if (h->nclosed == 0 && h->quit_mode == 2)
-        connection_quit(h->c);
+        email__connection_quit(h->c);
     settle(h, true);
     if (h->nclosed == 0) {
         if (b1 & 0x40)
@@ -374,7 +374,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         settle(h, true);
     }
     if (h->nclosed == 0) /* never connected and no failure could reach it: abort */
-        connection_abort(h->c, EMAIL_ECANCELED, "the harness gives up");
+        email__connection_abort(h->c, EMAIL_ECANCELED, "the harness gives up");
     settle(h, true);
     FUZZ_CHECK(h->nclosed == 1, "the connection never closed");
     FUZZ_CHECK(the_transport == NULL, "the transport outlived its connection");

@@ -81,11 +81,11 @@ static void take(smtp_engine_t *e, fuzz_str_t *out)
     fuzz_str_add(out, "", 0);
     for (;;) {
         const char *d;
-        size_t n = smtp_engine_take(e, &d);
+        size_t n = email__smtp_engine_take(e, &d);
         if (!n)
             return;
         fuzz_str_add(out, d, n);
-        smtp_engine_written(e, n);
+        email__smtp_engine_written(e, n);
     }
 }
 
@@ -226,8 +226,9 @@ typedef struct setup {
 static void check_quit(smtp_engine_t *e, const ctx_t *x, const fuzz_str_t *out, int error,
                        const char *what)
 {
-    FUZZ_CHECK(!x->nclosed && smtp_engine_quitting(e) && smtp_engine_status(e)->error == error,
-               "%s: closed %d, error %d", what, x->nclosed, smtp_engine_status(e)->error);
+    FUZZ_CHECK(!x->nclosed && email__smtp_engine_quitting(e) &&
+                   email__smtp_engine_status(e)->error == error,
+               "%s: closed %d, error %d", what, x->nclosed, email__smtp_engine_status(e)->error);
     FUZZ_CHECK(!strcmp(out->p, "QUIT\r\n"), "%s: wrote \"%s\" instead of QUIT", what, out->p);
 }
 
@@ -240,7 +241,7 @@ static void check_next_step(const setup_t *s, const caps_t *c, bool tls, smtp_en
     if (!tls && cfg->starttls != SMTP_TLS_NEVER && (c->caps & SMTP_CAP_STARTTLS)) {
         FUZZ_CHECK(!strcmp(out->p, "STARTTLS\r\n"), "STARTTLS offered and wanted: wrote \"%s\"",
                    out->p);
-        FUZZ_CHECK(!smtp_engine_is_closed(e));
+        FUZZ_CHECK(!email__smtp_engine_is_closed(e));
         *sent_starttls = true;
         return;
     }
@@ -364,62 +365,62 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     smtp_engine_callbacks_t cb = {.ready = cb_ready, .starttls = cb_starttls,
                                   .job_done = cb_job_done, .closed = cb_closed};
-    smtp_engine_t *e = smtp_engine_new(&s.cfg, &cb, &x);
+    smtp_engine_t *e = email__smtp_engine_new(&s.cfg, &cb, &x);
     FUZZ_CHECK(e != NULL);
     if (s.have_job)
-        FUZZ_CHECK(smtp_engine_submit(e, &job) == 0);
+        FUZZ_CHECK(email__smtp_engine_submit(e, &job) == 0);
     fuzz_str_t out = {0};
-    FUZZ_CHECK(smtp_engine_feed(e, GREETING, strlen(GREETING)) == 0);
+    FUZZ_CHECK(email__smtp_engine_feed(e, GREETING, strlen(GREETING)) == 0);
     take(e, &out);
     FUZZ_CHECK(!strcmp(out.p, EHLO), "after the greeting: \"%s\"", out.p);
 
     /* the first reply in the input, read on its own */
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     smtp_reply_t r;
     size_t used = 0;
     const char *err = NULL;
-    int rc = smtp_reply_parse(&p, reply, rlen, &used, &r, &err);
-    smtp_reply_parser_free(&p);
+    int rc = email__smtp_reply_parse(&p, reply, rlen, &used, &r, &err);
+    email__smtp_reply_parser_free(&p);
 
-    int frc = smtp_engine_feed(e, reply, rc == 1 ? used : rlen);
+    int frc = email__smtp_engine_feed(e, reply, rc == 1 ? used : rlen);
     take(e, &out);
     if (rc < 0) {
         FUZZ_CHECK(frc == EMAIL_EPROTO && x.nclosed && x.closed.error == EMAIL_EPROTO,
                    "a malformed reply was taken (feed %d)", frc);
     } else if (rc == 0) {
         FUZZ_CHECK(frc == 0 && !x.nclosed && out.len == 0, "an incomplete reply acted on");
-        FUZZ_CHECK(smtp_engine_caps(e) == 0);
+        FUZZ_CHECK(email__smtp_engine_caps(e) == 0);
     } else if (r.code == 250) {
         caps_t c = ref_caps(&r);
-        FUZZ_CHECK(smtp_engine_caps(e) == c.caps, "caps %#x, the reference reads %#x",
-                   smtp_engine_caps(e), c.caps);
-        FUZZ_CHECK(smtp_engine_auth_mechs(e) == c.mechs, "mechanisms %#x, the reference %#x",
-                   smtp_engine_auth_mechs(e), c.mechs);
+        FUZZ_CHECK(email__smtp_engine_caps(e) == c.caps, "caps %#x, the reference reads %#x",
+                   email__smtp_engine_caps(e), c.caps);
+        FUZZ_CHECK(email__smtp_engine_auth_mechs(e) == c.mechs, "mechanisms %#x, the reference %#x",
+                   email__smtp_engine_auth_mechs(e), c.mechs);
         if (c.size_known)
-            FUZZ_CHECK(smtp_engine_size_limit(e) == c.size, "SIZE %llu, the reference %llu",
-                       (unsigned long long)smtp_engine_size_limit(e),
+            FUZZ_CHECK(email__smtp_engine_size_limit(e) == c.size, "SIZE %llu, the reference %llu",
+                       (unsigned long long)email__smtp_engine_size_limit(e),
                        (unsigned long long)c.size);
         if (!c.size_known)
-            c.size = smtp_engine_size_limit(e), c.size_known = true;
+            c.size = email__smtp_engine_size_limit(e), c.size_known = true;
         bool starttls;
         check_next_step(&s, &c, s.cfg.tls_active, e, &x, &out, &starttls);
         if (starttls) {
             /* the upgrade: the same EHLO reply again, now over TLS */
             const char *go = "220 2.0.0 Ready to start TLS\r\n";
-            FUZZ_CHECK(smtp_engine_feed(e, go, strlen(go)) == 0);
+            FUZZ_CHECK(email__smtp_engine_feed(e, go, strlen(go)) == 0);
             FUZZ_CHECK(x.nstarttls == 1, "no starttls callback");
             take(e, &out);
             FUZZ_CHECK(out.len == 0, "wrote \"%s\" during the handshake", out.p);
-            smtp_engine_tls_established(e);
-            FUZZ_CHECK(smtp_engine_caps(e) == 0 && smtp_engine_auth_mechs(e) == 0,
+            email__smtp_engine_tls_established(e);
+            FUZZ_CHECK(email__smtp_engine_caps(e) == 0 && email__smtp_engine_auth_mechs(e) == 0,
                        "capabilities from before TLS kept");
             take(e, &out);
             FUZZ_CHECK(!strcmp(out.p, EHLO), "after TLS: \"%s\"", out.p);
-            FUZZ_CHECK(smtp_engine_feed(e, reply, used) == 0 || x.nclosed);
+            FUZZ_CHECK(email__smtp_engine_feed(e, reply, used) == 0 || x.nclosed);
             take(e, &out);
-            FUZZ_CHECK(smtp_engine_caps(e) == c.caps, "caps after TLS %#x, before %#x",
-                       smtp_engine_caps(e), c.caps);
+            FUZZ_CHECK(email__smtp_engine_caps(e) == c.caps, "caps after TLS %#x, before %#x",
+                       email__smtp_engine_caps(e), c.caps);
             check_next_step(&s, &c, true, e, &x, &out, &starttls);
             FUZZ_CHECK(!starttls, "STARTTLS twice");
         }
@@ -434,13 +435,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_quit(e, &x, &out, EMAIL_ESERVER, "EHLO refused");
     }
     if (rc == 1)
-        smtp_reply_free(&r);
+        email__smtp_reply_free(&r);
 
-    smtp_engine_abort(e, EMAIL_ECLOSED, "end of input");
+    email__smtp_engine_abort(e, EMAIL_ECLOSED, "end of input");
     FUZZ_CHECK(x.nclosed == 1, "closed %d times", x.nclosed);
     FUZZ_CHECK(x.ndone == (s.have_job ? 1 : 0), "job_done %d times", x.ndone);
-    smtp_engine_free(e);
-    email_refusals_free(&job.refusals);
+    email__smtp_engine_free(e);
+    email__refusals_free(&job.refusals);
     fuzz_str_free(&out);
     return 0;
 }

@@ -46,8 +46,8 @@ static int hexv(char c)
 FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
 {
     email_buf_t enc;
-    email_buf_init(&enc);
-    FUZZ_CHECK(email_base64_encode(&enc, d, n) == 0);
+    email__buf_init(&enc);
+    FUZZ_CHECK(email__base64_encode(&enc, d, n) == 0);
     FUZZ_CHECK(enc.len == (n + 2) / 3 * 4, "base64 of %zu octets: %zu characters", n, enc.len);
     fuzz_str_t dec = {0};
     fuzz_str_add(&dec, "", 0);
@@ -55,18 +55,18 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
     FUZZ_CHECK(dec.len == n && !memcmp(dec.p, d, n), "base64 does not decode to its input");
     /* the library's own decoder agrees */
     email_buf_t back;
-    email_buf_init(&back);
-    FUZZ_CHECK(email_base64_decode(&back, enc.data ? enc.data : "", enc.len) == 0);
+    email__buf_init(&back);
+    FUZZ_CHECK(email__base64_decode(&back, enc.data ? enc.data : "", enc.len) == 0);
     FUZZ_CHECK(back.len == n && (!n || !memcmp(back.data, d, n)), "decode(encode(x)) != x");
-    email_buf_free(&back);
-    email_buf_free(&enc);
+    email__buf_free(&back);
+    email__buf_free(&enc);
     fuzz_str_free(&dec);
 
     /* the input as base64 text: a success is stable, a failure changes nothing */
     email_buf_t out;
-    email_buf_init(&out);
-    FUZZ_CHECK(email_buf_puts(&out, "keep") == 0);
-    int rc = email_base64_decode(&out, (const char *)d, n);
+    email__buf_init(&out);
+    FUZZ_CHECK(email__buf_puts(&out, "keep") == 0);
+    int rc = email__base64_decode(&out, (const char *)d, n);
     if (rc) {
         FUZZ_CHECK(rc == EMAIL_EINVAL, "decode: %d", rc);
         FUZZ_CHECK(out.len == 4 && !strcmp(out.data, "keep"), "a failed decode changed the buffer");
@@ -80,22 +80,22 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
             FUZZ_CHECK(fuzz_b64v(d[i]) >= 0 || (d[i] == '=' && i + 3 >= n), "accepted %#x at %zu",
                        d[i], i);
         email_buf_t again, twice;
-        email_buf_init(&again);
-        email_buf_init(&twice);
-        FUZZ_CHECK(email_base64_encode(&again, out.data + 4, got) == 0);
-        FUZZ_CHECK(email_base64_decode(&twice, again.data, again.len) == 0);
+        email__buf_init(&again);
+        email__buf_init(&twice);
+        FUZZ_CHECK(email__base64_encode(&again, out.data + 4, got) == 0);
+        FUZZ_CHECK(email__base64_decode(&twice, again.data, again.len) == 0);
         FUZZ_CHECK(twice.len == got && (!got || !memcmp(twice.data, out.data + 4, got)));
-        email_buf_free(&again);
-        email_buf_free(&twice);
+        email__buf_free(&again);
+        email__buf_free(&twice);
     }
-    email_buf_free(&out);
+    email__buf_free(&out);
 
     /* MIME lines */
     email_buf_t lines;
-    email_buf_init(&lines);
-    FUZZ_CHECK(email_base64_encode_lines(&lines, d, n) == 0);
-    FUZZ_CHECK(lines.len == email_base64_lines_size(n), "lines: %zu, announced %llu", lines.len,
-               (unsigned long long)email_base64_lines_size(n));
+    email__buf_init(&lines);
+    FUZZ_CHECK(email__base64_encode_lines(&lines, d, n) == 0);
+    FUZZ_CHECK(lines.len == email__base64_lines_size(n), "lines: %zu, announced %llu", lines.len,
+               (unsigned long long)email__base64_lines_size(n));
     fuzz_str_t joined = {0}, dec2 = {0};
     fuzz_str_add(&joined, "", 0);
     fuzz_str_add(&dec2, "", 0);
@@ -111,7 +111,7 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
     }
     FUZZ_CHECK(fuzz_b64_decode(joined.p, joined.len, &dec2));
     FUZZ_CHECK(dec2.len == n && !memcmp(dec2.p, d, n), "base64 lines do not decode to the input");
-    email_buf_free(&lines);
+    email__buf_free(&lines);
     fuzz_str_free(&joined);
     fuzz_str_free(&dec2);
 }
@@ -121,8 +121,8 @@ FUZZ_NOCOV static void check_base64(const uint8_t *d, size_t n)
 FUZZ_NOCOV static void check_qp(const uint8_t *d, size_t n)
 {
     email_buf_t qp;
-    email_buf_init(&qp);
-    FUZZ_CHECK(email_qp_encode(&qp, (const char *)d, n) == 0);
+    email__buf_init(&qp);
+    FUZZ_CHECK(email__qp_encode(&qp, (const char *)d, n) == 0);
     fuzz_str_t dec = {0}, want = {0};
     fuzz_str_add(&dec, "", 0);
     fuzz_str_add(&want, "", 0);
@@ -160,7 +160,7 @@ FUZZ_NOCOV static void check_qp(const uint8_t *d, size_t n)
     fuzz_crlf_normalise(&want, d, n);
     FUZZ_CHECK(dec.len == want.len && !memcmp(dec.p, want.p, dec.len),
                "QP decodes to %zu octets, not the %zu of the input", dec.len, want.len);
-    email_buf_free(&qp);
+    email__buf_free(&qp);
     fuzz_str_free(&dec);
     fuzz_str_free(&want);
 }
@@ -171,27 +171,27 @@ static void stream(bool stuff, const uint8_t *d, size_t n, uint64_t seed, email_
 {
     email_dotstuff_t ds;
     email_crlf_t cr;
-    email_dotstuff_init(&ds);
-    email_crlf_init(&cr);
+    email__dotstuff_init(&ds);
+    email__crlf_init(&cr);
     size_t pos = 0;
     while (pos < n) {
         size_t piece = seed ? 1 + fuzz_xorshift(&seed) % 9 : n - pos;
         if (piece > n - pos)
             piece = n - pos;
-        int rc = stuff ? email_dotstuff_feed(&ds, out, (const char *)d + pos, piece)
-                       : email_crlf_feed(&cr, out, (const char *)d + pos, piece);
+        int rc = stuff ? email__dotstuff_feed(&ds, out, (const char *)d + pos, piece)
+                       : email__crlf_feed(&cr, out, (const char *)d + pos, piece);
         FUZZ_CHECK(rc == 0, "feed: %d", rc);
         pos += piece;
     }
-    int rc = stuff ? email_dotstuff_finish(&ds, out) : email_crlf_finish(&cr, out);
+    int rc = stuff ? email__dotstuff_finish(&ds, out) : email__crlf_finish(&cr, out);
     FUZZ_CHECK(rc == 0, "finish: %d", rc);
 }
 
 FUZZ_NOCOV static void check_dotstuff(const uint8_t *d, size_t n, uint64_t seed)
 {
     email_buf_t whole, pieces;
-    email_buf_init(&whole);
-    email_buf_init(&pieces);
+    email__buf_init(&whole);
+    email__buf_init(&pieces);
     stream(true, d, n, 0, &whole);
     stream(true, d, n, seed, &pieces);
     FUZZ_CHECK(whole.len == pieces.len && !memcmp(whole.data, pieces.data, whole.len),
@@ -234,14 +234,14 @@ FUZZ_NOCOV static void check_dotstuff(const uint8_t *d, size_t n, uint64_t seed)
 
     /* finish resets the stream: the same input again gives the same bytes */
     email_buf_t again;
-    email_buf_init(&again);
+    email__buf_init(&again);
     stream(true, d, n, seed ^ 0x5555, &again);
     FUZZ_CHECK(again.len == whole.len && !memcmp(again.data, whole.data, whole.len));
 
     /* plain CRLF normalisation (BDAT) */
     email_buf_t c1, c2;
-    email_buf_init(&c1);
-    email_buf_init(&c2);
+    email__buf_init(&c1);
+    email__buf_init(&c2);
     stream(false, d, n, 0, &c1);
     stream(false, d, n, seed, &c2);
     fuzz_str_t norm = {0};
@@ -251,12 +251,12 @@ FUZZ_NOCOV static void check_dotstuff(const uint8_t *d, size_t n, uint64_t seed)
                "CRLF normalisation differs from the reference");
     FUZZ_CHECK(c2.len == c1.len && (!c1.len || !memcmp(c2.data, c1.data, c1.len)),
                "CRLF normalisation depends on where the input is cut");
-    email_buf_free(&c1);
-    email_buf_free(&c2);
+    email__buf_free(&c1);
+    email__buf_free(&c2);
     fuzz_str_free(&norm);
-    email_buf_free(&again);
-    email_buf_free(&whole);
-    email_buf_free(&pieces);
+    email__buf_free(&again);
+    email__buf_free(&whole);
+    email__buf_free(&pieces);
     fuzz_str_free(&got);
     fuzz_str_free(&want);
 }
@@ -350,10 +350,10 @@ static void check_rfc2047(const uint8_t *d, size_t n, uint8_t sel)
     }
 
     email_buf_t out;
-    email_buf_init(&out);
-    FUZZ_CHECK(email_buf_puts(&out, "Subject: ") == 0);
+    email__buf_init(&out);
+    FUZZ_CHECK(email__buf_puts(&out, "Subject: ") == 0);
     size_t col = col0;
-    int rc = email_rfc2047_encode(&out, &col, text.p, text.len, cs, enc);
+    int rc = email__rfc2047_encode(&out, &col, text.p, text.len, cs, enc);
     /* the charset holds the text when it converts there and back unchanged; the shift codes
        ESC, SO and SI are refused in ISO-2022 charsets whatever iconv does with them (they
        would switch the reader's character set: crashes/fuzz_encode-iso2022jp-*) */
@@ -371,8 +371,8 @@ static void check_rfc2047(const uint8_t *d, size_t n, uint8_t sel)
     if (rc) {
         FUZZ_CHECK(rc == EMAIL_ECHARSET, "rfc2047 %s: %d", cs, rc);
         FUZZ_CHECK(!fits, "%s refused a text it can hold", cs);
-        FUZZ_CHECK(charset_fits(cs, text.p, text.len, NULL) == EMAIL_ECHARSET,
-                   "charset_fits disagrees with the encoder");
+        FUZZ_CHECK(email__charset_fits(cs, text.p, text.len, NULL) == EMAIL_ECHARSET,
+                   "email__charset_fits disagrees with the encoder");
         FUZZ_CHECK(out.len == 9 && !strcmp(out.data, "Subject: "), "a refusal changed the buffer");
         FUZZ_CHECK(col == col0, "a refusal moved the column");
         goto done;
@@ -441,7 +441,7 @@ static void check_rfc2047(const uint8_t *d, size_t n, uint8_t sel)
     fuzz_str_free(&decoded);
 done:
     fuzz_str_free(&text);
-    email_buf_free(&out);
+    email__buf_free(&out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

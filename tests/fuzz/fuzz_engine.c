@@ -149,14 +149,14 @@ static void add_event(harness_t *h, char kind, const char *text)
 static void submit(harness_t *h, fjob_t *j)
 {
     j->submitted = true; /* job_done may come from inside submit (a job the server cannot take) */
-    int rc = smtp_engine_submit(h->e, &j->job);
+    int rc = email__smtp_engine_submit(h->e, &j->job);
     FUZZ_CHECK(rc == 0 || rc == EMAIL_ESHUTDOWN, "submit: %d", rc);
     if (rc) {
         FUZZ_CHECK(!j->ndone, "job_done for a job refused by submit");
         j->submitted = false;
         /* quitting: after a setup failure QUIT goes before the session closes */
-        FUZZ_CHECK(smtp_engine_is_closed(h->e) || smtp_engine_quitting(h->e) || h->quit_mode ||
-                       h->body_failed,
+        FUZZ_CHECK(email__smtp_engine_is_closed(h->e) || email__smtp_engine_quitting(h->e) ||
+                       h->quit_mode || h->body_failed,
                    "submit refused while open");
     }
 }
@@ -221,7 +221,7 @@ static void cb_job_done(void *ud, smtp_job_t *job)
     if (h->submit_mode == 2 && j->index + 1 < h->njobs)
         submit(h, &h->jobs[j->index + 1]);
     if (h->quit_mode == 3 && j->index + 1 == h->njobs)
-        smtp_engine_quit(h->e);
+        email__smtp_engine_quit(h->e);
 }
 
 static void cb_progress(void *ud, smtp_job_t *job, uint64_t sent, uint64_t total)
@@ -252,7 +252,7 @@ static void take_all(harness_t *h)
     for (int guard = 0;; guard++) {
         FUZZ_CHECK(guard < 100000, "take never runs dry");
         const char *data = NULL;
-        size_t n = smtp_engine_take(h->e, &data);
+        size_t n = email__smtp_engine_take(h->e, &data);
         FUZZ_CHECK(data != NULL, "take gave NULL");
         if (!n)
             return;
@@ -262,10 +262,10 @@ static void take_all(harness_t *h)
             continue;
         }
         if (h->written_split && n > 1) {
-            smtp_engine_written(h->e, n / 2);
-            smtp_engine_written(h->e, n - n / 2);
+            email__smtp_engine_written(h->e, n / 2);
+            email__smtp_engine_written(h->e, n - n / 2);
         } else {
-            smtp_engine_written(h->e, n);
+            email__smtp_engine_written(h->e, n);
         }
     }
 }
@@ -273,7 +273,7 @@ static void take_all(harness_t *h)
 static void flush_written(harness_t *h)
 {
     if (h->unwritten)
-        smtp_engine_written(h->e, h->unwritten);
+        email__smtp_engine_written(h->e, h->unwritten);
     h->unwritten = 0;
 }
 
@@ -281,14 +281,16 @@ static void flush_written(harness_t *h)
 static void check_state(harness_t *h)
 {
     smtp_engine_t *e = h->e;
-    FUZZ_CHECK(smtp_engine_status(e) != NULL);
-    if (smtp_engine_is_closed(e))
-        FUZZ_CHECK(!smtp_engine_waiting(e) && !smtp_engine_idle(e) && !smtp_engine_is_ready(e),
-                   "closed, yet waiting %d idle %d ready %d", smtp_engine_waiting(e),
-                   smtp_engine_idle(e), smtp_engine_is_ready(e));
-    if (smtp_engine_idle(e))
-        FUZZ_CHECK(smtp_engine_is_ready(e) && !smtp_engine_waiting(e), "idle but not ready");
-    if (smtp_engine_is_ready(e))
+    FUZZ_CHECK(email__smtp_engine_status(e) != NULL);
+    if (email__smtp_engine_is_closed(e))
+        FUZZ_CHECK(!email__smtp_engine_waiting(e) && !email__smtp_engine_idle(e) &&
+                       !email__smtp_engine_is_ready(e),
+                   "closed, yet waiting %d idle %d ready %d", email__smtp_engine_waiting(e),
+                   email__smtp_engine_idle(e), email__smtp_engine_is_ready(e));
+    if (email__smtp_engine_idle(e))
+        FUZZ_CHECK(email__smtp_engine_is_ready(e) && !email__smtp_engine_waiting(e),
+                   "idle but not ready");
+    if (email__smtp_engine_is_ready(e))
         FUZZ_CHECK(h->nready == 1 && !h->nclosed, "is_ready without ready");
 }
 
@@ -300,9 +302,9 @@ static void after_feed(harness_t *h)
         h->tls_waited = false;
         h->tls_pending = false;
         if (h->handshake_fails)
-            smtp_engine_abort(h->e, EMAIL_ETLS, "handshake failed");
+            email__smtp_engine_abort(h->e, EMAIL_ETLS, "handshake failed");
         else
-            smtp_engine_tls_established(h->e);
+            email__smtp_engine_tls_established(h->e);
     }
     take_all(h);
 }
@@ -685,8 +687,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .log = cb_log, .ready = cb_ready, .starttls = cb_starttls,
         .job_done = cb_job_done, .progress = cb_progress, .closed = cb_closed,
     };
-    h.e = smtp_engine_new(&cfg, &cb, &h);
-    FUZZ_CHECK(h.e != NULL, "smtp_engine_new");
+    h.e = email__smtp_engine_new(&cfg, &cb, &h);
+    FUZZ_CHECK(h.e != NULL, "email__smtp_engine_new");
 
     if (h.submit_mode == 0 || h.submit_mode == 3)
         for (int i = 0; i < h.njobs; i++)
@@ -694,13 +696,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else if (h.submit_mode == 2)
         submit(&h, &h.jobs[0]);
     if (h.submit_mode == 3 && h.jobs[h.njobs - 1].submitted) {
-        int rc = smtp_engine_cancel(h.e, &h.jobs[h.njobs - 1].job);
+        int rc = email__smtp_engine_cancel(h.e, &h.jobs[h.njobs - 1].job);
         FUZZ_CHECK(rc == 0 || rc == EMAIL_EBUSY, "cancel: %d", rc);
         if (rc == 0)
             h.jobs[h.njobs - 1].cancelled = true;
     }
     if (h.quit_mode == 1)
-        smtp_engine_quit(h.e);
+        email__smtp_engine_quit(h.e);
     take_all(&h);
     FUZZ_CHECK(h.wire.len == 0, "the client spoke before the greeting");
 
@@ -723,9 +725,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* each reply answers what came before: a 354 marks the wire where data may begin */
         size_t before = h.nevents;
         flush_written(&h);
-        int rc = smtp_engine_feed(h.e, (const char *)in.p + pos, piece);
+        int rc = email__smtp_engine_feed(h.e, (const char *)in.p + pos, piece);
         FUZZ_CHECK(rc <= 0, "feed: %d", rc);
-        FUZZ_CHECK(rc == 0 || smtp_engine_is_closed(h.e), "feed failed, session open");
+        FUZZ_CHECK(rc == 0 || email__smtp_engine_is_closed(h.e), "feed failed, session open");
         for (size_t k = before; k < h.nevents && h.wire_at_first_354 == SIZE_MAX; k++)
             if (h.events[k].kind == 'S' && !strncmp(h.events[k].text, "354", 3))
                 h.wire_at_first_354 = h.wire.len;
@@ -736,7 +738,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fjob_t *j = &h.jobs[i];
                 if (!j->submitted || j->cancelled || j->ndone)
                     continue;
-                int crc = smtp_engine_cancel(h.e, &j->job);
+                int crc = email__smtp_engine_cancel(h.e, &j->job);
                 FUZZ_CHECK(crc == 0 || crc == EMAIL_EBUSY, "cancel: %d", crc);
                 if (crc == 0)
                     j->cancelled = true;
@@ -746,17 +748,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pos += piece;
     }
     if (h.quit_mode == 2)
-        smtp_engine_quit(h.e);
+        email__smtp_engine_quit(h.e);
     take_all(&h);
     flush_written(&h);
     check_state(&h);
-    smtp_engine_abort(h.e, EMAIL_ECLOSED, "end of the fuzz input");
+    email__smtp_engine_abort(h.e, EMAIL_ECLOSED, "end of the fuzz input");
     check_state(&h);
-    FUZZ_CHECK(smtp_engine_is_closed(h.e), "not closed after abort");
-    FUZZ_CHECK(!smtp_engine_is_ready(h.e), "ready after abort");
+    FUZZ_CHECK(email__smtp_engine_is_closed(h.e), "not closed after abort");
+    FUZZ_CHECK(!email__smtp_engine_is_ready(h.e), "ready after abort");
     {
         const char *d = NULL;
-        FUZZ_CHECK(smtp_engine_take(h.e, &d) == 0, "bytes to write after abort");
+        FUZZ_CHECK(email__smtp_engine_take(h.e, &d) == 0, "bytes to write after abort");
     }
 
     /* every job ended exactly once; closed once */
@@ -816,9 +818,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
-    smtp_engine_free(h.e);
+    email__smtp_engine_free(h.e);
     for (int i = 0; i < h.njobs; i++) {
-        email_refusals_free(&h.jobs[i].job.refusals);
+        email__refusals_free(&h.jobs[i].job.refusals);
         fuzz_str_free(&h.jobs[i].expect);
         fuzz_str_free(&h.jobs[i].bdat);
     }

@@ -652,23 +652,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     email_message_t *frozen = NULL;
     char err[256];
-    int rc = message_freeze(m, NULL, NULL, &frozen, err, sizeof err);
+    int rc = email__message_freeze(m, NULL, NULL, &frozen, err, sizeof err);
     FUZZ_CHECK(rc == 0, "freeze: %d %s", rc, err);
     mime_reader_t *r1 = NULL, *r2 = NULL;
-    rc = mime_reader_new(frozen, &r1, err, sizeof err);
+    rc = email__mime_reader_new(frozen, &r1, err, sizeof err);
     if (rc) {
         /* only ISO-8859-1 (no fallback) may refuse a text */
         FUZZ_CHECK(rc == EMAIL_ECHARSET && (hmode == 2 || bmode == 2), "reader: %d %s", rc, err);
         email_message_free(frozen);
         goto out;
     }
-    FUZZ_CHECK(mime_reader_new(frozen, &r2, err, sizeof err) == 0);
-    uint64_t total = mime_reader_size(r1);
+    FUZZ_CHECK(email__mime_reader_new(frozen, &r2, err, sizeof err) == 0);
+    uint64_t total = email__mime_reader_size(r1);
     FUZZ_CHECK(total < ((uint64_t)1 << 26), "size %llu", (unsigned long long)total);
     char *whole = fuzz_xrealloc(NULL, (size_t)total + 1);
     size_t got = 0;
     ssize_t k;
-    while ((k = mime_reader_read(r1, whole + got, (size_t)total + 1 - got)) > 0)
+    while ((k = email__mime_reader_read(r1, whole + got, (size_t)total + 1 - got)) > 0)
         got += (size_t)k;
     FUZZ_CHECK(k == 0 && got == total, "read %zu of %llu (last %zd)", got,
                (unsigned long long)total, k);
@@ -678,16 +678,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_str_t bits = {0};
     fuzz_str_add(&bits, "", 0);
     char buf[1024];
-    while ((k = mime_reader_read(r2, buf, piece)) > 0) {
+    while ((k = email__mime_reader_read(r2, buf, piece)) > 0) {
         FUZZ_CHECK((size_t)k <= piece);
         fuzz_str_add(&bits, buf, (size_t)k);
     }
     FUZZ_CHECK(k == 0 && bits.len == got && !memcmp(bits.p, whole, got),
                "read in pieces of %zu: different bytes", piece);
     fuzz_str_free(&bits);
-    bool eightbit = mime_reader_8bit(r1);
-    mime_reader_free(r1);
-    mime_reader_free(r2);
+    bool eightbit = email__mime_reader_8bit(r1);
+    email__mime_reader_free(r1);
+    email__mime_reader_free(r2);
     email_message_free(frozen);
 
     if (getenv("FUZZ_TRACE")) /* FUZZ_TRACE=1 ./fuzz_mime INPUT: the message */
@@ -706,7 +706,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         FUZZ_CHECK(c != 0, "NUL at %zu", i);
     }
-    FUZZ_CHECK(got >= 2 && !memcmp(whole + got - 2, "\r\n", 2), "the message does not end with CRLF");
+    FUZZ_CHECK(got >= 2 && !memcmp(whole + got - 2, "\r\n", 2),
+               "the message does not end with CRLF");
 
     /* headers */
     headers_t hs;

@@ -232,7 +232,7 @@ static void lib_parse(const char *d, size_t n, uint64_t seed, int mode, outcome_
 {
     memset(o, 0, sizeof *o);
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     size_t pos = 0;
     uint64_t s = seed;
     while (pos < n) {
@@ -251,7 +251,7 @@ static void lib_parse(const char *d, size_t n, uint64_t seed, int mode, outcome_
             memset(&r, 0, sizeof r);
             size_t used = (size_t)-1;
             const char *err = NULL;
-            rc = smtp_reply_parse(&p, c, left, &used, &r, &err);
+            rc = email__smtp_reply_parse(&p, c, left, &used, &r, &err);
             if (rc < 0) {
                 FUZZ_CHECK(rc == EMAIL_EPROTO, "error %d", rc);
                 FUZZ_CHECK(err != NULL, "an error without a message");
@@ -276,14 +276,14 @@ static void lib_parse(const char *d, size_t n, uint64_t seed, int mode, outcome_
         pos += piece;
     }
     if (!o->err)
-        o->busy = smtp_reply_parser_busy(&p);
-    smtp_reply_parser_free(&p);
+        o->busy = email__smtp_reply_parser_busy(&p);
+    email__smtp_reply_parser_free(&p);
 }
 
 static void outcome_free(outcome_t *o)
 {
     for (size_t i = 0; i < o->n; i++)
-        smtp_reply_free(&o->replies[i]);
+        email__smtp_reply_free(&o->replies[i]);
     free(o->replies);
 }
 

@@ -35,7 +35,8 @@
 static const char line_re_text[] = "^([1-9][0-9]*) (" TIME_RE ") ([1-9][0-9]*) ([1-9][0-9]*) "
                                    "(C > \".*\"|S < \".*\"|### [^ ].*)$";
 static const char open_re_text[] = "^### message ([0-9]+) (begins|continues)$";
-static const char close_re_text[] = "^### message ([0-9]+) (ends|interrupted) \\(([0-9]+) bytes\\)$";
+static const char close_re_text[] =
+    "^### message ([0-9]+) (ends|interrupted) \\(([0-9]+) bytes\\)$";
 
 static regex_t line_re, open_re, close_re;
 
@@ -74,8 +75,8 @@ static int parse_line(const char *line, log_line_t *out)
     memcpy(out->time, line + g[2].rm_so, (size_t)(g[2].rm_eo - g[2].rm_so));
     out->pid = group_ull(line, &g[3]);
     out->session = group_ull(line, &g[4]);
-    out->event = email_strdup(line + g[5].rm_so);
-    out->whole = email_strdup(line);
+    out->event = email__strdup(line + g[5].rm_so);
+    out->whole = email__strdup(line);
     return 0;
 }
 
@@ -91,7 +92,7 @@ static void add_line(parsed_t *p, const log_line_t *l)
 
 static char *dup_range(const char *s, size_t n)
 {
-    char *r = email_strndup(s, n);
+    char *r = email__strndup(s, n);
     assert_non_null(r);
     return r;
 }
@@ -152,9 +153,9 @@ static void parse_log(const char *text, size_t len, parsed_t *p, bool blocks, co
                             m = &p->msgs[p->nmsgs++];
                             m->id = id;
                             m->session = l.session;
-                            email_buf_init(&m->data);
+                            email__buf_init(&m->data);
                         }
-                        assert_int_equal(email_buf_append(&m->data, text + start, k), 0);
+                        assert_int_equal(email__buf_append(&m->data, text + start, k), 0);
                     }
                 }
                 free(c.event);
@@ -178,7 +179,7 @@ static void parsed_free(parsed_t *p)
     }
     free(p->lines);
     for (size_t i = 0; i < p->nmsgs; i++)
-        email_buf_free(&p->msgs[i].data);
+        email__buf_free(&p->msgs[i].data);
     memset(p, 0, sizeof *p);
 }
 
@@ -236,9 +237,9 @@ static bool contains(const char *hay, size_t n, const char *needle)
 static char *b64(const void *data, size_t n)
 {
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(email_base64_encode(&b, data, n), 0);
-    return email_buf_steal(&b, NULL);
+    email__buf_init(&b);
+    assert_int_equal(email__base64_encode(&b, data, n), 0);
+    return email__buf_steal(&b, NULL);
 }
 
 /* The password in no form at all, nor the user name in base64 (LOGIN's first line). */
@@ -254,7 +255,7 @@ static void assert_no_secrets(const char *text, size_t n, const char *user, cons
     memcpy(plain1 + 2 + ul, pass, pl);
     memcpy(plain2, user, ul);
     memcpy(plain2 + ul, plain1, 2 + ul + pl);
-    char *forms[] = {email_strdup(pass), b64(pass, pl), b64(plain1, 2 + ul + pl),
+    char *forms[] = {email__strdup(pass), b64(pass, pl), b64(plain1, 2 + ul + pl),
                      b64(plain2, 2 + 2 * ul + pl), b64(user, ul)};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
         if (contains(text, n, forms[i]))
@@ -273,18 +274,18 @@ static void collect(const char *line, void *user_data)
 {
     (void)user_data; /* no cmocka assertion here: a callback may run on any thread */
     pthread_mutex_lock(&cb_mu);
-    email_buf_puts(&cb_text, line);
-    email_buf_putc(&cb_text, '\n');
+    email__buf_puts(&cb_text, line);
+    email__buf_putc(&cb_text, '\n');
     pthread_mutex_unlock(&cb_mu);
 }
 
 static char *cb_take(size_t *len)
 {
     pthread_mutex_lock(&cb_mu);
-    char *t = email_buf_steal(&cb_text, len);
+    char *t = email__buf_steal(&cb_text, len);
     pthread_mutex_unlock(&cb_mu);
     if (!t) {
-        t = email_strdup("");
+        t = email__strdup("");
         *len = 0;
     }
     return t;
@@ -296,9 +297,9 @@ static char *cb_take(size_t *len)
 static char *path_in(const char *dir, const char *name)
 {
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(email_buf_printf(&b, "%s/%s", dir, name), 0);
-    return email_buf_steal(&b, NULL);
+    email__buf_init(&b);
+    assert_int_equal(email__buf_printf(&b, "%s/%s", dir, name), 0);
+    return email__buf_steal(&b, NULL);
 }
 
 static email_message_t *make_message(const char *subject, const char *body)
@@ -346,7 +347,7 @@ static size_t server_replies(const char *path, char ***out)
             continue;
         if (n == cap)
             v = realloc(v, (cap *= 2) * sizeof *v);
-        v[n++] = email_strdup(s + 5);
+        v[n++] = email__strdup(s + 5);
     }
     free(text);
     *out = v;
@@ -366,9 +367,9 @@ static void auth_session(const char *mech)
     char *global = path_in(dir, "global.log"), *ext = path_in(dir, "ext.log");
     char *srvlog = path_in(dir, "server.log"), *account = NULL;
     email_buf_t acc;
-    email_buf_init(&acc);
-    email_buf_printf(&acc, "%s:%s", user, pass);
-    account = email_buf_steal(&acc, NULL);
+    email__buf_init(&acc);
+    email__buf_printf(&acc, "%s:%s", user, pass);
+    account = email__buf_steal(&acc, NULL);
     const char *args[] = {"--auth", account, "--auth-mechs", mech, "--auth-required",
                           "--log", srvlog, NULL};
     test_server_t s;
@@ -526,7 +527,7 @@ static void test_rotation(void **state)
     char *path = path_in(dir, "rot.log");
     test_server_t s;
     assert_int_equal(test_server_start(&s, "smtpd.py", NULL), 0);
-    email_log_set_rotate_size(limit);
+    email__log_set_rotate_size(limit);
     assert_int_equal(email_set_log(path), 0);
     email_server_t srv;
     init_server(&srv, s.port);
@@ -539,7 +540,7 @@ static void test_rotation(void **state)
     }
     email_transporter_free(t);
     assert_int_equal(email_set_log(NULL), 0);
-    email_log_set_rotate_size(0);
+    email__log_set_rotate_size(0);
 
     /* path, path.1 ... path.KEEP; nothing older */
     unsigned long long session = 0;
@@ -855,7 +856,7 @@ static void test_errors_and_stop(void **state)
 
 static void data(log_sink_t *sink, uint64_t session, const char *text)
 {
-    email_log_data(sink, session, text, strlen(text));
+    email__log_data(sink, session, text, strlen(text));
 }
 
 static const log_msg_t *find_msg(const parsed_t *p, unsigned long long id)
@@ -883,31 +884,32 @@ static void test_blocks_interleaved(void **state)
     assert_int_equal(symlink(path, link), 0);
     assert_int_equal(email_set_log(global), 0);
     char err[300];
-    log_sink_t *sink = log_sink_open(path, err, sizeof err);
+    log_sink_t *sink = email__log_sink_open(path, err, sizeof err);
     assert_non_null(sink);
-    assert_ptr_equal(log_sink_open(link, err, sizeof err), sink); /* the same file: one sink */
-    log_sink_release(sink);
-    assert_null(log_sink_open("/nonexistent/dir/x.log", err, sizeof err));
+    assert_ptr_equal(email__log_sink_open(link, err, sizeof err),
+                     sink); /* the same file: one sink */
+    email__log_sink_release(sink);
+    assert_null(email__log_sink_open("/nonexistent/dir/x.log", err, sizeof err));
     assert_non_null(strstr(err, "/nonexistent/dir/x.log"));
 
-    uint64_t a = email_log_session_id(), b = email_log_session_id();
+    uint64_t a = email__log_session_id(), b = email__log_session_id();
     assert_true(b > a);
-    email_log_event(sink, a, '#', "connected to A");
-    email_log_data_begin(sink, a, 101);
+    email__log_event(sink, a, '#', "connected to A");
+    email__log_data_begin(sink, a, 101);
     data(sink, a, "Subject: a\n\nfirst half of a li");
-    email_log_event(sink, b, 'S', "250 two\r\nlines"); /* cuts A's block in the middle of a line */
-    email_log_data_begin(sink, b, 202);
+    email__log_event(sink, b, 'S', "250 two\r\nlines"); /* cuts A's block in the middle of a line */
+    email__log_data_begin(sink, b, 202);
     data(sink, b, "Subject: b\r\n\r\nbody b\r"); /* ends with a bare CR */
     data(sink, a, "ne\nend of a");                 /* A continues, B is cut */
-    email_log_data_end(sink, a, 101);                /* the missing CRLF is added */
+    email__log_data_end(sink, a, 101);                /* the missing CRLF is added */
     data(sink, b, "\nmore b\n");                    /* the LF of B's CRLF, then more */
-    email_log_data_end(sink, b, 202);
-    email_log_data_begin(sink, a, 103);              /* an empty message */
-    email_log_data_end(sink, a, 103);
-    email_log_data_begin(sink, b, 204);
+    email__log_data_end(sink, b, 202);
+    email__log_data_begin(sink, a, 103);              /* an empty message */
+    email__log_data_end(sink, a, 103);
+    email__log_data_begin(sink, b, 204);
     data(sink, b, "x");
-    email_log_flush(sink);
-    log_sink_release(sink); /* in the middle of 204: the file says it was cut */
+    email__log_flush(sink);
+    email__log_sink_release(sink); /* in the middle of 204: the file says it was cut */
     assert_int_equal(email_set_log(NULL), 0);
 
     parsed_t p;
@@ -934,10 +936,10 @@ static void test_blocks_interleaved(void **state)
     parsed_free(&p);
 
     /* opened again: appended, numbered on */
-    sink = log_sink_open(path, err, sizeof err);
+    sink = email__log_sink_open(path, err, sizeof err);
     assert_non_null(sink);
-    email_log_event(sink, a, '#', "again");
-    log_sink_release(sink);
+    email__log_event(sink, a, '#', "again");
+    email__log_sink_release(sink);
     parse_file(path, &p, true);
     assert_counters(&p, 1, path);
     assert_int_equal(p.n, n1 + 1);
@@ -1048,27 +1050,27 @@ static char *unescape_field(const char *event)
     if (n < 6 || strncmp(event, "S < \"", 5) != 0 || event[n - 1] != '"')
         return NULL;
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     for (size_t i = 5; i < n - 1; i++) {
         unsigned char c = (unsigned char)event[i];
         unsigned hex;
         if (c < 0x20 || c == 0x7f || c == '"') {
-            email_buf_free(&b);
+            email__buf_free(&b);
             return NULL;
         }
         if (c != '\\') {
-            email_buf_putc(&b, (char)c);
+            email__buf_putc(&b, (char)c);
         } else if (event[i + 1] == '\\' || event[i + 1] == '"') {
-            email_buf_putc(&b, event[++i]);
+            email__buf_putc(&b, event[++i]);
         } else if (event[i + 1] == 'x' && sscanf(event + i + 2, "%2x", &hex) == 1) {
-            email_buf_putc(&b, (char)hex);
+            email__buf_putc(&b, (char)hex);
             i += 3;
         } else {
-            email_buf_free(&b);
+            email__buf_free(&b);
             return NULL;
         }
     }
-    return b.data ? email_buf_steal(&b, NULL) : email_strdup("");
+    return b.data ? email__buf_steal(&b, NULL) : email__strdup("");
 }
 
 /* Every S line of p undone must be one of the reply lines sent, in that order. */
@@ -1370,10 +1372,11 @@ static void test_log_directory(void **state)
 
 static int setup_all(void **state)
 {
-    if (regcomp(&line_re, line_re_text, REG_EXTENDED) || regcomp(&open_re, open_re_text, REG_EXTENDED) ||
+    if (regcomp(&line_re, line_re_text, REG_EXTENDED) ||
+        regcomp(&open_re, open_re_text, REG_EXTENDED) ||
         regcomp(&close_re, close_re_text, REG_EXTENDED))
         return -1;
-    email_buf_init(&cb_text);
+    email__buf_init(&cb_text);
     return 0;
 }
 
@@ -1383,7 +1386,7 @@ static int teardown_all(void **state)
     regfree(&line_re);
     regfree(&open_re);
     regfree(&close_re);
-    email_buf_free(&cb_text);
+    email__buf_free(&cb_text);
     return 0;
 }
 

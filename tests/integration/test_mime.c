@@ -2,9 +2,9 @@
  * The MIME composer end to end. Every structure in every charset mode is read back by Python's
  * email package (tests/mime_check.h); characters ISO-8859-1 lacks and header injection are refused
  * with the field named, and nothing is queued; in the ISO-2022-JP mode a field or part that
- * ISO-2022-JP cannot hold goes in UTF-8 on its own; a message of each structure goes through a named
- * session to aiosmtpd and what it spooled is the message composed; a 200 MB attachment streams to
- * smtp-sink in bounded memory (measured in a child process of its own).
+ * ISO-2022-JP cannot hold goes in UTF-8 on its own; a message of each structure goes through a
+ * named session to aiosmtpd and what it spooled is the message composed; a 200 MB attachment
+ * streams to smtp-sink in bounded memory (measured in a child process of its own).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -378,8 +378,8 @@ static void test_charset_refusals(void **state)
             email_message_t *frozen;
             mime_reader_t *r = NULL;
             char err[256];
-            assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
-            assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), EMAIL_ECHARSET);
+            assert_int_equal(email__message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+            assert_int_equal(email__mime_reader_new(frozen, &r, err, sizeof err), EMAIL_ECHARSET);
             assert_string_equal(err, want);
             assert_null(r);
             email_message_free(frozen);
@@ -399,12 +399,12 @@ static void test_charset_refusals(void **state)
 /* Reads a MIME reader to its end; the bytes are malloc'ed. */
 static char *read_all(mime_reader_t *r, size_t *len)
 {
-    uint64_t size = mime_reader_size(r);
+    uint64_t size = email__mime_reader_size(r);
     char *data = malloc((size_t)size + 1);
     assert_non_null(data);
     size_t got = 0;
     ssize_t k;
-    while ((k = mime_reader_read(r, data + got, (size_t)size + 1 - got)) > 0)
+    while ((k = email__mime_reader_read(r, data + got, (size_t)size + 1 - got)) > 0)
         got += (size_t)k;
     assert_int_equal(k, 0);
     assert_int_equal(got, size);
@@ -520,14 +520,14 @@ static void test_iso2022jp_fallbacks(void **state)
             email_message_t *frozen;
             mime_reader_t *r = NULL;
             char err[256];
-            assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
-            if (mime_reader_new(frozen, &r, err, sizeof err))
+            assert_int_equal(email__message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+            if (email__mime_reader_new(frozen, &r, err, sizeof err))
                 fail_msg("%s: %s", fields[f].field, err);
             mime = read_all(r, &len);
             mime_check_lines(mime, len);
             mime_check_bytes(mime, len, &e);
             free(mime);
-            mime_reader_free(r);
+            email__mime_reader_free(r);
             expect_free(&e);
             email_message_free(frozen);
             email_message_free(m);

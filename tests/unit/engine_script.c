@@ -14,11 +14,11 @@ const char *buf_str(const email_buf_t *b)
 
 char *buf_take(email_buf_t *b, size_t *len)
 {
-    char *s = email_strndup(b->data ? b->data : "", b->len);
+    char *s = email__strndup(b->data ? b->data : "", b->len);
     assert_non_null(s);
     if (len)
         *len = b->len;
-    email_buf_free(b);
+    email__buf_free(b);
     return s;
 }
 
@@ -75,7 +75,7 @@ void test_job_init(test_job_t *t, const char *name, const char *from, const char
 
 void test_job_free(test_job_t *t)
 {
-    email_refusals_free(&t->job.refusals);
+    email__refusals_free(&t->job.refusals);
 }
 
 static const char *outcome_name(enum smtp_job_outcome o)
@@ -95,9 +95,9 @@ static const char *outcome_name(enum smtp_job_outcome o)
 
 static void status_words(email_buf_t *b, const email_status_t *st)
 {
-    assert_int_equal(email_buf_printf(b, "%s %d", email_error_name(st->error), st->status), 0);
+    assert_int_equal(email__buf_printf(b, "%s %d", email_error_name(st->error), st->status), 0);
     if (st->enhanced_code[0])
-        assert_int_equal(email_buf_printf(b, " %s", st->enhanced_code), 0);
+        assert_int_equal(email__buf_printf(b, " %s", st->enhanced_code), 0);
 }
 
 static void cb_log(void *ud, char kind, const char *text)
@@ -106,19 +106,19 @@ static void cb_log(void *ud, char kind, const char *text)
     assert_true(kind == 'C' || kind == 'S' || kind == '#');
     assert_non_null(text);
     assert_null(strpbrk(text, "\r\n"));
-    assert_int_equal(email_buf_printf(&s->log, "%c: %s\n", kind, text), 0);
+    assert_int_equal(email__buf_printf(&s->log, "%c: %s\n", kind, text), 0);
 }
 
 static void cb_ready(void *ud)
 {
     test_session_t *s = ud;
-    assert_int_equal(email_buf_puts(&s->events, "ready\n"), 0);
+    assert_int_equal(email__buf_puts(&s->events, "ready\n"), 0);
 }
 
 static void cb_starttls(void *ud)
 {
     test_session_t *s = ud;
-    assert_int_equal(email_buf_puts(&s->events, "starttls\n"), 0);
+    assert_int_equal(email__buf_puts(&s->events, "starttls\n"), 0);
 }
 
 static void cb_job_done(void *ud, smtp_job_t *job)
@@ -127,9 +127,9 @@ static void cb_job_done(void *ud, smtp_job_t *job)
     test_job_t *t = job->user;
     assert_int_equal(++t->ndone, 1);
     const char *outcome = outcome_name(job->outcome);
-    assert_int_equal(email_buf_printf(&s->events, "job %s %s ", t->name, outcome), 0);
+    assert_int_equal(email__buf_printf(&s->events, "job %s %s ", t->name, outcome), 0);
     status_words(&s->events, &job->status);
-    assert_int_equal(email_buf_printf(&s->events, " rejected=%zu\n", job->status.rejected), 0);
+    assert_int_equal(email__buf_printf(&s->events, " rejected=%zu\n", job->status.rejected), 0);
     /* what every finished job must say about itself */
     assert_int_equal(job->status.success, job->outcome == SMTP_JOB_SENT);
     assert_int_equal(job->status.recipients, job->nrcpts);
@@ -157,9 +157,9 @@ static void cb_closed(void *ud, const email_status_t *why)
     s->nclosed++;
     assert_int_equal(s->nclosed, 1); /* closed is reported once */
     s->closed_status = *why;
-    assert_int_equal(email_buf_puts(&s->events, "closed "), 0);
+    assert_int_equal(email__buf_puts(&s->events, "closed "), 0);
     status_words(&s->events, why);
-    assert_int_equal(email_buf_putc(&s->events, '\n'), 0);
+    assert_int_equal(email__buf_putc(&s->events, '\n'), 0);
 }
 
 smtp_engine_config_t ts_config(void)
@@ -174,10 +174,10 @@ smtp_engine_config_t ts_config(void)
 void ts_init(test_session_t *s, const smtp_engine_config_t *cfg)
 {
     memset(s, 0, sizeof *s);
-    email_buf_init(&s->events);
-    email_buf_init(&s->log);
-    email_buf_init(&s->wire);
-    email_buf_init(&s->taken);
+    email__buf_init(&s->events);
+    email__buf_init(&s->log);
+    email__buf_init(&s->wire);
+    email__buf_init(&s->taken);
     smtp_engine_callbacks_t cb = {
         .log = cb_log,
         .ready = cb_ready,
@@ -186,17 +186,17 @@ void ts_init(test_session_t *s, const smtp_engine_config_t *cfg)
         .progress = cb_progress,
         .closed = cb_closed,
     };
-    s->e = smtp_engine_new(cfg, &cb, s);
+    s->e = email__smtp_engine_new(cfg, &cb, s);
     assert_non_null(s->e);
 }
 
 void ts_free(test_session_t *s)
 {
-    smtp_engine_free(s->e);
-    email_buf_free(&s->events);
-    email_buf_free(&s->log);
-    email_buf_free(&s->wire);
-    email_buf_free(&s->taken);
+    email__smtp_engine_free(s->e);
+    email__buf_free(&s->events);
+    email__buf_free(&s->log);
+    email__buf_free(&s->wire);
+    email__buf_free(&s->taken);
 }
 
 void ts_restart(test_session_t *s, const smtp_engine_config_t *cfg)
@@ -224,31 +224,32 @@ int ts_teardown(void **state)
     return 0;
 }
 
-/* One smtp_engine_take, appended to s->taken and s->wire, reported written. Returns its size. */
+/* One email__smtp_engine_take, appended to s->taken and s->wire, reported written. Returns its
+ * size. */
 static size_t ts_take_into(test_session_t *s)
 {
     const char *data = NULL;
-    size_t n = smtp_engine_take(s->e, &data);
+    size_t n = email__smtp_engine_take(s->e, &data);
     assert_non_null(data);
     if (n) {
-        assert_int_equal(email_buf_append(&s->taken, data, n), 0);
-        assert_int_equal(email_buf_append(&s->wire, data, n), 0);
+        assert_int_equal(email__buf_append(&s->taken, data, n), 0);
+        assert_int_equal(email__buf_append(&s->wire, data, n), 0);
         if (!s->no_written)
-            smtp_engine_written(s->e, n);
+            email__smtp_engine_written(s->e, n);
     }
     return n;
 }
 
 const char *ts_take_one(test_session_t *s)
 {
-    email_buf_reset(&s->taken);
+    email__buf_reset(&s->taken);
     ts_take_into(s);
     return buf_str(&s->taken);
 }
 
 const char *ts_take(test_session_t *s)
 {
-    email_buf_reset(&s->taken);
+    email__buf_reset(&s->taken);
     while (ts_take_into(s) > 0)
         ;
     return buf_str(&s->taken);
@@ -256,22 +257,22 @@ const char *ts_take(test_session_t *s)
 
 int ts_feedn(test_session_t *s, const char *data, size_t n)
 {
-    return smtp_engine_feed(s->e, data, n);
+    return email__smtp_engine_feed(s->e, data, n);
 }
 
 int ts_feed(test_session_t *s, const char *data)
 {
-    return smtp_engine_feed(s->e, data, strlen(data));
+    return email__smtp_engine_feed(s->e, data, strlen(data));
 }
 
 const char *ts_feed_take(test_session_t *s, const char *data, size_t n, size_t step, int *rc)
 {
-    email_buf_reset(&s->taken);
+    email__buf_reset(&s->taken);
     *rc = 0;
     size_t pos = 0;
     do {
         size_t piece = step && step < n - pos ? step : n - pos;
-        int r = smtp_engine_feed(s->e, data + pos, piece);
+        int r = email__smtp_engine_feed(s->e, data + pos, piece);
         pos += piece;
         if (r && !*rc)
             *rc = r;
@@ -302,24 +303,24 @@ void fake_server_init(fake_server_t *f, const char *ehlo)
 {
     memset(f, 0, sizeof *f);
     f->ehlo = ehlo;
-    email_buf_init(&f->line);
-    email_buf_init(&f->msg);
-    email_buf_init(&f->replies);
-    assert_int_equal(email_buf_puts(&f->replies, GREETING), 0);
+    email__buf_init(&f->line);
+    email__buf_init(&f->msg);
+    email__buf_init(&f->replies);
+    assert_int_equal(email__buf_puts(&f->replies, GREETING), 0);
 }
 
 void fake_server_free(fake_server_t *f)
 {
     for (size_t i = 0; i < f->nmessages; i++)
         free(f->messages[i]);
-    email_buf_free(&f->line);
-    email_buf_free(&f->msg);
-    email_buf_free(&f->replies);
+    email__buf_free(&f->line);
+    email__buf_free(&f->msg);
+    email__buf_free(&f->replies);
 }
 
 static void fake_reply(fake_server_t *f, const char *r)
 {
-    assert_int_equal(email_buf_puts(&f->replies, r), 0);
+    assert_int_equal(email__buf_puts(&f->replies, r), 0);
 }
 
 /* The normal answer, or in chaos mode one of the others now and then. */
@@ -354,7 +355,7 @@ static const char *fake_end_reply(fake_server_t *f)
 static void fake_bdat_done(fake_server_t *f)
 {
     if (!f->accepted) {
-        email_buf_free(&f->msg);
+        email__buf_free(&f->msg);
         fake_reply(f, "554 5.5.1 No valid recipients\r\n");
         return;
     }
@@ -367,7 +368,7 @@ static void fake_bdat_done(fake_server_t *f)
     if (r[0] == '2')
         fake_store_message(f);
     else
-        email_buf_free(&f->msg);
+        email__buf_free(&f->msg);
     fake_reply(f, r);
 }
 
@@ -382,14 +383,14 @@ static void fake_server_line(fake_server_t *f, const char *l, size_t n)
             if (r[0] == '2')
                 fake_store_message(f);
             else
-                email_buf_free(&f->msg);
+                email__buf_free(&f->msg);
             fake_reply(f, r);
             return;
         }
         if (n && l[0] == '.')
             l++, n--;
-        assert_int_equal(email_buf_append(&f->msg, l, n), 0);
-        assert_int_equal(email_buf_puts(&f->msg, "\r\n"), 0);
+        assert_int_equal(email__buf_append(&f->msg, l, n), 0);
+        assert_int_equal(email__buf_puts(&f->msg, "\r\n"), 0);
         return;
     }
     assert_false(f->quit); /* nothing after QUIT */
@@ -404,7 +405,7 @@ static void fake_server_line(fake_server_t *f, const char *l, size_t n)
         };
         f->accepted = 0;
         f->mail_ok = false;
-        email_buf_free(&f->msg);
+        email__buf_free(&f->msg);
         const char *r = fake_pick(f, "250 2.1.0 Ok\r\n", others);
         f->mail_ok = r[0] == '2';
         fake_reply(f, r);
@@ -460,7 +461,7 @@ static void fake_server_receive(fake_server_t *f, const char *data, size_t n)
         if (f->bdat_left) {
             /* chunk bytes are taken as they are: no lines, no dot-stuffing */
             size_t k = n - i < f->bdat_left ? n - i : f->bdat_left;
-            assert_int_equal(email_buf_append(&f->msg, data + i, k), 0);
+            assert_int_equal(email__buf_append(&f->msg, data + i, k), 0);
             f->bdat_left -= k;
             i += k - 1;
             if (!f->bdat_left)
@@ -468,12 +469,12 @@ static void fake_server_receive(fake_server_t *f, const char *data, size_t n)
             continue;
         }
         char c = data[i];
-        assert_int_equal(email_buf_putc(&f->line, c), 0);
+        assert_int_equal(email__buf_putc(&f->line, c), 0);
         if (c == '\n') {
             /* a bare LF in what the client writes is a line ending bug (SMTP smuggling) */
             assert_true(f->line.len >= 2 && f->line.data[f->line.len - 2] == '\r');
             fake_server_line(f, f->line.data, f->line.len - 2);
-            email_buf_reset(&f->line);
+            email__buf_reset(&f->line);
         }
     }
     if (f->burst > f->max_burst)
@@ -483,10 +484,10 @@ static void fake_server_receive(fake_server_t *f, const char *data, size_t n)
 size_t fake_server_run(fake_server_t *f, test_session_t *s, uint64_t *rng)
 {
     size_t rounds = 0;
-    while (!smtp_engine_is_closed(s->e)) {
+    while (!email__smtp_engine_is_closed(s->e)) {
         assert_true(++rounds < 100000);
         if (f->chaos && xorshift64(f->chaos) % 50 == 0) {
-            smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+            email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
             break;
         }
         size_t n = f->replies.len;
@@ -512,17 +513,17 @@ size_t fake_server_run(fake_server_t *f, test_session_t *s, uint64_t *rng)
 char *expected_body(const char *body, size_t n, bool final_crlf)
 {
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     for (size_t i = 0; i < n; i++) {
         if (body[i] == '\r' || body[i] == '\n') {
             if (body[i] == '\r' && i + 1 < n && body[i + 1] == '\n')
                 i++;
-            assert_int_equal(email_buf_puts(&b, "\r\n"), 0);
+            assert_int_equal(email__buf_puts(&b, "\r\n"), 0);
         } else {
-            assert_int_equal(email_buf_putc(&b, body[i]), 0);
+            assert_int_equal(email__buf_putc(&b, body[i]), 0);
         }
     }
     if (final_crlf && b.len && (b.len < 2 || memcmp(b.data + b.len - 2, "\r\n", 2)))
-        assert_int_equal(email_buf_puts(&b, "\r\n"), 0);
+        assert_int_equal(email__buf_puts(&b, "\r\n"), 0);
     return buf_take(&b, NULL);
 }

@@ -29,7 +29,7 @@
 const char *buf_str(const email_buf_t *b);
 
 /*
- * The bytes of b as a malloc'ed NUL-terminated copy (b emptied). Not email_buf_steal: on a
+ * The bytes of b as a malloc'ed NUL-terminated copy (b emptied). Not email__buf_steal: on a
  * buffer that never held anything it returns memory without a terminating NUL.
  */
 char *buf_take(email_buf_t *b, size_t *len);
@@ -81,7 +81,7 @@ struct test_session {
     email_buf_t log;      /* every log call as "K: text\n" */
     email_buf_t wire;     /* every byte taken, in order */
     email_buf_t taken;    /* what the last ts_take / ts_take_one / ts_feed_take returned */
-    bool no_written;      /* do not report taken bytes with smtp_engine_written */
+    bool no_written;      /* do not report taken bytes with email__smtp_engine_written */
     int nclosed;
     email_status_t closed_status;
     void (*on_job_done)(test_session_t *s, smtp_job_t *job);
@@ -109,7 +109,7 @@ const char *ts_take_one(test_session_t *s);
 /* Takes until the engine has nothing more to write; returns all of it. */
 const char *ts_take(test_session_t *s);
 
-/* smtp_engine_feed: n bytes, or the whole string. */
+/* email__smtp_engine_feed: n bytes, or the whole string. */
 int ts_feedn(test_session_t *s, const char *data, size_t n);
 int ts_feed(test_session_t *s, const char *data);
 
@@ -122,8 +122,8 @@ const char *ts_feed_take(test_session_t *s, const char *data, size_t n, size_t s
 /* The events so far, checked and forgotten. */
 #define EXPECT_EVENTS(s, expected)                                                                 \
     do {                                                                                           \
-        assert_string_equal(buf_str(&(s)->events), expected);                                     \
-        email_buf_reset(&(s)->events);                                                             \
+        assert_string_equal(buf_str(&(s)->events), expected);                                      \
+        email__buf_reset(&(s)->events);                                                            \
     } while (0)
 
 /* True when the log holds exactly this line ("C: QUIT"). */

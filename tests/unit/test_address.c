@@ -20,7 +20,7 @@ static address_list_t parse_ok(const char *text, bool list)
 {
     address_list_t l = {NULL, 0};
     char why[256] = "";
-    int rc = address_parse(text, list, &l, why, sizeof why);
+    int rc = email__address_parse(text, list, &l, why, sizeof why);
     if (rc)
         fail_msg("\"%s\" refused (%d): %s", text, rc, why);
     return l;
@@ -43,7 +43,7 @@ static void assert_refused(const char *text, bool list, const char *why_expected
     address_t sentinel;
     address_list_t l = {&sentinel, 7};
     char why[256] = "";
-    if (address_parse(text, list, &l, why, sizeof why) != EMAIL_EINVAL)
+    if (email__address_parse(text, list, &l, why, sizeof why) != EMAIL_EINVAL)
         fail_msg("\"%s\" not refused", text);
     assert_ptr_equal(l.v, &sentinel);
     assert_int_equal(l.n, 7);
@@ -73,7 +73,7 @@ static void test_single(void **state)
         address_list_t l = parse_ok(v[i][0], false);
         assert_int_equal(l.n, 1);
         assert_address(&l, 0, v[i][1], v[i][2]);
-        address_list_free(&l);
+        email__address_list_free(&l);
     }
 }
 
@@ -95,7 +95,7 @@ static void test_quoted_names(void **state)
         address_list_t l = parse_ok(v[i][0], false);
         assert_int_equal(l.n, 1);
         assert_address(&l, 0, v[i][1], "q@example.org");
-        address_list_free(&l);
+        email__address_list_free(&l);
     }
 }
 
@@ -109,19 +109,19 @@ static void test_lists(void **state)
     assert_address(&l, 0, "Doe, John", "j@d.org");
     assert_address(&l, 1, NULL, "x@y.z");
     assert_address(&l, 2, "Jane", "jane@e.org");
-    address_list_free(&l);
+    email__address_list_free(&l);
     /* commas inside a quoted local part or an address literal's neighbours do not split */
     l = parse_ok("<\"a,b\"@c.org>, d@[192.0.2.1],e@f", true);
     assert_int_equal(l.n, 3);
     assert_address(&l, 0, NULL, "\"a,b\"@c.org");
     assert_address(&l, 1, NULL, "d@[192.0.2.1]");
     assert_address(&l, 2, NULL, "e@f");
-    address_list_free(&l);
+    email__address_list_free(&l);
     /* a list of one is a single address */
     l = parse_ok(" solo@example.org ", true);
     assert_int_equal(l.n, 1);
     assert_address(&l, 0, NULL, "solo@example.org");
-    address_list_free(&l);
+    email__address_list_free(&l);
     /* a thousand: the array grows */
     char text[40000] = "";
     for (int i = 0; i < 1000; i++)
@@ -130,7 +130,7 @@ static void test_lists(void **state)
     l = parse_ok(text, true);
     assert_int_equal(l.n, 1000);
     assert_address(&l, 999, "N999", "u999@example.org");
-    address_list_free(&l);
+    email__address_list_free(&l);
 }
 
 /* ---- Refusals and their texts ---- */
@@ -167,7 +167,7 @@ static void test_why(void **state)
     /* a short why buffer is cut, still terminated */
     address_list_t l = {NULL, 0};
     char why[8];
-    assert_int_equal(address_parse("foo bar", false, &l, why, sizeof why), EMAIL_EINVAL);
+    assert_int_equal(email__address_parse("foo bar", false, &l, why, sizeof why), EMAIL_EINVAL);
     assert_string_equal(why, "\"foo ba");
 }
 
@@ -179,25 +179,25 @@ static void test_address_spec_limits(void **state)
     char s[400];
     /* local part of 64 octets, not 65 */
     snprintf(s, sizeof s, "%064d@example.org", 0);
-    assert_true(address_spec_valid(s, strlen(s)));
+    assert_true(email__address_spec_valid(s, strlen(s)));
     snprintf(s, sizeof s, "%065d@example.org", 0);
-    assert_false(address_spec_valid(s, strlen(s)));
+    assert_false(email__address_spec_valid(s, strlen(s)));
     /* a label of 63 octets, not 64 */
     snprintf(s, sizeof s, "a@%063d.org", 0);
-    assert_true(address_spec_valid(s, strlen(s)));
+    assert_true(email__address_spec_valid(s, strlen(s)));
     snprintf(s, sizeof s, "a@%064d.org", 0);
-    assert_false(address_spec_valid(s, strlen(s)));
+    assert_false(email__address_spec_valid(s, strlen(s)));
     /* 254 octets in all, not 255 */
     snprintf(s, sizeof s, "%064d@%063d.%063d.%061d", 0, 0, 0, 0);
     assert_int_equal(strlen(s), 254);
-    assert_true(address_spec_valid(s, strlen(s)));
+    assert_true(email__address_spec_valid(s, strlen(s)));
     snprintf(s, sizeof s, "%064d@%063d.%063d.%062d", 0, 0, 0, 0);
-    assert_false(address_spec_valid(s, strlen(s)));
+    assert_false(email__address_spec_valid(s, strlen(s)));
     static const char *const good[] = {"a@b", "\"a@b\"@c", "\"a\\\"b\"@c", "a@[IPv6:2001:db8::1]",
                                        "a-b@x-y.z", "!#$%&'*+-/=?^_`{|}~@x", "a@[192.0.2.1]",
                                        "a@[IPv6:::ffff:192.0.2.1]"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
-        if (!address_spec_valid(good[i], strlen(good[i])))
+        if (!email__address_spec_valid(good[i], strlen(good[i])))
             fail_msg("\"%s\" refused", good[i]);
     static const char *const bad[] = {"a@b-", "a@.b", "a@b.", "\"a\"b@c", "a@[1.2 .3.4]", "a@[",
                                       "a\"b@c", "a@b@c", "a(b)@c", "a@b_c.d",
@@ -205,7 +205,7 @@ static void test_address_spec_limits(void **state)
                                       "a@[384.0>21]", "a@[1.2.3.4>]", "a@[x-tag:a,b]",
                                       "a@[256.0.0.1]", "a@[IPv6:zz::1]", "a@[]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        if (address_spec_valid(bad[i], strlen(bad[i])))
+        if (email__address_spec_valid(bad[i], strlen(bad[i])))
             fail_msg("\"%s\" accepted", bad[i]);
 }
 
@@ -220,7 +220,7 @@ static void test_address_literals(void **state)
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         address_list_t l = parse_ok(good[i], false);
         assert_non_null(strchr(l.v[0].addr, '['));
-        address_list_free(&l);
+        email__address_list_free(&l);
     }
     static const char *const bad[] = {"x@[tag:content]", "x@[IPv6:192.0.2.1]", "x@[192.0.2]",
                                       "x@[::1]", "x@[IPv6:1::2::3]", "x@[ 192.0.2.1]",
@@ -233,7 +233,7 @@ static void test_address_literals(void **state)
     /* a literal longer than any address holds */
     char s[200];
     snprintf(s, sizeof s, "a@[IPv6:%0120d]", 0);
-    assert_false(address_spec_valid(s, strlen(s)));
+    assert_false(email__address_spec_valid(s, strlen(s)));
 }
 
 /* The limits in octets, with UTF-8 characters of 3 octets (RFC 6531/6532). */
@@ -243,39 +243,39 @@ static void test_utf8(void **state)
 #define HAN "\xe5\xad\x97" /* one CJK character, 3 octets */
     address_list_t l = parse_ok("J\xc3\xb6rg <j@example.de>", false);
     assert_address(&l, 0, "J\xc3\xb6rg", "j@example.de");
-    address_list_free(&l);
+    email__address_list_free(&l);
     l = parse_ok("\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a",
                  false);
     assert_address(&l, 0, NULL,
                    "\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.\xe5\xb9\xbf\xe5\x91\x8a");
-    address_list_free(&l);
+    email__address_list_free(&l);
     l = parse_ok("\"\xe5\xb1\xb1\xe7\x94\xb0, \xe5\xa4\xaa\xe9\x83\x8e\" <t@example.jp>", true);
     assert_address(&l, 0, "\xe5\xb1\xb1\xe7\x94\xb0, \xe5\xa4\xaa\xe9\x83\x8e", "t@example.jp");
-    address_list_free(&l);
+    email__address_list_free(&l);
     char s[400] = "";
     /* local part: 21 characters + 1 = 64 octets, + 2 = 65 */
     for (int i = 0; i < 21; i++)
         strcat(s, HAN);
     strcat(s, "a@example.org");
-    assert_true(address_spec_valid(s, strlen(s)));
+    assert_true(email__address_spec_valid(s, strlen(s)));
     memmove(s + 1, s, strlen(s) + 1);
-    assert_false(address_spec_valid(s, strlen(s)));
+    assert_false(email__address_spec_valid(s, strlen(s)));
     /* a label of 21 characters (63 octets), not 22 (66) */
     strcpy(s, "a@");
     for (int i = 0; i < 21; i++)
         strcat(s, HAN);
     strcat(s, ".org");
-    assert_true(address_spec_valid(s, strlen(s)));
+    assert_true(email__address_spec_valid(s, strlen(s)));
     memmove(s + 2 + 3, s + 2, strlen(s + 2) + 1);
     memcpy(s + 2, HAN, 3);
-    assert_false(address_spec_valid(s, strlen(s)));
-    /* an accented letter is atext in an address, not in the ASCII table of address_atext */
-    assert_true(address_spec_valid("\xc3\xa9@x", 4));
-    assert_false(address_atext(0xc3));
+    assert_false(email__address_spec_valid(s, strlen(s)));
+    /* an accented letter is atext in an address, not in the ASCII table of email__address_atext */
+    assert_true(email__address_spec_valid("\xc3\xa9@x", 4));
+    assert_false(email__address_atext(0xc3));
 #undef HAN
 }
 
-/* address_atext is RFC 5322's atext, exactly. */
+/* email__address_atext is RFC 5322's atext, exactly. */
 static void test_atext(void **state)
 {
     (void)state;
@@ -283,8 +283,8 @@ static void test_atext(void **state)
     for (int c = 0; c < 256; c++) {
         bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     (c && strchr(specials, c));
-        if (address_atext((unsigned char)c) != want)
-            fail_msg("address_atext(0x%02x) is %d", c, !want);
+        if (email__address_atext((unsigned char)c) != want)
+            fail_msg("email__address_atext(0x%02x) is %d", c, !want);
     }
 }
 
@@ -295,10 +295,10 @@ static void test_append_truncate(void **state)
     (void)state;
     address_list_t dst = parse_ok("A <a@x.org>, b@x.org", true);
     address_list_t src = parse_ok("\"C, c\" <c@x.org>, d@x.org", true);
-    assert_int_equal(address_list_append(&dst, &src), 0);
+    assert_int_equal(email__address_list_append(&dst, &src), 0);
     assert_int_equal(dst.n, 4);
     /* copies: src can go */
-    address_list_free(&src);
+    email__address_list_free(&src);
     assert_null(src.v);
     assert_int_equal(src.n, 0);
     assert_address(&dst, 0, "A", "a@x.org");
@@ -307,29 +307,29 @@ static void test_append_truncate(void **state)
     assert_address(&dst, 3, NULL, "d@x.org");
     /* nothing to append: unchanged */
     address_list_t empty = {NULL, 0};
-    assert_int_equal(address_list_append(&dst, &empty), 0);
+    assert_int_equal(email__address_list_append(&dst, &empty), 0);
     assert_int_equal(dst.n, 4);
     /* into an empty list */
-    assert_int_equal(address_list_append(&empty, &dst), 0);
+    assert_int_equal(email__address_list_append(&empty, &dst), 0);
     assert_int_equal(empty.n, 4);
     assert_address(&empty, 2, "C, c", "c@x.org");
     assert_true(empty.v[2].addr != dst.v[2].addr);
-    address_list_free(&empty);
+    email__address_list_free(&empty);
     /* truncate keeps the first n; more than there are changes nothing */
-    address_list_truncate(&dst, 9);
+    email__address_list_truncate(&dst, 9);
     assert_int_equal(dst.n, 4);
-    address_list_truncate(&dst, 1);
+    email__address_list_truncate(&dst, 1);
     assert_int_equal(dst.n, 1);
     assert_address(&dst, 0, "A", "a@x.org");
     /* and the list grows again from there */
     address_list_t more = parse_ok("e@x.org", false);
-    assert_int_equal(address_list_append(&dst, &more), 0);
+    assert_int_equal(email__address_list_append(&dst, &more), 0);
     assert_int_equal(dst.n, 2);
     assert_address(&dst, 1, NULL, "e@x.org");
-    address_list_free(&more);
-    address_list_truncate(&dst, 0);
+    email__address_list_free(&more);
+    email__address_list_truncate(&dst, 0);
     assert_int_equal(dst.n, 0);
-    address_list_free(&dst);
+    email__address_list_free(&dst);
     assert_null(dst.v);
 }
 

@@ -17,19 +17,19 @@
 #include "encode.h"
 #include "util.h"
 
-/* auth_start's command line and its masked twin. */
+/* email__auth_start's command line and its masked twin. */
 static void start(auth_mech_t mech, const char *user, const char *password, const char *token,
                   const char *want_cmd, const char *want_shown)
 {
     auth_creds_t c = {.user = user, .password = password, .token = token};
     email_buf_t cmd, shown;
-    email_buf_init(&cmd);
-    email_buf_init(&shown);
-    assert_int_equal(auth_start(mech, &c, &cmd, &shown), 0);
+    email__buf_init(&cmd);
+    email__buf_init(&shown);
+    assert_int_equal(email__auth_start(mech, &c, &cmd, &shown), 0);
     assert_string_equal(cmd.data, want_cmd);
     assert_string_equal(shown.data, want_shown);
-    email_buf_free(&cmd);
-    email_buf_free(&shown);
+    email__buf_free(&cmd);
+    email__buf_free(&shown);
 }
 
 /* The decoded initial response of an OAuth mechanism must be want[0..n). */
@@ -38,19 +38,19 @@ static void assert_oauth_raw(auth_mech_t mech, const char *user, const char *tok
 {
     auth_creds_t c = {.user = user, .token = token};
     email_buf_t cmd, shown, raw;
-    email_buf_init(&cmd);
-    email_buf_init(&shown);
-    email_buf_init(&raw);
-    assert_int_equal(auth_start(mech, &c, &cmd, &shown), 0);
+    email__buf_init(&cmd);
+    email__buf_init(&shown);
+    email__buf_init(&raw);
+    assert_int_equal(email__auth_start(mech, &c, &cmd, &shown), 0);
     const char *b64 = strchr(strchr(cmd.data, ' ') + 1, ' ');
     assert_non_null(b64);
-    assert_int_equal(email_base64_decode(&raw, b64 + 1, strlen(b64 + 1)), 0);
+    assert_int_equal(email__base64_decode(&raw, b64 + 1, strlen(b64 + 1)), 0);
     if (raw.len != n || memcmp(raw.data, want, n) != 0)
         fail_msg("payload for user [%s]: got %zu bytes [%s]", user ? user : "(null)", raw.len,
                  raw.data);
-    email_buf_free(&cmd);
-    email_buf_free(&shown);
-    email_buf_free(&raw);
+    email__buf_free(&cmd);
+    email__buf_free(&shown);
+    email__buf_free(&raw);
 }
 
 /* RFC 4616 section 4: "tim" / "tanstaaftanstaaf", no authorization identity. */
@@ -66,14 +66,14 @@ static void test_cram_md5_rfc2195(void **state)
     start(AUTH_CRAM_MD5, "tim", "tanstaaftanstaaf", NULL, "AUTH CRAM-MD5", "AUTH CRAM-MD5");
     auth_creds_t c = {.user = "tim", .password = "tanstaaftanstaaf"};
     email_buf_t resp;
-    email_buf_init(&resp);
-    assert_int_equal(auth_step(AUTH_CRAM_MD5, &c, 0,
+    email__buf_init(&resp);
+    assert_int_equal(email__auth_step(AUTH_CRAM_MD5, &c, 0,
                                "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+", &resp),
                      0);
     assert_string_equal(resp.data, "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw");
-    email_buf_reset(&resp);
-    assert_int_equal(auth_step(AUTH_CRAM_MD5, &c, 1, "eA==", &resp), EMAIL_EPROTO);
-    email_buf_free(&resp);
+    email__buf_reset(&resp);
+    assert_int_equal(email__auth_step(AUTH_CRAM_MD5, &c, 1, "eA==", &resp), EMAIL_EPROTO);
+    email__buf_free(&resp);
 }
 
 static void test_login(void **state)
@@ -81,15 +81,15 @@ static void test_login(void **state)
     start(AUTH_LOGIN, "tim", "tanstaaftanstaaf", NULL, "AUTH LOGIN", "AUTH LOGIN");
     auth_creds_t c = {.user = "tim", .password = "tanstaaftanstaaf"};
     email_buf_t resp;
-    email_buf_init(&resp);
-    assert_int_equal(auth_step(AUTH_LOGIN, &c, 0, "VXNlcm5hbWU6", &resp), 0);
+    email__buf_init(&resp);
+    assert_int_equal(email__auth_step(AUTH_LOGIN, &c, 0, "VXNlcm5hbWU6", &resp), 0);
     assert_string_equal(resp.data, "dGlt");
-    email_buf_reset(&resp);
-    assert_int_equal(auth_step(AUTH_LOGIN, &c, 1, "UGFzc3dvcmQ6", &resp), 0);
+    email__buf_reset(&resp);
+    assert_int_equal(email__auth_step(AUTH_LOGIN, &c, 1, "UGFzc3dvcmQ6", &resp), 0);
     assert_string_equal(resp.data, "dGFuc3RhYWZ0YW5zdGFhZg==");
-    email_buf_reset(&resp);
-    assert_int_equal(auth_step(AUTH_LOGIN, &c, 2, "", &resp), EMAIL_EPROTO);
-    email_buf_free(&resp);
+    email__buf_reset(&resp);
+    assert_int_equal(email__auth_step(AUTH_LOGIN, &c, 2, "", &resp), EMAIL_EPROTO);
+    email__buf_free(&resp);
 }
 
 /* Google's XOAUTH2 documentation example, byte for byte. */
@@ -112,10 +112,11 @@ static void test_oauthbearer_rfc7628(void **state)
     /* the error step: the client answers %x01 (RFC 7628 section 3.2.3) */
     auth_creds_t c = {.user = "u", .token = "t"};
     email_buf_t resp;
-    email_buf_init(&resp);
-    assert_int_equal(auth_step(AUTH_OAUTHBEARER, &c, 0, "eyJzdGF0dXMiOiI0MDEifQ==", &resp), 0);
+    email__buf_init(&resp);
+    assert_int_equal(email__auth_step(AUTH_OAUTHBEARER, &c, 0, "eyJzdGF0dXMiOiI0MDEifQ==", &resp),
+                     0);
     assert_string_equal(resp.data, "AQ==");
-    email_buf_free(&resp);
+    email__buf_free(&resp);
 }
 
 /* RFC 5801 saslname: "," as "=2C", "=" as "=3D" (else the server reads another user name). */

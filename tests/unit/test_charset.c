@@ -39,38 +39,38 @@ static void assert_converts(const char *charset, const char *utf8, const char *w
                             size_t wantlen)
 {
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     size_t bad = 12345;
-    int rc = charset_from_utf8(charset, &b, utf8, strlen(utf8), &bad);
+    int rc = email__charset_from_utf8(charset, &b, utf8, strlen(utf8), &bad);
     if (rc)
         fail_msg("\"%s\" to %s: %d at %zu", utf8, charset, rc, bad);
     assert_int_equal(bad, 12345);
-    assert_int_equal(charset_fits(charset, utf8, strlen(utf8), NULL), 0);
+    assert_int_equal(email__charset_fits(charset, utf8, strlen(utf8), NULL), 0);
     assert_int_equal(b.len, wantlen);
     assert_memory_equal(b.data, want, wantlen);
     assert_int_equal(b.data[b.len], '\0');
     char *back = to_utf8(charset, b.data, b.len);
     assert_string_equal(back, utf8);
     free(back);
-    email_buf_free(&b);
+    email__buf_free(&b);
 }
 
 /* utf8 cannot be written in charset: EMAIL_ECHARSET at offset at, what out held kept. */
 static void assert_refused(const char *charset, const char *utf8, size_t n, size_t at)
 {
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(email_buf_puts(&b, "kept"), 0);
+    email__buf_init(&b);
+    assert_int_equal(email__buf_puts(&b, "kept"), 0);
     size_t bad = 12345;
-    assert_int_equal(charset_from_utf8(charset, &b, utf8, n, &bad), EMAIL_ECHARSET);
+    assert_int_equal(email__charset_from_utf8(charset, &b, utf8, n, &bad), EMAIL_ECHARSET);
     assert_int_equal(bad, at);
     assert_string_equal(b.data, "kept");
     assert_int_equal(b.len, 4);
     bad = 12345;
-    assert_int_equal(charset_fits(charset, utf8, n, &bad), EMAIL_ECHARSET);
+    assert_int_equal(email__charset_fits(charset, utf8, n, &bad), EMAIL_ECHARSET);
     assert_int_equal(bad, at);
-    assert_int_equal(charset_fits(charset, utf8, n, NULL), EMAIL_ECHARSET);
-    email_buf_free(&b);
+    assert_int_equal(email__charset_fits(charset, utf8, n, NULL), EMAIL_ECHARSET);
+    email__buf_free(&b);
 }
 
 static void test_latin1_known_answers(void **state)
@@ -122,15 +122,15 @@ static void test_nul_and_empty(void **state)
     static const char *const charsets[] = {"ISO-8859-1", "ISO-2022-JP", "UTF-8"};
     for (size_t i = 0; i < 3; i++) {
         email_buf_t b;
-        email_buf_init(&b);
-        assert_int_equal(charset_from_utf8(charsets[i], &b, "a\0b", 3, NULL), 0);
+        email__buf_init(&b);
+        assert_int_equal(email__charset_from_utf8(charsets[i], &b, "a\0b", 3, NULL), 0);
         assert_int_equal(b.len, 3);
         assert_memory_equal(b.data, "a\0b", 3);
-        email_buf_reset(&b);
-        assert_int_equal(charset_from_utf8(charsets[i], &b, "", 0, NULL), 0);
+        email__buf_reset(&b);
+        assert_int_equal(email__charset_from_utf8(charsets[i], &b, "", 0, NULL), 0);
         assert_int_equal(b.len, 0);
-        assert_int_equal(charset_fits(charsets[i], "", 0, NULL), 0);
-        email_buf_free(&b);
+        assert_int_equal(email__charset_fits(charsets[i], "", 0, NULL), 0);
+        email__buf_free(&b);
     }
 }
 
@@ -186,37 +186,37 @@ static void test_converter_reused(void **state)
 {
     (void)state;
     charset_conv_t conv;
-    assert_int_equal(charset_open(&conv, "ISO-2022-JP"), 0);
+    assert_int_equal(email__charset_open(&conv, "ISO-2022-JP"), 0);
     assert_true(conv.stateful);
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(charset_convert(&conv, &b, "\xe3\x81\x82", 3, NULL), 0);
-    assert_int_equal(charset_convert(&conv, &b, "x", 1, NULL), 0);
+    email__buf_init(&b);
+    assert_int_equal(email__charset_convert(&conv, &b, "\xe3\x81\x82", 3, NULL), 0);
+    assert_int_equal(email__charset_convert(&conv, &b, "x", 1, NULL), 0);
     size_t bad = 0;
-    assert_int_equal(charset_convert(&conv, &b, "\xe3\x81\x82\xc3\xa9", 5, &bad),
+    assert_int_equal(email__charset_convert(&conv, &b, "\xe3\x81\x82\xc3\xa9", 5, &bad),
                      EMAIL_ECHARSET);
     assert_int_equal(bad, 3);
-    assert_int_equal(charset_convert(&conv, &b, "\xe3\x81\x84y", 4, NULL), 0);
+    assert_int_equal(email__charset_convert(&conv, &b, "\xe3\x81\x84y", 4, NULL), 0);
     static const char want[] = "\x1b$B$\"\x1b(B" "x" "\x1b$B$$\x1b(By";
     assert_int_equal(b.len, sizeof want - 1);
     assert_memory_equal(b.data, want, sizeof want - 1);
-    charset_close(&conv);
+    email__charset_close(&conv);
     /* closing twice is harmless */
-    charset_close(&conv);
-    email_buf_free(&b);
+    email__charset_close(&conv);
+    email__buf_free(&b);
     /* ISO-8859-1 is not stateful, UTF-8 needs no converter and copies the octets */
-    assert_int_equal(charset_open(&conv, "ISO-8859-1"), 0);
+    assert_int_equal(email__charset_open(&conv, "ISO-8859-1"), 0);
     assert_false(conv.stateful);
-    charset_close(&conv);
+    email__charset_close(&conv);
     static const char *const utf8_names[] = {"UTF-8", "utf-8", "UTF8", "utf8"};
     for (size_t i = 0; i < 4; i++) {
-        assert_int_equal(charset_open(&conv, utf8_names[i]), 0);
+        assert_int_equal(email__charset_open(&conv, utf8_names[i]), 0);
         assert_true(conv.cd == (iconv_t)-1);
-        email_buf_init(&b);
-        assert_int_equal(charset_convert(&conv, &b, "\xf0\x9f\x98\x80!", 5, NULL), 0);
+        email__buf_init(&b);
+        assert_int_equal(email__charset_convert(&conv, &b, "\xf0\x9f\x98\x80!", 5, NULL), 0);
         assert_string_equal(b.data, "\xf0\x9f\x98\x80!");
-        email_buf_free(&b);
-        charset_close(&conv);
+        email__buf_free(&b);
+        email__charset_close(&conv);
     }
 }
 
@@ -224,13 +224,13 @@ static void test_unknown_charset(void **state)
 {
     (void)state;
     charset_conv_t conv;
-    assert_int_equal(charset_open(&conv, "NO-SUCH-CHARSET"), EMAIL_ENOTSUP);
+    assert_int_equal(email__charset_open(&conv, "NO-SUCH-CHARSET"), EMAIL_ENOTSUP);
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(charset_from_utf8("X-UNKNOWN", &b, "a", 1, NULL), EMAIL_ENOTSUP);
+    email__buf_init(&b);
+    assert_int_equal(email__charset_from_utf8("X-UNKNOWN", &b, "a", 1, NULL), EMAIL_ENOTSUP);
     assert_int_equal(b.len, 0);
-    assert_int_equal(charset_fits("X-UNKNOWN", "a", 1, NULL), EMAIL_ENOTSUP);
-    email_buf_free(&b);
+    assert_int_equal(email__charset_fits("X-UNKNOWN", "a", 1, NULL), EMAIL_ENOTSUP);
+    email__buf_free(&b);
 }
 
 int main(void)

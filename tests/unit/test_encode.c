@@ -34,14 +34,14 @@ static void test_base64_vectors(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof rfc4648 / sizeof *rfc4648; i++) {
         email_buf_t b;
-        email_buf_init(&b);
-        assert_int_equal(email_base64_encode(&b, rfc4648[i][0], strlen(rfc4648[i][0])), 0);
+        email__buf_init(&b);
+        assert_int_equal(email__base64_encode(&b, rfc4648[i][0], strlen(rfc4648[i][0])), 0);
         assert_string_equal(b.data, rfc4648[i][1]);
-        email_buf_reset(&b);
-        assert_int_equal(email_base64_decode(&b, rfc4648[i][1], strlen(rfc4648[i][1])), 0);
+        email__buf_reset(&b);
+        assert_int_equal(email__base64_decode(&b, rfc4648[i][1], strlen(rfc4648[i][1])), 0);
         assert_int_equal(b.len, strlen(rfc4648[i][0]));
         assert_memory_equal(b.data, rfc4648[i][0], b.len);
-        email_buf_free(&b);
+        email__buf_free(&b);
     }
 }
 
@@ -51,14 +51,14 @@ static void test_base64_decode_refuses(void **state)
     static const char *const bad[] = {"Zg=", "Zm9v!A==", "Zg==Zg==", "Z===", "Zm=v", "Zm9 v",
                                       "Zm9v\r\n", "====", "Zg", "=Zg="};
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(email_buf_puts(&b, "keep"), 0);
+    email__buf_init(&b);
+    assert_int_equal(email__buf_puts(&b, "keep"), 0);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        assert_int_equal(email_base64_decode(&b, bad[i], strlen(bad[i])), EMAIL_EINVAL);
+        assert_int_equal(email__base64_decode(&b, bad[i], strlen(bad[i])), EMAIL_EINVAL);
         /* what out held before is untouched */
         assert_string_equal(b.data, "keep");
     }
-    email_buf_free(&b);
+    email__buf_free(&b);
 }
 
 static void test_base64_binary_round_trip(void **state)
@@ -69,14 +69,14 @@ static void test_base64_binary_round_trip(void **state)
         for (size_t i = 0; i < n; i++)
             data[i] = (unsigned char)rng();
         email_buf_t e, d;
-        email_buf_init(&e);
-        email_buf_init(&d);
-        assert_int_equal(email_base64_encode(&e, data, n), 0);
-        assert_int_equal(email_base64_decode(&d, e.data, e.len), 0);
+        email__buf_init(&e);
+        email__buf_init(&d);
+        assert_int_equal(email__base64_encode(&e, data, n), 0);
+        assert_int_equal(email__base64_decode(&d, e.data, e.len), 0);
         assert_int_equal(d.len, n);
         assert_memory_equal(d.data ? d.data : "", data, n);
-        email_buf_free(&e);
-        email_buf_free(&d);
+        email__buf_free(&e);
+        email__buf_free(&d);
     }
 }
 
@@ -88,11 +88,11 @@ static void test_base64_lines(void **state)
         data[i] = (unsigned char)i;
     for (size_t n = 0; n <= sizeof data; n++) {
         email_buf_t b, joined, d;
-        email_buf_init(&b);
-        email_buf_init(&joined);
-        email_buf_init(&d);
-        assert_int_equal(email_base64_encode_lines(&b, data, n), 0);
-        assert_int_equal(b.len, email_base64_lines_size(n));
+        email__buf_init(&b);
+        email__buf_init(&joined);
+        email__buf_init(&d);
+        assert_int_equal(email__base64_encode_lines(&b, data, n), 0);
+        assert_int_equal(b.len, email__base64_lines_size(n));
         /* every line 76 characters but the last, every line ending with CRLF */
         size_t start = 0;
         for (size_t i = 0; i < b.len; i++) {
@@ -101,20 +101,20 @@ static void test_base64_lines(void **state)
             assert_int_equal(b.data[i + 1], '\n');
             size_t len = i - start;
             assert_true(len == 76 || (i + 2 == b.len && len > 0 && len < 76));
-            assert_int_equal(email_buf_append(&joined, b.data + start, len), 0);
+            assert_int_equal(email__buf_append(&joined, b.data + start, len), 0);
             start = i + 2;
         }
         assert_int_equal(start, b.len);
-        assert_int_equal(email_base64_decode(&d, joined.data ? joined.data : "", joined.len), 0);
+        assert_int_equal(email__base64_decode(&d, joined.data ? joined.data : "", joined.len), 0);
         assert_int_equal(d.len, n);
         assert_memory_equal(d.data ? d.data : "", data, n);
-        email_buf_free(&b);
-        email_buf_free(&joined);
-        email_buf_free(&d);
+        email__buf_free(&b);
+        email__buf_free(&joined);
+        email__buf_free(&d);
     }
-    assert_int_equal(email_base64_lines_size(57), 78);
-    assert_int_equal(email_base64_lines_size(58), 78 + 6);
-    assert_int_equal(email_base64_lines_size(50ull * 1024 * 1024),
+    assert_int_equal(email__base64_lines_size(57), 78);
+    assert_int_equal(email__base64_lines_size(58), 78 + 6);
+    assert_int_equal(email__base64_lines_size(50ull * 1024 * 1024),
                      (50ull * 1024 * 1024 + 2) / 3 * 4 + (50ull * 1024 * 1024 + 56) / 57 * 2);
 }
 
@@ -125,7 +125,7 @@ static void qp_decode(const char *s, size_t n, email_buf_t *out)
 {
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '=') {
-            assert_int_equal(email_buf_putc(out, s[i]), 0);
+            assert_int_equal(email__buf_putc(out, s[i]), 0);
             continue;
         }
         assert_true(i + 2 < n || (i + 2 == n && s[i + 1] == '\r'));
@@ -138,7 +138,7 @@ static void qp_decode(const char *s, size_t n, email_buf_t *out)
         char hex[3] = {s[i + 1], s[i + 2], 0};
         assert_int_equal(sscanf(hex, "%2X", &v), 1);
         assert_true(strchr("0123456789ABCDEF", hex[0]) && strchr("0123456789ABCDEF", hex[1]));
-        assert_int_equal(email_buf_putc(out, (char)v), 0);
+        assert_int_equal(email__buf_putc(out, (char)v), 0);
         i += 2;
     }
 }
@@ -189,22 +189,22 @@ static void test_qp_vectors(void **state)
     };
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         email_buf_t b;
-        email_buf_init(&b);
-        assert_int_equal(email_qp_encode(&b, v[i][0], strlen(v[i][0])), 0);
+        email__buf_init(&b);
+        assert_int_equal(email__qp_encode(&b, v[i][0], strlen(v[i][0])), 0);
         assert_string_equal(b.data ? b.data : "", v[i][1]);
-        email_buf_free(&b);
+        email__buf_free(&b);
     }
     /* 200 letters: soft breaks after 75 characters */
     char a[201];
     memset(a, 'a', 200);
     a[200] = 0;
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(email_qp_encode(&b, a, 200), 0);
+    email__buf_init(&b);
+    assert_int_equal(email__qp_encode(&b, a, 200), 0);
     assert_int_equal(b.len, 200 + 2 * 3);
     assert_memory_equal(b.data + 75, "=\r\n", 3);
     qp_check_lines(b.data, b.len);
-    email_buf_free(&b);
+    email__buf_free(&b);
 }
 
 /* What a line-break normalisation should give: every CR, LF and CRLF as CRLF. */
@@ -214,9 +214,9 @@ static void normalize_ref(const char *s, size_t n, email_buf_t *out)
         if (s[i] == '\r' || s[i] == '\n') {
             if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
                 i++;
-            assert_int_equal(email_buf_append(out, "\r\n", 2), 0);
+            assert_int_equal(email__buf_append(out, "\r\n", 2), 0);
         } else {
-            assert_int_equal(email_buf_putc(out, s[i]), 0);
+            assert_int_equal(email__buf_putc(out, s[i]), 0);
         }
     }
 }
@@ -231,18 +231,18 @@ static void test_qp_random_round_trip(void **state)
         for (size_t i = 0; i < n; i++)
             s[i] = alphabet[rng() % (sizeof alphabet - 1)];
         email_buf_t e, d, want;
-        email_buf_init(&e);
-        email_buf_init(&d);
-        email_buf_init(&want);
-        assert_int_equal(email_qp_encode(&e, s, n), 0);
+        email__buf_init(&e);
+        email__buf_init(&d);
+        email__buf_init(&want);
+        assert_int_equal(email__qp_encode(&e, s, n), 0);
         qp_check_lines(e.data ? e.data : "", e.len);
         qp_decode(e.data ? e.data : "", e.len, &d);
         normalize_ref(s, n, &want);
         assert_int_equal(d.len, want.len);
         assert_memory_equal(d.data ? d.data : "", want.data ? want.data : "", d.len);
-        email_buf_free(&e);
-        email_buf_free(&d);
-        email_buf_free(&want);
+        email__buf_free(&e);
+        email__buf_free(&d);
+        email__buf_free(&want);
     }
 }
 
@@ -266,7 +266,7 @@ static bool to_utf8(const char *charset, const char *s, size_t n, email_buf_t *o
               iconv(cd, NULL, NULL, &dst, &room) != (size_t)-1 && left == 0;
     iconv_close(cd);
     if (ok)
-        assert_int_equal(email_buf_append(out, buf, (size_t)(dst - buf)), 0);
+        assert_int_equal(email__buf_append(out, buf, (size_t)(dst - buf)), 0);
     free(buf);
     return ok;
 }
@@ -300,23 +300,23 @@ static void rfc2047_decode(const char *s, size_t col, const char *charset, email
         assert_true(wlen <= 75);
         line += wlen;
         email_buf_t word;
-        email_buf_init(&word);
+        email__buf_init(&word);
         if (enc == 'B') {
-            assert_int_equal(email_base64_decode(&word, p, (size_t)(end - p)), 0);
+            assert_int_equal(email__base64_decode(&word, p, (size_t)(end - p)), 0);
         } else {
             assert_int_equal(enc, 'Q');
             for (; p < end; p++) {
                 if (*p == '_') {
-                    assert_int_equal(email_buf_putc(&word, ' '), 0);
+                    assert_int_equal(email__buf_putc(&word, ' '), 0);
                 } else if (*p == '=') {
                     char c = (char)(hexval(p[1]) << 4 | hexval(p[2]));
-                    assert_int_equal(email_buf_putc(&word, c), 0);
+                    assert_int_equal(email__buf_putc(&word, c), 0);
                     p += 2;
                 } else {
                     /* only the characters allowed in every header context */
                     assert_true(strchr("!*+-/", *p) || (*p >= '0' && *p <= '9') ||
                                 (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'));
-                    assert_int_equal(email_buf_putc(&word, *p), 0);
+                    assert_int_equal(email__buf_putc(&word, *p), 0);
                 }
             }
         }
@@ -333,7 +333,7 @@ static void rfc2047_decode(const char *s, size_t col, const char *charset, email
         if (!to_utf8(charset, word.data, word.len, out))
             fail_msg("a %s word does not decode on its own", charset);
         assert_true(out->len > before);
-        email_buf_free(&word);
+        email__buf_free(&word);
         s = end + 2;
     }
     assert_true(line <= 78);
@@ -345,10 +345,10 @@ static void rfc2047_round_trip(const char *text, const char *charset)
     for (int e = 0; e < 2; e++) {
         for (size_t col = 0; col < 80; col += 7) {
             email_buf_t b, d;
-            email_buf_init(&b);
-            email_buf_init(&d);
+            email__buf_init(&b);
+            email__buf_init(&d);
             size_t end_col = col;
-            int rc = email_rfc2047_encode(&b, &end_col, text, strlen(text), charset,
+            int rc = email__rfc2047_encode(&b, &end_col, text, strlen(text), charset,
                                           e ? 'B' : 'Q');
             if (rc)
                 fail_msg("%s, col %zu: %d for \"%s\"", charset, col, rc, text);
@@ -357,8 +357,8 @@ static void rfc2047_round_trip(const char *text, const char *charset)
             /* *col is where the last line ends */
             const char *last = strrchr(b.data, '\n');
             assert_int_equal(end_col, last ? strlen(last + 1) : col + b.len);
-            email_buf_free(&b);
-            email_buf_free(&d);
+            email__buf_free(&b);
+            email__buf_free(&d);
         }
     }
 }
@@ -417,16 +417,16 @@ static void test_rfc2047_random_round_trip(void **state)
             for (size_t i = 0; i < len; i++)
                 strcat(text, sets[k].pool[rng() % sets[k].n]);
             email_buf_t b, d;
-            email_buf_init(&b);
-            email_buf_init(&d);
+            email__buf_init(&b);
+            email__buf_init(&d);
             size_t col = rng() % 78, end_col = col;
             char enc = rng() % 2 ? 'B' : 'Q';
             assert_int_equal(
-                email_rfc2047_encode(&b, &end_col, text, strlen(text), sets[k].charset, enc), 0);
+                email__rfc2047_encode(&b, &end_col, text, strlen(text), sets[k].charset, enc), 0);
             rfc2047_decode(b.data, col, sets[k].charset, &d);
             assert_string_equal(d.data, text);
-            email_buf_free(&b);
-            email_buf_free(&d);
+            email__buf_free(&b);
+            email__buf_free(&d);
         }
     }
 }
@@ -453,13 +453,13 @@ static void test_rfc2047_vectors(void **state)
     };
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         email_buf_t b;
-        email_buf_init(&b);
+        email__buf_init(&b);
         size_t col = 0;
         assert_int_equal(
-            email_rfc2047_encode(&b, &col, v[i][0], strlen(v[i][0]), v[i][1], v[i][2][0]), 0);
+            email__rfc2047_encode(&b, &col, v[i][0], strlen(v[i][0]), v[i][1], v[i][2][0]), 0);
         assert_string_equal(b.data, v[i][3]);
         assert_int_equal(col, strlen(v[i][3]));
-        email_buf_free(&b);
+        email__buf_free(&b);
     }
 }
 
@@ -478,23 +478,23 @@ static void test_rfc2047_refuses_missing_characters(void **state)
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         for (int e = 0; e < 2; e++) {
             email_buf_t b;
-            email_buf_init(&b);
-            assert_int_equal(email_buf_puts(&b, "Subject: "), 0);
+            email__buf_init(&b);
+            assert_int_equal(email__buf_puts(&b, "Subject: "), 0);
             size_t col = 9;
             assert_int_equal(
-                email_rfc2047_encode(&b, &col, v[i][0], strlen(v[i][0]), v[i][1], e ? 'B' : 'Q'),
+                email__rfc2047_encode(&b, &col, v[i][0], strlen(v[i][0]), v[i][1], e ? 'B' : 'Q'),
                 EMAIL_ECHARSET);
             assert_string_equal(b.data, "Subject: ");
             assert_int_equal(col, 9);
-            email_buf_free(&b);
+            email__buf_free(&b);
         }
     }
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     size_t col = 0;
-    assert_int_equal(email_rfc2047_encode(&b, &col, "x", 1, "NO-SUCH-CHARSET", 'Q'),
+    assert_int_equal(email__rfc2047_encode(&b, &col, "x", 1, "NO-SUCH-CHARSET", 'Q'),
                      EMAIL_ENOTSUP);
-    email_buf_free(&b);
+    email__buf_free(&b);
 }
 
 /* ---- charset.c ---- */
@@ -517,93 +517,97 @@ static void test_charset_conversions(void **state)
     };
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         email_buf_t b;
-        email_buf_init(&b);
-        assert_int_equal(charset_from_utf8(v[i].charset, &b, v[i].in, strlen(v[i].in), NULL), 0);
-        assert_int_equal(charset_fits(v[i].charset, v[i].in, strlen(v[i].in), NULL), 0);
+        email__buf_init(&b);
+        assert_int_equal(email__charset_from_utf8(v[i].charset, &b, v[i].in, strlen(v[i].in), NULL),
+                         0);
+        assert_int_equal(email__charset_fits(v[i].charset, v[i].in, strlen(v[i].in), NULL), 0);
         assert_int_equal(b.len, v[i].outlen);
         assert_memory_equal(b.data ? b.data : "", v[i].out, v[i].outlen);
-        email_buf_free(&b);
+        email__buf_free(&b);
     }
     /* shift codes of the caller's own would switch the reader's character set (found by
      * fuzzing): refused in ISO-2022-JP, offset named, like any character it cannot hold */
     static const char *const shifts[] = {"ab\x1b", "\x1b$B$\"", ("a\x0e" "b"), "\x0f"};
     for (size_t i = 0; i < sizeof shifts / sizeof *shifts; i++) {
         email_buf_t o;
-        email_buf_init(&o);
+        email__buf_init(&o);
         size_t bad = 99;
-        assert_int_equal(charset_fits("ISO-2022-JP", shifts[i], strlen(shifts[i]), &bad),
+        assert_int_equal(email__charset_fits("ISO-2022-JP", shifts[i], strlen(shifts[i]), &bad),
                          EMAIL_ECHARSET);
         assert_int_equal(bad, strcspn(shifts[i], "\x1b\x0e\x0f"));
-        assert_int_equal(charset_from_utf8("ISO-2022-JP", &o, shifts[i], strlen(shifts[i]), NULL),
-                         EMAIL_ECHARSET);
+        assert_int_equal(
+            email__charset_from_utf8("ISO-2022-JP", &o, shifts[i], strlen(shifts[i]), NULL),
+            EMAIL_ECHARSET);
         assert_int_equal(o.len, 0);
-        email_buf_free(&o);
+        email__buf_free(&o);
     }
     /* the first character without an equivalent is named by its offset; out is unchanged */
     email_buf_t b;
-    email_buf_init(&b);
-    assert_int_equal(email_buf_puts(&b, "keep"), 0);
+    email__buf_init(&b);
+    assert_int_equal(email__buf_puts(&b, "keep"), 0);
     size_t bad = 0;
-    assert_int_equal(charset_from_utf8("ISO-8859-1", &b, "a\xc3\xa9\xf0\x9f\x98\x80z", 8, &bad),
+    assert_int_equal(
+        email__charset_from_utf8("ISO-8859-1", &b, "a\xc3\xa9\xf0\x9f\x98\x80z", 8, &bad),
+        EMAIL_ECHARSET);
+    assert_int_equal(bad, 3);
+    assert_string_equal(b.data, "keep");
+    assert_int_equal(email__charset_from_utf8("ISO-2022-JP", &b, "\xe6\x97\xa5\xc3\xa9", 5, &bad),
                      EMAIL_ECHARSET);
     assert_int_equal(bad, 3);
     assert_string_equal(b.data, "keep");
-    assert_int_equal(charset_from_utf8("ISO-2022-JP", &b, "\xe6\x97\xa5\xc3\xa9", 5, &bad),
-                     EMAIL_ECHARSET);
-    assert_int_equal(bad, 3);
-    assert_string_equal(b.data, "keep");
-    assert_int_equal(charset_from_utf8("NO-SUCH-CHARSET", &b, "a", 1, NULL), EMAIL_ENOTSUP);
-    /* charset_fits says the same without writing anything */
+    assert_int_equal(email__charset_from_utf8("NO-SUCH-CHARSET", &b, "a", 1, NULL), EMAIL_ENOTSUP);
+    /* email__charset_fits says the same without writing anything */
     bad = 0;
-    assert_int_equal(charset_fits("ISO-8859-1", "a\xc3\xa9\xf0\x9f\x98\x80z", 8, &bad),
+    assert_int_equal(email__charset_fits("ISO-8859-1", "a\xc3\xa9\xf0\x9f\x98\x80z", 8, &bad),
                      EMAIL_ECHARSET);
     assert_int_equal(bad, 3);
     bad = 0;
-    assert_int_equal(charset_fits("ISO-2022-JP", "\xe6\x97\xa5\xc3\xa9", 5, &bad),
+    assert_int_equal(email__charset_fits("ISO-2022-JP", "\xe6\x97\xa5\xc3\xa9", 5, &bad),
                      EMAIL_ECHARSET);
     assert_int_equal(bad, 3);
     bad = 0;
-    assert_int_equal(charset_fits("ISO-2022-JP", "a\xef\xbd\xb1", 4, &bad), EMAIL_ECHARSET);
+    assert_int_equal(email__charset_fits("ISO-2022-JP", "a\xef\xbd\xb1", 4, &bad), EMAIL_ECHARSET);
     assert_int_equal(bad, 1);
-    assert_int_equal(charset_fits("UTF-8", "\xf0\x9f\x98\x80", 4, NULL), 0);
-    assert_int_equal(charset_fits("NO-SUCH-CHARSET", "a", 1, NULL), EMAIL_ENOTSUP);
+    assert_int_equal(email__charset_fits("UTF-8", "\xf0\x9f\x98\x80", 4, NULL), 0);
+    assert_int_equal(email__charset_fits("NO-SUCH-CHARSET", "a", 1, NULL), EMAIL_ENOTSUP);
     /* a large text grows the buffer as it goes (ISO-2022-JP output can be longer than input) */
     email_buf_t big, round;
-    email_buf_init(&big);
-    email_buf_init(&round);
+    email__buf_init(&big);
+    email__buf_init(&round);
     for (int i = 0; i < 20000; i++)
-        assert_int_equal(email_buf_puts(&big, i % 2 ? "\xe6\x97\xa5" : "a"), 0);
-    email_buf_reset(&b);
-    assert_int_equal(charset_from_utf8("ISO-2022-JP", &b, big.data, big.len, NULL), 0);
+        assert_int_equal(email__buf_puts(&big, i % 2 ? "\xe6\x97\xa5" : "a"), 0);
+    email__buf_reset(&b);
+    assert_int_equal(email__charset_from_utf8("ISO-2022-JP", &b, big.data, big.len, NULL), 0);
     assert_int_equal(b.len, 10000 * 1 + 10000 * 8);
-    /* far more than charset_fits's buffer holds at once, and a character it lacks at the end */
-    assert_int_equal(charset_fits("ISO-2022-JP", big.data, big.len, NULL), 0);
+    /* far more than email__charset_fits's buffer holds at once, and a character it lacks at the end
+     */
+    assert_int_equal(email__charset_fits("ISO-2022-JP", big.data, big.len, NULL), 0);
     size_t big_len = big.len;
-    assert_int_equal(email_buf_puts(&big, "\xf0\x9f\x98\x80"), 0);
-    assert_int_equal(charset_fits("ISO-2022-JP", big.data, big.len, &bad), EMAIL_ECHARSET);
+    assert_int_equal(email__buf_puts(&big, "\xf0\x9f\x98\x80"), 0);
+    assert_int_equal(email__charset_fits("ISO-2022-JP", big.data, big.len, &bad), EMAIL_ECHARSET);
     assert_int_equal(bad, big_len);
     big.len = big_len;
     big.data[big_len] = '\0';
     assert_true(to_utf8("ISO-2022-JP", b.data, b.len, &round));
     assert_int_equal(round.len, big.len);
     assert_memory_equal(round.data, big.data, big.len);
-    email_buf_free(&b);
-    email_buf_free(&big);
-    email_buf_free(&round);
+    email__buf_free(&b);
+    email__buf_free(&big);
+    email__buf_free(&round);
 }
 
 static void test_rfc2047_folding(void **state)
 {
     (void)state;
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     size_t col = 9; /* after "Subject: " */
     /* 40 x "é": each 6 characters in Q, so 10 of them fill one word of 72 */
     char text[81];
     for (int i = 0; i < 40; i++)
         memcpy(text + 2 * i, "\xc3\xa9", 2);
     text[80] = 0;
-    assert_int_equal(email_rfc2047_encode(&b, &col, text, 80, "UTF-8", 'Q'), 0);
+    assert_int_equal(email__rfc2047_encode(&b, &col, text, 80, "UTF-8", 'Q'), 0);
 #define E9 "=C3=A9=C3=A9=C3=A9"
     assert_string_equal(b.data, "=?UTF-8?Q?" E9 E9 E9 "?=\r\n"
                                 " =?UTF-8?Q?" E9 E9 E9 "=C3=A9?=\r\n"
@@ -613,11 +617,11 @@ static void test_rfc2047_folding(void **state)
 #undef E9
     assert_int_equal(col, 19);
     /* no room at all at column 77: the first word goes on the next line */
-    email_buf_reset(&b);
+    email__buf_reset(&b);
     col = 77;
-    assert_int_equal(email_rfc2047_encode(&b, &col, "\xc3\xa9", 2, "UTF-8", 'B'), 0);
+    assert_int_equal(email__rfc2047_encode(&b, &col, "\xc3\xa9", 2, "UTF-8", 'B'), 0);
     assert_string_equal(b.data, "\r\n =?UTF-8?B?w6k=?=");
-    email_buf_free(&b);
+    email__buf_free(&b);
 }
 
 /* ---- dot-stuffing and CRLF ---- */
@@ -650,23 +654,23 @@ static void run_split(const stream_case_t *c, const size_t *cuts, size_t ncuts)
     email_dotstuff_t d;
     email_crlf_t cr;
     email_buf_t bd, bc;
-    email_dotstuff_init(&d);
-    email_crlf_init(&cr);
-    email_buf_init(&bd);
-    email_buf_init(&bc);
+    email__dotstuff_init(&d);
+    email__crlf_init(&cr);
+    email__buf_init(&bd);
+    email__buf_init(&bc);
     size_t from = 0;
     for (size_t k = 0; k <= ncuts; k++) {
         size_t to = k < ncuts ? cuts[k] : n;
-        assert_int_equal(email_dotstuff_feed(&d, &bd, c->in + from, to - from), 0);
-        assert_int_equal(email_crlf_feed(&cr, &bc, c->in + from, to - from), 0);
+        assert_int_equal(email__dotstuff_feed(&d, &bd, c->in + from, to - from), 0);
+        assert_int_equal(email__crlf_feed(&cr, &bc, c->in + from, to - from), 0);
         from = to;
     }
-    assert_int_equal(email_dotstuff_finish(&d, &bd), 0);
-    assert_int_equal(email_crlf_finish(&cr, &bc), 0);
+    assert_int_equal(email__dotstuff_finish(&d, &bd), 0);
+    assert_int_equal(email__crlf_finish(&cr, &bc), 0);
     assert_string_equal(bd.data, c->stuffed);
     assert_string_equal(bc.data ? bc.data : "", c->crlf);
-    email_buf_free(&bd);
-    email_buf_free(&bc);
+    email__buf_free(&bd);
+    email__buf_free(&bc);
 }
 
 static void test_dotstuff_every_split(void **state)
@@ -695,14 +699,14 @@ static void test_dotstuff_reusable_after_finish(void **state)
     (void)state;
     email_dotstuff_t d;
     email_buf_t b;
-    email_dotstuff_init(&d);
-    email_buf_init(&b);
-    assert_int_equal(email_dotstuff_feed(&d, &b, "a", 1), 0);
-    assert_int_equal(email_dotstuff_finish(&d, &b), 0);
-    assert_int_equal(email_dotstuff_feed(&d, &b, ".b\r", 3), 0);
-    assert_int_equal(email_dotstuff_finish(&d, &b), 0);
+    email__dotstuff_init(&d);
+    email__buf_init(&b);
+    assert_int_equal(email__dotstuff_feed(&d, &b, "a", 1), 0);
+    assert_int_equal(email__dotstuff_finish(&d, &b), 0);
+    assert_int_equal(email__dotstuff_feed(&d, &b, ".b\r", 3), 0);
+    assert_int_equal(email__dotstuff_finish(&d, &b), 0);
     assert_string_equal(b.data, "a\r\n.\r\n..b\r\n.\r\n");
-    email_buf_free(&b);
+    email__buf_free(&b);
 }
 
 /* Undoes the dot-stuffing of a complete DATA stream, checking it on the way: CRLF only, the only
@@ -727,7 +731,7 @@ static void undotstuff(const char *s, size_t n, email_buf_t *out)
             assert_true(i + 1 < body && s[i + 1] == '.');
             continue;
         }
-        assert_int_equal(email_buf_putc(out, s[i]), 0);
+        assert_int_equal(email__buf_putc(out, s[i]), 0);
     }
 }
 
@@ -742,28 +746,28 @@ static void test_dotstuff_random_round_trip(void **state)
             s[i] = alphabet[rng() % (sizeof alphabet - 1)];
         email_dotstuff_t d;
         email_buf_t out, got, want;
-        email_dotstuff_init(&d);
-        email_buf_init(&out);
-        email_buf_init(&got);
-        email_buf_init(&want);
+        email__dotstuff_init(&d);
+        email__buf_init(&out);
+        email__buf_init(&got);
+        email__buf_init(&want);
         for (size_t i = 0; i < n;) {
             size_t k = 1 + rng() % 5;
             if (k > n - i)
                 k = n - i;
-            assert_int_equal(email_dotstuff_feed(&d, &out, s + i, k), 0);
+            assert_int_equal(email__dotstuff_feed(&d, &out, s + i, k), 0);
             i += k;
         }
-        assert_int_equal(email_dotstuff_finish(&d, &out), 0);
+        assert_int_equal(email__dotstuff_finish(&d, &out), 0);
         undotstuff(out.data, out.len, &got);
         normalize_ref(s, n, &want);
         /* the terminator's CRLF belongs to the text when the text has no final line break */
         if (want.len && want.data[want.len - 1] != '\n')
-            assert_int_equal(email_buf_append(&want, "\r\n", 2), 0);
+            assert_int_equal(email__buf_append(&want, "\r\n", 2), 0);
         assert_int_equal(got.len, want.len);
         assert_memory_equal(got.data ? got.data : "", want.data ? want.data : "", got.len);
-        email_buf_free(&out);
-        email_buf_free(&got);
-        email_buf_free(&want);
+        email__buf_free(&out);
+        email__buf_free(&got);
+        email__buf_free(&want);
     }
 }
 

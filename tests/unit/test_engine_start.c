@@ -1,6 +1,6 @@
 /*
  * Unit tests of the engine's life before its transport is connected (smtp_engine_config_t's
- * wait_start, smtp_engine_start), of its state channel (the `state` callback, apart from the
+ * wait_start, email__smtp_engine_start), of its state channel (the `state` callback, apart from the
  * conversation log), and of the ring (lib/ring.h) that holds its expected replies. The engine is
  * driven with scripted server bytes; every callback becomes a line of an event transcript.
  */
@@ -69,7 +69,7 @@ static void ev(run_t *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    assert_int_equal(email_buf_printf(&r->events, "%s\n", line), 0);
+    assert_int_equal(email__buf_printf(&r->events, "%s\n", line), 0);
 }
 
 static void cb_log(void *ud, char kind, const char *text)
@@ -89,11 +89,11 @@ static void cb_job_done(void *ud, smtp_job_t *job)
     job_t *j = job->user;
     ev(r, "done %s: outcome %d error %d status %d \"%s\"", j->name, (int)job->outcome,
        job->status.error, job->status.status, job->status.status_text);
-    email_refusals_free(&job->refusals);
+    email__refusals_free(&job->refusals);
     if (r->chained) {
         job_t *next = r->chained;
         r->chained = NULL;
-        r->chain_rc = smtp_engine_submit(r->e, &next->job);
+        r->chain_rc = email__smtp_engine_submit(r->e, &next->job);
     }
 }
 
@@ -110,21 +110,21 @@ static void cb_state(void *ud, const char *from, const char *to)
 static void run_init(run_t *r, const smtp_engine_config_t *cfg, bool with_state)
 {
     memset(r, 0, sizeof *r);
-    email_buf_init(&r->events);
-    email_buf_init(&r->wire);
+    email__buf_init(&r->events);
+    email__buf_init(&r->wire);
     smtp_engine_callbacks_t cb = {.log = cb_log, .ready = cb_ready, .job_done = cb_job_done,
                                   .closed = cb_closed};
     if (with_state)
         cb.state = cb_state;
-    r->e = smtp_engine_new(cfg, &cb, r);
+    r->e = email__smtp_engine_new(cfg, &cb, r);
     assert_non_null(r->e);
 }
 
 static void run_free(run_t *r)
 {
-    smtp_engine_free(r->e);
-    email_buf_free(&r->events);
-    email_buf_free(&r->wire);
+    email__smtp_engine_free(r->e);
+    email__buf_free(&r->events);
+    email__buf_free(&r->wire);
 }
 
 /* Everything the engine has to write, reported written. */
@@ -132,16 +132,16 @@ static void take_all(run_t *r)
 {
     const char *d;
     size_t n;
-    while ((n = smtp_engine_take(r->e, &d)) > 0) {
-        assert_int_equal(email_buf_append(&r->wire, d, n), 0);
-        smtp_engine_written(r->e, n);
+    while ((n = email__smtp_engine_take(r->e, &d)) > 0) {
+        assert_int_equal(email__buf_append(&r->wire, d, n), 0);
+        email__smtp_engine_written(r->e, n);
     }
 }
 
 static void feed(run_t *r, const char *s)
 {
     take_all(r); /* a reply answers only what was handed over before it */
-    smtp_engine_feed(r->e, s, strlen(s));
+    email__smtp_engine_feed(r->e, s, strlen(s));
     take_all(r);
 }
 
@@ -165,15 +165,15 @@ static void test_jobs_wait_for_start(void **state)
     run_init(&r, &plain_cfg, false);
     job_t j;
     job_init(&j, "j", "b@example.org");
-    assert_int_equal(smtp_engine_submit(r.e, &j.job), 0);
-    smtp_engine_quit(r.e);
+    assert_int_equal(email__smtp_engine_submit(r.e, &j.job), 0);
+    email__smtp_engine_quit(r.e);
     take_all(&r);
     assert_int_equal(r.wire.len, 0);
-    assert_false(smtp_engine_waiting(r.e)); /* no reply is awaited yet */
-    assert_false(smtp_engine_is_closed(r.e));
+    assert_false(email__smtp_engine_waiting(r.e)); /* no reply is awaited yet */
+    assert_false(email__smtp_engine_is_closed(r.e));
 
-    smtp_engine_start(r.e, false);
-    assert_true(smtp_engine_waiting(r.e)); /* the greeting now */
+    email__smtp_engine_start(r.e, false);
+    assert_true(email__smtp_engine_waiting(r.e)); /* the greeting now */
     feed(&r, "220 mx ESMTP\r\n");
     feed(&r, "250 mx\r\n");
     feed(&r, "250 ok\r\n");
@@ -188,7 +188,7 @@ static void test_jobs_wait_for_start(void **state)
                                        "Subject: hi\r\n\r\nhello\r\n.\r\n"
                                        "QUIT\r\n");
     assert_non_null(strstr(text(&r.events), "done j: outcome 0 error 0 status 250 \"queued\"\n"));
-    assert_true(smtp_engine_is_closed(r.e));
+    assert_true(email__smtp_engine_is_closed(r.e));
     run_free(&r);
 }
 
@@ -198,9 +198,9 @@ static void test_reply_before_start(void **state)
     (void)state;
     run_t r;
     run_init(&r, &plain_cfg, false);
-    assert_int_equal(smtp_engine_feed(r.e, "220 mx\r\n", 8), EMAIL_EPROTO);
-    assert_true(smtp_engine_is_closed(r.e));
-    assert_int_equal(smtp_engine_status(r.e)->error, EMAIL_EPROTO);
+    assert_int_equal(email__smtp_engine_feed(r.e, "220 mx\r\n", 8), EMAIL_EPROTO);
+    assert_true(email__smtp_engine_is_closed(r.e));
+    assert_int_equal(email__smtp_engine_status(r.e)->error, EMAIL_EPROTO);
     run_free(&r);
 }
 
@@ -216,9 +216,9 @@ static void test_abort_before_start(void **state)
     job_t a, b;
     job_init(&a, "a", "b@example.org");
     job_init(&b, "b", "c@example.org");
-    assert_int_equal(smtp_engine_submit(r.e, &a.job), 0);
+    assert_int_equal(email__smtp_engine_submit(r.e, &a.job), 0);
     r.chained = &b;
-    smtp_engine_abort(r.e, EMAIL_ECONNECT, "cannot connect to \"mx\" port 25: refused");
+    email__smtp_engine_abort(r.e, EMAIL_ECONNECT, "cannot connect to \"mx\" port 25: refused");
     assert_int_equal(r.chain_rc, 0);
     char expect[600];
     snprintf(expect, sizeof expect,
@@ -231,7 +231,7 @@ static void test_abort_before_start(void **state)
     assert_string_equal(text(&r.events), expect);
     assert_int_equal(a.job.status.recipients, 1);
     assert_false(a.job.status.success);
-    assert_int_equal(smtp_engine_submit(r.e, &a.job), EMAIL_ESHUTDOWN);
+    assert_int_equal(email__smtp_engine_submit(r.e, &a.job), EMAIL_ESHUTDOWN);
     assert_int_equal(r.wire.len, 0);
     run_free(&r);
 }
@@ -244,9 +244,9 @@ static void test_cancel_before_start(void **state)
     run_init(&r, &plain_cfg, false);
     job_t a;
     job_init(&a, "a", "b@example.org");
-    assert_int_equal(smtp_engine_submit(r.e, &a.job), 0);
-    assert_int_equal(smtp_engine_cancel(r.e, &a.job), 0);
-    smtp_engine_abort(r.e, EMAIL_ETIMEDOUT, "timed out");
+    assert_int_equal(email__smtp_engine_submit(r.e, &a.job), 0);
+    assert_int_equal(email__smtp_engine_cancel(r.e, &a.job), 0);
+    email__smtp_engine_abort(r.e, EMAIL_ETIMEDOUT, "timed out");
     char expect[100];
     snprintf(expect, sizeof expect, "#: SMTP Error: timed out\nclosed: error %d \"timed out\"\n",
              EMAIL_ETIMEDOUT);
@@ -263,7 +263,7 @@ static void auth_run(bool allow, const char *expect_wire)
     cfg.allow_cleartext_auth = !allow; /* the start's word wins */
     run_t r;
     run_init(&r, &cfg, false);
-    smtp_engine_start(r.e, allow);
+    email__smtp_engine_start(r.e, allow);
     feed(&r, "220 mx\r\n");
     feed(&r, "250-mx\r\n250 AUTH PLAIN\r\n");
     assert_string_equal(text(&r.wire), expect_wire);
@@ -285,7 +285,7 @@ static void test_start_without_wait(void **state)
     cfg.wait_start = false;
     run_t r;
     run_init(&r, &cfg, true);
-    smtp_engine_start(r.e, true);
+    email__smtp_engine_start(r.e, true);
     feed(&r, "220 mx\r\n");
     assert_string_equal(text(&r.wire), "EHLO client.example\r\n");
     assert_string_equal(text(&r.events), "S: 220 mx\n"
@@ -303,14 +303,14 @@ static void test_state_channel(void **state)
     for (int with = 0; with < 2; with++) {
         run_t r;
         run_init(&r, &plain_cfg, with);
-        smtp_engine_start(r.e, false);
+        email__smtp_engine_start(r.e, false);
         feed(&r, "220 mx\r\n");
         feed(&r, "250-mx\r\n250 STARTTLS\r\n");
-        smtp_engine_quit(r.e);
+        email__smtp_engine_quit(r.e);
         take_all(&r);
         feed(&r, "221 bye\r\n");
         logs[with] = r.events;
-        email_buf_init(&r.events);
+        email__buf_init(&r.events);
         run_free(&r);
     }
     const char *expect = "state CONNECTING -> GREETING\n"
@@ -329,17 +329,17 @@ static void test_state_channel(void **state)
     assert_string_equal(text(&logs[1]), expect);
     /* without the callback: the same lines less the states */
     email_buf_t plain;
-    email_buf_init(&plain);
+    email__buf_init(&plain);
     for (const char *p = expect; *p;) {
         const char *nl = strchr(p, '\n') + 1;
         if (strncmp(p, "state ", 6) != 0)
-            assert_int_equal(email_buf_append(&plain, p, (size_t)(nl - p)), 0);
+            assert_int_equal(email__buf_append(&plain, p, (size_t)(nl - p)), 0);
         p = nl;
     }
     assert_string_equal(text(&logs[0]), text(&plain));
-    email_buf_free(&plain);
-    email_buf_free(&logs[0]);
-    email_buf_free(&logs[1]);
+    email__buf_free(&plain);
+    email__buf_free(&logs[0]);
+    email__buf_free(&logs[1]);
 }
 
 /* ------------------------------------------------------------------------------------------- */

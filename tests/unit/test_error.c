@@ -352,7 +352,7 @@ static int setup(void **state)
     snprintf(log_path, sizeof log_path, "%s/session.log", dir);
     good = email_message_new();
     blank = email_message_new();
-    registry_pending(KNOWN_ID);
+    email__registry_pending(KNOWN_ID);
     email_server_t srv;
     email_server_init(&srv);
     srv.host = "127.0.0.1";
@@ -366,7 +366,7 @@ static int teardown(void **state)
     (void)state;
     email_message_free(good);
     email_message_free(blank);
-    registry_done(KNOWN_ID, EMAIL_SENT);
+    email__registry_done(KNOWN_ID, EMAIL_SENT);
     unlink(log_path);
     rmdir(dir);
     email_transporter_free(tp);

@@ -2,7 +2,7 @@
  * The escaping of event text in the conversation log (lib/log.c, API.md section 6): control
  * characters (C0, DEL, C1) and bytes that are not UTF-8 as \xHH, '\' as \\, and '"' as \" inside
  * the quoted fields of C and S events; the same in the global log, an extended log and the
- * callback. Driven through email_log_event, no server.
+ * callback. Driven through email__log_event, no server.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,8 +53,8 @@ static email_buf_t cb_lines;
 
 static void collect(const char *line, void *user_data)
 {
-    email_buf_puts(user_data, line);
-    email_buf_putc(user_data, '\n');
+    email__buf_puts(user_data, line);
+    email__buf_putc(user_data, '\n');
 }
 
 /* The event of each line of text ("<n> <time> <pid> <session> <event>"), checked in order. */
@@ -87,14 +87,14 @@ static void test_escaped_in_every_destination(void **state)
     snprintf(global, sizeof global, "%s/global.log", dir);
     snprintf(ext, sizeof ext, "%s/ext.log", dir);
     assert_int_equal(email_set_log(global), 0);
-    email_buf_init(&cb_lines);
+    email__buf_init(&cb_lines);
     assert_int_equal(email_set_log_callback(collect, &cb_lines), 0);
-    log_sink_t *sink = log_sink_open(ext, err, sizeof err);
+    log_sink_t *sink = email__log_sink_open(ext, err, sizeof err);
     assert_non_null(sink);
-    uint64_t session = email_log_session_id();
+    uint64_t session = email__log_session_id();
     for (size_t i = 0; i < NCASES; i++)
-        email_log_event(sink, session, cases[i].kind, cases[i].text);
-    log_sink_release(sink);
+        email__log_event(sink, session, cases[i].kind, cases[i].text);
+    email__log_sink_release(sink);
     assert_int_equal(email_set_log(NULL), 0);
     email_dispatch(); /* the callback's lines wait for it (the default callback thread) */
     assert_int_equal(email_set_log_callback(NULL, NULL), 0);
@@ -108,7 +108,7 @@ static void test_escaped_in_every_destination(void **state)
     assert_events(cb_lines.data, "callback");
     free(g);
     free(x);
-    email_buf_free(&cb_lines);
+    email__buf_free(&cb_lines);
     test_rmtree(dir);
     free(dir);
 }
@@ -121,14 +121,14 @@ static void test_message_data_verbatim(void **state)
     assert_non_null(dir);
     char ext[600], err[300];
     snprintf(ext, sizeof ext, "%s/ext.log", dir);
-    log_sink_t *sink = log_sink_open(ext, err, sizeof err);
+    log_sink_t *sink = email__log_sink_open(ext, err, sizeof err);
     assert_non_null(sink);
-    uint64_t session = email_log_session_id();
+    uint64_t session = email__log_session_id();
     static const char mime[] = "Subject: \033$B$3$s\033(B \"q\" \\\r\n\r\nbody\r\n";
-    email_log_data_begin(sink, session, 7);
-    email_log_data(sink, session, mime, sizeof mime - 1);
-    email_log_data_end(sink, session, 7);
-    log_sink_release(sink);
+    email__log_data_begin(sink, session, 7);
+    email__log_data(sink, session, mime, sizeof mime - 1);
+    email__log_data_end(sink, session, 7);
+    email__log_sink_release(sink);
     char *x = test_read_file(ext, NULL);
     assert_non_null(x);
     const char *begins = strstr(x, " ### message 7 begins\n");

@@ -120,7 +120,7 @@ static void test_addresses_refused_message_unchanged(void **state)
         if (email_message_set_from(m, bad[i]) != EMAIL_EINVAL)
             fail_msg("From \"%s\" accepted", bad[i]);
         assert_error_starts("From: ");
-        assert_string_equal(message_envelope_from(m), "alice@example.org");
+        assert_string_equal(email__message_envelope_from(m), "alice@example.org");
     }
     assert_int_equal(email_message_set_from(m, "foo"), EMAIL_EINVAL);
     assert_string_equal(email_error_info(), "From: \"foo\" is not a valid address");
@@ -140,7 +140,7 @@ static void test_addresses_refused_message_unchanged(void **state)
     free(after);
     /* set_* with NULL or "" removes the field */
     assert_int_equal(email_message_set_from(m, ""), 0);
-    assert_string_equal(message_envelope_from(m), "");
+    assert_string_equal(email__message_envelope_from(m), "");
     email_message_free(m);
 }
 
@@ -151,7 +151,7 @@ static void test_address_lists(void **state)
     const char *list_text = "\"Doe, John\" <j@d.org>, x@y.z ,, Jane <jane@e.org>,";
     assert_int_equal(email_message_add_to(m, list_text), 0);
     const char *const *list;
-    assert_int_equal(message_recipients(m, &list), 3);
+    assert_int_equal(email__message_recipients(m, &list), 3);
     assert_string_equal(list[0], "j@d.org");
     assert_string_equal(list[1], "x@y.z");
     assert_string_equal(list[2], "jane@e.org");
@@ -164,7 +164,7 @@ static void test_address_lists(void **state)
     assert_error_starts("Bcc: ");
     assert_int_equal(email_message_add_to(m, NULL), EMAIL_EINVAL);
     assert_int_equal(email_message_add_to(m, " , "), EMAIL_EINVAL);
-    assert_int_equal(message_recipients(m, &list), 3);
+    assert_int_equal(email__message_recipients(m, &list), 3);
     email_message_free(m);
 }
 
@@ -178,7 +178,7 @@ static void test_recipients_dedupe_and_bcc(void **state)
     assert_int_equal(email_message_add_cc(m, "a@X.org, c@x.org"), 0);
     assert_int_equal(email_message_add_bcc(m, "C@x.org, b@x.org"), 0);
     const char *const *list;
-    assert_int_equal(message_recipients(m, &list), 4);
+    assert_int_equal(email__message_recipients(m, &list), 4);
     assert_string_equal(list[0], "A@x.org");
     assert_string_equal(list[1], "c@x.org");
     assert_string_equal(list[2], "hidden@example.org");
@@ -196,7 +196,7 @@ static void test_recipients_dedupe_and_bcc(void **state)
         snprintf(a, sizeof a, "%s%d@example.org", i % 2 ? "User" : "user", i / 2);
         assert_int_equal(email_message_add_bcc(m, a), 0);
     }
-    assert_int_equal(message_recipients(m, &list), 4 + 1000);
+    assert_int_equal(email__message_recipients(m, &list), 4 + 1000);
     assert_string_equal(list[4 + 999], "user999@example.org");
     email_message_free(m);
 }
@@ -234,23 +234,23 @@ static void test_envelope(void **state)
 {
     (void)state;
     email_message_t *m = basic_message();
-    assert_string_equal(message_envelope_from(m), "alice@example.org");
+    assert_string_equal(email__message_envelope_from(m), "alice@example.org");
     assert_int_equal(email_message_set_sender(m, "Office <office@example.org>"), 0);
-    assert_string_equal(message_envelope_from(m), "office@example.org");
+    assert_string_equal(email__message_envelope_from(m), "office@example.org");
     assert_int_equal(email_message_set_sender(m, NULL), 0);
-    assert_string_equal(message_envelope_from(m), "alice@example.org");
-    assert_false(message_needs_smtputf8(m));
+    assert_string_equal(email__message_envelope_from(m), "alice@example.org");
+    assert_false(email__message_needs_smtputf8(m));
     assert_int_equal(email_message_add_cc(m, "\xe7\x94\xa8\xe6\x88\xb7@example.org"), 0);
-    assert_true(message_needs_smtputf8(m));
+    assert_true(email__message_needs_smtputf8(m));
     size_t len;
     char *mime = mime_of(m, &len);
     mime_reader_t *r;
     email_message_t *frozen;
     char err[256];
-    assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
-    assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), 0);
-    assert_true(mime_reader_8bit(r));
-    mime_reader_free(r);
+    assert_int_equal(email__message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+    assert_int_equal(email__mime_reader_new(frozen, &r, err, sizeof err), 0);
+    assert_true(email__mime_reader_8bit(r));
+    email__mime_reader_free(r);
     email_message_free(frozen);
     free(mime);
     email_message_free(m);
@@ -454,23 +454,24 @@ static void test_ids_and_freeze(void **state)
     assert_true(email_message_id(b) != email_message_id(a));
     char err[256];
     email_message_t *copy = NULL;
-    assert_int_equal(message_freeze(a, NULL, NULL, &copy, err, sizeof err), EMAIL_EINVAL);
+    assert_int_equal(email__message_freeze(a, NULL, NULL, &copy, err, sizeof err), EMAIL_EINVAL);
     assert_string_equal(err, "From: the message has no sender");
     assert_int_equal(email_message_set_from(a, "a@example.org"), 0);
-    assert_int_equal(message_freeze(a, NULL, NULL, &copy, err, sizeof err), EMAIL_EINVAL);
+    assert_int_equal(email__message_freeze(a, NULL, NULL, &copy, err, sizeof err), EMAIL_EINVAL);
     assert_string_equal(err, "To: the message has no recipient (To, Cc or Bcc)");
     assert_int_equal(email_message_add_bcc(a, "hidden@example.org"), 0);
-    assert_int_equal(message_freeze(a, "nonsense", NULL, &copy, err, sizeof err), EMAIL_EINVAL);
+    assert_int_equal(email__message_freeze(a, "nonsense", NULL, &copy, err, sizeof err),
+                     EMAIL_EINVAL);
     assert_error_starts("Charsets: ");
     assert_int_equal(
-        message_freeze(a, EMAIL_MAIL_MODE_UTF8_IN_BASE64, NULL, &copy, err, sizeof err), 0);
+        email__message_freeze(a, EMAIL_MAIL_MODE_UTF8_IN_BASE64, NULL, &copy, err, sizeof err), 0);
     assert_int_equal(email_message_id(copy), email_message_id(a));
-    const message_content_t *c = message_content(copy);
+    const message_content_t *c = email__message_content(copy);
     assert_int_equal(c->header_mode, MAIL_MODE_UTF8_B64);
     assert_int_equal(c->body_mode, MAIL_MODE_UTF8_QP);
     assert_non_null(c->date);
     assert_non_null(strstr(c->message_id, "@example.org>"));
-    assert_null(message_content(a)->message_id);
+    assert_null(email__message_content(a)->message_id);
     /* a frozen message gives the same bytes every time (a retry sends what was sent) */
     assert_int_equal(email_message_set_html_body(copy, "<p>x</p>"), 0);
     assert_int_equal(email_message_set_text_body(copy, "x"), 0);
@@ -481,7 +482,7 @@ static void test_ids_and_freeze(void **state)
     free(m2);
     /* its recipients are its own */
     const char *const *list;
-    assert_int_equal(message_recipients(copy, &list), 1);
+    assert_int_equal(email__message_recipients(copy, &list), 1);
     email_message_free(a);
     assert_string_equal(list[0], "hidden@example.org");
     email_message_free(copy);
@@ -685,33 +686,33 @@ static void test_html_attachments_inline(void **state)
     /* the reader's size is what it reads, in chunks of any size */
     email_message_t *frozen;
     char err[256];
-    assert_int_equal(message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
+    assert_int_equal(email__message_freeze(m, NULL, NULL, &frozen, err, sizeof err), 0);
     char *whole = mime_of(frozen, &len);
     size_t chunks[] = {1, 7, 4096, 100000};
     for (size_t k = 0; k < 4; k++) {
         mime_reader_t *r;
-        assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), 0);
-        assert_int_equal(mime_reader_size(r), len);
-        assert_false(mime_reader_8bit(r));
+        assert_int_equal(email__mime_reader_new(frozen, &r, err, sizeof err), 0);
+        assert_int_equal(email__mime_reader_size(r), len);
+        assert_false(email__mime_reader_8bit(r));
         char *buf = malloc(len + 1);
         size_t got = 0;
         ssize_t n = 0;
         size_t room;
         while ((room = len + 1 - got) &&
-               (n = mime_reader_read(r, buf + got, chunks[k] < room ? chunks[k] : room)) > 0)
+               (n = email__mime_reader_read(r, buf + got, chunks[k] < room ? chunks[k] : room)) > 0)
             got += (size_t)n;
         assert_int_equal(n, 0);
         assert_int_equal(got, len);
         assert_memory_equal(buf, whole, len);
         free(buf);
-        mime_reader_free(r);
+        email__mime_reader_free(r);
     }
     free(whole);
 
     /* a file that grows or shrinks after the reader was made: EMAIL_EIO, never wrong bytes */
     for (int grow = 0; grow < 2; grow++) {
         mime_reader_t *r;
-        assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), 0);
+        assert_int_equal(email__mime_reader_new(frozen, &r, err, sizeof err), 0);
         FILE *f = fopen(paths[4], "wb");
         assert_non_null(f);
         assert_int_equal(fwrite(data, 1, grow ? 100000 : 1000, f), grow ? 100000 : 1000);
@@ -720,16 +721,16 @@ static void test_html_attachments_inline(void **state)
         fclose(f);
         char buf[8192];
         ssize_t n = 0;
-        while ((n = mime_reader_read(r, buf, sizeof buf)) > 0)
+        while ((n = email__mime_reader_read(r, buf, sizeof buf)) > 0)
             ;
         assert_int_equal(n, EMAIL_EIO);
-        assert_int_equal(mime_reader_read(r, buf, sizeof buf), EMAIL_EIO);
-        mime_reader_free(r);
+        assert_int_equal(email__mime_reader_read(r, buf, sizeof buf), EMAIL_EIO);
+        email__mime_reader_free(r);
     }
     /* a file gone before the reader is made */
     unlink(paths[4]);
     mime_reader_t *r = NULL;
-    assert_int_equal(mime_reader_new(frozen, &r, err, sizeof err), EMAIL_EIO);
+    assert_int_equal(email__mime_reader_new(frozen, &r, err, sizeof err), EMAIL_EIO);
     assert_non_null(strstr(err, "Attachment"));
     email_message_free(frozen);
     char *out = NULL;
@@ -784,7 +785,7 @@ static void test_parts_refused(void **state)
     assert_int_equal(email_message_add_inline(m, NULL, "x", 1, "a b", NULL), EMAIL_EINVAL);
     assert_int_equal(email_message_add_inline(m, NULL, "x", 1, "<a>b>", NULL), EMAIL_EINVAL);
     /* none of them left a part behind */
-    assert_int_equal(message_content(m)->nparts, 0);
+    assert_int_equal(email__message_content(m)->nparts, 0);
     char *mime = mime_of(m, NULL);
     assert_null(strstr(mime, "multipart"));
     free(mime);

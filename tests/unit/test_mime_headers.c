@@ -40,7 +40,7 @@ static void append_utf8(email_buf_t *out, const char *charset, const char *text,
     if (iconv(cd, &in, &left, &dst, &room) == (size_t)-1 || left ||
         iconv(cd, NULL, NULL, &dst, &room) == (size_t)-1)
         fail_msg("\"%.*s\" is not a complete text in %s", (int)n, text, charset);
-    assert_int_equal(email_buf_append(out, buf, (size_t)(dst - buf)), 0);
+    assert_int_equal(email__buf_append(out, buf, (size_t)(dst - buf)), 0);
     free(buf);
     iconv_close(cd);
 }
@@ -69,9 +69,9 @@ static bool decode_word(const char *s, size_t n, email_buf_t *out)
     snprintf(charset, sizeof charset, "%.*s", (int)(q - cs), cs);
     const char *t = q + 3, *end = s + n - 2;
     email_buf_t raw;
-    email_buf_init(&raw);
+    email__buf_init(&raw);
     if (q[1] == 'B') {
-        assert_int_equal(email_base64_decode(&raw, t, (size_t)(end - t)), 0);
+        assert_int_equal(email__base64_decode(&raw, t, (size_t)(end - t)), 0);
     } else {
         for (; t < end; t++) {
             int c = *t == '_' ? ' ' : *t;
@@ -84,11 +84,11 @@ static bool decode_word(const char *s, size_t n, email_buf_t *out)
                 assert_true(strchr("!*+-/_", *t) || (*t >= '0' && *t <= '9') ||
                             (*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z'));
             }
-            assert_int_equal(email_buf_putc(&raw, (char)c), 0);
+            assert_int_equal(email__buf_putc(&raw, (char)c), 0);
         }
     }
     append_utf8(out, charset, raw.data ? raw.data : "", raw.len);
-    email_buf_free(&raw);
+    email__buf_free(&raw);
     return true;
 }
 
@@ -100,7 +100,7 @@ static bool decode_word(const char *s, size_t n, email_buf_t *out)
 static char *decode_text(const char *s, bool phrase)
 {
     email_buf_t out;
-    email_buf_init(&out);
+    email__buf_init(&out);
     size_t n = strlen(s), i = 0;
     bool last_encoded = false;
     while (i < n) {
@@ -117,7 +117,7 @@ static char *decode_text(const char *s, bool phrase)
             i++;
         bool encoded = is_word(s + start, i - start);
         if (!(encoded && last_encoded))
-            assert_int_equal(email_buf_append(&out, s + ws, start - ws), 0);
+            assert_int_equal(email__buf_append(&out, s + ws, start - ws), 0);
         if (encoded) {
             assert_true(decode_word(s + start, i - start, &out));
         } else {
@@ -125,13 +125,13 @@ static char *decode_text(const char *s, bool phrase)
                 if (phrase && s[k] == '"')
                     continue;
                 k += phrase && s[k] == '\\';
-                assert_int_equal(email_buf_putc(&out, s[k]), 0);
+                assert_int_equal(email__buf_putc(&out, s[k]), 0);
             }
         }
         last_encoded = encoded;
     }
-    char *r = email_buf_steal(&out, NULL);
-    email_buf_free(&out);
+    char *r = email__buf_steal(&out, NULL);
+    email__buf_free(&out);
     return r ? r : strdup("");
 }
 
@@ -162,16 +162,16 @@ static char *field(const char *h, const char *name)
     p += len + 1;
     p += *p == ' ';
     email_buf_t v;
-    email_buf_init(&v);
+    email__buf_init(&v);
     for (;;) {
         const char *end = strstr(p, "\r\n");
-        assert_int_equal(email_buf_append(&v, p, (size_t)(end - p)), 0);
+        assert_int_equal(email__buf_append(&v, p, (size_t)(end - p)), 0);
         if (end[2] != ' ' && end[2] != '\t')
             break;
         p = end + 2;
     }
-    char *r = email_buf_steal(&v, NULL);
-    email_buf_free(&v);
+    char *r = email__buf_steal(&v, NULL);
+    email__buf_free(&v);
     return r ? r : strdup("");
 }
 
@@ -188,18 +188,18 @@ static void fixture_init(fixture_t *f, mail_mode_t mode)
 {
     memset(f, 0, sizeof *f);
     f->c.header_mode = f->c.body_mode = mode;
-    email_buf_init(&f->m);
+    email__buf_init(&f->m);
 }
 
 static void fixture_free(fixture_t *f)
 {
-    address_list_free(&f->c.from);
-    address_list_free(&f->c.sender);
-    address_list_free(&f->c.reply_to);
-    address_list_free(&f->c.to);
-    address_list_free(&f->c.cc);
-    address_list_free(&f->c.bcc);
-    email_buf_free(&f->m);
+    email__address_list_free(&f->c.from);
+    email__address_list_free(&f->c.sender);
+    email__address_list_free(&f->c.reply_to);
+    email__address_list_free(&f->c.to);
+    email__address_list_free(&f->c.cc);
+    email__address_list_free(&f->c.bcc);
+    email__buf_free(&f->m);
 }
 
 /* Appends the parsed addresses of text to l. */
@@ -207,20 +207,20 @@ static void add_addresses(address_list_t *l, const char *text)
 {
     address_list_t more;
     char why[200];
-    if (address_parse(text, true, &more, why, sizeof why))
+    if (email__address_parse(text, true, &more, why, sizeof why))
         fail_msg("%s", why);
-    assert_int_equal(address_list_append(l, &more), 0);
-    address_list_free(&more);
+    assert_int_equal(email__address_list_append(l, &more), 0);
+    email__address_list_free(&more);
 }
 
 /* The header block for f (0 expected), its lines checked against max. */
 static const char *write_headers_max(fixture_t *f, size_t max)
 {
-    email_buf_reset(&f->m);
+    email__buf_reset(&f->m);
     mime_out_t o = {&f->m, &f->c, f->err, sizeof f->err};
-    int rc = mime_put_message_headers(&o);
+    int rc = email__mime_put_message_headers(&o);
     if (rc)
-        fail_msg("mime_put_message_headers: %d %s", rc, f->err);
+        fail_msg("email__mime_put_message_headers: %d %s", rc, f->err);
     assert_lines(f->m.data, max);
     return f->m.data;
 }
@@ -342,11 +342,11 @@ static void test_caller_headers_and_refusals(void **state)
     /* ISO-8859-1 has no fallback: refused, never '?' */
     f.extra.value = JAPANESE;
     mime_out_t o = {&f.m, &f.c, f.err, sizeof f.err};
-    assert_int_equal(mime_put_message_headers(&o), EMAIL_ECHARSET);
+    assert_int_equal(email__mime_put_message_headers(&o), EMAIL_ECHARSET);
     assert_string_equal(f.err, "Header \"X-Note\" cannot be written in ISO-8859-1");
     f.c.nheaders = 0;
     f.c.subject = "5 \xe2\x82\xac";
-    assert_int_equal(mime_put_message_headers(&o), EMAIL_ECHARSET);
+    assert_int_equal(email__mime_put_message_headers(&o), EMAIL_ECHARSET);
     assert_string_equal(f.err, "Subject cannot be written in ISO-8859-1");
     /* the same text in the ISO-2022-JP mode falls back to UTF-8 */
     f.c.header_mode = MAIL_MODE_ISO2022JP;
@@ -363,7 +363,7 @@ static void test_caller_headers_and_refusals(void **state)
 static char *decode_mailboxes(const char *v)
 {
     email_buf_t out;
-    email_buf_init(&out);
+    email__buf_init(&out);
     const char *p = v;
     while (*p) {
         const char *end = p;
@@ -385,14 +385,14 @@ static char *decode_mailboxes(const char *v)
             name = decode_text(box + strspn(box, " "), true);
             lt[strlen(lt + 1)] = '\0';
         }
-        assert_int_equal(email_buf_printf(&out, "%s|%s\n", name ? name : "",
+        assert_int_equal(email__buf_printf(&out, "%s|%s\n", name ? name : "",
                                           lt ? lt + 1 : box + strspn(box, " ")), 0);
         free(name);
         free(box);
         p = *end ? end + 1 : end;
     }
-    char *r = email_buf_steal(&out, NULL);
-    email_buf_free(&out);
+    char *r = email__buf_steal(&out, NULL);
+    email__buf_free(&out);
     return r;
 }
 
@@ -459,15 +459,15 @@ static void test_address_folding(void **state)
 {
     (void)state;
     email_buf_t in, expect, unfolded;
-    email_buf_init(&in);
-    email_buf_init(&expect);
-    email_buf_init(&unfolded);
+    email__buf_init(&in);
+    email__buf_init(&expect);
+    email__buf_init(&unfolded);
     for (int i = 0; i < 30; i++) {
-        assert_int_equal(email_buf_printf(&in, "%sR\xc3\xa9" "cipient %d <r%d@example.org>",
+        assert_int_equal(email__buf_printf(&in, "%sR\xc3\xa9" "cipient %d <r%d@example.org>",
                                           i ? ", " : "", i, i), 0);
         assert_int_equal(
-            email_buf_printf(&expect, "R\xc3\xa9" "cipient %d|r%d@example.org\n", i, i), 0);
-        assert_int_equal(email_buf_printf(&unfolded, "%s=?UTF-8?Q?R=C3=A9cipient?= %d "
+            email__buf_printf(&expect, "R\xc3\xa9" "cipient %d|r%d@example.org\n", i, i), 0);
+        assert_int_equal(email__buf_printf(&unfolded, "%s=?UTF-8?Q?R=C3=A9cipient?= %d "
                                           "<r%d@example.org>", i ? ", " : "", i, i), 0);
     }
     for (size_t m = 0; m < 4; m++) {
@@ -493,9 +493,9 @@ static void test_address_folding(void **state)
     snprintf(back, sizeof back, "%s|l@example.org\n", accented);
     for (size_t m = 0; m < 4; m++)
         free(to_field(modes[m], text, back));
-    email_buf_free(&in);
-    email_buf_free(&expect);
-    email_buf_free(&unfolded);
+    email__buf_free(&in);
+    email__buf_free(&expect);
+    email__buf_free(&unfolded);
 }
 
 /* From, Sender, Reply-To, To, Cc in that order; Bcc never. */
@@ -520,14 +520,14 @@ static void test_address_fields(void **state)
 /* ---- RFC 2231 parameters ---- */
 
 /*
- * The value of the parameter attr written as ";" CRLF " attr..." by mime_put_param, in UTF-8:
- * a quoted string, or RFC 2231 sections numbered from 0 (the charset on the first), each
+ * The value of the parameter attr written as ";" CRLF " attr..." by email__mime_put_param, in
+ * UTF-8: a quoted string, or RFC 2231 sections numbered from 0 (the charset on the first), each
  * percent-decoded and read in its charset on its own. A new string.
  */
 static char *decode_param(const char *s, const char *attr)
 {
     email_buf_t out;
-    email_buf_init(&out);
+    email__buf_init(&out);
     size_t alen = strlen(attr);
     char charset[40] = "";
     for (unsigned section = 0; *s; section++) {
@@ -538,7 +538,7 @@ static char *decode_param(const char *s, const char *attr)
         if (*s == '=') {
             assert_int_equal(section, 0);
             char *v = decode_text(s + 1, true);
-            assert_int_equal(email_buf_puts(&out, v), 0);
+            assert_int_equal(email__buf_puts(&out, v), 0);
             free(v);
             break;
         }
@@ -557,20 +557,20 @@ static char *decode_param(const char *s, const char *attr)
             s = q + 2;
         }
         email_buf_t raw;
-        email_buf_init(&raw);
+        email__buf_init(&raw);
         for (; *s && *s != ';'; s++) {
             char c = *s;
             if (c == '%') {
                 c = (char)(hex(s[1]) << 4 | hex(s[2]));
                 s += 2;
             }
-            assert_int_equal(email_buf_putc(&raw, c), 0);
+            assert_int_equal(email__buf_putc(&raw, c), 0);
         }
         append_utf8(&out, charset, raw.data ? raw.data : "", raw.len);
-        email_buf_free(&raw);
+        email__buf_free(&raw);
     }
-    char *r = email_buf_steal(&out, NULL);
-    email_buf_free(&out);
+    char *r = email__buf_steal(&out, NULL);
+    email__buf_free(&out);
     return r;
 }
 
@@ -580,18 +580,18 @@ static char *param_in(mail_mode_t mode, const char *name)
     fixture_t f;
     fixture_init(&f, mode);
     mime_out_t o = {&f.m, &f.c, f.err, sizeof f.err};
-    int rc = mime_put_param(&o, "Attachment name", "filename", name);
+    int rc = email__mime_put_param(&o, "Attachment name", "filename", name);
     if (rc)
-        fail_msg("mime_put_param: %d %s", rc, f.err);
+        fail_msg("email__mime_put_param: %d %s", rc, f.err);
     /* the lines as they will be: the field goes on after its first ";", and ends with CRLF */
-    assert_int_equal(email_buf_puts(&f.m, "\r\n"), 0);
+    assert_int_equal(email__buf_puts(&f.m, "\r\n"), 0);
     assert_lines(f.m.data + 3, MIME_LINE_SOFT);
     f.m.len -= 2;
     f.m.data[f.m.len] = '\0';
     char *back = decode_param(f.m.data, "filename");
     assert_string_equal(back, name);
     free(back);
-    char *raw = email_buf_steal(&f.m, NULL);
+    char *raw = email__buf_steal(&f.m, NULL);
     fixture_free(&f);
     return raw;
 }
@@ -644,7 +644,7 @@ static void test_params(void **state)
     fixture_t f;
     fixture_init(&f, MAIL_MODE_ISO88591);
     mime_out_t o = {&f.m, &f.c, f.err, sizeof f.err};
-    assert_int_equal(mime_put_param(&o, "Attachment name", "filename", "\xe2\x82\xac.txt"),
+    assert_int_equal(email__mime_put_param(&o, "Attachment name", "filename", "\xe2\x82\xac.txt"),
                      EMAIL_ECHARSET);
     assert_string_equal(f.err, "Attachment name cannot be written in ISO-8859-1");
     fixture_free(&f);

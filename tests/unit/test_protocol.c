@@ -52,12 +52,12 @@ static void expect_quit_then_closed(test_session_t *s, int error, const char *ev
 {
     assert_string_equal(ts_take(s), "QUIT\r\n");
     EXPECT_EVENTS(s, "");
-    assert_false(smtp_engine_is_closed(s->e));
-    assert_true(smtp_engine_quitting(s->e));
-    assert_true(smtp_engine_waiting(s->e));
+    assert_false(email__smtp_engine_is_closed(s->e));
+    assert_true(email__smtp_engine_quitting(s->e));
+    assert_true(email__smtp_engine_waiting(s->e));
     assert_int_equal(ts_feed(s, BYE), error);
     EXPECT_EVENTS(s, events);
-    assert_true(smtp_engine_is_closed(s->e));
+    assert_true(email__smtp_engine_is_closed(s->e));
     assert_int_equal(s->closed_status.error, error);
     assert_null(strstr(s->closed_status.status_text, "Bye"));
     assert_string_equal(ts_take(s), "");
@@ -87,52 +87,52 @@ static void test_plain_session(void **state)
     test_session_t *s = *state;
     static const char body[] = "Subject: hi\r\n\r\nhello\r\n.dot line\r\n";
 
-    assert_true(smtp_engine_waiting(s->e)); /* the greeting is awaited */
-    assert_false(smtp_engine_is_ready(s->e));
-    assert_false(smtp_engine_idle(s->e));
+    assert_true(email__smtp_engine_waiting(s->e)); /* the greeting is awaited */
+    assert_false(email__smtp_engine_is_ready(s->e));
+    assert_false(email__smtp_engine_idle(s->e));
     assert_string_equal(ts_take(s), ""); /* the client never speaks first */
     expect_feed(s, GREETING, EHLO_LINE);
     EXPECT_EVENTS(s, "");
     expect_feed(s, "250-mx.example greets client.example\r\n250 HELP\r\n", "");
     EXPECT_EVENTS(s, "ready\n");
-    assert_true(smtp_engine_is_ready(s->e));
-    assert_true(smtp_engine_idle(s->e));
-    assert_false(smtp_engine_waiting(s->e));
-    assert_int_equal(smtp_engine_caps(s->e), SMTP_CAP_EHLO);
+    assert_true(email__smtp_engine_is_ready(s->e));
+    assert_true(email__smtp_engine_idle(s->e));
+    assert_false(email__smtp_engine_waiting(s->e));
+    assert_int_equal(email__smtp_engine_caps(s->e), SMTP_CAP_EHLO);
 
     test_job_t m1;
     test_job_init(&m1, "m1", A, body, B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_false(smtp_engine_idle(s->e));
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_false(email__smtp_engine_idle(s->e));
     assert_string_equal(ts_take_one(s), MAIL_A);
-    assert_true(smtp_engine_waiting(s->e));
+    assert_true(email__smtp_engine_waiting(s->e));
     assert_string_equal(ts_take(s), ""); /* nothing more before the reply */
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, "DATA\r\n");
     expect_feed(s, GO_AHEAD, "Subject: hi\r\n\r\nhello\r\n..dot line\r\n.\r\n");
     EXPECT_EVENTS(s, "");
-    assert_true(smtp_engine_waiting(s->e));
+    assert_true(email__smtp_engine_waiting(s->e));
     expect_feed(s, "250 2.0.0 Ok: queued as 4BC9F2\r\n", "");
     EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
     assert_string_equal(m1.job.status.status_text, "Ok: queued as 4BC9F2");
     assert_int_equal(m1.job.body_bytes, sizeof body - 1);
     assert_int_equal(m1.job.refusals.n, 0);
-    assert_true(smtp_engine_idle(s->e));
-    assert_false(smtp_engine_waiting(s->e));
+    assert_true(email__smtp_engine_idle(s->e));
+    assert_false(email__smtp_engine_waiting(s->e));
 
-    smtp_engine_quit(s->e);
+    email__smtp_engine_quit(s->e);
     assert_string_equal(ts_take(s), "QUIT\r\n");
     EXPECT_EVENTS(s, "");
     assert_int_equal(ts_feed(s, "221 2.0.0 Bye\r\n"), 0);
     EXPECT_EVENTS(s, "closed EMAIL_OK 221 2.0.0\n");
     assert_true(s->closed_status.success);
-    assert_true(smtp_engine_is_closed(s->e));
-    assert_false(smtp_engine_is_ready(s->e));
-    assert_false(smtp_engine_waiting(s->e));
+    assert_true(email__smtp_engine_is_closed(s->e));
+    assert_false(email__smtp_engine_is_ready(s->e));
+    assert_false(email__smtp_engine_waiting(s->e));
     /* the session is over: no more bytes either way, no more events */
     assert_string_equal(ts_take(s), "");
     assert_true(ts_feed(s, "250 late\r\n") < 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), EMAIL_ESHUTDOWN);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), EMAIL_ESHUTDOWN);
     EXPECT_EVENTS(s, "");
 
     assert_string_equal(buf_str(&s->wire), EHLO_LINE MAIL_A RCPT_B
@@ -140,8 +140,8 @@ static void test_plain_session(void **state)
     char bytes_line[64];
     snprintf(bytes_line, sizeof bytes_line, "C: <%zu bytes of message data>\n", sizeof body - 1);
     email_buf_t log;
-    email_buf_init(&log);
-    assert_int_equal(email_buf_printf(&log,
+    email__buf_init(&log);
+    assert_int_equal(email__buf_printf(&log,
                                       "S: 220 mx.example ESMTP\n"
                                       "C: EHLO client.example\n"
                                       "S: 250-mx.example greets client.example\n"
@@ -160,7 +160,7 @@ static void test_plain_session(void **state)
                                       bytes_line),
                      0);
     assert_string_equal(buf_str(&s->log), log.data);
-    email_buf_free(&log);
+    email__buf_free(&log);
     test_job_free(&m1);
 }
 
@@ -209,9 +209,9 @@ static void test_pipelining_every_split(void **state)
         test_job_t m1, m2;
         test_job_init(&m1, "m1", A, "one", B, C, NULL);
         test_job_init(&m2, "m2", A, "two\n", D, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-        assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
-        smtp_engine_quit(s->e);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+        email__smtp_engine_quit(s->e);
         run_steps(s, steps, sizeof steps / sizeof steps[0], split);
         EXPECT_EVENTS(s, "ready\n"
                          "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
@@ -230,15 +230,15 @@ static void test_pipelining_one_take(void **state)
     test_session_t *s = *state;
     assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
     EXPECT_EVENTS(s, "ready\n");
-    assert_true(smtp_engine_caps(s->e) & SMTP_CAP_PIPELINING);
+    assert_true(email__smtp_engine_caps(s->e) & SMTP_CAP_PIPELINING);
 
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "one\r\n", B, C, D, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take_one(s), MAIL_A RCPT_B RCPT_C RCPT_D "DATA\r\n");
     assert_string_equal(ts_take_one(s), "");
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take_one(s), ""); /* behind m1's DATA: waits for the 354 */
 
     assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT OK_RCPT OK_RCPT GO_AHEAD), 0);
@@ -251,7 +251,7 @@ static void test_pipelining_one_take(void **state)
     assert_string_equal(ts_take_one(s), "two\r\n.\r\n");
     assert_int_equal(ts_feed(s, QUEUED), 0);
     EXPECT_EVENTS(s, "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
-    assert_true(smtp_engine_idle(s->e));
+    assert_true(email__smtp_engine_idle(s->e));
     test_job_free(&m1);
     test_job_free(&m2);
 }
@@ -267,9 +267,9 @@ static void test_pipelining_window_between_jobs(void **state)
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
     test_job_init(&m3, "m3", A, "three\r\n", B, C, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m3.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
     assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
     /* end of data + m2's three commands = 4 */
@@ -301,8 +301,8 @@ static void test_pipelining_window_large_transaction(void **state)
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", "r1@x.example", "r2@x.example", "r3@x.example",
                   "r4@x.example", "r5@x.example", NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    smtp_engine_quit(s->e);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    email__smtp_engine_quit(s->e);
     fake_server_t f;
     fake_server_init(&f, EHLO_PIPE);
     fake_server_run(&f, s, NULL);
@@ -325,16 +325,16 @@ static void test_mail_parameters(void **state)
     test_session_t *s = *state;
     assert_int_equal(ts_greet(s, EHLO_EXT), 0);
     EXPECT_EVENTS(s, "ready\n");
-    assert_int_equal(smtp_engine_caps(s->e),
+    assert_int_equal(email__smtp_engine_caps(s->e),
                      SMTP_CAP_EHLO | SMTP_CAP_SIZE | SMTP_CAP_8BITMIME | SMTP_CAP_SMTPUTF8);
-    assert_int_equal(smtp_engine_size_limit(s->e), 1000);
+    assert_int_equal(email__smtp_engine_size_limit(s->e), 1000);
 
     test_job_t m1, m2, m3;
     test_job_init(&m1, "m1", A, "caf\xc3\xa9\r\n", "b\xc3\xa9@x.example", NULL);
     m1.job.size = 500;
     m1.job.eight_bit = true;
     m1.job.smtputf8 = true;
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<a@x.example> SIZE=500 BODY=8BITMIME SMTPUTF8\r\n");
     expect_feed(s, OK_MAIL, "RCPT TO:<b\xc3\xa9@x.example>\r\n");
     expect_feed(s, OK_RCPT, "DATA\r\n");
@@ -344,21 +344,21 @@ static void test_mail_parameters(void **state)
     /* exactly the limit is fine; size 0 (unknown) sends no SIZE= */
     test_job_init(&m2, "m2", A, "x\r\n", B, NULL);
     m2.job.size = 1000;
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<a@x.example> SIZE=1000\r\n");
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, "DATA\r\n");
     expect_feed(s, GO_AHEAD, "x\r\n.\r\n");
     expect_feed(s, QUEUED, "");
     test_job_init(&m3, "m3", "", "x\r\n", B, NULL); /* the null sender */
-    assert_int_equal(smtp_engine_submit(s->e, &m3.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<>\r\n");
     expect_feed(s, OK_MAIL, RCPT_B);
     EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
                      "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
     test_job_free(&m1);
     test_job_free(&m2);
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
     test_job_free(&m3);
 }
 
@@ -370,18 +370,18 @@ static void test_size_limit_refused_early(void **state)
     test_job_t big, small;
     test_job_init(&big, "big", A, "x\r\n", B, NULL);
     big.job.size = 1001;
-    assert_int_equal(smtp_engine_submit(s->e, &big.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &big.job), 0);
     EXPECT_EVENTS(s, "job big FAILED EMAIL_ESIZE 0 rejected=0\n");
     assert_string_equal(ts_take(s), "");
     assert_int_equal(big.body.pos, 0); /* not even read */
-    assert_true(smtp_engine_idle(s->e));
+    assert_true(email__smtp_engine_idle(s->e));
 
     test_job_init(&small, "small", A, "x\r\n", B, NULL);
     small.job.size = 3;
-    assert_int_equal(smtp_engine_submit(s->e, &small.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &small.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<a@x.example> SIZE=3\r\n");
     assert_string_equal(buf_str(&s->wire), EHLO_LINE "MAIL FROM:<a@x.example> SIZE=3\r\n");
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
     test_job_free(&big);
     test_job_free(&small);
 }
@@ -395,9 +395,9 @@ static void test_size_limit_refused_pipelined(void **state)
     test_job_init(&big, "big", A, "x\r\n", C, NULL);
     test_job_init(&m3, "m3", A, "three\r\n", D, NULL);
     big.job.size = 5000;
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &big.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m3.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &big.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
     assert_int_equal(ts_greet(s, "250-mx.example\r\n250-PIPELINING\r\n250 SIZE 1000\r\n"), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
     expect_feed(s, OK_MAIL OK_RCPT GO_AHEAD, "one\r\n.\r\n" MAIL_A RCPT_D "DATA\r\n");
@@ -422,17 +422,17 @@ static void test_no_extensions(void **state)
     test_job_t utf8, m2;
     test_job_init(&utf8, "utf8", A, "x\r\n", "b\xc3\xa9@x.example", NULL);
     utf8.job.smtputf8 = true;
-    assert_int_equal(smtp_engine_submit(s->e, &utf8.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &utf8.job), 0);
     EXPECT_EVENTS(s, "job utf8 FAILED EMAIL_ENOTSUP 0 rejected=0\n");
     assert_string_equal(ts_take(s), "");
 
     test_job_init(&m2, "m2", A, "x\r\n", B, NULL);
     m2.job.size = 500;
     m2.job.eight_bit = true;
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     assert_string_equal(buf_str(&s->wire), EHLO_LINE MAIL_A);
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
     test_job_free(&utf8);
     test_job_free(&m2);
 }
@@ -468,13 +468,13 @@ static void test_auth_plain(void **state)
                      0);
     assert_string_equal(ts_take(s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
     EXPECT_EVENTS(s, "");
-    assert_false(smtp_engine_is_ready(s->e));
-    assert_true(smtp_engine_waiting(s->e));
-    assert_int_equal(smtp_engine_auth_mechs(s->e), AUTH_LOGIN | AUTH_PLAIN);
+    assert_false(email__smtp_engine_is_ready(s->e));
+    assert_true(email__smtp_engine_waiting(s->e));
+    assert_int_equal(email__smtp_engine_auth_mechs(s->e), AUTH_LOGIN | AUTH_PLAIN);
     expect_feed(s, "235 2.7.0 Authentication successful\r\n", "");
     EXPECT_EVENTS(s, "ready\n");
-    assert_int_equal(smtp_engine_status(s->e)->status, 235);
-    assert_true(smtp_engine_status(s->e)->success);
+    assert_int_equal(email__smtp_engine_status(s->e)->status, 235);
+    assert_true(email__smtp_engine_status(s->e)->success);
     assert_true(ts_log_has(s, "C: AUTH PLAIN ****"));
     assert_log_hides(s, user_pass_secrets);
 }
@@ -529,7 +529,7 @@ static void test_auth_refused(void **state)
     ts_restart(s, &cfg);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_int_equal(ts_greet(s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
     assert_string_equal(ts_take(s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
     assert_int_equal(ts_feed(s, "535 5.7.8 Error: authentication failed: bad credentials\r\n"),
@@ -538,7 +538,7 @@ static void test_auth_refused(void **state)
                             "job m1 RETRYABLE EMAIL_EAUTH 0 rejected=0\n"
                             "closed EMAIL_EAUTH 535 5.7.8\n");
     assert_false(s->closed_status.success);
-    const email_status_t *st = smtp_engine_status(s->e);
+    const email_status_t *st = email__smtp_engine_status(s->e);
     assert_int_equal(st->error, EMAIL_EAUTH);
     assert_int_equal(st->status, 535);
     assert_string_equal(st->enhanced_code, "5.7.8");
@@ -552,8 +552,8 @@ static void test_auth_refused(void **state)
                               "S: 221 2.0.0 Bye\n"
                               "#: SMTP Error: authentication with PLAIN failed: 535 Error: "
                               "authentication failed: bad credentials\n");
-    assert_false(smtp_engine_is_ready(s->e));
-    assert_true(smtp_engine_is_closed(s->e));
+    assert_false(email__smtp_engine_is_ready(s->e));
+    assert_true(email__smtp_engine_is_closed(s->e));
     assert_log_hides(s, user_pass_secrets);
     test_job_free(&m1);
 }
@@ -620,16 +620,16 @@ static void test_quit_after_failure_unanswered(void **state)
         ts_restart(s, &cfg);
         test_job_t m1;
         test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         assert_int_equal(ts_greet(s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
         assert_string_equal(ts_take(s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
         expect_feed(s, "535 5.7.8 bad credentials\r\n", "QUIT\r\n");
-        assert_true(smtp_engine_waiting(s->e));
+        assert_true(email__smtp_engine_waiting(s->e));
         test_job_t m2;
         test_job_init(&m2, "m2", A, "x\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m2.job), EMAIL_ESHUTDOWN);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), EMAIL_ESHUTDOWN);
         EXPECT_EVENTS(s, "");
-        smtp_engine_abort(s->e, errors[i], "no answer to QUIT");
+        email__smtp_engine_abort(s->e, errors[i], "no answer to QUIT");
         EXPECT_EVENTS(s, "job m1 RETRYABLE EMAIL_EAUTH 0 rejected=0\n"
                          "closed EMAIL_EAUTH 535 5.7.8\n");
         assert_non_null(strstr(s->closed_status.status_text, "bad credentials"));
@@ -771,13 +771,13 @@ static void test_helo_fallback(void **state)
         EXPECT_EVENTS(s, "");
         expect_feed(s, "250 mx.example\r\n", "");
         EXPECT_EVENTS(s, "ready\n");
-        assert_int_equal(smtp_engine_caps(s->e), 0);
+        assert_int_equal(email__smtp_engine_caps(s->e), 0);
 
         test_job_t m1;
         test_job_init(&m1, "m1", A, "x\r\n", B, C, NULL);
         m1.job.size = 3;
         m1.job.eight_bit = true;
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         assert_string_equal(ts_take(s), MAIL_A); /* no SIZE=, no BODY=, no pipelining */
         expect_feed(s, "250 ok\r\n", RCPT_B);
         expect_feed(s, "250 ok\r\n", RCPT_C);
@@ -803,7 +803,7 @@ static void test_starttls_required_not_offered(void **state)
     ts_restart(s, &cfg);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_int_equal(ts_greet(s, "250-mx.example\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"),
                      0);
     expect_quit_then_closed(s, EMAIL_ETLSREQUIRED,
@@ -828,11 +828,11 @@ static void test_starttls_then_ehlo_again(void **state)
         assert_int_equal(ts_feed(s, "220 2.0.0 Ready to start TLS\r\n"), 0);
         EXPECT_EVENTS(s, "starttls\n");
         assert_string_equal(ts_take(s), "");
-        assert_false(smtp_engine_is_ready(s->e));
+        assert_false(email__smtp_engine_is_ready(s->e));
 
-        smtp_engine_tls_established(s->e);
-        assert_int_equal(smtp_engine_caps(s->e), 0);
-        assert_int_equal(smtp_engine_auth_mechs(s->e), 0);
+        email__smtp_engine_tls_established(s->e);
+        assert_int_equal(email__smtp_engine_caps(s->e), 0);
+        assert_int_equal(email__smtp_engine_auth_mechs(s->e), 0);
         assert_string_equal(ts_take(s), EHLO_LINE);
         /* the server offers other things once encrypted: only these count now */
         expect_feed(s, "250-mx.example\r\n250 AUTH LOGIN\r\n", "AUTH LOGIN\r\n");
@@ -840,14 +840,14 @@ static void test_starttls_then_ehlo_again(void **state)
         expect_feed(s, "334 UGFzc3dvcmQ6\r\n", "cGFzcw==\r\n");
         expect_feed(s, "235 2.7.0 Authentication successful\r\n", "");
         EXPECT_EVENTS(s, "ready\n");
-        assert_false(smtp_engine_caps(s->e) & SMTP_CAP_PIPELINING);
+        assert_false(email__smtp_engine_caps(s->e) & SMTP_CAP_PIPELINING);
 
         test_job_t m1;
         test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         assert_string_equal(ts_take_one(s), MAIL_A); /* no pipelining any more */
         assert_log_hides(s, user_pass_secrets);
-        smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+        email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
         EXPECT_EVENTS(s, "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
                          "closed EMAIL_ECLOSED 0\n");
         test_job_free(&m1);
@@ -872,7 +872,7 @@ static void test_starttls_response_injection(void **state)
         assert_string_equal(ts_take(s), "STARTTLS\r\n");
         assert_int_equal(ts_feed(s, chunks[i]), EMAIL_EPROTO);
         EXPECT_EVENTS(s, "closed EMAIL_EPROTO 220\n");
-        smtp_engine_tls_established(s->e); /* too late: nothing happens */
+        email__smtp_engine_tls_established(s->e); /* too late: nothing happens */
         assert_string_equal(ts_take(s), "");
         EXPECT_EVENTS(s, "");
         assert_string_equal(buf_str(&s->wire), EHLO_LINE "STARTTLS\r\n");
@@ -888,7 +888,7 @@ static void test_starttls_response_injection(void **state)
     EXPECT_EVENTS(s, "starttls\n");
     assert_int_equal(ts_feed(s, "250 fake\r\n"), EMAIL_EPROTO);
     EXPECT_EVENTS(s, "closed EMAIL_EPROTO 0\n");
-    smtp_engine_tls_established(s->e);
+    email__smtp_engine_tls_established(s->e);
     assert_string_equal(ts_take(s), "");
 }
 
@@ -901,15 +901,15 @@ static void test_starttls_handshake_fails(void **state)
     ts_restart(s, &cfg);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_int_equal(ts_greet(s, EHLO_TLS), 0);
     assert_string_equal(ts_take(s), "STARTTLS\r\n");
     assert_int_equal(ts_feed(s, "220 2.0.0 Ready to start TLS\r\n"), 0);
-    smtp_engine_abort(s->e, EMAIL_ECERT, "the server's certificate is not trusted");
+    email__smtp_engine_abort(s->e, EMAIL_ECERT, "the server's certificate is not trusted");
     EXPECT_EVENTS(s, "starttls\n"
                      "job m1 RETRYABLE EMAIL_ECERT 0 rejected=0\n"
                      "closed EMAIL_ECERT 0\n");
-    smtp_engine_tls_established(s->e); /* too late: nothing happens */
+    email__smtp_engine_tls_established(s->e); /* too late: nothing happens */
     assert_string_equal(ts_take(s), "");
     assert_string_equal(buf_str(&s->wire), EHLO_LINE "STARTTLS\r\n");
     test_job_free(&m1);
@@ -942,9 +942,9 @@ static void test_starttls_refused_if_offered(void **state)
     EXPECT_EVENTS(s, "ready\n");
     test_job_t m1;
     test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
     test_job_free(&m1);
 
     /* going on unencrypted does not make it fine to send credentials */
@@ -968,7 +968,7 @@ static void test_partial_recipients(void **state)
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "x\r\n", B, C, D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, RCPT_C);
@@ -992,7 +992,7 @@ static void test_partial_recipients_pipelined(void **state)
     assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "x\r\n", B, C, D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B RCPT_C RCPT_D "DATA\r\n");
     expect_feed(s, OK_MAIL OK_RCPT "450 4.2.0 <c@x.example>: greylisted\r\n" OK_RCPT GO_AHEAD,
                 "x\r\n.\r\n");
@@ -1011,8 +1011,8 @@ static void test_all_recipients_refused(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "secret body\r\n", B, C, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, "550 5.1.1 <b@x.example>: User unknown\r\n", RCPT_C);
@@ -1040,8 +1040,8 @@ static void test_all_recipients_refused_pipelined(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "secret body\r\n", B, C, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B RCPT_C "DATA\r\n");
     assert_int_equal(ts_feed(s, OK_MAIL "550 5.1.1 <b@x.example>: User unknown\r\n"
                                  "550 5.1.1 <c@x.example>: User unknown\r\n"
@@ -1071,8 +1071,8 @@ static void test_all_recipients_refused_pipelined_354(void **state)
         test_job_t m1, m2;
         test_job_init(&m1, "m1", A, "secret body\r\n", B, C, NULL);
         test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-        assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
         assert_string_equal(ts_take(s), MAIL_A RCPT_B RCPT_C "DATA\r\n");
         assert_int_equal(ts_feed(s, OK_MAIL "550 5.1.1 <b@x.example>: User unknown\r\n"
                                      "550 5.1.1 <c@x.example>: User unknown\r\n" GO_AHEAD),
@@ -1084,7 +1084,7 @@ static void test_all_recipients_refused_pipelined_354(void **state)
         assert_string_equal(ts_take(s), MAIL_A RCPT_D "DATA\r\n");
         assert_null(strstr(buf_str(&s->wire), "secret body"));
         assert_int_equal(m1.body.pos, 0);
-        smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+        email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
         test_job_free(&m1);
         test_job_free(&m2);
     }
@@ -1097,8 +1097,8 @@ static void test_mail_refused(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", "bad@x.example", "one\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<bad@x.example>\r\n");
     expect_feed(s, "553 5.7.1 <bad@x.example>: Sender address rejected: Access denied\r\n",
                 "RSET\r\n");
@@ -1119,7 +1119,7 @@ static void test_mail_refused(void **state)
  * still goes first (found by fuzzing). */
 static void quit_on_done(test_session_t *s, smtp_job_t *job)
 {
-    smtp_engine_quit(s->e);
+    email__smtp_engine_quit(s->e);
 }
 
 static void test_rset_before_quit_from_job_done(void **state)
@@ -1129,7 +1129,7 @@ static void test_rset_before_quit_from_job_done(void **state)
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", "bad@x.example", "one\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<bad@x.example>\r\n");
     expect_feed(s, "550 5.7.1 sender rejected\r\n", "RSET\r\n");
     expect_feed(s, "250 2.0.0 Ok\r\n", "QUIT\r\n");
@@ -1142,9 +1142,9 @@ static void submit_or_quit_on_done(test_session_t *s, smtp_job_t *job)
 {
     test_job_t *next = s->user;
     if (next)
-        assert_int_equal(smtp_engine_submit(s->e, &next->job), EMAIL_ESHUTDOWN);
+        assert_int_equal(email__smtp_engine_submit(s->e, &next->job), EMAIL_ESHUTDOWN);
     else
-        smtp_engine_quit(s->e);
+        email__smtp_engine_quit(s->e);
 }
 
 static void test_nothing_behind_unreadable_body(void **state)
@@ -1160,7 +1160,7 @@ static void test_nothing_behind_unreadable_body(void **state)
         s->on_job_done = submit_or_quit_on_done;
         s->user = submit ? &m2 : NULL;
         assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         ts_take(s);
         ts_feed(s, "250 Ok\r\n");
         ts_take(s);
@@ -1187,8 +1187,8 @@ static void test_mail_refused_pipelined(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", "bad@x.example", "one\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), "MAIL FROM:<bad@x.example>\r\n" RCPT_B "DATA\r\n");
     expect_feed(s,
                 "553 5.7.1 <bad@x.example>: Sender address rejected: Access denied\r\n"
@@ -1215,7 +1215,7 @@ static void test_data_refused_after_partial_refusal(void **state)
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", B, C, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, RCPT_C);
@@ -1238,8 +1238,8 @@ static void test_421_before_end_of_data(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, "DATA\r\n");
@@ -1249,7 +1249,7 @@ static void test_421_before_end_of_data(void **state)
                      "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
                      "closed EMAIL_ECLOSED 421 4.4.2\n");
     assert_string_equal(ts_take(s), "");
-    assert_true(smtp_engine_is_closed(s->e));
+    assert_true(email__smtp_engine_is_closed(s->e));
     test_job_free(&m1);
     test_job_free(&m2);
 }
@@ -1262,8 +1262,8 @@ static void test_421_pipelined_rcpt(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "one\r\n", B, C, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B RCPT_C "DATA\r\n");
     assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT CLOSING), EMAIL_ECLOSED);
     EXPECT_EVENTS(s, "ready\n"
@@ -1283,8 +1283,8 @@ static void test_421_answer_to_end_of_data(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, "DATA\r\n");
@@ -1306,8 +1306,8 @@ static void start_to_body(test_session_t *s, test_job_t *m1, test_job_t *m2, boo
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
     test_job_init(m1, "m1", A, "one\r\n", B, NULL);
     test_job_init(m2, "m2", A, "two\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1->job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2->job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1->job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2->job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, "DATA\r\n");
@@ -1322,13 +1322,13 @@ static void test_abort_after_end_of_data_written(void **state)
     test_session_t *s = *state;
     test_job_t m1, m2;
     start_to_body(s, &m1, &m2, true);
-    assert_true(smtp_engine_waiting(s->e));
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+    assert_true(email__smtp_engine_waiting(s->e));
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
     EXPECT_EVENTS(s, "job m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                      "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
                      "closed EMAIL_ECLOSED 0\n");
-    assert_true(smtp_engine_is_closed(s->e));
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "again"); /* reported once */
+    assert_true(email__smtp_engine_is_closed(s->e));
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "again"); /* reported once */
     EXPECT_EVENTS(s, "");
     test_job_free(&m1);
     test_job_free(&m2);
@@ -1342,8 +1342,8 @@ static void test_abort_before_end_of_data_written(void **state)
     for (size_t written = 0; written <= n; written++) {
         test_job_t m1, m2;
         start_to_body(s, &m1, &m2, false);
-        smtp_engine_written(s->e, written);
-        smtp_engine_abort(s->e, EMAIL_ETIMEDOUT, "timed out");
+        email__smtp_engine_written(s->e, written);
+        email__smtp_engine_abort(s->e, EMAIL_ETIMEDOUT, "timed out");
         if (written == n)
             EXPECT_EVENTS(s, "job m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                              "job m2 RETRYABLE EMAIL_ETIMEDOUT 0 rejected=0\n"
@@ -1366,13 +1366,13 @@ static void test_abort_before_body(void **state)
         assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
         test_job_t m1;
         test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         assert_string_equal(ts_take(s), MAIL_A);
         expect_feed(s, OK_MAIL, RCPT_B);
         expect_feed(s, OK_RCPT, "DATA\r\n");
         if (at354)
             assert_int_equal(ts_feed(s, GO_AHEAD), 0);
-        smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+        email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
         EXPECT_EVENTS(s, "ready\n"
                          "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
                          "closed EMAIL_ECLOSED 0\n");
@@ -1390,12 +1390,12 @@ static void test_abort_pipelined(void **state)
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
     test_job_init(&m3, "m3", A, "three\r\n", D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m3.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
     expect_feed(s, OK_MAIL OK_RCPT GO_AHEAD, "one\r\n.\r\n" MAIL_A RCPT_C "DATA\r\n");
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
     EXPECT_EVENTS(s, "ready\n"
                      "job m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                      "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
@@ -1418,10 +1418,10 @@ static void test_abort_after_empty_data_of_refused_transaction(void **state)
     assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
     expect_feed(s, OK_MAIL "550 5.1.1 <b@x.example>: User unknown\r\n" GO_AHEAD, ".\r\n");
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
     EXPECT_EVENTS(s, "ready\n"
                      "job m1 FAILED EMAIL_ERECIPIENTS 550 5.1.1 rejected=1\n"
                      "closed EMAIL_ECLOSED 0\n");
@@ -1442,7 +1442,7 @@ static void test_abort_closed_status(void **state)
     assert_int_equal(ts_greet(s, "250-mx.example\r\n250 AUTH PLAIN\r\n"), 0);
     assert_string_equal(ts_take(s), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
     expect_feed(s, "235 2.7.0 Authentication successful\r\n", "");
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
     EXPECT_EVENTS(s, "ready\nclosed EMAIL_ECLOSED 0\n");
     assert_false(s->closed_status.success);
     assert_string_equal(s->closed_status.enhanced_code, "");
@@ -1479,7 +1479,7 @@ static void test_garbage_at_setup(void **state)
         assert_int_equal(ts_feedn(s, cases[i].data, cases[i].n), EMAIL_EPROTO);
         EXPECT_EVENTS(s, "closed EMAIL_EPROTO 0\n");
         assert_string_equal(ts_take(s), "");
-        assert_true(smtp_engine_is_closed(s->e));
+        assert_true(email__smtp_engine_is_closed(s->e));
         assert_true(ts_feed(s, GREETING) < 0);
         EXPECT_EVENTS(s, "");
     }
@@ -1494,7 +1494,7 @@ static void test_garbage_in_transaction(void **state)
         assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
         test_job_t m1;
         test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         assert_string_equal(ts_take(s), MAIL_A);
         if (after_eod) {
             expect_feed(s, OK_MAIL, RCPT_B);
@@ -1554,7 +1554,7 @@ static void test_ehlo_bare_last_line(void **state)
     test_session_t *s = *state;
     assert_int_equal(ts_greet(s, "250-mx.example\r\n250-PIPELINING\r\n250\r\n"), 0);
     EXPECT_EVENTS(s, "ready\n");
-    assert_true(smtp_engine_caps(s->e) & SMTP_CAP_PIPELINING);
+    assert_true(email__smtp_engine_caps(s->e) & SMTP_CAP_PIPELINING);
 }
 
 /* Keywords are case-insensitive; unknown ones are ignored. */
@@ -1565,11 +1565,11 @@ static void test_ehlo_keywords(void **state)
                                   "250-X-EXPS GSSAPI NTLM\r\n250-chunking\r\n250-DSN\r\n"
                                   "250-ENHANCEDSTATUSCODES\r\n250-VRFY\r\n250 8bitmime\r\n"),
                      0);
-    assert_int_equal(smtp_engine_caps(s->e),
+    assert_int_equal(email__smtp_engine_caps(s->e),
                      SMTP_CAP_EHLO | SMTP_CAP_PIPELINING | SMTP_CAP_SIZE | SMTP_CAP_CHUNKING |
                          SMTP_CAP_DSN | SMTP_CAP_ENHANCEDSTATUSCODES | SMTP_CAP_8BITMIME);
-    assert_int_equal(smtp_engine_size_limit(s->e), 2048);
-    assert_int_equal(smtp_engine_auth_mechs(s->e), 0);
+    assert_int_equal(email__smtp_engine_size_limit(s->e), 2048);
+    assert_int_equal(email__smtp_engine_auth_mechs(s->e), 0);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -1581,9 +1581,9 @@ static void test_body_error(void **state)
     test_session_t *s = *state;
     static const long fail_ats[] = {0, 1, 5000, 70000, 100000};
     email_buf_t body;
-    email_buf_init(&body);
+    email__buf_init(&body);
     for (int i = 0; body.len < 150000; i++)
-        assert_int_equal(email_buf_printf(&body, "line %06d of the message\r\n", i), 0);
+        assert_int_equal(email__buf_printf(&body, "line %06d of the message\r\n", i), 0);
 
     for (size_t k = 0; k < sizeof fail_ats / sizeof fail_ats[0]; k++) {
         for (int pipelined = 0; pipelined < 2; pipelined++) {
@@ -1595,8 +1595,8 @@ static void test_body_error(void **state)
             m1.body.fail_at = fail_ats[k];
             m1.body.error = EMAIL_EIO;
             m1.body.max_read = 3000;
-            assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-            assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+            assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+            assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
             if (pipelined) {
                 assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
                 assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT GO_AHEAD), 0);
@@ -1611,7 +1611,7 @@ static void test_body_error(void **state)
                              "job m1 FAILED EMAIL_EIO 0 rejected=0\n"
                              "job m2 RETRYABLE EMAIL_EIO 0 rejected=0\n"
                              "closed EMAIL_EIO 0\n");
-            assert_true(smtp_engine_is_closed(s->e));
+            assert_true(email__smtp_engine_is_closed(s->e));
             const char *data = after_data(s);
             size_t n = strlen(data);
             assert_true(n <= (size_t)fail_ats[k]);
@@ -1624,7 +1624,7 @@ static void test_body_error(void **state)
             test_job_free(&m2);
         }
     }
-    email_buf_free(&body);
+    email__buf_free(&body);
 }
 
 /*
@@ -1659,7 +1659,7 @@ static void test_dot_stuffing(void **state)
             test_job_t m1;
             test_job_init(&m1, "m1", A, cases[i].body, B, NULL);
             m1.body.max_read = max_read;
-            assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+            assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
             assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
             assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT GO_AHEAD), 0);
             const char *got = ts_take(s);
@@ -1711,23 +1711,23 @@ static void test_round_trips(void **state)
             test_job_init(&jobs[j], names[j], A, bodies[j], B, C, NULL);
             jobs[j].body.len = len;
             jobs[j].body.max_read = xorshift64(&rng) % 3 ? 1 + xorshift64(&rng) % 5000 : 0;
-            assert_int_equal(smtp_engine_submit(s->e, &jobs[j].job), 0);
+            assert_int_equal(email__smtp_engine_submit(s->e, &jobs[j].job), 0);
         }
-        smtp_engine_quit(s->e);
+        email__smtp_engine_quit(s->e);
         fake_server_t f;
         fake_server_init(&f, pipelining ? EHLO_PIPE : EHLO_BASIC);
         fake_server_run(&f, s, &rng);
 
         email_buf_t want;
-        email_buf_init(&want);
-        assert_int_equal(email_buf_puts(&want, "ready\n"), 0);
+        email__buf_init(&want);
+        assert_int_equal(email__buf_puts(&want, "ready\n"), 0);
         for (size_t j = 0; j < njobs; j++)
             assert_int_equal(
-                email_buf_printf(&want, "job %s SENT EMAIL_OK 250 2.0.0 rejected=0\n", names[j]),
+                email__buf_printf(&want, "job %s SENT EMAIL_OK 250 2.0.0 rejected=0\n", names[j]),
                 0);
-        assert_int_equal(email_buf_puts(&want, "closed EMAIL_OK 221 2.0.0\n"), 0);
+        assert_int_equal(email__buf_puts(&want, "closed EMAIL_OK 221 2.0.0\n"), 0);
         assert_string_equal(buf_str(&s->events), want.data);
-        email_buf_free(&want);
+        email__buf_free(&want);
         assert_int_equal(f.nmessages, njobs);
         for (size_t j = 0; j < njobs; j++) {
             char *expected = expected_body(bodies[j], jobs[j].body.len, true);
@@ -1762,10 +1762,10 @@ static void test_many_recipients(void **state)
         test_job_t *t = i < 10 ? &m1 : i < 50 ? &m2 : &m3;
         t->rcpts[t->job.nrcpts++] = addrs[i];
     }
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m3.job), 0);
-    smtp_engine_quit(s->e);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
+    email__smtp_engine_quit(s->e);
     fake_server_t f;
     fake_server_init(&f, EHLO_PIPE);
     uint64_t rng = 42;
@@ -1801,10 +1801,10 @@ static void test_bdat(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, ".one\nx\r\n", B, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take_one(s), MAIL_A RCPT_B "BDAT 9 LAST\r\n.one\r\nx\r\n");
     assert_true(ts_log_has(s, "C: BDAT 9 LAST"));
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), "");
     expect_feed(s, OK_MAIL OK_RCPT QUEUED, MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n");
     EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
@@ -1828,7 +1828,7 @@ static void test_bdat_not_used(void **state)
                          0);
         test_job_t m1;
         test_job_init(&m1, "m1", A, ".one\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         if (k == 0) {
             assert_string_equal(ts_take(s), MAIL_A);
             expect_feed(s, OK_MAIL, RCPT_B);
@@ -1868,9 +1868,9 @@ static size_t count_bdat(const char *wire)
 static char *lines_body(size_t min_len)
 {
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     for (int i = 0; b.len < min_len; i++)
-        assert_int_equal(email_buf_printf(&b, "line %06d of the message\r\n", i), 0);
+        assert_int_equal(email__buf_printf(&b, "line %06d of the message\r\n", i), 0);
     return buf_take(&b, NULL);
 }
 
@@ -1886,9 +1886,9 @@ static void test_bdat_chunks(void **state)
         test_job_init(&m1, "m1", A, body, B, NULL);
         test_job_init(&m2, "m2", A, "a\rb\nc", C, NULL);
         m1.body.max_read = round == 0 ? 0 : 1 + xorshift64(&rng) % 20000;
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-        assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
-        smtp_engine_quit(s->e);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+        email__smtp_engine_quit(s->e);
         fake_server_t f;
         fake_server_init(&f, EHLO_CHUNK);
         fake_server_run(&f, s, &rng);
@@ -1919,8 +1919,8 @@ static void test_bdat_last_refused(void **state)
     test_job_t m1, m2;
     test_job_init(&m1, "m1", A, "one\r\n", B, C, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B RCPT_C "BDAT 5 LAST\r\none\r\n");
     /* RSET, and the next message right behind it */
     expect_feed(s, OK_MAIL OK_RCPT USER_UNKNOWN "552 5.3.4 Message size exceeds limit\r\n",
@@ -1940,7 +1940,7 @@ static void test_bdat_chunk_refused(void **state)
     assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, body, B, C, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     const char *w = ts_take(s);
     assert_int_equal(strncmp(w, MAIL_A RCPT_B RCPT_C "BDAT ", strlen(MAIL_A RCPT_B RCPT_C) + 5),
                      0);
@@ -1960,7 +1960,7 @@ static void test_bdat_all_recipients_refused(void **state)
     assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", C, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_C "BDAT 5 LAST\r\none\r\n");
     expect_feed(s, OK_MAIL USER_UNKNOWN "554 5.5.1 Error: no valid recipients\r\n", "RSET\r\n");
     EXPECT_EVENTS(s, "ready\njob m1 FAILED EMAIL_ERECIPIENTS 550 5.1.1 rejected=1\n");
@@ -1974,7 +1974,7 @@ static void test_bdat_421_answer_to_last(void **state)
     assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n");
     assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT "421 4.3.0 mx.example shutting down\r\n"),
                      EMAIL_ECLOSED);
@@ -1994,11 +1994,11 @@ static void test_bdat_abort(void **state)
         assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
         test_job_t m1;
         test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         s->no_written = true;
         assert_string_equal(ts_take(s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n");
-        smtp_engine_written(s->e, strlen(MAIL_A RCPT_B) + written);
-        smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+        email__smtp_engine_written(s->e, strlen(MAIL_A RCPT_B) + written);
+        email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
         if (written == n)
             EXPECT_EVENTS(s, "ready\njob m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                              "closed EMAIL_ECLOSED 0\n");
@@ -2027,13 +2027,13 @@ static void test_job_freed_in_done(void **state)
         assert_int_equal(ts_greet(s, chunking ? EHLO_CHUNK : EHLO_PIPE), 0);
         test_job_t *m1 = malloc(sizeof *m1);
         test_job_init(m1, "m1", A, "one\r\n", B, C, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1->job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1->job), 0);
         ts_take(s); /* everything written, nothing answered */
         if (!chunking) {
             ts_feed(s, "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
             ts_take(s);
         }
-        smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+        email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
         EXPECT_EVENTS(s, "ready\njob m1 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
                          "closed EMAIL_ECLOSED 0\n");
     }
@@ -2049,7 +2049,7 @@ static void test_bdat_body_error(void **state)
     test_job_init(&m1, "m1", A, body, B, NULL);
     m1.body.fail_at = 100000;
     m1.body.error = EMAIL_EIO;
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     ts_take(s);
     EXPECT_EVENTS(s, "ready\njob m1 FAILED EMAIL_EIO 0 rejected=0\nclosed EMAIL_EIO 0\n");
     assert_true(count_bdat(buf_str(&s->wire)) >= 1);
@@ -2072,8 +2072,8 @@ static void test_progress(void **state)
         test_job_t m1;
         test_job_init(&m1, "m1", A, body, B, NULL);
         m1.job.size = strlen(body);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-        smtp_engine_quit(s->e);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+        email__smtp_engine_quit(s->e);
         fake_server_t f;
         fake_server_init(&f, chunking ? EHLO_CHUNK : EHLO_PIPE);
         fake_server_run(&f, s, NULL);
@@ -2097,15 +2097,15 @@ static void test_cancel(void **state)
     test_job_init(&m2, "m2", A, "two\r\n", B, NULL);
     test_job_init(&m3, "m3", A, "three\r\n", B, NULL);
     test_job_init(&m4, "m4", A, "four\r\n", C, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m3.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
-    assert_int_equal(smtp_engine_cancel(s->e, &m1.job), EMAIL_EBUSY);
-    assert_int_equal(smtp_engine_cancel(s->e, &m3.job), 0); /* the last one */
-    assert_int_equal(smtp_engine_submit(s->e, &m4.job), 0); /* queued behind m2 */
-    assert_int_equal(smtp_engine_cancel(s->e, &m2.job), 0); /* the first one */
-    assert_int_equal(smtp_engine_cancel(s->e, &m2.job), EMAIL_EBUSY);
+    assert_int_equal(email__smtp_engine_cancel(s->e, &m1.job), EMAIL_EBUSY);
+    assert_int_equal(email__smtp_engine_cancel(s->e, &m3.job), 0); /* the last one */
+    assert_int_equal(email__smtp_engine_submit(s->e, &m4.job), 0); /* queued behind m2 */
+    assert_int_equal(email__smtp_engine_cancel(s->e, &m2.job), 0); /* the first one */
+    assert_int_equal(email__smtp_engine_cancel(s->e, &m2.job), EMAIL_EBUSY);
     expect_feed(s, OK_MAIL, RCPT_B);
     expect_feed(s, OK_RCPT, "DATA\r\n");
     expect_feed(s, GO_AHEAD, "one\r\n.\r\n");
@@ -2117,11 +2117,11 @@ static void test_cancel(void **state)
     EXPECT_EVENTS(s, "ready\n"
                      "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
                      "job m4 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
-    assert_true(smtp_engine_idle(s->e));
+    assert_true(email__smtp_engine_idle(s->e));
     /* a cancelled job is the caller's again: it can be submitted anew */
-    assert_int_equal(smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
-    smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "test over");
     EXPECT_EVENTS(s, "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\nclosed EMAIL_ECLOSED 0\n");
     test_job_free(&m1);
     test_job_free(&m2);
@@ -2158,14 +2158,14 @@ static void test_chaos(void **state)
             jobs[j].rcpts[jobs[j].job.nrcpts++] = extra == 2 ? "c-refuse@x.example" : C;
             if (extra == 1)
                 jobs[j].rcpts[jobs[j].job.nrcpts++] = "d-refuse@x.example";
-            assert_int_equal(smtp_engine_submit(s->e, &jobs[j].job), 0);
+            assert_int_equal(email__smtp_engine_submit(s->e, &jobs[j].job), 0);
         }
-        smtp_engine_quit(s->e);
+        email__smtp_engine_quit(s->e);
         fake_server_t f;
         fake_server_init(&f, ehlos[xorshift64(&rng) % 3]);
         f.chaos = &rng;
         fake_server_run(&f, s, &rng);
-        if (!smtp_engine_is_closed(s->e))
+        if (!email__smtp_engine_is_closed(s->e))
             fail_msg("round %d: the session is stuck; it wrote:\n%s", round, buf_str(&s->wire));
         assert_int_equal(s->nclosed, 1);
         /* what the server kept is a whole body, or the empty data of a refused transaction */
@@ -2215,13 +2215,13 @@ static void test_submit_rules(void **state)
     test_session_t *s = *state;
     test_job_t none, noread, m1;
     test_job_init(&none, "none", A, "x", NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &none.job), EMAIL_EINVAL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &none.job), EMAIL_EINVAL);
     test_job_init(&noread, "noread", A, "x", B, NULL);
     noread.job.read = NULL;
-    assert_int_equal(smtp_engine_submit(s->e, &noread.job), EMAIL_EINVAL);
-    smtp_engine_quit(s->e);
+    assert_int_equal(email__smtp_engine_submit(s->e, &noread.job), EMAIL_EINVAL);
+    email__smtp_engine_quit(s->e);
     test_job_init(&m1, "m1", A, "x", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), EMAIL_ESHUTDOWN);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), EMAIL_ESHUTDOWN);
 
     /* QUIT asked before the setup finished: it goes once the session is ready */
     assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
@@ -2236,10 +2236,10 @@ static void chain_next(test_session_t *s, smtp_job_t *job)
 {
     test_job_t *next = s->user;
     if (job == &next->job) {
-        smtp_engine_quit(s->e);
+        email__smtp_engine_quit(s->e);
         return;
     }
-    assert_int_equal(smtp_engine_submit(s->e, &next->job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &next->job), 0);
 }
 
 static void test_callbacks_submit_and_quit(void **state)
@@ -2253,7 +2253,7 @@ static void test_callbacks_submit_and_quit(void **state)
         s->on_job_done = chain_next;
         s->user = &m2;
         assert_int_equal(ts_greet(s, pipelining ? EHLO_PIPE : EHLO_BASIC), 0);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         if (pipelining) {
             assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
             expect_feed(s, OK_MAIL OK_RCPT GO_AHEAD, "one\r\n.\r\n");
@@ -2290,7 +2290,7 @@ static void submit_on_done(test_session_t *s, smtp_job_t *job)
     test_job_t *next = s->user;
     s->user = NULL;
     if (next)
-        assert_int_equal(smtp_engine_submit(s->e, &next->job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &next->job), 0);
 }
 
 /* The wire from the server's 421 on holds no command: the engine ended before writing one. */
@@ -2314,7 +2314,7 @@ static void test_421_then_submit_from_job_done(void **state)
     s->on_job_done = submit_on_done;
     s->user = &m2;
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     expect_feed(s, OK_MAIL, RCPT_B);
     size_t before = s->wire.len;
@@ -2344,7 +2344,7 @@ static void test_421_answer_to_end_then_submit_or_quit(void **state)
             s->on_job_done = quit ? quit_on_done : submit_on_done;
             s->user = &m2;
             assert_int_equal(ts_greet(s, ehlos[chunking]), 0);
-            assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+            assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
             if (chunking) {
                 assert_string_equal(ts_take(s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n");
                 assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT), 0);
@@ -2405,17 +2405,17 @@ static void test_reply_without_command_pipelined(void **state)
         ts_restart(s, &cfg);
         test_job_t m1;
         test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         assert_int_equal(ts_feed(s, GREETING), 0);
         assert_string_equal(ts_take(s), EHLO_LINE);
         /* the EHLO reply and an extra 250 in one segment: ready sends at once, the extra reply
          * arrives before the server can have read a single one of those commands */
         const char *ehlo = lockstep ? EHLO_BASIC : EHLO_PIPE;
         email_buf_t in;
-        email_buf_init(&in);
-        assert_int_equal(email_buf_printf(&in, "%s250 2.0.0 stray\r\n", ehlo), 0);
+        email__buf_init(&in);
+        assert_int_equal(email__buf_printf(&in, "%s250 2.0.0 stray\r\n", ehlo), 0);
         assert_int_equal(ts_feedn(s, in.data, in.len), EMAIL_EPROTO);
-        email_buf_free(&in);
+        email__buf_free(&in);
         EXPECT_EVENTS(s, "ready\n"
                          "job m1 RETRYABLE EMAIL_EPROTO 0 rejected=0\n"
                          "closed EMAIL_EPROTO 250 2.0.0\n");
@@ -2426,7 +2426,7 @@ static void test_reply_without_command_pipelined(void **state)
     assert_int_equal(ts_greet(s, EHLO_BASIC), 0);
     test_job_t m1;
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take(s), MAIL_A);
     assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT), EMAIL_EPROTO);
     EXPECT_EVENTS(s, "ready\n"
@@ -2438,7 +2438,7 @@ static void test_reply_without_command_pipelined(void **state)
     ts_restart(s, NULL);
     test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
     assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
-    assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_int_equal(ts_feed(s, "421 4.3.2 going away\r\n"), EMAIL_ECLOSED);
     EXPECT_EVENTS(s, "ready\n"
                      "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
@@ -2466,7 +2466,7 @@ static void test_unreadable_body_named_nothing_handed(void **state)
         m1.body.error = EMAIL_EIO;
         m1.job.read_error = name_the_file;
         assert_int_equal(ts_greet(s, ehlos[chunking]), 0);
-        assert_int_equal(smtp_engine_submit(s->e, &m1.job), 0);
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
         if (chunking) {
             /* the commands logged before the body; the chunk never was (7 bytes, no LAST) */
             assert_string_equal(ts_take(s), MAIL_A RCPT_B);

@@ -61,42 +61,42 @@ static void test_ids_unique(void **state)
         if (ids[i] == ids[i - 1])
             fail_msg("id %llu handed out twice", (unsigned long long)ids[i]);
     for (int i = 0; i < ID_THREADS * IDS_EACH; i++)
-        assert_int_equal(registry_get(ids[i]), EMAIL_ENOTFOUND);
+        assert_int_equal(email__registry_get(ids[i]), EMAIL_ENOTFOUND);
 }
 
 static void test_transitions(void **state)
 {
     (void)state;
     uint64_t a = RANGE(1) + 1, b = RANGE(1) + 2;
-    assert_int_equal(registry_get(a), EMAIL_ENOTFOUND);
-    registry_pending(a);
-    registry_pending(b);
-    assert_int_equal(registry_get(a), EMAIL_PENDING);
-    assert_int_equal(registry_get(b), EMAIL_PENDING);
-    registry_done(a, EMAIL_SENT);
-    registry_done(b, EMAIL_ERROR);
-    assert_int_equal(registry_get(a), EMAIL_SENT);
-    assert_int_equal(registry_get(b), EMAIL_ERROR);
+    assert_int_equal(email__registry_get(a), EMAIL_ENOTFOUND);
+    email__registry_pending(a);
+    email__registry_pending(b);
+    assert_int_equal(email__registry_get(a), EMAIL_PENDING);
+    assert_int_equal(email__registry_get(b), EMAIL_PENDING);
+    email__registry_done(a, EMAIL_SENT);
+    email__registry_done(b, EMAIL_ERROR);
+    assert_int_equal(email__registry_get(a), EMAIL_SENT);
+    assert_int_equal(email__registry_get(b), EMAIL_ERROR);
     /* an id queued again (the same message sent twice) is pending again, then has its new
        outcome */
-    registry_pending(a);
-    assert_int_equal(registry_get(a), EMAIL_PENDING);
-    registry_done(a, EMAIL_ERROR);
-    assert_int_equal(registry_get(a), EMAIL_ERROR);
+    email__registry_pending(a);
+    assert_int_equal(email__registry_get(a), EMAIL_PENDING);
+    email__registry_done(a, EMAIL_ERROR);
+    assert_int_equal(email__registry_get(a), EMAIL_ERROR);
     /* an outcome without a pending state before it (a message refused before being queued) */
-    registry_done(RANGE(1) + 3, EMAIL_ERROR);
-    assert_int_equal(registry_get(RANGE(1) + 3), EMAIL_ERROR);
+    email__registry_done(RANGE(1) + 3, EMAIL_ERROR);
+    assert_int_equal(email__registry_get(RANGE(1) + 3), EMAIL_ERROR);
 }
 
 static void test_unknown_ids(void **state)
 {
     (void)state;
-    registry_pending(RANGE(2) + 10);
+    email__registry_pending(RANGE(2) + 10);
     static const uint64_t unknown[] = {0, 1u << 20, RANGE(2) + 9, RANGE(2) + 11, UINT64_MAX,
                                        RANGE(2) + 10 + ((uint64_t)1 << 63)};
     for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++)
-        assert_int_equal(registry_get(unknown[i]), EMAIL_ENOTFOUND);
-    assert_int_equal(registry_get(RANGE(2) + 10), EMAIL_PENDING);
+        assert_int_equal(email__registry_get(unknown[i]), EMAIL_ENOTFOUND);
+    assert_int_equal(email__registry_get(RANGE(2) + 10), EMAIL_PENDING);
 }
 
 /* Many ids: the table grows and every one is still found, with its own state. */
@@ -105,13 +105,13 @@ static void test_many_ids(void **state)
     (void)state;
     enum { N = 20000 };
     for (uint64_t i = 0; i < N; i++)
-        registry_pending(RANGE(3) + i * 1024);
+        email__registry_pending(RANGE(3) + i * 1024);
     for (uint64_t i = 0; i < N; i += 2)
-        registry_done(RANGE(3) + i * 1024, i % 4 ? EMAIL_ERROR : EMAIL_SENT);
+        email__registry_done(RANGE(3) + i * 1024, i % 4 ? EMAIL_ERROR : EMAIL_SENT);
     for (uint64_t i = 0; i < N; i++) {
         int want = i % 2 ? EMAIL_PENDING : i % 4 ? EMAIL_ERROR : EMAIL_SENT;
-        assert_int_equal(registry_get(RANGE(3) + i * 1024), want);
-        assert_int_equal(registry_get(RANGE(3) + i * 1024 + 1), EMAIL_ENOTFOUND);
+        assert_int_equal(email__registry_get(RANGE(3) + i * 1024), want);
+        assert_int_equal(email__registry_get(RANGE(3) + i * 1024 + 1), EMAIL_ENOTFOUND);
     }
 }
 
@@ -120,24 +120,24 @@ static void test_keeps_the_last_outcomes(void **state)
 {
     (void)state;
     uint64_t base = RANGE(4), pending = RANGE(4) - 1;
-    registry_pending(pending);
+    email__registry_pending(pending);
     for (uint64_t i = 0; i < KEEP + 100; i++)
-        registry_done(base + i, EMAIL_SENT);
+        email__registry_done(base + i, EMAIL_SENT);
     /* the ring holds these last KEEP: the first 100 left it */
     for (uint64_t i = 0; i < 100; i++)
-        assert_int_equal(registry_get(base + i), EMAIL_ENOTFOUND);
+        assert_int_equal(email__registry_get(base + i), EMAIL_ENOTFOUND);
     for (uint64_t i = 100; i < KEEP + 100; i++)
-        assert_int_equal(registry_get(base + i), EMAIL_SENT);
-    assert_int_equal(registry_get(pending), EMAIL_PENDING);
+        assert_int_equal(email__registry_get(base + i), EMAIL_SENT);
+    assert_int_equal(email__registry_get(pending), EMAIL_PENDING);
     /* a pending id whose old outcome leaves the ring stays pending */
-    registry_pending(base + 100);
+    email__registry_pending(base + 100);
     for (uint64_t i = 0; i < 10; i++)
-        registry_done(base + KEEP + 100 + i, EMAIL_SENT);
-    assert_int_equal(registry_get(base + 100), EMAIL_PENDING);
-    assert_int_equal(registry_get(base + 110), EMAIL_SENT);
-    registry_done(base + 100, EMAIL_ERROR);
-    assert_int_equal(registry_get(base + 100), EMAIL_ERROR);
-    registry_done(pending, EMAIL_SENT);
+        email__registry_done(base + KEEP + 100 + i, EMAIL_SENT);
+    assert_int_equal(email__registry_get(base + 100), EMAIL_PENDING);
+    assert_int_equal(email__registry_get(base + 110), EMAIL_SENT);
+    email__registry_done(base + 100, EMAIL_ERROR);
+    assert_int_equal(email__registry_get(base + 100), EMAIL_ERROR);
+    email__registry_done(pending, EMAIL_SENT);
 }
 
 /* ---- Several threads ---- */
@@ -157,13 +157,13 @@ static void *work(void *arg)
     worker_t *w = arg;
     for (uint64_t i = 0; i < PER_THREAD; i++) {
         uint64_t id = w->base + i;
-        registry_pending(id);
-        w->wrong += registry_get(id) != EMAIL_PENDING;
+        email__registry_pending(id);
+        w->wrong += email__registry_get(id) != EMAIL_PENDING;
         int outcome = i % 3 ? EMAIL_SENT : EMAIL_ERROR;
-        registry_done(id, outcome);
-        w->wrong += registry_get(id) != outcome;
-        w->wrong += registry_get(watched) != EMAIL_PENDING;
-        w->wrong += registry_get(w->base - 1 - i) != EMAIL_ENOTFOUND;
+        email__registry_done(id, outcome);
+        w->wrong += email__registry_get(id) != outcome;
+        w->wrong += email__registry_get(watched) != EMAIL_PENDING;
+        w->wrong += email__registry_get(w->base - 1 - i) != EMAIL_ENOTFOUND;
     }
     return NULL;
 }
@@ -171,7 +171,7 @@ static void *work(void *arg)
 static void test_threads(void **state)
 {
     (void)state;
-    registry_pending(watched);
+    email__registry_pending(watched);
     pthread_t t[THREADS];
     worker_t w[THREADS];
     for (int i = 0; i < THREADS; i++) {
@@ -185,9 +185,9 @@ static void test_threads(void **state)
     /* fewer outcomes than the ring keeps: every one is still there */
     for (int k = 0; k < THREADS; k++)
         for (uint64_t i = 0; i < PER_THREAD; i++)
-            assert_int_equal(registry_get(w[k].base + i), i % 3 ? EMAIL_SENT : EMAIL_ERROR);
-    assert_int_equal(registry_get(watched), EMAIL_PENDING);
-    registry_done(watched, EMAIL_SENT);
+            assert_int_equal(email__registry_get(w[k].base + i), i % 3 ? EMAIL_SENT : EMAIL_ERROR);
+    assert_int_equal(email__registry_get(watched), EMAIL_PENDING);
+    email__registry_done(watched, EMAIL_SENT);
 }
 
 /* ---- Memory ---- */
@@ -212,10 +212,10 @@ static void test_memory_bounded(void **state)
         skip();
     uint64_t base = RANGE(20);
     for (uint64_t i = 0; i < 1000000; i++)
-        registry_done(base + i, EMAIL_SENT);
+        email__registry_done(base + i, EMAIL_SENT);
     size_t before = heap_in_use();
     for (uint64_t i = 1000000; i < 3000000; i++)
-        registry_done(base + i, EMAIL_SENT);
+        email__registry_done(base + i, EMAIL_SENT);
     size_t after = heap_in_use();
     /* the same KEEP outcomes live before and after: the table need not be any larger */
     if (after > before + (1u << 20))

@@ -15,10 +15,10 @@
 /* One reply as a line of text, so that whole transcripts compare with one string comparison. */
 static void describe(email_buf_t *b, const smtp_reply_t *r)
 {
-    assert_int_equal(email_buf_printf(b, "%d [%s]", r->code, r->enhanced), 0);
+    assert_int_equal(email__buf_printf(b, "%d [%s]", r->code, r->enhanced), 0);
     for (size_t i = 0; i < r->nlines; i++)
-        assert_int_equal(email_buf_printf(b, " {%s}", r->lines[i]), 0);
-    assert_int_equal(email_buf_printf(b, " text={%s}\n", r->text), 0);
+        assert_int_equal(email__buf_printf(b, " {%s}", r->lines[i]), 0);
+    assert_int_equal(email__buf_printf(b, " text={%s}\n", r->text), 0);
 }
 
 static uint64_t next_random(uint64_t *state)
@@ -39,9 +39,9 @@ static uint64_t next_random(uint64_t *state)
 static char *transcript(const char *data, size_t n, size_t first, size_t step, uint64_t *rng)
 {
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     size_t pos = 0;
     bool failed = false;
     while (pos < n && !failed) {
@@ -61,28 +61,28 @@ static char *transcript(const char *data, size_t n, size_t first, size_t step, u
             smtp_reply_t r;
             const char *err = NULL;
             size_t used = SIZE_MAX;
-            int rc = smtp_reply_parse(&p, s, left, &used, &r, &err);
+            int rc = email__smtp_reply_parse(&p, s, left, &used, &r, &err);
             assert_true(used <= left);
             if (rc == 1) {
                 assert_true(used > 0);
                 describe(&b, &r);
-                smtp_reply_free(&r);
+                email__smtp_reply_free(&r);
             } else if (rc == 0) {
                 assert_int_equal(used, left);
             } else {
                 assert_int_equal(rc, EMAIL_EPROTO);
                 assert_non_null(err);
-                assert_int_equal(email_buf_printf(&b, "error: %s\n", err), 0);
+                assert_int_equal(email__buf_printf(&b, "error: %s\n", err), 0);
                 failed = true;
             }
             s += used;
             left -= used;
         }
     }
-    if (!failed && smtp_reply_parser_busy(&p))
-        assert_int_equal(email_buf_puts(&b, "busy\n"), 0);
-    smtp_reply_parser_free(&p);
-    return email_buf_steal(&b, NULL);
+    if (!failed && email__smtp_reply_parser_busy(&p))
+        assert_int_equal(email__buf_puts(&b, "busy\n"), 0);
+    email__smtp_reply_parser_free(&p);
+    return email__buf_steal(&b, NULL);
 }
 
 /* The transcript of data fed whole, checked equal to the one fed byte by byte. */
@@ -108,55 +108,55 @@ static void test_single_line(void **state)
 {
     (void)state;
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
-    assert_false(smtp_reply_parser_busy(&p));
+    email__smtp_reply_parser_init(&p);
+    assert_false(email__smtp_reply_parser_busy(&p));
     smtp_reply_t r;
     const char *err = NULL;
     size_t used = 0;
-    assert_int_equal(smtp_reply_parse(&p, "250 OK\r\n", 8, &used, &r, &err), 1);
+    assert_int_equal(email__smtp_reply_parse(&p, "250 OK\r\n", 8, &used, &r, &err), 1);
     assert_int_equal(used, 8);
     assert_int_equal(r.code, 250);
     assert_string_equal(r.enhanced, "");
     assert_int_equal(r.nlines, 1);
     assert_string_equal(r.lines[0], "250 OK");
     assert_string_equal(r.text, "OK");
-    assert_false(smtp_reply_parser_busy(&p));
-    smtp_reply_free(&r);
-    smtp_reply_parser_free(&p);
+    assert_false(email__smtp_reply_parser_busy(&p));
+    email__smtp_reply_free(&r);
+    email__smtp_reply_parser_free(&p);
 }
 
 static void test_partial_and_busy(void **state)
 {
     (void)state;
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     smtp_reply_t r;
     const char *err = NULL;
     size_t used = 99;
-    assert_int_equal(smtp_reply_parse(&p, "", 0, &used, &r, &err), 0);
+    assert_int_equal(email__smtp_reply_parse(&p, "", 0, &used, &r, &err), 0);
     assert_int_equal(used, 0);
-    assert_false(smtp_reply_parser_busy(&p));
+    assert_false(email__smtp_reply_parser_busy(&p));
 
-    assert_int_equal(smtp_reply_parse(&p, "220-mx", 6, &used, &r, &err), 0);
+    assert_int_equal(email__smtp_reply_parse(&p, "220-mx", 6, &used, &r, &err), 0);
     assert_int_equal(used, 6);
-    assert_true(smtp_reply_parser_busy(&p));
+    assert_true(email__smtp_reply_parser_busy(&p));
     /* a complete continuation line and nothing more: still busy, no partial line */
-    assert_int_equal(smtp_reply_parse(&p, " ESMTP\r\n", 8, &used, &r, &err), 0);
+    assert_int_equal(email__smtp_reply_parse(&p, " ESMTP\r\n", 8, &used, &r, &err), 0);
     assert_int_equal(used, 8);
-    assert_true(smtp_reply_parser_busy(&p));
+    assert_true(email__smtp_reply_parser_busy(&p));
     /* a CR held back waiting for its LF counts as pending bytes */
-    assert_int_equal(smtp_reply_parse(&p, "220 ready\r", 10, &used, &r, &err), 0);
-    assert_true(smtp_reply_parser_busy(&p));
-    assert_int_equal(smtp_reply_parse(&p, "\n", 1, &used, &r, &err), 1);
+    assert_int_equal(email__smtp_reply_parse(&p, "220 ready\r", 10, &used, &r, &err), 0);
+    assert_true(email__smtp_reply_parser_busy(&p));
+    assert_int_equal(email__smtp_reply_parse(&p, "\n", 1, &used, &r, &err), 1);
     assert_int_equal(used, 1);
-    assert_false(smtp_reply_parser_busy(&p));
+    assert_false(email__smtp_reply_parser_busy(&p));
     assert_int_equal(r.code, 220);
     assert_int_equal(r.nlines, 2);
     assert_string_equal(r.lines[0], "220-mx ESMTP");
     assert_string_equal(r.lines[1], "220 ready");
     assert_string_equal(r.text, "mx ESMTP\nready");
-    smtp_reply_free(&r);
-    smtp_reply_parser_free(&p);
+    email__smtp_reply_free(&r);
+    email__smtp_reply_parser_free(&p);
 }
 
 static const char EHLO[] = "250-mail.example.org Hello client [192.0.2.1]\r\n"
@@ -196,23 +196,23 @@ static void test_several_replies_in_one_chunk(void **state)
     (void)state;
     static const char in[] = "250 a\r\n251-b\r\n251 c\n252 d\r\n253 pend";
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     smtp_reply_t r;
     const char *err = NULL;
     size_t used, off = 0, n = sizeof in - 1;
     static const size_t expect_used[] = {7, 13, 7};
     static const int expect_code[] = {250, 251, 252};
     for (size_t i = 0; i < 3; i++) {
-        assert_int_equal(smtp_reply_parse(&p, in + off, n - off, &used, &r, &err), 1);
+        assert_int_equal(email__smtp_reply_parse(&p, in + off, n - off, &used, &r, &err), 1);
         assert_int_equal(used, expect_used[i]);
         assert_int_equal(r.code, expect_code[i]);
-        smtp_reply_free(&r);
+        email__smtp_reply_free(&r);
         off += used;
     }
-    assert_int_equal(smtp_reply_parse(&p, in + off, n - off, &used, &r, &err), 0);
+    assert_int_equal(email__smtp_reply_parse(&p, in + off, n - off, &used, &r, &err), 0);
     assert_int_equal(used, 8);
-    assert_true(smtp_reply_parser_busy(&p));
-    smtp_reply_parser_free(&p);
+    assert_true(email__smtp_reply_parser_busy(&p));
+    email__smtp_reply_parser_free(&p);
 }
 
 static void test_line_endings(void **state)
@@ -319,17 +319,17 @@ static void test_error_consumed(void **state)
 {
     (void)state;
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     smtp_reply_t r;
     const char *err = NULL;
     size_t used = 0;
-    assert_int_equal(smtp_reply_parse(&p, "250-a\r\nxyz\r\n250 b\r\n", 19, &used, &r, &err),
+    assert_int_equal(email__smtp_reply_parse(&p, "250-a\r\nxyz\r\n250 b\r\n", 19, &used, &r, &err),
                      EMAIL_EPROTO);
     assert_int_equal(used, 12);
     assert_non_null(strstr(err, "code"));
     /* the reply under way is freed with the parser */
-    smtp_reply_parser_free(&p);
-    smtp_reply_parser_free(&p);
+    email__smtp_reply_parser_free(&p);
+    email__smtp_reply_parser_free(&p);
 }
 
 /* "250 " followed by 'x' up to a line of len octets, then the given ending. */
@@ -387,11 +387,11 @@ static void test_line_length_limit(void **state)
 static char *many_lines(size_t count, size_t *n)
 {
     email_buf_t b;
-    email_buf_init(&b);
+    email__buf_init(&b);
     for (size_t i = 1; i < count; i++)
-        assert_int_equal(email_buf_puts(&b, "250-l\r\n"), 0);
-    assert_int_equal(email_buf_puts(&b, "250 end\r\n"), 0);
-    return email_buf_steal(&b, n);
+        assert_int_equal(email__buf_puts(&b, "250-l\r\n"), 0);
+    assert_int_equal(email__buf_puts(&b, "250 end\r\n"), 0);
+    return email__buf_steal(&b, n);
 }
 
 static void test_line_count_limit(void **state)
@@ -400,17 +400,17 @@ static void test_line_count_limit(void **state)
     size_t n;
     char *s = many_lines(SMTP_REPLY_MAX_LINES, &n);
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     smtp_reply_t r;
     const char *err = NULL;
     size_t used;
-    assert_int_equal(smtp_reply_parse(&p, s, n, &used, &r, &err), 1);
+    assert_int_equal(email__smtp_reply_parse(&p, s, n, &used, &r, &err), 1);
     assert_int_equal(used, n);
     assert_int_equal(r.nlines, SMTP_REPLY_MAX_LINES);
     assert_string_equal(r.lines[SMTP_REPLY_MAX_LINES - 1], "250 end");
     assert_int_equal(strlen(r.text), (SMTP_REPLY_MAX_LINES - 1) * 2 + 3);
-    smtp_reply_free(&r);
-    smtp_reply_parser_free(&p);
+    email__smtp_reply_free(&r);
+    email__smtp_reply_parser_free(&p);
     free(s);
 
     s = many_lines(SMTP_REPLY_MAX_LINES + 1, &n);
@@ -423,27 +423,27 @@ static void test_line_count_limit(void **state)
 static void test_free_is_safe(void **state)
 {
     (void)state;
-    smtp_reply_free(NULL);
+    email__smtp_reply_free(NULL);
     smtp_reply_t r;
     memset(&r, 0, sizeof r);
-    smtp_reply_free(&r);
+    email__smtp_reply_free(&r);
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     const char *err = NULL;
     size_t used;
-    assert_int_equal(smtp_reply_parse(&p, "250 a\r\n", 7, &used, &r, &err), 1);
-    smtp_reply_free(&r);
-    smtp_reply_free(&r);
+    assert_int_equal(email__smtp_reply_parse(&p, "250 a\r\n", 7, &used, &r, &err), 1);
+    email__smtp_reply_free(&r);
+    email__smtp_reply_free(&r);
     assert_null(r.lines);
     /* a parser holding a partial line and a partial reply */
-    assert_int_equal(smtp_reply_parse(&p, "250-a\r\n250 b", 12, &used, &r, &err), 0);
-    smtp_reply_parser_free(&p);
-    assert_false(smtp_reply_parser_busy(&p));
+    assert_int_equal(email__smtp_reply_parse(&p, "250-a\r\n250 b", 12, &used, &r, &err), 0);
+    email__smtp_reply_parser_free(&p);
+    assert_false(email__smtp_reply_parser_busy(&p));
     /* reusable after free, as after init */
-    assert_int_equal(smtp_reply_parse(&p, "221 bye\r\n", 9, &used, &r, &err), 1);
+    assert_int_equal(email__smtp_reply_parse(&p, "221 bye\r\n", 9, &used, &r, &err), 1);
     assert_string_equal(r.text, "bye");
-    smtp_reply_free(&r);
-    smtp_reply_parser_free(&p);
+    email__smtp_reply_free(&r);
+    email__smtp_reply_parser_free(&p);
 }
 
 /* About 1 MB of pipelined replies, as one read: every reply comes out, in order. */
@@ -451,39 +451,40 @@ static void test_large_stream(void **state)
 {
     (void)state;
     email_buf_t in, expected;
-    email_buf_init(&in);
-    email_buf_init(&expected);
+    email__buf_init(&in);
+    email__buf_init(&expected);
     size_t i = 0;
     while (in.len < 1024 * 1024) {
         if (i % 10 == 0) {
-            assert_int_equal(email_buf_printf(&in, "%s", EHLO), 0);
-            assert_int_equal(email_buf_puts(&in, " data\r\n"), 0);
-            assert_int_equal(email_buf_puts(&expected, "250 250 354 "), 0);
+            assert_int_equal(email__buf_printf(&in, "%s", EHLO), 0);
+            assert_int_equal(email__buf_puts(&in, " data\r\n"), 0);
+            assert_int_equal(email__buf_puts(&expected, "250 250 354 "), 0);
         } else {
-            assert_int_equal(email_buf_printf(&in, "250 2.0.0 Ok: queued as %zu\r\n", i), 0);
-            assert_int_equal(email_buf_puts(&expected, "250 "), 0);
+            assert_int_equal(email__buf_printf(&in, "250 2.0.0 Ok: queued as %zu\r\n", i), 0);
+            assert_int_equal(email__buf_puts(&expected, "250 "), 0);
         }
         i++;
     }
     smtp_reply_parser_t p;
-    smtp_reply_parser_init(&p);
+    email__smtp_reply_parser_init(&p);
     email_buf_t got;
-    email_buf_init(&got);
+    email__buf_init(&got);
     size_t off = 0, used;
     smtp_reply_t r;
     const char *err = NULL;
     while (off < in.len) {
-        assert_int_equal(smtp_reply_parse(&p, in.data + off, in.len - off, &used, &r, &err), 1);
-        assert_int_equal(email_buf_printf(&got, "%d ", r.code), 0);
-        smtp_reply_free(&r);
+        assert_int_equal(email__smtp_reply_parse(&p, in.data + off, in.len - off, &used, &r, &err),
+                         1);
+        assert_int_equal(email__buf_printf(&got, "%d ", r.code), 0);
+        email__smtp_reply_free(&r);
         off += used;
     }
     assert_string_equal(got.data, expected.data);
-    assert_false(smtp_reply_parser_busy(&p));
-    smtp_reply_parser_free(&p);
-    email_buf_free(&got);
-    email_buf_free(&in);
-    email_buf_free(&expected);
+    assert_false(email__smtp_reply_parser_busy(&p));
+    email__smtp_reply_parser_free(&p);
+    email__buf_free(&got);
+    email__buf_free(&in);
+    email__buf_free(&expected);
 }
 
 static void put(char *data, size_t *n, const char *s)

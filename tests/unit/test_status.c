@@ -1,9 +1,9 @@
 /*
  * Who owns the refused recipients and the chain of causes of an email_status_t (lib/status.c):
  * the status itself, at its address, until email_status_clear, a refill of the same status or
- * email_shutdown, whatever thread filled it and however many other statuses were filled since. Copies, zeroed and
- * uninitialised statuses never reach a list. Run under valgrind (make check-valgrind): a list
- * freed too early shows as an invalid read, one never freed as a leak.
+ * email_shutdown, whatever thread filled it and however many other statuses were filled since.
+ * Copies, zeroed and uninitialised statuses never reach a list. Run under valgrind (make
+ * check-valgrind): a list freed too early shows as an invalid read, one never freed as a leak.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,16 +22,16 @@
 static void fill(email_status_t *s, const char *prefix, size_t n)
 {
     email_refusals_t r;
-    email_refusals_init(&r);
+    email__refusals_init(&r);
     for (size_t i = 0; i < n; i++) {
         char address[64], text[64];
         snprintf(address, sizeof address, "%s-%zu@example.org", prefix, i);
         snprintf(text, sizeof text, "5.1.1 %s-%zu unknown", prefix, i);
-        assert_int_equal(email_refusals_add(&r, address, 550 + (int)i, text), 0);
+        assert_int_equal(email__refusals_add(&r, address, 550 + (int)i, text), 0);
     }
     s->recipients = n + 1;
     s->rejected = n;
-    email_status_attach(s, &r, NULL);
+    email__status_attach(s, &r, NULL);
     assert_int_equal(r.n, 0); /* taken */
 }
 
@@ -84,7 +84,7 @@ static void *clear_in_thread(void *arg)
 static void test_clear_from_another_thread(void **state)
 {
     email_status_t s;
-    email_status_init(&s);
+    email__status_init(&s);
     fill(&s, "here", 2);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, clear_in_thread, &s), 0);
@@ -97,7 +97,7 @@ static void test_clear_from_another_thread(void **state)
 static void test_copies(void **state)
 {
     email_status_t s, copy;
-    email_status_init(&s);
+    email__status_init(&s);
     fill(&s, "orig", 2);
     copy = s;
     assert_int_equal(copy.rejected, 2);
@@ -110,7 +110,7 @@ static void test_copies(void **state)
     /* the library's own copy helper: the same rule */
     email_status_t dst;
     memset(&dst, 0x5a, sizeof dst);
-    email_status_copy_into(&dst, &s);
+    email__status_copy_into(&dst, &s);
     assert_int_equal(dst.rejected, 2);
     assert_null(email_status_recipient(&dst, 0, NULL));
     assert_list(&s, "orig", 2);
@@ -131,7 +131,7 @@ static void test_copies(void **state)
 static void test_reuse(void **state)
 {
     email_status_t s;
-    email_status_init(&s);
+    email__status_init(&s);
     fill(&s, "first", 3);
     fill(&s, "second", 2);
     assert_list(&s, "second", 2);
@@ -141,8 +141,8 @@ static void test_reuse(void **state)
 
     /* refilled with nothing: no list at all */
     email_refusals_t none;
-    email_refusals_init(&none);
-    email_status_attach(&s, &none, NULL);
+    email__refusals_init(&none);
+    email__status_attach(&s, &none, NULL);
     assert_null(email_status_recipient(&s, 0, NULL));
     email_status_clear(&s);
 }
@@ -152,7 +152,7 @@ static void test_reuse(void **state)
 static void test_zeroed_and_uninitialised(void **state)
 {
     email_status_t s;
-    email_status_init(&s);
+    email__status_init(&s);
     fill(&s, "old", 2);
     memset(&s, 0, sizeof s);
     assert_null(email_status_recipient(&s, 0, NULL));
@@ -172,7 +172,7 @@ static void test_zeroed_and_uninitialised(void **state)
 
     /* another status forged with g's handle: not g's list */
     email_status_t forged;
-    email_status_init(&forged);
+    email__status_init(&forged);
     forged.internal_ = g.internal_;
     forged.rejected = 2;
     assert_null(email_status_recipient(&forged, 0, NULL));
@@ -212,8 +212,8 @@ static void test_thousand_statuses(void **state)
 static void test_shutdown_frees_lists(void **state)
 {
     email_status_t a, b;
-    email_status_init(&a);
-    email_status_init(&b);
+    email__status_init(&a);
+    email__status_init(&b);
     fill(&a, "a", 2);
     fill(&b, "b", 1);
     email_shutdown();
@@ -233,11 +233,11 @@ static void fill_chain(email_status_t *s, const char *tag)
     snprintf(outer, sizeof outer, "%s: could not connect", tag);
     snprintf(inner, sizeof inner, "%s: certificate not trusted", tag);
     email_errors_t e;
-    email_errors_init(&e);
-    assert_int_equal(email_errors_add(&e, EMAIL_ECONNECT, outer, NULL), 0);
-    assert_int_equal(email_errors_add(&e, EMAIL_ECERT, inner, "tls"), 0);
-    assert_int_equal(email_errors_add(&e, EMAIL_EINVAL, NULL, "mime"), 0);
-    email_status_attach(s, NULL, &e);
+    email__errors_init(&e);
+    assert_int_equal(email__errors_add(&e, EMAIL_ECONNECT, outer, NULL), 0);
+    assert_int_equal(email__errors_add(&e, EMAIL_ECERT, inner, "tls"), 0);
+    assert_int_equal(email__errors_add(&e, EMAIL_EINVAL, NULL, "mime"), 0);
+    email__status_attach(s, NULL, &e);
     assert_int_equal(e.n, 0); /* taken */
 }
 
@@ -264,7 +264,7 @@ static void assert_chain(const email_status_t *s, const char *tag)
 static void test_error_chain(void **state)
 {
     email_status_t s;
-    email_status_init(&s);
+    email__status_init(&s);
     assert_int_equal(email_status_error_count(&s), 0);
     assert_null(email_status_error(&s, 0, NULL, NULL));
     fill_chain(&s, "first");
@@ -272,12 +272,12 @@ static void test_error_chain(void **state)
 
     /* both lists at once, each read on its own */
     email_refusals_t r;
-    email_refusals_init(&r);
-    assert_int_equal(email_refusals_add(&r, "x@example.org", 550, "no"), 0);
+    email__refusals_init(&r);
+    assert_int_equal(email__refusals_add(&r, "x@example.org", 550, "no"), 0);
     email_errors_t e;
-    email_errors_init(&e);
-    assert_int_equal(email_errors_add(&e, EMAIL_ETIMEDOUT, "silence", NULL), 0);
-    email_status_attach(&s, &r, &e); /* refilled: the first chain is freed */
+    email__errors_init(&e);
+    assert_int_equal(email__errors_add(&e, EMAIL_ETIMEDOUT, "silence", NULL), 0);
+    email__status_attach(&s, &r, &e); /* refilled: the first chain is freed */
     assert_string_equal(email_status_recipient(&s, 0, NULL), "x@example.org");
     assert_int_equal(email_status_error_count(&s), 1);
     assert_string_equal(email_status_error(&s, 0, NULL, NULL), "silence");
@@ -304,14 +304,14 @@ static void test_error_chain(void **state)
 /* Every code has a component, in 4D's componentSignature manner. */
 static void test_error_components(void **state)
 {
-    assert_string_equal(email_error_component(EMAIL_ECONNECT), "transport");
-    assert_string_equal(email_error_component(EMAIL_ETIMEDOUT), "transport");
-    assert_string_equal(email_error_component(EMAIL_ECERTNAME), "tls");
-    assert_string_equal(email_error_component(EMAIL_EAUTH), "auth");
-    assert_string_equal(email_error_component(EMAIL_EUNKNOWN), "smtp");
-    assert_string_equal(email_error_component(EMAIL_ECHARSET), "mime");
-    assert_string_equal(email_error_component(EMAIL_ECANCELED), "transporter");
-#define XX(name, value, text) assert_non_null(email_error_component(EMAIL_##name));
+    assert_string_equal(email__error_component(EMAIL_ECONNECT), "transport");
+    assert_string_equal(email__error_component(EMAIL_ETIMEDOUT), "transport");
+    assert_string_equal(email__error_component(EMAIL_ECERTNAME), "tls");
+    assert_string_equal(email__error_component(EMAIL_EAUTH), "auth");
+    assert_string_equal(email__error_component(EMAIL_EUNKNOWN), "smtp");
+    assert_string_equal(email__error_component(EMAIL_ECHARSET), "mime");
+    assert_string_equal(email__error_component(EMAIL_ECANCELED), "transporter");
+#define XX(name, value, text) assert_non_null(email__error_component(EMAIL_##name));
     EMAIL_ERRNO_MAP(XX)
 #undef XX
 }

@@ -147,7 +147,7 @@ static int keep_credentials_loaded(void)
     char err[256];
     for (int i = 0; i < 2; i++) {
         tls_config_t cfg = {"localhost", i ? ca_path : NULL, false};
-        keep_loaded[i] = tls_new(&cfg, &cb, NULL, err, sizeof err);
+        keep_loaded[i] = email__tls_new(&cfg, &cb, NULL, err, sizeof err);
         if (!keep_loaded[i]) {
             fprintf(stderr, "test_tls: %s\n", err);
             return -1;
@@ -181,8 +181,8 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    tls_free(keep_loaded[0]);
-    tls_free(keep_loaded[1]);
+    email__tls_free(keep_loaded[0]);
+    email__tls_free(keep_loaded[1]);
     for (int i = 0; i < NCERTS; i++)
         gnutls_certificate_free_credentials(server_creds[i]);
     gnutls_x509_crt_deinit(ca_crt);
@@ -220,7 +220,7 @@ static int client_send(void *ud, const char *data, size_t n)
     pair_t *p = ud;
     if (p->send_rc)
         return p->send_rc;
-    assert_int_equal(email_buf_append(&p->c2s, data, n), 0);
+    assert_int_equal(email__buf_append(&p->c2s, data, n), 0);
     return 0;
 }
 
@@ -228,7 +228,7 @@ static void client_recv(void *ud, const char *data, size_t n)
 {
     pair_t *p = ud;
     assert_true(n > 0);
-    assert_int_equal(email_buf_append(&p->plain, data, n), 0);
+    assert_int_equal(email__buf_append(&p->plain, data, n), 0);
 }
 
 static void client_handshake(void *ud, int error, const char *text)
@@ -236,7 +236,7 @@ static void client_handshake(void *ud, int error, const char *text)
     pair_t *p = ud;
     p->handshakes++;
     p->hs_error = error;
-    email_strlcpy(p->hs_text, text, sizeof p->hs_text);
+    email__strlcpy(p->hs_text, text, sizeof p->hs_text);
 }
 
 static void client_failed(void *ud, int error, const char *text)
@@ -244,7 +244,7 @@ static void client_failed(void *ud, int error, const char *text)
     pair_t *p = ud;
     p->failures++;
     p->fail_error = error;
-    email_strlcpy(p->fail_text, text, sizeof p->fail_text);
+    email__strlcpy(p->fail_text, text, sizeof p->fail_text);
 }
 
 static ssize_t server_pull(gnutls_transport_ptr_t ptr, void *buf, size_t n)
@@ -271,7 +271,7 @@ static ssize_t server_push(gnutls_transport_ptr_t ptr, const void *data, size_t 
         memcpy(p->server_first + p->nserver_first, data, k);
         p->nserver_first += k;
     }
-    assert_int_equal(email_buf_append(&p->s2c, data, n), 0);
+    assert_int_equal(email__buf_append(&p->s2c, data, n), 0);
     return (ssize_t)n;
 }
 
@@ -281,16 +281,16 @@ static void pair_open(pair_t *p, cert_kind_t kind, const char *host, const char 
 {
     memset(p, 0, sizeof *p);
     p->piece = piece;
-    email_buf_init(&p->c2s);
-    email_buf_init(&p->s2c);
-    email_buf_init(&p->plain);
-    email_buf_init(&p->server_plain);
+    email__buf_init(&p->c2s);
+    email__buf_init(&p->s2c);
+    email__buf_init(&p->plain);
+    email__buf_init(&p->server_plain);
     tls_config_t cfg = {host, ca_file, no_verify};
     tls_callbacks_t cb = {client_send, client_recv, client_handshake, client_failed};
     char err[256] = "";
-    p->client = tls_new(&cfg, &cb, p, err, sizeof err);
+    p->client = email__tls_new(&cfg, &cb, p, err, sizeof err);
     if (!p->client)
-        fail_msg("tls_new: %s", err);
+        fail_msg("email__tls_new: %s", err);
     gnutls_session_t s;
     assert_int_equal(gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NONBLOCK), 0);
     p->server = s;
@@ -306,12 +306,12 @@ static void pair_open(pair_t *p, cert_kind_t kind, const char *host, const char 
 
 static void pair_close(pair_t *p)
 {
-    tls_free(p->client);
+    email__tls_free(p->client);
     gnutls_deinit(p->server);
-    email_buf_free(&p->c2s);
-    email_buf_free(&p->s2c);
-    email_buf_free(&p->plain);
-    email_buf_free(&p->server_plain);
+    email__buf_free(&p->c2s);
+    email__buf_free(&p->s2c);
+    email__buf_free(&p->plain);
+    email__buf_free(&p->server_plain);
 }
 
 /* One piece of the server's ciphertext to the client. */
@@ -321,7 +321,7 @@ static void feed_client(pair_t *p)
     n = n < p->piece ? n : p->piece;
     size_t off = p->s2c_off;
     p->s2c_off += n;
-    tls_feed(p->client, p->s2c.data + off, n);
+    email__tls_feed(p->client, p->s2c.data + off, n);
 }
 
 /* The server reads what the client sent: its handshake, then records. */
@@ -338,7 +338,7 @@ static void server_step(pair_t *p)
     char buf[4096];
     ssize_t got;
     while ((got = gnutls_record_recv(p->server, buf, sizeof buf)) > 0)
-        assert_int_equal(email_buf_append(&p->server_plain, buf, (size_t)got), 0);
+        assert_int_equal(email__buf_append(&p->server_plain, buf, (size_t)got), 0);
     if (got != GNUTLS_E_AGAIN && got != GNUTLS_E_INTERRUPTED)
         fail_msg("the server's record_recv: %s", gnutls_strerror((int)got));
 }
@@ -365,7 +365,7 @@ static void pump(pair_t *p)
 /* The client's handshake, to its end (its callback called once). */
 static void handshake(pair_t *p)
 {
-    assert_int_equal(tls_start(p->client), 0);
+    assert_int_equal(email__tls_start(p->client), 0);
     pump(p);
     assert_int_equal(p->handshakes, 1);
 }
@@ -426,11 +426,11 @@ static void test_handshake_with_ca_file(void **state)
     server_sni(&p, sni, sizeof sni);
     assert_string_equal(sni, "localhost");
     char desc[256];
-    tls_describe(p.client, desc, sizeof desc);
+    email__tls_describe(p.client, desc, sizeof desc);
     assert_starts(desc, "TLS1.3, cipher ");
     /* the session tickets the server sent after the handshake gave the client no data */
     assert_int_equal(p.plain.len, 0);
-    assert_int_equal(tls_write(p.client, "EHLO me\r\n", 9), 0);
+    assert_int_equal(email__tls_write(p.client, "EHLO me\r\n", 9), 0);
     pump(&p);
     assert_buf(&p.server_plain, "EHLO me\r\n");
     server_says(&p, "250 hello\r\n", 11);
@@ -472,8 +472,8 @@ static void test_name_mismatch(void **state)
     /* the client never finished its side */
     assert_false(p.server_ready);
     /* nothing goes through a failed session, and nothing more is reported */
-    assert_int_equal(tls_write(p.client, "QUIT\r\n", 6), EMAIL_ETLS);
-    tls_feed(p.client, "\x17\x03\x03\x00\x01x", 6);
+    assert_int_equal(email__tls_write(p.client, "QUIT\r\n", 6), EMAIL_ETLS);
+    email__tls_feed(p.client, "\x17\x03\x03\x00\x01x", 6);
     assert_int_equal(p.handshakes, 1);
     assert_int_equal(p.failures, 0);
     pair_close(&p);
@@ -538,7 +538,7 @@ static void test_bad_ca_file(void **state)
     for (size_t i = 0; i < 2; i++) {
         cfg.ca_file = files[i];
         err[0] = '\0';
-        assert_null(tls_new(&cfg, &cb, NULL, err, sizeof err));
+        assert_null(email__tls_new(&cfg, &cb, NULL, err, sizeof err));
         snprintf(want, sizeof want, "CA file \"%s\": ", files[i]);
         assert_starts(err, want);
         assert_true(strlen(err) > strlen(want));
@@ -567,7 +567,7 @@ static void data_both_ways(size_t piece, size_t chunk)
     handshake(&p);
     assert_int_equal(p.hs_error, 0);
     for (size_t i = 0; i < UP; i += chunk) {
-        assert_int_equal(tls_write(p.client, up + i, UP - i < chunk ? UP - i : chunk), 0);
+        assert_int_equal(email__tls_write(p.client, up + i, UP - i < chunk ? UP - i : chunk), 0);
         pump(&p);
     }
     assert_int_equal(p.server_plain.len, UP);
@@ -641,7 +641,7 @@ static void test_server_closes(void **state)
     assert_int_equal(p.failures, 1);
     assert_int_equal(p.fail_error, EMAIL_ECLOSED);
     assert_string_equal(p.fail_text, "the server closed the TLS session");
-    assert_int_equal(tls_write(p.client, "QUIT\r\n", 6), EMAIL_ETLS);
+    assert_int_equal(email__tls_write(p.client, "QUIT\r\n", 6), EMAIL_ETLS);
     pair_close(&p);
 }
 
@@ -653,7 +653,7 @@ static void test_bad_record(void **state)
     pair_open(&p, CERT_GOOD, "localhost", ca_path, false, WHOLE);
     handshake(&p);
     static const char forged[] = "\x17\x03\x03\x00\x20" "0123456789abcdef0123456789abcdef";
-    tls_feed(p.client, forged, sizeof forged - 1);
+    email__tls_feed(p.client, forged, sizeof forged - 1);
     assert_int_equal(p.failures, 1);
     assert_int_equal(p.fail_error, EMAIL_ETLS);
     assert_starts(p.fail_text, "TLS failure: ");
@@ -670,7 +670,7 @@ static void test_send_fails(void **state)
     pair_t p;
     pair_open(&p, CERT_GOOD, "localhost", ca_path, false, WHOLE);
     p.send_rc = EMAIL_EIO;
-    assert_int_equal(tls_start(p.client), 0);
+    assert_int_equal(email__tls_start(p.client), 0);
     assert_int_equal(p.handshakes, 1);
     assert_int_equal(p.hs_error, EMAIL_ETLS);
     assert_starts(p.hs_text, "TLS handshake failed: ");
@@ -679,7 +679,7 @@ static void test_send_fails(void **state)
     handshake(&p);
     assert_int_equal(p.hs_error, 0);
     p.send_rc = EMAIL_EIO;
-    assert_int_equal(tls_write(p.client, "DATA\r\n", 6), EMAIL_ETLS);
+    assert_int_equal(email__tls_write(p.client, "DATA\r\n", 6), EMAIL_ETLS);
     pair_close(&p);
 }
 
@@ -689,14 +689,14 @@ static void test_write_before_handshake(void **state)
     (void)state;
     pair_t p;
     pair_open(&p, CERT_GOOD, "localhost", ca_path, false, WHOLE);
-    assert_int_equal(tls_write(p.client, "EHLO\r\n", 6), EMAIL_ETLS);
+    assert_int_equal(email__tls_write(p.client, "EHLO\r\n", 6), EMAIL_ETLS);
     assert_int_equal(p.c2s.len, 0);
-    assert_int_equal(tls_start(p.client), 0);
-    assert_int_equal(tls_write(p.client, "EHLO\r\n", 6), EMAIL_ETLS);
+    assert_int_equal(email__tls_start(p.client), 0);
+    assert_int_equal(email__tls_write(p.client, "EHLO\r\n", 6), EMAIL_ETLS);
     pair_close(&p);
 }
 
-/* ---- tls_first_bytes ---- */
+/* ---- email__tls_first_bytes ---- */
 
 static void test_first_bytes_of_a_tls_server(void **state)
 {
@@ -704,10 +704,10 @@ static void test_first_bytes_of_a_tls_server(void **state)
     pair_t p;
     pair_open(&p, CERT_GOOD, "localhost", ca_path, false, 3);
     const char *bytes = NULL;
-    assert_int_equal(tls_first_bytes(p.client, &bytes), 0);
+    assert_int_equal(email__tls_first_bytes(p.client, &bytes), 0);
     handshake(&p);
     assert_int_equal(p.nserver_first, 8);
-    assert_int_equal(tls_first_bytes(p.client, &bytes), 8);
+    assert_int_equal(email__tls_first_bytes(p.client, &bytes), 8);
     assert_memory_equal(bytes, p.server_first, 8);
     /* a handshake record: type 22 */
     assert_int_equal(bytes[0], 0x16);
@@ -722,21 +722,21 @@ static void test_first_bytes_of_a_plain_server(void **state)
     static const char banner[] = "220 mail.example.org ESMTP ready\r\n";
     pair_t p;
     pair_open(&p, CERT_GOOD, "localhost", ca_path, false, WHOLE);
-    assert_int_equal(tls_start(p.client), 0);
+    assert_int_equal(email__tls_start(p.client), 0);
     assert_true(p.c2s.len > 0);
     const char *bytes;
-    tls_feed(p.client, "22", 2);
-    assert_int_equal(tls_first_bytes(p.client, &bytes), 2);
+    email__tls_feed(p.client, "22", 2);
+    assert_int_equal(email__tls_first_bytes(p.client, &bytes), 2);
     assert_memory_equal(bytes, "22", 2);
-    tls_feed(p.client, banner + 2, sizeof banner - 3);
+    email__tls_feed(p.client, banner + 2, sizeof banner - 3);
     assert_int_equal(p.handshakes, 1);
     assert_int_equal(p.hs_error, EMAIL_ETLS);
     assert_starts(p.hs_text, "TLS handshake failed: ");
-    assert_int_equal(tls_first_bytes(p.client, &bytes), 8);
+    assert_int_equal(email__tls_first_bytes(p.client, &bytes), 8);
     assert_memory_equal(bytes, "220 mail", 8);
     /* nothing more once failed */
-    tls_feed(p.client, "250 x\r\n", 7);
-    assert_int_equal(tls_first_bytes(p.client, &bytes), 8);
+    email__tls_feed(p.client, "250 x\r\n", 7);
+    assert_int_equal(email__tls_first_bytes(p.client, &bytes), 8);
     assert_int_equal(p.handshakes, 1);
     assert_int_equal(p.failures, 0);
     pair_close(&p);
