@@ -174,7 +174,8 @@ static int check_options(const cli_options_t *o)
         return cli_fail(EX_USAGE, "give --body or --body-file, not both");
     if (o->compose && (o->message_file || o->read_headers))
         return cli_fail(EX_USAGE, "%s sends a whole message: it does not go with --subject, "
-                        "--body, --body-file or --attach", o->read_headers ? "-t" : "--message-file");
+                        "--body, --body-file or --attach",
+                        o->read_headers ? "-t" : "--message-file");
     return 0;
 }
 
