@@ -47,5 +47,20 @@ ldd "$work/send-demo" | grep -q '=> /\(usr/\)\?lib/.*libemailsession.so.1' ||
 /usr/bin/python3 "$top/tools/demo.py" "$work/send-demo" >"$work/demo.log" 2>&1 ||
     { cat "$work/demo.log"; exit 1; }
 grep -q '^sent: the server accepted the message' "$work/demo.log"
+# the packaged command-line sender, through a local server
+if command -v emailsession-send >/dev/null; then
+    mkdir "$work/spool"
+    /usr/bin/python3 "$top/tests/servers/smtpd.py" --host 127.0.0.1 --port 0 \
+        --spool "$work/spool" >"$work/port" &
+    server=$!
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -s "$work/port" ] && break; sleep 0.5; done
+    port=$(sed -n 's/^PORT //p' "$work/port")
+    echo "packaged" | emailsession-send --server 127.0.0.1 --port "$port" --security none \
+        --from a@example.org --to b@example.org --subject "from the package" ||
+        { kill "$server"; echo "build-debs: emailsession-send failed"; exit 1; }
+    kill "$server"
+    grep -q '^Subject: from the package' "$work"/spool/*.eml
+    man -w emailsession-send >/dev/null
+fi
 echo "build-debs: OK: $(echo $pkgs) built, lintian clean of errors, installed, a program" \
      "compiled with pkg-config sent through them"
