@@ -18,6 +18,7 @@ refused and causes.
 """
 
 import atexit
+import ctypes
 from typing import Callable, Optional
 
 from . import _check, _dispatch
@@ -91,7 +92,7 @@ def set_log_callback(callback: Optional[Callable[[str], None]]) -> None:
     callback is never called again."""
     global _log_callback
     if callback is None:
-        wrapper = None
+        wrapper = ctypes.cast(None, LOG_CB)  # NULL
     elif callable(callback):
         wrapper = LOG_CB(lambda line, _user_data: callback(text(line)))
     else:

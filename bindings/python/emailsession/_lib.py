@@ -168,18 +168,23 @@ def _load() -> ctypes.CDLL:
         tried = "; ".join(errors) or "not found"
         raise ImportError("emailsession: cannot load libemailsession (" + tried +
                           "); install the C library or set EMAILSESSION_LIBRARY to its path")
-    for name, (restype, argtypes) in _PROTOTYPES.items():
-        try:
-            fn = getattr(lib, name)
-        except AttributeError:
-            raise ImportError(f"emailsession: {path} has no {name}: the library is too old "
-                              "for this package") from None
-        fn.restype = restype
-        fn.argtypes = argtypes
+    try:
+        lib.email_version.restype = c_char_p
+        lib.email_version.argtypes = []
+    except AttributeError:
+        raise ImportError(f"emailsession: {path} is not libemailsession") from None
     version = lib.email_version().decode()
     if version.split(".")[0] != str(LIBRARY_MAJOR):
         raise ImportError(f"emailsession: {path} is version {version}; this package needs "
                           f"{LIBRARY_MAJOR}.x")
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise ImportError(f"emailsession: {path} (version {version}) has no {name}: "
+                              "the library is too old for this package") from None
+        fn.restype = restype
+        fn.argtypes = argtypes
     return lib
 
 
