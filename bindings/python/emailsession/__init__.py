@@ -125,7 +125,7 @@ def shutdown() -> None:
 
 # Queued messages are delivered before the interpreter goes, and the library's thread stops
 # while the ctypes callbacks still exist.
-atexit.register(lib.email_shutdown)
+atexit.register(_dispatch.at_exit)
 
 __all__ = [
     "AuthenticationError", "Cause", "ConnectionError", "Error", "ErrorCode",

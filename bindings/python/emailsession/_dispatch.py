@@ -26,6 +26,9 @@ _tokens = itertools.count(1)
 _by_token: Dict[int, Tuple["asyncio.Future[Result]", Any]] = {}
 _by_message: Dict[Tuple[int, int], Deque["asyncio.Future[Result]"]] = {}
 _watching: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+# Set at exit once the library is shut down: objects collected after that free nothing (a call
+# would start the library again while the interpreter goes away).
+exiting = False
 
 
 def new_token() -> int:
@@ -118,3 +121,12 @@ def run_waiting() -> None:
     that a program without an event loop gets its log callback's lines."""
     lib.email_dispatch()
 
+
+
+def at_exit() -> None:
+    """Delivers what is queued and stops the library's thread while the interpreter is whole,
+    then runs the last callbacks (log lines)."""
+    global exiting
+    lib.email_shutdown()
+    exiting = True
+    run_waiting()

@@ -99,8 +99,11 @@ class Session:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_open", False):
-            self.close()
+        if getattr(self, "_open", False) and not _dispatch.exiting:
+            try:
+                self.close()
+            except Error:  # nobody to tell: the outcomes of its messages are in status()
+                pass
 
     def _check_open(self) -> None:
         if not self._open:

@@ -97,7 +97,7 @@ class Transporter:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_ptr", None) is not None:
+        if getattr(self, "_ptr", None) is not None and not _dispatch.exiting:
             self.close()
 
     @property
@@ -127,7 +127,7 @@ class Transporter:
                 else raw
         return Server(**values)
 
-    def _wait(self, call: Callable[[ctypes.pointer], int], message_id: int = 0) -> Result:
+    def _wait(self, call: Callable[[Any], int], message_id: int = 0) -> Result:
         status = Status()
         pointer = ctypes.pointer(status)
         try:

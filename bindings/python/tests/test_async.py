@@ -3,6 +3,8 @@ thread; many sends awaited together; the log callback."""
 
 import asyncio
 import base64
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -162,3 +164,25 @@ def test_log_callback_after_synchronous_calls(smtpd):
     with es.Session(USER, PASSWORD, "127.0.0.1", server.port) as s:
         s.send(message())
     assert len(lines) == count  # stopped
+
+
+EXIT_SCRIPT = """
+import sys, emailsession as es
+session = es.Session("left-open", None, "127.0.0.1", int(sys.argv[1]), asynchronous=True)
+transporter = es.Transporter(host="127.0.0.1", port=int(sys.argv[1]),
+                             security=es.SECURITY_NONE)
+m = es.Message(sender="me@example.org", to="ada@example.org", subject="queued at exit")
+transporter.send(m)
+session.send(m)
+es.set_log_callback(print)
+"""
+
+
+def test_exit_delivers_what_is_queued_and_closes_quietly(smtpd, python_env):
+    server = smtpd()
+    run = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(server.port)], env=python_env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stderr == ""
+    assert [m["Subject"] for _, m in server.messages()] == ["queued at exit"] * 2
+    # the last log lines reached the callback before the interpreter went
+    assert run.stdout.count("### SMTP Connection closed") == 2

@@ -1,5 +1,8 @@
 """Synchronous sends through a Session and a Transporter, checked in aiosmtpd's spool."""
 
+import socket
+import threading
+
 import pytest
 
 import emailsession as es
@@ -156,3 +159,39 @@ def test_send_and_session_bad_arguments(smtpd):
         with pytest.raises(es.InvalidArgumentError, match="bad address"):
             t.send_mime("me@example.org", "bad address", b"Subject: x\r\n\r\ny\r\n")
     assert server.messages() == []
+
+
+def test_a_synchronous_call_lets_other_threads_run():
+    # This thread plays the server by hand while another waits inside the C call: were the
+    # GIL held during the call, this thread could not answer and the start would time out.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    outcome = {}
+
+    def start():
+        try:
+            with es.Session("gil", None, "127.0.0.1", listener.getsockname()[1]):
+                outcome["ok"] = True
+        except es.Error as e:
+            outcome["error"] = e
+
+    es.set_timeout(10)
+    client = threading.Thread(target=start)
+    try:
+        client.start()
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rwb") as f:
+            f.write(b"220 here\r\n")
+            f.flush()
+            assert f.readline().startswith(b"EHLO ")
+            f.write(b"250 ok\r\n")
+            f.flush()
+            assert f.readline() == b"QUIT\r\n"
+            f.write(b"221 bye\r\n")
+            f.flush()
+    finally:
+        client.join()
+        listener.close()
+        es.set_timeout(60)
+    assert outcome == {"ok": True}
