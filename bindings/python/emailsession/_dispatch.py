@@ -1,0 +1,132 @@
+"""Completions of asynchronous sends, delivered to asyncio futures.
+
+The library queues its callbacks until someone calls email_dispatch() (EMAIL_CALLBACK_DISPATCH,
+its default) and keeps email_dispatch_fd() readable meanwhile. An event loop that awaits a send
+watches that descriptor with loop.add_reader and calls email_dispatch() when it is readable, so
+the callbacks run on the loop's own thread: no thread per message, no polling.
+
+The C callbacks are two module-level ctypes objects that live as long as the module, so no
+callback can ever run after its ctypes wrapper was collected. Each pending send is an entry in
+a table, keyed by a token (the callback's user_data) or by (session token, message id); the
+entry holds the future and whatever must stay alive until the outcome came (the transporter).
+"""
+
+import asyncio
+import collections
+import itertools
+import threading
+import weakref
+from typing import Any, Callable, Deque, Dict, Tuple, Union
+
+from ._lib import SEND_CB, lib
+from .errors import Error, Result, from_last_error, from_status, result_of
+
+_lock = threading.Lock()
+_tokens = itertools.count(1)
+_by_token: Dict[int, Tuple["asyncio.Future[Result]", Any]] = {}
+_by_message: Dict[Tuple[int, int], Deque["asyncio.Future[Result]"]] = {}
+_watching: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+# Set at exit once the library is shut down: objects collected after that free nothing (a call
+# would start the library again while the interpreter goes away).
+exiting = False
+
+
+def new_token() -> int:
+    """A fresh user_data value (never 0: ctypes hands NULL over as None)."""
+    return next(_tokens)
+
+
+def _settle(future: "asyncio.Future[Result]", outcome: Union[Result, Error]) -> None:
+    if future.done():  # cancelled by its awaiter; the message still had its outcome
+        return
+    if isinstance(outcome, Error):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _deliver(future: "asyncio.Future[Result]", message_id: int, status: Any) -> None:
+    # The status lives during the callback only: read it into Python objects now.
+    outcome = result_of(status, message_id) if status.contents.success else from_status(status)
+    try:
+        future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+    except RuntimeError:  # the loop was closed before the outcome came: nobody awaits it
+        pass
+
+
+def _on_send(message_id: int, status: Any, user_data: Any) -> None:
+    with _lock:
+        entry = _by_token.pop(user_data or 0, None)
+    if entry is not None:
+        _deliver(entry[0], message_id, status)
+
+
+def _on_session_send(message_id: int, status: Any, user_data: Any) -> None:
+    key = (user_data or 0, message_id)
+    with _lock:
+        waiting = _by_message.get(key)
+        future = waiting.popleft() if waiting else None
+        if waiting is not None and not waiting:
+            del _by_message[key]
+    if future is not None:
+        _deliver(future, message_id, status)
+
+
+ON_SEND = SEND_CB(_on_send)
+ON_SESSION_SEND = SEND_CB(_on_session_send)
+
+
+def watch(loop: asyncio.AbstractEventLoop) -> None:
+    """Makes loop run the library's callbacks whenever they wait (once per loop)."""
+    if loop in _watching:
+        return
+    fd = lib.email_dispatch_fd()
+    if fd < 0:
+        raise from_last_error(fd)
+    loop.add_reader(fd, run_waiting)
+    _watching.add(loop)
+
+
+def expect(token: int, keep: Any) -> "asyncio.Future[Result]":
+    """A future for the send whose callback gets user_data token; keep stays alive with it."""
+    loop = asyncio.get_running_loop()
+    watch(loop)
+    future: "asyncio.Future[Result]" = loop.create_future()
+    with _lock:
+        _by_token[token] = (future, keep)
+    return future
+
+
+def forget(token: int) -> None:
+    """The send was refused before it was queued: its callback will never come."""
+    with _lock:
+        _by_token.pop(token, None)
+
+
+def expect_message(session_token: int, send: Callable[[], int]) -> "asyncio.Future[Result]":
+    """A future for a message that send() queues on an asynchronous session (send returns the
+    message's id). The table is locked while it sends, so a thread that runs the callbacks
+    meanwhile waits until the future is there to receive the outcome."""
+    loop = asyncio.get_running_loop()
+    watch(loop)
+    future: "asyncio.Future[Result]" = loop.create_future()
+    with _lock:
+        message_id = send()
+        _by_message.setdefault((session_token, message_id), collections.deque()).append(future)
+    return future
+
+
+def run_waiting() -> None:
+    """Runs the callbacks that wait: for a watching loop, and after each synchronous call so
+    that a program without an event loop gets its log callback's lines."""
+    lib.email_dispatch()
+
+
+
+def at_exit() -> None:
+    """Delivers what is queued and stops the library's thread while the interpreter is whole,
+    then runs the last callbacks (log lines)."""
+    global exiting
+    lib.email_shutdown()
+    exiting = True
+    run_waiting()

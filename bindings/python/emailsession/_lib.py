@@ -1,0 +1,196 @@
+"""Loads libemailsession with ctypes and declares the C functions the package calls.
+
+Only the public API of <emailsession.h> is used. Every function gets argtypes and restype, so
+ctypes converts and checks arguments instead of guessing (a wrong guess would truncate a pointer
+or a uint64_t). ctypes.CDLL releases the GIL for the duration of each call, so a synchronous
+send does not freeze the program's other threads.
+"""
+
+import ctypes
+import ctypes.util
+import os
+from typing import List, Optional
+
+from ._version import LIBRARY_MAJOR
+
+c_char_p = ctypes.c_char_p
+c_int = ctypes.c_int
+c_bool = ctypes.c_bool
+c_size_t = ctypes.c_size_t
+c_uint64 = ctypes.c_uint64
+c_void_p = ctypes.c_void_p
+
+
+class Status(ctypes.Structure):
+    """email_status_t."""
+
+    _fields_ = [
+        ("success", c_bool),
+        ("status", c_int),
+        ("status_text", ctypes.c_char * 512),
+        ("enhanced_code", ctypes.c_char * 16),
+        ("error", c_int),
+        ("recipients", c_size_t),
+        ("rejected", c_size_t),
+        ("internal_", c_void_p),
+    ]
+
+
+class Server(ctypes.Structure):
+    """email_server_t."""
+
+    _fields_ = [
+        ("host", c_char_p),
+        ("port", c_int),
+        ("user", c_char_p),
+        ("password", c_char_p),
+        ("oauth2_token", c_char_p),
+        ("authentication_mode", c_char_p),
+        ("security", c_int),
+        ("accept_unsecure_connection", c_bool),
+        ("connection_timeout", c_int),
+        ("send_timeout", c_int),
+        ("keep_alive", c_bool),
+        ("log_file", c_char_p),
+        ("header_charset", c_char_p),
+        ("body_charset", c_char_p),
+        ("ca_file", c_char_p),
+        ("helo_name", c_char_p),
+    ]
+
+
+StatusP = ctypes.POINTER(Status)
+SEND_CB = ctypes.CFUNCTYPE(None, c_uint64, StatusP, c_void_p)
+LOG_CB = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
+RECIPIENTS = ctypes.POINTER(c_char_p)
+
+# name: (restype, argtypes)
+_PROTOTYPES = {
+    "email_strerror": (c_char_p, [c_int]),
+    "email_error_name": (c_char_p, [c_int]),
+    "email_status_recipient": (c_char_p, [StatusP, c_size_t, ctypes.POINTER(c_int)]),
+    "email_status_recipient_text": (c_char_p, [StatusP, c_size_t]),
+    "email_status_error_count": (c_size_t, [StatusP]),
+    "email_status_error": (c_char_p, [StatusP, c_size_t, ctypes.POINTER(c_int),
+                                      ctypes.POINTER(c_char_p)]),
+    "email_status_clear": (None, [StatusP]),
+    "email_message_new": (c_void_p, []),
+    "email_message_free": (None, [c_void_p]),
+    "email_message_set_from": (c_int, [c_void_p, c_char_p]),
+    "email_message_set_sender": (c_int, [c_void_p, c_char_p]),
+    "email_message_set_reply_to": (c_int, [c_void_p, c_char_p]),
+    "email_message_add_to": (c_int, [c_void_p, c_char_p]),
+    "email_message_add_cc": (c_int, [c_void_p, c_char_p]),
+    "email_message_add_bcc": (c_int, [c_void_p, c_char_p]),
+    "email_message_set_subject": (c_int, [c_void_p, c_char_p]),
+    "email_message_set_text_body": (c_int, [c_void_p, c_char_p]),
+    "email_message_set_html_body": (c_int, [c_void_p, c_char_p]),
+    "email_message_add_attachment_file": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p]),
+    "email_message_add_attachment_data": (c_int, [c_void_p, c_char_p, c_size_t, c_char_p,
+                                                  c_char_p]),
+    "email_message_add_inline": (c_int, [c_void_p, c_char_p, c_char_p, c_size_t, c_char_p,
+                                         c_char_p]),
+    "email_message_add_header": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "email_message_set_in_reply_to": (c_int, [c_void_p, c_char_p]),
+    "email_message_add_reference": (c_int, [c_void_p, c_char_p]),
+    "email_message_set_priority": (c_int, [c_void_p, c_int]),
+    "email_message_set_disposition_notification": (c_int, [c_void_p, c_bool]),
+    "email_message_set_charsets": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "email_message_id": (c_uint64, [c_void_p]),
+    "email_message_to_mime": (c_int, [c_void_p, ctypes.POINTER(c_void_p),
+                                      ctypes.POINTER(c_size_t)]),
+    "email_server_init": (None, [ctypes.POINTER(Server)]),
+    "email_transporter_new": (c_void_p, [ctypes.POINTER(Server)]),
+    "email_transporter_get_server": (c_int, [c_void_p, ctypes.POINTER(Server)]),
+    "email_transporter_check_connection": (c_int, [c_void_p, StatusP]),
+    "email_transporter_send": (c_int, [c_void_p, c_void_p, StatusP]),
+    "email_transporter_send_async": (c_int, [c_void_p, c_void_p, SEND_CB, c_void_p,
+                                             ctypes.POINTER(c_uint64)]),
+    "email_transporter_send_mime": (c_int, [c_void_p, c_char_p, RECIPIENTS, c_char_p, c_size_t,
+                                            StatusP]),
+    "email_transporter_send_mime_async": (c_int, [c_void_p, c_char_p, RECIPIENTS, c_char_p,
+                                                  c_size_t, SEND_CB, c_void_p,
+                                                  ctypes.POINTER(c_uint64)]),
+    "email_transporter_free": (None, [c_void_p]),
+    "email_start_smtp_session": (c_bool, [c_char_p, c_char_p, c_char_p, c_int, c_int, c_int]),
+    "email_send_message": (c_bool, [c_char_p, c_void_p]),
+    "email_send_mime_id": (c_bool, [c_char_p, c_char_p, RECIPIENTS, c_char_p, c_size_t,
+                                    ctypes.POINTER(c_uint64)]),
+    "email_close_session": (c_bool, [c_char_p]),
+    "email_set_timeout": (None, [c_int]),
+    "email_get_timeout": (c_int, []),
+    "email_error_occurred": (c_bool, []),
+    "email_error_info": (c_char_p, []),
+    "email_last_error": (c_int, []),
+    "email_message_status": (c_int, [c_uint64]),
+    "email_set_ca_file": (c_int, [c_char_p]),
+    "email_session_set_callback": (c_int, [c_char_p, SEND_CB, c_void_p]),
+    "email_dispatch_fd": (c_int, []),
+    "email_dispatch": (c_int, []),
+    "email_shutdown": (None, []),
+    "email_set_log": (c_int, [c_char_p]),
+    "email_set_log_callback": (c_int, [LOG_CB, c_void_p]),
+    "email_set_log_directory": (c_int, [c_char_p]),
+    "email_version": (c_char_p, []),
+}
+
+
+def _candidates() -> List[str]:
+    """Where to look, in order: $EMAILSESSION_LIBRARY, the libdir the build configured, then the
+    system's search (ldconfig's cache) through ctypes.util.find_library."""
+    env = os.environ.get("EMAILSESSION_LIBRARY")
+    if env:
+        return [env]  # an explicit choice: never silently replaced by another copy
+    found = []
+    try:
+        from . import _paths  # written by `make install`; absent in a pip-installed copy
+    except ImportError:
+        pass
+    else:
+        path = os.path.join(_paths.LIBDIR, _paths.SONAME)
+        if os.path.exists(path):
+            found.append(path)
+    system = ctypes.util.find_library("emailsession")
+    if system:
+        found.append(system)
+    return found
+
+
+def _load() -> ctypes.CDLL:
+    errors = []
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+            break
+        except OSError as e:
+            errors.append(f"{path}: {e}")
+    else:
+        tried = "; ".join(errors) or "not found"
+        raise ImportError("emailsession: cannot load libemailsession (" + tried +
+                          "); install the C library or set EMAILSESSION_LIBRARY to its path")
+    try:
+        lib.email_version.restype = c_char_p
+        lib.email_version.argtypes = []
+    except AttributeError:
+        raise ImportError(f"emailsession: {path} is not libemailsession") from None
+    version = lib.email_version().decode()
+    if version.split(".")[0] != str(LIBRARY_MAJOR):
+        raise ImportError(f"emailsession: {path} is version {version}; this package needs "
+                          f"{LIBRARY_MAJOR}.x")
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise ImportError(f"emailsession: {path} (version {version}) has no {name}: "
+                              "the library is too old for this package") from None
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+lib = _load()
+
+
+def text(raw: Optional[bytes]) -> str:
+    """A C string from the library as str (server text that is not UTF-8 stays readable)."""
+    return raw.decode("utf-8", "replace") if raw is not None else ""
