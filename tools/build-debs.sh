@@ -10,7 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 builddir=$(cd "${1:-$top}" && pwd)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-need="dpkg-dev debhelper lintian fakeroot"
+need="dpkg-dev debhelper dh-python lintian fakeroot"
 missing=""
 for p in $need; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -62,5 +62,8 @@ if command -v emailsession-send >/dev/null; then
     grep -q '^Subject: from the package' "$work"/spool/*.eml
     man -w emailsession-send >/dev/null
 fi
+# the packaged Python module finds the packaged library by its soname
+(cd "$work" && env -u EMAILSESSION_LIBRARY /usr/bin/python3 -m emailsession --version) ||
+    { echo "build-debs: the Python package does not load"; exit 1; }
 echo "build-debs: OK: $(echo $pkgs) built, lintian clean of errors, installed, a program" \
      "compiled with pkg-config sent through them"
