@@ -395,7 +395,6 @@ static void on_bdat_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
 
 static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
 {
-    e->body_wait = false;
     bool going = j->mail_ok && j->accepted && !j->chunk_failed;
     if (going && positive(r)) {
         job_finish(e, j, SMTP_JOB_SENT, 0, r, NULL);
@@ -404,7 +403,13 @@ static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply
     }
     if (going)
         job_set_reason(j, r);
-    abandon_transaction(e, j); /* RSET (RFC 3030), then the next message */
+    /* A stream: the next message's commands already went, and an RSET behind them would reset
+     * its transaction. BDAT LAST ended this one on the server whatever its reply (RFC 3030), so
+     * the RSET goes only while nothing follows in the pipe. */
+    if (e->fifo.len)
+        finish_refused(e, j);
+    else
+        abandon_transaction(e, j); /* RSET, then the next message */
     email__smtp_pump(e);
 }
 
@@ -456,8 +461,7 @@ static int put_bdat(smtp_engine_t *e, smtp_job_t *j, bool last)
     if (!rc && last) {
         j->phase = PH_EOD;
         j->eod_offset = e->taken + e->out.len;
-        e->body_job = NULL;
-        e->body_wait = true; /* the next message waits for this one's outcome (RSET on failure) */
+        e->body_job = NULL; /* the next message's commands may follow at once (a stream) */
     }
     return rc ? rc : fifo_push(e, last ? CMD_BDAT_LAST : CMD_BDAT, j);
 }
