@@ -273,8 +273,17 @@ typedef struct email_server_s {
     const char *header_charset, *body_charset; /* EMAIL_MAIL_MODE_... defaults for messages */
     const char *ca_file;         /* extra trust anchors (PEM); system store always used */
     const char *helo_name;       /* EHLO argument; default: the machine's host name */
-    void *reserved_[16];         /* room to grow (see above); zero, never touch */
+    /* Connections to the server a transporter may spread its queue over (0 → 1, at most
+     * EMAIL_MAX_CONNECTIONS): more open as the queue grows past what the open ones hold, and
+     * each one QUITs once idle with nothing waiting (the oldest stays when keep_alive). Messages
+     * may then be accepted out of order; each still gets exactly one outcome. An int takes a
+     * whole slot: the pointers around it align it so. */
+    int max_connections;
+    void *reserved_[15];         /* room to grow (see above); zero, never touch */
 } email_server_t;
+
+/* The largest email_server_t.max_connections. */
+#define EMAIL_MAX_CONNECTIONS 64
 
 typedef struct email_transporter_s email_transporter_t;
 

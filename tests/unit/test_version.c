@@ -49,7 +49,8 @@ static void test_room_to_grow(void **state)
                      sizeof(email_server_t));
     assert_int_equal(offsetof(email_status_t, reserved_) + sizeof(((email_status_t *)0)->reserved_),
                      sizeof(email_status_t));
-    assert_true(sizeof(((email_server_t *)0)->reserved_) >= 16 * sizeof(void *));
+    /* 16 slots in 1.0; max_connections took one */
+    assert_true(sizeof(((email_server_t *)0)->reserved_) >= 15 * sizeof(void *));
     email_server_t srv;
     memset(&srv, 0xa5, sizeof srv);
     email_server_init(&srv);
