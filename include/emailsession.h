@@ -451,6 +451,13 @@ EMAIL_EXTERN bool email_close_session(const char *user);
 EMAIL_EXTERN void email_set_timeout(int seconds);
 EMAIL_EXTERN int email_get_timeout(void);
 /*
+ * Connections (1 to EMAIL_MAX_CONNECTIONS, default 1) each session started afterwards may spread
+ * its queue over (email_server_t.max_connections): an asynchronous session with many messages
+ * queued then delivers them over several connections, in no guaranteed order, each with its own
+ * outcome. 0, or EMAIL_EINVAL for another value (the setting is unchanged). Any thread.
+ */
+EMAIL_EXTERN int email_set_max_connections(int n);
+/*
  * ErrorInfo (WLanguage's ErrorOccurred / ErrorInfo): the calling thread's last error, one per
  * thread, never shared between threads.
  * Every function of this header (and email_use_loop) sets it when it fails — the EMAIL_E...

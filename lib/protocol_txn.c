@@ -224,7 +224,15 @@ static int send_transaction(smtp_engine_t *e, smtp_job_t *j, bool pipelining, bo
     j->phase = PH_SENT;
     e->jobs_in_flight++;
     *more = false;
-    int rc = send_mail(e, j);
+    int rc = 0;
+    /* A BDAT stream: the previous transaction is unanswered, and a server that keeps a failed
+     * one open (RFC 3030 leaves that to it) would take this MAIL as nested, or these RCPTs into
+     * that transaction. RSET pipelines, costs no round trip, and is a no-op after a success. */
+    if (pipelining && use_chunking(e) && e->fifo.len &&
+        fifo_at(e, e->fifo.len - 1)->cmd != CMD_RSET)
+        rc = send_cmd(e, "RSET", CMD_RSET, NULL);
+    if (!rc)
+        rc = send_mail(e, j);
     if (!pipelining)
         return rc;
     for (size_t i = 0; !rc && i < j->nrcpts; i++)
@@ -403,9 +411,8 @@ static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply
     }
     if (going)
         job_set_reason(j, r);
-    /* A stream: the next message's commands already went, and an RSET behind them would reset
-     * its transaction. BDAT LAST ended this one on the server whatever its reply (RFC 3030), so
-     * the RSET goes only while nothing follows in the pipe. */
+    /* A stream: the next message's RSET already went (send_transaction); another one now would
+     * land inside its transaction. */
     if (e->fifo.len)
         finish_refused(e, j);
     else
