@@ -4,7 +4,8 @@
  *
  *   es_bench mime OUT                 write the small benchmark message (the peers send these bytes)
  *   es_bench warm-sync PORT N         named synchronous session, N sends one after another
- *   es_bench warm-async PORT N        asynchronous session, N queued, wait for N callbacks
+ *   es_bench warm-async PORT N [C]    asynchronous session, N queued, wait for N callbacks; with
+ *                                     C, its pool may open C connections (email_set_max_connections)
  *   es_bench concurrent PORT N        N asynchronous sessions at once, one message each
  *   es_bench probe-attach FILE        prints "file" or "prebuilt": can the composer attach FILE?
  *   es_bench big-file PORT FILE       one message with FILE attached (streamed by the composer)
@@ -332,7 +333,7 @@ static void case_big_mime(int port, const char *file)
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        bench_die("usage: es_bench mime OUT | warm-sync|warm-async|concurrent PORT N | "
+        bench_die("usage: es_bench mime OUT | warm-sync|warm-async|concurrent PORT N | warm-async PORT N C | "
                   "probe-attach FILE | big-file|big-mime PORT FILE");
     const char *c = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -340,7 +341,11 @@ int main(int argc, char **argv)
         case_mime(argv[2]);
     else if (!strcmp(c, "probe-attach"))
         case_probe_attach(argv[2]);
-    else if (argc == 4) {
+    else if (argc == 5 && !strcmp(c, "warm-async")) {
+        if (email_set_max_connections((int)bench_atol(argv[4], "C")))
+            bench_die("email_set_max_connections: %s", email_error_info());
+        case_warm_async((int)bench_atol(argv[2], "port"), (size_t)bench_atol(argv[3], "N"));
+    } else if (argc == 4) {
         int port = (int)bench_atol(argv[2], "port");
         if (!strcmp(c, "warm-sync"))
             case_warm_sync(port, (size_t)bench_atol(argv[3], "N"));

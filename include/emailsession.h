@@ -273,8 +273,17 @@ typedef struct email_server_s {
     const char *header_charset, *body_charset; /* EMAIL_MAIL_MODE_... defaults for messages */
     const char *ca_file;         /* extra trust anchors (PEM); system store always used */
     const char *helo_name;       /* EHLO argument; default: the machine's host name */
-    void *reserved_[16];         /* room to grow (see above); zero, never touch */
+    /* Connections to the server a transporter may spread its queue over (0 → 1, at most
+     * EMAIL_MAX_CONNECTIONS): more open as the queue grows past what the open ones hold, and
+     * each one QUITs once idle with nothing waiting (the oldest stays when keep_alive). Messages
+     * may then be accepted out of order; each still gets exactly one outcome. An int takes a
+     * whole slot: the pointers around it align it so. */
+    int max_connections;
+    void *reserved_[15];         /* room to grow (see above); zero, never touch */
 } email_server_t;
+
+/* The largest email_server_t.max_connections. */
+#define EMAIL_MAX_CONNECTIONS 64
 
 typedef struct email_transporter_s email_transporter_t;
 
@@ -441,6 +450,13 @@ EMAIL_EXTERN bool email_close_session(const char *user);
  * Default 60. Another value is refused (the timeout is unchanged): ErrorInfo is EMAIL_EINVAL. */
 EMAIL_EXTERN void email_set_timeout(int seconds);
 EMAIL_EXTERN int email_get_timeout(void);
+/*
+ * Connections (1 to EMAIL_MAX_CONNECTIONS, default 1) each session started afterwards may spread
+ * its queue over (email_server_t.max_connections): an asynchronous session with many messages
+ * queued then delivers them over several connections, in no guaranteed order, each with its own
+ * outcome. 0, or EMAIL_EINVAL for another value (the setting is unchanged). Any thread.
+ */
+EMAIL_EXTERN int email_set_max_connections(int n);
 /*
  * ErrorInfo (WLanguage's ErrorOccurred / ErrorInfo): the calling thread's last error, one per
  * thread, never shared between threads.

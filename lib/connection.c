@@ -40,6 +40,8 @@ struct connection {
     bool started;                 /* the engine has its transport (connected, and secured with
                                      TLS from the first byte): the greeting may come */
     bool ready, closing, engine_closed, flushing;
+    bool feeding;                 /* inside the engine's feed: a job submitted from one of its
+                                     callbacks is written after it, never in the middle */
     email_status_t ready_status;
     email_status_t why;           /* why the session ended */
     int closes_pending;           /* transport + timer */
@@ -311,7 +313,9 @@ static void on_plain(connection_t *c, const char *data, size_t n)
     if (!c->started || c->engine_closed)
         return;
     uint64_t replies = email__smtp_engine_replies(c->engine);
+    c->feeding = true;
     email__smtp_engine_feed(c->engine, data, n);
+    c->feeding = false;
     if (c->closing)
         return;
     flush(c);
@@ -507,7 +511,8 @@ int email__connection_submit(connection_t *c, smtp_job_t *job)
     if (c->closing)
         return EMAIL_ESHUTDOWN;
     int rc = email__smtp_engine_submit(c->engine, job);
-    flush(c);
+    if (!c->feeding)
+        flush(c);
     arm_timer(c, false);
     return rc;
 }

@@ -52,6 +52,7 @@ static bool succeed(void)
 
 static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
 static int timeout_seconds = 60;
+static int max_connections = 1;
 static char *ca_file;
 
 const char *email_version(void)
@@ -70,6 +71,20 @@ void email_set_timeout(int seconds)
     timeout_seconds = seconds;
     pthread_mutex_unlock(&settings_lock);
     succeed();
+}
+
+int email_set_max_connections(int n)
+{
+    if (n < 1 || n > EMAIL_MAX_CONNECTIONS) {
+        fail(EMAIL_EINVAL, "email_set_max_connections: %d is not 1 to %d", n,
+             EMAIL_MAX_CONNECTIONS);
+        return EMAIL_EINVAL;
+    }
+    pthread_mutex_lock(&settings_lock);
+    max_connections = n;
+    pthread_mutex_unlock(&settings_lock);
+    email__error_clear();
+    return 0;
 }
 
 int email_get_timeout(void)
@@ -357,6 +372,7 @@ static email_transporter_t *facade_transporter(const char *user, const char *pas
     srv.log_file = log_path;
     pthread_mutex_lock(&settings_lock);
     char *ca = email__strdup(ca_file);
+    srv.max_connections = max_connections;
     pthread_mutex_unlock(&settings_lock);
     srv.ca_file = ca;
 

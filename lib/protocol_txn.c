@@ -224,7 +224,15 @@ static int send_transaction(smtp_engine_t *e, smtp_job_t *j, bool pipelining, bo
     j->phase = PH_SENT;
     e->jobs_in_flight++;
     *more = false;
-    int rc = send_mail(e, j);
+    int rc = 0;
+    /* A BDAT stream: the previous transaction is unanswered, and a server that keeps a failed
+     * one open (RFC 3030 leaves that to it) would take this MAIL as nested, or these RCPTs into
+     * that transaction. RSET pipelines, costs no round trip, and is a no-op after a success. */
+    if (pipelining && use_chunking(e) && e->fifo.len &&
+        fifo_at(e, e->fifo.len - 1)->cmd != CMD_RSET)
+        rc = send_cmd(e, "RSET", CMD_RSET, NULL);
+    if (!rc)
+        rc = send_mail(e, j);
     if (!pipelining)
         return rc;
     for (size_t i = 0; !rc && i < j->nrcpts; i++)
@@ -395,7 +403,6 @@ static void on_bdat_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
 
 static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
 {
-    e->body_wait = false;
     bool going = j->mail_ok && j->accepted && !j->chunk_failed;
     if (going && positive(r)) {
         job_finish(e, j, SMTP_JOB_SENT, 0, r, NULL);
@@ -404,7 +411,12 @@ static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply
     }
     if (going)
         job_set_reason(j, r);
-    abandon_transaction(e, j); /* RSET (RFC 3030), then the next message */
+    /* A stream: the next message's RSET already went (send_transaction); another one now would
+     * land inside its transaction. */
+    if (e->fifo.len)
+        finish_refused(e, j);
+    else
+        abandon_transaction(e, j); /* RSET, then the next message */
     email__smtp_pump(e);
 }
 
@@ -456,8 +468,7 @@ static int put_bdat(smtp_engine_t *e, smtp_job_t *j, bool last)
     if (!rc && last) {
         j->phase = PH_EOD;
         j->eod_offset = e->taken + e->out.len;
-        e->body_job = NULL;
-        e->body_wait = true; /* the next message waits for this one's outcome (RSET on failure) */
+        e->body_job = NULL; /* the next message's commands may follow at once (a stream) */
     }
     return rc ? rc : fifo_push(e, last ? CMD_BDAT_LAST : CMD_BDAT, j);
 }

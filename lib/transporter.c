@@ -121,6 +121,9 @@ static int check_settings(const email_server_t *s, auth_mech_t *mech, char *err,
         BAD("server: helo_name \"%s\" is not a domain or address literal", s->helo_name);
     if (!valid_mode(s->header_charset) || !valid_mode(s->body_charset))
         BAD("server: header_charset/body_charset must be an EMAIL_MAIL_MODE_ value");
+    if (s->max_connections < 0 || s->max_connections > EMAIL_MAX_CONNECTIONS)
+        BAD("server: max_connections %d is not 0 to %d", s->max_connections,
+            EMAIL_MAX_CONNECTIONS);
     if (s->ca_file && access(s->ca_file, R_OK) != 0)
         BAD("server: ca_file \"%s\" cannot be read", s->ca_file);
     return check_auth_mode(s->authentication_mode, mech, err, errlen);
@@ -186,8 +189,7 @@ static email_transporter_t *transporter_create(const email_server_t *s,
         t->log = log;
         queue_init(&t->live);
         queue_init(&t->waiting);
-        queue_init(&t->in_conn);
-        queue_init(&t->parked);
+        queue_init(&t->conns);
         queue_init(&t->openers);
     } else {
         email__log_sink_release(log);
@@ -201,6 +203,8 @@ static email_transporter_t *transporter_create(const email_server_t *s,
     }
     t->auth_mech = mech;
     t->keep_alive = s->keep_alive;
+    t->max_connections = s->max_connections ? (size_t)s->max_connections : 1;
+    t->pool_limit = t->max_connections;
     t->security = s->security;
     t->accept_unsecure = s->accept_unsecure_connection;
     t->connect_timeout_ms = (s->connection_timeout ? s->connection_timeout : 30) * 1000;
@@ -254,6 +258,7 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     out->body_charset = t->body_charset ? t->body_charset : EMAIL_MAIL_MODE_UTF8;
     out->ca_file = t->ca_file;
     out->helo_name = t->helo_name;
+    out->max_connections = (int)t->max_connections;
     email__error_clear();
     return 0;
 }
@@ -294,9 +299,7 @@ static void op_quiesce(void *arg)
     queue_t *n;
     pthread_mutex_lock(&live_lock);
     queue_foreach (n, &live) {
-        email_transporter_t *t = queue_data(n, email_transporter_t, live);
-        if (t->conn)
-            email__connection_quit(t->conn);
+        email__transporter_quiesce(queue_data(n, email_transporter_t, live));
     }
     pthread_mutex_unlock(&live_lock);
 }

@@ -3,7 +3,7 @@
  *   transporter.c          its settings: validation, creation, the list of live ones, destruction;
  *   transporter_request.c  a send request: built from a message or prebuilt bytes, its body, the
  *                          outcome handed to whoever waits;
- *   transporter_queue.c    loop thread only: the queue, the keep-alive connection, retries, the
+ *   transporter_queue.c    loop thread only: the queue, the pool of connections, retries, the
  *                          end of a free;
  *   transporter_sync.c     the public calls, which cross to the loop thread (and wait there).
  */
@@ -43,7 +43,7 @@ typedef struct send_req {
     uint64_t progress_shown;     /* last progress handed to the caller */
     bool texts_4d;               /* its transporter's t->texts_4d (t may be gone at delivery) */
     email_errors_t earlier;      /* why the earlier attempt failed (one retry at most) */
-    queue_t node;                /* in t->waiting, t->in_conn or t->parked (one at a time) */
+    queue_t node;                /* in t->waiting, a pool_conn_t's in_conn or parked */
     email_status_t status;       /* final outcome */
     email_refusals_t refusals;
 } send_req_t;
@@ -65,6 +65,20 @@ typedef struct open_op {
     queue_t node;                /* in t->openers while it waits for the connection */
 } open_op_t;
 
+/* One connection of a transporter's pool (loop thread). */
+typedef struct pool_conn {
+    email_transporter_t *t;
+    connection_t *conn;
+    uint64_t session;            /* its log session id */
+    queue_t in_conn;             /* send_req_t given to it, not done */
+    size_t load;                 /* how many */
+    queue_t parked;              /* send_req_t it lost before their end of data, decided when it
+                                    closes */
+    bool closing;                /* QUIT or abort was asked (or refused a job): it takes no more */
+    bool drain;                  /* email_shutdown: QUIT once idle, even the one kept alive */
+    queue_t node;                /* in t->conns */
+} pool_conn_t;
+
 struct email_transporter_s {
     queue_t live;                /* in the list of every transporter, for shutdown */
     /* settings, immutable after creation */
@@ -75,6 +89,7 @@ struct email_transporter_s {
     transporter_policy_t policy;
     int connect_timeout_ms, reply_timeout_ms;
     bool keep_alive;
+    size_t max_connections;      /* 1 or more */
     int security;                /* as given, for email_transporter_get_server */
     bool accept_unsecure;
     bool texts_4d;               /* 4D's status texts (not the facade's, which ErrorInfo shows) */
@@ -82,11 +97,10 @@ struct email_transporter_s {
     log_sink_t *log;             /* extended log, or NULL (swapped on the loop thread) */
 
     /* loop thread state */
-    connection_t *conn;
-    uint64_t conn_session;       /* log session id of conn */
+    queue_t conns;               /* pool_conn_t, oldest first: the first stays when idle */
+    size_t nconns;
+    size_t pool_limit;           /* max_connections, lowered when the server refuses more */
     queue_t waiting;             /* send_req_t not yet given to a connection */
-    queue_t in_conn;             /* send_req_t given to the current connection, not done */
-    queue_t parked;              /* send_req_t ended with the connection, decided when it closes */
     queue_t openers; /* op_t of email__transporter_open_async callers waiting for ready */
     bool open_failed;            /* an open failed: every send fails with open_status */
     email_status_t *open_status; /* allocated then only: most transporters never need it */
@@ -136,5 +150,7 @@ void email__transporter_op_open(void *arg);
 int email__transporter_cancel_queued(email_transporter_t *t, uint64_t id);
 /* QUIT after what is queued; t is freed (or t->freer's call ended) once all is done. */
 void email__transporter_start_free(email_transporter_t *t);
+/* email_shutdown: every connection QUITs once idle; t stays usable. */
+void email__transporter_quiesce(email_transporter_t *t);
 
 #endif

@@ -1,14 +1,22 @@
 /*
- * The transporter's queue, on the loop thread only: requests wait in t->waiting until the
- * keep-alive connection takes them (t->in_conn); a request the connection lost before its end of
- * data is parked until the connection's end says whether it is tried again. A free QUITs after
- * what is queued, within a deadline.
+ * The transporter's queue, on the loop thread only: requests wait in t->waiting until a
+ * connection of the pool takes them (its in_conn); a request a connection lost before its end of
+ * data is parked until that connection's end says whether it is tried again. With
+ * max_connections above 1, a connection holds at most POOL_DEPTH requests and another opens
+ * while more wait; the ones beyond the first QUIT once idle. A free QUITs after what is queued,
+ * within a deadline.
  */
 #include "transporter_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "util.h"
+
+/* Requests one connection of a pool holds (commands in flight and queued in its engine): enough
+ * to keep a BDAT stream or a pipelined one busy over a round trip, few enough that a burst
+ * spreads. A lone connection takes everything, as before pools. */
+#define POOL_DEPTH 8
 
 static void conn_ready(void *ud, connection_t *c);
 static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job);
@@ -32,6 +40,11 @@ static send_req_t *req_of(queue_t *n)
     return queue_data(n, send_req_t, node);
 }
 
+static pool_conn_t *pc_of(queue_t *n)
+{
+    return queue_data(n, pool_conn_t, node);
+}
+
 /* The first request of q, taken out; NULL when q is empty. */
 static send_req_t *pop(queue_t *q)
 {
@@ -50,42 +63,90 @@ static void fail_all(queue_t *q, const email_status_t *why)
         email__send_req_fail(r, why);
 }
 
-static connection_t *open_connection(email_transporter_t *t)
+static void fail_all_nomem(queue_t *q)
 {
-    connection_config_t cfg;
-    email__transporter_make_config(t, &cfg);
-    t->conn_session = cfg.session_id;
-    connection_t *c = email__connection_new(email__runtime_loop(), &cfg, &conn_cbs, t);
-    if (c)
-        email__connection_start(c); /* a failure aborts it: conn_closed brings the reason */
-    return c;
+    email_status_t s;
+    email__status_init(&s);
+    email__status_fail(&s, EMAIL_ENOMEM, "out of memory");
+    fail_all(q, &s);
 }
 
-/* Gives the waiting requests to the connection, opening one when needed. */
+static pool_conn_t *open_connection(email_transporter_t *t)
+{
+    pool_conn_t *pc = calloc(1, sizeof *pc);
+    if (!pc)
+        return NULL;
+    connection_config_t cfg;
+    email__transporter_make_config(t, &cfg);
+    pc->t = t;
+    pc->session = cfg.session_id;
+    queue_init(&pc->in_conn);
+    queue_init(&pc->parked);
+    if (!(pc->conn = email__connection_new(email__runtime_loop(), &cfg, &conn_cbs, pc))) {
+        free(pc);
+        return NULL;
+    }
+    queue_insert_tail(&t->conns, &pc->node);
+    t->nconns++;
+    email__connection_start(pc->conn); /* a failure aborts it: conn_closed brings the reason */
+    return pc;
+}
+
+/* The connection that should take the next request: the least loaded that takes more, or NULL
+ * (open another, or wait). */
+static pool_conn_t *pick(email_transporter_t *t)
+{
+    size_t depth = t->max_connections > 1 ? POOL_DEPTH : SIZE_MAX;
+    pool_conn_t *best = NULL;
+    queue_t *n;
+    queue_foreach (n, &t->conns) {
+        pool_conn_t *pc = pc_of(n);
+        if (!pc->closing && pc->load < depth && (!best || pc->load < best->load))
+            best = pc;
+    }
+    return best;
+}
+
+/* Gives the waiting requests to the pool, opening connections while they are all full. */
 static void kick(email_transporter_t *t)
 {
-    if (queue_empty(&t->waiting))
-        return;
-    if (!t->conn && !(t->conn = open_connection(t))) {
-        email_status_t s;
-        email__status_init(&s);
-        email__status_fail(&s, EMAIL_ENOMEM, "out of memory");
-        fail_all(&t->waiting, &s);
-        return;
-    }
-    send_req_t *r;
-    while ((r = pop(&t->waiting))) {
-        /* in the connection before submitting: the job can end inside email__connection_submit (too
-         * large, or its body unreadable), and its job_done takes it out and completes it */
-        r->session = t->conn_session;
-        queue_insert_tail(&t->in_conn, &r->node);
-        if (email__connection_submit(t->conn, &r->job) != 0) {
-            /* closing: it goes on the next connection, first in line */
-            queue_remove(&r->node);
-            queue_insert_head(&t->waiting, &r->node);
+    while (!queue_empty(&t->waiting)) {
+        pool_conn_t *pc = pick(t);
+        if (!pc && t->nconns >= t->pool_limit)
+            return; /* a connection that finishes a request takes the next */
+        if (!pc && !(pc = open_connection(t))) {
+            if (!t->nconns)
+                fail_all_nomem(&t->waiting);
             return;
         }
+        send_req_t *r = pop(&t->waiting);
+        /* in the connection before submitting: the job can end inside email__connection_submit
+         * (too large, or its body unreadable), and its job_done takes it out and completes it */
+        r->session = pc->session;
+        queue_insert_tail(&pc->in_conn, &r->node);
+        pc->load++;
+        if (email__connection_submit(pc->conn, &r->job) != 0) {
+            /* closing: it goes on another connection, first in line */
+            queue_remove(&r->node);
+            pc->load--;
+            pc->closing = true;
+            queue_insert_head(&t->waiting, &r->node);
+        }
     }
+}
+
+/* QUITs pc when it has nothing to do and nothing waits, unless it is the one kept alive. */
+static void maybe_quit(pool_conn_t *pc)
+{
+    email_transporter_t *t = pc->t;
+    if (pc->closing || pc->load || !queue_empty(&t->waiting) ||
+        !email__connection_is_ready(pc->conn))
+        return;
+    bool first = queue_head(&t->conns) == &pc->node;
+    if (first && t->keep_alive && !t->freeing && !pc->drain)
+        return;
+    pc->closing = true;
+    email__connection_quit(pc->conn);
 }
 
 /* An open has its verdict. A failed one is a named session's start failing: what is sent to
@@ -106,7 +167,7 @@ static void opener_finish(email_transporter_t *t, open_op_t *o, int rc,
     free(o);
 }
 
-/* Ends the opens waiting for the connection: rc 0 with its ready status, or the failure. */
+/* Ends the opens waiting for a connection: rc 0 with its ready status, or the failure. */
 static void openers_finish(email_transporter_t *t, int rc, const email_status_t *st)
 {
     queue_t ending;
@@ -120,24 +181,23 @@ static void openers_finish(email_transporter_t *t, int rc, const email_status_t 
 
 static void conn_ready(void *ud, connection_t *c)
 {
-    email_transporter_t *t = ud;
-    openers_finish(t, 0, email__connection_ready_status(c));
-    if (!t->keep_alive && queue_empty(&t->in_conn) && queue_empty(&t->waiting))
-        email__connection_quit(c);
+    pool_conn_t *pc = ud;
+    openers_finish(pc->t, 0, email__connection_ready_status(c));
+    maybe_quit(pc);
 }
 
 static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
 {
-    email_transporter_t *t = ud;
+    pool_conn_t *pc = ud;
     send_req_t *r = job->user;
     queue_remove(&r->node);
+    pc->load--;
     if (job->outcome == SMTP_JOB_RETRYABLE)
-        queue_insert_tail(&t->parked, &r->node); /* decided once the connection's end is known */
+        queue_insert_tail(&pc->parked, &r->node); /* decided once the connection's end is known */
     else
         email__send_req_complete_job(r);
-    if ((!t->keep_alive || t->freeing) && queue_empty(&t->in_conn) && queue_empty(&t->waiting) &&
-        email__connection_is_ready(c))
-        email__connection_quit(c);
+    kick(pc->t); /* room for one more here */
+    maybe_quit(pc);
 }
 
 typedef struct progress_event {
@@ -170,28 +230,37 @@ static void conn_progress(void *ud, connection_t *c, smtp_job_t *job, uint64_t s
     email__runtime_deliver(deliver_progress, p);
 }
 
-/* Messages cut off before their end of data: once more on a fresh connection (first in line, in
- * their original order) when the lost one had worked; otherwise the reason the session failed is
- * theirs. */
-static void decide_parked(email_transporter_t *t, bool was_ready, const email_status_t *why)
+/* A parked request may go again: once more on a fresh connection when the lost one had worked
+ * (a link of the chain of causes kept, should that attempt fail too); as if never tried when
+ * the lost one never worked but others of the pool live. False when it may not. */
+static bool may_retry(email_transporter_t *t, send_req_t *r, bool was_ready, bool others)
 {
+    if (t->expired || (was_ready ? r->attempts >= 2 : !others))
+        return false;
+    if (was_ready) {
+        r->attempts++;
+        if (r->job.status.error)
+            email__errors_add(&r->earlier, r->job.status.error, r->job.status.status_text,
+                              NULL);
+    }
+    char err[256];
+    return email__send_req_rewind(r, err, sizeof err) == 0;
+}
+
+/* Messages pc cut off before their end of data go again first in line, in their original order,
+ * when they may; otherwise the reason the session failed is theirs. */
+static void decide_parked(pool_conn_t *pc, bool was_ready, bool others,
+                          const email_status_t *why)
+{
+    email_transporter_t *t = pc->t;
     queue_t retry;
     queue_init(&retry);
     send_req_t *r;
-    while ((r = pop(&t->parked))) {
-        if (was_ready && r->attempts < 2 && !t->expired) {
-            char err[256];
-            r->attempts++;
-            /* a link of the chain of causes, should the next attempt fail too */
-            if (r->job.status.error)
-                email__errors_add(&r->earlier, r->job.status.error, r->job.status.status_text,
-                                 NULL);
-            if (email__send_req_rewind(r, err, sizeof err) == 0) {
-                queue_insert_tail(&retry, &r->node);
-                continue;
-            }
-        }
-        email__send_req_fail(r, was_ready ? &r->job.status : why);
+    while ((r = pop(&pc->parked))) {
+        if (may_retry(t, r, was_ready, others))
+            queue_insert_tail(&retry, &r->node);
+        else
+            email__send_req_fail(r, was_ready ? &r->job.status : why);
     }
     queue_add(&retry, &t->waiting);
     queue_move(&retry, &t->waiting);
@@ -199,13 +268,20 @@ static void decide_parked(email_transporter_t *t, bool was_ready, const email_st
 
 static void conn_closed(void *ud, connection_t *c, const email_status_t *why)
 {
-    email_transporter_t *t = ud;
+    pool_conn_t *pc = ud;
+    email_transporter_t *t = pc->t;
     bool was_ready = email__connection_was_ready(c);
-    if (t->conn == c)
-        t->conn = NULL;
-    openers_finish(t, why->error ? why->error : EMAIL_ECLOSED, why);
-    decide_parked(t, was_ready, why);
-    if (!was_ready)
+    queue_remove(&pc->node);
+    t->nconns--;
+    bool others = t->nconns > 0;
+    /* a connection of the pool refused while others work: the server takes no more */
+    if (!was_ready && others && t->pool_limit > t->nconns)
+        t->pool_limit = t->nconns;
+    if (!others)
+        openers_finish(t, why->error ? why->error : EMAIL_ECLOSED, why);
+    decide_parked(pc, was_ready, others, why);
+    free(pc);
+    if (!was_ready && !others)
         fail_all(&t->waiting, why); /* the connection never worked: what waits fails the same */
     kick(t);
     maybe_finish_free(t);
@@ -215,13 +291,16 @@ void email__transporter_op_open(void *arg)
 {
     open_op_t *o = arg;
     email_transporter_t *t = o->t;
-    if (t->conn && email__connection_is_ready(t->conn)) {
-        opener_finish(t, o, 0, email__connection_ready_status(t->conn));
-        return;
+    queue_t *n;
+    queue_foreach (n, &t->conns) {
+        if (email__connection_is_ready(pc_of(n)->conn)) {
+            opener_finish(t, o, 0, email__connection_ready_status(pc_of(n)->conn));
+            return;
+        }
     }
     queue_insert_tail(&t->openers, &o->node);
     /* no connection came of it, so nothing has ended o meanwhile */
-    if (!t->conn && !(t->conn = open_connection(t))) {
+    if (!t->nconns && !open_connection(t)) {
         queue_remove(&o->node);
         email_status_t s;
         email__status_init(&s);
@@ -269,16 +348,32 @@ static send_req_t *find(queue_t *q, uint64_t id)
     return NULL;
 }
 
+/* Takes back the request of id from the connection holding it while its commands have not gone
+ * out: 0, EMAIL_EBUSY or EMAIL_ENOTFOUND. */
+static int cancel_in_conn(email_transporter_t *t, uint64_t id, send_req_t **out)
+{
+    queue_t *n;
+    queue_foreach (n, &t->conns) {
+        pool_conn_t *pc = pc_of(n);
+        send_req_t *r = find(&pc->in_conn, id);
+        if (!r)
+            continue;
+        if (email__connection_cancel(pc->conn, &r->job) != 0)
+            return EMAIL_EBUSY;
+        pc->load--;
+        *out = r;
+        return 0;
+    }
+    return EMAIL_ENOTFOUND;
+}
+
 int email__transporter_cancel_queued(email_transporter_t *t, uint64_t id)
 {
     send_req_t *r = find(&t->waiting, id);
     if (!r) {
-        /* given to the connection: only while its commands have not gone out */
-        r = find(&t->in_conn, id);
-        if (!r)
-            return EMAIL_ENOTFOUND;
-        if (!t->conn || email__connection_cancel(t->conn, &r->job) != 0)
-            return EMAIL_EBUSY;
+        int rc = cancel_in_conn(t, id, &r);
+        if (rc)
+            return rc;
     }
     queue_remove(&r->node);
     email_status_t s;
@@ -289,7 +384,7 @@ int email__transporter_cancel_queued(email_transporter_t *t, uint64_t id)
 }
 
 /* ------------------------------------------------------------------------------------------- */
-/* Freeing: QUIT after what is queued, wait for the connection to close                         */
+/* Freeing: QUIT after what is queued, wait for the connections to close                        */
 
 static void free_now(email_transporter_t *t)
 {
@@ -308,8 +403,7 @@ static void on_deadline_closed(uv_handle_t *h)
 
 static void maybe_finish_free(email_transporter_t *t)
 {
-    if (!t->freeing || t->conn || !queue_empty(&t->waiting) || !queue_empty(&t->parked) ||
-        !queue_empty(&t->in_conn))
+    if (!t->freeing || t->nconns || !queue_empty(&t->waiting))
         return;
     if (t->free_deadline) {
         uv_close((uv_handle_t *)t->free_deadline, on_deadline_closed);
@@ -317,6 +411,17 @@ static void maybe_finish_free(email_transporter_t *t)
         return;
     }
     free_now(t);
+}
+
+/* Ends every connection now with (error, text). */
+static void abort_all(email_transporter_t *t, int error, const char *text)
+{
+    queue_t *n;
+    queue_foreach (n, &t->conns) {
+        pool_conn_t *pc = pc_of(n);
+        pc->closing = true;
+        email__connection_abort(pc->conn, error, text); /* closed comes later: n stays */
+    }
 }
 
 /* The time given to queued messages is over: what is left fails. */
@@ -329,16 +434,15 @@ static void on_free_deadline(uv_timer_t *h)
     email__status_fail(&s, EMAIL_ETIMEDOUT,
                       "the session was closed before this message could be sent (timeout)");
     fail_all(&t->waiting, &s);
-    if (t->conn)
-        email__connection_abort(t->conn, EMAIL_ETIMEDOUT,
-                         "the session was closed before every message could be sent (timeout)");
+    abort_all(t, EMAIL_ETIMEDOUT,
+              "the session was closed before every message could be sent (timeout)");
     maybe_finish_free(t);
 }
 
 void email__transporter_start_free(email_transporter_t *t)
 {
     t->freeing = true;
-    if (t->conn || !queue_empty(&t->waiting)) {
+    if (t->nconns || !queue_empty(&t->waiting)) {
         t->free_deadline = malloc(sizeof *t->free_deadline);
         if (t->free_deadline) {
             uv_timer_init(email__runtime_loop(), t->free_deadline);
@@ -347,14 +451,27 @@ void email__transporter_start_free(email_transporter_t *t)
                            (uint64_t)t->reply_timeout_ms, 0);
         }
     }
-    if (t->conn) {
-        if (email__connection_is_ready(t->conn) || !queue_empty(&t->in_conn) ||
-            !queue_empty(&t->waiting))
-            email__connection_quit(t->conn);
-        else
-            email__connection_abort(t->conn, EMAIL_ECANCELED, "the transporter was freed");
+    queue_t *n;
+    queue_foreach (n, &t->conns) {
+        pool_conn_t *pc = pc_of(n);
+        if (!pc->closing && !pc->load && queue_empty(&t->waiting) &&
+            !email__connection_is_ready(pc->conn)) {
+            pc->closing = true; /* still setting up, with nothing to carry */
+            email__connection_abort(pc->conn, EMAIL_ECANCELED, "the transporter was freed");
+        } else {
+            maybe_quit(pc); /* the others QUIT once their last request is done */
+        }
     }
     maybe_finish_free(t);
+}
+
+void email__transporter_quiesce(email_transporter_t *t)
+{
+    queue_t *n;
+    queue_foreach (n, &t->conns) {
+        pc_of(n)->drain = true;
+        maybe_quit(pc_of(n));
+    }
 }
 
 static void start_free_cb(void *arg)

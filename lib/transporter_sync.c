@@ -398,8 +398,9 @@ static void op_set_log(runtime_call_t *call, void *arg)
     log_op_t *o = arg;
     log_sink_t *old = o->t->log;
     o->t->log = o->log;
-    if (o->t->conn)
-        email__connection_set_log(o->t->conn, o->log);
+    queue_t *n;
+    queue_foreach (n, &o->t->conns)
+        email__connection_set_log(queue_data(n, pool_conn_t, node)->conn, o->log);
     email__log_sink_release(old);
     email__runtime_call_done(call);
 }

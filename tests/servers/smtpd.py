@@ -69,8 +69,14 @@ def parse_args(argv):
     p.add_argument("--size", type=int, metavar="N",
                    help="advertise and enforce SIZE N (default: no SIZE, no limit)")
     p.add_argument("--log", metavar="FILE", help="append every line received and sent")
+    p.add_argument("--drop-at-mail", metavar="K:N",
+                   help="close the K-th connection (from 1) without a reply when its N-th MAIL "
+                        "comes, as a server that dies in the middle of a stream")
     args = p.parse_args(argv)
 
+    if args.drop_at_mail:
+        k, _, n = args.drop_at_mail.partition(":")
+        args.drop_at_mail = (int(k), int(n))
     args.accounts = {}
     for item in args.auth:
         user, sep, password = item.partition(":")
@@ -137,6 +143,10 @@ class Handler:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        server.mails += 1
+        if self.args.drop_at_mail == (server.conn_number, server.mails):
+            server.transport.close()
+            return "421 4.3.0 closing"  # never reaches the client: the transport is closed
         if any(s in address for s in self.args.reject_mail):
             return "553 5.7.1 Sender address rejected"
         envelope.mail_from = address
@@ -258,7 +268,8 @@ class LoggingSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._log_file = log_file
         LoggingSMTP.connections += 1
-        self._log_id = LoggingSMTP.connections
+        self._log_id = self.conn_number = LoggingSMTP.connections
+        self.mails = 0
         self._log_partial = b""
         self._implicit_tls = False
 

@@ -1804,11 +1804,12 @@ static void test_bdat(void **state)
     assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
     assert_string_equal(ts_take_one(s), MAIL_A RCPT_B "BDAT 9 LAST\r\n.one\r\nx\r\n");
     assert_true(ts_log_has(s, "C: BDAT 9 LAST"));
+    /* a stream: the next message goes right behind BDAT LAST, before its reply */
     assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
-    assert_string_equal(ts_take(s), "");
-    expect_feed(s, OK_MAIL OK_RCPT QUEUED, MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n");
-    EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    assert_string_equal(ts_take(s), "RSET\r\n" MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n");
     expect_feed(s, OK_MAIL OK_RCPT QUEUED, "");
+    EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    expect_feed(s, "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT QUEUED, "");
     EXPECT_EVENTS(s, "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
     assert_null(strstr(buf_str(&s->wire), "DATA"));
     assert_int_equal(m1.job.body_bytes, 8);
@@ -1911,7 +1912,8 @@ static void test_bdat_chunks(void **state)
     free(body);
 }
 
-/* BDAT LAST refused: the job fails with that reply, RSET ends the transaction. */
+/* BDAT LAST refused: the job fails with that reply, RSET ends the transaction (nothing of the
+ * next message had gone yet: it was submitted after). */
 static void test_bdat_last_refused(void **state)
 {
     test_session_t *s = *state;
@@ -1920,16 +1922,82 @@ static void test_bdat_last_refused(void **state)
     test_job_init(&m1, "m1", A, "one\r\n", B, C, NULL);
     test_job_init(&m2, "m2", A, "two\r\n", D, NULL);
     assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
-    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
     assert_string_equal(ts_take(s), MAIL_A RCPT_B RCPT_C "BDAT 5 LAST\r\none\r\n");
-    /* RSET, and the next message right behind it */
     expect_feed(s, OK_MAIL OK_RCPT USER_UNKNOWN "552 5.3.4 Message size exceeds limit\r\n",
-                "RSET\r\n" MAIL_A RCPT_D "BDAT 5 LAST\r\ntwo\r\n");
+                "RSET\r\n");
     EXPECT_EVENTS(s, "ready\njob m1 FAILED EMAIL_ESERVER 552 5.3.4 rejected=1\n");
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_string_equal(ts_take(s), MAIL_A RCPT_D "BDAT 5 LAST\r\ntwo\r\n");
     expect_feed(s, "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT QUEUED, "");
     EXPECT_EVENTS(s, "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
     test_job_free(&m1);
     test_job_free(&m2);
+}
+
+/* BDAT streams: three messages go in one take, each after the first behind an RSET (the server
+ * may keep a failed transaction open); message 1's BDAT LAST refused, message 2's MAIL refused
+ * (its RCPT and BDAT then answered 503 and 554, RFC 3030): each fails alone with its own reason,
+ * no RSET lands inside a transaction, and message 3 is sent. */
+static void test_bdat_stream_refusals(void **state)
+{
+    test_session_t *s = *state;
+    assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
+    test_job_t m1, m2, m3;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    test_job_init(&m3, "m3", A, "six\r\n", D, NULL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
+    email__smtp_engine_quit(s->e);
+    assert_string_equal(ts_take(s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n"
+                                    "RSET\r\n" MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n"
+                                    "RSET\r\n" MAIL_A RCPT_D "BDAT 5 LAST\r\nsix\r\n");
+    expect_feed(s, OK_MAIL OK_RCPT "554 5.7.1 Message rejected as spam\r\n", "");
+    EXPECT_EVENTS(s, "ready\njob m1 FAILED EMAIL_ESERVER 554 5.7.1 rejected=0\n");
+    expect_feed(s, "250 2.0.0 Ok\r\n"
+                   "452 4.3.1 Insufficient system storage\r\n"
+                   "503 5.5.1 Error: need MAIL command\r\n"
+                   "554 5.5.1 Error: no valid recipients\r\n", "");
+    EXPECT_EVENTS(s, "job m2 FAILED EMAIL_ESERVER 452 4.3.1 rejected=0\n");
+    /* QUIT only once message 3 has its answer, and no other RSET */
+    expect_feed(s, "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT QUEUED, "QUIT\r\n");
+    EXPECT_EVENTS(s, "job m3 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    test_job_free(&m1);
+    test_job_free(&m2);
+    test_job_free(&m3);
+}
+
+/* The connection drops in the middle of a BDAT stream: the messages answered keep their
+ * outcomes, the one whose BDAT LAST went unanswered is unknown, the one cut before its end is
+ * retryable: each gets exactly one. */
+static void test_bdat_stream_dropped(void **state)
+{
+    test_session_t *s = *state;
+    assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
+    test_job_t m1, m2, m3;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    test_job_init(&m3, "m3", A, "six\r\n", D, NULL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
+    s->no_written = true;
+    const char *w = ts_take(s);
+    size_t upto_m2 = strlen(MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n" "RSET\r\n" MAIL_A RCPT_C
+                            "BDAT 5 LAST\r\ntwo\r\n");
+    assert_true(strlen(w) > upto_m2 + 10);
+    email__smtp_engine_written(s->e, upto_m2 + 10); /* message 3 is cut */
+    expect_feed(s, OK_MAIL OK_RCPT QUEUED "250 2.0.0 Ok\r\n" OK_MAIL, "");
+    email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+    EXPECT_EVENTS(s, "ready\njob m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                     "job m2 UNKNOWN EMAIL_EUNKNOWN 0 rejected=0\n"
+                     "job m3 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                     "closed EMAIL_ECLOSED 0\n");
+    assert_int_equal(m1.ndone + m2.ndone + m3.ndone, 3);
+    test_job_free(&m1);
+    test_job_free(&m2);
+    test_job_free(&m3);
 }
 
 /* A chunk refused before the last: that refusal is the reason, not the recipient's. */
@@ -2554,6 +2622,8 @@ int main(void)
         SESSION_TEST(test_bdat_not_used),
         SESSION_TEST(test_bdat_chunks),
         SESSION_TEST(test_bdat_last_refused),
+        SESSION_TEST(test_bdat_stream_refusals),
+        SESSION_TEST(test_bdat_stream_dropped),
         SESSION_TEST(test_bdat_chunk_refused),
         SESSION_TEST(test_bdat_all_recipients_refused),
         SESSION_TEST(test_bdat_421_answer_to_last),
