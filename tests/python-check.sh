@@ -17,7 +17,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 # no __pycache__ or .pytest_cache in the source tree (read-only under distcheck)
 export PYTHONDONTWRITEBYTECODE=1
-export EMAILSESSION_LIBRARY="$builddir/.libs/libemailsession.so.0"
+soname=${EMAIL_TEST_SONAME:-libemailsession.so.1}  # configure's, from libtool's version-info
+export EMAILSESSION_LIBRARY="$builddir/.libs/$soname"
 PYTHONPATH="$srcdir/bindings/python" "$py" -m pytest -q -p no:cacheprovider \
     --basetemp="$stage/pytest" "$srcdir/bindings/python/tests"
 
@@ -26,7 +27,7 @@ PYTHONPATH="$srcdir/bindings/python" "$py" -m pytest -q -p no:cacheprovider \
 make -s -C "$builddir" install DESTDIR="$stage/root" >"$stage/install.log" 2>&1 ||
     { cat "$stage/install.log"; exit 1; }
 site="$stage/root${EMAIL_TEST_PYTHONDIR:?}"
-EMAILSESSION_LIBRARY="$stage/root${EMAIL_TEST_LIBDIR:?}/libemailsession.so.0" PYTHONPATH="$site" \
+EMAILSESSION_LIBRARY="$stage/root${EMAIL_TEST_LIBDIR:?}/$soname" PYTHONPATH="$site" \
     "$py" -c '
 import sys, emailsession, emailsession._paths as paths
 assert emailsession.__file__.startswith(sys.argv[1]), emailsession.__file__
@@ -34,6 +35,6 @@ assert paths.LIBDIR == sys.argv[2], paths.LIBDIR
 emailsession.Message(sender="a@example.org", to="b@example.org", subject="s").to_mime()
 ' "$site" "$EMAIL_TEST_LIBDIR"
 [ -f "$site/emailsession/py.typed" ]
-EMAILSESSION_LIBRARY="$stage/root$EMAIL_TEST_LIBDIR/libemailsession.so.0" PYTHONPATH="$site" \
+EMAILSESSION_LIBRARY="$stage/root$EMAIL_TEST_LIBDIR/$soname" PYTHONPATH="$site" \
     "$py" -m emailsession --version
 echo "python-check: OK"

@@ -33,6 +33,7 @@ class Status(ctypes.Structure):
         ("recipients", c_size_t),
         ("rejected", c_size_t),
         ("internal_", c_void_p),
+        ("reserved_", c_void_p * 8),  # the C struct's fixed size (room to grow): keep in step
     ]
 
 
@@ -56,6 +57,8 @@ class Server(ctypes.Structure):
         ("body_charset", c_char_p),
         ("ca_file", c_char_p),
         ("helo_name", c_char_p),
+        ("max_connections", c_int),
+        ("reserved_", c_void_p * 15),  # the C struct's fixed size (room to grow): keep in step
     ]
 
 

@@ -19,7 +19,7 @@ _STRINGS = ("host", "user", "password", "oauth2_token", "authentication_mode", "
             "header_charset", "body_charset")
 _PATHS = ("log_file", "ca_file")
 _INTS = {"port": 65535, "security": 2, "connection_timeout": 2**31 - 1,
-         "send_timeout": 2**31 - 1}
+         "send_timeout": 2**31 - 1, "max_connections": 64}
 _BOOLS = ("accept_unsecure_connection", "keep_alive")
 
 
@@ -44,6 +44,7 @@ class Server:
     body_charset: Optional[str]
     ca_file: Optional[str]
     helo_name: Optional[str]
+    max_connections: int
 
 
 def _server_struct(settings: dict) -> _Server:
