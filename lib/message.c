@@ -11,6 +11,7 @@
 
 #include "address.h"
 #include "error.h"
+#include "idn.h"
 #include "util.h"
 
 static atomic_uint_fast64_t last_id;
@@ -81,6 +82,7 @@ void email_message_free(email_message_t *m)
     parts_free(c->parts, c->nparts);
     free(c->date);
     free(c->message_id);
+    free(m->dsn.envid);
     free(m->rcpt);
     free(m);
 }
@@ -391,6 +393,46 @@ int email_message_set_disposition_notification(email_message_t *m, bool on)
     return rc;
 }
 
+/* RFC 3461: NEVER alone, or conditions among SUCCESS, FAILURE and DELAY. */
+static int dsn_check(int notify, const char *ret, const char *envid, const char **ret_out)
+{
+    int conditions = EMAIL_NOTIFY_SUCCESS | EMAIL_NOTIFY_FAILURE | EMAIL_NOTIFY_DELAY;
+    if (notify & ~(conditions | EMAIL_NOTIFY_NEVER))
+        return fail(EMAIL_EINVAL, "DSN: notify %#x is not made of EMAIL_NOTIFY_... flags",
+                    (unsigned)notify);
+    if ((notify & EMAIL_NOTIFY_NEVER) && (notify & conditions))
+        return fail(EMAIL_EINVAL, "DSN: notify EMAIL_NOTIFY_NEVER cannot be combined with "
+                                  "SUCCESS, FAILURE or DELAY");
+    *ret_out = !ret                              ? NULL
+               : !email__strcasecmp(ret, "FULL") ? "FULL"
+               : !email__strcasecmp(ret, "HDRS") ? "HDRS"
+                                                 : "";
+    if (*ret_out && !**ret_out)
+        return fail(EMAIL_EINVAL, "DSN: ret \"%.40s\" is not \"FULL\" or \"HDRS\"", ret);
+    size_t n = envid ? strlen(envid) : 0;
+    if (n > 100)
+        return fail(EMAIL_EINVAL, "DSN: envid is %zu characters long, 100 at most", n);
+    for (size_t i = 0; i < n; i++)
+        if (envid[i] < ' ' || envid[i] > '~')
+            return fail(EMAIL_EINVAL, "DSN: envid must be printable ASCII (character %zu is "
+                                      "not)", i + 1);
+    return 0;
+}
+
+int email_message_set_dsn(email_message_t *m, int notify, const char *ret, const char *envid)
+{
+    int rc = email__message_begin(m, "DSN");
+    const char *r;
+    if (rc || (rc = dsn_check(notify, ret, envid, &r)))
+        return rc;
+    char *id = envid && *envid ? email__strdup(envid) : NULL;
+    if (envid && *envid && !id)
+        return fail(EMAIL_ENOMEM, "DSN: out of memory");
+    free(m->dsn.envid);
+    m->dsn = (message_dsn_t){notify, r, id};
+    return 0;
+}
+
 static mail_mode_t mail_mode_parse(const char *name)
 {
     static const char *const names[] = {EMAIL_MAIL_MODE_UTF8, EMAIL_MAIL_MODE_UTF8_IN_BASE64,
@@ -477,6 +519,8 @@ static int copy_message(const email_message_t *m, email_message_t **out)
     const message_content_t *s = &m->c;
     message_content_t *c = &d->c;
     d->id = m->id;
+    d->dsn = m->dsn;
+    d->dsn.envid = NULL;
     c->priority = s->priority;
     c->notification = s->notification;
     c->header_mode = s->header_mode;
@@ -488,7 +532,7 @@ static int copy_message(const email_message_t *m, email_message_t **out)
         ok = !email__address_list_append(dst[i], src[i]);
     ok = ok && dup_str(&c->subject, s->subject) && dup_str(&c->text, s->text) &&
          dup_str(&c->html, s->html) && dup_str(&c->date, s->date) &&
-         dup_str(&c->message_id, s->message_id);
+         dup_str(&c->message_id, s->message_id) && dup_str(&d->dsn.envid, m->dsn.envid);
     if (ok && s->nheaders) {
         ok = (c->headers = calloc(s->nheaders, sizeof *c->headers)) != NULL;
         c->nheaders = ok ? s->nheaders : 0;
@@ -526,21 +570,24 @@ static char *make_date(void)
     return email__strdup(buf);
 }
 
-/* <128 random bits in hex @ the From domain>; a domain that is not ASCII cannot go in a
-   Message-ID read by every client, so "localhost" stands in for it. */
+/* <128 random bits in hex @ the From domain>: a domain that is not ASCII cannot go in a
+   Message-ID read by every client, so its A-label does (the address was checked when set). */
 static int make_message_id(const message_content_t *c, char **out)
 {
     unsigned char rnd[16];
     if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
         return fail(EMAIL_EIO, "Message-ID: no random numbers available");
-    const char *at = strrchr(c->from.v[0].addr, '@');
-    const char *domain = at && email__is_ascii(at + 1, strlen(at + 1)) ? at + 1 : "localhost";
+    char *from;
+    if (email__idn_addr_ascii(c->from.v[0].addr, &from, NULL, 0))
+        return fail(EMAIL_ENOMEM, "Message-ID: out of memory");
     email_buf_t b;
     email__buf_init(&b);
     int rc = email__buf_putc(&b, '<');
     for (size_t i = 0; !rc && i < sizeof rnd; i++)
         rc = email__buf_printf(&b, "%02x", rnd[i]);
-    if (rc || email__buf_printf(&b, "@%s>", domain)) {
+    rc = rc ? rc : email__buf_printf(&b, "@%s>", strrchr(from, '@') + 1);
+    free(from);
+    if (rc) {
         email__buf_free(&b);
         return fail(EMAIL_ENOMEM, "Message-ID: out of memory");
     }
@@ -611,13 +658,17 @@ size_t email__message_recipients(const email_message_t *message, const char *con
     return message->nrcpt;
 }
 
-bool email__message_needs_smtputf8(const email_message_t *message)
+const char *email__message_utf8_address(const message_content_t *c)
 {
-    const char *from = email__message_envelope_from(message);
-    if (!email__is_ascii(from, strlen(from)))
-        return true;
-    for (size_t i = 0; i < message->nrcpt; i++)
-        if (!email__is_ascii(message->rcpt[i], strlen(message->rcpt[i])))
-            return true;
-    return false;
+    const address_list_t *lists[] = {&c->from, &c->sender, &c->reply_to, &c->to, &c->cc, &c->bcc};
+    for (size_t l = 0; l < sizeof lists / sizeof *lists; l++)
+        for (size_t i = 0; i < lists[l]->n; i++)
+            if (email__idn_local_utf8(lists[l]->v[i].addr))
+                return lists[l]->v[i].addr;
+    return NULL;
+}
+
+const message_dsn_t *email__message_dsn(const email_message_t *message)
+{
+    return &message->dsn;
 }

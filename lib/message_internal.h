@@ -15,6 +15,7 @@ struct email_message_s {
     /* envelope recipients: pointers into c.to, c.cc and c.bcc, rebuilt whenever those change */
     const char **rcpt;
     size_t nrcpt;
+    message_dsn_t dsn;
 };
 
 /* Every public call starts here: ErrorInfo cleared (it describes the latest call only), and

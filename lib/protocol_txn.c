@@ -151,13 +151,7 @@ static int send_mail(smtp_engine_t *e, smtp_job_t *j)
 {
     email_buf_t line;
     email__buf_init(&line);
-    int rc = email__buf_printf(&line, "MAIL FROM:<%s>", j->from);
-    if (!rc && (e->caps & SMTP_CAP_SIZE) && j->size)
-        rc = email__buf_printf(&line, " SIZE=%llu", (unsigned long long)j->size);
-    if (!rc && j->eight_bit && (e->caps & SMTP_CAP_8BITMIME))
-        rc = email__buf_puts(&line, " BODY=8BITMIME");
-    if (!rc && j->smtputf8)
-        rc = email__buf_puts(&line, " SMTPUTF8");
+    int rc = email__smtp_mail_line(e, j, &line);
     if (!rc)
         rc = send_cmd(e, line.data, CMD_MAIL, j);
     email__buf_free(&line);
@@ -168,7 +162,7 @@ static int send_rcpt(smtp_engine_t *e, smtp_job_t *j, size_t i)
 {
     email_buf_t line;
     email__buf_init(&line);
-    int rc = email__buf_printf(&line, "RCPT TO:<%s>", j->rcpts[i]);
+    int rc = email__smtp_rcpt_line(e, j, i, &line);
     if (!rc)
         rc = send_cmd(e, line.data, CMD_RCPT, j);
     email__buf_free(&line);
@@ -184,9 +178,9 @@ static bool job_fits(smtp_engine_t *e, smtp_job_t *j)
                    (unsigned long long)j->size, (unsigned long long)e->size_limit);
         return false;
     }
-    if (j->smtputf8 && !(e->caps & SMTP_CAP_SMTPUTF8)) {
-        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ENOTSUP, NULL,
-                   "an address is not ASCII and the server does not offer SMTPUTF8");
+    char why[400];
+    if (!email__smtp_envelope_fits(e, j, why, sizeof why)) {
+        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ENOTSUP, NULL, "%s", why);
         return false;
     }
     return true;
