@@ -85,8 +85,9 @@ static void finish_refused(smtp_engine_t *e, smtp_job_t *j)
 {
     if (j->accepted == 0 && j->mail_ok && j->refusals.n)
         job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ERECIPIENTS, NULL,
-                   "every recipient was refused: %d %s", j->refusals.v[0].code,
-                   j->refusals.v[0].text);
+                   "every recipient was refused: %s %s",
+                   email__smtp_codes(j->fail_code, j->fail_enhanced).s,
+                   j->fail_text ? j->fail_text : "");
     else
         job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ESERVER, NULL, NULL);
 }
@@ -411,8 +412,8 @@ static void on_closing_reply(smtp_engine_t *e, pending_reply_t p, const smtp_rep
         job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
     else if (p.job)
         job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
-    email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
-                       r->code, r->text);
+    email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %s %s",
+                             email__smtp_reply_codes(r).s, r->text);
 }
 
 typedef void job_handler_t(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r);

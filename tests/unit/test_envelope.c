@@ -359,6 +359,53 @@ static void test_utf8_local_part_refused(void **state)
     test_job_free(&m);
 }
 
+/* ---- Enhanced status codes in our texts ---- */
+
+/* Every text quoting a reply carries its enhanced code (RFC 3463) when the server gave one. */
+static void test_enhanced_codes_in_texts(void **state)
+{
+    test_session_t *s = *state;
+    assert_int_equal(ts_greet(s, "250-mx.example\r\n250 ENHANCEDSTATUSCODES\r\n"), 0);
+    EXPECT_EVENTS(s, "ready\n");
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, "x\r\n", B, NULL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_string_equal(ts_take(s), "MAIL FROM:<" A ">\r\n");
+    expect_feed(s, OK_MAIL, "RCPT TO:<" B ">\r\n");
+    expect_feed(s, "550 5.1.1 <b@x.example>: no such user\r\n", "RSET\r\n");
+    EXPECT_EVENTS(s, "job m1 FAILED EMAIL_ERECIPIENTS 550 5.1.1 rejected=1\n");
+    assert_string_equal(m1.job.status.status_text,
+                        "every recipient was refused: 550 5.1.1 <b@x.example>: no such user");
+    assert_string_equal(m1.job.refusals.v[0].text, "<b@x.example>: no such user");
+
+    test_job_init(&m2, "m2", A, "x\r\n", B, NULL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    expect_feed(s, "250 2.0.0 Ok\r\n", "MAIL FROM:<" A ">\r\n");
+    assert_int_equal(ts_feed(s, "421 4.3.2 shutting down\r\n"), EMAIL_ECLOSED);
+    EXPECT_EVENTS(s, "job m2 RETRYABLE EMAIL_ECLOSED 421 4.3.2 rejected=0\n"
+                     "closed EMAIL_ECLOSED 421 4.3.2\n");
+    assert_string_equal(s->closed_status.status_text,
+                        "the server is closing the connection: 421 4.3.2 shutting down");
+    assert_true(ts_log_has(s, "#: SMTP Error: the server is closing the connection: 421 4.3.2 "
+                              "shutting down"));
+    test_job_free(&m1);
+    test_job_free(&m2);
+}
+
+/* STARTTLS refused where it is optional: the log line names both codes. */
+static void test_enhanced_code_starttls_refused(void **state)
+{
+    test_session_t *s = *state;
+    smtp_engine_config_t cfg = ts_config();
+    cfg.starttls = SMTP_TLS_IF_OFFERED;
+    ts_restart(s, &cfg);
+    assert_int_equal(ts_greet(s, "250-mx.example\r\n250 STARTTLS\r\n"), 0);
+    assert_string_equal(ts_take(s), "STARTTLS\r\n");
+    expect_feed(s, "454 4.7.0 TLS not available\r\n", "");
+    EXPECT_EVENTS(s, "ready\n");
+    assert_true(ts_log_has(s, "#: SMTP STARTTLS refused (454 4.7.0): going on unencrypted"));
+}
+
 #define SESSION_TEST(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
 
 int main(void)
@@ -375,6 +422,8 @@ int main(void)
         SESSION_TEST(test_idn_without_smtputf8),
         SESSION_TEST(test_idn_with_smtputf8),
         SESSION_TEST(test_utf8_local_part_refused),
+        SESSION_TEST(test_enhanced_codes_in_texts),
+        SESSION_TEST(test_enhanced_code_starttls_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
