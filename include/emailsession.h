@@ -173,6 +173,14 @@ EMAIL_EXTERN void email_message_free(email_message_t *message);
  * Addresses: "a@b" or "Display Name <a@b>"; add_to/cc/bcc also take comma-separated lists
  * (a quoted display name may contain commas). Each call adds; set_* replaces.
  * EMAIL_EINVAL when the address is malformed or holds CR, LF or NUL; the message is unchanged.
+ * International addresses (UTF-8) are welcome. A domain must be a valid international domain
+ * name (IDNA2008; EMAIL_EINVAL naming the address otherwise). A message whose addresses have
+ * ASCII local parts goes to every server: a UTF-8 domain is written as its A-label ("xn--...")
+ * in the header fields, and in the envelope too unless the server offers SMTPUTF8, which then
+ * gets it as it is. A local part that is not ASCII (in any address, Bcc included) makes the
+ * message need SMTPUTF8 (RFC 6531): its header addresses are then written in UTF-8 (RFC 6532),
+ * and a server without SMTPUTF8 refuses it before anything goes (EMAIL_ENOTSUP, the text naming
+ * the address). Display names are always encoded words (RFC 2047) where not ASCII.
  */
 EMAIL_EXTERN int email_message_set_from(email_message_t *message, const char *address);
 EMAIL_EXTERN int email_message_set_sender(email_message_t *message, const char *address);
@@ -217,6 +225,29 @@ EMAIL_EXTERN int email_message_set_disposition_notification(email_message_t *mes
 /* header_mode / body_mode: EMAIL_MAIL_MODE_...; NULL keeps the current one. */
 EMAIL_EXTERN int email_message_set_charsets(email_message_t *message, const char *header_mode,
                                             const char *body_mode);
+
+/* Delivery status notifications (RFC 3461), for email_message_set_dsn. */
+enum {
+    EMAIL_NOTIFY_NEVER = 1,
+    EMAIL_NOTIFY_SUCCESS = 2,
+    EMAIL_NOTIFY_FAILURE = 4,
+    EMAIL_NOTIFY_DELAY = 8
+};
+/*
+ * Asks for delivery status notifications: notify is EMAIL_NOTIFY_NEVER alone, or any combination
+ * of SUCCESS, FAILURE and DELAY, or 0 (no NOTIFY: the server's default, failures); ret "FULL"
+ * (the whole message comes back in a notification) or "HDRS" (its header only), NULL for the
+ * server's choice; envid an envelope id of up to 100 printable ASCII characters that
+ * notifications quote (NULL or "" for none). 0, 0, NULL, NULL asks for nothing again.
+ * Sent as RET= and ENVID= (xtext) on MAIL FROM, NOTIFY= and ORCPT=rfc822; on each RCPT TO,
+ * only to a server that offers DSN: one that does not gets the message without them (it is a
+ * request, not a condition of sending), and the conversation log says so once a connection.
+ * Prebuilt messages (email_send_mime, email_transporter_send_mime) carry no DSN request.
+ * EMAIL_EINVAL naming the argument (a NOTIFY combination, a RET, an ENVID too long or not
+ * printable); the message is unchanged then.
+ */
+EMAIL_EXTERN int email_message_set_dsn(email_message_t *message, int notify, const char *ret,
+                                       const char *envid);
 
 /* The message's id, used by email_message_status and the callbacks. */
 EMAIL_EXTERN uint64_t email_message_id(const email_message_t *message);

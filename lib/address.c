@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "emailsession.h"
+#include "idn.h"
 #include "util.h"
 
 bool email__address_atext(unsigned char c)
@@ -244,6 +245,23 @@ static void set_why(char *why, size_t whylen, const char *s, size_t n, const cha
     snprintf(why, whylen, "\"%.*s\" %s", (int)n, s, what);
 }
 
+/* A UTF-8 domain must have an A-label: servers without SMTPUTF8 and ASCII headers get that. On
+   failure the mailbox is freed. */
+static int check_idn(address_t *a, char *why, size_t whylen)
+{
+    if (!email__idn_domain_utf8(a->addr))
+        return 0;
+    char *ace;
+    int rc = email__idn_addr_ascii(a->addr, &ace, why, whylen);
+    if (!rc) {
+        free(ace);
+        return 0;
+    }
+    free(a->name);
+    free(a->addr);
+    return rc;
+}
+
 int email__address_parse(const char *text, bool list, address_list_t *out, char *why, size_t whylen)
 {
     address_list_t l = {NULL, 0};
@@ -278,11 +296,12 @@ int email__address_parse(const char *text, bool list, address_list_t *out, char 
             cap = ncap;
         }
         rc = parse_mailbox(elem, len, &l.v[l.n]);
-        if (rc) {
-            if (rc == EMAIL_EINVAL)
-                set_why(why, whylen, elem, len, "is not a valid address");
+        if (rc == EMAIL_EINVAL)
+            set_why(why, whylen, elem, len, "is not a valid address");
+        else if (!rc)
+            rc = check_idn(&l.v[l.n], why, whylen);
+        if (rc)
             break;
-        }
         l.n++;
     }
     if (!rc && !l.n) {

@@ -1,8 +1,6 @@
 /* email_message_t: the builder behind the public email_message_* calls, and its validation. */
-#include "message.h"
-#include "message_content.h"
+#include "message_internal.h"
 
-#include <errno.h>
 #include <gnutls/crypto.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -13,15 +11,8 @@
 
 #include "address.h"
 #include "error.h"
+#include "idn.h"
 #include "util.h"
-
-struct email_message_s {
-    uint64_t id;
-    message_content_t c;
-    /* envelope recipients: pointers into c.to, c.cc and c.bcc, rebuilt whenever those change */
-    const char **rcpt;
-    size_t nrcpt;
-};
 
 static atomic_uint_fast64_t last_id;
 
@@ -37,7 +28,7 @@ static int fail(int code, const char *fmt, ...)
 }
 
 /* Every public call starts here: ErrorInfo describes the latest call only. */
-static int begin(const email_message_t *m, const char *field)
+int email__message_begin(const email_message_t *m, const char *field)
 {
     email__error_clear();
     return m ? 0 : fail(EMAIL_EINVAL, "%s: no message", field);
@@ -65,19 +56,10 @@ email_message_t *email_message_new(void)
     return m;
 }
 
-static void part_clear(message_part_t *p)
-{
-    free(p->path);
-    free(p->data);
-    free(p->name);
-    free(p->content_type);
-    free(p->content_id);
-}
-
 static void parts_free(message_part_t *parts, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        part_clear(&parts[i]);
+        email__message_part_clear(&parts[i]);
     free(parts);
 }
 
@@ -100,6 +82,7 @@ void email_message_free(email_message_t *m)
     parts_free(c->parts, c->nparts);
     free(c->date);
     free(c->message_id);
+    free(m->dsn.envid);
     free(m->rcpt);
     free(m);
 }
@@ -174,7 +157,7 @@ static int parse_field(const char *field, const char *text, bool list, address_l
 static int set_addresses(email_message_t *m, const char *field, address_list_t *dst,
                          const char *text, bool list)
 {
-    int rc = begin(m, field);
+    int rc = email__message_begin(m, field);
     if (rc)
         return rc;
     address_list_t parsed = {NULL, 0};
@@ -189,7 +172,7 @@ static int set_addresses(email_message_t *m, const char *field, address_list_t *
 static int add_addresses(email_message_t *m, const char *field, address_list_t *dst,
                          const char *text)
 {
-    int rc = begin(m, field);
+    int rc = email__message_begin(m, field);
     if (rc)
         return rc;
     address_list_t parsed;
@@ -239,7 +222,7 @@ int email_message_add_bcc(email_message_t *m, const char *address)
 static int set_text(email_message_t *m, const char *field, char **dst, const char *utf8,
                     bool one_line)
 {
-    int rc = begin(m, field);
+    int rc = email__message_begin(m, field);
     if (rc)
         return rc;
     if (utf8 && one_line && email__has_crlf(utf8))
@@ -286,7 +269,7 @@ static bool header_reserved(const char *name)
 
 int email_message_add_header(email_message_t *m, const char *name, const char *value)
 {
-    int rc = begin(m, "Header");
+    int rc = email__message_begin(m, "Header");
     if (rc)
         return rc;
     size_t n = name ? strlen(name) : 0;
@@ -368,7 +351,7 @@ static int own_header(email_message_t *m, const char *name, const char *value, b
 
 int email_message_set_in_reply_to(email_message_t *m, const char *message_id)
 {
-    int rc = begin(m, "In-Reply-To");
+    int rc = email__message_begin(m, "In-Reply-To");
     if (rc)
         return rc;
     if (!msg_id_valid(message_id))
@@ -379,7 +362,7 @@ int email_message_set_in_reply_to(email_message_t *m, const char *message_id)
 
 int email_message_add_reference(email_message_t *m, const char *message_id)
 {
-    int rc = begin(m, "References");
+    int rc = email__message_begin(m, "References");
     if (rc)
         return rc;
     if (!msg_id_valid(message_id))
@@ -390,7 +373,7 @@ int email_message_add_reference(email_message_t *m, const char *message_id)
 
 int email_message_set_priority(email_message_t *m, int priority)
 {
-    int rc = begin(m, "Priority");
+    int rc = email__message_begin(m, "Priority");
     if (rc)
         return rc;
     /* 3 is "normal" on the X-Priority scale the other values come from */
@@ -404,10 +387,50 @@ int email_message_set_priority(email_message_t *m, int priority)
 
 int email_message_set_disposition_notification(email_message_t *m, bool on)
 {
-    int rc = begin(m, "Disposition-Notification-To");
+    int rc = email__message_begin(m, "Disposition-Notification-To");
     if (!rc)
         m->c.notification = on;
     return rc;
+}
+
+/* RFC 3461: NEVER alone, or conditions among SUCCESS, FAILURE and DELAY. */
+static int dsn_check(int notify, const char *ret, const char *envid, const char **ret_out)
+{
+    int conditions = EMAIL_NOTIFY_SUCCESS | EMAIL_NOTIFY_FAILURE | EMAIL_NOTIFY_DELAY;
+    if (notify & ~(conditions | EMAIL_NOTIFY_NEVER))
+        return fail(EMAIL_EINVAL, "DSN: notify %#x is not made of EMAIL_NOTIFY_... flags",
+                    (unsigned)notify);
+    if ((notify & EMAIL_NOTIFY_NEVER) && (notify & conditions))
+        return fail(EMAIL_EINVAL, "DSN: notify EMAIL_NOTIFY_NEVER cannot be combined with "
+                                  "SUCCESS, FAILURE or DELAY");
+    *ret_out = !ret                              ? NULL
+               : !email__strcasecmp(ret, "FULL") ? "FULL"
+               : !email__strcasecmp(ret, "HDRS") ? "HDRS"
+                                                 : "";
+    if (*ret_out && !**ret_out)
+        return fail(EMAIL_EINVAL, "DSN: ret \"%.40s\" is not \"FULL\" or \"HDRS\"", ret);
+    size_t n = envid ? strlen(envid) : 0;
+    if (n > 100)
+        return fail(EMAIL_EINVAL, "DSN: envid is %zu characters long, 100 at most", n);
+    for (size_t i = 0; i < n; i++)
+        if (envid[i] < ' ' || envid[i] > '~')
+            return fail(EMAIL_EINVAL, "DSN: envid must be printable ASCII (character %zu is "
+                                      "not)", i + 1);
+    return 0;
+}
+
+int email_message_set_dsn(email_message_t *m, int notify, const char *ret, const char *envid)
+{
+    int rc = email__message_begin(m, "DSN");
+    const char *r;
+    if (rc || (rc = dsn_check(notify, ret, envid, &r)))
+        return rc;
+    char *id = envid && *envid ? email__strdup(envid) : NULL;
+    if (envid && *envid && !id)
+        return fail(EMAIL_ENOMEM, "DSN: out of memory");
+    free(m->dsn.envid);
+    m->dsn = (message_dsn_t){notify, r, id};
+    return 0;
 }
 
 static mail_mode_t mail_mode_parse(const char *name)
@@ -442,7 +465,7 @@ static int parse_modes(const char *header_mode, const char *body_mode, mail_mode
 int email_message_set_charsets(email_message_t *m, const char *header_mode,
                                const char *body_mode)
 {
-    int rc = begin(m, "Charsets");
+    int rc = email__message_begin(m, "Charsets");
     if (rc)
         return rc;
     mail_mode_t h = m->c.header_mode, b = m->c.body_mode;
@@ -451,160 +474,6 @@ int email_message_set_charsets(email_message_t *m, const char *header_mode,
     m->c.header_mode = h;
     m->c.body_mode = b;
     return 0;
-}
-
-/* ---- Attachments and inline parts ---- */
-
-static const char *guess_content_type(const char *name)
-{
-    static const char *const types[][2] = {
-        {"txt", "text/plain"},        {"htm", "text/html"},        {"html", "text/html"},
-        {"csv", "text/csv"},          {"ics", "text/calendar"},    {"xml", "application/xml"},
-        {"json", "application/json"}, {"pdf", "application/pdf"},  {"zip", "application/zip"},
-        {"gz", "application/gzip"},   {"png", "image/png"},        {"jpg", "image/jpeg"},
-        {"jpeg", "image/jpeg"},       {"gif", "image/gif"},        {"svg", "image/svg+xml"},
-        {"webp", "image/webp"},       {"mp3", "audio/mpeg"},       {"wav", "audio/wav"},
-        {"mp4", "video/mp4"},         {"doc", "application/msword"},
-        {"xls", "application/vnd.ms-excel"},
-        {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
-        {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
-        {"odt", "application/vnd.oasis.opendocument.text"}};
-    const char *dot = name ? strrchr(name, '.') : NULL;
-    for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
-        if (!email__strcasecmp(dot + 1, types[i][0]))
-            return types[i][1];
-    return "application/octet-stream";
-}
-
-static bool token_char(char c)
-{
-    return c > ' ' && c <= '~' && !strchr("()<>@,;:\\\"/[]?=", c);
-}
-
-/* type/subtype, then optional "; parameters" in printable ASCII, short enough for a header line
-   (folded at its spaces). Multipart types are the library's to build: an attachment is always one
-   leaf part. */
-static bool content_type_valid(const char *s)
-{
-    size_t i = 0, slash;
-    if (strlen(s) > 900)
-        return false;
-    while (token_char(s[i]))
-        i++;
-    if (!i || s[i] != '/' || !email__strncasecmp(s, "multipart/", 10))
-        return false;
-    slash = ++i;
-    while (token_char(s[i]))
-        i++;
-    if (i == slash)
-        return false;
-    while (s[i] == ' ' || s[i] == '\t')
-        i++;
-    if (s[i] && s[i] != ';')
-        return false;
-    for (; s[i]; i++)
-        if ((s[i] < ' ' || s[i] > '~') && s[i] != '\t')
-            return false;
-    return true;
-}
-
-/* Content-ID: what goes between the angle brackets (given with or without them). */
-static char *content_id_copy(const char *cid)
-{
-    size_t n = strlen(cid);
-    if (n >= 2 && cid[0] == '<' && cid[n - 1] == '>')
-        cid++, n -= 2;
-    if (!n || n > 200)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (cid[i] <= ' ' || cid[i] > '~' || strchr("<>\"\\()[],;:", cid[i]))
-            return NULL;
-    return email__strndup(cid, n);
-}
-
-/* Checks that path is a readable regular file; its absolute name goes in *abs. */
-static int check_file(const char *field, const char *path, char **abs)
-{
-    uint64_t size;
-    int e = email__file_size(path, &size);
-    /* absolute, so that a chdir() before the message goes out does not lose the file */
-    if (!e && !(*abs = realpath(path, NULL)))
-        e = errno;
-    if (e == ENOMEM)
-        return fail(EMAIL_ENOMEM, "%s: out of memory", field);
-    return e ? fail(EMAIL_EIO, "%s: cannot read \"%.100s\": %s", field, path, strerror(e)) : 0;
-}
-
-/* Validates and appends one part; takes nothing from the caller (everything is copied). */
-static int add_part(email_message_t *m, const char *field, message_part_kind_t kind,
-                    const char *path, const void *data, size_t length, const char *name,
-                    const char *content_type, const char *content_id)
-{
-    int rc = begin(m, field);
-    if (rc)
-        return rc;
-    if (!path && !data && length)
-        return fail(EMAIL_EINVAL, "%s: no data", field);
-    if (path && !*path)
-        return fail(EMAIL_EINVAL, "%s: empty file name", field);
-    if (!name && path) {
-        const char *slash = strrchr(path, '/');
-        name = slash ? slash + 1 : path;
-    }
-    if (name && (!*name || email__has_crlf(name) || !email__utf8_valid(name, strlen(name))))
-        return fail(EMAIL_EINVAL, "%s: the name must be one line of valid UTF-8", field);
-    if (content_type && !content_type_valid(content_type))
-        return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content type (type/subtype)", field,
-                    content_type);
-    message_part_t p = {.kind = kind, .length = length};
-    if (kind == MESSAGE_INLINE && !(p.content_id = content_id_copy(content_id ? content_id : "")))
-        return fail(EMAIL_EINVAL, "%s: \"%.60s\" is not a content id", field,
-                    content_id ? content_id : "");
-    if (path) {
-        if ((rc = check_file(field, path, &p.path))) {
-            free(p.content_id);
-            return rc;
-        }
-        p.length = 0;
-    } else if ((p.data = malloc(length ? length : 1)) && length) {
-        memcpy(p.data, data, length);
-    }
-    p.name = email__strdup(name);
-    p.content_type = email__strdup(content_type ? content_type
-                                               : guess_content_type(name ? name : p.content_id));
-    message_part_t *v = realloc(m->c.parts, (m->c.nparts + 1) * sizeof *v);
-    if (v)
-        m->c.parts = v;
-    if (!v || (!path && !p.data) || (name && !p.name) || !p.content_type) {
-        part_clear(&p);
-        return fail(EMAIL_ENOMEM, "%s: out of memory", field);
-    }
-    m->c.parts[m->c.nparts++] = p;
-    return 0;
-}
-
-int email_message_add_attachment_file(email_message_t *m, const char *path, const char *name,
-                                      const char *content_type)
-{
-    if (!path) {
-        int rc = begin(m, "Attachment");
-        return rc ? rc : fail(EMAIL_EINVAL, "Attachment: no file given");
-    }
-    return add_part(m, "Attachment", MESSAGE_ATTACHMENT, path, NULL, 0, name, content_type, NULL);
-}
-
-int email_message_add_attachment_data(email_message_t *m, const void *data, size_t length,
-                                      const char *name, const char *content_type)
-{
-    return add_part(m, "Attachment", MESSAGE_ATTACHMENT, NULL, data, length, name, content_type,
-                    NULL);
-}
-
-int email_message_add_inline(email_message_t *m, const char *path_or_NULL, const void *data,
-                             size_t length, const char *content_id, const char *content_type)
-{
-    return add_part(m, "Inline part", MESSAGE_INLINE, path_or_NULL, data, length, NULL,
-                    content_type, content_id);
 }
 
 /* ---- Freezing, envelope ---- */
@@ -650,6 +519,8 @@ static int copy_message(const email_message_t *m, email_message_t **out)
     const message_content_t *s = &m->c;
     message_content_t *c = &d->c;
     d->id = m->id;
+    d->dsn = m->dsn;
+    d->dsn.envid = NULL;
     c->priority = s->priority;
     c->notification = s->notification;
     c->header_mode = s->header_mode;
@@ -661,7 +532,7 @@ static int copy_message(const email_message_t *m, email_message_t **out)
         ok = !email__address_list_append(dst[i], src[i]);
     ok = ok && dup_str(&c->subject, s->subject) && dup_str(&c->text, s->text) &&
          dup_str(&c->html, s->html) && dup_str(&c->date, s->date) &&
-         dup_str(&c->message_id, s->message_id);
+         dup_str(&c->message_id, s->message_id) && dup_str(&d->dsn.envid, m->dsn.envid);
     if (ok && s->nheaders) {
         ok = (c->headers = calloc(s->nheaders, sizeof *c->headers)) != NULL;
         c->nheaders = ok ? s->nheaders : 0;
@@ -699,21 +570,24 @@ static char *make_date(void)
     return email__strdup(buf);
 }
 
-/* <128 random bits in hex @ the From domain>; a domain that is not ASCII cannot go in a
-   Message-ID read by every client, so "localhost" stands in for it. */
+/* <128 random bits in hex @ the From domain>: a domain that is not ASCII cannot go in a
+   Message-ID read by every client, so its A-label does (the address was checked when set). */
 static int make_message_id(const message_content_t *c, char **out)
 {
     unsigned char rnd[16];
     if (gnutls_rnd(GNUTLS_RND_NONCE, rnd, sizeof rnd) < 0)
         return fail(EMAIL_EIO, "Message-ID: no random numbers available");
-    const char *at = strrchr(c->from.v[0].addr, '@');
-    const char *domain = at && email__is_ascii(at + 1, strlen(at + 1)) ? at + 1 : "localhost";
+    char *from;
+    if (email__idn_addr_ascii(c->from.v[0].addr, &from, NULL, 0))
+        return fail(EMAIL_ENOMEM, "Message-ID: out of memory");
     email_buf_t b;
     email__buf_init(&b);
     int rc = email__buf_putc(&b, '<');
     for (size_t i = 0; !rc && i < sizeof rnd; i++)
         rc = email__buf_printf(&b, "%02x", rnd[i]);
-    if (rc || email__buf_printf(&b, "@%s>", domain)) {
+    rc = rc ? rc : email__buf_printf(&b, "@%s>", strrchr(from, '@') + 1);
+    free(from);
+    if (rc) {
         email__buf_free(&b);
         return fail(EMAIL_ENOMEM, "Message-ID: out of memory");
     }
@@ -731,7 +605,7 @@ static mail_mode_t pick_mode(mail_mode_t own, mail_mode_t fallback)
 static int freeze(const email_message_t *m, const char *header_mode, const char *body_mode,
                   bool need_recipient, email_message_t **copy)
 {
-    int rc = begin(m, "Message");
+    int rc = email__message_begin(m, "Message");
     if (rc)
         return rc;
     if (!m->c.from.n)
@@ -784,13 +658,17 @@ size_t email__message_recipients(const email_message_t *message, const char *con
     return message->nrcpt;
 }
 
-bool email__message_needs_smtputf8(const email_message_t *message)
+const char *email__message_utf8_address(const message_content_t *c)
 {
-    const char *from = email__message_envelope_from(message);
-    if (!email__is_ascii(from, strlen(from)))
-        return true;
-    for (size_t i = 0; i < message->nrcpt; i++)
-        if (!email__is_ascii(message->rcpt[i], strlen(message->rcpt[i])))
-            return true;
-    return false;
+    const address_list_t *lists[] = {&c->from, &c->sender, &c->reply_to, &c->to, &c->cc, &c->bcc};
+    for (size_t l = 0; l < sizeof lists / sizeof *lists; l++)
+        for (size_t i = 0; i < lists[l]->n; i++)
+            if (email__idn_local_utf8(lists[l]->v[i].addr))
+                return lists[l]->v[i].addr;
+    return NULL;
+}
+
+const message_dsn_t *email__message_dsn(const email_message_t *message)
+{
+    return &message->dsn;
 }

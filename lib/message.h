@@ -34,7 +34,12 @@ uint64_t email__message_new_id(void);
 const char *email__message_envelope_from(const email_message_t *message);
 /* Envelope recipients: addr-specs of To, Cc and Bcc in that order, each once. */
 size_t email__message_recipients(const email_message_t *message, const char *const **list);
-/* True when an envelope address is not ASCII (needs the server's SMTPUTF8). */
-bool email__message_needs_smtputf8(const email_message_t *message);
+/* The DSN request (email_message_set_dsn): all zero when none. */
+typedef struct message_dsn {
+    int notify;          /* EMAIL_NOTIFY_... flags, 0 for no NOTIFY */
+    const char *ret;     /* "FULL", "HDRS" or NULL */
+    char *envid;         /* printable ASCII, or NULL */
+} message_dsn_t;
+const message_dsn_t *email__message_dsn(const email_message_t *message);
 
 #endif

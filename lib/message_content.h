@@ -49,5 +49,11 @@ typedef struct email__message_content {
 } message_content_t;
 
 const message_content_t *email__message_content(const email_message_t *message);
+/*
+ * The first address of c (From, Sender, Reply-To, To, Cc, Bcc) whose local part is not ASCII, or
+ * NULL. Such a message needs SMTPUTF8 and its header addresses go in UTF-8 (RFC 6532); in any
+ * other, every header address is ASCII, a UTF-8 domain written as its A-label.
+ */
+const char *email__message_utf8_address(const message_content_t *c);
 
 #endif

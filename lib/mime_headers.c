@@ -9,11 +9,13 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "charset.h"
 #include "emailsession.h"
 #include "encode.h"
+#include "idn.h"
 
 #define LINE_HARD 998 /* RFC 5322 2.1.1: lines MUST stay within 998 octets */
 
@@ -270,13 +272,15 @@ static int put_encoded_phrase(mime_out_t *o, const char *field, size_t *col, con
     return rc;
 }
 
-static int put_mailbox(mime_out_t *o, const char *field, size_t *col, const address_t *a)
+/* A mailbox: the display name (if any), then the address addr. */
+static int put_mailbox_as(mime_out_t *o, const char *field, size_t *col, const address_t *a,
+                          const char *addr)
 {
     email_buf_t *m = o->m;
-    size_t alen = strlen(a->addr);
+    size_t alen = strlen(addr);
     if (!a->name) {
         *col += alen;
-        return email__buf_append(m, a->addr, alen);
+        return email__buf_append(m, addr, alen);
     }
     size_t n = strlen(a->name);
     int rc = 0;
@@ -295,7 +299,23 @@ static int put_mailbox(mime_out_t *o, const char *field, size_t *col, const addr
         return rc;
     bool fold = *col + alen + 3 > MIME_LINE_SOFT;
     *col = fold ? alen + 2 : *col + alen + 3;
-    return email__buf_printf(m, "%s<%s>", fold ? "\r\n " : " ", a->addr);
+    return email__buf_printf(m, "%s<%s>", fold ? "\r\n " : " ", addr);
+}
+
+/* UTF-8 addresses (RFC 6532) only in a message that needs SMTPUTF8 anyway (a local part is not
+   ASCII); in any other a UTF-8 domain goes as its A-label, so the header stays ASCII. */
+static int put_mailbox(mime_out_t *o, const char *field, size_t *col, const address_t *a)
+{
+    char *ace = NULL;
+    if (email__idn_domain_utf8(a->addr) && !email__message_utf8_address(o->c)) {
+        char why[300];
+        int rc = email__idn_addr_ascii(a->addr, &ace, why, sizeof why);
+        if (rc)
+            return rc == EMAIL_EINVAL ? email__mime_fail(o, rc, "%s: %s", field, why) : rc;
+    }
+    int rc = put_mailbox_as(o, field, col, a, ace ? ace : a->addr);
+    free(ace);
+    return rc;
 }
 
 static int put_addresses(mime_out_t *o, const char *name, const address_list_t *l)

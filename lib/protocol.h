@@ -58,7 +58,18 @@ typedef struct smtp_job {
     const char *const *rcpts;         /* envelope recipients */
     size_t nrcpts;
     uint64_t size;                    /* size of the body (0 unknown), for SIZE= */
-    bool eight_bit, smtputf8;         /* BODY=8BITMIME, SMTPUTF8 wanted */
+    bool eight_bit;                   /* BODY=8BITMIME wanted */
+    bool smtputf8;                    /* SMTPUTF8 needed: the job fails without it */
+    const char *utf8_address;         /* with smtputf8: the address needing it (for the error
+                                         text), or NULL */
+    /* International domains: from and each recipient with its domain as an A-label, sent to a
+     * server without SMTPUTF8 (with it, from and rcpts go as they are). NULL: all ASCII. */
+    const char *from_ace;
+    const char *const *rcpts_ace;
+    /* RFC 3461, sent only when the server offers DSN: NOTIFY (EMAIL_NOTIFY_... flags, 0 none),
+     * RET ("FULL", "HDRS" or NULL), ENVID (printable ASCII, xtext-encoded here, or NULL). */
+    int dsn_notify;
+    const char *dsn_ret, *dsn_envid;
     /* Body source: up to n bytes into buf, 0 at the end, <0 EMAIL_E... on error. */
     ssize_t (*read)(void *ctx, char *buf, size_t n);
     /* Optional: the last read failure in words (naming the file that failed), into text. */

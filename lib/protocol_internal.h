@@ -1,7 +1,8 @@
 /*
- * The engine's insides, shared by its three files: protocol.c (the core: bytes in and out, the
- * FIFO of expected replies, the end of the session), protocol_setup.c (greeting, EHLO/HELO,
- * STARTTLS, AUTH) and protocol_txn.c (MAIL, RCPT, DATA or BDAT, bodies, each job's outcome).
+ * The engine's insides, shared by its files: protocol.c (the core: bytes in and out, the FIFO of
+ * expected replies, the end of the session), protocol_setup.c (greeting, EHLO/HELO, STARTTLS,
+ * AUTH), protocol_txn.c (MAIL, RCPT, DATA or BDAT, bodies, each job's outcome) and
+ * protocol_envelope.c (the MAIL and RCPT lines: their parameters, international addresses).
  * Not for use outside lib/protocol*.c. Functions one file lends another start with smtp__.
  */
 #ifndef EMAIL_PROTOCOL_INTERNAL_H
@@ -78,6 +79,7 @@ struct smtp_engine {
     smtp_job_t *progress_job; /* job whose body is being written out */
 
     bool quit_wanted;
+    bool dsn_noted;          /* the log said the server does not offer DSN (once a session) */
     bool ready_reported;
     bool dying;              /* a body could not be read: the session ends, nothing more goes */
     bool server_closing;     /* a 421 came: the session ends, nothing more goes */
@@ -125,6 +127,16 @@ void email__smtp_end_session(smtp_engine_t *e, int error, const char *text);
 /* protocol_setup.c */
 /* A reply before ready (or to QUIT): handled by the state that awaited it. */
 void email__smtp_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left);
+
+/* protocol_envelope.c */
+/* Whether job j can go to this server (SMTPUTF8); else false with the reason in why. Notes in the
+ * log, once, that DSN requests go without DSN. */
+bool email__smtp_envelope_fits(smtp_engine_t *e, const smtp_job_t *j, char *why, size_t size);
+/* "MAIL FROM:<...>" and its parameters (SIZE, BODY, SMTPUTF8, RET, ENVID) into line. */
+int email__smtp_mail_line(const smtp_engine_t *e, const smtp_job_t *j, email_buf_t *line);
+/* "RCPT TO:<...>" for recipient i and its parameters (NOTIFY, ORCPT) into line. */
+int email__smtp_rcpt_line(const smtp_engine_t *e, const smtp_job_t *j, size_t i,
+                          email_buf_t *line);
 
 /* protocol_txn.c */
 /* Sends what can be sent now: the next jobs' commands, or QUIT once they are done. */

@@ -157,11 +157,12 @@ static void on_greeting_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t le
 {
     (void)left;
     if (r->code == 421)
-        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server refused the connection: %d %s",
-                           r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server refused the connection: %s %s",
+                                 email__smtp_reply_codes(r).s, r->text);
     else if (r->code != 220)
-        email__smtp_quit_after_failure(
-            e, EMAIL_ESERVER, r, "the server refused the connection: %d %s", r->code, r->text);
+        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r,
+                                       "the server refused the connection: %s %s",
+                                       email__smtp_reply_codes(r).s, r->text);
     else
         send_ehlo(e, false);
 }
@@ -173,12 +174,13 @@ static void on_ehlo_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
         parse_ehlo(e, r);
         after_hello(e);
     } else if (r->code == 421) {
-        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "%d %s", r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "%s %s", email__smtp_reply_codes(r).s,
+                                 r->text);
     } else if (r->code >= 500) {
         send_ehlo(e, true); /* an old server: HELO, no extensions */
     } else {
-        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r, "EHLO refused: %d %s", r->code,
-                                       r->text);
+        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r, "EHLO refused: %s %s",
+                                       email__smtp_reply_codes(r).s, r->text);
     }
 }
 
@@ -186,12 +188,13 @@ static void on_helo_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     (void)left;
     if (r->code == 421) {
-        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "HELO refused: %d %s", r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "HELO refused: %s %s",
+                                 email__smtp_reply_codes(r).s, r->text);
         return;
     }
     if (r->code != 250) {
-        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r, "HELO refused: %d %s", r->code,
-                                       r->text);
+        email__smtp_quit_after_failure(e, EMAIL_ESERVER, r, "HELO refused: %s %s",
+                                       email__smtp_reply_codes(r).s, r->text);
         return;
     }
     e->caps = 0;
@@ -216,16 +219,18 @@ static void on_starttls_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t le
         return;
     }
     if (r->code == 421) {
-        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %d %s", r->code,
-                           r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server refused STARTTLS: %s %s",
+                                 email__smtp_reply_codes(r).s, r->text);
         return;
     }
     if (e->cfg.starttls == SMTP_TLS_REQUIRED) {
         email__smtp_quit_after_failure(e, EMAIL_ETLSREQUIRED, r,
-                                       "the server refused STARTTLS: %d %s", r->code, r->text);
+                                       "the server refused STARTTLS: %s %s",
+                                       email__smtp_reply_codes(r).s, r->text);
         return;
     }
-    email__smtp_logf(e, '#', "SMTP STARTTLS refused (%d): going on unencrypted", r->code);
+    email__smtp_logf(e, '#', "SMTP STARTTLS refused (%s): going on unencrypted",
+                     email__smtp_reply_codes(r).s);
     e->cfg.starttls = SMTP_TLS_NEVER;
     after_hello(e);
 }
@@ -256,11 +261,13 @@ static void on_auth_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
     } else if (r->code == 334) {
         answer_challenge(e, r);
     } else if (r->code == 421) {
-        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %d %s",
-                           email__auth_mech_name(e->auth_used), r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %s %s",
+                                 email__auth_mech_name(e->auth_used),
+                                 email__smtp_reply_codes(r).s, r->text);
     } else {
-        email__smtp_quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %d %s",
-                                 email__auth_mech_name(e->auth_used), r->code, r->text);
+        email__smtp_quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %s %s",
+                                       email__auth_mech_name(e->auth_used),
+                                       email__smtp_reply_codes(r).s, r->text);
     }
 }
 
@@ -291,8 +298,8 @@ void email__smtp_setup_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t lef
     if (handle)
         handle(e, r, left);
     else
-        email__smtp_fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %d %s",
-                           r->code, r->text);
+        email__smtp_fail_session(e, EMAIL_EPROTO, r, "unexpected reply from the server: %s %s",
+                                 email__smtp_reply_codes(r).s, r->text);
 }
 
 /* ------------------------------------------------------------------------------------------- */

@@ -85,8 +85,9 @@ static void finish_refused(smtp_engine_t *e, smtp_job_t *j)
 {
     if (j->accepted == 0 && j->mail_ok && j->refusals.n)
         job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ERECIPIENTS, NULL,
-                   "every recipient was refused: %d %s", j->refusals.v[0].code,
-                   j->refusals.v[0].text);
+                   "every recipient was refused: %s %s",
+                   email__smtp_codes(j->fail_code, j->fail_enhanced).s,
+                   j->fail_text ? j->fail_text : "");
     else
         job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ESERVER, NULL, NULL);
 }
@@ -151,13 +152,7 @@ static int send_mail(smtp_engine_t *e, smtp_job_t *j)
 {
     email_buf_t line;
     email__buf_init(&line);
-    int rc = email__buf_printf(&line, "MAIL FROM:<%s>", j->from);
-    if (!rc && (e->caps & SMTP_CAP_SIZE) && j->size)
-        rc = email__buf_printf(&line, " SIZE=%llu", (unsigned long long)j->size);
-    if (!rc && j->eight_bit && (e->caps & SMTP_CAP_8BITMIME))
-        rc = email__buf_puts(&line, " BODY=8BITMIME");
-    if (!rc && j->smtputf8)
-        rc = email__buf_puts(&line, " SMTPUTF8");
+    int rc = email__smtp_mail_line(e, j, &line);
     if (!rc)
         rc = send_cmd(e, line.data, CMD_MAIL, j);
     email__buf_free(&line);
@@ -168,7 +163,7 @@ static int send_rcpt(smtp_engine_t *e, smtp_job_t *j, size_t i)
 {
     email_buf_t line;
     email__buf_init(&line);
-    int rc = email__buf_printf(&line, "RCPT TO:<%s>", j->rcpts[i]);
+    int rc = email__smtp_rcpt_line(e, j, i, &line);
     if (!rc)
         rc = send_cmd(e, line.data, CMD_RCPT, j);
     email__buf_free(&line);
@@ -184,9 +179,9 @@ static bool job_fits(smtp_engine_t *e, smtp_job_t *j)
                    (unsigned long long)j->size, (unsigned long long)e->size_limit);
         return false;
     }
-    if (j->smtputf8 && !(e->caps & SMTP_CAP_SMTPUTF8)) {
-        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ENOTSUP, NULL,
-                   "an address is not ASCII and the server does not offer SMTPUTF8");
+    char why[400];
+    if (!email__smtp_envelope_fits(e, j, why, sizeof why)) {
+        job_finish(e, j, SMTP_JOB_FAILED, EMAIL_ENOTSUP, NULL, "%s", why);
         return false;
     }
     return true;
@@ -429,8 +424,8 @@ static void on_closing_reply(smtp_engine_t *e, pending_reply_t p, const smtp_rep
         job_finish(e, p.job, SMTP_JOB_FAILED, EMAIL_ESERVER, r, NULL);
     else if (p.job)
         job_finish(e, p.job, SMTP_JOB_RETRYABLE, EMAIL_ECLOSED, r, NULL);
-    email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %d %s",
-                       r->code, r->text);
+    email__smtp_fail_session(e, EMAIL_ECLOSED, r, "the server is closing the connection: %s %s",
+                             email__smtp_reply_codes(r).s, r->text);
 }
 
 typedef void job_handler_t(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r);

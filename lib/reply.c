@@ -5,6 +5,7 @@
  */
 #include "reply.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,4 +244,19 @@ int email__smtp_reply_parse(smtp_reply_parser_t *p, const char *data, size_t n, 
     }
     *consumed = i;
     return rc;
+}
+
+smtp_codes_t email__smtp_codes(int code, const char *enhanced)
+{
+    smtp_codes_t c;
+    if (enhanced && enhanced[0])
+        snprintf(c.s, sizeof c.s, "%d %.15s", code, enhanced);
+    else
+        snprintf(c.s, sizeof c.s, "%d", code);
+    return c;
+}
+
+smtp_codes_t email__smtp_reply_codes(const smtp_reply_t *r)
+{
+    return email__smtp_codes(r->code, r->enhanced);
 }

@@ -45,4 +45,13 @@ int email__smtp_reply_parse(smtp_reply_parser_t *p, const char *data, size_t n, 
 
 void email__smtp_reply_free(smtp_reply_t *r);
 
+/* A reply's codes as every text quoting it gives them: "550 5.1.1", or "550" when the server gave
+   no enhanced code. The result is a temporary: use .s within the expression that made it. */
+typedef struct smtp_codes {
+    char s[24];
+} smtp_codes_t;
+smtp_codes_t email__smtp_codes(int code, const char *enhanced);
+/* email__smtp_codes of a reply. */
+smtp_codes_t email__smtp_reply_codes(const smtp_reply_t *r);
+
 #endif

@@ -30,6 +30,8 @@ typedef struct send_req {
     char *from;
     char **rcpts;
     size_t nrcpts;
+    char *from_ace;              /* the envelope with A-label domains (job.from_ace, rcpts_ace; */
+    char **rcpts_ace;            /* job.nrcpts of them), NULL when ASCII */
     int attempts;
     uint64_t id;
     uint64_t session;            /* log session id of the connection carrying it */

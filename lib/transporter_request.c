@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "idn.h"
+#include "message_content.h"
 #include "registry.h"
 #include "util.h"
 
@@ -77,6 +79,10 @@ void email__send_req_free(send_req_t *r)
     for (size_t i = 0; r->rcpts && i < r->nrcpts; i++)
         free(r->rcpts[i]);
     free(r->rcpts);
+    free(r->from_ace);
+    for (size_t i = 0; r->rcpts_ace && i < r->job.nrcpts; i++)
+        free(r->rcpts_ace[i]);
+    free(r->rcpts_ace);
     email__refusals_free(&r->job.refusals);
     email__refusals_free(&r->refusals);
     email__errors_free(&r->earlier);
@@ -167,6 +173,45 @@ static send_req_t *req_alloc(email_transporter_t *t)
     return r;
 }
 
+/* The envelope's A-label forms for servers without SMTPUTF8 (the addresses were checked). */
+static int set_ace(send_req_t *r)
+{
+    smtp_job_t *j = &r->job;
+    if (email__idn_domain_utf8(j->from)) {
+        if (email__idn_addr_ascii(j->from, &r->from_ace, NULL, 0))
+            return EMAIL_ENOMEM;
+        j->from_ace = r->from_ace;
+    }
+    size_t i = 0;
+    while (i < j->nrcpts && !email__idn_domain_utf8(j->rcpts[i]))
+        i++;
+    if (i == j->nrcpts)
+        return 0;
+    if (!(r->rcpts_ace = calloc(j->nrcpts, sizeof *r->rcpts_ace)))
+        return EMAIL_ENOMEM;
+    for (i = 0; i < j->nrcpts; i++)
+        if (email__idn_addr_ascii(j->rcpts[i], &r->rcpts_ace[i], NULL, 0))
+            return EMAIL_ENOMEM;
+    j->rcpts_ace = (const char *const *)r->rcpts_ace;
+    return 0;
+}
+
+/* What the job takes from the message: its envelope, SMTPUTF8, its DSN request. */
+static int set_envelope(send_req_t *r)
+{
+    const char *const *rcpts;
+    r->job.nrcpts = email__message_recipients(r->msg, &rcpts);
+    r->job.rcpts = rcpts;
+    r->job.from = email__message_envelope_from(r->msg);
+    r->job.utf8_address = email__message_utf8_address(email__message_content(r->msg));
+    r->job.smtputf8 = r->job.utf8_address != NULL;
+    const message_dsn_t *dsn = email__message_dsn(r->msg);
+    r->job.dsn_notify = dsn->notify;
+    r->job.dsn_ret = dsn->ret;
+    r->job.dsn_envid = dsn->envid;
+    return set_ace(r);
+}
+
 int email__send_req_new_message(email_transporter_t *t, const email_message_t *m, send_req_t **out,
                          char *err, size_t errlen)
 {
@@ -180,15 +225,12 @@ int email__send_req_new_message(email_transporter_t *t, const email_message_t *m
     int rc = email__message_freeze(m, t->header_charset, t->body_charset, &r->msg, err, errlen);
     if (!rc)
         rc = email__send_req_rewind(r, err, errlen);
+    if (!rc && (rc = set_envelope(r)))
+        snprintf(err, errlen, "out of memory");
     if (rc) {
         email__send_req_free(r);
         return rc;
     }
-    const char *const *rcpts;
-    r->job.nrcpts = email__message_recipients(r->msg, &rcpts);
-    r->job.rcpts = rcpts;
-    r->job.from = email__message_envelope_from(r->msg);
-    r->job.smtputf8 = email__message_needs_smtputf8(r->msg);
     r->id = email_message_id(r->msg);
     r->nrcpts = r->job.nrcpts;
     email__registry_pending(r->id);
@@ -230,9 +272,17 @@ int email__send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw
     r->job.nrcpts = r->nrcpts;
     r->job.size = raw->length;
     r->job.eight_bit = !email__is_ascii(raw->mime, raw->length);
-    r->job.smtputf8 = !email__is_ascii(r->from, strlen(r->from));
-    for (size_t i = 0; i < r->nrcpts; i++)
-        r->job.smtputf8 |= !email__is_ascii(r->rcpts[i], strlen(r->rcpts[i]));
+    /* only a local part that is not ASCII needs SMTPUTF8: a domain has its A-label */
+    if (email__idn_local_utf8(r->from))
+        r->job.utf8_address = r->from;
+    for (size_t i = 0; !r->job.utf8_address && i < r->nrcpts; i++)
+        if (email__idn_local_utf8(r->rcpts[i]))
+            r->job.utf8_address = r->rcpts[i];
+    r->job.smtputf8 = r->job.utf8_address != NULL;
+    if (set_ace(r)) {
+        email__send_req_free(r);
+        return EMAIL_ENOMEM;
+    }
     email__send_req_rewind(r, NULL, 0);
     r->id = email__message_new_id(); /* the same space as messages' ids: EmailStatus tracks it */
     email__registry_pending(r->id);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "idn.h"
 #include "registry.h"
 #include "util.h"
 
@@ -181,9 +182,24 @@ static bool envelope_address_ok(const char *a, bool may_be_empty)
     return at && at != a && at[1];
 }
 
+/* A UTF-8 domain that has no A-label could not go to a server without SMTPUTF8. */
+static int check_idn(const char *fn, const char *addr, char *err, size_t errlen)
+{
+    char why[300], *ace;
+    int rc = email__idn_addr_ascii(addr, &ace, why, sizeof why);
+    if (rc == EMAIL_EINVAL)
+        snprintf(err, errlen, "%s: %s", fn, why);
+    else if (rc)
+        snprintf(err, errlen, "%s: out of memory", fn);
+    else
+        free(ace);
+    return rc;
+}
+
 int email__transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err,
                                  size_t errlen)
 {
+    int rc;
     if (!envelope_address_ok(raw->from, true)) {
         snprintf(err, errlen, "%s: from \"%s\" is not an envelope address", fn,
                  raw->from ? raw->from : "(null)");
@@ -193,11 +209,16 @@ int email__transporter_raw_check(const transporter_raw_t *raw, const char *fn, c
         snprintf(err, errlen, "%s: no recipient", fn);
         return EMAIL_EINVAL;
     }
-    for (size_t i = 0; raw->rcpts[i]; i++)
+    for (size_t i = 0; raw->rcpts[i]; i++) {
         if (!envelope_address_ok(raw->rcpts[i], false)) {
             snprintf(err, errlen, "%s: recipient \"%s\" is not an address", fn, raw->rcpts[i]);
             return EMAIL_EINVAL;
         }
+        if ((rc = check_idn(fn, raw->rcpts[i], err, errlen)))
+            return rc;
+    }
+    if ((rc = check_idn(fn, raw->from, err, errlen)))
+        return rc;
     if (!raw->mime || !raw->length) {
         snprintf(err, errlen, "%s: the message is empty", fn);
         return EMAIL_EINVAL;

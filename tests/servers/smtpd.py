@@ -62,6 +62,9 @@ def parse_args(argv):
                    help="refuse mail commands before STARTTLS (530)")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="implicit TLS from the first byte")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    p.add_argument("--dsn", action="store_true",
+                   help="offer DSN (RFC 3461): RET/ENVID and NOTIFY/ORCPT are taken off the "
+                        "commands as received and spooled as dsn_mail / dsn_rcpt")
     p.add_argument("--pipelining", action="store_true",
                    help="offer PIPELINING (aiosmtpd reads commands in order, so it copes)")
     p.add_argument("--chunking", action="store_true",
@@ -140,6 +143,8 @@ class Handler:
             responses.insert(-1, "250-PIPELINING")
         if self.args.chunking:
             responses.insert(-1, "250-CHUNKING")
+        if self.args.dsn:
+            responses.insert(-1, "250-DSN")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -251,6 +256,8 @@ class Handler:
             "helo": session.host_name,
             "esmtp": session.extended_smtp,
             "smtputf8": envelope.smtp_utf8,
+            "dsn_mail": getattr(envelope, "dsn_mail", []),
+            "dsn_rcpt": getattr(envelope, "dsn_rcpt", []),
             "tls": server.tls_active(),
         }
         with open(base + ".json.tmp", "w", encoding="ascii") as f:
@@ -288,6 +295,32 @@ class LoggingSMTP(SMTP):
             self._log_partial = b""
         self._log(b"-- closed")
         super().connection_lost(error)
+
+    @staticmethod
+    def _take_params(arg, names):
+        """Splits the parameters named (RFC 3461's) off a MAIL or RCPT argument, as received:
+        aiosmtpd refuses parameters it does not know, and upper-cases those it keeps."""
+        words = (arg or "").split(" ")
+        taken = [w for w in words if w.split("=", 1)[0].upper() in names]
+        return " ".join(w for w in words if w not in taken), taken
+
+    async def smtp_MAIL(self, arg):
+        if not self.event_handler.args.dsn:
+            return await super().smtp_MAIL(arg)
+        arg, taken = self._take_params(arg, ("RET", "ENVID"))
+        await super().smtp_MAIL(arg)
+        if self.envelope.mail_from is not None:
+            self.envelope.dsn_mail = taken
+            self.envelope.dsn_rcpt = []
+
+    async def smtp_RCPT(self, arg):
+        if not self.event_handler.args.dsn:
+            return await super().smtp_RCPT(arg)
+        arg, taken = self._take_params(arg, ("NOTIFY", "ORCPT"))
+        before = len(self.envelope.rcpt_tos)
+        await super().smtp_RCPT(arg)
+        if len(self.envelope.rcpt_tos) > before:
+            self.envelope.dsn_rcpt.append(taken)
 
     async def smtp_BDAT(self, arg):
         """BDAT size [LAST] (RFC 3030): the chunk is read whatever the transaction's state, as

@@ -239,9 +239,10 @@ static void test_envelope(void **state)
     assert_string_equal(email__message_envelope_from(m), "office@example.org");
     assert_int_equal(email_message_set_sender(m, NULL), 0);
     assert_string_equal(email__message_envelope_from(m), "alice@example.org");
-    assert_false(email__message_needs_smtputf8(m));
+    assert_null(email__message_utf8_address(email__message_content(m)));
     assert_int_equal(email_message_add_cc(m, "\xe7\x94\xa8\xe6\x88\xb7@example.org"), 0);
-    assert_true(email__message_needs_smtputf8(m));
+    assert_string_equal(email__message_utf8_address(email__message_content(m)),
+                        "\xe7\x94\xa8\xe6\x88\xb7@example.org");
     size_t len;
     char *mime = mime_of(m, &len);
     mime_reader_t *r;

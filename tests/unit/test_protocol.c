@@ -550,8 +550,8 @@ static void test_auth_refused(void **state)
     assert_string_equal(tail, "S: 535 5.7.8 Error: authentication failed: bad credentials\n"
                               "C: QUIT\n"
                               "S: 221 2.0.0 Bye\n"
-                              "#: SMTP Error: authentication with PLAIN failed: 535 Error: "
-                              "authentication failed: bad credentials\n");
+                              "#: SMTP Error: authentication with PLAIN failed: 535 5.7.8 "
+                              "Error: authentication failed: bad credentials\n");
     assert_false(email__smtp_engine_is_ready(s->e));
     assert_true(email__smtp_engine_is_closed(s->e));
     assert_log_hides(s, user_pass_secrets);
@@ -634,8 +634,8 @@ static void test_quit_after_failure_unanswered(void **state)
                          "closed EMAIL_EAUTH 535 5.7.8\n");
         assert_non_null(strstr(s->closed_status.status_text, "bad credentials"));
         assert_true(ts_log_has(s, "#: SMTP Error: no answer to QUIT"));
-        assert_true(ts_log_has(s, "#: SMTP Error: authentication with PLAIN failed: 535 bad "
-                                   "credentials"));
+        assert_true(ts_log_has(s, "#: SMTP Error: authentication with PLAIN failed: 535 5.7.8 "
+                                   "bad credentials"));
         test_job_free(&m1);
         test_job_free(&m2);
     }
