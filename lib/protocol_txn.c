@@ -389,11 +389,18 @@ static void on_rset_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r
 
 static void on_bdat_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)
 {
-    (void)e;
-    if (!positive(r) && j->mail_ok && j->accepted && !j->chunk_failed) {
-        j->chunk_failed = true;
+    if (positive(r) || j->chunk_failed)
+        return;
+    j->chunk_failed = true;
+    if (j->mail_ok && j->accepted)
         job_set_reason(j, r); /* this refusal, not a recipient's, is the reason */
-    }
+    if (e->body_job != j)
+        return; /* BDAT LAST went: its reply ends the job */
+    /* RFC 3030: no chunk may follow a refused one. The server discards those already on their
+     * way (their replies find no job); RSET ends the transaction, then the next message. */
+    email__buf_reset(&e->chunk);
+    abandon_transaction(e, j);
+    email__smtp_pump(e);
 }
 
 static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply_t *r)

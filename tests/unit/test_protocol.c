@@ -2021,6 +2021,38 @@ static void test_bdat_chunk_refused(void **state)
     free(body);
 }
 
+/* A chunk refused while the body is still going out: no chunk follows it (RFC 3030), RSET at once;
+ * the replies to the chunks already on their way find no job, and the next message goes. */
+static void test_bdat_refused_chunk_stops_the_body(void **state)
+{
+    test_session_t *s = *state;
+    char *body = lines_body(3000000);
+    assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, body, B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    const char *w = ts_take_one(s);
+    assert_int_equal(strncmp(w, MAIL_A RCPT_B "BDAT ", strlen(MAIL_A RCPT_B) + 5), 0);
+    size_t sent = count_bdat(w);
+    assert_true(sent >= 1);
+    assert_null(strstr(w, " LAST\r\n"));
+    expect_feed(s, OK_MAIL OK_RCPT "552 5.3.4 Message size exceeds fixed limit\r\n", "RSET\r\n");
+    EXPECT_EVENTS(s, "ready\njob m1 FAILED EMAIL_ESERVER 552 5.3.4 rejected=0\n");
+    assert_string_equal(ts_take(s), ""); /* not one more chunk */
+    for (size_t i = 1; i < sent; i++)
+        expect_feed(s, "554 5.5.0 Transaction failed\r\n", "");
+    expect_feed(s, "250 2.0.0 Ok\r\n", "");
+    EXPECT_EVENTS(s, "");
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_string_equal(ts_take(s), MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n");
+    expect_feed(s, OK_MAIL OK_RCPT QUEUED, "");
+    EXPECT_EVENTS(s, "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    test_job_free(&m1);
+    test_job_free(&m2);
+    free(body);
+}
+
 /* Every recipient refused: the chunks went, but the job fails with ERECIPIENTS, RSET follows. */
 static void test_bdat_all_recipients_refused(void **state)
 {
@@ -2625,6 +2657,7 @@ int main(void)
         SESSION_TEST(test_bdat_stream_refusals),
         SESSION_TEST(test_bdat_stream_dropped),
         SESSION_TEST(test_bdat_chunk_refused),
+        SESSION_TEST(test_bdat_refused_chunk_stops_the_body),
         SESSION_TEST(test_bdat_all_recipients_refused),
         SESSION_TEST(test_bdat_421_answer_to_last),
         SESSION_TEST(test_bdat_abort),
