@@ -69,6 +69,7 @@ struct email_transporter_s {
     queue_t live;                /* in the list of every transporter, for shutdown */
     /* settings, immutable after creation */
     char *host, *user, *password, *token, *log_file, *ca_file, *helo_name;
+    char *cert_file, *key_file;  /* TLS client certificate and key (NULL: none) */
     char *header_charset, *body_charset;
     int port;
     auth_mech_t auth_mech;
@@ -82,6 +83,7 @@ struct email_transporter_s {
     log_sink_t *log;             /* extended log, or NULL (swapped on the loop thread) */
 
     /* loop thread state */
+    struct tls_resume *resume;   /* the last TLS session, so the next connection resumes it */
     connection_t *conn;
     uint64_t conn_session;       /* log session id of conn */
     queue_t waiting;             /* send_req_t not yet given to a connection */
