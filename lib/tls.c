@@ -43,6 +43,7 @@ struct tls {
     tls_resume_t **resume;
     bool no_verify;
     bool handshaking, established, failed;
+    bool kept;               /* this session is in *resume */
     email_buf_t in;          /* ciphertext received, not yet pulled by GnuTLS */
     size_t in_off;
     size_t received;         /* ciphertext bytes received in all */
@@ -250,15 +251,22 @@ void email__tls_resume_free(tls_resume_t *r)
     free(r);
 }
 
-/* A session that ended well is kept for the next connection (with TLS 1.3, its ticket came
- * after the handshake: hence at the end). */
+/* The session is kept for the next connection as soon as it can be resumed: after the
+ * handshake with TLS 1.2, once the server's ticket came with TLS 1.3 (after the handshake). The
+ * next connection may start before this one ends, so not at the end. */
 static void keep_session(tls_t *t)
 {
+    if (!t->resume || t->kept || !t->established)
+        return;
+    if (gnutls_protocol_get_version(t->session) == GNUTLS_TLS1_3 &&
+        !(gnutls_session_get_flags(t->session) & GNUTLS_SFLAGS_SESSION_TICKET))
+        return;
     tls_resume_t *r = calloc(1, sizeof *r);
     if (!r || gnutls_session_get_data2(t->session, &r->data) < 0) {
         free(r);
         return;
     }
+    t->kept = true;
     email__tls_resume_free(*t->resume);
     *t->resume = r;
 }
@@ -267,8 +275,6 @@ void email__tls_free(tls_t *t)
 {
     if (!t)
         return;
-    if (t->resume && t->established && !t->failed)
-        keep_session(t);
     if (t->session)
         gnutls_deinit(t->session);
     creds_put(t->creds);
@@ -307,6 +313,7 @@ static void handshake_step(tls_t *t)
     t->handshaking = false;
     if (rc == 0) {
         t->established = true;
+        keep_session(t);
         t->cb.handshake(t->ud, 0, "");
         return;
     }
@@ -352,6 +359,7 @@ void email__tls_feed(tls_t *t, const char *data, size_t n)
     /* read every whole record we have: GnuTLS may hold decrypted bytes beyond what we asked */
     while (t->established && !t->failed) {
         ssize_t got = gnutls_record_recv(t->session, buf, sizeof buf);
+        keep_session(t); /* a TLS 1.3 ticket may have come */
         if (got > 0) {
             t->cb.recv(t->ud, buf, (size_t)got);
             continue;
