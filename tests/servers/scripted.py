@@ -114,6 +114,8 @@ class Peer:
         """Server side of a TLS handshake; ragged EOFs are reported, not taken for a close."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
+        # Debian's Python takes a TCP close for close_notify unless told not to
+        ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
         self.sel.unregister(self.sock)
         self.sock.settimeout(self.timeout)
         try:
@@ -126,8 +128,8 @@ class Peer:
     def recv(self):
         try:
             data = self.sock.recv(65536)
-        except ssl.SSLEOFError:
-            return b""  # closed without close_notify
+        except ssl.SSLError:
+            return b""  # closed without close_notify (UNEXPECTED_EOF_WHILE_READING), or broken
         except ConnectionError:
             return b""
         if not data and isinstance(self.sock, ssl.SSLSocket):
