@@ -7,7 +7,8 @@ set -e
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libuv1-dev libgnutls28-dev
-libcmocka-dev gnutls-bin python3 python3-aiosmtpd postfix valgrind clang libcurl4-gnutls-dev
+libcmocka-dev gnutls-bin python3 python3-aiosmtpd postfix dovecot-core dovecot-submissiond
+valgrind clang libcurl4-gnutls-dev
 libgtk-4-dev xvfb xauth"
 
 missing=""
