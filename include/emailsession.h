@@ -264,7 +264,8 @@ typedef struct email_server_s {
      * and neither password nor token). 4D's values "CRAM-MD5", "LOGIN", "PLAIN", "OAUTH2"
      * (XOAUTH2, or OAUTHBEARER when only that is offered) and the SASL names "XOAUTH2",
      * "OAUTHBEARER", "SCRAM-SHA-256", "SCRAM-SHA-1", "EXTERNAL", in any case. SCRAM verifies
-     * the server's signature (a wrong one: EMAIL_EAUTH) and refuses fewer than 4096 iterations;
+     * the server's signature (a wrong one: EMAIL_EAUTH) and refuses fewer than 4096 iterations
+     * (and more than 1000000, which would stall the library's thread);
      * it takes printable ASCII passwords only (no SASLprep of others): with another password
      * NULL skips SCRAM, and asking for it is EMAIL_ENOTSUP. */
     const char *authentication_mode;

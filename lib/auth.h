@@ -43,8 +43,9 @@ auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned li
                                const auth_creds_t *creds, bool have_cert);
 
 /*
- * The AUTH command line (without CRLF) of a mechanism other than SCRAM into cmd, and the same with every secret masked as "****"
- * into shown (for logs). The server's 334 challenges, if any, are answered with email__auth_step.
+ * The AUTH command line (without CRLF) of a mechanism other than SCRAM into cmd, and the same
+ * with every secret masked as "****" into shown (for logs). The server's 334 challenges, if any,
+ * are answered with email__auth_step. SCRAM's exchange is lib/auth_scram.c's.
  */
 int email__auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *cmd,
                       email_buf_t *shown);
