@@ -290,10 +290,15 @@ typedef struct email_server_s {
     int port;                    /* 0 → 587, or 465 when security is EMAIL_SECURITY_TLS */
     const char *user, *password;
     const char *oauth2_token;    /* XOAUTH2 / OAUTHBEARER */
-    /* NULL = the most secure the server offers (OAuth when a token is given, then CRAM-MD5,
-     * PLAIN, LOGIN). 4D's values "CRAM-MD5", "LOGIN", "PLAIN", "OAUTH2" (XOAUTH2, or
-     * OAUTHBEARER when only that is offered) and the SASL names "XOAUTH2", "OAUTHBEARER", in
-     * any case. "SCRAM-SHA-256" and "SCRAM-SHA-1" are not implemented yet: EMAIL_ENOTSUP. */
+    /* NULL = the most secure the server offers (OAuth when a token is given, then
+     * SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN; EXTERNAL with a client certificate
+     * and neither password nor token). 4D's values "CRAM-MD5", "LOGIN", "PLAIN", "OAUTH2"
+     * (XOAUTH2, or OAUTHBEARER when only that is offered) and the SASL names "XOAUTH2",
+     * "OAUTHBEARER", "SCRAM-SHA-256", "SCRAM-SHA-1", "EXTERNAL", in any case. SCRAM verifies
+     * the server's signature (a wrong one: EMAIL_EAUTH) and refuses fewer than 4096 iterations
+     * (and more than 1000000, which would stall the library's thread);
+     * it takes printable ASCII passwords only (no SASLprep of others): with another password
+     * NULL skips SCRAM, and asking for it is EMAIL_ENOTSUP. */
     const char *authentication_mode;
     int security;                /* EMAIL_SECURITY_STARTTLS (default), _TLS, _NONE */
     bool accept_unsecure_connection; /* false: fail when encryption is impossible (4D default) */
@@ -310,7 +315,11 @@ typedef struct email_server_s {
      * may then be accepted out of order; each still gets exactly one outcome. An int takes a
      * whole slot: the pointers around it align it so. */
     int max_connections;
-    void *reserved_[15];         /* room to grow (see above); zero, never touch */
+    /* A TLS client certificate (PEM, may hold the chain) and its private key (PEM, unencrypted;
+     * NULL: in client_cert_file), presented when the server asks; NULL: none. */
+    const char *client_cert_file;
+    const char *client_key_file;
+    void *reserved_[13];         /* room to grow (see above); zero, never touch */
 } email_server_t;
 
 /* The largest email_server_t.max_connections. */
@@ -330,8 +339,10 @@ EMAIL_EXTERN void email_server_init(email_server_t *server);
  * A transporter for one server. Strings are copied. Does not connect yet.
  * NULL on bad settings (email_error_info says which, email_last_error is EMAIL_EINVAL), among
  * them a user or oauth2_token with a control character (it would split a SASL payload: XOAUTH2
- * separates its fields with \x01); EMAIL_ENOTSUP for an authentication_mode not implemented
- * (SCRAM), rather than another mechanism silently.
+ * separates its fields with \x01), a client certificate and key that cannot be loaded (the
+ * file named), "EXTERNAL" without client_cert_file; EMAIL_ENOTSUP for "SCRAM-SHA-256" /
+ * "SCRAM-SHA-1" with a password SCRAM cannot take as it is (not printable ASCII), rather than
+ * another mechanism silently.
  * OAUTHBEARER writes ',' and '=' of the user name as "=2C" and "=3D" (RFC 5801).
  */
 EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);

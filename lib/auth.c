@@ -5,6 +5,7 @@
 #include <gnutls/gnutls.h>
 #include <string.h>
 
+#include "auth_scram.h"
 #include "emailsession.h"
 #include "encode.h"
 
@@ -12,8 +13,14 @@ static const struct {
     auth_mech_t mech;
     const char *name;
 } mechs[] = {
-    {AUTH_OAUTHBEARER, "OAUTHBEARER"}, {AUTH_XOAUTH2, "XOAUTH2"}, {AUTH_CRAM_MD5, "CRAM-MD5"},
-    {AUTH_PLAIN, "PLAIN"},             {AUTH_LOGIN, "LOGIN"},
+    {AUTH_OAUTHBEARER, "OAUTHBEARER"},
+    {AUTH_XOAUTH2, "XOAUTH2"},
+    {AUTH_SCRAM_SHA256, "SCRAM-SHA-256"},
+    {AUTH_SCRAM_SHA1, "SCRAM-SHA-1"},
+    {AUTH_CRAM_MD5, "CRAM-MD5"},
+    {AUTH_PLAIN, "PLAIN"},
+    {AUTH_LOGIN, "LOGIN"},
+    {AUTH_EXTERNAL, "EXTERNAL"},
 };
 #define NMECHS (sizeof mechs / sizeof mechs[0])
 
@@ -41,9 +48,9 @@ const char *email__auth_mech_name(auth_mech_t mech)
     return "NONE";
 }
 
-bool email__auth_mech_unimplemented(const char *name)
+bool email__auth_mech_is_scram(auth_mech_t mech)
 {
-    return !email__strcasecmp(name, "SCRAM-SHA-256") || !email__strcasecmp(name, "SCRAM-SHA-1");
+    return mech == AUTH_SCRAM_SHA256 || mech == AUTH_SCRAM_SHA1;
 }
 
 unsigned email__auth_parse_mechs(const char *list)
@@ -64,8 +71,26 @@ unsigned email__auth_parse_mechs(const char *list)
     return set;
 }
 
+/* Whether the credentials allow mechanism m when choosing the strongest. */
+static bool usable(auth_mech_t m, const auth_creds_t *c, bool have_cert)
+{
+    bool password = c->password && *c->password, token = c->token && *c->token;
+    switch (m) {
+    case AUTH_XOAUTH2:
+    case AUTH_OAUTHBEARER:
+        return token;
+    case AUTH_SCRAM_SHA256:
+    case AUTH_SCRAM_SHA1:
+        return password && email__scram_password_ok(c->password);
+    case AUTH_EXTERNAL:
+        return have_cert && !password && !token;
+    default:
+        return password;
+    }
+}
+
 auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit,
-                               bool have_password, bool have_token)
+                               const auth_creds_t *creds, bool have_cert)
 {
     if (limit)
         offered &= limit;
@@ -76,12 +101,9 @@ auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned li
     if (wanted != AUTH_NONE)
         return (offered & wanted) ? wanted : AUTH_NONE;
     /* mechs[] is ordered strongest first */
-    for (size_t i = 0; i < NMECHS; i++) {
-        auth_mech_t m = mechs[i].mech;
-        bool oauth = m == AUTH_XOAUTH2 || m == AUTH_OAUTHBEARER;
-        if ((offered & m) && (oauth ? have_token : have_password))
-            return m;
-    }
+    for (size_t i = 0; i < NMECHS; i++)
+        if ((offered & mechs[i].mech) && usable(mechs[i].mech, creds, have_cert))
+            return mechs[i].mech;
     return AUTH_NONE;
 }
 
@@ -138,6 +160,12 @@ int email__auth_start(auth_mech_t mech, const auth_creds_t *c, email_buf_t *cmd,
         if ((rc = oauth_payload(mech, c, &raw)))
             goto out;
         break;
+    case AUTH_EXTERNAL:
+        /* an empty initial response ("="): the identity is the certificate's (RFC 4954) */
+        rc = email__buf_puts(cmd, " =");
+        if (!rc)
+            rc = email__buf_puts(shown, " =");
+        goto out;
     case AUTH_LOGIN:
     case AUTH_CRAM_MD5:
         goto out; /* no initial response: the server's 334 challenges come first */

@@ -12,6 +12,9 @@ typedef enum {
     AUTH_CRAM_MD5 = 1 << 2,
     AUTH_XOAUTH2 = 1 << 3,
     AUTH_OAUTHBEARER = 1 << 4,
+    AUTH_SCRAM_SHA256 = 1 << 5,
+    AUTH_SCRAM_SHA1 = 1 << 6,
+    AUTH_EXTERNAL = 1 << 7,     /* RFC 4422 appendix A: the TLS client certificate */
     /* 4D's "OAUTH2": XOAUTH2, or OAUTHBEARER when only that is offered (never on the wire) */
     AUTH_OAUTH2 = AUTH_XOAUTH2 | AUTH_OAUTHBEARER
 } auth_mech_t;
@@ -22,25 +25,27 @@ unsigned email__auth_parse_mechs(const char *list);
 auth_mech_t email__auth_mech_from_name(const char *name);
 /* The name of a mechanism ("OAUTH2" for AUTH_OAUTH2), "NONE" for anything else. */
 const char *email__auth_mech_name(auth_mech_t mech);
-/* A SASL mechanism we know of but do not implement ("SCRAM-SHA-256", "SCRAM-SHA-1"). */
-bool email__auth_mech_unimplemented(const char *name);
-
-/*
- * The mechanism to use among `offered`: `wanted` when set (AUTH_NONE if not offered; for
- * AUTH_OAUTH2, XOAUTH2 before OAUTHBEARER), else the
- * strongest offered one the credentials allow (OAuth with a token; CRAM-MD5, PLAIN, LOGIN with a
- * password). `limit` restricts the candidates (a bit set; 0 = all).
- */
-auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit,
-                               bool have_password, bool have_token);
+/* True for SCRAM-SHA-256 and SCRAM-SHA-1, whose exchange lib/auth_scram.c keeps. */
+bool email__auth_mech_is_scram(auth_mech_t mech);
 
 typedef struct auth_creds {
     const char *user, *password, *token;
 } auth_creds_t;
 
 /*
- * The AUTH command line (without CRLF) into cmd, and the same with every secret masked as "****"
- * into shown (for logs). The server's 334 challenges, if any, are answered with email__auth_step.
+ * The mechanism to use among `offered`: `wanted` when set (AUTH_NONE if not offered; for
+ * AUTH_OAUTH2, XOAUTH2 before OAUTHBEARER), else the strongest offered one the credentials
+ * allow: OAuth with a token; SCRAM with a password SASLprep leaves as it is; CRAM-MD5, PLAIN,
+ * LOGIN with any password; EXTERNAL with a client certificate and neither password nor token.
+ * `limit` restricts the candidates (a bit set; 0 = all).
+ */
+auth_mech_t email__auth_choose(unsigned offered, auth_mech_t wanted, unsigned limit,
+                               const auth_creds_t *creds, bool have_cert);
+
+/*
+ * The AUTH command line (without CRLF) of a mechanism other than SCRAM into cmd, and the same
+ * with every secret masked as "****" into shown (for logs). The server's 334 challenges, if any,
+ * are answered with email__auth_step. SCRAM's exchange is lib/auth_scram.c's.
  */
 int email__auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *cmd,
                       email_buf_t *shown);

@@ -42,6 +42,7 @@ struct connection {
     bool ready, closing, engine_closed, flushing;
     bool feeding;                 /* inside the engine's feed: a job submitted from one of its
                                      callbacks is written after it, never in the middle */
+    bool last_words;              /* TLS writes only what the kernel takes at once */
     email_status_t ready_status;
     email_status_t why;           /* why the session ended */
     int closes_pending;           /* transport + timer */
@@ -91,12 +92,23 @@ static void on_transport_closed(void *ud)
     finish(ud);
 }
 
+/* TLS's close_notify, so the server knows the session ended here and was not cut: written now
+ * or never (nothing waits for a peer that does not read). */
+static void say_bye(connection_t *c)
+{
+    if (!c->tls || !c->transport)
+        return;
+    c->last_words = true;
+    email__tls_bye(c->tls);
+}
+
 /* Tears down handles; `finish` runs when both are closed. */
 static void close_all(connection_t *c)
 {
     if (c->closing)
         return;
     c->closing = true;
+    say_bye(c);
     log_event(c, '#', "SMTP Connection closed");
     c->closes_pending = 1 + (c->transport ? 1 : 0);
     uv_timer_stop(&c->timer);
@@ -301,6 +313,8 @@ static int tls_send(void *ud, const char *data, size_t n)
     connection_t *c = ud;
     if (!c->transport)
         return EMAIL_ECLOSED;
+    if (c->last_words)
+        return email__transport_write_now(c->transport, data, n);
     int rc = email__transport_write(c->transport, data, n);
     if (!rc)
         c->cipher_queued += n;
@@ -358,6 +372,8 @@ static void tls_handshake(void *ud, int error, const char *text)
     char desc[300];
     email__tls_describe(c->tls, desc, sizeof desc);
     log_event(c, '#', "SMTP TLS established: %s", desc);
+    if (email__tls_resumed(c->tls))
+        log_event(c, '#', "TLS session resumed");
     if (c->started) {
         email__smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);
@@ -379,7 +395,12 @@ static void start_tls(connection_t *c)
         .handshake = tls_handshake,
         .failed = tls_failed,
     };
-    tls_config_t cfg = {.host = c->host, .ca_file = c->ca_file, .no_verify = c->cfg.no_verify};
+    tls_config_t cfg = {.host = c->host,
+                        .ca_file = c->ca_file,
+                        .cert_file = c->cfg.cert_file,
+                        .key_file = c->cfg.key_file,
+                        .no_verify = c->cfg.no_verify,
+                        .resume = c->cfg.resume};
     char err[512];
     c->tls = email__tls_new(&cfg, &cbs, c, err, sizeof err);
     if (!c->tls) {

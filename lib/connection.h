@@ -22,6 +22,10 @@ typedef struct connection_config {
     bool allow_insecure_auth;     /* credentials may go in cleartext to any peer */
     bool implicit_tls;            /* TLS from the first byte */
     const char *ca_file;          /* extra trust anchors */
+    /* The client certificate and key (NULL: none), and where the TLS session to resume is
+     * kept (NULL: none): the transporter's, which outlives its connections. */
+    const char *cert_file, *key_file;
+    struct tls_resume **resume;
     bool no_verify;               /* no certificate checks (tests only; logged) */
     int connect_timeout_ms;       /* resolve + connect + greeting + TLS + EHLO + AUTH */
     int reply_timeout_ms;         /* silence allowed while a reply is awaited */

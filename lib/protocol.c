@@ -95,6 +95,7 @@ void email__smtp_engine_free(smtp_engine_t *e)
     free((char *)e->cfg.creds.user);
     email__free_secret((char *)e->cfg.creds.password);
     email__free_secret((char *)e->cfg.creds.token);
+    email__scram_free(e->scram);
     email__smtp_reply_parser_free(&e->parser);
     email__buf_free(&e->out);
     email__buf_free(&e->chunk);

@@ -35,6 +35,7 @@ typedef struct smtp_engine_config {
     auth_mech_t auth_mech;      /* AUTH_NONE: choose the strongest offered */
     unsigned auth_limit;        /* mechanisms allowed when choosing (0 = all) */
     bool auth_optional;         /* WLanguage rule: no usable mechanism offered → go on without */
+    bool client_cert;           /* TLS presents a client certificate: EXTERNAL may be used */
     int starttls;               /* enum smtp_tls_policy */
     bool tls_active;            /* TLS from the first byte: the connection is already secure */
     bool allow_cleartext_auth;  /* credentials may go over an unencrypted connection */

@@ -8,6 +8,7 @@
 #ifndef EMAIL_PROTOCOL_INTERNAL_H
 #define EMAIL_PROTOCOL_INTERNAL_H
 
+#include "auth_scram.h"
 #include "encode.h"
 #include "protocol.h"
 #include "reply.h"
@@ -54,6 +55,9 @@ struct smtp_engine {
     unsigned auth_mechs;
     auth_mech_t auth_used;
     int auth_step;
+    scram_t *scram;          /* the SCRAM exchange under way (its keys) */
+    int auth_error;          /* we cancelled the exchange ("*"): why, as an EMAIL_E... code */
+    const char *auth_why;    /* and in words (static), reported at the server's answer */
 
     email_buf_t out;         /* bytes not yet taken */
     uint64_t taken;          /* bytes handed to the caller so far */

@@ -62,8 +62,20 @@ static bool have_secret(const smtp_engine_t *e)
            (e->cfg.creds.token && *e->cfg.creds.token);
 }
 
+/* A client certificate without a secret: EXTERNAL when asked for, or when offered (a relay
+ * that authenticates by certificate); else the certificate alone may be enough. */
+static bool wants_external(const smtp_engine_t *e)
+{
+    if (!e->cfg.client_cert || !e->cfg.tls_active)
+        return false;
+    return e->cfg.auth_mech == AUTH_EXTERNAL ||
+           (e->cfg.auth_mech == AUTH_NONE && (e->auth_mechs & AUTH_EXTERNAL));
+}
+
 static void become_ready(smtp_engine_t *e)
 {
+    email__scram_free(e->scram); /* its keys are of no more use */
+    e->scram = NULL;
     email__smtp_set_state(e, ST_READY);
     e->status.success = true;
     if (!e->ready_reported) {
@@ -91,12 +103,25 @@ static void no_auth_mechanism(smtp_engine_t *e)
                              e->cfg.auth_mech ? ")" : "");
 }
 
+/* The AUTH command: SCRAM's initial response comes from its exchange, kept until the end. */
+static int auth_command(smtp_engine_t *e, auth_mech_t m, email_buf_t *cmd, email_buf_t *shown)
+{
+    if (!email__auth_mech_is_scram(m))
+        return email__auth_start(m, &e->cfg.creds, cmd, shown);
+    const char *name = email__auth_mech_name(m);
+    e->scram = email__scram_new(m == AUTH_SCRAM_SHA256, e->cfg.creds.user, e->cfg.creds.password);
+    int rc = e->scram ? email__buf_printf(cmd, "AUTH %s ", name) : EMAIL_ENOMEM;
+    if (!rc)
+        rc = email__scram_client_first(e->scram, cmd);
+    if (!rc)
+        rc = email__buf_printf(shown, "AUTH %s ****", name);
+    return rc;
+}
+
 static void send_auth(smtp_engine_t *e)
 {
-    bool has_pw = e->cfg.creds.password && *e->cfg.creds.password;
-    bool has_tok = e->cfg.creds.token && *e->cfg.creds.token;
-    auth_mech_t m = email__auth_choose(e->auth_mechs, e->cfg.auth_mech, e->cfg.auth_limit, has_pw,
-                                has_tok);
+    auth_mech_t m = email__auth_choose(e->auth_mechs, e->cfg.auth_mech, e->cfg.auth_limit,
+                                       &e->cfg.creds, e->cfg.client_cert && e->cfg.tls_active);
     if (m == AUTH_NONE) {
         no_auth_mechanism(e);
         return;
@@ -112,7 +137,7 @@ static void send_auth(smtp_engine_t *e)
     email_buf_t cmd, shown;
     email__buf_init(&cmd);
     email__buf_init(&shown);
-    int rc = email__auth_start(m, &e->cfg.creds, &cmd, &shown);
+    int rc = auth_command(e, m, &cmd, &shown);
     if (!rc) {
         e->auth_used = m;
         e->auth_step = 0;
@@ -144,7 +169,7 @@ static void after_hello(smtp_engine_t *e)
             return;
         }
     }
-    if (have_secret(e))
+    if (have_secret(e) || wants_external(e))
         send_auth(e);
     else
         become_ready(e);
@@ -235,14 +260,35 @@ static void on_starttls_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t le
     after_hello(e);
 }
 
+/* SCRAM's answer to a 334: the proof, then (once the server's signature is checked) an empty
+ * line. What the server said wrong cancels the exchange ("*", RFC 4954), reported at its answer. */
+static int scram_step(smtp_engine_t *e, const smtp_reply_t *r, email_buf_t *resp)
+{
+    const char *why = "the server sent more challenges than SCRAM has";
+    int rc = EMAIL_EPROTO;
+    int step = e->auth_step++;
+    if (step == 0)
+        rc = email__scram_client_final(e->scram, r->text, resp, &why);
+    else if (step == 1)
+        rc = email__scram_verify(e->scram, r->text, &why);
+    if (!rc || rc == EMAIL_ENOMEM)
+        return rc;
+    e->auth_error = rc;
+    e->auth_why = why;
+    email__buf_reset(resp);
+    return email__buf_putc(resp, '*');
+}
+
 /* A 334 challenge: the mechanism's next answer, always a secret in the log. */
 static void answer_challenge(smtp_engine_t *e, const smtp_reply_t *r)
 {
     email_buf_t resp;
     email__buf_init(&resp);
-    int rc = email__auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text, &resp);
+    int rc = e->scram ? scram_step(e, r, &resp)
+                      : email__auth_step(e->auth_used, &e->cfg.creds, e->auth_step++, r->text,
+                                         &resp);
     if (!rc)
-        rc = email__smtp_send_line(e, resp.data ? resp.data : "", "****");
+        rc = email__smtp_send_line(e, resp.data ? resp.data : "", e->auth_error ? "*" : "****");
     if (resp.data)
         memset(resp.data, 0, resp.len);
     email__buf_free(&resp);
@@ -251,23 +297,40 @@ static void answer_challenge(smtp_engine_t *e, const smtp_reply_t *r)
                            email__auth_mech_name(e->auth_used));
 }
 
+/* The server accepted: with SCRAM, only once it proved it knows the password too. */
+static void on_auth_success(smtp_engine_t *e, const smtp_reply_t *r)
+{
+    const char *name = email__auth_mech_name(e->auth_used);
+    if (e->scram && !email__scram_verified(e->scram)) {
+        email__smtp_quit_after_failure(e, EMAIL_EAUTH, r,
+                                       "authentication with %s failed: the server accepted "
+                                       "without proving it knows the password",
+                                       name);
+        return;
+    }
+    email__smtp_logf(e, '#', "SMTP Authenticated as '%s' (%s)",
+                     e->cfg.creds.user ? e->cfg.creds.user : "", name);
+    become_ready(e);
+}
+
 static void on_auth_reply(smtp_engine_t *e, const smtp_reply_t *r, size_t left)
 {
     (void)left;
-    if (r->code == 235) {
-        email__smtp_logf(e, '#', "SMTP Authenticated as '%s' (%s)",
-                   e->cfg.creds.user ? e->cfg.creds.user : "", email__auth_mech_name(e->auth_used));
-        become_ready(e);
+    const char *name = email__auth_mech_name(e->auth_used);
+    if (e->auth_error && r->code != 421) {
+        /* our "*" is answered (501 as a rule): the failure is what made us cancel */
+        email__smtp_quit_after_failure(e, e->auth_error, NULL, "authentication with %s failed: %s",
+                                       name, e->auth_why);
+    } else if (r->code == 235) {
+        on_auth_success(e, r);
     } else if (r->code == 334) {
         answer_challenge(e, r);
     } else if (r->code == 421) {
         email__smtp_fail_session(e, EMAIL_ECLOSED, r, "authentication with %s failed: %s %s",
-                                 email__auth_mech_name(e->auth_used),
-                                 email__smtp_reply_codes(r).s, r->text);
+                                 name, email__smtp_reply_codes(r).s, r->text);
     } else {
         email__smtp_quit_after_failure(e, EMAIL_EAUTH, r, "authentication with %s failed: %s %s",
-                                       email__auth_mech_name(e->auth_used),
-                                       email__smtp_reply_codes(r).s, r->text);
+                                       name, email__smtp_reply_codes(r).s, r->text);
     }
 }
 

@@ -18,13 +18,18 @@
 #include "emailsession.h"
 #include "util.h"
 
-/* Credentials are costly to build (the system store is parsed): one per CA file, shared. */
+/* Credentials are costly to build (the system store is parsed): one per CA file and client
+ * certificate, shared. */
 typedef struct creds {
     gnutls_certificate_credentials_t x509;
-    char *ca_file;
+    char *ca_file, *cert_file, *key_file;
     int refs;
     struct creds *next;
 } creds_t;
+
+struct tls_resume {
+    gnutls_datum_t data;
+};
 
 static pthread_mutex_t creds_lock = PTHREAD_MUTEX_INITIALIZER;
 static creds_t *creds_list;
@@ -35,8 +40,10 @@ struct tls {
     gnutls_session_t session;
     creds_t *creds;
     char *host;
+    tls_resume_t **resume;
     bool no_verify;
     bool handshaking, established, failed;
+    bool kept;               /* this session is in *resume */
     email_buf_t in;          /* ciphertext received, not yet pulled by GnuTLS */
     size_t in_off;
     size_t received;         /* ciphertext bytes received in all */
@@ -49,24 +56,39 @@ static bool same_path(const char *a, const char *b)
     return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-static creds_t *creds_get(const char *ca_file, char *err, size_t errlen)
+static int load_client_cert(gnutls_certificate_credentials_t x509, const char *cert,
+                            const char *key, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&creds_lock);
-    creds_t *c = creds_list;
-    while (c && !same_path(c->ca_file, ca_file))
-        c = c->next;
-    if (c) {
-        c->refs++;
-        pthread_mutex_unlock(&creds_lock);
-        return c;
+    int rc = gnutls_certificate_set_x509_key_file(x509, cert, key ? key : cert,
+                                                  GNUTLS_X509_FMT_PEM);
+    if (rc >= 0)
+        return 0;
+    snprintf(err, errlen, "client certificate \"%s\"%s%s%s: %s", cert, key ? " with key \"" : "",
+             key ? key : "", key ? "\"" : "", gnutls_strerror(rc));
+    return EMAIL_ETLS;
+}
+
+int email__tls_check_client_cert(const char *cert_file, const char *key_file, char *err,
+                                 size_t errlen)
+{
+    gnutls_certificate_credentials_t x509;
+    if (gnutls_certificate_allocate_credentials(&x509) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return EMAIL_ENOMEM;
     }
-    c = calloc(1, sizeof *c);
-    int rc = c ? gnutls_certificate_allocate_credentials(&c->x509) : GNUTLS_E_MEMORY_ERROR;
+    int rc = load_client_cert(x509, cert_file, key_file, err, errlen);
+    gnutls_certificate_free_credentials(x509);
+    return rc;
+}
+
+/* The trust anchors and the client certificate into fresh credentials: 0, or err. */
+static int creds_load(creds_t *c, const char *ca_file, const char *cert, const char *key,
+                      char *err, size_t errlen)
+{
+    int rc = gnutls_certificate_allocate_credentials(&c->x509);
     if (rc < 0) {
-        free(c);
         snprintf(err, errlen, "TLS credentials: %s", gnutls_strerror(rc));
-        pthread_mutex_unlock(&creds_lock);
-        return NULL;
+        return EMAIL_ETLS;
     }
     /* a machine without a system store still works with an explicit CA file */
     gnutls_certificate_set_x509_system_trust(c->x509);
@@ -75,12 +97,51 @@ static creds_t *creds_get(const char *ca_file, char *err, size_t errlen)
         if (rc <= 0) {
             snprintf(err, errlen, "CA file \"%s\": %s", ca_file,
                      rc == 0 ? "no certificate in it" : gnutls_strerror(rc));
-            gnutls_certificate_free_credentials(c->x509);
-            free(c);
-            pthread_mutex_unlock(&creds_lock);
-            return NULL;
+            return EMAIL_ETLS;
         }
-        c->ca_file = email__strdup(ca_file);
+    }
+    if (cert && load_client_cert(c->x509, cert, key, err, errlen))
+        return EMAIL_ETLS;
+    c->ca_file = email__strdup(ca_file);
+    c->cert_file = email__strdup(cert);
+    c->key_file = email__strdup(key);
+    if ((ca_file && !c->ca_file) || (cert && !c->cert_file) || (key && !c->key_file)) {
+        snprintf(err, errlen, "out of memory");
+        return EMAIL_ENOMEM;
+    }
+    return 0;
+}
+
+static void creds_destroy(creds_t *c)
+{
+    if (c->x509)
+        gnutls_certificate_free_credentials(c->x509);
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
+    free(c);
+}
+
+static creds_t *creds_get(const tls_config_t *cfg, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&creds_lock);
+    creds_t *c = creds_list;
+    while (c && !(same_path(c->ca_file, cfg->ca_file) && same_path(c->cert_file, cfg->cert_file) &&
+                  same_path(c->key_file, cfg->key_file)))
+        c = c->next;
+    if (c) {
+        c->refs++;
+        pthread_mutex_unlock(&creds_lock);
+        return c;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c || creds_load(c, cfg->ca_file, cfg->cert_file, cfg->key_file, err, errlen)) {
+        if (!c)
+            snprintf(err, errlen, "out of memory");
+        else
+            creds_destroy(c);
+        pthread_mutex_unlock(&creds_lock);
+        return NULL;
     }
     c->refs = 1;
     c->next = creds_list;
@@ -99,9 +160,7 @@ static void creds_put(creds_t *c)
         while (*p != c)
             p = &(*p)->next;
         *p = c->next;
-        gnutls_certificate_free_credentials(c->x509);
-        free(c->ca_file);
-        free(c);
+        creds_destroy(c);
     }
     pthread_mutex_unlock(&creds_lock);
 }
@@ -154,7 +213,8 @@ tls_t *email__tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *
     t->no_verify = cfg->no_verify;
     t->host = email__strdup(cfg->host);
     email__buf_init(&t->in);
-    t->creds = creds_get(cfg->ca_file, err, errlen);
+    t->resume = cfg->resume;
+    t->creds = creds_get(cfg, err, errlen);
     if (!t->host || !t->creds) {
         email__tls_free(t);
         return NULL;
@@ -167,6 +227,9 @@ tls_t *email__tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *
     /* SNI carries names only (RFC 6066), never a literal address */
     if (rc == 0 && !is_ip(t->host))
         rc = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, t->host, strlen(t->host));
+    /* a stale or refused ticket only costs the full handshake */
+    if (rc == 0 && t->resume && *t->resume)
+        gnutls_session_set_data(t->session, (*t->resume)->data.data, (*t->resume)->data.size);
     if (rc < 0) {
         snprintf(err, errlen, "TLS setup: %s", gnutls_strerror(rc));
         email__tls_free(t);
@@ -178,6 +241,34 @@ tls_t *email__tls_new(const tls_config_t *cfg, const tls_callbacks_t *cb, void *
     gnutls_transport_set_pull_function(t->session, pull);
     gnutls_transport_set_push_function(t->session, push);
     return t;
+}
+
+void email__tls_resume_free(tls_resume_t *r)
+{
+    if (!r)
+        return;
+    gnutls_free(r->data.data);
+    free(r);
+}
+
+/* The session is kept for the next connection as soon as it can be resumed: after the
+ * handshake with TLS 1.2, once the server's ticket came with TLS 1.3 (after the handshake). The
+ * next connection may start before this one ends, so not at the end. */
+static void keep_session(tls_t *t)
+{
+    if (!t->resume || t->kept || !t->established)
+        return;
+    if (gnutls_protocol_get_version(t->session) == GNUTLS_TLS1_3 &&
+        !(gnutls_session_get_flags(t->session) & GNUTLS_SFLAGS_SESSION_TICKET))
+        return;
+    tls_resume_t *r = calloc(1, sizeof *r);
+    if (!r || gnutls_session_get_data2(t->session, &r->data) < 0) {
+        free(r);
+        return;
+    }
+    t->kept = true;
+    email__tls_resume_free(*t->resume);
+    *t->resume = r;
 }
 
 void email__tls_free(tls_t *t)
@@ -222,6 +313,7 @@ static void handshake_step(tls_t *t)
     t->handshaking = false;
     if (rc == 0) {
         t->established = true;
+        keep_session(t);
         t->cb.handshake(t->ud, 0, "");
         return;
     }
@@ -267,6 +359,7 @@ void email__tls_feed(tls_t *t, const char *data, size_t n)
     /* read every whole record we have: GnuTLS may hold decrypted bytes beyond what we asked */
     while (t->established && !t->failed) {
         ssize_t got = gnutls_record_recv(t->session, buf, sizeof buf);
+        keep_session(t); /* a TLS 1.3 ticket may have come */
         if (got > 0) {
             t->cb.recv(t->ud, buf, (size_t)got);
             continue;
@@ -303,6 +396,17 @@ int email__tls_write(tls_t *t, const char *data, size_t n)
         n -= (size_t)sent;
     }
     return 0;
+}
+
+bool email__tls_resumed(const tls_t *t)
+{
+    return t->established && gnutls_session_is_resumed(t->session);
+}
+
+void email__tls_bye(tls_t *t)
+{
+    if (t->established && !t->failed)
+        gnutls_bye(t->session, GNUTLS_SHUT_WR); /* push never blocks: one call does it */
 }
 
 size_t email__tls_first_bytes(const tls_t *t, const char **bytes)

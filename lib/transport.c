@@ -276,6 +276,17 @@ int email__transport_write(transport_t *t, const char *data, size_t n)
     return 0;
 }
 
+int email__transport_write_now(transport_t *t, const char *data, size_t n)
+{
+    if (!t->tcp || t->failed || t->closing)
+        return EMAIL_ECLOSED;
+    if (t->pending)
+        return EMAIL_EBUSY;
+    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)n);
+    int rc = uv_try_write((uv_stream_t *)t->tcp, &buf, 1);
+    return rc == (int)n ? 0 : rc == UV_EAGAIN || rc >= 0 ? EMAIL_EBUSY : EMAIL_ECLOSED;
+}
+
 size_t email__transport_pending(const transport_t *t)
 {
     return t->pending;

@@ -30,6 +30,10 @@ transport_t *email__transport_new(uv_loop_t *loop, const transport_callbacks_t *
 int email__transport_connect(transport_t *t, const char *host, int port);
 /* Queues n bytes (copied). */
 int email__transport_write(transport_t *t, const char *data, size_t n);
+/* Writes n bytes at once if the kernel takes them all now, behind nothing queued: 0, or
+ * EMAIL_EBUSY / EMAIL_ECLOSED (then nothing, or part, was written). Never waits, no `written`
+ * follows: for last words before a close. */
+int email__transport_write_now(transport_t *t, const char *data, size_t n);
 /* Bytes queued and not yet written. */
 size_t email__transport_pending(const transport_t *t);
 /* Bytes the kernel took that the peer has not acknowledged yet (0 where the system cannot say):

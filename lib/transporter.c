@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth_scram.h"
 #include "error.h"
+#include "tls.h"
 #include "util.h"
 
 void email_server_init(email_server_t *server)
@@ -45,6 +47,9 @@ void email__transporter_destroy(email_transporter_t *t)
     email__free_secret(t->token);
     free(t->log_file);
     free(t->ca_file);
+    free(t->cert_file);
+    free(t->key_file);
+    email__tls_resume_free(t->resume);
     free(t->helo_name);
     free(t->header_charset);
     free(t->body_charset);
@@ -67,20 +72,28 @@ static bool has_control(const char *s)
 }
 
 /* The authentication mode asked for: AUTH_NONE for "the strongest offered". */
-static int check_auth_mode(const char *mode, auth_mech_t *mech, char *err, size_t errlen)
+static int check_auth_mode(const email_server_t *s, auth_mech_t *mech, char *err, size_t errlen)
 {
+    const char *mode = s->authentication_mode;
     *mech = AUTH_NONE;
     if (!mode || !*mode)
         return 0;
-    if (email__auth_mech_unimplemented(mode)) {
-        snprintf(err, errlen, "server: authentication_mode \"%s\" is not implemented yet", mode);
-        return EMAIL_ENOTSUP;
-    }
     if ((*mech = email__auth_mech_from_name(mode)) == AUTH_NONE) {
         snprintf(err, errlen,
                  "server: authentication_mode \"%s\" is not supported (CRAM-MD5, LOGIN, PLAIN, "
-                 "OAUTH2, XOAUTH2, OAUTHBEARER)",
+                 "OAUTH2, XOAUTH2, OAUTHBEARER, SCRAM-SHA-256, SCRAM-SHA-1, EXTERNAL)",
                  mode);
+        return EMAIL_EINVAL;
+    }
+    if (email__auth_mech_is_scram(*mech) && s->password && !email__scram_password_ok(s->password)) {
+        snprintf(err, errlen,
+                 "server: authentication_mode \"%s\" takes a password of printable ASCII only "
+                 "(other characters would need SASLprep, which is not supported)",
+                 mode);
+        return EMAIL_ENOTSUP;
+    }
+    if (*mech == AUTH_EXTERNAL && !s->client_cert_file) {
+        snprintf(err, errlen, "server: authentication_mode \"%s\" needs client_cert_file", mode);
         return EMAIL_EINVAL;
     }
     return 0;
@@ -126,7 +139,12 @@ static int check_settings(const email_server_t *s, auth_mech_t *mech, char *err,
             EMAIL_MAX_CONNECTIONS);
     if (s->ca_file && access(s->ca_file, R_OK) != 0)
         BAD("server: ca_file \"%s\" cannot be read", s->ca_file);
-    return check_auth_mode(s->authentication_mode, mech, err, errlen);
+    if (s->client_key_file && !s->client_cert_file)
+        BAD("server: client_key_file without client_cert_file");
+    if (s->client_cert_file &&
+        email__tls_check_client_cert(s->client_cert_file, s->client_key_file, err, errlen))
+        return EMAIL_EINVAL;
+    return check_auth_mode(s, mech, err, errlen);
 #undef BAD
 }
 
@@ -146,12 +164,15 @@ static bool copy_strings(email_transporter_t *t, const email_server_t *s)
     t->token = email__strdup(s->oauth2_token);
     t->log_file = email__strdup(s->log_file);
     t->ca_file = email__strdup(s->ca_file);
+    t->cert_file = email__strdup(s->client_cert_file);
+    t->key_file = email__strdup(s->client_key_file);
     t->helo_name = email__strdup(s->helo_name ? s->helo_name : hostname);
     t->header_charset = email__strdup(s->header_charset);
     t->body_charset = email__strdup(s->body_charset);
     return t->host && t->helo_name && (!s->user || t->user) && (!s->password || t->password) &&
            (!s->oauth2_token || t->token) && (!s->log_file || t->log_file) &&
-           (!s->ca_file || t->ca_file) && (!s->header_charset || t->header_charset) &&
+           (!s->ca_file || t->ca_file) && (!s->client_cert_file || t->cert_file) &&
+           (!s->client_key_file || t->key_file) && (!s->header_charset || t->header_charset) &&
            (!s->body_charset || t->body_charset);
 }
 
@@ -259,6 +280,8 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     out->ca_file = t->ca_file;
     out->helo_name = t->helo_name;
     out->max_connections = (int)t->max_connections;
+    out->client_cert_file = t->cert_file;
+    out->client_key_file = t->key_file;
     email__error_clear();
     return 0;
 }
@@ -285,6 +308,10 @@ void email__transporter_make_config(email_transporter_t *t, connection_config_t 
     cfg->allow_insecure_auth = t->policy.allow_insecure_auth;
     cfg->implicit_tls = implicit;
     cfg->ca_file = t->ca_file;
+    cfg->cert_file = t->cert_file;
+    cfg->key_file = t->key_file;
+    cfg->engine.client_cert = t->cert_file != NULL;
+    cfg->resume = &t->resume;
     cfg->no_verify = t->policy.no_verify;
     cfg->connect_timeout_ms = t->connect_timeout_ms;
     cfg->reply_timeout_ms = t->reply_timeout_ms;

@@ -85,6 +85,7 @@ struct email_transporter_s {
     queue_t live;                /* in the list of every transporter, for shutdown */
     /* settings, immutable after creation */
     char *host, *user, *password, *token, *log_file, *ca_file, *helo_name;
+    char *cert_file, *key_file;  /* TLS client certificate and key (NULL: none) */
     char *header_charset, *body_charset;
     int port;
     auth_mech_t auth_mech;
@@ -102,6 +103,7 @@ struct email_transporter_s {
     queue_t conns;               /* pool_conn_t, oldest first: the first stays when idle */
     size_t nconns;
     size_t pool_limit;           /* max_connections, lowered when the server refuses more */
+    struct tls_resume *resume;   /* the last TLS session, so the next connection resumes it */
     queue_t waiting;             /* send_req_t not yet given to a connection */
     queue_t openers; /* op_t of email__transporter_open_async callers waiting for ready */
     bool open_failed;            /* an open failed: every send fails with open_status */

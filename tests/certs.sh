@@ -7,6 +7,7 @@
 #   other.pem / other.key     signed by the CA, for DNS mail.example.com only (name mismatch)
 #   expired.pem / expired.key signed by the CA, for the same names as good.pem, valid 2001-2002
 #   self.pem / self.key       self-signed (not from the CA), for 127.0.0.1 and localhost
+#   client.pem / client.key   signed by the CA, a TLS client certificate, CN "relay-client"
 #
 # ECDSA P-256 keys, so the whole run takes well under a second. Every run makes a fresh set
 # (files are replaced, never appended to): running it twice is harmless. Any failure stops the
@@ -98,11 +99,19 @@ signing_key
 expiration_days = 3650
 EOF
 
+cat >"$work/client.tmpl" <<'EOF'
+organization = "emailsession tests"
+cn = "relay-client"
+tls_www_client
+signing_key
+expiration_days = 3650
+EOF
+
 key ca
 run ca.pem "$certtool" --generate-self-signed --no-text --load-privkey "$work/ca.key" \
     --template "$work/ca.tmpl" --outfile "$work/ca.pem"
 
-for name in good other expired; do
+for name in good other expired client; do
     key "$name"
     run "$name.pem" "$certtool" --generate-certificate --no-text \
         --load-privkey "$work/$name.key" --load-ca-certificate "$work/ca.pem" \
@@ -114,13 +123,13 @@ key self
 run self.pem "$certtool" --generate-self-signed --no-text --load-privkey "$work/self.key" \
     --template "$work/self.tmpl" --outfile "$work/self.pem"
 
-for name in ca good other expired self; do
+for name in ca good other expired self client; do
     for ext in pem key; do
         [ -s "$work/$name.$ext" ] || die "$name.$ext was not made"
         grep -q -- "-----BEGIN" "$work/$name.$ext" || die "$name.$ext is not PEM"
     done
 done
-for name in ca good other expired self; do
+for name in ca good other expired self client; do
     for ext in pem key; do
         mv -f "$work/$name.$ext" "$dir/$name.$ext" || die "cannot move $name.$ext into $dir"
     done

@@ -93,6 +93,20 @@ int email__transport_write(transport_t *t, const char *data, size_t n)
     return 0;
 }
 
+/* Last words before a close (TLS's close_notify): taken at once, or not at all. */
+int email__transport_write_now(transport_t *t, const char *data, size_t n)
+{
+    FUZZ_CHECK(t != NULL, "write of %zu bytes to no transport", n);
+    FUZZ_CHECK(!t->closing, "write of %zu bytes to a closed transport", n);
+    FUZZ_CHECK(data != NULL || !n);
+    if (t->failed)
+        return EMAIL_ECLOSED;
+    if (t->pending)
+        return EMAIL_EBUSY;
+    t->wire += n;
+    return 0;
+}
+
 size_t email__transport_pending(const transport_t *t)
 {
     return t->pending;

@@ -173,8 +173,9 @@ static void test_4d_password_modes_any_case(void **state)
     }
 }
 
-/* SCRAM is named in the contract but not implemented: refused, by name, before connecting. */
-static void test_scram_not_supported(void **state)
+/* SCRAM and EXTERNAL are taken by name; what they cannot work with is refused, by name, before
+ * connecting: a password SCRAM would need SASLprep for, EXTERNAL without a certificate. */
+static void test_auth_modes_checked(void **state)
 {
     (void)state;
     const char *modes[] = {"SCRAM-SHA-256", "scram-sha-1"};
@@ -183,15 +184,27 @@ static void test_scram_not_supported(void **state)
         srv.user = "tim";
         srv.password = "secret";
         srv.authentication_mode = modes[i];
+        email_transporter_t *t = email_transporter_new(&srv);
+        assert_non_null(t);
+        email_server_t out;
+        assert_int_equal(email_transporter_get_server(t, &out), 0);
+        assert_string_equal(out.authentication_mode, i == 0 ? "SCRAM-SHA-256" : "SCRAM-SHA-1");
+        email_transporter_free(t);
+        srv.password = "s\xc3\xa9" "cret";
         assert_null(email_transporter_new(&srv));
         assert_int_equal(email_last_error(), EMAIL_ENOTSUP);
         assert_non_null(strstr(email_error_info(), modes[i]));
+        assert_non_null(strstr(email_error_info(), "ASCII"));
     }
     email_server_t srv = plain_server(25);
     srv.authentication_mode = "NTLM";
     assert_null(email_transporter_new(&srv));
     assert_int_equal(email_last_error(), EMAIL_EINVAL);
     assert_non_null(strstr(email_error_info(), "NTLM"));
+    srv.authentication_mode = "EXTERNAL";
+    assert_null(email_transporter_new(&srv));
+    assert_int_equal(email_last_error(), EMAIL_EINVAL);
+    assert_non_null(strstr(email_error_info(), "client_cert_file"));
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -745,7 +758,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         LOOP_IDLE_TEST(test_oauth2_mode),
         LOOP_IDLE_TEST(test_4d_password_modes_any_case),
-        LOOP_IDLE_TEST(test_scram_not_supported),
+        LOOP_IDLE_TEST(test_auth_modes_checked),
         LOOP_IDLE_TEST(test_get_server),
         LOOP_IDLE_TEST(test_connection_refused),
         LOOP_IDLE_TEST(test_connection_refused_async),

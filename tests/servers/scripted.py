@@ -11,6 +11,9 @@ one step per line:
   expect-data      read DATA content up to and including the line "."
   expect-bytes N   read exactly N bytes
   sleep SECONDS
+  tls CERT KEY     TLS from here on (server side; implicit TLS, or after a STARTTLS 220)
+  expect-close-notify  read until the client ends the TLS session; it must send close_notify
+                   (a TCP close without it fails the step)
   close            close the connection (the script ends there)
   wait-close       wait until the client closes, then exit 0
   # comment, blank lines: ignored
@@ -26,6 +29,7 @@ import os
 import re
 import selectors
 import socket
+import ssl
 import stat
 import sys
 import time
@@ -73,6 +77,13 @@ def parse_script(path):
                 steps.append((number, verb, unescape(arg)))
             elif verb == "expect":
                 steps.append((number, verb, re.compile(arg)))
+            elif verb == "tls":
+                files = arg.split()
+                if len(files) != 2:
+                    raise ScriptError(f"line {number}: tls needs CERT KEY")
+                steps.append((number, verb, files))
+            elif verb == "expect-close-notify":
+                steps.append((number, verb, None))
             elif verb in ("expect-bytes", "sleep"):
                 try:
                     value = int(arg) if verb == "expect-bytes" else float(arg)
@@ -96,7 +107,34 @@ class Peer:
         self.sel = sel
         self.buf = b""
         self.eof = False
+        self.close_notify = False   # the TLS session ended with the client's close_notify
         sel.register(sock, selectors.EVENT_READ)
+
+    def start_tls(self, cert, key):
+        """Server side of a TLS handshake; ragged EOFs are reported, not taken for a close."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        # Debian's Python takes a TCP close for close_notify unless told not to
+        ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        self.sel.unregister(self.sock)
+        self.sock.settimeout(self.timeout)
+        try:
+            self.sock = ctx.wrap_socket(self.sock, server_side=True, suppress_ragged_eofs=False)
+        except (OSError, ssl.SSLError) as e:
+            raise ScriptError(f"TLS handshake failed: {e}") from None
+        self.sock.settimeout(None)
+        self.sel.register(self.sock, selectors.EVENT_READ)
+
+    def recv(self):
+        try:
+            data = self.sock.recv(65536)
+        except ssl.SSLError:
+            return b""  # closed without close_notify (UNEXPECTED_EOF_WHILE_READING), or broken
+        except ConnectionError:
+            return b""
+        if not data and isinstance(self.sock, ssl.SSLSocket):
+            self.close_notify = True
+        return data
 
     def fill(self, deadline):
         """Read one chunk into the buffer; False on timeout."""
@@ -104,14 +142,13 @@ class Peer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            for key, _ in self.sel.select(remaining):
-                if key.fileobj is not self.sock:
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            ready = [(None, 0)] if pending else self.sel.select(remaining)
+            for key, _ in ready:
+                if key is not None and key.fileobj is not self.sock:
                     check_stdin()
                     continue
-                try:
-                    data = self.sock.recv(65536)
-                except ConnectionError:
-                    data = b""
+                data = self.recv()
                 if not data:
                     self.eof = True
                     return True
@@ -194,6 +231,14 @@ def run(steps, peer):
             peer.read_bytes(arg)
         elif verb == "sleep":
             peer.idle(arg)
+        elif verb == "tls":
+            peer.start_tls(*arg)
+        elif verb == "expect-close-notify":
+            if not peer.wait_eof(peer.timeout):
+                raise ScriptError(f"line {number}: the client did not end the TLS session")
+            if not peer.close_notify:
+                raise ScriptError(f"line {number}: the client closed without close_notify")
+            return
         elif verb == "close":
             return
         elif verb == "wait-close":

@@ -30,7 +30,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, TLSSetupException
 
 BUILTIN_MECHS = ("PLAIN", "LOGIN")
 # Implemented here on top of aiosmtpd's challenge_auth; offered only when asked for.
-EXTRA_MECHS = ("CRAM-MD5", "XOAUTH2", "OAUTHBEARER")
+EXTRA_MECHS = ("CRAM-MD5", "XOAUTH2", "OAUTHBEARER", "EXTERNAL")
 ALL_MECHS = BUILTIN_MECHS + EXTRA_MECHS
 
 
@@ -45,8 +45,8 @@ def parse_args(argv):
                    help="accept these credentials (repeatable); enables AUTH, even in cleartext")
     p.add_argument("--auth-required", action="store_true", help="refuse MAIL without AUTH (530)")
     p.add_argument("--auth-mechs", metavar="MECH,...",
-                   help="offer only these of PLAIN,LOGIN,CRAM-MD5,XOAUTH2,OAUTHBEARER "
-                        "(default PLAIN,LOGIN)")
+                   help="offer only these of PLAIN,LOGIN,CRAM-MD5,XOAUTH2,OAUTHBEARER,EXTERNAL "
+                        "(default PLAIN,LOGIN; EXTERNAL takes the client certificate's CN)")
     p.add_argument("--oauth-token", metavar="USER:TOKEN", action="append", default=[],
                    help="accept this bearer token for XOAUTH2/OAUTHBEARER (repeatable)")
     p.add_argument("--reject-rcpt", metavar="SUBSTRING", action="append", default=[],
@@ -61,6 +61,8 @@ def parse_args(argv):
     p.add_argument("--starttls-required", action="store_true",
                    help="refuse mail commands before STARTTLS (530)")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="implicit TLS from the first byte")
+    p.add_argument("--client-ca", metavar="CA",
+                   help="with --tls/--starttls: require a client certificate issued by CA")
     p.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
     p.add_argument("--dsn", action="store_true",
                    help="offer DSN (RFC 3461): RET/ENVID and NOTIFY/ORCPT are taken off the "
@@ -107,15 +109,32 @@ def parse_args(argv):
     return args
 
 
-def server_context(cert, key):
+def server_context(cert, key, client_ca=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
     return ctx
+
+
+def client_cn(ssl_object):
+    """The common name of the client's (verified) certificate, or None."""
+    cert = ssl_object.getpeercert() if ssl_object else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
 
 
 def text(b):
     # surrogateescape keeps non-UTF-8 bytes recoverable: json.dumps writes them as \udcXX.
     return b.decode("utf-8", "surrogateescape")
+
+
+def auth_offered(args):
+    return bool(args.accounts or args.tokens or "EXTERNAL" in args.mechs)
 
 
 def saslname(raw):
@@ -137,7 +156,7 @@ class Handler:
             session.extended_smtp = False
             return ["502 5.5.2 Command not recognized"]
         session.host_name = hostname  # the 5-argument hook must do this itself
-        if not (self.args.accounts or self.args.tokens):
+        if not auth_offered(self.args):
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         if self.args.pipelining:
             responses.insert(-1, "250-PIPELINING")
@@ -228,6 +247,17 @@ class Handler:
         return AuthResult(success=True, auth_data={
             "mechanism": mechanism, "login": text(user), "password": text(token)})
 
+    async def auth_EXTERNAL(self, server, args):
+        """EXTERNAL (RFC 4422 appendix A): the identity is the TLS client certificate's."""
+        if len(args) > 1 and args[1] != "=":
+            await server.push("501 5.5.2 EXTERNAL takes no authorization identity here")
+            return AuthResult(success=False, handled=True)
+        cn = client_cn(server.transport.get_extra_info("ssl_object"))
+        if cn is None:
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data={
+            "mechanism": "EXTERNAL", "login": cn, "password": None})
+
     def authenticate(self, server, session, envelope, mechanism, auth_data):
         login, password = auth_data.login, auth_data.password
         if self.args.accounts.get(login) != password:
@@ -243,6 +273,7 @@ class Handler:
             content = envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8", "surrogateescape")
+        ssl_object = server.transport.get_extra_info("ssl_object")
         with open(base + ".eml", "wb") as f:
             f.write(content)
         meta = {
@@ -259,6 +290,8 @@ class Handler:
             "dsn_mail": getattr(envelope, "dsn_mail", []),
             "dsn_rcpt": getattr(envelope, "dsn_rcpt", []),
             "tls": server.tls_active(),
+            "tls_client": client_cn(ssl_object),
+            "tls_resumed": ssl_object.session_reused if ssl_object else None,
         }
         with open(base + ".json.tmp", "w", encoding="ascii") as f:
             json.dump(meta, f, indent=1)
@@ -400,9 +433,9 @@ async def serve(args, log_file):
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(quiet_tls_errors)
     handler = Handler(args)
-    starttls_ctx = server_context(*args.starttls) if args.starttls else None
-    implicit_ctx = server_context(*args.tls) if args.tls else None
-    offered = args.accounts or args.tokens
+    starttls_ctx = server_context(*args.starttls, args.client_ca) if args.starttls else None
+    implicit_ctx = server_context(*args.tls, args.client_ca) if args.tls else None
+    offered = auth_offered(args)
     excluded = set(ALL_MECHS) - args.mechs if offered else set(ALL_MECHS)
 
     def factory():

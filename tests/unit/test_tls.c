@@ -146,7 +146,7 @@ static int keep_credentials_loaded(void)
     tls_callbacks_t cb = {ignore_send, ignore_data, ignore_event, ignore_event};
     char err[256];
     for (int i = 0; i < 2; i++) {
-        tls_config_t cfg = {"localhost", i ? ca_path : NULL, false};
+        tls_config_t cfg = {.host = "localhost", .ca_file = i ? ca_path : NULL};
         keep_loaded[i] = email__tls_new(&cfg, &cb, NULL, err, sizeof err);
         if (!keep_loaded[i]) {
             fprintf(stderr, "test_tls: %s\n", err);
@@ -285,7 +285,7 @@ static void pair_open(pair_t *p, cert_kind_t kind, const char *host, const char 
     email__buf_init(&p->s2c);
     email__buf_init(&p->plain);
     email__buf_init(&p->server_plain);
-    tls_config_t cfg = {host, ca_file, no_verify};
+    tls_config_t cfg = {.host = host, .ca_file = ca_file, .no_verify = no_verify};
     tls_callbacks_t cb = {client_send, client_recv, client_handshake, client_failed};
     char err[256] = "";
     p->client = email__tls_new(&cfg, &cb, p, err, sizeof err);
@@ -529,7 +529,7 @@ static void test_no_verify(void **state)
 static void test_bad_ca_file(void **state)
 {
     (void)state;
-    tls_config_t cfg = {"localhost", NULL, false};
+    tls_config_t cfg = {.host = "localhost"};
     tls_callbacks_t cb = {client_send, client_recv, client_handshake, client_failed};
     char err[512], want[600];
     char missing[600];

@@ -58,7 +58,9 @@ class Server(ctypes.Structure):
         ("ca_file", c_char_p),
         ("helo_name", c_char_p),
         ("max_connections", c_int),
-        ("reserved_", c_void_p * 15),  # the C struct's fixed size (room to grow): keep in step
+        ("client_cert_file", c_char_p),
+        ("client_key_file", c_char_p),
+        ("reserved_", c_void_p * 13),  # the C struct's fixed size (room to grow): keep in step
     ]
 
 
