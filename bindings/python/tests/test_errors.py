@@ -35,7 +35,8 @@ def test_authentication_failure_535_on_a_transporter(smtpd):
             t.check_connection()
     e = info.value
     assert (e.code, e.status, e.enhanced_code) == (es.EAUTH, 535, "5.7.8")
-    assert e.text == "authentication with PLAIN failed: 535 5.7.8 Authentication credentials invalid"
+    assert e.text == ("authentication with PLAIN failed: 535 5.7.8 Authentication credentials "
+                      "invalid")
     assert e.causes == [] and e.refused == []  # the server's refusal: no chain of causes
 
 
