@@ -52,7 +52,9 @@ def write_config(folder, port, relay_port):
         "@LOGIN_USER@": login,
         "@MAIL_USER@": mail,
         "@MAIL_GROUP@": grp.getgrgid(pwd.getpwnam(mail).pw_gid).gr_name,
-        "@PASSWD@": os.path.join(HERE, "dovecot", "passwd"),
+        # a copy under the folder: the tree may sit where dovecot's unprivileged auth process
+        # cannot read (a scratch copy in a 0700 temporary directory, as tools/check-asan.sh makes)
+        "@PASSWD@": os.path.join(folder, "passwd"),
     }
     with open(os.path.join(HERE, "dovecot", "dovecot.conf.in"), encoding="utf-8") as f:
         text = f.read()
@@ -61,6 +63,8 @@ def write_config(folder, port, relay_port):
     path = os.path.join(folder, "dovecot.conf")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+    shutil.copyfile(os.path.join(HERE, "dovecot", "passwd"), os.path.join(folder, "passwd"))
+    os.chmod(os.path.join(folder, "passwd"), 0o644)
     for sub in ("run", "state", "home"):
         os.mkdir(os.path.join(folder, sub))
     return path
