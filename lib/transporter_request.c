@@ -266,12 +266,21 @@ int email__send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw
     return 0;
 }
 
+typedef struct source {
+    send_req_t *r;
+    bool failed; /* the message could not be composed (an attachment unreadable...) */
+} source_t;
+
 /* The body as it is first written into the outbox (not the extended log: it is not sent yet). */
 static ssize_t source_read(void *ctx, char *buf, size_t n)
 {
-    send_req_t *r = ctx;
-    if (r->reader)
-        return email__mime_reader_read(r->reader, buf, n);
+    source_t *src = ctx;
+    send_req_t *r = src->r;
+    if (r->reader) {
+        ssize_t got = email__mime_reader_read(r->reader, buf, n);
+        src->failed = got < 0;
+        return got;
+    }
     size_t left = r->raw_len - r->raw_off;
     size_t got = n > left ? left : n;
     memcpy(buf, r->raw + r->raw_off, got);
@@ -288,9 +297,10 @@ int email__send_req_to_outbox(send_req_t *r, outbox_t *ob, char *err, size_t err
         .nrcpts = r->job.nrcpts, .smtputf8 = r->job.smtputf8, .eight_bit = r->job.eight_bit,
         .subject = r->msg ? email__message_content(r->msg)->subject : NULL,
     };
-    int rc = email__outbox_put(ob, &m, source_read, r, &r->entry, err, errlen);
+    source_t src = {r, false};
+    int rc = email__outbox_put(ob, &m, source_read, &src, &r->entry, err, errlen);
     if (rc) {
-        if (r->reader && email__mime_reader_error(r->reader)[0])
+        if (src.failed)
             snprintf(err, errlen, "%s", email__mime_reader_error(r->reader));
         return rc;
     }
