@@ -5,6 +5,7 @@
  *   es_bench mime OUT                 write the small benchmark message (the peers send these bytes)
  *   es_bench warm-sync PORT N         named synchronous session, N sends one after another
  *   es_bench warm-async PORT N        asynchronous session, N queued, wait for N callbacks
+ *   es_bench warm-async-outbox PORT N DIR   the same with the durable outbox DIR
  *   es_bench concurrent PORT N        N asynchronous sessions at once, one message each
  *   es_bench probe-attach FILE        prints "file" or "prebuilt": can the composer attach FILE?
  *   es_bench big-file PORT FILE       one message with FILE attached (streamed by the composer)
@@ -181,9 +182,12 @@ static void case_warm_sync(int port, size_t n)
     printf("RESULT msgs=%zu secs=%.6f rate=%.2f\n", n, secs, (double)n / secs);
 }
 
-static void case_warm_async(int port, size_t n)
+/* outbox: NULL, or the durable outbox every message is written to first (issue #13) */
+static void case_warm_async(int port, size_t n, const char *outbox)
 {
     email_set_timeout(SESSION_TIMEOUT);
+    if (outbox && email_set_outbox(outbox) != 0) /* before the messages: ids leased above it */
+        bench_die("email_set_outbox: %s", email_error_info());
     email_message_t **msgs = make_messages(n + 1);
     tally_t t;
     tally_init(&t, msgs, n + 1);
@@ -208,6 +212,8 @@ static void case_warm_async(int port, size_t n)
     if (!email_close_session("bench"))
         bench_die("email_close_session: %s", email_error_info());
     email_shutdown();
+    if (outbox && (email_outbox_list(NULL, NULL, NULL) != 0 || email_set_outbox(NULL) != 0))
+        bench_die("the outbox is not empty after every message was sent");
     free_messages(msgs, n + 1);
     printf("RESULT msgs=%zu secs=%.6f rate=%.2f queue_secs=%.6f\n", n, secs, (double)n / secs,
            queued);
@@ -333,6 +339,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3)
         bench_die("usage: es_bench mime OUT | warm-sync|warm-async|concurrent PORT N | "
+                  "warm-async-outbox PORT N DIR | "
                   "probe-attach FILE | big-file|big-mime PORT FILE");
     const char *c = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -345,7 +352,7 @@ int main(int argc, char **argv)
         if (!strcmp(c, "warm-sync"))
             case_warm_sync(port, (size_t)bench_atol(argv[3], "N"));
         else if (!strcmp(c, "warm-async"))
-            case_warm_async(port, (size_t)bench_atol(argv[3], "N"));
+            case_warm_async(port, (size_t)bench_atol(argv[3], "N"), NULL);
         else if (!strcmp(c, "concurrent"))
             case_concurrent(port, (size_t)bench_atol(argv[3], "N"));
         else if (!strcmp(c, "big-file"))
@@ -354,6 +361,9 @@ int main(int argc, char **argv)
             case_big_mime(port, argv[3]);
         else
             bench_die("unknown case %s", c);
+    } else if (argc == 5 && !strcmp(c, "warm-async-outbox")) {
+        case_warm_async((int)bench_atol(argv[2], "port"), (size_t)bench_atol(argv[3], "N"),
+                        argv[4]);
     } else
         bench_die("unknown case or wrong arguments: %s", c);
     return 0;
