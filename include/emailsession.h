@@ -523,7 +523,7 @@ EMAIL_EXTERN int email_set_outbox(const char *directory);
 typedef void (*email_outbox_cb)(uint64_t message_id, const char *user, const char *subject,
                                 int64_t queued_unix_time, void *user_data);
 /* Calls cb (may be NULL) for each entry of the global outbox waiting for user (NULL: all),
- * oldest first or not (directory order), and returns how many; damaged entries met on the way
+ * in directory order, and returns how many; damaged entries met on the way
  * are moved aside. EMAIL_EINVAL without an outbox, EMAIL_EIO when it cannot be read. */
 EMAIL_EXTERN int email_outbox_list(const char *user_or_NULL, email_outbox_cb cb, void *user_data);
 /* Flags of email_outbox_resume_ex / email_transporter_outbox_resume for entries whose end of
