@@ -5,7 +5,8 @@
  *   es_bench mime OUT                 write the small benchmark message (the peers send these bytes)
  *   es_bench warm-sync PORT N         named synchronous session, N sends one after another
  *   es_bench warm-async PORT N        asynchronous session, N queued, wait for N callbacks
- *   es_bench warm-async-outbox PORT N DIR   the same with the durable outbox DIR
+ *   es_bench warm-async-outbox PORT N DIR [THREADS]   the same with the durable outbox DIR,
+ *                                     queued by THREADS threads at once (default 1)
  *   es_bench concurrent PORT N        N asynchronous sessions at once, one message each
  *   es_bench probe-attach FILE        prints "file" or "prebuilt": can the composer attach FILE?
  *   es_bench big-file PORT FILE       one message with FILE attached (streamed by the composer)
@@ -14,6 +15,7 @@
 #include "common.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -182,8 +184,42 @@ static void case_warm_sync(int port, size_t n)
     printf("RESULT msgs=%zu secs=%.6f rate=%.2f\n", n, secs, (double)n / secs);
 }
 
-/* outbox: NULL, or the durable outbox every message is written to first (issue #13) */
-static void case_warm_async(int port, size_t n, const char *outbox)
+/* A share of the messages queued by one of several threads. */
+typedef struct queuer {
+    pthread_t thread;
+    email_message_t **msgs;
+    size_t from, to;
+} queuer_t;
+
+static void *queue_share(void *arg)
+{
+    queuer_t *q = arg;
+    for (size_t i = q->from; i < q->to; i++)
+        if (!email_send_message("bench", q->msgs[i]))
+            bench_die("queue %zu: %s: %s", i, email_error_name(email_last_error()),
+                      email_error_info());
+    return NULL;
+}
+
+/* Messages 1..n queued by `threads` threads at once. */
+static void queue_all(email_message_t **msgs, size_t n, int threads)
+{
+    queuer_t q[16];
+    for (int k = 0; k < threads; k++) {
+        q[k] = (queuer_t){.msgs = msgs, .from = 1 + n * (size_t)k / (size_t)threads,
+                          .to = 1 + n * (size_t)(k + 1) / (size_t)threads};
+        if (threads == 1)
+            queue_share(&q[k]);
+        else if (pthread_create(&q[k].thread, NULL, queue_share, &q[k]) != 0)
+            bench_die("pthread_create failed");
+    }
+    for (int k = 0; threads > 1 && k < threads; k++)
+        pthread_join(q[k].thread, NULL);
+}
+
+/* outbox: NULL, or the durable outbox every message is written to first (issue #13), with
+ * `threads` threads queueing at once (1 to 16) */
+static void case_warm_async(int port, size_t n, const char *outbox, int threads)
 {
     email_set_timeout(SESSION_TIMEOUT);
     if (outbox && email_set_outbox(outbox) != 0) /* before the messages: ids leased above it */
@@ -200,10 +236,7 @@ static void case_warm_async(int port, size_t n, const char *outbox)
     if (t.failed)
         bench_die("warm-up: %s", t.first_error);
     double t0 = bench_now();
-    for (size_t i = 1; i <= n; i++)
-        if (!email_send_message("bench", msgs[i]))
-            bench_die("queue %zu of %zu: %s: %s", i, n, email_error_name(email_last_error()),
-                      email_error_info());
+    queue_all(msgs, n, threads);
     double queued = bench_now() - t0;
     wait_for(&t, n + 1, "async sends");
     double secs = bench_now() - t0;
@@ -339,7 +372,7 @@ int main(int argc, char **argv)
 {
     if (argc < 3)
         bench_die("usage: es_bench mime OUT | warm-sync|warm-async|concurrent PORT N | "
-                  "warm-async-outbox PORT N DIR | "
+                  "warm-async-outbox PORT N DIR [THREADS] | "
                   "probe-attach FILE | big-file|big-mime PORT FILE");
     const char *c = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -352,7 +385,7 @@ int main(int argc, char **argv)
         if (!strcmp(c, "warm-sync"))
             case_warm_sync(port, (size_t)bench_atol(argv[3], "N"));
         else if (!strcmp(c, "warm-async"))
-            case_warm_async(port, (size_t)bench_atol(argv[3], "N"), NULL);
+            case_warm_async(port, (size_t)bench_atol(argv[3], "N"), NULL, 1);
         else if (!strcmp(c, "concurrent"))
             case_concurrent(port, (size_t)bench_atol(argv[3], "N"));
         else if (!strcmp(c, "big-file"))
@@ -361,9 +394,12 @@ int main(int argc, char **argv)
             case_big_mime(port, argv[3]);
         else
             bench_die("unknown case %s", c);
-    } else if (argc == 5 && !strcmp(c, "warm-async-outbox")) {
+    } else if ((argc == 5 || argc == 6) && !strcmp(c, "warm-async-outbox")) {
+        long threads = argc == 6 ? bench_atol(argv[5], "THREADS") : 1;
+        if (threads < 1 || threads > 16)
+            bench_die("THREADS: 1 to 16");
         case_warm_async((int)bench_atol(argv[2], "port"), (size_t)bench_atol(argv[3], "N"),
-                        argv[4]);
+                        argv[4], (int)threads);
     } else
         bench_die("unknown case or wrong arguments: %s", c);
     return 0;

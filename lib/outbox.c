@@ -43,9 +43,13 @@ struct outbox {
     ino_t ino;
     char *dir;
     int dirfd, lockfd;
-    pthread_mutex_t lock;        /* the claims */
+    pthread_mutex_t lock;        /* the claims, and the directory's syncs */
     uint64_t *claimed;           /* sorted */
     size_t nclaimed, cap;
+    /* group commit: one fsync of the directory covers every rename made before it started */
+    pthread_cond_t synced_cond;
+    uint64_t renames, synced;    /* renames announced; how many of them are on disk */
+    bool syncing;
 };
 
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -134,6 +138,7 @@ static void outbox_free(outbox_t *ob)
     if (ob->lockfd >= 0)
         close(ob->lockfd);
     pthread_mutex_destroy(&ob->lock);
+    pthread_cond_destroy(&ob->synced_cond);
     free(ob->claimed);
     free(ob->dir);
     free(ob);
@@ -149,6 +154,7 @@ static outbox_t *outbox_create(const char *dir, const struct stat *st, char *err
         return NULL;
     }
     pthread_mutex_init(&ob->lock, NULL);
+    pthread_cond_init(&ob->synced_cond, NULL);
     ob->dev = st->st_dev;
     ob->ino = st->st_ino;
     ob->refs = 1;
@@ -243,6 +249,30 @@ const char *email__outbox_dir(const outbox_t *ob)
 int email__outbox_dirfd(const outbox_t *ob)
 {
     return ob->dirfd;
+}
+
+int email__outbox_sync_dir(outbox_t *ob)
+{
+    int rc = 0;
+    pthread_mutex_lock(&ob->lock);
+    uint64_t mine = ++ob->renames;
+    while (!rc && ob->synced < mine) {
+        if (ob->syncing) { /* a sync under way may have started before this rename: wait */
+            pthread_cond_wait(&ob->synced_cond, &ob->lock);
+            continue;
+        }
+        ob->syncing = true;
+        uint64_t covers = ob->renames;
+        pthread_mutex_unlock(&ob->lock);
+        rc = fsync(ob->dirfd) != 0 ? errno : 0;
+        pthread_mutex_lock(&ob->lock);
+        ob->syncing = false;
+        if (!rc && covers > ob->synced)
+            ob->synced = covers;
+        pthread_cond_broadcast(&ob->synced_cond);
+    }
+    pthread_mutex_unlock(&ob->lock);
+    return rc;
 }
 
 /* Where id is, or would go, in the sorted claims (lock held). */

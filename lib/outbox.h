@@ -66,6 +66,9 @@ int email__outbox_dirfd(const outbox_t *ob);
 /* Claims id for this process (0) or says another holds it (EMAIL_EBUSY). */
 int email__outbox_claim(outbox_t *ob, uint64_t id);
 void email__outbox_unclaim(outbox_t *ob, uint64_t id);
+/* Makes the renames done so far in the directory durable: several threads renaming at once
+ * share one fsync (group commit). 0 or an errno. */
+int email__outbox_sync_dir(outbox_t *ob);
 /* Moves the file `name` aside into corrupt/ and logs why. */
 void email__outbox_corrupt(outbox_t *ob, const char *name, const char *why);
 /* The entry file name of id ("<16 hex digits>.msg"), and of its temporary file. */

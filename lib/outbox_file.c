@@ -280,7 +280,7 @@ static int publish(outbox_entry_t *e, const char *tmp, char *err, size_t errlen)
             io_error(err, errlen, e->ob, "the entry could not be renamed");
         return EMAIL_EIO;
     }
-    if (fsync(dirfd) != 0) {
+    if ((errno = email__outbox_sync_dir(e->ob)) != 0) {
         io_error(err, errlen, e->ob, "the folder could not be synced");
         unlinkat(dirfd, name, 0);
         return EMAIL_EIO;
