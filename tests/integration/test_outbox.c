@@ -9,6 +9,7 @@
  *   - Damaged entries (truncated, bad checksum, a temporary file left by a crash) are moved
  *     aside and counted, never sent; the rest is.
  *   - Two processes resuming one outbox send each entry once.
+ *   - A transporter's own outbox, a prebuilt message too, resumed by another transporter.
  *   - A path that is a file, an unwritable folder, a full disk (a small tmpfs, as root): a clear
  *     error, and the send returns false with nothing left on disk.
  */
@@ -306,6 +307,74 @@ static void test_temporary_and_permanent(void **state)
     free(dir);
 }
 
+/* The entry files (<id>.msg) in dir. */
+static int entries_in(const char *dir)
+{
+    char cmd[700];
+    int n = -1;
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '\\.msg$'", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* A transporter's own outbox (email_server_t.outbox): a message and a prebuilt one kept by a
+ * 451, then resumed by another transporter for the same server, once it accepts them. */
+static void test_transporter_outbox(void **state)
+{
+    (void)state;
+    email_set_callback_thread(EMAIL_CALLBACK_LOOP_THREAD);
+    char *dir = test_tmpdir();
+    test_server_t srv;
+    const char *a451[] = {"--data-reply", "451 4.3.0 later", NULL};
+    assert_int_equal(test_server_start(&srv, "smtpd.py", a451), 0);
+    email_server_t settings;
+    test_plain_server(&settings, srv.port);
+    settings.outbox = dir;
+    email_transporter_t *t = email_transporter_new(&settings);
+    assert_non_null(t);
+    email_server_t back;
+    assert_int_equal(email_transporter_get_server(t, &back), 0);
+    assert_string_equal(back.outbox, dir);
+    reset_outcomes();
+    email_message_t *m = test_message("a@example.org", "b@example.org", "msg 1", "hi\n");
+    uint64_t id1, id2;
+    assert_int_equal(email_transporter_send_async(t, m, on_done, NULL, &id1), 0);
+    email_message_free(m);
+    const char *rcpts[] = {"b@example.org", NULL};
+    const char *mime = "From: a@example.org\r\nSubject: msg 2\r\n\r\nprebuilt\r\n";
+    assert_int_equal(email_transporter_send_mime_async(t, "a@example.org", rcpts, mime,
+                                                       strlen(mime), on_done, NULL, &id2), 0);
+    wait_outcomes(2);
+    assert_int_equal(got.ok, 0);
+    email_transporter_free(t);
+    assert_int_equal(entries_in(dir), 2);
+    /* the same server, accepting now */
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv.port);
+    test_server_stop(&srv);
+    const char *again[] = {"--port", port, NULL};
+    assert_int_equal(test_server_start(&srv, "smtpd.py", again), 0);
+    t = email_transporter_new(&settings);
+    assert_non_null(t);
+    reset_outcomes();
+    assert_int_equal(email_transporter_outbox_resume(t, 0, on_done, NULL), 2);
+    wait_outcomes(2);
+    assert_int_equal(got.ok, 2);
+    assert_true((got.ids[0] == id1 && got.ids[1] == id2) ||
+                (got.ids[0] == id2 && got.ids[1] == id1));
+    assert_int_equal(test_spool_wait(&srv, 2, 5000), 2);
+    assert_int_equal(email_transporter_outbox_resume(t, 0, on_done, NULL), 0);
+    email_transporter_free(t);
+    assert_int_equal(entries_in(dir), 0);
+    email_shutdown();
+    test_server_stop(&srv);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* Byte `at` of the file flipped (a bad checksum), or the file cut to len. */
 static void damage(const char *dir, uint64_t id, long at, long len)
 {
@@ -500,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_temporary_and_permanent),
         cmocka_unit_test(test_corrupt_entries),
+        cmocka_unit_test(test_transporter_outbox),
         cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_kill_chaos),
