@@ -294,7 +294,8 @@ EMAIL_EXTERN void email_server_init(email_server_t *server);
  * NULL on bad settings (email_error_info says which, email_last_error is EMAIL_EINVAL), among
  * them a user or oauth2_token with a control character (it would split a SASL payload: XOAUTH2
  * separates its fields with \x01); EMAIL_ENOTSUP for an authentication_mode not implemented
- * (SCRAM), rather than another mechanism silently.
+ * (SCRAM), rather than another mechanism silently; EMAIL_EIO for an outbox that is not a
+ * writable directory (it is created when missing).
  * OAUTHBEARER writes ',' and '=' of the user name as "=2C" and "=3D" (RFC 5801).
  */
 EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);
