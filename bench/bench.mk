@@ -16,7 +16,7 @@ all: build/es_bench build/curl_bench
 
 build/es_bench: es_bench.c common.h $(TOP)/include/emailsession.h $(TOP)/.libs/libemailsession.so
 	@mkdir -p build
-	$(CC) $(WARN) $(CFLAGS) $(ES_CFLAGS) -o $@ es_bench.c $(ES_LIBS)
+	$(CC) $(WARN) $(CFLAGS) $(ES_CFLAGS) -o $@ es_bench.c $(ES_LIBS) -lpthread
 
 build/curl_bench: curl_bench.c common.h
 	@mkdir -p build

@@ -6,6 +6,8 @@
  *   es_bench warm-sync PORT N         named synchronous session, N sends one after another
  *   es_bench warm-async PORT N [C]    asynchronous session, N queued, wait for N callbacks; with
  *                                     C, its pool may open C connections (email_set_max_connections)
+ *   es_bench warm-async-outbox PORT N DIR [THREADS]   the same with the durable outbox DIR,
+ *                                     queued by THREADS threads at once (default 1)
  *   es_bench concurrent PORT N        N asynchronous sessions at once, one message each
  *   es_bench probe-attach FILE        prints "file" or "prebuilt": can the composer attach FILE?
  *   es_bench big-file PORT FILE       one message with FILE attached (streamed by the composer)
@@ -14,6 +16,7 @@
 #include "common.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -182,9 +185,46 @@ static void case_warm_sync(int port, size_t n)
     printf("RESULT msgs=%zu secs=%.6f rate=%.2f\n", n, secs, (double)n / secs);
 }
 
-static void case_warm_async(int port, size_t n)
+/* A share of the messages queued by one of several threads. */
+typedef struct queuer {
+    pthread_t thread;
+    email_message_t **msgs;
+    size_t from, to;
+} queuer_t;
+
+static void *queue_share(void *arg)
+{
+    queuer_t *q = arg;
+    for (size_t i = q->from; i < q->to; i++)
+        if (!email_send_message("bench", q->msgs[i]))
+            bench_die("queue %zu: %s: %s", i, email_error_name(email_last_error()),
+                      email_error_info());
+    return NULL;
+}
+
+/* Messages 1..n queued by `threads` threads at once. */
+static void queue_all(email_message_t **msgs, size_t n, int threads)
+{
+    queuer_t q[16];
+    for (int k = 0; k < threads; k++) {
+        q[k] = (queuer_t){.msgs = msgs, .from = 1 + n * (size_t)k / (size_t)threads,
+                          .to = 1 + n * (size_t)(k + 1) / (size_t)threads};
+        if (threads == 1)
+            queue_share(&q[k]);
+        else if (pthread_create(&q[k].thread, NULL, queue_share, &q[k]) != 0)
+            bench_die("pthread_create failed");
+    }
+    for (int k = 0; threads > 1 && k < threads; k++)
+        pthread_join(q[k].thread, NULL);
+}
+
+/* outbox: NULL, or the durable outbox every message is written to first (issue #13), with
+ * `threads` threads queueing at once (1 to 16) */
+static void case_warm_async(int port, size_t n, const char *outbox, int threads)
 {
     email_set_timeout(SESSION_TIMEOUT);
+    if (outbox && email_set_outbox(outbox) != 0) /* before the messages: ids leased above it */
+        bench_die("email_set_outbox: %s", email_error_info());
     email_message_t **msgs = make_messages(n + 1);
     tally_t t;
     tally_init(&t, msgs, n + 1);
@@ -197,10 +237,7 @@ static void case_warm_async(int port, size_t n)
     if (t.failed)
         bench_die("warm-up: %s", t.first_error);
     double t0 = bench_now();
-    for (size_t i = 1; i <= n; i++)
-        if (!email_send_message("bench", msgs[i]))
-            bench_die("queue %zu of %zu: %s: %s", i, n, email_error_name(email_last_error()),
-                      email_error_info());
+    queue_all(msgs, n, threads);
     double queued = bench_now() - t0;
     wait_for(&t, n + 1, "async sends");
     double secs = bench_now() - t0;
@@ -209,6 +246,8 @@ static void case_warm_async(int port, size_t n)
     if (!email_close_session("bench"))
         bench_die("email_close_session: %s", email_error_info());
     email_shutdown();
+    if (outbox && (email_outbox_list(NULL, NULL, NULL) != 0 || email_set_outbox(NULL) != 0))
+        bench_die("the outbox is not empty after every message was sent");
     free_messages(msgs, n + 1);
     printf("RESULT msgs=%zu secs=%.6f rate=%.2f queue_secs=%.6f\n", n, secs, (double)n / secs,
            queued);
@@ -333,7 +372,8 @@ static void case_big_mime(int port, const char *file)
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        bench_die("usage: es_bench mime OUT | warm-sync|warm-async|concurrent PORT N | warm-async PORT N C | "
+        bench_die("usage: es_bench mime OUT | warm-sync|warm-async|concurrent PORT N | "
+                  "warm-async PORT N C | warm-async-outbox PORT N DIR [THREADS] | "
                   "probe-attach FILE | big-file|big-mime PORT FILE");
     const char *c = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -350,7 +390,7 @@ int main(int argc, char **argv)
         if (!strcmp(c, "warm-sync"))
             case_warm_sync(port, (size_t)bench_atol(argv[3], "N"));
         else if (!strcmp(c, "warm-async"))
-            case_warm_async(port, (size_t)bench_atol(argv[3], "N"));
+            case_warm_async(port, (size_t)bench_atol(argv[3], "N"), NULL, 1);
         else if (!strcmp(c, "concurrent"))
             case_concurrent(port, (size_t)bench_atol(argv[3], "N"));
         else if (!strcmp(c, "big-file"))
@@ -359,6 +399,12 @@ int main(int argc, char **argv)
             case_big_mime(port, argv[3]);
         else
             bench_die("unknown case %s", c);
+    } else if ((argc == 5 || argc == 6) && !strcmp(c, "warm-async-outbox")) {
+        long threads = argc == 6 ? bench_atol(argv[5], "THREADS") : 1;
+        if (threads < 1 || threads > 16)
+            bench_die("THREADS: 1 to 16");
+        case_warm_async((int)bench_atol(argv[2], "port"), (size_t)bench_atol(argv[3], "N"),
+                        argv[4], (int)threads);
     } else
         bench_die("unknown case or wrong arguments: %s", c);
     return 0;

@@ -319,7 +319,10 @@ typedef struct email_server_s {
      * NULL: in client_cert_file), presented when the server asks; NULL: none. */
     const char *client_cert_file;
     const char *client_key_file;
-    void *reserved_[13];         /* room to grow (see above); zero, never touch */
+    /* The transporter's durable outbox (a directory, created when missing): its asynchronous
+     * sends are written there first (see email_set_outbox). NULL: the global outbox, if any. */
+    const char *outbox;
+    void *reserved_[12];         /* room to grow (see above); zero, never touch */
 } email_server_t;
 
 /* The largest email_server_t.max_connections. */
@@ -342,7 +345,8 @@ EMAIL_EXTERN void email_server_init(email_server_t *server);
  * separates its fields with \x01), a client certificate and key that cannot be loaded (the
  * file named), "EXTERNAL" without client_cert_file; EMAIL_ENOTSUP for "SCRAM-SHA-256" /
  * "SCRAM-SHA-1" with a password SCRAM cannot take as it is (not printable ASCII), rather than
- * another mechanism silently.
+ * another mechanism silently; EMAIL_EIO for an outbox that is not a writable directory (it is
+ * created when missing).
  * OAUTHBEARER writes ',' and '=' of the user name as "=2C" and "=3D" (RFC 5801).
  */
 EMAIL_EXTERN email_transporter_t *email_transporter_new(const email_server_t *server);
@@ -535,6 +539,69 @@ EMAIL_EXTERN int email_set_ca_file(const char *pem_path);
 EMAIL_EXTERN int email_session_set_callback(const char *user, email_send_cb cb, void *user_data);
 EMAIL_EXTERN int email_session_set_progress(const char *user, email_progress_cb cb,
                                             void *user_data);
+
+/* ---------------------------------------------------------------------------------------------
+ * The durable outbox
+ * ------------------------------------------------------------------------------------------- */
+
+/*
+ * With an outbox, an asynchronous send (email_send_message / email_send_mime on an
+ * EMAIL_ASYNCHRONOUS session, email_transporter_send_async / _send_mime_async) writes the
+ * message — its MIME, attachments copied in — and its envelope to one file of the outbox
+ * (a temporary file, fsync, rename, fsync of the directory) before it returns true; it returns
+ * false, with the reason in ErrorInfo (EMAIL_EIO: disk full, unwritable...), when the message is
+ * not on disk. The message then goes out from that file. The entry is removed once the server
+ * accepted the message, or refused it for good (a 5xx to the message, every recipient refused,
+ * too large) or it was canceled; a 4xx, a lost connection, a failed start or a shutdown keep
+ * it for a later resume. Just before its end of data goes out the entry is marked (fsynced):
+ * if no reply comes (the connection breaks, the program dies) the outcome is EMAIL_EUNKNOWN,
+ * and a resume reports it so again instead of sending it twice, unless asked to.
+ * Entries name their session (or, for a transporter, nothing) and server: host, port,
+ * security, user — never a password or a token. Synchronous sends do not use the outbox.
+ *
+ * Ids: opening an outbox leases this process a range of ids above every id the outbox has seen
+ * (in earlier runs too), so the messages made afterwards never take an entry's id; an entry
+ * keeps its message's id for ever: the callbacks and email_message_status use it after a
+ * resume. (A message made before the outbox was opened may meet an old entry's id: its send
+ * then fails with EMAIL_EIO. Set the outbox first.)
+ * Processes and threads: a process claims an entry while it sends it (a lock per entry in
+ * <directory>/.lock, released by the kernel when the process dies), so two processes (or two
+ * sessions) resuming one outbox never send one entry twice.
+ * Damage: a temporary file left by a crash, a truncated entry, a bad checksum are found by a
+ * resume or a list, moved to <directory>/corrupt/, logged ("### Outbox ... is damaged"), and
+ * counted by email_outbox_corrupt_count — never sent half.
+ * An entry removed in the last moments before a power failure (not a crash) may come back;
+ * a crash of the program alone loses nothing and duplicates nothing but EMAIL_EUNKNOWN ones.
+ */
+/* The global outbox: directory (created, 0700, when missing) for every asynchronous send of a
+ * transporter without its own (email_server_t.outbox), named sessions included; NULL turns it
+ * off. EMAIL_EIO when the path is not a writable directory (a file, no permission). */
+EMAIL_EXTERN int email_set_outbox(const char *directory);
+/* An entry waiting in the outbox: its id, its session (or its server's user, or host), its
+ * subject (NULL for prebuilt messages), and when it was queued. */
+typedef void (*email_outbox_cb)(uint64_t message_id, const char *user, const char *subject,
+                                int64_t queued_unix_time, void *user_data);
+/* Calls cb (may be NULL) for each entry of the global outbox waiting for user (NULL: all),
+ * in directory order, and returns how many; damaged entries met on the way
+ * are moved aside. EMAIL_EINVAL without an outbox, EMAIL_EIO when it cannot be read. */
+EMAIL_EXTERN int email_outbox_list(const char *user_or_NULL, email_outbox_cb cb, void *user_data);
+/* Flags of email_outbox_resume_ex / email_transporter_outbox_resume for entries whose end of
+ * data went out without a reply: sent again (maybe a duplicate), or reported EMAIL_EUNKNOWN
+ * and removed. Without either they are reported EMAIL_EUNKNOWN and kept. */
+enum { EMAIL_OUTBOX_RESEND_UNKNOWN = 1, EMAIL_OUTBOX_DROP_UNKNOWN = 2 };
+/* Queues, oldest first, the entries of the global outbox waiting for the open session user
+ * (whatever server it now has) that no one else (thread or process) holds; their outcomes come
+ * to the session's callback, under their ids. Returns how many it took (those reported
+ * EMAIL_EUNKNOWN included), or EMAIL_ENOSESSION, EMAIL_EINVAL (no outbox), EMAIL_EIO. */
+EMAIL_EXTERN int email_outbox_resume(const char *user);
+EMAIL_EXTERN int email_outbox_resume_ex(const char *user, int flags);
+/* The same for a transporter: the entries of its outbox (its own, or the global one) left by
+ * transporters (not named sessions) with its host, port and user; outcomes to done. */
+EMAIL_EXTERN int email_transporter_outbox_resume(email_transporter_t *t, int flags,
+                                                 email_send_cb done, void *user_data);
+/* How many damaged entries lie in the global outbox's corrupt/ folder (0 without an outbox's
+ * corrupt/; EMAIL_EINVAL without an outbox). */
+EMAIL_EXTERN int email_outbox_corrupt_count(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Callbacks, loop, shutdown

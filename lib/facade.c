@@ -383,6 +383,7 @@ static email_transporter_t *facade_transporter(const char *user, const char *pas
         .auth = TRANSPORTER_AUTH_WLANGUAGE,
         .allow_insecure_auth = (option & EMAIL_OPTION_ALLOW_INSECURE_AUTH) != 0,
         .no_verify = (option & EMAIL_OPTION_NO_VERIFY) != 0,
+        .session_name = user,
     };
     char err[512];
     email_transporter_t *t = email__transporter_new_ex(&srv, &policy, err, sizeof err);
@@ -587,9 +588,9 @@ bool email_send_mime_id(const char *user, const char *from, const char *const *r
         *message_id = 0;
     if (!check_name(user))
         return false;
+    char err[512], why[512] = "";
     transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
-                             .message_id = message_id};
-    char err[512];
+                             .message_id = message_id, .err = why, .errlen = sizeof why};
     int rc = email__transporter_raw_check(&raw, "email_send_mime", err, sizeof err);
     if (rc)
         return fail(rc, "%s", err);
@@ -606,7 +607,7 @@ bool email_send_mime_id(const char *user, const char *from, const char *const *r
         rc = email__transporter_send_raw(s->t, &raw, NULL);
         release(s);
         if (rc)
-            return fail(rc, "the message was not queued: %s", email_strerror(rc));
+            return fail(rc, "the message was not queued: %s", why[0] ? why : email_strerror(rc));
         return succeed();
     }
     email_status_t st;
@@ -687,6 +688,30 @@ int email_session_set_callback(const char *user, email_send_cb cb, void *user_da
 int email_session_set_progress(const char *user, email_progress_cb cb, void *user_data)
 {
     return set_session_callbacks(user, true, (void *)cb, user_data);
+}
+
+int email_outbox_resume_ex(const char *user, int flags)
+{
+    if (!check_name(user))
+        return EMAIL_EINVAL;
+    session_t *s = acquire(user);
+    if (!s)
+        return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user), EMAIL_ENOSESSION;
+    pthread_mutex_lock(&sessions_lock);
+    email_send_cb cb = s->cb;
+    void *cb_data = s->cb_data;
+    pthread_mutex_unlock(&sessions_lock);
+    char err[512];
+    int n = email__transporter_outbox_resume(s->t, user, cb, cb_data, flags, err, sizeof err);
+    release(s);
+    if (n < 0)
+        return fail(n, "email_outbox_resume: %s", err), n;
+    return succeed(), n;
+}
+
+int email_outbox_resume(const char *user)
+{
+    return email_outbox_resume_ex(user, 0);
 }
 
 /* Remembers path (NULL: forgets) for the next start of `name`, unless the session is there

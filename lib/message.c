@@ -3,18 +3,16 @@
 
 #include <gnutls/crypto.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "address.h"
+#include "registry.h"
 #include "error.h"
 #include "idn.h"
 #include "util.h"
-
-static atomic_uint_fast64_t last_id;
 
 /* ErrorInfo naming the field, e.g. "To: \"foo\" is not a valid address". */
 static int fail(int code, const char *fmt, ...) EMAIL_PRINTF(2, 3);
@@ -39,11 +37,6 @@ const message_content_t *email__message_content(const email_message_t *message)
     return &message->c;
 }
 
-uint64_t email__message_new_id(void)
-{
-    return atomic_fetch_add(&last_id, 1) + 1;
-}
-
 email_message_t *email_message_new(void)
 {
     email_message_t *m = calloc(1, sizeof *m);
@@ -51,7 +44,7 @@ email_message_t *email_message_new(void)
         fail(EMAIL_ENOMEM, "Message: out of memory");
         return NULL;
     }
-    m->id = email__message_new_id();
+    m->id = email__registry_new_id();
     email__error_clear();
     return m;
 }

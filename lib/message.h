@@ -27,8 +27,6 @@ int email__message_freeze(const email_message_t *message, const char *header_mod
  */
 int email__message_freeze_draft(const email_message_t *message, email_message_t **copy);
 
-/* A fresh message id (what email_message_new gives), for prebuilt messages. */
-uint64_t email__message_new_id(void);
 
 /* Envelope sender: the addr-spec of Sender when set, else of From ("" when none). */
 const char *email__message_envelope_from(const email_message_t *message);

@@ -6,6 +6,7 @@
 #include "registry.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "emailsession.h"
@@ -24,6 +25,21 @@ static uint64_t *ring;   /* finished ids, oldest evicted first */
 static size_t ring_pos, ring_len;
 
 #define DELETED (-1)
+
+static atomic_uint_fast64_t last_id;
+
+uint64_t email__registry_new_id(void)
+{
+    return atomic_fetch_add(&last_id, 1) + 1;
+}
+
+uint64_t email__registry_ids_above(uint64_t floor)
+{
+    uint_fast64_t cur = atomic_load(&last_id);
+    while (cur < floor && !atomic_compare_exchange_weak(&last_id, &cur, floor)) {
+    }
+    return cur > floor ? cur : floor;
+}
 
 static size_t slot_of(uint64_t id, size_t n)
 {

@@ -4,6 +4,11 @@
 
 #include <stdint.h>
 
+/* A fresh message id (what email_message_new gives; prebuilt messages too). */
+uint64_t email__registry_new_id(void);
+/* Ids from now on are above floor (an outbox's lease): the counter's value afterwards. */
+uint64_t email__registry_ids_above(uint64_t floor);
+
 /* The message is queued: EMAIL_PENDING. */
 void email__registry_pending(uint64_t id);
 /* The message has its outcome: EMAIL_SENT or EMAIL_ERROR. */

@@ -54,6 +54,8 @@ void email__transporter_destroy(email_transporter_t *t)
     free(t->header_charset);
     free(t->body_charset);
     free(t->open_status);
+    free(t->name);
+    email__outbox_release(t->outbox);
     free(t);
 }
 
@@ -149,7 +151,8 @@ static int check_settings(const email_server_t *s, auth_mech_t *mech, char *err,
 }
 
 /* The string settings, copied; false when out of memory. */
-static bool copy_strings(email_transporter_t *t, const email_server_t *s)
+static bool copy_strings(email_transporter_t *t, const email_server_t *s,
+                         const transporter_policy_t *policy)
 {
     char hostname[256] = "localhost";
     if (!s->helo_name) {
@@ -167,13 +170,15 @@ static bool copy_strings(email_transporter_t *t, const email_server_t *s)
     t->cert_file = email__strdup(s->client_cert_file);
     t->key_file = email__strdup(s->client_key_file);
     t->helo_name = email__strdup(s->helo_name ? s->helo_name : hostname);
+    t->name = email__strdup(policy ? policy->session_name : NULL);
     t->header_charset = email__strdup(s->header_charset);
     t->body_charset = email__strdup(s->body_charset);
     return t->host && t->helo_name && (!s->user || t->user) && (!s->password || t->password) &&
            (!s->oauth2_token || t->token) && (!s->log_file || t->log_file) &&
            (!s->ca_file || t->ca_file) && (!s->client_cert_file || t->cert_file) &&
            (!s->client_key_file || t->key_file) && (!s->header_charset || t->header_charset) &&
-           (!s->body_charset || t->body_charset);
+           (!s->body_charset || t->body_charset) &&
+           (!policy || !policy->session_name || t->name);
 }
 
 /* 4D's rules: STARTTLS unless told otherwise; accept_unsecure_connection allows plaintext. */
@@ -215,11 +220,16 @@ static email_transporter_t *transporter_create(const email_server_t *s,
     } else {
         email__log_sink_release(log);
     }
-    if (!t || !copy_strings(t, s)) {
+    if (!t || !copy_strings(t, s, policy)) {
         if (t)
             email__transporter_destroy(t); /* releases the log */
         snprintf(err, errlen, "out of memory");
         *code = EMAIL_ENOMEM;
+        return NULL;
+    }
+    if (s->outbox && !(t->outbox = email__outbox_open(s->outbox, err, errlen))) {
+        *code = strstr(err, "memory") ? EMAIL_ENOMEM : EMAIL_EIO;
+        email__transporter_destroy(t);
         return NULL;
     }
     t->auth_mech = mech;
@@ -282,6 +292,7 @@ int email_transporter_get_server(const email_transporter_t *t, email_server_t *o
     out->max_connections = (int)t->max_connections;
     out->client_cert_file = t->cert_file;
     out->client_key_file = t->key_file;
+    out->outbox = t->outbox ? email__outbox_dir(t->outbox) : NULL;
     email__error_clear();
     return 0;
 }

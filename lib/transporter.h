@@ -24,6 +24,7 @@ typedef struct transporter_policy {
     enum transporter_auth_rule auth;
     bool allow_insecure_auth; /* credentials may go over a connection without TLS */
     bool no_verify;           /* no certificate checks */
+    const char *session_name; /* the named session's, recorded in its outbox entries */
 } transporter_policy_t;
 
 /* A transporter with the facade's rules; policy NULL = 4D's rules from server->security and
@@ -52,6 +53,8 @@ typedef struct transporter_raw {
     email_progress_cb progress;    /* NULL: the transporter's */
     void *progress_data;
     uint64_t *message_id;          /* may be NULL: receives its id */
+    char *err;                     /* may be NULL: why it could not be queued (errlen bytes) */
+    size_t errlen;
 } transporter_raw_t;
 /* 0 when raw's envelope and text may go out, else EMAIL_EINVAL and why in err (after "fn: "). */
 int email__transporter_raw_check(const transporter_raw_t *raw, const char *fn, char *err,
@@ -65,6 +68,14 @@ int email__transporter_send_async_ex(email_transporter_t *t, const email_message
                                      email_send_cb done, void *user_data,
                                      email_progress_cb progress, void *progress_data,
                                      uint64_t *message_id, char *err, size_t errlen);
+
+/* Takes t's entries waiting in its outbox (t's own, or the global one; for the named session
+ * `name`, or with name NULL those of t's server) and queues them to cb; entries whose end of
+ * data went out in an earlier run are reported EMAIL_EUNKNOWN unless flags say otherwise
+ * (EMAIL_OUTBOX_...). The number of entries taken (each one's outcome comes to cb), or <0 and
+ * err. */
+int email__transporter_outbox_resume(email_transporter_t *t, const char *name, email_send_cb cb,
+                                     void *cb_data, int flags, char *err, size_t errlen);
 
 /* email_shutdown: QUIT on every transporter's connection once its queue is done. */
 void email__transporter_quiesce_all(void);

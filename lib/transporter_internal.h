@@ -15,6 +15,7 @@
 #include "log.h"
 #include "message.h"
 #include "mime.h"
+#include "outbox.h"
 #include "queue.h"
 #include "runtime.h"
 #include "status.h"
@@ -26,6 +27,7 @@ typedef struct send_req {
     email_message_t *msg;        /* frozen copy, or NULL for a prebuilt message */
     mime_reader_t *reader;
     char *raw;                   /* prebuilt message bytes */
+    outbox_entry_t *entry;       /* its outbox entry, the body's source (then no msg or raw) */
     size_t raw_len, raw_off;
     char *from;
     char **rcpts;
@@ -96,6 +98,8 @@ struct email_transporter_s {
     int security;                /* as given, for email_transporter_get_server */
     bool accept_unsecure;
     bool texts_4d;               /* 4D's status texts (not the facade's, which ErrorInfo shows) */
+    char *name;                  /* the named session's (policy), NULL for a transporter */
+    outbox_t *outbox;            /* its own (email_server_t.outbox), or NULL: the global one */
 
     log_sink_t *log;             /* extended log, or NULL (swapped on the loop thread) */
 
@@ -133,6 +137,13 @@ int email__send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw
 /* Prepares the job for (another) attempt: a fresh reader from the start of the message. */
 int email__send_req_rewind(send_req_t *r, char *err, size_t errlen);
 void email__send_req_free(send_req_t *r);
+/* Writes r into ob (its body read from the entry from now on): 0, or why not in err. */
+int email__send_req_to_outbox(send_req_t *r, outbox_t *ob, char *err, size_t errlen);
+/* Writes r into t's outbox (t's own, or the global one) when there is one: 0, or why not. */
+int email__send_req_maybe_outbox(send_req_t *r, char *err, size_t errlen);
+/* A request for an entry taken from the outbox (pending in the registry under its id); the
+ * request owns the entry from here, even when it fails (EMAIL_ENOMEM). */
+int email__send_req_new_entry(email_transporter_t *t, outbox_entry_t *e, send_req_t **out);
 /* The request has its outcome in r->status: hand it to whoever waits. */
 void email__send_req_complete(send_req_t *r);
 /* Completes with the job's own status (moving its refusals). */

@@ -20,7 +20,9 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
     send_req_t *r = ctx;
     log_sink_t *log = r->t->log;
     ssize_t got;
-    if (r->reader) {
+    if (r->entry) {
+        got = email__outbox_entry_read(r->entry, buf, n);
+    } else if (r->reader) {
         got = email__mime_reader_read(r->reader, buf, n);
     } else {
         size_t left = r->raw_len - r->raw_off;
@@ -45,7 +47,9 @@ static ssize_t req_read(void *ctx, char *buf, size_t n)
 static void req_read_error(void *ctx, int error, char *text, size_t size)
 {
     send_req_t *r = ctx;
-    email__strlcpy(text, r->reader ? email__mime_reader_error(r->reader) : email_strerror(error),
+    email__strlcpy(text, r->entry    ? r->entry->error
+                         : r->reader ? email__mime_reader_error(r->reader)
+                                     : email_strerror(error),
                    size);
 }
 
@@ -53,6 +57,8 @@ int email__send_req_rewind(send_req_t *r, char *err, size_t errlen)
 {
     r->raw_off = 0;
     r->logging = false;
+    if (r->entry)
+        email__outbox_entry_rewind(r->entry);
     if (r->msg) {
         email__mime_reader_free(r->reader);
         r->reader = NULL;
@@ -72,6 +78,8 @@ int email__send_req_rewind(send_req_t *r, char *err, size_t errlen)
 
 void email__send_req_free(send_req_t *r)
 {
+    if (r->entry) /* never settled: the entry stays for a later resume */
+        email__outbox_entry_free(r->entry, true);
     email__mime_reader_free(r->reader);
     email_message_free(r->msg);
     free(r->raw);
@@ -128,8 +136,25 @@ static void deliver_async(void *arg)
     email__send_req_free(r);
 }
 
+/* What becomes of an outbox entry with this outcome: removed once delivered, refused for good
+ * (a 5xx to the message itself, or too large) or canceled; kept otherwise, marked when the
+ * end of data went unanswered. */
+static enum outbox_verdict outbox_verdict(const email_status_t *s)
+{
+    if (s->success || s->error == EMAIL_ECANCELED || s->error == EMAIL_ESIZE)
+        return OUTBOX_REMOVE;
+    if (s->error == EMAIL_EUNKNOWN)
+        return OUTBOX_KEEP_UNKNOWN;
+    bool refused = s->error == EMAIL_ESERVER || s->error == EMAIL_ERECIPIENTS;
+    return refused && s->status >= 500 && s->status < 600 ? OUTBOX_REMOVE : OUTBOX_KEEP;
+}
+
 void email__send_req_complete(send_req_t *r)
 {
+    if (r->entry) {
+        email__outbox_entry_settle(r->entry, outbox_verdict(&r->status));
+        r->entry = NULL;
+    }
     if (r->id)
         email__registry_done(r->id, r->status.success ? EMAIL_SENT : EMAIL_ERROR);
     if (r->call) {
@@ -284,7 +309,89 @@ int email__send_req_new_raw(email_transporter_t *t, const transporter_raw_t *raw
         return EMAIL_ENOMEM;
     }
     email__send_req_rewind(r, NULL, 0);
-    r->id = email__message_new_id(); /* the same space as messages' ids: EmailStatus tracks it */
+    r->id = email__registry_new_id(); /* the same space as messages' ids: EmailStatus tracks it */
+    email__registry_pending(r->id);
+    *out = r;
+    return 0;
+}
+
+typedef struct source {
+    send_req_t *r;
+    bool failed; /* the message could not be composed (an attachment unreadable...) */
+} source_t;
+
+/* The body as it is first written into the outbox (not the extended log: it is not sent yet). */
+static ssize_t source_read(void *ctx, char *buf, size_t n)
+{
+    source_t *src = ctx;
+    send_req_t *r = src->r;
+    if (r->reader) {
+        ssize_t got = email__mime_reader_read(r->reader, buf, n);
+        src->failed = got < 0;
+        return got;
+    }
+    size_t left = r->raw_len - r->raw_off;
+    size_t got = n > left ? left : n;
+    memcpy(buf, r->raw + r->raw_off, got);
+    r->raw_off += got;
+    return (ssize_t)got;
+}
+
+int email__send_req_to_outbox(send_req_t *r, outbox_t *ob, char *err, size_t errlen)
+{
+    email_transporter_t *t = r->t;
+    outbox_meta_t m = {
+        .id = r->id, .name = t->name, .host = t->host, .user = t->user, .port = t->port,
+        .security = t->security, .from = (char *)r->job.from, .rcpts = (char **)r->job.rcpts,
+        .nrcpts = r->job.nrcpts, .smtputf8 = r->job.smtputf8, .eight_bit = r->job.eight_bit,
+        .subject = r->msg ? email__message_content(r->msg)->subject : NULL,
+    };
+    source_t src = {r, false};
+    int rc = email__outbox_put(ob, &m, source_read, &src, &r->entry, err, errlen);
+    if (rc) {
+        if (src.failed)
+            snprintf(err, errlen, "%s", email__mime_reader_error(r->reader));
+        return rc;
+    }
+    /* from here the entry is the message: the copy in memory goes */
+    r->job.from = r->entry->meta.from;
+    r->job.rcpts = (const char *const *)r->entry->meta.rcpts;
+    r->job.size = r->entry->body_len;
+    r->job.eight_bit = r->entry->meta.eight_bit;
+    email__mime_reader_free(r->reader);
+    email_message_free(r->msg);
+    free(r->raw);
+    r->reader = NULL;
+    r->msg = NULL;
+    r->raw = NULL;
+    return email__send_req_rewind(r, err, errlen);
+}
+
+int email__send_req_maybe_outbox(send_req_t *r, char *err, size_t errlen)
+{
+    outbox_t *ob = r->t->outbox ? email__outbox_ref(r->t->outbox) : email__outbox_global();
+    int rc = ob ? email__send_req_to_outbox(r, ob, err, errlen) : 0;
+    email__outbox_release(ob);
+    return rc;
+}
+
+int email__send_req_new_entry(email_transporter_t *t, outbox_entry_t *e, send_req_t **out)
+{
+    send_req_t *r = req_alloc(t);
+    if (!r) {
+        email__outbox_entry_free(e, true);
+        return EMAIL_ENOMEM;
+    }
+    r->entry = e;
+    r->id = e->meta.id;
+    r->nrcpts = e->meta.nrcpts;
+    r->job.from = e->meta.from;
+    r->job.rcpts = (const char *const *)e->meta.rcpts;
+    r->job.nrcpts = e->meta.nrcpts;
+    r->job.size = e->body_len;
+    r->job.eight_bit = e->meta.eight_bit;
+    r->job.smtputf8 = e->meta.smtputf8;
+    email__send_req_rewind(r, NULL, 0);
     email__registry_pending(r->id);
     *out = r;
     return 0;

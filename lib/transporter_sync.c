@@ -230,6 +230,17 @@ int email__transporter_raw_check(const transporter_raw_t *raw, const char *fn, c
     return 0;
 }
 
+/* A request that will not be queued after all: failed in the registry, out of the outbox. */
+static void unqueue(send_req_t *r)
+{
+    email__registry_done(r->id, EMAIL_ERROR);
+    if (r->entry) {
+        email__outbox_entry_settle(r->entry, OUTBOX_REMOVE);
+        r->entry = NULL;
+    }
+    email__send_req_free(r);
+}
+
 int email__transporter_send_raw(email_transporter_t *t, const transporter_raw_t *raw,
                          email_status_t *status)
 {
@@ -243,15 +254,22 @@ int email__transporter_send_raw(email_transporter_t *t, const transporter_raw_t 
         *raw->message_id = r->id;
     if (status)
         return send_and_wait(r, status);
+    char err[512];
+    if ((rc = email__send_req_maybe_outbox(r, err, sizeof err)) != 0) {
+        unqueue(r);
+        if (raw->message_id)
+            *raw->message_id = 0;
+        if (raw->err)
+            snprintf(raw->err, raw->errlen, "%s", err);
+        return rc;
+    }
     r->cb = raw->done;
     r->cb_data = raw->user_data;
     r->progress = raw->progress;
     r->progress_data = raw->progress_data;
     rc = email__runtime_post(email__transporter_op_send, r);
-    if (rc) {
-        email__registry_done(r->id, EMAIL_ERROR);
-        email__send_req_free(r);
-    }
+    if (rc)
+        unqueue(r);
     return rc;
 }
 
@@ -270,12 +288,15 @@ int email__transporter_send_async_ex(email_transporter_t *t, const email_message
         r->progress = progress;
         r->progress_data = progress_data;
     }
+    if ((rc = email__send_req_maybe_outbox(r, err, errlen)) != 0) {
+        unqueue(r);
+        return rc;
+    }
     if (message_id)
         *message_id = r->id;
     rc = email__runtime_post(email__transporter_op_send, r);
     if (rc) {
-        email__registry_done(r->id, EMAIL_ERROR);
-        email__send_req_free(r);
+        unqueue(r);
         snprintf(err, errlen, "%s", email_strerror(rc));
     }
     return rc;
@@ -334,6 +355,9 @@ int email_transporter_send_mime_async(email_transporter_t *t, const char *from,
     char err[512];
     transporter_raw_t raw = {.from = from, .rcpts = recipients, .mime = mime, .length = length,
                              .done = done, .user_data = user_data, .message_id = message_id};
+    char why[512] = "";
+    raw.err = why;
+    raw.errlen = sizeof why;
     if (!t)
         return email__error_set(EMAIL_EINVAL, "email_transporter_send_mime_async: the "
                                               "transporter is NULL");
@@ -341,7 +365,7 @@ int email_transporter_send_mime_async(email_transporter_t *t, const char *from,
         email__transporter_raw_check(&raw, "email_transporter_send_mime_async", err, sizeof err);
     if (!rc && (rc = email__transporter_send_raw(t, &raw, NULL)) != 0)
         snprintf(err, sizeof err, "email_transporter_send_mime_async: the message was not "
-                                  "queued: %s", email_strerror(rc));
+                                  "queued: %s", why[0] ? why : email_strerror(rc));
     if (rc)
         return email__error_set(rc, "%s", err);
     email__error_clear();
@@ -458,4 +482,83 @@ void email_transporter_free(email_transporter_t *t)
     op_t o = {.t = t};
     if (email__runtime_loop_call(op_free, &o) == 0)
         email__transporter_destroy(t);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* The outbox: what an earlier run (or a 4xx, or a lost connection) left there                  */
+
+static void complete_on_loop(void *arg)
+{
+    email__send_req_complete(arg);
+}
+
+/* An entry whose end of data went out in an earlier run: reported, not sent; kept for the next
+ * resume unless dropped. */
+static void report_unknown(send_req_t *r, bool drop)
+{
+    email__status_fail(&r->status, EMAIL_EUNKNOWN,
+                       "the end of this message went out in an earlier run and no reply came: "
+                       "it may have been delivered (resume with EMAIL_OUTBOX_RESEND_UNKNOWN to "
+                       "send it again)");
+    r->status.recipients = r->nrcpts;
+    if (drop) {
+        email__outbox_entry_settle(r->entry, OUTBOX_REMOVE);
+        r->entry = NULL;
+    }
+    if (email__runtime_post(complete_on_loop, r) != 0) {
+        email__registry_done(r->id, EMAIL_ERROR);
+        email__send_req_free(r);
+    }
+}
+
+int email__transporter_outbox_resume(email_transporter_t *t, const char *name, email_send_cb cb,
+                                     void *cb_data, int flags, char *err, size_t errlen)
+{
+    outbox_t *ob = t->outbox ? email__outbox_ref(t->outbox) : email__outbox_global();
+    if (!ob) {
+        snprintf(err, errlen, "no outbox is set (email_set_outbox%s)",
+                 name ? "" : " or the server's outbox");
+        return EMAIL_EINVAL;
+    }
+    outbox_filter_t f = {.name = name, .host = t->host, .user = t->user, .port = t->port};
+    outbox_entry_t **v;
+    size_t n;
+    int rc = email__outbox_take(ob, &f, &v, &n, err, errlen);
+    email__outbox_release(ob);
+    if (rc)
+        return rc;
+    int taken = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool unknown = v[i]->flags & OUTBOX_F_EOD_SENT;
+        send_req_t *r;
+        if (email__send_req_new_entry(t, v[i], &r) != 0)
+            continue; /* out of memory: the entry waits for another resume */
+        r->cb = cb;
+        r->cb_data = cb_data;
+        r->texts_4d = t->texts_4d;
+        taken++;
+        if (unknown && !(flags & EMAIL_OUTBOX_RESEND_UNKNOWN)) {
+            report_unknown(r, flags & EMAIL_OUTBOX_DROP_UNKNOWN);
+        } else if (email__runtime_post(email__transporter_op_send, r) != 0) {
+            email__registry_done(r->id, EMAIL_ERROR);
+            email__send_req_free(r); /* the entry stays, unclaimed */
+            taken--;
+        }
+    }
+    free(v);
+    return taken;
+}
+
+int email_transporter_outbox_resume(email_transporter_t *t, int flags, email_send_cb done,
+                                    void *user_data)
+{
+    if (!t)
+        return email__error_set(EMAIL_EINVAL,
+                                "email_transporter_outbox_resume: the transporter is NULL");
+    char err[512];
+    int n = email__transporter_outbox_resume(t, NULL, done, user_data, flags, err, sizeof err);
+    if (n < 0)
+        return email__error_set(n, "email_transporter_outbox_resume: %s", err);
+    email__error_clear();
+    return n;
 }

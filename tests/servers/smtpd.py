@@ -77,6 +77,9 @@ def parse_args(argv):
     p.add_argument("--drop-at-mail", metavar="K:N",
                    help="close the K-th connection (from 1) without a reply when its N-th MAIL "
                         "comes, as a server that dies in the middle of a stream")
+    p.add_argument("--chaos", metavar="RATE:SEED",
+                   help="at the end of DATA, with probability RATE (seeded): drop the connection "
+                        "after spooling (no reply), drop it without spooling, or answer 451")
     args = p.parse_args(argv)
 
     if args.drop_at_mail:
@@ -104,6 +107,11 @@ def parse_args(argv):
         p.error("--starttls-required needs --starttls CERT KEY")
     if args.starttls and args.tls:
         p.error("--starttls and --tls are exclusive")
+    args.chaos_rate, args.rng = 0.0, None
+    if args.chaos:
+        rate, sep, seed = args.chaos.partition(":")
+        import random
+        args.chaos_rate, args.rng = float(rate), random.Random(int(seed or 0))
     if args.data_reply and not (len(args.data_reply) >= 3 and args.data_reply[:3].isdigit()):
         p.error("--data-reply must start with a 3-digit code")
     return args
@@ -186,6 +194,14 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         reply = self.args.data_reply or "250 OK"
+        if self.args.rng and self.args.rng.random() < self.args.chaos_rate:
+            what = self.args.rng.choice(("spool-drop", "drop", "451"))
+            if what == "451":
+                return "451 4.3.0 Try again later"
+            if what == "spool-drop" and self.args.spool:
+                self.spool(server, session, envelope)
+            server.transport.abort()
+            return "421 4.3.0 dropped"  # never reaches the client: the connection is gone
         if reply.startswith("2") and self.args.spool:
             self.spool(server, session, envelope)
         return reply

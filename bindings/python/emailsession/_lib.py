@@ -60,7 +60,8 @@ class Server(ctypes.Structure):
         ("max_connections", c_int),
         ("client_cert_file", c_char_p),
         ("client_key_file", c_char_p),
-        ("reserved_", c_void_p * 13),  # the C struct's fixed size (room to grow): keep in step
+        ("outbox", c_char_p),
+        ("reserved_", c_void_p * 12),  # the C struct's fixed size (room to grow): keep in step
     ]
 
 

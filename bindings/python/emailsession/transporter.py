@@ -17,7 +17,7 @@ SECURITY_NONE = 2
 
 _STRINGS = ("host", "user", "password", "oauth2_token", "authentication_mode", "helo_name",
             "header_charset", "body_charset")
-_PATHS = ("log_file", "ca_file", "client_cert_file", "client_key_file")
+_PATHS = ("log_file", "ca_file", "client_cert_file", "client_key_file", "outbox")
 _INTS = {"port": 65535, "security": 2, "connection_timeout": 2**31 - 1,
          "send_timeout": 2**31 - 1, "max_connections": 64}
 _BOOLS = ("accept_unsecure_connection", "keep_alive")
@@ -47,6 +47,7 @@ class Server:
     max_connections: int
     client_cert_file: Optional[str]
     client_key_file: Optional[str]
+    outbox: Optional[str]
 
 
 def _server_struct(settings: dict) -> _Server:
