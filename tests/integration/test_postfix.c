@@ -25,12 +25,13 @@
 #define BUCHER_JSON "b\\u00fccher.example" /* how Python's json writes it */
 #define BUCHER_ACE "xn--bcher-kva.example"
 #define MAX_MSGS 48
+#define LIMIT "4000000" /* the full instance's message_size_limit */
 #define SPOOL_WAIT_MS 15000
 
-/* full: every extension, STARTTLS, REFUSED refused; ascii: the same without SMTPUTF8. */
+/* full: every extension, STARTTLS, REFUSED refused; ascii: without SMTPUTF8, DSN, CHUNKING. */
 static struct {
     bool skipped;
-    test_server_t full, ascii;
+    test_server_t full, ascii, strict;
     char *dir; /* certificates and the client's logs */
 } fx;
 
@@ -58,11 +59,18 @@ static int group_setup(void **state)
     if (!fx.dir || test_make_certs(fx.dir, "test_postfix") != 0)
         return -1;
     char *cert = path_in(fx.dir, "good.pem"), *key = path_in(fx.dir, "good.key");
-    const char *full[] = {"--starttls", cert, key, "--reject-rcpt", REFUSED, NULL};
-    const char *ascii[] = {"--hide", "smtputf8", NULL};
+    const char *full[] = {"--starttls", cert, key, "--reject-rcpt", REFUSED, "--size", LIMIT, "--hide", "size", NULL};
+    const char *ascii[] = {"--hide", "smtputf8", "--hide", "dsn", "--hide", "chunking", NULL};
     int rc = start_postfix(&fx.full, full);
+    /* after the first error postfix waits a second before each reply: the whole stream has
+     * gone out by the time its 421 comes */
+    const char *strict[] = {"--reject-rcpt", REFUSED, "--set", "smtpd_hard_error_limit=2",
+                            "--set", "smtpd_soft_error_limit=1",
+                            "--set", "smtpd_error_sleep_time=1s", NULL};
     if (rc == 0 && !fx.skipped)
         rc = start_postfix(&fx.ascii, ascii);
+    if (rc == 0 && !fx.skipped)
+        rc = start_postfix(&fx.strict, strict);
     free(cert);
     free(key);
     return rc;
@@ -73,6 +81,7 @@ static int group_teardown(void **state)
     (void)state;
     test_server_stop(&fx.full);
     test_server_stop(&fx.ascii);
+    test_server_stop(&fx.strict);
     if (fx.dir)
         test_rmtree(fx.dir);
     free(fx.dir);
@@ -90,7 +99,8 @@ static void assert_has(const char *text, const char *part)
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct slot {
-    int calls, error, refusal_code;
+    int calls, error, status, refusal_code;
+    char enhanced[16];
     size_t rejected;
     char text[512];    /* the status text */
     char refusal[256]; /* the first refused recipient's text */
@@ -111,6 +121,8 @@ static void on_done(uint64_t id, const email_status_t *st, void *user_data)
     out.calls++;
     s->error = st->success ? 0 : st->error;
     s->rejected = st->rejected;
+    s->status = st->status;
+    snprintf(s->enhanced, sizeof s->enhanced, "%s", st->enhanced_code);
     snprintf(s->text, sizeof s->text, "%s", st->status_text);
     s->refusal_code = 0;
     email_status_recipient(st, 0, &s->refusal_code);
@@ -334,6 +346,135 @@ static void test_stream_refusal(void **state)
     email_transporter_free(t);
 }
 
+/* A message over postfix's message_size_limit (SIZE hidden: the library cannot know) in the
+ * middle of a stream fails alone; the replies to its remaining chunks shift nothing. */
+static void test_stream_too_large(void **state)
+{
+    (void)state;
+    SKIP_IF_NO_POSTFIX();
+    memset(&out, 0, sizeof out);
+    int before = test_spool_count(&fx.full);
+    char *log = path_in(fx.dir, "large.log");
+    email_server_t srv = settings(&fx.full, log);
+    email_transporter_t *t = email_transporter_new(&srv);
+    const char *rcpts[] = {"b@example.org", NULL};
+    char *mime[3], *big = big_body(5000000);
+    for (int i = 0; i < 3; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "large%d", i);
+        mime[i] = mime_text(tag, i == 1 ? big : "Hello.\r\n");
+        send_mime_async(t, rcpts, mime[i]);
+    }
+    wait_calls(3);
+    email_transporter_free(t);
+    assert_int_equal(out.slot[0].error, 0);
+    assert_int_equal(out.slot[2].error, 0);
+    /* postfix cuts the message at the chunk past its limit and discards the rest (551) */
+    assert_int_equal(out.slot[1].error, EMAIL_ESERVER);
+    assert_int_equal(out.slot[1].status, 552);
+    assert_string_equal(out.slot[1].enhanced, "5.3.4");
+    char *text = test_read_file(log, NULL);
+    assert_has(text, "\"552 5.3.4 ");
+    free(text);
+    wait_spool(&fx.full, before, 2);
+    assert_int_equal(test_spool_count(&fx.full), before + 2); /* refused: never relayed */
+    for (int i = 0; i < 3; i += 2) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "large%d", i);
+        assert_relayed_intact(&fx.full, before + 1, tag, mime[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(mime[i]);
+    free(big);
+    free(log);
+}
+
+/* Postfix ends the session with 421 at its second error (a refused RCPT and its BDAT), in
+ * answer to the RSET ahead of the next message: it read nothing after, so the messages behind,
+ * their BDAT LAST already sent, were not delivered; they go again on a new connection. */
+static void test_stream_421(void **state)
+{
+    (void)state;
+    SKIP_IF_NO_POSTFIX();
+    memset(&out, 0, sizeof out);
+    int before = test_spool_count(&fx.strict);
+    char *log = path_in(fx.dir, "421.log");
+    email_server_t srv = settings(&fx.strict, log);
+    email_transporter_t *t = email_transporter_new(&srv);
+    const char *good[] = {"b@example.org", NULL}, *bad[] = {REFUSED, NULL};
+    char *mime[5];
+    for (int i = 0; i < 5; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "e421-%d", i);
+        mime[i] = mime_text(tag, "Hello.\r\n");
+        send_mime_async(t, i == 1 ? bad : good, mime[i]);
+    }
+    wait_calls(5);
+    email_transporter_free(t);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(out.slot[i].calls, 1);
+        if (out.slot[i].error != (i == 1 ? EMAIL_ERECIPIENTS : 0))
+            fail_msg("message %d: %s", i, out.slot[i].text);
+    }
+    char *text = test_read_file(log, NULL);
+    assert_has(text, "\"421 4.7.0 postfix.test Error: too many errors\"");
+    free(text);
+    wait_spool(&fx.strict, before, 4);
+    for (int i = 0; i < 5; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "e421-%d", i);
+        if (i != 1)
+            assert_relayed_intact(&fx.strict, before + 1, tag, mime[i]);
+        free(mime[i]);
+    }
+    free(log);
+}
+
+/* Without CHUNKING: the same stream with DATA (dots stuffed by the library, unstuffed by
+ * postfix); without DSN: the request dropped, as the library's log says. */
+static void test_stream_data(void **state)
+{
+    (void)state;
+    SKIP_IF_NO_POSTFIX();
+    memset(&out, 0, sizeof out);
+    int before = test_spool_count(&fx.ascii);
+    char *log = path_in(fx.dir, "data.log");
+    email_server_t srv = settings(&fx.ascii, log);
+    email_transporter_t *t = email_transporter_new(&srv);
+    const char *rcpts[] = {"b@example.org", NULL};
+    char *mime[3];
+    for (int i = 0; i < 3; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "data%d", i);
+        mime[i] = mime_text(tag, i == 1 ? ".\r\n..\r\n.x\r\nend\r\n" : "Hello.\r\n");
+        send_mime_async(t, rcpts, mime[i]);
+    }
+    email_message_t *m = test_message("a@example.org", "b@example.org", "nodsn", "x\n");
+    assert_int_equal(email_message_set_dsn(m, EMAIL_NOTIFY_FAILURE, "FULL", "e1"), 0);
+    assert_int_equal(email_transporter_send_async(t, m, on_done, &out.slot[3], NULL), 0);
+    email_message_free(m);
+    wait_calls(4);
+    email_transporter_free(t);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(out.slot[i].error, 0);
+    wait_spool(&fx.ascii, before, 4);
+    for (int i = 0; i < 3; i++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "data%d", i);
+        assert_relayed_intact(&fx.ascii, before + 1, tag, mime[i]);
+        free(mime[i]);
+    }
+    char *json = spooled_once(&fx.ascii, before + 1, "Subject: nodsn", "json");
+    assert_has(json, "\"dsn_mail\": []");
+    free(json);
+    char *text = test_read_file(log, NULL);
+    assert_has(text, "SMTP DSN not offered by the server");
+    assert_null(strstr(text, "BDAT"));
+    free(text);
+    free(wait_maillog(&fx.ascii, " mail=4 rcpt=4 data=4 "));
+    free(log);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The pool
  * ------------------------------------------------------------------------------------------- */
@@ -499,7 +640,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         LOOP_IDLE_TEST(test_stream),   LOOP_IDLE_TEST(test_stream_refusal),
-        LOOP_IDLE_TEST(test_pool),     LOOP_IDLE_TEST(test_dsn),
+        LOOP_IDLE_TEST(test_stream_too_large), LOOP_IDLE_TEST(test_stream_421), LOOP_IDLE_TEST(test_stream_data), LOOP_IDLE_TEST(test_pool), LOOP_IDLE_TEST(test_dsn),
         LOOP_IDLE_TEST(test_smtputf8), LOOP_IDLE_TEST(test_starttls),
         LOOP_IDLE_TEST(test_enhanced_refusal),
     };

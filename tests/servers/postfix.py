@@ -46,9 +46,15 @@ def parse_args(argv):
                         "repeatable), e.g. dsn, chunking, smtputf8")
     p.add_argument("--size", type=int, metavar="N", help="message_size_limit (default 50 MB)")
     p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS")
+    p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
+                   help="any other main.cf parameter (repeatable; wins over the defaults here)")
     p.add_argument("--maillog", metavar="FILE",
                    help="postfix's log (maillog_file; default: maillog beside the spool)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for item in args.set:
+        if "=" not in item:
+            p.error(f"--set {item!r}: expected NAME=VALUE")
+    return args
 
 
 def free_port():
@@ -144,6 +150,7 @@ def main_cf(args, base, next_port):
     if args.starttls:
         cf.update(smtpd_tls_security_level="may", smtpd_tls_cert_file=args.starttls[0],
                   smtpd_tls_key_file=args.starttls[1], smtpd_tls_loglevel="1")
+    cf.update(item.split("=", 1) for item in args.set)
     return "".join(f"{k} = {v}\n" for k, v in cf.items())
 
 
