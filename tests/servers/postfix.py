@@ -5,7 +5,9 @@ Postfix's smtpd listens on 127.0.0.1 and relays everything it accepts at once to
 aiosmtpd (smtpd.py, started here with --spool DIR), so the tests read what postfix delivered
 exactly as they read smtpd.py's spool. Everything lives in a temporary folder (its own
 config_directory, queue_directory, data_directory and maillog_file): /etc/postfix, the system's
-queue and port 25 are never touched, and the folder is removed on exit.
+queue and port 25 are never touched, and the folder is removed on exit (by a guardian process
+if this script is killed). The next hop offers PIPELINING, DSN and SMTPUTF8, so postfix relays
+NOTIFY/ORCPT/RET/ENVID and UTF-8 addresses as it received them.
 
 Like smtpd.py: prints "PORT <n>" once postfix accepts connections, stops everything on
 SIGTERM/SIGINT or when its stdin (a pipe, socket or tty) reaches EOF. Needs root (postfix's
@@ -29,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 POSTFIX = "/usr/sbin/postfix"
 SKIP = 77
-START_TIMEOUT = 15.0
+START_TIMEOUT = 8.0  # within the harness's 10 s, so that our reason reaches its stderr
 
 
 def parse_args(argv):
@@ -38,7 +40,7 @@ def parse_args(argv):
     p.add_argument("--spool", metavar="DIR", required=True,
                    help="where the next hop (smtpd.py) writes the messages postfix relayed")
     p.add_argument("--next-hop-arg", metavar="ARG", action="append", default=[],
-                   help="an extra option for smtpd.py (repeatable), e.g. --next-hop-arg=--dsn")
+                   help="an extra option for smtpd.py (repeatable), e.g. --next-hop-arg=--log=FILE")
     p.add_argument("--reject-rcpt", metavar="ADDRESS", action="append", default=[],
                    help="smtpd refuses this recipient: 550 5.1.1 (repeatable)")
     p.add_argument("--hide", metavar="KEYWORD", action="append", default=[],
