@@ -113,7 +113,7 @@ void email__smtp_end_jobs(smtp_engine_t *e, int error, const char *text)
         if (j->phase == PH_EOD && ((j->mail_replied && !j->mail_ok) ||
                                    (j->replied == j->nrcpts && !j->accepted)))
             finish_refused(e, j); /* no recipient was accepted: nothing can be delivered */
-        else if (j->phase == PH_EOD && e->written >= j->eod_offset)
+        else if (j->phase == PH_EOD && e->written >= j->eod_offset && !e->server_closing)
             job_finish(e, j, SMTP_JOB_UNKNOWN, EMAIL_EUNKNOWN, NULL,
                        "the connection ended after the end of the message was sent and before "
                        "the server answered: the message may have been delivered (%s)",
@@ -422,7 +422,9 @@ static void on_bdat_last_reply(smtp_engine_t *e, smtp_job_t *j, const smtp_reply
     email__smtp_pump(e);
 }
 
-/* A 421 once ready: this command's job has its answer, the rest end with the session. */
+/* A 421 once ready: this command's job has its answer, the rest end with the session. The
+ * server read none of the commands behind it (RFC 5321 3.8: it closes after the 421), so a
+ * message whose end went out in a stream was not delivered either: retryable, never unknown. */
 static void on_closing_reply(smtp_engine_t *e, pending_reply_t p, const smtp_reply_t *r)
 {
     /* whatever job_done submits or asks meanwhile must not go out */

@@ -374,7 +374,7 @@ static int server_start(test_server_t *s, const char *script_name, const char *s
                   script_name)
         != 0)
         goto fail;
-    if (strcmp(script_name, "smtpd.py") == 0) {
+    if (strcmp(script_name, "smtpd.py") == 0 || strcmp(script_name, "postfix.py") == 0) {
         auto_opt = "--spool";
         if (path_join(auto_path, sizeof auto_path, s->dir, "spool") != 0)
             goto fail;
@@ -437,6 +437,10 @@ static int server_start(test_server_t *s, const char *script_name, const char *s
     }
     s->port = read_port_line(out[0], s->pid, START_TIMEOUT_MS);
     close(out[0]);
+    if (s->port < 0 && test_server_wait(s, STOP_TIMEOUT_MS) == TEST_SKIP) {
+        test_server_stop(s); /* it said why on stderr */
+        return TEST_SKIP;
+    }
     if (s->port < 0)
         goto fail;
     return 0;

@@ -26,11 +26,16 @@ typedef struct test_server {
     char dir[256];  /* temporary folder: the spool, the record, the counters */
 } test_server_t;
 
+/* The exit status of a test that cannot run here (automake's SKIP), and of a server script that
+ * cannot (postfix.py when not root). */
+#define TEST_SKIP 77
+
 /*
  * Starts $EMAIL_TEST_SERVERS/<script_name> with "--port 0", then the automatic options, then args
- * (NULL-terminated, may be NULL; later options win): for smtpd.py "--spool <dir>", for
- * scripted.py "--record <dir>/record". Waits (10 s at most) for its "PORT n" line. Returns 0, or
- * -1 with a message on stderr (s is then safe to pass to test_server_stop).
+ * (NULL-terminated, may be NULL; later options win): for smtpd.py and postfix.py "--spool <dir>",
+ * for scripted.py "--record <dir>/record". Waits (10 s at most) for its "PORT n" line. Returns 0,
+ * TEST_SKIP if the script exited with that status instead, or -1 with a message on stderr (s is
+ * then safe to pass to test_server_stop).
  */
 int test_server_start(test_server_t *s, const char *script_name, const char *const *args);
 

@@ -2084,6 +2084,36 @@ static void test_bdat_421_answer_to_last(void **state)
     test_job_free(&m1);
 }
 
+/* A 421 in the middle of a stream (postfix's "too many errors", in answer to the RSET before
+ * message 2): the server read nothing after it, so the messages behind it, their BDAT LAST sent,
+ * were not delivered: retryable, not unknown. */
+static void test_bdat_stream_421(void **state)
+{
+    test_session_t *s = *state;
+    assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
+    test_job_t m1, m2, m3;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    test_job_init(&m3, "m3", A, "six\r\n", D, NULL);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m3.job), 0);
+    assert_string_equal(ts_take(s), MAIL_A RCPT_B "BDAT 5 LAST\r\none\r\n"
+                                    "RSET\r\n" MAIL_A RCPT_C "BDAT 5 LAST\r\ntwo\r\n"
+                                    "RSET\r\n" MAIL_A RCPT_D "BDAT 5 LAST\r\nsix\r\n");
+    assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT QUEUED
+                                "421 4.7.0 mx.example Error: too many errors\r\n"),
+                     EMAIL_ECLOSED);
+    EXPECT_EVENTS(s, "ready\njob m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                     "job m2 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                     "job m3 RETRYABLE EMAIL_ECLOSED 0 rejected=0\n"
+                     "closed EMAIL_ECLOSED 421 4.7.0\n");
+    assert_string_equal(ts_take(s), "");
+    test_job_free(&m1);
+    test_job_free(&m2);
+    test_job_free(&m3);
+}
+
 /* Connection lost: after BDAT LAST reached the transport unknown, before it retryable. */
 static void test_bdat_abort(void **state)
 {
@@ -2660,6 +2690,7 @@ int main(void)
         SESSION_TEST(test_bdat_refused_chunk_stops_the_body),
         SESSION_TEST(test_bdat_all_recipients_refused),
         SESSION_TEST(test_bdat_421_answer_to_last),
+        SESSION_TEST(test_bdat_stream_421),
         SESSION_TEST(test_bdat_abort),
         SESSION_TEST(test_job_freed_in_done),
         SESSION_TEST(test_bdat_body_error),
