@@ -12,6 +12,10 @@ A binding of the C library libemailsession (loaded with ctypes: see README). Two
                         password="password") as t:               # 4D's SMTP transporter
         result = t.send(m)                      # or: await t.send_async(m) under asyncio
 
+With an outbox (set_outbox(directory), or Transporter(outbox=...)) asynchronous sends are on
+disk before they are reported queued; outbox_list(), outbox_resume(user) and
+Transporter.outbox_resume() find and send what an earlier run left.
+
 Failures raise emailsession.Error (AuthenticationError, TLSError, RefusedError, TimeoutError,
 ConnectionError, UnknownOutcomeError...) with code, name, status, enhanced_code, text,
 refused and causes.
@@ -28,8 +32,11 @@ from .errors import (AuthenticationError, Cause, ConnectionError, Error, ErrorCo
                      InvalidArgumentError, Refused, RefusedError, Result, SessionError,
                      TimeoutError, TLSError, UnknownOutcomeError, from_last_error)
 from .message import (MAIL_MODE_ISO2022JP, MAIL_MODE_ISO88591, MAIL_MODE_UTF8,
-                      MAIL_MODE_UTF8_IN_BASE64, PRIORITY_HIGH, PRIORITY_HIGHEST, PRIORITY_LOW,
+                      MAIL_MODE_UTF8_IN_BASE64, NOTIFY_DELAY, NOTIFY_FAILURE, NOTIFY_NEVER,
+                      NOTIFY_SUCCESS, PRIORITY_HIGH, PRIORITY_HIGHEST, PRIORITY_LOW,
                       PRIORITY_LOWEST, PRIORITY_NORMAL, Message)
+from .outbox import (OutboxEntry, outbox_corrupt_count, outbox_list, outbox_resume,
+                     set_outbox)
 from .session import (ERROR, OPTION_ALLOW_INSECURE_AUTH, OPTION_DEFAULT, OPTION_NO_VERIFY,
                       OPTION_STARTTLS, OPTION_TLS, PENDING, PROTOCOL_SMTPS, SENT, Session,
                       message_status)
@@ -39,6 +46,7 @@ from .transporter import SECURITY_NONE, SECURITY_STARTTLS, SECURITY_TLS, Server,
 globals().update({code.name: code for code in ErrorCode if code.name != "OK"})
 
 TIMEOUT_MAX = 2000000
+MAX_CONNECTIONS = 64  # the largest max_connections (EMAIL_MAX_CONNECTIONS)
 
 
 def version() -> str:
@@ -62,6 +70,14 @@ def set_timeout(seconds: int) -> None:
 def get_timeout() -> int:
     """The timeout of sessions started from now on, in seconds."""
     return int(lib.email_get_timeout())
+
+
+def set_max_connections(n: int) -> None:
+    """How many connections to its server (1 to MAX_CONNECTIONS, default 1) each session
+    started afterwards may spread its queue over: an asynchronous session with many messages
+    queued delivers them over several connections, in no guaranteed order, each with its own
+    outcome. A Transporter has its own max_connections keyword."""
+    _check_rc(lib.email_set_max_connections(_check.integer(n, "n", 1, MAX_CONNECTIONS)))
 
 
 def set_ca_file(path: Optional[_check.PathArg]) -> None:
@@ -133,7 +149,9 @@ __all__ = [
     "Session", "SessionError", "TLSError", "TimeoutError", "Transporter",
     "UnknownOutcomeError", "__version__", "dispatch", "dispatch_fd", "get_timeout",
     "message_status", "set_ca_file", "set_log", "set_log_callback", "set_log_directory",
-    "set_timeout", "shutdown", "version",
+    "set_max_connections", "set_timeout", "shutdown", "version",
+    "OutboxEntry", "outbox_corrupt_count", "outbox_list", "outbox_resume", "set_outbox",
+    "MAX_CONNECTIONS", "NOTIFY_NEVER", "NOTIFY_SUCCESS", "NOTIFY_FAILURE", "NOTIFY_DELAY",
     "SECURITY_STARTTLS", "SECURITY_TLS", "SECURITY_NONE",
     "OPTION_DEFAULT", "OPTION_STARTTLS", "OPTION_TLS", "OPTION_ALLOW_INSECURE_AUTH",
     "OPTION_NO_VERIFY", "PROTOCOL_SMTPS", "PENDING", "SENT", "ERROR", "TIMEOUT_MAX",

@@ -16,7 +16,7 @@ import collections
 import itertools
 import threading
 import weakref
-from typing import Any, Callable, Deque, Dict, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Optional, Tuple, Union
 
 from ._lib import SEND_CB, lib
 from .errors import Error, Result, from_last_error, from_status, result_of
@@ -72,8 +72,60 @@ def _on_session_send(message_id: int, status: Any, user_data: Any) -> None:
         _deliver(future, message_id, status)
 
 
+class _Resume:
+    """The outcomes of one resume: handed to callback (may be None), counted until the number
+    the resume took is known and reached; keep stays alive meanwhile (the transporter)."""
+
+    def __init__(self, callback: Optional[Callable[[int, Union[Result, Error]], None]],
+                 keep: Any) -> None:
+        self.callback = callback
+        self.keep = keep
+        self.seen = 0
+        self.expected: Optional[int] = None
+
+
+_resumes: Dict[int, _Resume] = {}
+
+
+def _on_resume(message_id: int, status: Any, user_data: Any) -> None:
+    token = user_data or 0
+    with _lock:
+        entry = _resumes.get(token)
+        if entry is None:
+            return
+        entry.seen += 1
+        if entry.expected is not None and entry.seen >= entry.expected:
+            del _resumes[token]
+    if entry.callback is not None:
+        ok = status.contents.success
+        entry.callback(message_id, result_of(status, message_id) if ok else from_status(status))
+
+
 ON_SEND = SEND_CB(_on_send)
 ON_SESSION_SEND = SEND_CB(_on_session_send)
+ON_RESUME = SEND_CB(_on_resume)
+
+
+def resume(start: Callable[[Any, int], int],
+           callback: Optional[Callable[[int, Union[Result, Error]], None]], keep: Any) -> int:
+    """Runs start(ON_RESUME, token), a resume whose outcomes go to callback(message_id,
+    outcome); returns how many entries it took. The outcomes may come before start returns
+    (another thread dispatching): they are counted from the first."""
+    token = new_token()
+    entry = _Resume(callback, keep)
+    with _lock:
+        _resumes[token] = entry
+    taken = -1
+    try:
+        taken = start(ON_RESUME, token)
+    finally:
+        with _lock:
+            entry.expected = max(taken, 0)  # a failed resume queued nothing
+            if entry.seen >= entry.expected:
+                _resumes.pop(token, None)
+    if taken < 0:
+        raise from_last_error(taken)
+    return taken
 
 
 def watch(loop: asyncio.AbstractEventLoop) -> None:

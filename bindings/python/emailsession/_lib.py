@@ -18,6 +18,7 @@ c_int = ctypes.c_int
 c_bool = ctypes.c_bool
 c_size_t = ctypes.c_size_t
 c_uint64 = ctypes.c_uint64
+c_int64 = ctypes.c_int64
 c_void_p = ctypes.c_void_p
 
 
@@ -68,6 +69,7 @@ class Server(ctypes.Structure):
 StatusP = ctypes.POINTER(Status)
 SEND_CB = ctypes.CFUNCTYPE(None, c_uint64, StatusP, c_void_p)
 LOG_CB = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
+OUTBOX_CB = ctypes.CFUNCTYPE(None, c_uint64, c_char_p, c_char_p, c_int64, c_void_p)
 RECIPIENTS = ctypes.POINTER(c_char_p)
 
 # name: (restype, argtypes)
@@ -102,6 +104,7 @@ _PROTOTYPES = {
     "email_message_set_priority": (c_int, [c_void_p, c_int]),
     "email_message_set_disposition_notification": (c_int, [c_void_p, c_bool]),
     "email_message_set_charsets": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "email_message_set_dsn": (c_int, [c_void_p, c_int, c_char_p, c_char_p]),
     "email_message_id": (c_uint64, [c_void_p]),
     "email_message_to_mime": (c_int, [c_void_p, ctypes.POINTER(c_void_p),
                                       ctypes.POINTER(c_size_t)]),
@@ -117,6 +120,7 @@ _PROTOTYPES = {
     "email_transporter_send_mime_async": (c_int, [c_void_p, c_char_p, RECIPIENTS, c_char_p,
                                                   c_size_t, SEND_CB, c_void_p,
                                                   ctypes.POINTER(c_uint64)]),
+    "email_transporter_outbox_resume": (c_int, [c_void_p, c_int, SEND_CB, c_void_p]),
     "email_transporter_free": (None, [c_void_p]),
     "email_start_smtp_session": (c_bool, [c_char_p, c_char_p, c_char_p, c_int, c_int, c_int]),
     "email_send_message": (c_bool, [c_char_p, c_void_p]),
@@ -125,6 +129,7 @@ _PROTOTYPES = {
     "email_close_session": (c_bool, [c_char_p]),
     "email_set_timeout": (None, [c_int]),
     "email_get_timeout": (c_int, []),
+    "email_set_max_connections": (c_int, [c_int]),
     "email_error_occurred": (c_bool, []),
     "email_error_info": (c_char_p, []),
     "email_last_error": (c_int, []),
@@ -137,6 +142,10 @@ _PROTOTYPES = {
     "email_set_log": (c_int, [c_char_p]),
     "email_set_log_callback": (c_int, [LOG_CB, c_void_p]),
     "email_set_log_directory": (c_int, [c_char_p]),
+    "email_set_outbox": (c_int, [c_char_p]),
+    "email_outbox_list": (c_int, [c_char_p, OUTBOX_CB, c_void_p]),
+    "email_outbox_resume_ex": (c_int, [c_char_p, c_int]),
+    "email_outbox_corrupt_count": (c_int, []),
     "email_version": (c_char_p, []),
 }
 

@@ -14,6 +14,13 @@ PRIORITY_HIGH = 2
 PRIORITY_LOW = 4
 PRIORITY_LOWEST = 5
 
+# Delivery status notifications (RFC 3461), for Message.set_dsn: NOTIFY_NEVER alone, or any
+# combination of the others (NOTIFY_SUCCESS | NOTIFY_FAILURE).
+NOTIFY_NEVER = 1
+NOTIFY_SUCCESS = 2
+NOTIFY_FAILURE = 4
+NOTIFY_DELAY = 8
+
 MAIL_MODE_UTF8 = "US-ASCII_UTF8_QP"
 MAIL_MODE_UTF8_IN_BASE64 = "US-ASCII_UTF8_B64"
 MAIL_MODE_ISO88591 = "ISO-8859-1"
@@ -35,9 +42,11 @@ class Message:
     arguments call them:
 
         Message(sender="Me <me@example.org>", to=["ada@example.org"], subject="Hello",
-                text="Hi Ada!\\n", attachments=["report.pdf", ("notes.txt", b"...")])
+                text="Hi Ada!\\n", attachments=["report.pdf", ("notes.txt", b"...")],
+                dsn={"notify": NOTIFY_FAILURE | NOTIFY_DELAY, "ret": "HDRS"})
 
-    sender (or from_) is the From address; sender_header the RFC 5322 Sender field.
+    sender (or from_) is the From address; sender_header the RFC 5322 Sender field; dsn the
+    keyword arguments of set_dsn (a dict), or its notify alone (an int).
     Strings are UTF-8 text; a malformed address raises InvalidArgumentError (a ValueError).
     """
 
@@ -49,7 +58,8 @@ class Message:
                  subject: Optional[str] = None, text: Optional[str] = None,
                  html: Optional[str] = None, attachments: Iterable[Attachment] = (),
                  headers: Optional[Mapping[str, str]] = None,
-                 priority: Optional[int] = None) -> None:
+                 priority: Optional[int] = None,
+                 dsn: Union[int, Mapping[str, Any], None] = None) -> None:
         self._ptr: Optional[int] = None
         if sender is not None and from_ is not None:
             raise TypeError("give the From address as sender or as from_, not both")
@@ -73,6 +83,10 @@ class Message:
             self.add_header(name, value)
         if priority is not None:
             self.set_priority(priority)
+        if isinstance(dsn, Mapping):
+            self.set_dsn(**dsn)
+        elif dsn is not None:
+            self.set_dsn(dsn)
 
     def _set(self, fn: Any, value: Optional[str], name: str, line: bool = True) -> None:
         if value is not None:
@@ -214,6 +228,23 @@ class Message:
         _call(lib.email_message_set_charsets(
             self._handle, _check.optional_string(header_mode, "header_mode"),
             _check.optional_string(body_mode, "body_mode")))
+        return self
+
+    def set_dsn(self, notify: int = 0, ret: Optional[str] = None,
+                envid: Optional[str] = None) -> "Message":
+        """Asks for delivery status notifications (RFC 3461) from a server that offers DSN
+        (one that does not gets the message without the request).
+
+        notify: NOTIFY_NEVER alone, or NOTIFY_SUCCESS, NOTIFY_FAILURE and NOTIFY_DELAY or-ed
+        together, or 0 for the server's default (failures). ret: "FULL" (the whole message
+        comes back in a notification) or "HDRS" (its header only), None for the server's
+        choice. envid: an envelope id of up to 100 printable ASCII characters that the
+        notifications quote, None or "" for none. set_dsn() with no argument asks for nothing
+        again. A bad combination or value raises InvalidArgumentError; the message is then
+        unchanged. Prebuilt messages (send_mime) carry no DSN request."""
+        _call(lib.email_message_set_dsn(
+            self._handle, _check.integer(notify, "notify", 0, 0x7FFFFFFF),
+            _check.optional_string(ret, "ret"), _check.optional_string(envid, "envid")))
         return self
 
     @property

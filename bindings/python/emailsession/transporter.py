@@ -1,14 +1,16 @@
 """Transporter: 4D's SMTP transporter (email_transporter_t)."""
 
+import asyncio
 import ctypes
 import dataclasses
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Union
 
 from . import _check, _dispatch
 from ._lib import Server as _Server
 from ._lib import Status, lib, text
-from .errors import Result, from_last_error, from_status, result_of
+from .errors import Error, Result, from_last_error, from_status, result_of
 from .message import Message
+from .outbox import resume_flags
 from .session import mime_bytes, recipient_array
 
 SECURITY_STARTTLS = 0
@@ -181,6 +183,51 @@ class Transporter:
             _dispatch.forget(token)
             future.cancel()
             raise error
+        return await future
+
+    def outbox_resume(self, resend_unknown: bool = False, drop_unknown: bool = False,
+                      callback: Optional[Callable[[int, Union[Result, Error]], None]] = None
+                      ) -> int:
+        """Queues, oldest first, the entries of the transporter's outbox (its own, or the
+        global one of set_outbox) left by transporters with its host, port and user that no
+        other thread or process holds; returns how many it took.
+
+        Each outcome comes to callback(message_id, outcome), outcome a Result or an Error,
+        where the library's callbacks run: on the thread of an asyncio loop that awaits a send,
+        after each synchronous call, or in dispatch(). message_status(id) gives it too.
+        resend_unknown, drop_unknown: as for outbox_resume(). InvalidArgumentError when there
+        is no outbox."""
+        handle = self._handle
+        flags = resume_flags(resend_unknown, drop_unknown)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, not {type(callback).__name__}")
+        taken = _dispatch.resume(
+            lambda done, token: lib.email_transporter_outbox_resume(handle, flags, done, token),
+            callback, self)
+        _dispatch.run_waiting()
+        return taken
+
+    async def outbox_resume_async(self, resend_unknown: bool = False,
+                                  drop_unknown: bool = False) -> List[Union[Result, Error]]:
+        """outbox_resume(), awaiting the outcomes: a Result or an Error for each entry taken,
+        in the order they came (Result.message_id, or message_status, tell which is which;
+        an Error is returned, not raised)."""
+        loop = asyncio.get_running_loop()
+        _dispatch.watch(loop)
+        future: "asyncio.Future[List[Union[Result, Error]]]" = loop.create_future()
+        outcomes: List[Union[Result, Error]] = []
+        taken: List[int] = []
+
+        def settle() -> None:
+            if not future.done() and taken and len(outcomes) >= taken[0]:
+                future.set_result(outcomes)
+
+        def one(_message_id: int, outcome: Union[Result, Error]) -> None:
+            outcomes.append(outcome)  # runs on the loop's thread (its reader dispatches)
+            settle()
+
+        taken.append(self.outbox_resume(resend_unknown, drop_unknown, one))
+        settle()
         return await future
 
 

@@ -96,6 +96,33 @@ def scripted(tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def dovecot(tmp_path, smtpd):
+    """dovecot() starts dovecot's submission service (tests/servers/dovecot_submission.py:
+    SCRAM-SHA-256 and SCRAM-SHA-1 accounts, password "pencil") relaying to a fresh smtpd.py;
+    returns (its port, the relay). Skipped where dovecot is not installed."""
+    started = []
+
+    def start():
+        if not os.path.exists(os.environ.get("DOVECOT", "/usr/sbin/dovecot")):
+            pytest.skip("dovecot is not installed (tools/setup.sh installs it)")
+        relay = smtpd()
+        proc = subprocess.Popen([PYTHON3, str(SERVERS / "dovecot_submission.py"), "--port", "0",
+                                 "--relay-port", str(relay.port)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"dovecot_submission.py did not start: {line!r}")
+        return int(line.split()[1]), relay
+
+    yield start
+    for proc in started:
+        proc.stdin.close()  # EOF stops it, and dovecot with it
+        proc.wait(30)
+        proc.stdout.close()
+
+
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     """A directory of test certificates (ca.pem, good.pem, self.pem... see tests/certs.sh)."""
