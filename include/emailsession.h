@@ -336,6 +336,13 @@ typedef void (*email_send_cb)(uint64_t message_id, const email_status_t *status,
 typedef void (*email_progress_cb)(uint64_t message_id, uint64_t bytes_sent, uint64_t bytes_total,
                                   void *user_data);
 
+/*
+ * TLS: certificates are always verified (the system store, plus ca_file). A transporter keeps
+ * its last TLS session and offers it on its next connection (a reconnect, a retry, another
+ * connection of its pool), so they skip the full handshake when the server agrees; the log says
+ * "### SMTP TLS session resumed". Before closing a TLS connection after QUIT it sends the TLS
+ * close_notify alert (without waiting for the server's).
+ */
 /* Fills 4D's defaults: everything zero/NULL except keep_alive = true. */
 EMAIL_EXTERN void email_server_init(email_server_t *server);
 /*
@@ -645,6 +652,8 @@ EMAIL_EXTERN void email_shutdown(void);
  *   ### SMTP Connected to '<host>' on port <port>. (not secure) plain, even if STARTTLS follows
  *   ### SMTP Server address: <ip>                 when <host> is a name: the address it reached
  *   ### SMTP TLS established: <version>, cipher <cipher>, <GnuTLS's description>
+ *   ### SMTP TLS session resumed                 the transporter's last TLS session was resumed
+ *                                                 (no full handshake: see email_transporter_new)
  *   ### SMTP Authenticated as '<user>' (<mechanism>)
  *   ### SMTP No authentication: ...  / SMTP STARTTLS refused (<code>): going on unencrypted
  *   ### SMTP Certificate verification is OFF ...  (EMAIL_OPTION_NO_VERIFY)

@@ -373,7 +373,7 @@ static void tls_handshake(void *ud, int error, const char *text)
     email__tls_describe(c->tls, desc, sizeof desc);
     log_event(c, '#', "SMTP TLS established: %s", desc);
     if (email__tls_resumed(c->tls))
-        log_event(c, '#', "TLS session resumed");
+        log_event(c, '#', "SMTP TLS session resumed");
     if (c->started) {
         email__smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);

@@ -273,9 +273,9 @@ static void test_resumption(void **state)
             free(json);
         }
         char *log = read_log(name);
-        const char *first = strstr(log, " ### TLS session resumed\n");
+        const char *first = strstr(log, " ### SMTP TLS session resumed\n");
         assert_non_null(first);
-        assert_null(strstr(first + 1, " ### TLS session resumed\n"));
+        assert_null(strstr(first + 1, " ### SMTP TLS session resumed\n"));
         free(log);
         test_server_stop(&s);
     }
