@@ -57,18 +57,9 @@ static void run_free(run_t *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The child's side: environment, descriptors, then the tool (under valgrind when we are). */
-static void exec_tool(const char *input, const char *const *env, const char *const *args)
+/* The child's last step: the tool with args (under valgrind when we are). */
+static void exec_argv(const char *const *args)
 {
-    setenv("HOME", wpath("home"), 1);
-    setenv("XDG_CONFIG_HOME", wpath("xdg"), 1);
-    for (size_t i = 0; env && env[i]; i += 2)
-        setenv(env[i], env[i + 1], 1);
-    int in = open(input ? wpath("stdin") : "/dev/null", O_RDONLY);
-    int out = open(wpath("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(wpath("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-        _exit(120);
     const char *build = getenv("EMAIL_TEST_BUILDDIR");
     char tool[1024], libtool[1024];
     snprintf(tool, sizeof tool, "%s/bindings/cli/emailsession-send", build ? build : ".");
@@ -88,6 +79,21 @@ static void exec_tool(const char *input, const char *const *env, const char *con
     argv[n] = NULL;
     execv(argv[0], (char *const *)argv);
     _exit(121);
+}
+
+/* The child's side: environment, descriptors, then the tool. */
+static void exec_tool(const char *input, const char *const *env, const char *const *args)
+{
+    setenv("HOME", wpath("home"), 1);
+    setenv("XDG_CONFIG_HOME", wpath("xdg"), 1);
+    for (size_t i = 0; env && env[i]; i += 2)
+        setenv(env[i], env[i + 1], 1);
+    int in = open(input ? wpath("stdin") : "/dev/null", O_RDONLY);
+    int out = open(wpath("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(wpath("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(120);
+    exec_argv(args);
 }
 
 /* Runs the tool with args (NULL-terminated), input on its standard input (NULL: /dev/null),
@@ -736,16 +742,9 @@ static void run_tool_pty(run_t *r, const char *const *args, const char *prompt,
     if (pid == 0) {
         if (stderr_pipe && dup2(errpipe[1], 2) < 0)
             _exit(120);
-        const char *build = getenv("EMAIL_TEST_BUILDDIR");
-        char tool[1024];
-        snprintf(tool, sizeof tool, "%s/bindings/cli/emailsession-send", build ? build : ".");
         setenv("HOME", wpath("home"), 1);
         setenv("XDG_CONFIG_HOME", wpath("xdg"), 1);
-        const char *argv[64] = {tool};
-        for (size_t i = 0; args[i] && i < 62; i++)
-            argv[i + 1] = args[i];
-        execv(tool, (char *const *)argv);
-        _exit(121);
+        exec_argv(args);
     }
     if (stderr_pipe)
         close(errpipe[1]);
