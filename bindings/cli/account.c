@@ -4,7 +4,7 @@
  *   # comment
  *   defaults                      settings every account declared after it starts from
  *   account NAME [: PARENT,...]   an account, starting from its parents' settings
- *   host, port, security, user, password, passwordeval, from, ca_file, helo   KEY VALUE
+ *   host, port, security, user, password, passwordeval, from, ca_file, helo, outbox   KEY VALUE
  *   account default : NAME        the account used without --account
  *
  * Values may be written in double quotes (with \" and \\). A setting of the account wins over
@@ -124,7 +124,7 @@ static int set_key(parser_t *p, const char *key, const char *value)
     static const struct { const char *key; size_t offset; } strings[] = {
         {"host", offsetof(cli_settings_t, host)},    {"user", offsetof(cli_settings_t, user)},
         {"from", offsetof(cli_settings_t, from)},    {"ca_file", offsetof(cli_settings_t, ca_file)},
-        {"helo", offsetof(cli_settings_t, helo)},
+        {"helo", offsetof(cli_settings_t, helo)},    {"outbox", offsetof(cli_settings_t, outbox)},
     };
     for (size_t i = 0; i < sizeof strings / sizeof *strings; i++)
         if (strcmp(key, strings[i].key) == 0)

@@ -30,6 +30,7 @@ int cli_parse_security(const char *word);
 /* What an account (or the command line, which wins) says about the server and the sender. */
 typedef struct cli_settings {
     char *host, *user, *password, *passwordeval, *from, *ca_file, *helo;
+    char *outbox;       /* the outbox's folder (--queue, --flush, --list) */
     int port;           /* -1: unset */
     int security;       /* -1: unset */
     char *password_at;  /* "file:line" of password or passwordeval, for messages */
@@ -40,10 +41,10 @@ void cli_settings_free(cli_settings_t *s);
 /* Fills what dst leaves unset from src (copies). 0, or EX_OSERR. */
 int cli_settings_merge(cli_settings_t *dst, const cli_settings_t *src);
 
-enum { CLI_SEND = 0, CLI_HELP, CLI_VERSION };
+enum { CLI_SEND = 0, CLI_HELP, CLI_VERSION, CLI_FLUSH, CLI_LIST };
 
 typedef struct cli_options {
-    int action;                    /* CLI_SEND, CLI_HELP, CLI_VERSION */
+    int action;                    /* CLI_SEND, CLI_HELP, CLI_VERSION, CLI_FLUSH, CLI_LIST */
     cli_settings_t set;            /* --server ... --password as given on the command line */
     char *password_file, *password_env;
     int password_options;          /* how many of --password, --password-file, --password-env */
@@ -56,6 +57,8 @@ typedef struct cli_options {
     bool read_headers;             /* -t */
     bool ignore_dots;              /* -i, -oi */
     bool verbose, dry_run;
+    bool queue;                    /* --queue: into the outbox, sent by a later --flush */
+    int unknown_flags;             /* --resend-unknown, --drop-unknown: EMAIL_OUTBOX_... */
     bool compose;                  /* --subject, --body, --body-file or --attach given */
 } cli_options_t;
 

@@ -34,7 +34,7 @@ static const struct {
     {EX_USAGE, "usage error: bad options or arguments, no recipient, no sender"},
     {EX_DATAERR, "bad input data: a malformed address, a message that cannot be composed"},
     {EX_NOINPUT, "a file that is missing or cannot be read (attachment, body, message, "
-                 "password, configuration)"},
+                 "password, configuration), or an outbox that cannot be used"},
     {EX_NOHOST, "server unreachable: name not resolved, connection refused, timed out"},
     {EX_UNAVAILABLE, "refused for good: the server answered 5xx (message, sender or every "
                      "recipient)"},
@@ -60,6 +60,25 @@ int cli_exit_code(int error, int reply_code)
     if (reply_code >= 400 && reply_code < 500 && (code == EX_UNAVAILABLE || code == EX_NOPERM))
         return EX_TEMPFAIL;
     return code;
+}
+
+/* --flush's many outcomes in one code: first what needs a person (an outcome unknown, a message
+ * refused for good, something to fix), last what the next --flush may mend by itself. */
+int cli_exit_worst(int a, int b)
+{
+    static const int order[] = {EX_IOERR,  EX_UNAVAILABLE, EX_DATAERR, EX_NOPERM,
+                                EX_PROTOCOL, EX_CONFIG,    EX_NOINPUT, EX_OSERR,
+                                EX_SOFTWARE, EX_NOHOST,    EX_TEMPFAIL};
+    if (a == 0 || b == 0)
+        return a ? a : b;
+    size_t n = sizeof order / sizeof *order, ra = n, rb = n;
+    for (size_t i = 0; i < n; i++) {
+        if (order[i] == a)
+            ra = i;
+        if (order[i] == b)
+            rb = i;
+    }
+    return rb < ra ? b : a;
 }
 
 void cli_print_exit_codes(FILE *out)

@@ -11,6 +11,9 @@
  * reply code (0 if none): a 4xx refusal is a temporary failure whatever the code says. */
 int cli_exit_code(int error, int reply_code);
 
+/* Of two exit codes, the one that says more is wrong (0 only when both are). */
+int cli_exit_worst(int a, int b);
+
 /* The list of exit codes and what they mean, for --help. */
 void cli_print_exit_codes(FILE *out);
 

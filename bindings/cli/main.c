@@ -15,6 +15,7 @@
 #include "compose.h"
 #include "exitcodes.h"
 #include "options.h"
+#include "outbox.h"
 #include "password.h"
 #include "send.h"
 #include "whole.h"
@@ -41,6 +42,13 @@ static const char usage_text[] =
     "Other:\n"
     "  -v, --verbose  the conversation log on stderr (secrets masked)\n"
     "  --dry-run  print the message instead of sending it   --version   --help\n"
+    "Outbox (default $XDG_DATA_HOME/emailsession/outbox, or ~/.local/share/...):\n"
+    "  --queue   put the message into the outbox and return; nothing is sent before --flush\n"
+    "  --flush   send what waits for the server, a line per message\n"
+    "  --list    print what waits (id, queued at, for, subject)\n"
+    "  --outbox DIR   another outbox (also `outbox` in the account file)\n"
+    "  --resend-unknown | --drop-unknown   with --flush: a message whose outcome is unknown\n"
+    "                 (the connection was lost after its end) is sent again, or forgotten\n"
     "\n"
     "Exit codes (sysexits.h):\n";
 
@@ -90,7 +98,16 @@ static int print_message(const cli_options_t *o, const char *text, size_t len, c
     return 0;
 }
 
-/* A text with its envelope: printed, or sent. */
+/* --queue needs no password: the outbox never holds one, --flush asks for it. */
+static int send_or_queue(cli_options_t *o, const cli_send_t *what)
+{
+    if (o->queue)
+        return cli_queue(&o->set, o->verbose, what);
+    int rc = cli_password_resolve(&o->set);
+    return rc ? rc : cli_send(&o->set, o->verbose, what);
+}
+
+/* A text with its envelope: printed, queued or sent. */
 static int deliver(cli_options_t *o, const char *text, size_t len, const char *from,
                    const strv_t *rcpts)
 {
@@ -98,9 +115,8 @@ static int deliver(cli_options_t *o, const char *text, size_t len, const char *f
         return print_message(o, text, len, from, rcpts);
     if (rcpts->n == 0)
         return cli_fail(EX_USAGE, "no recipient: give them as arguments, with --to, or -t");
-    int rc = cli_password_resolve(&o->set);
     cli_send_t what = {.from = from, .rcpts = rcpts, .mime = text, .len = len};
-    return rc ? rc : cli_send(&o->set, o->verbose, &what);
+    return send_or_queue(o, &what);
 }
 
 static int run_whole(cli_options_t *o)
@@ -133,9 +149,8 @@ static int send_composed(cli_options_t *o, email_message_t *m)
     if (!o->dry_run && !o->envelope_from) {
         if (!o->to.n && !o->cc.n && !o->bcc.n && !o->recipients.n)
             return cli_fail(EX_USAGE, "no recipient: give --to, --cc, --bcc or arguments");
-        int rc = cli_password_resolve(&o->set);
         cli_send_t what = {.message = m};
-        return rc ? rc : cli_send(&o->set, o->verbose, &what);
+        return send_or_queue(o, &what);
     }
     char *text = NULL;
     size_t len = 0;
@@ -180,9 +195,18 @@ static int run(cli_options_t *o)
         printf(CLI_NAME " %s (libemailsession %s)\n", EMAIL_VERSION_STRING, email_version());
         return 0;
     }
+    /* neither of these two calls the library: cli_queue_prepare must come first */
     int rc = cli_password_from_options(o);
     if (rc == 0)
         rc = cli_account_load(o->config, o->account, &o->set);
+    if (rc == 0 && o->queue)
+        rc = cli_queue_prepare(&o->set);
+    if (rc == 0 && o->action == CLI_LIST)
+        return cli_list(&o->set);
+    if (rc == 0 && o->action == CLI_FLUSH) {
+        rc = cli_password_resolve(&o->set);
+        return rc ? rc : cli_flush(&o->set, o->verbose, o->unknown_flags);
+    }
     if (rc == 0)
         rc = o->compose ? run_compose(o) : run_whole(o);
     return rc;

@@ -16,7 +16,8 @@ enum {
     OPT_SERVER = 256, OPT_PORT, OPT_SECURITY, OPT_USER, OPT_PASSWORD, OPT_PASSWORD_FILE,
     OPT_PASSWORD_ENV, OPT_CA_FILE, OPT_FROM, OPT_TO, OPT_CC, OPT_BCC, OPT_SUBJECT, OPT_ATTACH,
     OPT_BODY, OPT_BODY_FILE, OPT_MESSAGE_FILE, OPT_HELO, OPT_ACCOUNT, OPT_CONFIG, OPT_DRY_RUN,
-    OPT_VERSION, OPT_HELP
+    OPT_VERSION, OPT_HELP, OPT_QUEUE, OPT_FLUSH, OPT_LIST, OPT_OUTBOX, OPT_RESEND_UNKNOWN,
+    OPT_DROP_UNKNOWN
 };
 
 static const struct option long_options[] = {
@@ -44,6 +45,12 @@ static const struct option long_options[] = {
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
+    {"queue", no_argument, NULL, OPT_QUEUE},
+    {"flush", no_argument, NULL, OPT_FLUSH},
+    {"list", no_argument, NULL, OPT_LIST},
+    {"outbox", required_argument, NULL, OPT_OUTBOX},
+    {"resend-unknown", no_argument, NULL, OPT_RESEND_UNKNOWN},
+    {"drop-unknown", no_argument, NULL, OPT_DROP_UNKNOWN},
     {NULL, 0, NULL, 0},
 };
 
@@ -131,6 +138,20 @@ static int compose_option(cli_options_t *o, int c, const char *arg)
     }
 }
 
+/* --queue, --flush, --list and what goes with them; then the composing options. */
+static int outbox_option(cli_options_t *o, int c, const char *arg)
+{
+    switch (c) {
+    case OPT_QUEUE: o->queue = true; return 0;
+    case OPT_FLUSH: o->action = CLI_FLUSH; return 0;
+    case OPT_LIST: o->action = CLI_LIST; return 0;
+    case OPT_OUTBOX: return set_once(&o->set.outbox, arg, "--outbox");
+    case OPT_RESEND_UNKNOWN: o->unknown_flags |= EMAIL_OUTBOX_RESEND_UNKNOWN; return 0;
+    case OPT_DROP_UNKNOWN: o->unknown_flags |= EMAIL_OUTBOX_DROP_UNKNOWN; return 0;
+    default: return compose_option(o, c, arg);
+    }
+}
+
 static int long_option(cli_options_t *o, int c, char *arg)
 {
     cli_settings_t *s = &o->set;
@@ -161,8 +182,25 @@ static int long_option(cli_options_t *o, int c, char *arg)
     case OPT_DRY_RUN: o->dry_run = true; return 0;
     case OPT_VERSION: o->action = CLI_VERSION; return 0;
     case OPT_HELP: o->action = CLI_HELP; return 0;
-    default: return compose_option(o, c, arg);
+    default: return outbox_option(o, c, arg);
     }
+}
+
+/* --queue, --flush and --list: one at a time; the last two take no message. */
+static int check_outbox_options(const cli_options_t *o)
+{
+    bool outbox_action = o->action == CLI_FLUSH || o->action == CLI_LIST;
+    if (o->queue + outbox_action > 1 || (o->queue && o->dry_run))
+        return cli_fail(EX_USAGE, "give one of --queue, --flush, --list, --dry-run");
+    if (o->unknown_flags == (EMAIL_OUTBOX_RESEND_UNKNOWN | EMAIL_OUTBOX_DROP_UNKNOWN))
+        return cli_fail(EX_USAGE, "give --resend-unknown or --drop-unknown, not both");
+    if (o->unknown_flags && o->action != CLI_FLUSH)
+        return cli_fail(EX_USAGE, "--resend-unknown and --drop-unknown go with --flush");
+    if (outbox_action && (o->compose || o->message_file || o->read_headers || o->to.n ||
+                          o->cc.n || o->bcc.n || o->recipients.n || o->dry_run))
+        return cli_fail(EX_USAGE, "%s sends no new message: it takes no message, recipient "
+                        "or --dry-run", o->action == CLI_FLUSH ? "--flush" : "--list");
+    return 0;
 }
 
 /* The combinations that make no sense. */
@@ -176,7 +214,7 @@ static int check_options(const cli_options_t *o)
         return cli_fail(EX_USAGE, "%s sends a whole message: it does not go with --subject, "
                         "--body, --body-file or --attach",
                         o->read_headers ? "-t" : "--message-file");
-    return 0;
+    return check_outbox_options(o);
 }
 
 int cli_parse_options(cli_options_t *o, int argc, char **argv)

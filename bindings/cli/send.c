@@ -1,6 +1,6 @@
 /*
  * emailsession-send: the transporter, the conversation log (-v), the progress bar, and what is
- * said when a send fails.
+ * said when a send fails (also for --queue and --flush, in outbox.c).
  */
 #include <emailsession.h>
 #include <stdio.h>
@@ -16,11 +16,6 @@
 #define PROGRESS_MIN_BYTES (512u * 1024u)
 #define PROGRESS_WIDTH 40
 
-typedef struct progress {
-    int last_percent;
-    bool drawn;
-} progress_t;
-
 /* Runs on the library's thread (EMAIL_CALLBACK_LOOP_THREAD): lines appear as they happen. */
 static void show_log_line(const char *line, void *user_data)
 {
@@ -28,12 +23,17 @@ static void show_log_line(const char *line, void *user_data)
     fprintf(stderr, "%s\n", line);
 }
 
+/* One bar per message: a --flush sends several, one after the other. */
 static void show_progress(uint64_t message_id, uint64_t sent, uint64_t total, void *user_data)
 {
-    progress_t *p = user_data;
-    (void)message_id;
+    cli_watch_t *p = user_data;
     if (total < PROGRESS_MIN_BYTES)
         return;
+    if (p->drawn && message_id != p->message_id) {
+        fputc('\n', stderr);
+        p->drawn = false;
+    }
+    p->message_id = message_id;
     int percent = (int)(sent * 100 / total);
     if (p->drawn && percent == p->last_percent)
         return;
@@ -46,7 +46,7 @@ static void show_progress(uint64_t message_id, uint64_t sent, uint64_t total, vo
 }
 
 /* The server's words and, for a failure that was not the server's, the chain of causes. */
-static void report(const email_status_t *st)
+void cli_report(const email_status_t *st)
 {
     if (st->status)
         fprintf(stderr, CLI_NAME ": not sent: the server replied %d%s%s: %s\n", st->status,
@@ -69,7 +69,7 @@ static void report(const email_status_t *st)
                         "it again\n");
 }
 
-static int make_transporter(const cli_settings_t *s, email_transporter_t **t)
+int cli_transporter_new(const cli_settings_t *s, email_transporter_t **t)
 {
     email_server_t srv;
     email_server_init(&srv);
@@ -90,19 +90,35 @@ static int make_transporter(const cli_settings_t *s, email_transporter_t **t)
     return 0;
 }
 
-int cli_send(const cli_settings_t *s, bool verbose, const cli_send_t *what)
+void cli_watch_start(email_transporter_t *t, bool verbose, cli_watch_t *w)
 {
-    email_transporter_t *t;
-    int rc = make_transporter(s, &t);
-    if (rc)
-        return rc;
-    progress_t bar = {0};
+    memset(w, 0, sizeof *w);
+    w->verbose = verbose;
     if (verbose || isatty(2))
         email_set_callback_thread(EMAIL_CALLBACK_LOOP_THREAD);
     if (verbose)
         email_set_log_callback(show_log_line, NULL);
     else if (isatty(2))
-        email_transporter_set_progress(t, show_progress, &bar);
+        email_transporter_set_progress(t, show_progress, w);
+}
+
+void cli_watch_stop(cli_watch_t *w)
+{
+    if (w->verbose)
+        email_set_log_callback(NULL, NULL);
+    if (w->drawn)
+        fputc('\n', stderr);
+    w->drawn = false;
+}
+
+int cli_send(const cli_settings_t *s, bool verbose, const cli_send_t *what)
+{
+    email_transporter_t *t;
+    int rc = cli_transporter_new(s, &t);
+    if (rc)
+        return rc;
+    cli_watch_t watch;
+    cli_watch_start(t, verbose, &watch);
     email_status_t st = {0};
     if (what->message)
         email_transporter_send(t, what->message, &st);
@@ -110,13 +126,10 @@ int cli_send(const cli_settings_t *s, bool verbose, const cli_send_t *what)
         email_transporter_send_mime(t, what->from, (const char *const *)what->rcpts->v, what->mime,
                                     what->len, &st);
     email_transporter_free(t); /* after it, no callback runs any more */
-    if (verbose)
-        email_set_log_callback(NULL, NULL);
-    if (bar.drawn)
-        fputc('\n', stderr);
+    cli_watch_stop(&watch);
     rc = st.success ? 0 : cli_exit_code(st.error, st.status);
     if (!st.success)
-        report(&st);
+        cli_report(&st);
     email_status_clear(&st);
     return rc;
 }

@@ -79,7 +79,7 @@ static void free_secret(char *s)
 void cli_settings_free(cli_settings_t *s)
 {
     char *plain[] = {s->host, s->user, s->passwordeval, s->from, s->ca_file, s->helo,
-                     s->password_at};
+                     s->outbox, s->password_at};
     for (size_t i = 0; i < sizeof plain / sizeof *plain; i++)
         free(plain[i]);
     free_secret(s->password);
@@ -99,7 +99,7 @@ int cli_settings_merge(cli_settings_t *dst, const cli_settings_t *src)
     bool has_password = dst->password || dst->passwordeval;
     int rc = take(&dst->host, src->host) | take(&dst->user, src->user) |
              take(&dst->from, src->from) | take(&dst->ca_file, src->ca_file) |
-             take(&dst->helo, src->helo);
+             take(&dst->helo, src->helo) | take(&dst->outbox, src->outbox);
     if (!has_password)
         rc |= take(&dst->password, src->password) | take(&dst->passwordeval, src->passwordeval) |
               take(&dst->password_at, src->password_at);

@@ -3,12 +3,17 @@
  * smtpd.py) and the scripted server on 127.0.0.1: each exit code with the message printed,
  * sendmail's interface (-t with Bcc, -f, -i, recipients as arguments), attachments, --dry-run,
  * the account file (found through XDG_CONFIG_HOME, refused when others may read its password,
- * passwordeval), the password's sources and its masking in the -v log.
+ * passwordeval), the password's sources and its masking in the -v log; the outbox (--queue,
+ * --flush, --list, the unknown-outcome flags); through a pseudo-terminal, the password prompt
+ * (no echo) and the progress bar.
  *
  * Under make check-valgrind the tool itself runs under valgrind too (its leaks and errors make
  * it exit 99, which no test expects).
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,18 +57,9 @@ static void run_free(run_t *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The child's side: environment, descriptors, then the tool (under valgrind when we are). */
-static void exec_tool(const char *input, const char *const *env, const char *const *args)
+/* The child's last step: the tool with args (under valgrind when we are). */
+static void exec_argv(const char *const *args)
 {
-    setenv("HOME", wpath("home"), 1);
-    setenv("XDG_CONFIG_HOME", wpath("xdg"), 1);
-    for (size_t i = 0; env && env[i]; i += 2)
-        setenv(env[i], env[i + 1], 1);
-    int in = open(input ? wpath("stdin") : "/dev/null", O_RDONLY);
-    int out = open(wpath("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(wpath("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-        _exit(120);
     const char *build = getenv("EMAIL_TEST_BUILDDIR");
     char tool[1024], libtool[1024];
     snprintf(tool, sizeof tool, "%s/bindings/cli/emailsession-send", build ? build : ".");
@@ -83,6 +79,21 @@ static void exec_tool(const char *input, const char *const *env, const char *con
     argv[n] = NULL;
     execv(argv[0], (char *const *)argv);
     _exit(121);
+}
+
+/* The child's side: environment, descriptors, then the tool. */
+static void exec_tool(const char *input, const char *const *env, const char *const *args)
+{
+    setenv("HOME", wpath("home"), 1);
+    setenv("XDG_CONFIG_HOME", wpath("xdg"), 1);
+    for (size_t i = 0; env && env[i]; i += 2)
+        setenv(env[i], env[i + 1], 1);
+    int in = open(input ? wpath("stdin") : "/dev/null", O_RDONLY);
+    int out = open(wpath("stdout"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = open(wpath("stderr"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(120);
+    exec_argv(args);
 }
 
 /* Runs the tool with args (NULL-terminated), input on its standard input (NULL: /dev/null),
@@ -526,6 +537,296 @@ static void test_verbose_masks_password(void **state)
     }
 }
 
+/* ---- the outbox ---------------------------------------------------------------------------- */
+
+#define AT_PORT(port) "--server", "127.0.0.1", "--port", port, "--security", "none"
+
+/* Runs the tool and checks its exit status and that its stdout holds want (may be NULL). */
+static void tool_expect(const char *input, const char *const *args, int status, const char *want)
+{
+    run_t r;
+    run_tool(&r, input, NULL, args);
+    assert_run(&r, status, NULL);
+    if (want && !strstr(r.out, want))
+        fail_msg("stdout lacks \"%s\":\n%s\nstderr:\n%s", want, r.out, r.err);
+    run_free(&r);
+}
+
+/* How many lines --list prints for outbox (NULL: the default one). */
+static int listed(const char *outbox)
+{
+    const char *args[] = {"--list", outbox ? "--outbox" : NULL, outbox, NULL};
+    run_t r;
+    run_tool(&r, NULL, NULL, args);
+    assert_run(&r, 0, NULL);
+    int n = 0;
+    for (const char *p = r.out; (p = strchr(p, '\n')); p++)
+        n++;
+    run_free(&r);
+    return n;
+}
+
+/* The server is down: --queue puts the message into the default outbox (under HOME) and
+ * succeeds; --list shows it; with the server up, --flush delivers it, once. A message queued
+ * while the server is up is not sent before the --flush either (msmtpq's meaning). */
+static void test_queue_then_flush(void **state)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", test_dead_port());
+    const char *queue[] = {AT_PORT(port), "--queue", "--from", "a@example.org", "--to",
+                           "b@example.org", "--subject", "queued while down", "--body", "x",
+                           NULL};
+    tool_expect(NULL, queue, 0, NULL);
+    assert_true(access(wpath("home/.local/share/emailsession/outbox"), F_OK) == 0);
+    const char *list[] = {"--list", NULL};
+    tool_expect(NULL, list, 0, "\t127.0.0.1\tqueued while down\n");
+    /* XDG_DATA_HOME moves the default outbox: nothing waits in that one */
+    const char *env[] = {"XDG_DATA_HOME", wpath("data"), NULL};
+    run_t r;
+    run_tool(&r, NULL, env, list);
+    assert_run(&r, 0, NULL);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    assert_int_equal(access(wpath("data/emailsession/outbox"), F_OK), 0);
+
+    test_server_t s;
+    const char *sargs[] = {"--port", port, NULL};
+    start_smtpd(&s, sargs);
+    const char *queue2[] = {AT_PORT(port), "--queue", "b@example.org", NULL};
+    tool_expect(simple_input, queue2, 0, NULL);
+    assert_int_equal(test_spool_count(&s), 0); /* the tool has exited: nothing went out */
+    assert_int_equal(listed(NULL), 2);
+    const char *flush[] = {AT_PORT(port), "--flush", NULL};
+    tool_expect(NULL, flush, 0, ": sent\n");
+    assert_int_equal(test_spool_count(&s), 2);
+    assert_int_equal(listed(NULL), 0);
+    tool_expect(NULL, flush, 0, NULL); /* nothing waits: nothing sent again */
+    assert_int_equal(test_spool_count(&s), 2);
+    char *eml = test_spool_read(&s, 1, "eml", NULL);
+    assert_non_null(eml);
+    assert_non_null(strstr(eml, "Subject: queued while down"));
+    free(eml);
+    test_server_stop(&s);
+}
+
+/* At --flush, a 5xx removes the entry (exit code of a refusal for good); a 4xx keeps it. */
+static void test_flush_refused(void **state)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", test_dead_port());
+    char ob[600]; /* wpath's buffers are reused */
+    snprintf(ob, sizeof ob, "%s", wpath("outbox-refused"));
+    const char *queue[] = {AT_PORT(port), "--outbox", ob, "--queue", "b@example.org", NULL};
+    const char *flush[] = {AT_PORT(port), "--outbox", ob, "--flush", NULL};
+    tool_expect(simple_input, queue, 0, NULL);
+
+    test_server_t s;
+    const char *tempfail[] = {"--port", port, "--data-reply", "451 4.3.0 try again later", NULL};
+    start_smtpd(&s, tempfail);
+    run_t r;
+    run_tool(&r, NULL, NULL, flush);
+    assert_run(&r, EX_TEMPFAIL, "1 message still waits", NULL);
+    assert_non_null(strstr(r.out, "not sent: the server replied 451 4.3.0: try again later"));
+    run_free(&r);
+    test_server_stop(&s);
+    assert_int_equal(listed(ob), 1);
+
+    const char *refuse[] = {"--port", port, "--data-reply", "554 5.6.0 not this one", NULL};
+    start_smtpd(&s, refuse);
+    tool_expect(NULL, flush, EX_UNAVAILABLE, "replied 554 5.6.0: not this one\n");
+    assert_int_equal(listed(ob), 0);
+    tool_expect(NULL, flush, 0, NULL);
+    assert_int_equal(test_spool_count(&s), 0);
+    test_server_stop(&s);
+}
+
+/* The end of data goes out at --flush and the connection drops: unknown outcome, kept. */
+static void flush_into_silence(const char *port, const char *ob)
+{
+    test_server_t s;
+    const char *script = "send 220 scripted ESMTP\n"
+                         "expect EHLO .*\n"
+                         "send 250 scripted\n"
+                         "expect MAIL FROM:<a@example.org>.*\n"
+                         "send 250 ok\n"
+                         "expect RCPT TO:<b@example.org>\n"
+                         "send 250 ok\n"
+                         "expect DATA\n"
+                         "send 354 go\n"
+                         "expect-data\n"
+                         "close\n";
+    const char *sargs[] = {"--port", port, NULL};
+    assert_int_equal(test_scripted_start(&s, script, sargs), 0);
+    const char *flush[] = {AT_PORT(port), "--outbox", ob, "--flush", NULL};
+    run_t r;
+    run_tool(&r, NULL, NULL, flush);
+    assert_run(&r, EX_IOERR, "may have been delivered", "--resend-unknown", NULL);
+    run_free(&r);
+    assert_int_equal(test_server_wait(&s, 5000), 0);
+    test_server_stop(&s);
+    assert_int_equal(listed(ob), 1);
+}
+
+/* An unknown outcome is reported again, not resent, by a plain --flush; --drop-unknown forgets
+ * it, --resend-unknown sends it. */
+static void test_flush_unknown(void **state)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", test_dead_port());
+    char ob[600]; /* wpath's buffers are reused */
+    snprintf(ob, sizeof ob, "%s", wpath("outbox-unknown"));
+    const char *queue[] = {AT_PORT(port), "--outbox", ob, "--queue", "b@example.org", NULL};
+    tool_expect(simple_input, queue, 0, NULL);
+    flush_into_silence(port, ob);
+
+    test_server_t s;
+    const char *sargs[] = {"--port", port, NULL};
+    start_smtpd(&s, sargs);
+    const char *flush[] = {AT_PORT(port), "--outbox", ob, "--flush", NULL};
+    tool_expect(NULL, flush, EX_IOERR, "went out in an earlier run");
+    assert_int_equal(listed(ob), 1);
+    const char *drop[] = {AT_PORT(port), "--outbox", ob, "--flush", "--drop-unknown", NULL};
+    tool_expect(NULL, drop, EX_IOERR, NULL);
+    assert_int_equal(listed(ob), 0);
+    assert_int_equal(test_spool_count(&s), 0);
+    test_server_stop(&s);
+
+    tool_expect(simple_input, queue, 0, NULL);
+    flush_into_silence(port, ob);
+    start_smtpd(&s, sargs);
+    const char *resend[] = {AT_PORT(port), "--outbox", ob, "--flush", "--resend-unknown", NULL};
+    tool_expect(NULL, resend, 0, ": sent\n");
+    assert_int_equal(test_spool_count(&s), 1);
+    assert_int_equal(listed(ob), 0);
+    test_server_stop(&s);
+
+    const char *both[] = {"--flush", "--resend-unknown", "--drop-unknown", NULL};
+    tool_expect(NULL, both, EX_USAGE, NULL);
+    const char *alone[] = {"--resend-unknown", "b@example.org", NULL};
+    tool_expect(simple_input, alone, EX_USAGE, NULL);
+}
+
+/* ---- on a terminal ------------------------------------------------------------------------- */
+
+/* Reads what is ready on fd into *buf (grown); false at its end. */
+static bool read_more(int fd, char **buf, size_t *len)
+{
+    char chunk[4096];
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+        return true;
+    if (n <= 0) /* EIO: the terminal's last user closed it */
+        return false;
+    *buf = realloc(*buf, *len + (size_t)n + 1);
+    assert_non_null(*buf);
+    memcpy(*buf + *len, chunk, (size_t)n);
+    *len += (size_t)n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+/*
+ * Runs the tool on a new pseudo-terminal (its standard input, output and error; with
+ * stderr_pipe, its stderr goes to a pipe instead), writes answer once the terminal shows
+ * prompt (both may be NULL). r->out is what the terminal showed, r->err what the pipe got.
+ */
+static void run_tool_pty(run_t *r, const char *const *args, const char *prompt,
+                         const char *answer, bool stderr_pipe)
+{
+    int errpipe[2] = {-1, -1};
+    if (stderr_pipe)
+        assert_int_equal(pipe(errpipe), 0);
+    int master;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (stderr_pipe && dup2(errpipe[1], 2) < 0)
+            _exit(120);
+        setenv("HOME", wpath("home"), 1);
+        setenv("XDG_CONFIG_HOME", wpath("xdg"), 1);
+        exec_argv(args);
+    }
+    if (stderr_pipe)
+        close(errpipe[1]);
+    memset(r, 0, sizeof *r);
+    size_t out_len = 0, err_len = 0;
+    bool answered = !answer, pty_open = true, pipe_open = stderr_pipe;
+    while (pty_open || pipe_open) {
+        struct pollfd p[2] = {{.fd = pty_open ? master : -1, .events = POLLIN},
+                              {.fd = pipe_open ? errpipe[0] : -1, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0)
+            continue;
+        if (p[0].revents)
+            pty_open = read_more(master, &r->out, &out_len);
+        if (p[1].revents)
+            pipe_open = read_more(errpipe[0], &r->err, &err_len);
+        if (!answered && r->out && strstr(r->out, prompt)) {
+            assert_int_equal(write(master, answer, strlen(answer)), (ssize_t)strlen(answer));
+            answered = true;
+        }
+    }
+    close(master);
+    if (stderr_pipe)
+        close(errpipe[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (!r->out)
+        r->out = strdup("");
+    if (!r->err)
+        r->err = strdup("");
+}
+
+/* Without any other source, the password is asked on the terminal, with echo off: the typed
+ * password never shows, and it is the one AUTH uses. */
+static void test_password_prompt(void **state)
+{
+    test_server_t s;
+    const char *sargs[] = {"--auth", "u:s3cretPW", "--auth-required", NULL};
+    start_smtpd(&s, sargs);
+    const char *args[] = {PLAIN(&s), "--user", "u", "--from", "a@example.org", "--to",
+                          "b@example.org", "--subject", "prompted", "--body", "x", NULL};
+    run_t r;
+    run_tool_pty(&r, args, "Password for u at 127.0.0.1: ", "s3cretPW\n", false);
+    if (r.status != 0)
+        fail_msg("exit status %d; terminal:\n%s", r.status, r.out);
+    if (strstr(r.out, "s3cretPW"))
+        fail_msg("the terminal shows the password:\n%s", r.out);
+    run_free(&r);
+    char *json = spooled(&s, "json");
+    assert_json_field(json, "auth.login", "u");
+    free(json);
+    test_server_stop(&s);
+}
+
+/* A large message draws a progress bar on a terminal, none when stderr is a pipe. */
+static void test_progress_bar(void **state)
+{
+    size_t size = 1536 * 1024;
+    char *body = malloc(size);
+    assert_non_null(body);
+    for (size_t i = 0; i < size; i++)
+        body[i] = i % 64 == 63 ? '\n' : 'a' + (char)(i % 26);
+    assert_int_equal(test_write_file(wpath("large.txt"), body, size), 0);
+    free(body);
+    test_server_t s;
+    start_smtpd(&s, NULL);
+    const char *args[] = {PLAIN(&s), "--from", "a@example.org", "--to", "b@example.org",
+                          "--subject", "large", "--body-file", wpath("large.txt"), NULL};
+    run_t r;
+    run_tool_pty(&r, args, NULL, NULL, false);
+    if (r.status != 0 || !strstr(r.out, "] 100% ") || !strstr(r.out, "MiB\r\n"))
+        fail_msg("exit status %d; no progress bar on the terminal:\n%s", r.status, r.out);
+    run_free(&r);
+    run_tool_pty(&r, args, NULL, NULL, true);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out, "");
+    run_free(&r);
+    assert_int_equal(test_spool_wait(&s, 2, 5000), 2);
+    test_server_stop(&s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -565,6 +866,11 @@ int main(void)
         cmocka_unit_test(test_account_file_refused),
         cmocka_unit_test(test_config_option_and_env),
         cmocka_unit_test(test_verbose_masks_password),
+        cmocka_unit_test(test_queue_then_flush),
+        cmocka_unit_test(test_flush_refused),
+        cmocka_unit_test(test_flush_unknown),
+        cmocka_unit_test(test_password_prompt),
+        cmocka_unit_test(test_progress_bar),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
