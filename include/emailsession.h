@@ -703,7 +703,7 @@ EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
  */
 EMAIL_EXTERN int email_set_log_directory(const char *dir);
 
-/* The running library's version, e.g. "0.1.0": EMAIL_VERSION_STRING of the library that runs
+/* The running library's version, e.g. "1.0.0": EMAIL_VERSION_STRING of the library that runs
  * (the macros in <emailsession-version.h> are those of the headers compiled against). */
 EMAIL_EXTERN const char *email_version(void);
 

@@ -50,7 +50,7 @@ MAX_CONNECTIONS = 64  # the largest max_connections (EMAIL_MAX_CONNECTIONS)
 
 
 def version() -> str:
-    """The running C library's version, such as "0.1.0" (email_version())."""
+    """The running C library's version, such as "1.0.0" (email_version())."""
     return text(lib.email_version())
 
 

@@ -110,12 +110,12 @@ def _import_error(python_env, library):
 
 def test_a_library_of_another_major_version_is_refused(python_env, tmp_path):
     stderr = _import_error(python_env, _fake_library(tmp_path, "99.0.0"))
-    assert "libfake.so is version 99.0.0; this package needs 0.x" in stderr
+    assert "libfake.so is version 99.0.0; this package needs 1.x" in stderr
 
 
 def test_a_library_without_a_function_is_refused(python_env, tmp_path):
-    stderr = _import_error(python_env, _fake_library(tmp_path, "0.0.1"))
-    assert "(version 0.0.1) has no email_strerror: the library is too old" in stderr
+    stderr = _import_error(python_env, _fake_library(tmp_path, "1.0.0"))
+    assert "(version 1.0.0) has no email_strerror: the library is too old" in stderr
 
 
 def test_errors_pickle_with_their_fields():
