@@ -325,7 +325,7 @@ void email__mp_token(const char *value, char *dst, size_t size)
     size_t n = 0;
     while (is_space(*value))
         value++;
-    for (; *value && *value != ';' && !is_space(*value) && *value != '(' && n + 1 < size; value++)
+    for (; *value && !strchr(";(\n", *value) && !is_space(*value) && n + 1 < size; value++)
         dst[n++] = *value >= 'A' && *value <= 'Z' ? (char)(*value + 32) : *value;
     dst[n] = '\0';
 }
