@@ -296,7 +296,8 @@ enum {
  * Sending the result again (email_send_message, email_transporter_send) re-composes it from its
  * fields: From, Sender, Reply-To, To, Cc, Subject, Date, Message-ID, the bodies, attachments,
  * inline parts, In-Reply-To, References and the other fields that are not about transport (no
- * Received, Return-Path, DKIM-Signature, ARC-*, Content-*, MIME-Version, ...); Bcc is not read.
+ * Received, Return-Path, DKIM-Signature, ARC-*, Content-*, MIME-Version, ...); a Bcc field read
+ * is kept for the envelope only.
  * A message with an address that could not be read as one is refused then (EMAIL_EINVAL).
  * EMAIL_EINVAL when mime or out is NULL (length 0 is an empty message), EMAIL_ENOMEM.
  */

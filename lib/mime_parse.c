@@ -242,14 +242,25 @@ static int begin_leaf(mime_parser_t *p, const char *type, const char *ct, const 
     return rc < 0 ? oom(p) : 0;
 }
 
+/* type/subtype in RFC 2045 token characters (what the composer can write again). */
+static bool type_valid(const char *type)
+{
+    const char *slash = strchr(type, '/');
+    if (!slash || slash == type || !slash[1] || strchr(slash + 1, '/'))
+        return false;
+    for (const char *c = type; *c; c++)
+        if (*c <= ' ' || *c > '~' || (*c != '/' && strchr("()<>@,;:\\\"[]?=", *c)))
+            return false;
+    return true;
+}
+
 /* The part's type: its Content-Type's, or the default (text/plain; message/rfc822 in a digest). */
 static void entity_type(mime_parser_t *p, const char *ct, char type[128])
 {
     type[0] = '\0';
     if (ct)
         email__mp_token(ct, type, 128);
-    const char *slash = strchr(type, '/');
-    if (!slash || slash == type || !slash[1]) {
+    if (!type_valid(type)) {
         if (ct)
             *problems(p) |= EMAIL_PARSE_HEADER;
         strcpy(type, p->in_digest ? "message/rfc822" : "text/plain");

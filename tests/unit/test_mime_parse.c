@@ -470,6 +470,19 @@ static void test_resend_refused(void **state)
     email_message_free(m);
 }
 
+/* Regression (found by fuzz_mime_parse): a type with 8-bit octets was given as it was, not
+   UTF-8 and not one the composer could write again; it is text/plain now, flagged. */
+static void test_type_not_a_token(void **state)
+{
+    (void)state;
+    const char mime[] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                        "Content-Type: applic\xe9tion/pdf; name=a.pdf\r\n\r\nx\r\n--b--\r\n";
+    email_message_t *m = parse(mime, sizeof mime - 1);
+    assert_part(m, 0, "a.pdf", "text/plain", "x", 1);
+    assert_int_equal(email_message_get_parse_problems(m), EMAIL_PARSE_HEADER);
+    email_message_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,7 +492,7 @@ int main(void)
         cmocka_unit_test(test_nested),        cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_large_attachment),
         cmocka_unit_test(test_caps),          cmocka_unit_test(test_built_getters),
-        cmocka_unit_test(test_resend_refused),
+        cmocka_unit_test(test_resend_refused), cmocka_unit_test(test_type_not_a_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
