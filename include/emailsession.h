@@ -263,6 +263,96 @@ EMAIL_EXTERN int email_message_to_mime(const email_message_t *message, char **mi
                                        size_t *length);
 
 /* ---------------------------------------------------------------------------------------------
+ * Reading messages
+ * ------------------------------------------------------------------------------------------- */
+
+/* What email_message_get_parse_problems reports: bits, each a kind of damage that was repaired
+ * or worked around (the message is still returned). */
+enum {
+    EMAIL_PARSE_HEADER = 1,      /* a header line that is no field, or folded before any field */
+    EMAIL_PARSE_CHARSET = 2,     /* a charset the system lacks, or octets it cannot read: those
+                                    texts hold U+FFFD (or the octets made valid UTF-8) */
+    EMAIL_PARSE_8BIT_HEADER = 4, /* raw 8-bit octets in a header that are not UTF-8 */
+    EMAIL_PARSE_ENCODING = 8,    /* broken base64 or quoted-printable (decoded as far as it goes) */
+    EMAIL_PARSE_MULTIPART = 16,  /* a multipart without boundary, or a final boundary missing */
+    EMAIL_PARSE_ADDRESS = 32,    /* an address that is not an addr-spec (kept as written) */
+    EMAIL_PARSE_LIMIT = 64       /* a cap was reached and something was dropped: nesting over 32,
+                                    over 1000 parts, a header over 256 KiB, decoded parts over
+                                    EMAIL_PARSE_MAX_DECODED in all */
+};
+/* The decoded bytes (bodies and attachments together) a parsed message may hold. */
+#define EMAIL_PARSE_MAX_DECODED (512u * 1024 * 1024)
+
+/*
+ * Reads an RFC 5322 / MIME message (4D's MAIL Convert from MIME) into a new message for the
+ * getters below: headers unfolded and their encoded words (RFC 2047) decoded, parameters
+ * (RFC 2231) joined and decoded, base64 and quoted-printable bodies decoded, the first text/plain
+ * and text/html parts that are not attachments as the text and HTML bodies in UTF-8 (from their
+ * charset; 8-bit text without one is UTF-8 when it reads as UTF-8, else windows-1252), every other
+ * leaf part as an attachment or inline part with its decoded bytes; a message/rfc822 part is an
+ * attachment whose data is the enclosed message (read it with this function again). Line breaks
+ * in bodies are CRLF, as on the wire. A message whose encoding is broken is still returned, its
+ * damage in email_message_get_parse_problems. Lines of any length and LF-only line ends are read.
+ * Sending the result again (email_send_message, email_transporter_send) re-composes it from its
+ * fields: From, Sender, Reply-To, To, Cc, Subject, Date, Message-ID, the bodies, attachments,
+ * inline parts, In-Reply-To, References and the other fields that are not about transport (no
+ * Received, Return-Path, DKIM-Signature, ARC-*, Content-*, MIME-Version, ...); a Bcc field read
+ * is kept for the envelope only.
+ * A message with an address that could not be read as one is refused then (EMAIL_EINVAL).
+ * EMAIL_EINVAL when mime or out is NULL (length 0 is an empty message), EMAIL_ENOMEM.
+ */
+EMAIL_EXTERN int email_message_from_mime(const char *mime, size_t length, email_message_t **out);
+
+/*
+ * The getters read any message, parsed or built; the strings they return are the message's, valid
+ * until it changes or is freed. They cannot fail (NULL, 0 or an empty answer when the message is
+ * NULL or has no such field) and leave ErrorInfo as it was, except email_message_get_attachment
+ * and email_message_get_attachment_info, which set it when they fail and clear it otherwise.
+ */
+enum { EMAIL_RECIPIENT_TO = 0, EMAIL_RECIPIENT_CC = 1, EMAIL_RECIPIENT_BCC = 2 };
+/* The subject, decoded, UTF-8; NULL when none. */
+EMAIL_EXTERN const char *email_message_get_subject(const email_message_t *message);
+/* The first From address as "Name <a@b>" (or "a@b" without a name), UTF-8; NULL when none. */
+EMAIL_EXTERN const char *email_message_get_from(const email_message_t *message);
+/* To, Cc or Bcc (EMAIL_RECIPIENT_...): how many addresses, and the i-th as "Name <a@b>". */
+EMAIL_EXTERN size_t email_message_get_recipient_count(const email_message_t *message, int kind);
+EMAIL_EXTERN const char *email_message_get_recipient(const email_message_t *message, int kind,
+                                                     size_t i);
+/* The bodies in UTF-8, or NULL. */
+EMAIL_EXTERN const char *email_message_get_text_body(const email_message_t *message);
+EMAIL_EXTERN const char *email_message_get_html_body(const email_message_t *message);
+/* "<id@host>"; NULL when none (a built message has one only once sent or composed). */
+EMAIL_EXTERN const char *email_message_get_message_id(const email_message_t *message);
+/* The first header field of that name (any case), unfolded and decoded, UTF-8; NULL when none.
+ * A built message answers for its own fields (From, To, ... joined with ", ", Subject) and those
+ * added by email_message_add_header. */
+EMAIL_EXTERN const char *email_message_get_header(const email_message_t *message,
+                                                  const char *name);
+/* The Date field as Unix time (obsolete forms read too), 0 when none or not a date. */
+EMAIL_EXTERN int64_t email_message_get_date(const email_message_t *message);
+/* The server's UIDL or IMAP UID of a received message; NULL for any other. */
+EMAIL_EXTERN const char *email_message_get_uid(const email_message_t *message);
+/* Size in bytes on the server (a received message) or of the MIME text parsed; 0 when built. */
+EMAIL_EXTERN uint64_t email_message_get_size(const email_message_t *message);
+/* Attachments and inline parts, in order. */
+EMAIL_EXTERN size_t email_message_get_attachment_count(const email_message_t *message);
+/*
+ * The i-th one: its name (UTF-8, NULL when none), content type ("type/subtype") and decoded
+ * bytes (NULL with length 0 for an attachment built from a file: it is read when sent). Each
+ * pointer may be NULL. EMAIL_EINVAL when message is NULL or i is out of range.
+ */
+EMAIL_EXTERN int email_message_get_attachment(const email_message_t *message, size_t i,
+                                              const char **name, const char **content_type,
+                                              const void **data, size_t *length);
+enum { EMAIL_DISPOSITION_ATTACHMENT = 0, EMAIL_DISPOSITION_INLINE = 1 };
+/* The i-th part's Content-ID (without angle brackets, NULL when none) and disposition
+ * (EMAIL_DISPOSITION_...); either pointer may be NULL. EMAIL_EINVAL as above. */
+EMAIL_EXTERN int email_message_get_attachment_info(const email_message_t *message, size_t i,
+                                                   const char **content_id, int *disposition);
+/* EMAIL_PARSE_... bits of what was wrong in a parsed message; 0 for a built one. */
+EMAIL_EXTERN unsigned email_message_get_parse_problems(const email_message_t *message);
+
+/* ---------------------------------------------------------------------------------------------
  * The transporter (4D's SMTP transporter)
  * ------------------------------------------------------------------------------------------- */
 
@@ -524,7 +614,9 @@ EMAIL_EXTERN int email_set_max_connections(int n);
  *    email_last_error, email_strerror, email_error_name, email_status_recipient,
  *    email_status_recipient_text, email_status_error_count, email_status_error and
  *    email_status_clear;
- *  - the getters that cannot fail: email_version, email_get_timeout, email_message_id;
+ *  - the getters that cannot fail: email_version, email_get_timeout, email_message_id, and the
+ *    email_message_get_* getters but email_message_get_attachment and
+ *    email_message_get_attachment_info;
  *  - the calls that return nothing and cannot fail: email_server_init, email_message_free,
  *    email_transporter_free, email_shutdown;
  *  - email_dispatch (the callbacks it runs may set it, through the calls they make).

@@ -140,3 +140,176 @@ int email__charset_from_utf8(const char *charset, email_buf_t *out, const char *
     email__charset_close(&conv);
     return rc;
 }
+
+/* ---- Reading mail's charsets ---- */
+
+static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+/* Length of the valid UTF-8 sequence at s[0] (not NUL), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    if (s[0] && s[0] < 0x80)
+        return 1;
+    size_t len = s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                 : s[0] >= 0xF0 && s[0] <= 0xF4                                  ? 4
+                                                                                 : 0;
+    return len && len <= n && email__utf8_valid((const char *)s, len) ? len : 0;
+}
+
+bool email__utf8_sanitize(email_buf_t *out, const char *in, size_t n, bool *nomem)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    bool replaced = false;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i, k;
+        while (j < n && (k = utf8_seq(s + j, n - j)))
+            j += k;
+        if (email__buf_append(out, in + i, j - i))
+            goto nomem;
+        if (j == n)
+            break;
+        if (email__buf_append(out, replacement, 3))
+            goto nomem;
+        replaced = true;
+        i = j + 1;
+    }
+    if (email__buf_reserve(out, 0)) /* an empty result is still a string */
+        goto nomem;
+    return replaced;
+nomem:
+    *nomem = true;
+    return replaced;
+}
+
+/* The decoders iconv should use for a label, best first; NULL for US-ASCII and no label. */
+static void read_aliases(const char *label, const char *names[2])
+{
+    static const char *const table[][3] = {
+        {"gb2312", "GB18030", NULL},      {"gbk", "GB18030", NULL},
+        {"x-gbk", "GB18030", NULL},       {"cp936", "GB18030", NULL},
+        {"euc-cn", "GB18030", NULL},      {"csgb2312", "GB18030", NULL},
+        {"iso-2022-jp", "ISO-2022-JP-2", "ISO-2022-JP-3"},
+        {"csiso2022jp", "ISO-2022-JP-2", "ISO-2022-JP-3"},
+        {"shift_jis", "CP932", NULL},     {"sjis", "CP932", NULL},
+        {"x-sjis", "CP932", NULL},        {"windows-31j", "CP932", NULL},
+        {"euc-kr", "CP949", NULL},        {"ks_c_5601-1987", "CP949", NULL},
+        {"iso-8859-1", "WINDOWS-1252", NULL}, {"latin1", "WINDOWS-1252", NULL},
+        {"iso_8859-1", "WINDOWS-1252", NULL}, {"utf8", "UTF-8", NULL}};
+    names[0] = label;
+    names[1] = NULL;
+    if (!label || !*label || !email__strcasecmp(label, "us-ascii") ||
+        !email__strcasecmp(label, "ascii")) {
+        names[0] = NULL;
+        return;
+    }
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        if (!email__strcasecmp(label, table[i][0])) {
+            names[0] = table[i][1];
+            names[1] = table[i][2];
+            return;
+        }
+    }
+}
+
+/* A name iconv_open may be given: short, letters, digits and "-_.:" (no "//" suffix, no path). */
+static bool label_safe(const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr("-_.:", s[i])))
+            return false;
+    return n && n <= 40;
+}
+
+/* in → UTF-8 through iconv, U+FFFD for what it cannot read; -1 when iconv lacks the charset. */
+static int decode_with(const char *charset, email_buf_t *out, const char *in, size_t n)
+{
+    if (!label_safe(charset))
+        return -1;
+    iconv_t cd = iconv_open("UTF-8", charset);
+    if (cd == NO_ICONV)
+        return errno == ENOMEM ? EMAIL_ENOMEM : -1;
+    char *src = (char *)in; /* iconv's prototype; the input is not written */
+    size_t left = n;
+    int result = 0;
+    for (bool flushing = false;;) {
+        if (email__buf_reserve(out, left + 16)) {
+            result = EMAIL_ENOMEM;
+            break;
+        }
+        char *dst = out->data + out->len;
+        size_t room = out->cap - out->len - 1;
+        size_t r = flushing ? iconv(cd, NULL, NULL, &dst, &room)
+                            : iconv(cd, &src, &left, &dst, &room);
+        out->len = (size_t)(dst - out->data);
+        out->data[out->len] = '\0';
+        if (r != (size_t)-1) {
+            if (flushing)
+                break;
+            flushing = true; /* back to the initial state: what a shift may still hold */
+        } else if (errno != E2BIG) {
+            /* EILSEQ: an octet it cannot read; EINVAL: a character cut by the end */
+            if (email__buf_append(out, replacement, 3)) {
+                result = EMAIL_ENOMEM;
+                break;
+            }
+            result = CHARSET_LOSSY;
+            size_t skip = errno == EILSEQ && !flushing ? 1 : left;
+            src += skip;
+            left -= skip;
+            if (flushing)
+                break;
+        }
+    }
+    iconv_close(cd);
+    return result;
+}
+
+/* The first decoder of names that reads in without loss wins; else the first one's reading. */
+static int decode_best(const char *const names[2], email_buf_t *out, const char *in, size_t n)
+{
+    email_buf_t tmp;
+    email__buf_init(&tmp);
+    int rc = decode_with(names[0], &tmp, in, n);
+    if (rc == CHARSET_LOSSY && names[1]) {
+        email_buf_t other;
+        email__buf_init(&other);
+        int rc2 = decode_with(names[1], &other, in, n);
+        if (rc2 == 0 || rc2 == EMAIL_ENOMEM) {
+            email__buf_free(&tmp);
+            tmp = other;
+            rc = rc2;
+        } else {
+            email__buf_free(&other);
+        }
+    }
+    if (rc >= 0) {
+        bool nomem = false;
+        /* iconv's output is UTF-8, but a NUL read from the input would cut a C string */
+        if (email__utf8_sanitize(out, tmp.data ? tmp.data : "", tmp.len, &nomem))
+            rc |= CHARSET_LOSSY;
+        rc = nomem ? EMAIL_ENOMEM : rc;
+    }
+    email__buf_free(&tmp);
+    return rc;
+}
+
+int email__charset_to_utf8(const char *charset, email_buf_t *out, const char *in, size_t n)
+{
+    const char *names[2];
+    read_aliases(charset, names);
+    bool nomem = false, lossy;
+    if ((!names[0] || is_utf8(names[0])) && (names[0] || email__utf8_valid(in, n))) {
+        lossy = email__utf8_sanitize(out, in, n, &nomem);
+        return nomem ? EMAIL_ENOMEM : lossy ? CHARSET_LOSSY : 0;
+    }
+    if (!names[0]) /* 8-bit octets with no charset, not UTF-8 */
+        names[0] = "WINDOWS-1252";
+    int rc = decode_best(names, out, in, n);
+    if (rc != -1)
+        return rc;
+    lossy = email__utf8_sanitize(out, in, n, &nomem);
+    return nomem ? EMAIL_ENOMEM : CHARSET_UNKNOWN | (lossy ? CHARSET_LOSSY : 0);
+}

@@ -40,4 +40,26 @@ int email__charset_fits(const char *charset, const char *utf8, size_t n, size_t 
 int email__charset_from_utf8(const char *charset, email_buf_t *out, const char *utf8, size_t n,
                       size_t *bad);
 
+/* ---- The other way, for the MIME parser: whatever mail carries → UTF-8, never failing ---- */
+
+/*
+ * Appends in[0..n) as valid UTF-8: valid sequences copied, every invalid byte and NUL written
+ * U+FFFD. Returns true when something was replaced; EMAIL_ENOMEM is reported through *nomem.
+ */
+bool email__utf8_sanitize(email_buf_t *out, const char *in, size_t n, bool *nomem);
+
+/* What email__charset_to_utf8 found: bits of its result. */
+enum { CHARSET_LOSSY = 1, CHARSET_UNKNOWN = 2 };
+
+/*
+ * Appends in[0..n), text in the charset mail labels `charset` (NULL: none given), to out as
+ * valid UTF-8 without NUL, read loosely: GB2312 and GBK as GB18030, ISO-2022-JP with its common
+ * extensions (ISO-2022-JP-2, then ISO-2022-JP-3), Shift_JIS as CP932, EUC-KR as CP949, US-ASCII
+ * and ISO-8859-1 as windows-1252 (what their 8-bit octets mean in practice). No charset or
+ * US-ASCII: UTF-8 when the octets are, else windows-1252. An octet the charset cannot read
+ * becomes U+FFFD (CHARSET_LOSSY); a charset iconv lacks keeps the octets, made valid UTF-8
+ * (CHARSET_UNKNOWN). Returns those bits, or EMAIL_ENOMEM (negative; out may hold part).
+ */
+int email__charset_to_utf8(const char *charset, email_buf_t *out, const char *in, size_t n);
+
 #endif

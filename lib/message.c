@@ -77,6 +77,7 @@ void email_message_free(email_message_t *m)
     free(c->message_id);
     free(m->dsn.envid);
     free(m->rcpt);
+    email__message_read_free(m);
     free(m);
 }
 
@@ -130,6 +131,12 @@ static int rebuild_recipients(email_message_t *m)
     return 0;
 }
 
+int email__message_lists_changed(email_message_t *m)
+{
+    int rc = rebuild_recipients(m);
+    return rc ? rc : email__message_show(m);
+}
+
 /* Parses text for field (NULL or "" refused). */
 static int parse_field(const char *field, const char *text, bool list, address_list_t *out)
 {
@@ -158,7 +165,7 @@ static int set_addresses(email_message_t *m, const char *field, address_list_t *
         return rc;
     email__address_list_free(dst);
     *dst = parsed;
-    return 0;
+    return email__message_show(m) ? fail(EMAIL_ENOMEM, "%s: out of memory", field) : 0;
 }
 
 /* add_to / add_cc / add_bcc: append, and keep the envelope recipients in step. */
@@ -176,6 +183,9 @@ static int add_addresses(email_message_t *m, const char *field, address_list_t *
     email__address_list_free(&parsed);
     if (!rc && (rc = rebuild_recipients(m)))
         email__address_list_truncate(dst, before); /* the message stays as it was */
+    /* out of memory here leaves the addresses added, the getters' lists empty */
+    if (!rc)
+        rc = email__message_show(m);
     return rc ? fail(rc, "%s: out of memory", field) : 0;
 }
 
@@ -533,7 +543,7 @@ static int copy_message(const email_message_t *m, email_message_t **out)
             ok = dup_str(&c->headers[i].name, s->headers[i].name) &&
                  dup_str(&c->headers[i].value, s->headers[i].value);
     }
-    ok = ok && copy_parts(c, s) && !rebuild_recipients(d);
+    ok = ok && copy_parts(c, s) && !rebuild_recipients(d) && !email__message_show(d);
     if (!ok) {
         email_message_free(d);
         return EMAIL_ENOMEM;
@@ -603,6 +613,9 @@ static int freeze(const email_message_t *m, const char *header_mode, const char 
         return rc;
     if (!m->c.from.n)
         return fail(EMAIL_EINVAL, "From: the message has no sender");
+    if (m->parsed && m->parsed->bad_addresses)
+        return fail(EMAIL_EINVAL, "Message: %zu of its addresses could not be read as addresses "
+                                  "when it was parsed", m->parsed->bad_addresses);
     if (need_recipient && !m->nrcpt)
         return fail(EMAIL_EINVAL, "To: the message has no recipient (To, Cc or Bcc)");
     mail_mode_t h = MAIL_MODE_UNSET, b = MAIL_MODE_UNSET;
