@@ -459,7 +459,7 @@ void email__pop3_engine_start(pop3_engine_t *e, bool allow_cleartext_auth)
 size_t email__pop3_engine_take(pop3_engine_t *e, const char **data)
 {
     size_t n = e->out.len - e->handed;
-    *data = e->out.data + e->handed;
+    *data = n ? e->out.data + e->handed : "";
     e->handed = e->out.len;
     e->unwritten += n;
     return n;
