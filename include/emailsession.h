@@ -467,7 +467,8 @@ EMAIL_EXTERN int email_pop3_delete(email_pop3_transporter_t *transporter, unsign
 EMAIL_EXTERN int email_pop3_undelete_all(email_pop3_transporter_t *transporter,
                                          email_status_t *status);
 /* QUIT (the server then removes the messages marked deleted), waits for its answer, frees.
- * ErrorInfo says when QUIT failed. NULL is allowed. Not on the loop's own thread. */
+ * ErrorInfo says when QUIT failed. NULL is allowed. On the loop's own thread (a callback,
+ * email_use_loop) it cannot wait: QUIT goes, and the transporter is freed at the session's end. */
 EMAIL_EXTERN void email_pop3_transporter_free(email_pop3_transporter_t *transporter);
 
 /* ---------------------------------------------------------------------------------------------

@@ -461,7 +461,6 @@ size_t email__pop3_engine_take(pop3_engine_t *e, const char **data)
     size_t n = e->out.len - e->handed;
     *data = n ? e->out.data + e->handed : "";
     e->handed = e->out.len;
-    e->unwritten += n;
     return n;
 }
 
@@ -471,7 +470,6 @@ void email__pop3_engine_written(pop3_engine_t *e, size_t n)
         n = e->handed;
     email__buf_consume(&e->out, n);
     e->handed -= n;
-    e->unwritten -= n < e->unwritten ? n : e->unwritten;
 }
 
 int email__pop3_engine_submit(pop3_engine_t *e, pop3_cmd_t *cmd)

@@ -35,7 +35,6 @@ struct pop3_engine {
     email_buf_t line;        /* the line being read */
     email_buf_t out;         /* bytes not yet written */
     size_t handed;           /* bytes at the start of out given by the last take */
-    size_t unwritten;        /* bytes handed over and not reported written */
     email_status_t status;   /* setup outcome, then why the session ended */
     bool failed;             /* status holds a failure (kept through QUIT's reply) */
 

@@ -20,7 +20,15 @@ struct email_pop3_transporter_s {
     pthread_mutex_t turn;         /* one call at a time */
     connection_t *conn;           /* loop thread; NULL until the first call, and once closed */
     struct pop3_call *quitting;   /* a free waiting for the session's end */
+    bool freeing;                 /* freed from the loop's thread: gone once the session ends */
 };
+
+static void release(email_pop3_transporter_t *t)
+{
+    email_transporter_free(t->settings);
+    pthread_mutex_destroy(&t->turn);
+    free(t);
+}
 
 #define MAX_CMDS 2
 
@@ -90,6 +98,10 @@ static void conn_closed(void *ud, connection_t *conn, const email_status_t *why)
     (void)why;
     if (t->conn == conn)
         t->conn = NULL;
+    if (t->freeing) {
+        release(t);
+        return;
+    }
     if (t->quitting) {
         pop3_call_t *c = t->quitting;
         t->quitting = NULL;
@@ -168,6 +180,14 @@ static int do_call(email_pop3_transporter_t *t, pop3_call_t *c, const char *what
     return rc;
 }
 
+/* email_shutdown: the session says QUIT now, so the loop can end; the next call opens another. */
+static void quiesce(void *arg)
+{
+    email_pop3_transporter_t *t = arg;
+    if (t->conn)
+        email__connection_quit(t->conn);
+}
+
 email_pop3_transporter_t *email_pop3_transporter_new(const email_server_t *server)
 {
     if (!server) {
@@ -187,6 +207,8 @@ email_pop3_transporter_t *email_pop3_transporter_new(const email_server_t *serve
         return NULL;
     }
     pthread_mutex_init(&t->turn, NULL);
+    t->settings->quiesce_arg = t;
+    t->settings->on_quiesce = quiesce;
     return t;
 }
 
@@ -202,19 +224,34 @@ static void run_quit(runtime_call_t *call, void *arg)
     email__connection_quit(c->t->conn);
 }
 
+/* On the loop's own thread nothing can wait: QUIT goes, and the end of the session frees. */
+static void quit_later(email_pop3_transporter_t *t)
+{
+    if (!t->conn) {
+        release(t);
+        return;
+    }
+    t->freeing = true;
+    email__connection_quit(t->conn);
+}
+
 void email_pop3_transporter_free(email_pop3_transporter_t *t)
 {
     if (!t)
         return;
     pop3_call_t c = {.t = t};
     email__status_init(&c.status);
-    if (email__runtime_loop_call(run_quit, &c) == 0 && c.rc)
+    int rc = email__runtime_loop_call(run_quit, &c);
+    if (rc == EMAIL_EWOULDBLOCK) {
+        email__error_clear();
+        quit_later(t);
+        return;
+    }
+    if (!rc && c.rc)
         email__error_set_status(c.rc, "POP3 QUIT", &c.status);
     else
         email__error_clear();
-    email_transporter_free(t->settings);
-    pthread_mutex_destroy(&t->turn);
-    free(t);
+    release(t);
 }
 
 /* One command without data of its own. */

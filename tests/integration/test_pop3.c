@@ -226,6 +226,22 @@ static void test_tls(void **state)
     test_server_stop(&dv);
 }
 
+/* email_shutdown ends an open session (QUIT) instead of waiting for it; the next call opens
+ * another. */
+static void test_shutdown(void **state)
+{
+    (void)state;
+    test_server_t dv;
+    start_dovecot(&dv);
+    email_server_t srv = server_on(dv.port, EMAIL_SECURITY_STARTTLS, "pencil", NULL);
+    email_pop3_transporter_t *t = open_box(&srv);
+    assert_int_equal(email_pop3_delete(t, 1, NULL), 0);
+    email_shutdown(); /* QUIT: the deletion is done */
+    assert_int_equal(box_count(t), NFIX - 1);
+    email_pop3_transporter_free(t);
+    test_server_stop(&dv);
+}
+
 /* A wrong password: EMAIL_EAUTH with the server's line. */
 static void test_wrong_password(void **state)
 {
@@ -313,6 +329,7 @@ int main(void)
         LOOP_IDLE_TEST(test_read_and_delete),
         LOOP_IDLE_TEST(test_rset_and_drop),
         LOOP_IDLE_TEST(test_tls),
+        LOOP_IDLE_TEST(test_shutdown),
         LOOP_IDLE_TEST(test_wrong_password),
         LOOP_IDLE_TEST(test_log_masked),
     };
