@@ -83,6 +83,8 @@ static void end_session(pop3_engine_t *e)
 }
 
 static void record_failure(pop3_engine_t *e, int error, const char *fmt, va_list ap)
+    EMAIL_PRINTF(3, 0);
+static void record_failure(pop3_engine_t *e, int error, const char *fmt, va_list ap)
 {
     if (e->failed)
         return; /* the first failure is the one that says why */
