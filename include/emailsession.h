@@ -504,6 +504,75 @@ EMAIL_EXTERN int email_transporter_set_progress(email_transporter_t *transporter
 EMAIL_EXTERN void email_transporter_free(email_transporter_t *transporter);
 
 /* ---------------------------------------------------------------------------------------------
+ * Receiving: 4D's POP3 transporter (RFC 1939; CAPA, PIPELINING, STLS, SASL AUTH and APOP)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct email_pop3_transporter_s email_pop3_transporter_t;
+
+/* A mailbox's size (4D's getBoxInfo): messages and their bytes, those marked deleted left out. */
+typedef struct email_pop3_box_info_s {
+    uint64_t count;
+    uint64_t size;
+} email_pop3_box_info_t;
+
+/* One message (4D's getMailInfoList): its number in this session (from 1), its size in bytes
+ * and its unique id (UIDL, at most 70 characters; "" when the server has no UIDL). */
+typedef struct email_pop3_mail_info_s {
+    unsigned number;
+    uint64_t size;
+    char uid[72];
+} email_pop3_mail_info_t;
+
+/*
+ * A POP3 transporter for one server, with the settings of email_server_t as for SMTP: port 0 →
+ * 110, or 995 with EMAIL_SECURITY_TLS; EMAIL_SECURITY_STARTTLS sends STLS and fails when the
+ * server refuses it (unless accept_unsecure_connection); a password never goes in clear but to
+ * loopback (or with accept_unsecure_connection). authentication_mode NULL: the strongest SASL
+ * mechanism offered, APOP rather than PLAIN or LOGIN, else USER/PASS; a SASL name: that one.
+ * log_file: the conversation in 4D's format ("### POP3 Connected to ..."), PASS, APOP and AUTH
+ * payloads as "****", message bodies never. Does not connect yet: the first call opens the
+ * session, which stays open until email_pop3_transporter_free. NULL on bad settings
+ * (ErrorInfo says which, as email_transporter_new). Any thread.
+ *
+ * Every call below waits for the server (the loop's own thread gets EMAIL_EWOULDBLOCK), sets
+ * ErrorInfo, fills status when not NULL (success; status 1 for the server's "+OK", -1 for its
+ * "-ERR", 0 when the failure was not the server's; status_text the server's line or our text;
+ * enhanced_code an RFC 2449 response code such as "IN-USE"), and returns 0 or an EMAIL_E... code
+ * (EMAIL_ESERVER for an "-ERR", EMAIL_EAUTH for refused credentials, EMAIL_ETLSREQUIRED, ...).
+ * Calls on one transporter take turns. A session that ended (the server closed it, a timeout)
+ * is opened again by the next call: deletions marked on it are lost, as POP3 has it.
+ */
+EMAIL_EXTERN email_pop3_transporter_t *email_pop3_transporter_new(const email_server_t *server);
+/* Connects, secures and logs in if not done yet, then NOOP (4D's checkConnection). */
+EMAIL_EXTERN int email_pop3_check_connection(email_pop3_transporter_t *transporter,
+                                             email_status_t *status);
+/* STAT: the mailbox's message count and size into *info (zeroed on failure). */
+EMAIL_EXTERN int email_pop3_get_box_info(email_pop3_transporter_t *transporter,
+                                         email_pop3_box_info_t *info, email_status_t *status);
+/* LIST and UIDL (pipelined when the server offers it): *list gets *count entries in the
+ * server's order, to be freed by the caller with free() (NULL and 0 when the box is empty or on
+ * failure). */
+EMAIL_EXTERN int email_pop3_get_mail_info_list(email_pop3_transporter_t *transporter,
+                                               email_pop3_mail_info_t **list, size_t *count,
+                                               email_status_t *status);
+/* RETR: message `number` (from 1) as the server holds it (CRLF line ends, dots unstuffed), into
+ * *data (NUL-terminated, *length bytes before the NUL; the caller frees it with free()). The
+ * body arrives in pieces, never one allocation of the size the server announces. */
+EMAIL_EXTERN int email_pop3_get_mail_raw(email_pop3_transporter_t *transporter, unsigned number,
+                                         char **data, size_t *length, email_status_t *status);
+/* DELE: marks message `number` deleted; the server removes it when the session ends with QUIT
+ * (email_pop3_transporter_free). */
+EMAIL_EXTERN int email_pop3_delete(email_pop3_transporter_t *transporter, unsigned number,
+                                   email_status_t *status);
+/* RSET: every deletion mark of this session removed (4D's undeleteAll). */
+EMAIL_EXTERN int email_pop3_undelete_all(email_pop3_transporter_t *transporter,
+                                         email_status_t *status);
+/* QUIT (the server then removes the messages marked deleted), waits for its answer, frees.
+ * ErrorInfo says when QUIT failed. NULL is allowed. On the loop's own thread (a callback,
+ * email_use_loop) it cannot wait: QUIT goes, and the transporter is freed at the session's end. */
+EMAIL_EXTERN void email_pop3_transporter_free(email_pop3_transporter_t *transporter);
+
+/* ---------------------------------------------------------------------------------------------
  * WLanguage-style named sessions
  * ------------------------------------------------------------------------------------------- */
 

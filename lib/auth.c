@@ -3,6 +3,7 @@
 
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "auth_scram.h"
@@ -236,5 +237,22 @@ int email__auth_step(auth_mech_t mech, const auth_creds_t *c, int step, const ch
     if (raw.data)
         memset(raw.data, 0, raw.len);
     email__buf_free(&raw);
+    return rc;
+}
+
+int email__auth_apop(const char *timestamp, const char *password, char hex[33])
+{
+    email_buf_t text;
+    email__buf_init(&text);
+    unsigned char digest[16];
+    int rc = email__buf_printf(&text, "%s%s", timestamp, password ? password : "");
+    if (!rc && gnutls_hash_fast(GNUTLS_DIG_MD5, text.data, text.len, digest) < 0)
+        rc = EMAIL_EAUTH;
+    for (size_t i = 0; !rc && i < sizeof digest; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    if (text.data)
+        memset(text.data, 0, text.len);
+    email__buf_free(&text);
+    memset(digest, 0, sizeof digest);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* SASL mechanisms for SMTP AUTH (RFC 4954): which to use, and what to answer. No I/O. */
+/* SASL mechanisms for SMTP AUTH (RFC 4954) and POP3 AUTH (RFC 5034), and POP3's APOP: which to
+ * use, and what to answer. No I/O. */
 #ifndef EMAIL_AUTH_H
 #define EMAIL_AUTH_H
 
@@ -56,5 +57,8 @@ int email__auth_start(auth_mech_t mech, const auth_creds_t *creds, email_buf_t *
  */
 int email__auth_step(auth_mech_t mech, const auth_creds_t *creds, int step, const char *challenge,
               email_buf_t *resp);
+/* POP3's APOP (RFC 1939 section 7): MD5 of the greeting's timestamp and the password, in
+ * lower-case hex (a secret: log "****"). 0, EMAIL_ENOMEM or EMAIL_EAUTH. */
+int email__auth_apop(const char *timestamp, const char *password, char hex[33]);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * One SMTP session over one TCP connection: the protocol engine driven over the transport,
- * with the connect timeout and a reply timer that restarts when bytes leave or a whole reply
- * comes (never for part of one: a server trickling a reply cannot hold the session).
+ * One SMTP or POP3 session over one TCP connection: its protocol engine (lib/engine.h) driven
+ * over the transport, with the connect timeout and a reply timer that restarts when bytes leave
+ * or a whole reply comes (never for part of one: a server trickling a reply cannot hold the session).
  */
 #include "connection.h"
 
@@ -32,7 +32,8 @@ struct connection {
     email_ring_t credits;         /* struct credit, oldest first */
     uint64_t cipher_queued, cipher_written;
     uint64_t received;            /* bytes from the server, for error messages */
-    smtp_engine_t *engine;        /* from the start: jobs submitted while connecting wait in it */
+    const engine_ops_t *ops;      /* SMTP's or POP3's engine */
+    void *engine;                 /* from the start: work submitted while connecting waits in it */
     uv_timer_t timer;
     size_t unacked;               /* email__transport_unacked when the reply timer last started */
     bool debug_engine;            /* EMAIL_DEBUG_ENGINE: the engine's states to stderr */
@@ -70,7 +71,7 @@ static void finish(connection_t *c)
 {
     if (--c->closes_pending > 0)
         return;
-    email__smtp_engine_free(c->engine);
+    c->ops->free(c->engine);
     email__log_flush(c->cfg.log);
     email__log_sink_release(c->cfg.log);
     email__tls_free(c->tls);
@@ -109,7 +110,7 @@ static void close_all(connection_t *c)
         return;
     c->closing = true;
     say_bye(c);
-    log_event(c, '#', "SMTP Connection closed");
+    log_event(c, '#', "%s Connection closed", c->ops->name);
     c->closes_pending = 1 + (c->transport ? 1 : 0);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);
@@ -129,7 +130,7 @@ static void start_timer(connection_t *c, size_t unacked);
  * its reply is awaited like any other. */
 static bool setting_up(const connection_t *c)
 {
-    return !c->ready && !email__smtp_engine_quitting(c->engine);
+    return !c->ready && !c->ops->quitting(c->engine);
 }
 
 static void on_timeout(uv_timer_t *h)
@@ -147,8 +148,8 @@ static void on_timeout(uv_timer_t *h)
     if (connecting && c->started && !c->received && !c->cfg.implicit_tls)
         snprintf(text, sizeof text,
                  "timed out after %.3g s: the server did not greet (if this port expects TLS "
-                 "from the first byte, such as 465, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
-                 ms / 1000.0);
+                 "from the first byte, such as %s, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
+                 ms / 1000.0, c->cfg.pop3 ? "995" : "465");
     else
         snprintf(text, sizeof text, "timed out after %.3g s %s", ms / 1000.0,
                  connecting ? "connecting to the server" : "waiting for the server");
@@ -165,7 +166,7 @@ static void arm_timer(connection_t *c, bool progress)
 {
     if (c->closing || setting_up(c))
         return; /* the connect timer runs from email__connection_start until ready */
-    if (!email__smtp_engine_waiting(c->engine))
+    if (!c->ops->waiting(c->engine))
         uv_timer_stop(&c->timer);
     else if (progress || !uv_is_active((uv_handle_t *)&c->timer))
         start_timer(c, c->transport ? email__transport_unacked(c->transport) : 0);
@@ -189,7 +190,7 @@ static void use_credits(connection_t *c)
             return;
         size_t plain = k->plain;
         email_ring_drop(&c->credits);
-        email__smtp_engine_written(c->engine, plain);
+        c->ops->written(c->engine, plain);
     }
 }
 
@@ -210,7 +211,7 @@ static void flush(connection_t *c)
     c->flushing = true;
     while (c->transport && email__transport_pending(c->transport) < WRITE_HIGH_WATER) {
         const char *data;
-        size_t n = email__smtp_engine_take(c->engine, &data);
+        size_t n = c->ops->take(c->engine, &data);
         if (!n || c->closing)
             break; /* taking can end the session (an unreadable body): the transport is gone */
         int rc = send_plain(c, data, n);
@@ -237,7 +238,7 @@ static void eng_ready(void *ud)
 {
     connection_t *c = ud;
     c->ready = true;
-    email__status_copy_into(&c->ready_status, email__smtp_engine_status(c->engine));
+    email__status_copy_into(&c->ready_status, c->ops->status(c->engine));
     if (c->cb.ready)
         c->cb.ready(c->ud, c);
 }
@@ -283,11 +284,11 @@ static void eng_closed(void *ud, const email_status_t *why)
 /* ------------------------------------------------------------------------------------------- */
 /* Transport events                                                                             */
 
-/* The transport is ready for SMTP: the engine may hear the greeting. */
+/* The transport is ready for the protocol: the engine may hear the greeting. */
 static void start_engine(connection_t *c)
 {
     c->started = true;
-    email__smtp_engine_start(c->engine, c->cfg.allow_insecure_auth ||
+    c->ops->start(c->engine, c->cfg.allow_insecure_auth ||
                                      email__transport_is_loopback(c->transport));
 }
 
@@ -295,10 +296,10 @@ static void tr_connected(void *ud, const char *ip, int port)
 {
     connection_t *c = ud;
     /* 4D's words; "secure" is TLS from the first byte (STARTTLS comes later, in its own event) */
-    log_event(c, '#', "SMTP Connected to '%s' on port %d. (%s)", c->host, port,
+    log_event(c, '#', "%s Connected to '%s' on port %d. (%s)", c->ops->name, c->host, port,
               c->cfg.implicit_tls ? "secure" : "not secure");
     if (strcmp(ip, c->host) != 0)
-        log_event(c, '#', "SMTP Server address: %s", ip); /* which of the host's addresses */
+        log_event(c, '#', "%s Server address: %s", c->ops->name, ip); /* which of the host's addresses */
     if (c->cfg.implicit_tls)
         start_tls(c); /* the engine starts once the handshake is done */
     else
@@ -326,14 +327,14 @@ static void on_plain(connection_t *c, const char *data, size_t n)
 {
     if (!c->started || c->engine_closed)
         return;
-    uint64_t replies = email__smtp_engine_replies(c->engine);
+    uint64_t replies = c->ops->replies(c->engine);
     c->feeding = true;
-    email__smtp_engine_feed(c->engine, data, n);
+    c->ops->feed(c->engine, data, n);
     c->feeding = false;
     if (c->closing)
         return;
     flush(c);
-    arm_timer(c, email__smtp_engine_replies(c->engine) != replies);
+    arm_timer(c, c->ops->replies(c->engine) != replies);
 }
 
 static void tls_recv(void *ud, const char *data, size_t n)
@@ -354,15 +355,16 @@ static void tls_handshake(void *ud, int error, const char *text)
 {
     connection_t *c = ud;
     if (error == EMAIL_ETLS && plain_text_seen(c)) {
+        char why[300];
         if (c->started)
-            email__connection_abort(c, EMAIL_EPROTO,
-                             "the server sent plain-text bytes after its 220 to STARTTLS instead "
-                             "of a TLS handshake (possible response injection)");
+            snprintf(why, sizeof why, "the server sent plain-text bytes after its %s to %s "
+                     "instead of a TLS handshake (possible response injection)",
+                     c->cfg.pop3 ? "+OK" : "220", c->cfg.pop3 ? "STLS" : "STARTTLS");
         else
-            email__connection_abort(c, EMAIL_ETLS,
-                             "the server answered in plain SMTP, not TLS: is this a STARTTLS "
-                             "port? Use EMAIL_OPTION_STARTTLS / EMAIL_SECURITY_STARTTLS "
-                             "(usually port 587)");
+            snprintf(why, sizeof why, "the server answered in plain %s, not TLS: is this a "
+                     "STARTTLS port? Use EMAIL_OPTION_STARTTLS / EMAIL_SECURITY_STARTTLS "
+                     "(usually port %s)", c->ops->name, c->cfg.pop3 ? "110" : "587");
+        email__connection_abort(c, c->started ? EMAIL_EPROTO : EMAIL_ETLS, why);
         return;
     }
     if (error) {
@@ -371,11 +373,11 @@ static void tls_handshake(void *ud, int error, const char *text)
     }
     char desc[300];
     email__tls_describe(c->tls, desc, sizeof desc);
-    log_event(c, '#', "SMTP TLS established: %s", desc);
+    log_event(c, '#', "%s TLS established: %s", c->ops->name, desc);
     if (email__tls_resumed(c->tls))
         log_event(c, '#', "SMTP TLS session resumed");
     if (c->started) {
-        email__smtp_engine_tls_established(c->engine); /* STARTTLS: EHLO again */
+        c->ops->tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);
     } else {
         start_engine(c); /* implicit TLS: now the greeting can come */
@@ -408,8 +410,8 @@ static void start_tls(connection_t *c)
         return;
     }
     if (c->cfg.no_verify)
-        log_event(c, '#', "SMTP Certificate verification is OFF (EMAIL_OPTION_NO_VERIFY): "
-                          "the server's identity is not checked");
+        log_event(c, '#', "%s Certificate verification is OFF (EMAIL_OPTION_NO_VERIFY): "
+                          "the server's identity is not checked", c->ops->name);
     email__tls_start(c->tls);
 }
 
@@ -432,7 +434,7 @@ static void tr_written(void *ud, size_t n)
         c->cipher_written += n; /* handshake bytes too: credits count from the first byte */
         use_credits(c);
     } else if (c->started) {
-        email__smtp_engine_written(c->engine, n);
+        c->ops->written(c->engine, n);
     }
     if (!c->started)
         return;
@@ -448,9 +450,21 @@ static void tr_failed(void *ud, int error, const char *text)
 
 /* ------------------------------------------------------------------------------------------- */
 
-/* The engine comes with the connection, waiting for the transport; jobs queue in it. */
-static smtp_engine_t *new_engine(connection_t *c)
+/* The engine comes with the connection, waiting for the transport; work queues in it. */
+static void *new_engine(connection_t *c)
 {
+    if (c->cfg.pop3) {
+        static const engine_events_t ev = {
+            .log = eng_log, .ready = eng_ready, .starttls = eng_starttls, .closed = eng_closed};
+        engine_events_t evs = ev;
+        if (c->debug_engine)
+            evs.state = eng_state;
+        pop3_engine_config_t pcfg = c->cfg.pop3_engine;
+        pcfg.wait_start = true;
+        c->ops = &email__pop3_ops;
+        return email__pop3_engine_new(&pcfg, &evs, c);
+    }
+    c->ops = &email__smtp_ops;
     static const smtp_engine_callbacks_t base = {
         .log = eng_log,
         .ready = eng_ready,
@@ -531,6 +545,8 @@ int email__connection_submit(connection_t *c, smtp_job_t *job)
 {
     if (c->closing)
         return EMAIL_ESHUTDOWN;
+    if (c->ops != &email__smtp_ops)
+        return EMAIL_EINVAL;
     int rc = email__smtp_engine_submit(c->engine, job);
     if (!c->feeding)
         flush(c);
@@ -540,14 +556,29 @@ int email__connection_submit(connection_t *c, smtp_job_t *job)
 
 int email__connection_cancel(connection_t *c, smtp_job_t *job)
 {
+    if (c->ops != &email__smtp_ops)
+        return EMAIL_EINVAL;
     return email__smtp_engine_cancel(c->engine, job);
+}
+
+int email__connection_pop3_submit(connection_t *c, pop3_cmd_t *cmd)
+{
+    if (c->closing)
+        return EMAIL_ESHUTDOWN;
+    if (c->ops != &email__pop3_ops)
+        return EMAIL_EINVAL;
+    int rc = email__pop3_engine_submit(c->engine, cmd);
+    if (!c->feeding)
+        flush(c);
+    arm_timer(c, false);
+    return rc;
 }
 
 void email__connection_quit(connection_t *c)
 {
     if (c->closing)
         return;
-    email__smtp_engine_quit(c->engine);
+    c->ops->quit(c->engine);
     flush(c);
     arm_timer(c, false);
 }
@@ -557,7 +588,7 @@ void email__connection_abort(connection_t *c, int error, const char *text)
     if (c->closing)
         return;
     if (!c->engine_closed)
-        email__smtp_engine_abort(c->engine, error, text); /* jobs get outcomes, eng_closed runs */
+        c->ops->abort(c->engine, error, text); /* jobs get outcomes, eng_closed runs */
     close_all(c);
 }
 

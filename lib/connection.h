@@ -1,5 +1,5 @@
 /*
- * One SMTP session over one TCP connection: drives a protocol engine over a transport, with the
+ * One SMTP or POP3 session over one TCP connection: drives a protocol engine over a transport, with the
  * connect timeout and the silence timer. Loop thread only. With EMAIL_DEBUG_ENGINE set in the
  * environment (read when a connection is made), the engine's state changes go to stderr, never
  * to the conversation log.
@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "pop3.h"
 #include "protocol.h"
 
 typedef struct connection connection_t;
@@ -19,6 +20,8 @@ typedef struct connection_config {
     const char *host;
     int port;
     smtp_engine_config_t engine;  /* allow_cleartext_auth is also set for loopback peers */
+    bool pop3;                    /* a POP3 session with pop3_engine (not SMTP with engine) */
+    pop3_engine_config_t pop3_engine;
     bool allow_insecure_auth;     /* credentials may go in cleartext to any peer */
     bool implicit_tls;            /* TLS from the first byte */
     const char *ca_file;          /* extra trust anchors */
@@ -50,6 +53,9 @@ int email__connection_start(connection_t *c);
 int email__connection_submit(connection_t *c, smtp_job_t *job);
 /* Takes back a job that has not started (0), EMAIL_EBUSY once it has. */
 int email__connection_cancel(connection_t *c, smtp_job_t *job);
+/* POP3: queues a command (sent once ready; its done callback always comes). EMAIL_ESHUTDOWN when
+ * closing, EMAIL_EINVAL on an SMTP connection (and submit/cancel on a POP3 one). */
+int email__connection_pop3_submit(connection_t *c, pop3_cmd_t *cmd);
 /* QUIT once what is queued is done (before ready: once ready). */
 void email__connection_quit(connection_t *c);
 /* Ends the connection now: jobs get their outcomes, then closed. */

@@ -118,6 +118,10 @@ struct email_transporter_s {
     op_t *freer;                 /* its caller waiting for the end (NULL: free here) */
     email_progress_cb progress;
     void *progress_data;
+    /* Another user of these settings (a POP3 transporter) ends its own session at
+     * email_shutdown: called (loop thread) with quiesce_arg. Set before any use of the loop. */
+    void (*on_quiesce)(void *arg);
+    void *quiesce_arg;
 };
 
 /* transporter.c */

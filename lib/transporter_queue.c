@@ -472,6 +472,8 @@ void email__transporter_quiesce(email_transporter_t *t)
         pc_of(n)->drain = true;
         maybe_quit(pc_of(n));
     }
+    if (t->on_quiesce)
+        t->on_quiesce(t->quiesce_arg);
 }
 
 static void start_free_cb(void *arg)

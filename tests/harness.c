@@ -306,8 +306,9 @@ static int make_dir(test_server_t *s)
     return 0;
 }
 
-/* Reads the server's "PORT n" line from fd within timeout_ms. Returns n or -1. */
-static int read_port_line(int fd, pid_t pid, int timeout_ms)
+/* Reads the server's "PORT n [more...]" line from fd within timeout_ms: n, or -1. The ports after
+ * the first (up to TEST_MORE_PORTS) go to more. */
+static int read_port_line(int fd, pid_t pid, int timeout_ms, int *more)
 {
     char line[64];
     size_t used = 0;
@@ -340,7 +341,8 @@ static int read_port_line(int fd, pid_t pid, int timeout_ms)
             int port;
             char end;
             *nl = '\0';
-            if (sscanf(line, "PORT %d%c", &port, &end) != 1 || port <= 0 || port > 65535) {
+            int got = sscanf(line, "PORT %d %d %d %d%c", &port, &more[0], &more[1], &more[2], &end);
+            if (got < 1 || got > 1 + TEST_MORE_PORTS || port <= 0 || port > 65535) {
                 fprintf(stderr, "harness: unexpected first line from server: %s\n", line);
                 return -1;
             }
@@ -435,7 +437,7 @@ static int server_start(test_server_t *s, const char *script_name, const char *s
         close(out[0]);
         goto fail;
     }
-    s->port = read_port_line(out[0], s->pid, START_TIMEOUT_MS);
+    s->port = read_port_line(out[0], s->pid, START_TIMEOUT_MS, s->more_ports);
     close(out[0]);
     if (s->port < 0 && test_server_wait(s, STOP_TIMEOUT_MS) == TEST_SKIP) {
         test_server_stop(s); /* it said why on stderr */

@@ -19,9 +19,13 @@
 #include <sys/types.h>
 #include <time.h>
 
+#define TEST_MORE_PORTS 3
+
 typedef struct test_server {
     pid_t pid;      /* 0 once reaped */
     int port;       /* on 127.0.0.1 */
+    int more_ports[TEST_MORE_PORTS]; /* a "PORT a b c d" line's others (dovecot_mail.py: POP3
+                                        with TLS, IMAP, IMAP with TLS), else 0 */
     int stdin_fd;   /* write end of the server's stdin (-1 if none); closing it stops it */
     char dir[256];  /* temporary folder: the spool, the record, the counters */
 } test_server_t;

@@ -1,0 +1,340 @@
+/*
+ * 4D's POP3 transporter: one server's settings (validated and kept by an SMTP transporter of the
+ * same email_server_t, whose connection configuration is reused with the POP3 engine) and one
+ * POP3 session, opened by the first call and kept until email_pop3_transporter_free says QUIT
+ * (which commits deletions; a connection lost before commits none). Each public call crosses to
+ * the loop thread and waits there for its commands' answers; calls on one transporter take turns.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "pop3.h"
+#include "transporter_internal.h"
+#include "util.h"
+
+struct email_pop3_transporter_s {
+    email_transporter_t *settings;
+    pthread_mutex_t turn;         /* one call at a time */
+    connection_t *conn;           /* loop thread; NULL until the first call, and once closed */
+    struct pop3_call *quitting;   /* a free waiting for the session's end */
+    bool freeing;                 /* freed from the loop's thread: gone once the session ends */
+};
+
+static void release(email_pop3_transporter_t *t)
+{
+    email_transporter_free(t->settings);
+    pthread_mutex_destroy(&t->turn);
+    free(t);
+}
+
+#define MAX_CMDS 2
+
+/* One public call on the loop thread: up to two pipelined commands and what they gathered. */
+typedef struct pop3_call {
+    email_pop3_transporter_t *t;
+    runtime_call_t *call;
+    pop3_cmd_t cmds[MAX_CMDS];
+    size_t ncmds, pending;
+    email_buf_t body;                 /* RETR */
+    email_pop3_mail_info_t *infos;    /* LIST, then UIDL */
+    size_t ninfos, cap;
+    uint64_t count, size;             /* STAT */
+    int rc;
+    email_status_t status;
+} pop3_call_t;
+
+static int on_body(pop3_cmd_t *cmd, const char *data, size_t n)
+{
+    pop3_call_t *c = cmd->user;
+    return email__buf_append(&c->body, data, n);
+}
+
+/* STAT gives count and size; LIST adds an entry per message; UIDL fills their uids. */
+static int on_item(pop3_cmd_t *cmd, unsigned number, uint64_t size, const char *uid)
+{
+    pop3_call_t *c = cmd->user;
+    if (cmd->kind == POP3_STAT) {
+        c->count = number;
+        c->size = size;
+        return 0;
+    }
+    if (cmd->kind == POP3_UIDL) {
+        for (size_t i = 0; i < c->ninfos; i++)
+            if (c->infos[i].number == number)
+                email__strlcpy(c->infos[i].uid, uid, sizeof c->infos[i].uid);
+        return 0;
+    }
+    if (c->ninfos == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        void *p = realloc(c->infos, cap * sizeof *c->infos);
+        if (!p)
+            return EMAIL_ENOMEM;
+        c->infos = p;
+        c->cap = cap;
+    }
+    c->infos[c->ninfos++] = (email_pop3_mail_info_t){.number = number, .size = size};
+    return 0;
+}
+
+/* The first failing command's status is the call's; else the last one's. */
+static void on_done(pop3_cmd_t *cmd)
+{
+    pop3_call_t *c = cmd->user;
+    if (!c->rc) {
+        email__status_copy_into(&c->status, &cmd->status);
+        if (!cmd->status.success)
+            c->rc = cmd->status.error ? cmd->status.error : EMAIL_ESERVER;
+    }
+    if (--c->pending == 0)
+        email__runtime_call_done(c->call);
+}
+
+static void conn_closed(void *ud, connection_t *conn, const email_status_t *why)
+{
+    email_pop3_transporter_t *t = ud;
+    (void)why;
+    if (t->conn == conn)
+        t->conn = NULL;
+    if (t->freeing) {
+        release(t);
+        return;
+    }
+    if (t->quitting) {
+        pop3_call_t *c = t->quitting;
+        t->quitting = NULL;
+        email__status_copy_into(&c->status, why);
+        c->rc = why->error;
+        email__runtime_call_done(c->call);
+    }
+}
+
+static int open_session(email_pop3_transporter_t *t)
+{
+    static const connection_callbacks_t cbs = {.closed = conn_closed};
+    connection_config_t cfg;
+    email__transporter_make_config(t->settings, &cfg);
+    smtp_engine_config_t *s = &cfg.engine;
+    cfg.pop3 = true;
+    cfg.pop3_engine = (pop3_engine_config_t){
+        .creds = s->creds,
+        .auth_mech = s->auth_mech,
+        .client_cert = s->client_cert,
+        .stls = s->starttls == SMTP_TLS_REQUIRED      ? POP3_TLS_REQUIRED
+                : s->starttls == SMTP_TLS_IF_OFFERED ? POP3_TLS_IF_OFFERED
+                                                     : POP3_TLS_NEVER,
+        .tls_active = s->tls_active,
+    };
+    t->conn = email__connection_new(email__runtime_loop(), &cfg, &cbs, t);
+    if (!t->conn)
+        return EMAIL_ENOMEM;
+    return email__connection_start(t->conn); /* a failure still reports closed */
+}
+
+/* Loop thread: the call's commands go to the session (opened if needed). */
+static void run_call(runtime_call_t *call, void *arg)
+{
+    pop3_call_t *c = arg;
+    c->call = call;
+    email_pop3_transporter_t *t = c->t;
+    int rc = t->conn ? 0 : open_session(t);
+    c->pending = c->ncmds;
+    for (size_t i = 0; i < c->ncmds; i++) {
+        pop3_cmd_t *cmd = &c->cmds[i];
+        cmd->body = on_body;
+        cmd->item = on_item;
+        cmd->done = on_done;
+        cmd->user = c;
+        rc = rc ? rc : !t->conn ? EMAIL_ECLOSED : email__connection_pop3_submit(t->conn, cmd);
+        if (rc) {
+            email__status_fail(&cmd->status, rc, "%s", email_strerror(rc));
+            on_done(cmd);
+        }
+    }
+}
+
+/* Runs the call's commands and waits; sets ErrorInfo. 0 or the EMAIL_E... code. */
+static int do_call(email_pop3_transporter_t *t, pop3_call_t *c, const char *what,
+                   email_status_t *status)
+{
+    c->t = t;
+    email__buf_init(&c->body);
+    email__status_init(&c->status);
+    pthread_mutex_lock(&t->turn);
+    int rc = email__runtime_loop_call(run_call, c);
+    pthread_mutex_unlock(&t->turn);
+    if (rc)
+        email__status_fail(&c->status, rc, "%s", email_strerror(rc));
+    else
+        rc = c->rc;
+    c->status.success = rc == 0;
+    c->status.error = rc;
+    if (status)
+        email__status_copy_into(status, &c->status);
+    if (rc)
+        email__error_set_status(rc, what, &c->status);
+    else
+        email__error_clear();
+    return rc;
+}
+
+/* email_shutdown: the session says QUIT now, so the loop can end; the next call opens another. */
+static void quiesce(void *arg)
+{
+    email_pop3_transporter_t *t = arg;
+    if (t->conn)
+        email__connection_quit(t->conn);
+}
+
+email_pop3_transporter_t *email_pop3_transporter_new(const email_server_t *server)
+{
+    if (!server) {
+        email__error_set(EMAIL_EINVAL, "email_pop3_transporter_new: no server settings");
+        return NULL;
+    }
+    email_server_t s = *server;
+    if (!s.port)
+        s.port = s.security == EMAIL_SECURITY_TLS ? 995 : 110;
+    email_pop3_transporter_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        email__error_set(EMAIL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!(t->settings = email_transporter_new(&s))) { /* ErrorInfo says why */
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_init(&t->turn, NULL);
+    t->settings->quiesce_arg = t;
+    t->settings->on_quiesce = quiesce;
+    return t;
+}
+
+static void run_quit(runtime_call_t *call, void *arg)
+{
+    pop3_call_t *c = arg;
+    c->call = call;
+    if (!c->t->conn) {
+        email__runtime_call_done(call);
+        return;
+    }
+    c->t->quitting = c;
+    email__connection_quit(c->t->conn);
+}
+
+/* On the loop's own thread nothing can wait: QUIT goes, and the end of the session frees. */
+static void quit_later(email_pop3_transporter_t *t)
+{
+    if (!t->conn) {
+        release(t);
+        return;
+    }
+    t->freeing = true;
+    email__connection_quit(t->conn);
+}
+
+void email_pop3_transporter_free(email_pop3_transporter_t *t)
+{
+    if (!t)
+        return;
+    pop3_call_t c = {.t = t};
+    email__status_init(&c.status);
+    int rc = email__runtime_loop_call(run_quit, &c);
+    if (rc == EMAIL_EWOULDBLOCK) {
+        email__error_clear();
+        quit_later(t);
+        return;
+    }
+    if (!rc && c.rc)
+        email__error_set_status(c.rc, "POP3 QUIT", &c.status);
+    else
+        email__error_clear();
+    release(t);
+}
+
+/* One command without data of its own. */
+static int simple(email_pop3_transporter_t *t, enum pop3_kind kind, unsigned number,
+                  const char *what, email_status_t *status)
+{
+    if (!t)
+        return email__error_set(EMAIL_EINVAL, "%s: the transporter is NULL", what);
+    pop3_call_t c = {.ncmds = 1};
+    c.cmds[0] = (pop3_cmd_t){.kind = kind, .number = number};
+    return do_call(t, &c, what, status);
+}
+
+int email_pop3_check_connection(email_pop3_transporter_t *t, email_status_t *status)
+{
+    return simple(t, POP3_NOOP, 0, "email_pop3_check_connection", status);
+}
+
+int email_pop3_delete(email_pop3_transporter_t *t, unsigned number, email_status_t *status)
+{
+    if (!number)
+        return email__error_set(EMAIL_EINVAL, "email_pop3_delete: messages count from 1");
+    return simple(t, POP3_DELE, number, "email_pop3_delete", status);
+}
+
+int email_pop3_undelete_all(email_pop3_transporter_t *t, email_status_t *status)
+{
+    return simple(t, POP3_RSET, 0, "email_pop3_undelete_all", status);
+}
+
+int email_pop3_get_box_info(email_pop3_transporter_t *t, email_pop3_box_info_t *info,
+                            email_status_t *status)
+{
+    if (!t || !info)
+        return email__error_set(EMAIL_EINVAL, "email_pop3_get_box_info: %s is NULL",
+                                t ? "info" : "the transporter");
+    pop3_call_t c = {.ncmds = 1};
+    c.cmds[0] = (pop3_cmd_t){.kind = POP3_STAT};
+    int rc = do_call(t, &c, "email_pop3_get_box_info", status);
+    info->count = rc ? 0 : c.count;
+    info->size = rc ? 0 : c.size;
+    return rc;
+}
+
+int email_pop3_get_mail_info_list(email_pop3_transporter_t *t, email_pop3_mail_info_t **list,
+                                  size_t *count, email_status_t *status)
+{
+    if (!t || !list || !count)
+        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail_info_list: %s is NULL",
+                                !t ? "the transporter" : !list ? "list" : "count");
+    *list = NULL;
+    *count = 0;
+    pop3_call_t c = {.ncmds = 2};
+    c.cmds[0] = (pop3_cmd_t){.kind = POP3_LIST};
+    c.cmds[1] = (pop3_cmd_t){.kind = POP3_UIDL}; /* pipelined with LIST when offered */
+    int rc = do_call(t, &c, "email_pop3_get_mail_info_list", status);
+    if (rc) {
+        free(c.infos);
+        return rc;
+    }
+    *list = c.infos;
+    *count = c.ninfos;
+    return 0;
+}
+
+int email_pop3_get_mail_raw(email_pop3_transporter_t *t, unsigned number, char **data,
+                            size_t *length, email_status_t *status)
+{
+    if (!t || !data || !length || !number)
+        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail_raw: %s",
+                                !number ? "messages count from 1" : "an argument is NULL");
+    *data = NULL;
+    *length = 0;
+    pop3_call_t c = {.ncmds = 1};
+    c.cmds[0] = (pop3_cmd_t){.kind = POP3_RETR, .number = number};
+    int rc = do_call(t, &c, "email_pop3_get_mail_raw", status);
+    if (!rc && email__buf_putc(&c.body, '\0'))
+        rc = email__error_set(EMAIL_ENOMEM, "out of memory");
+    if (rc) {
+        email__buf_free(&c.body);
+        return rc;
+    }
+    *length = c.body.len - 1;
+    *data = email__buf_steal(&c.body, NULL);
+    return 0;
+}
