@@ -17,6 +17,7 @@
 #include "message.h"
 #include "registry.h"
 #include "runtime.h"
+#include "settings.h"
 #include "status.h"
 #include "transporter.h"
 #include "util.h"
@@ -45,75 +46,6 @@ static bool succeed(void)
 {
     email__error_clear();
     return true;
-}
-
-/* ------------------------------------------------------------------------------------------- */
-/* Global settings                                                                              */
-
-static pthread_mutex_t settings_lock = PTHREAD_MUTEX_INITIALIZER;
-static int timeout_seconds = 60;
-static int max_connections = 1;
-static char *ca_file;
-
-const char *email_version(void)
-{
-    return EMAIL_VERSION_STRING; /* the macros' own string: they agree by construction */
-}
-
-void email_set_timeout(int seconds)
-{
-    if (seconds < 1 || seconds > EMAIL_TIMEOUT_MAX) {
-        fail(EMAIL_EINVAL, "email_set_timeout: %d is not a number of seconds from 1 to %d",
-             seconds, EMAIL_TIMEOUT_MAX);
-        return;
-    }
-    pthread_mutex_lock(&settings_lock);
-    timeout_seconds = seconds;
-    pthread_mutex_unlock(&settings_lock);
-    succeed();
-}
-
-int email_set_max_connections(int n)
-{
-    if (n < 1 || n > EMAIL_MAX_CONNECTIONS) {
-        fail(EMAIL_EINVAL, "email_set_max_connections: %d is not 1 to %d", n,
-             EMAIL_MAX_CONNECTIONS);
-        return EMAIL_EINVAL;
-    }
-    pthread_mutex_lock(&settings_lock);
-    max_connections = n;
-    pthread_mutex_unlock(&settings_lock);
-    email__error_clear();
-    return 0;
-}
-
-int email_get_timeout(void)
-{
-    pthread_mutex_lock(&settings_lock);
-    int s = timeout_seconds;
-    pthread_mutex_unlock(&settings_lock);
-    return s;
-}
-
-int email_set_ca_file(const char *pem_path)
-{
-    char *copy = NULL;
-    if (pem_path) {
-        if (access(pem_path, R_OK) != 0) {
-            fail(EMAIL_EIO, "email_set_ca_file: \"%s\" cannot be read", pem_path);
-            return EMAIL_EIO;
-        }
-        if (!(copy = email__strdup(pem_path))) {
-            fail(EMAIL_ENOMEM, "email_set_ca_file: out of memory");
-            return EMAIL_ENOMEM;
-        }
-    }
-    pthread_mutex_lock(&settings_lock);
-    free(ca_file);
-    ca_file = copy;
-    pthread_mutex_unlock(&settings_lock);
-    succeed();
-    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -370,10 +302,8 @@ static email_transporter_t *facade_transporter(const char *user, const char *pas
     srv.password = auth ? password : NULL;
     srv.connection_timeout = srv.send_timeout = email_get_timeout();
     srv.log_file = log_path;
-    pthread_mutex_lock(&settings_lock);
-    char *ca = email__strdup(ca_file);
-    srv.max_connections = max_connections;
-    pthread_mutex_unlock(&settings_lock);
+    char *ca = NULL;
+    email__settings_get(&srv.max_connections, &ca);
     srv.ca_file = ca;
 
     transporter_policy_t policy = {
@@ -802,9 +732,6 @@ void email_shutdown(void)
     }
     email__transporter_quiesce_all();
     email__runtime_stop();
-    pthread_mutex_lock(&settings_lock);
-    free(ca_file);
-    ca_file = NULL;
-    pthread_mutex_unlock(&settings_lock);
+    email__settings_reset();
     email__status_release_all();
 }

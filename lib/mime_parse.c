@@ -12,6 +12,7 @@
 
 #include "charset.h"
 #include "mime_parse_internal.h"
+#include "registry.h"
 
 #define LINE_CAP 4096          /* longer lines are handled in pieces */
 #define HEAD_CAP (256 * 1024)  /* one part's header block */
@@ -70,7 +71,7 @@ int email__mime_parser_new(mime_parser_t **parser)
         free(p), free(m), free(parsed);
         return EMAIL_ENOMEM;
     }
-    m->id = email__message_new_id();
+    m->id = email__registry_new_id();
     m->parsed = parsed;
     p->m = m;
     p->top = p->first_line = true;
