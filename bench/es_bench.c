@@ -384,7 +384,8 @@ int main(int argc, char **argv)
     else if (argc == 5 && !strcmp(c, "warm-async")) {
         if (email_set_max_connections((int)bench_atol(argv[4], "C")))
             bench_die("email_set_max_connections: %s", email_error_info());
-        case_warm_async((int)bench_atol(argv[2], "port"), (size_t)bench_atol(argv[3], "N"));
+        case_warm_async((int)bench_atol(argv[2], "port"), (size_t)bench_atol(argv[3], "N"), NULL,
+                        1);
     } else if (argc == 4) {
         int port = (int)bench_atol(argv[2], "port");
         if (!strcmp(c, "warm-sync"))
