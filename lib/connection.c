@@ -543,6 +543,15 @@ int email__connection_cancel(connection_t *c, smtp_job_t *job)
     return email__smtp_engine_cancel(c->engine, job);
 }
 
+void email__connection_release(connection_t *c, smtp_job_t *job, int error)
+{
+    if (c->closing)
+        return;
+    email__smtp_engine_release(c->engine, job, error);
+    flush(c);
+    arm_timer(c, false);
+}
+
 void email__connection_quit(connection_t *c)
 {
     if (c->closing)

@@ -50,6 +50,9 @@ int email__connection_start(connection_t *c);
 int email__connection_submit(connection_t *c, smtp_job_t *job);
 /* Takes back a job that has not started (0), EMAIL_EBUSY once it has. */
 int email__connection_cancel(connection_t *c, smtp_job_t *job);
+/* The end of data of job, held by its hold_eod, may go (error 0) or fails the job (error <0,
+ * the session is dropped): email__smtp_engine_release, then what is to write is written. */
+void email__connection_release(connection_t *c, smtp_job_t *job, int error);
 /* QUIT once what is queued is done (before ready: once ready). */
 void email__connection_quit(connection_t *c);
 /* Ends the connection now: jobs get their outcomes, then closed. */
