@@ -110,8 +110,8 @@ int email__outbox_gsync(outbox_gsync_t *g, pthread_mutex_t *lock, int fd, bool d
 /* The journal of the outbox directory dirfd (borrowed), NULL with errno. */
 outbox_marks_t *email__marks_open(int dirfd);
 void email__marks_free(outbox_marks_t *m);
-/* Appends a record per id (marked or cleared) and, with sync, waits until they are on disk:
- * 0 or an errno. */
+/* Writes a record per id (marked or cleared; 8 at most) and, with sync, waits until they are
+ * on disk: 0 or an errno. */
 int email__marks_append(outbox_marks_t *m, const uint64_t *ids, size_t n, bool marked,
                         bool sync);
 /* Sets the flags of claimed entries from the journal (and their headers): 0 or an errno. */

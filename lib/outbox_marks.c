@@ -18,10 +18,13 @@
  *     the server never had it; resent on request, it arrives once. Never a duplicate unreported.
  *   - a clear (the connection ended before the end of data) is appended without a sync: lost,
  *     the same false EMAIL_EUNKNOWN.
- * Past MARKS_COMPACT bytes the journal is compacted: the states of the entries still there are
- * carried into their headers (marks fdatasynced), then it is truncated. Appenders of every
- * process hold a read lock on its byte 0 while appending, compaction the write lock (open file
- * description locks), so no record lands between the copy and the truncation.
+ * The journal is a fixed area of zeros (MARKS_SIZE, written and synced once): a record is
+ * written into the first free slot, so its fdatasync flushes data only, never the file's size
+ * (an append costs a commit of ext4's journal per mark). When no slot is left the journal is
+ * compacted: the states of the entries still there are carried into their headers (marks
+ * fdatasynced), then the area is zeroed again (grown instead when that fails). Writers of every
+ * process hold the write lock on its byte 0 (an open file description lock), so no record lands
+ * between the copy and the zeroing.
  */
 #define _GNU_SOURCE /* F_OFD_SETLK */
 #include "outbox.h"
@@ -39,11 +42,12 @@
 #endif
 
 #define RECORD 16
-#define MARKS_COMPACT (64 * 1024)
+#define MARKS_SIZE (64 * 1024)
 
 struct outbox_marks {
     int fd, dirfd;               /* dirfd: the outbox's, borrowed */
-    pthread_mutex_t lock;        /* appends and compaction, in this process */
+    pthread_mutex_t lock;        /* writes and compaction, in this process */
+    off_t next;                  /* the first slot that may be free */
     outbox_gsync_t sync;
 };
 
@@ -118,7 +122,7 @@ outbox_marks_t *email__marks_open(int dirfd)
     outbox_marks_t *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->fd = openat(dirfd, ".marks", O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    m->fd = openat(dirfd, ".marks", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (m->fd < 0) {
         free(m);
         return NULL;
@@ -221,49 +225,77 @@ static bool carry(outbox_marks_t *m, const mark_state_t *s)
     return ok;
 }
 
-/* Compacts the journal once it is large and no other process appends (m->lock held). */
-static void compact(outbox_marks_t *m)
+/* Writes zeros over [from, to) of the journal and syncs them: 0 or an errno. */
+static int zero_fill(outbox_marks_t *m, off_t from, off_t to)
+{
+    static const unsigned char zeros[4096];
+    for (off_t at = from; at < to; at += (off_t)sizeof zeros)
+        if (pwrite(m->fd, zeros, sizeof zeros, at) != (ssize_t)sizeof zeros)
+            return errno ? errno : ENOSPC;
+    return fsync(m->fd) != 0 ? errno : 0;
+}
+
+/* Room for a batch: the states carried into the headers and the area zeroed, or (that failing)
+ * the area grown. Write lock and m->lock held. 0 or an errno. */
+static int make_room(outbox_marks_t *m, off_t size)
+{
+    mark_state_t *v = NULL;
+    size_t n = 0;
+    bool ok = read_states(m, &v, &n) == 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = carry(m, &v[i]);
+    free(v);
+    int rc = ok ? zero_fill(m, 0, size) : zero_fill(m, size, size + MARKS_SIZE);
+    m->next = ok ? 0 : size;
+    return rc;
+}
+
+/* The offset of `len` free bytes (all zeros) at or after m->next; write lock and m->lock held. */
+static int find_slot(outbox_marks_t *m, size_t len, off_t *at)
 {
     struct stat st;
-    if (fstat(m->fd, &st) != 0 || st.st_size < MARKS_COMPACT ||
-        byte0_lock(m->fd, F_WRLCK, false) != 0)
-        return;
-    mark_state_t *v;
-    size_t n;
-    if (read_states(m, &v, &n) == 0) {
-        bool ok = true;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = carry(m, &v[i]);
-        if (ok && ftruncate(m->fd, 0) != 0)
-            ok = false; /* the journal stays as it is: still right, only longer */
-        free(v);
+    if (fstat(m->fd, &st) != 0)
+        return errno;
+    off_t size = st.st_size - st.st_size % RECORD;
+    int rc = size < MARKS_SIZE ? zero_fill(m, size, MARKS_SIZE) : 0;
+    size = size < MARKS_SIZE ? MARKS_SIZE : size;
+    unsigned char buf[8 * RECORD], zeros[8 * RECORD] = {0};
+    while (!rc) {
+        if (m->next + (off_t)len > size) {
+            rc = make_room(m, size);
+            size = m->next ? m->next + MARKS_SIZE : size;
+            continue;
+        }
+        if (pread(m->fd, buf, len, m->next) != (ssize_t)len)
+            return errno ? errno : EIO;
+        if (!memcmp(buf, zeros, len)) {
+            *at = m->next;
+            return 0;
+        }
+        m->next += RECORD; /* written by another process, or before this one opened it */
     }
-    byte0_lock(m->fd, F_UNLCK, false);
+    return rc;
 }
 
 int email__marks_append(outbox_marks_t *m, const uint64_t *ids, size_t n, bool marked,
                         bool sync)
 {
-    unsigned char stack[8 * RECORD];
-    unsigned char *r = n <= 8 ? stack : malloc(n * RECORD);
-    if (!r)
-        return ENOMEM;
+    unsigned char r[8 * RECORD];
+    if (n > 8)
+        return EINVAL;
     for (size_t i = 0; i < n; i++)
         make_record(r + i * RECORD, ids[i], marked);
     pthread_mutex_lock(&m->lock);
-    int rc = byte0_lock(m->fd, F_RDLCK, true) != 0 ? errno : 0;
+    off_t at = 0;
+    int rc = byte0_lock(m->fd, F_WRLCK, true) != 0 ? errno : find_slot(m, n * RECORD, &at);
     if (!rc) {
-        ssize_t w = write(m->fd, r, n * RECORD);
-        rc = w == (ssize_t)(n * RECORD) ? 0 : w < 0 ? errno : ENOSPC;
-        byte0_lock(m->fd, F_UNLCK, false);
+        rc = pwrite(m->fd, r, n * RECORD, at) == (ssize_t)(n * RECORD) ? 0 : errno ? errno : EIO;
+        m->next = at + (off_t)(n * RECORD);
     }
+    byte0_lock(m->fd, F_UNLCK, false);
     if (!rc && sync)
         rc = email__outbox_gsync(&m->sync, &m->lock, m->fd, true);
-    if (!rc && sync)
-        compact(m);
     pthread_mutex_unlock(&m->lock);
-    if (r != stack)
-        free(r);
     return rc;
 }
 
