@@ -721,9 +721,12 @@ EMAIL_EXTERN int email_session_set_progress(const char *user, email_progress_cb 
  * not on disk. The message then goes out from that file. The entry is removed once the server
  * accepted the message, or refused it for good (a 5xx to the message, every recipient refused,
  * too large) or it was canceled; a 4xx, a lost connection, a failed start or a shutdown keep
- * it for a later resume. Just before its end of data goes out the entry is marked (fsynced):
- * if no reply comes (the connection breaks, the program dies) the outcome is EMAIL_EUNKNOWN,
- * and a resume reports it so again instead of sending it twice, unless asked to.
+ * it for a later resume. Before its end of data goes out the entry is marked (in
+ * <directory>/.marks, fsynced on libuv's thread pool while the end of data waits: the loop
+ * never waits for the disk): if no reply comes (the connection breaks, the program dies) the
+ * outcome is EMAIL_EUNKNOWN, and a resume reports it so again instead of sending it twice,
+ * unless asked to. The next few messages of a connection are marked with it (one fsync for
+ * them): a crash can also report those EMAIL_EUNKNOWN though the server never had them.
  * Entries name their session (or, for a transporter, nothing) and server: host, port,
  * security, user — never a password or a token. Synchronous sends do not use the outbox.
  *

@@ -574,6 +574,16 @@ int email__connection_pop3_submit(connection_t *c, pop3_cmd_t *cmd)
     return rc;
 }
 
+void email__connection_release(connection_t *c, smtp_job_t *job, int error)
+{
+    if (c->closing || c->ops != &email__smtp_ops)
+        return;
+    email__smtp_engine_release(c->engine, job, error);
+    if (!c->feeding)
+        flush(c);
+    arm_timer(c, false);
+}
+
 void email__connection_quit(connection_t *c)
 {
     if (c->closing)

@@ -56,6 +56,9 @@ int email__connection_cancel(connection_t *c, smtp_job_t *job);
 /* POP3: queues a command (sent once ready; its done callback always comes). EMAIL_ESHUTDOWN when
  * closing, EMAIL_EINVAL on an SMTP connection (and submit/cancel on a POP3 one). */
 int email__connection_pop3_submit(connection_t *c, pop3_cmd_t *cmd);
+/* The end of data of job, held by its hold_eod, may go (error 0) or fails the job (error <0,
+ * the session is dropped): email__smtp_engine_release, then what is to write is written. */
+void email__connection_release(connection_t *c, smtp_job_t *job, int error);
 /* QUIT once what is queued is done (before ready: once ready). */
 void email__connection_quit(connection_t *c);
 /* Ends the connection now: jobs get their outcomes, then closed. */

@@ -46,10 +46,8 @@ struct outbox {
     pthread_mutex_t lock;        /* the claims, and the directory's syncs */
     uint64_t *claimed;           /* sorted */
     size_t nclaimed, cap;
-    /* group commit: one fsync of the directory covers every rename made before it started */
-    pthread_cond_t synced_cond;
-    uint64_t renames, synced;    /* renames announced; how many of them are on disk */
-    bool syncing;
+    outbox_gsync_t dir_sync;     /* one fsync of the directory covers the renames before it */
+    outbox_marks_t *marks;
 };
 
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -137,8 +135,9 @@ static void outbox_free(outbox_t *ob)
         close(ob->dirfd);
     if (ob->lockfd >= 0)
         close(ob->lockfd);
+    email__marks_free(ob->marks);
     pthread_mutex_destroy(&ob->lock);
-    pthread_cond_destroy(&ob->synced_cond);
+    pthread_cond_destroy(&ob->dir_sync.cond);
     free(ob->claimed);
     free(ob->dir);
     free(ob);
@@ -154,14 +153,14 @@ static outbox_t *outbox_create(const char *dir, const struct stat *st, char *err
         return NULL;
     }
     pthread_mutex_init(&ob->lock, NULL);
-    pthread_cond_init(&ob->synced_cond, NULL);
+    pthread_cond_init(&ob->dir_sync.cond, NULL);
     ob->dev = st->st_dev;
     ob->ino = st->st_ino;
     ob->refs = 1;
     ob->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     ob->lockfd = ob->dirfd >= 0 ? openat(ob->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600)
                                 : -1;
-    if (ob->lockfd < 0) {
+    if (ob->lockfd < 0 || !(ob->marks = email__marks_open(ob->dirfd))) {
         snprintf(err, errlen, "outbox \"%s\" is not writable: %s", dir, strerror(errno));
         outbox_free(ob);
         return NULL;
@@ -253,26 +252,20 @@ int email__outbox_dirfd(const outbox_t *ob)
 
 int email__outbox_sync_dir(outbox_t *ob)
 {
-    int rc = 0;
     pthread_mutex_lock(&ob->lock);
-    uint64_t mine = ++ob->renames;
-    while (!rc && ob->synced < mine) {
-        if (ob->syncing) { /* a sync under way may have started before this rename: wait */
-            pthread_cond_wait(&ob->synced_cond, &ob->lock);
-            continue;
-        }
-        ob->syncing = true;
-        uint64_t covers = ob->renames;
-        pthread_mutex_unlock(&ob->lock);
-        rc = fsync(ob->dirfd) != 0 ? errno : 0;
-        pthread_mutex_lock(&ob->lock);
-        ob->syncing = false;
-        if (!rc && covers > ob->synced)
-            ob->synced = covers;
-        pthread_cond_broadcast(&ob->synced_cond);
-    }
+    int rc = email__outbox_gsync(&ob->dir_sync, &ob->lock, ob->dirfd, false);
     pthread_mutex_unlock(&ob->lock);
     return rc;
+}
+
+int email__outbox_mark(outbox_t *ob, const uint64_t *ids, size_t n)
+{
+    return email__marks_append(ob->marks, ids, n, true, true);
+}
+
+outbox_marks_t *email__outbox_marks(const outbox_t *ob)
+{
+    return ob->marks;
 }
 
 /* Where id is, or would go, in the sorted claims (lock held). */
@@ -454,6 +447,14 @@ int email__outbox_take(outbox_t *ob, const outbox_filter_t *f, outbox_entry_t **
             email__outbox_entry_free(t.v[i], true);
         free(t.v);
         return rc;
+    }
+    /* the marks once the entries are claimed: nobody can mark them any more */
+    if (t.n && (rc = email__marks_apply(ob->marks, t.v, t.n)) != 0) {
+        snprintf(err, errlen, "outbox \"%s\": .marks cannot be read: %s", ob->dir, strerror(rc));
+        for (size_t i = 0; i < t.n; i++)
+            email__outbox_entry_free(t.v[i], true);
+        free(t.v);
+        return EMAIL_EIO;
     }
     if (t.n)
         qsort(t.v, t.n, sizeof *t.v, by_age);

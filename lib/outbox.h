@@ -10,6 +10,7 @@
 #ifndef EMAIL_OUTBOX_H
 #define EMAIL_OUTBOX_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include "emailsession.h"
 
 typedef struct outbox outbox_t;
+typedef struct outbox_marks outbox_marks_t;
 
 /* An entry's envelope and the server it is for (never a password or a token). */
 typedef struct outbox_meta {
@@ -32,8 +34,10 @@ typedef struct outbox_meta {
     bool smtputf8, eight_bit;
 } outbox_meta_t;
 
-/* The entry's flags: the end of data went out (or was about to) and no reply came yet. */
+/* The entry's flags: the end of data went out (or was about to) and no reply came yet. Kept in
+ * the marks journal (outbox_marks.c), or in the header at OUTBOX_FLAGS_AT. */
 #define OUTBOX_F_EOD_SENT 1u
+#define OUTBOX_FLAGS_AT 12
 
 typedef struct outbox_entry {
     outbox_t *ob;
@@ -88,6 +92,40 @@ typedef struct outbox_filter {
 int email__outbox_take(outbox_t *ob, const outbox_filter_t *f, outbox_entry_t ***out, size_t *n,
                        char *err, size_t errlen);
 
+/* Marks the entries ids (OUTBOX_F_EOD_SENT), on disk when it returns 0 (else an errno); marks
+ * made at once share one fdatasync. It blocks on the disk: never on the loop thread. */
+int email__outbox_mark(outbox_t *ob, const uint64_t *ids, size_t n);
+outbox_marks_t *email__outbox_marks(const outbox_t *ob);
+
+/* outbox_marks.c: the journal of marks, <dir>/.marks (the outbox's; see the file) */
+/* Group commit: one fsync covers every change announced before it started. */
+typedef struct outbox_gsync {
+    pthread_cond_t cond;
+    uint64_t announced, synced;
+    bool syncing;
+} outbox_gsync_t;
+/* Announces a change already made (lock held), then waits until an fsync of fd (fdatasync with
+ * data) started after it is done: 0 or an errno. */
+int email__outbox_gsync(outbox_gsync_t *g, pthread_mutex_t *lock, int fd, bool data);
+/* The journal of the outbox directory dirfd (borrowed), NULL with errno. */
+outbox_marks_t *email__marks_open(int dirfd);
+void email__marks_free(outbox_marks_t *m);
+/* Writes a record per id (marked or cleared; 8 at most) and, with sync, waits until they are
+ * on disk: 0 or an errno. */
+int email__marks_append(outbox_marks_t *m, const uint64_t *ids, size_t n, bool marked,
+                        bool sync);
+/* Sets the flags of claimed entries from the journal (and their headers): 0 or an errno. */
+int email__marks_apply(outbox_marks_t *m, outbox_entry_t **v, size_t n);
+/* The flags in the header of entry id (0 when unreadable); with fd_out, its file is left open
+ * there for writing (-1 when it could not be read). */
+uint32_t email__marks_header_flags(int dirfd, uint64_t id, int *fd_out);
+/* One id's state in the journal (seq: the record's order). */
+typedef struct mark_state {
+    uint64_t id;
+    size_t seq;
+    bool marked;
+} mark_state_t;
+
 /* outbox_file.c */
 /* Writes meta (meta->queued set here) and the body read from read(ctx) (until 0, or <0 with
  * why in err) as the entry meta->id, claimed by this process: on disk when it returns 0. */
@@ -98,13 +136,14 @@ int email__outbox_put(outbox_t *ob, const outbox_meta_t *meta,
  * checksum. 0, EMAIL_ENOTFOUND (gone meanwhile), or EMAIL_EIO with why (corrupt) in err. */
 int email__outbox_load(outbox_t *ob, const char *name, bool verify, outbox_entry_t **out,
                        char *err, size_t errlen);
-/* The body: up to n bytes, 0 at its end (the entry is marked OUTBOX_F_EOD_SENT, on disk, before
- * that 0 is returned), <0 on error (why in e->error). Loop thread. */
+/* The body: up to n bytes, 0 at its end, <0 on error (why in e->error). The caller marks the
+ * entry (email__outbox_mark) before its end of data goes. Loop thread. */
 ssize_t email__outbox_entry_read(outbox_entry_t *e, char *buf, size_t n);
 /* Back to the start of the body (another attempt). */
 void email__outbox_entry_rewind(outbox_entry_t *e);
-/* Ends the entry for this process (removed, or kept with its mark set or cleared), releases its
- * claim and frees it. */
+/* Ends the entry for this process (removed, or kept with its mark set or cleared, without a
+ * sync: a clear lost in a crash leaves a false EMAIL_EUNKNOWN, never a duplicate), releases its
+ * claim and frees it. Does not block on the disk. */
 void email__outbox_entry_settle(outbox_entry_t *e, enum outbox_verdict verdict);
 /* Frees an entry without touching its file (a claim it holds is released). */
 void email__outbox_entry_free(outbox_entry_t *e, bool claimed);

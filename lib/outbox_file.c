@@ -30,7 +30,6 @@
 #define MAGIC "EMOUTBOX"
 #define VERSION 1
 #define HEADER 68
-#define FLAGS_AT 12
 #define META_MAX (1u << 20)
 #define DIGEST 32
 #define NO_STRING 0xFFFFFFFFu
@@ -252,7 +251,7 @@ static int write_entry(outbox_entry_t *e, int fd, ssize_t (*read)(void *, char *
     unsigned char head[HEADER];
     memcpy(head, MAGIC, 8);
     put_le(head + 8, VERSION, 4);
-    put_le(head + FLAGS_AT, 0, 4);
+    put_le(head + OUTBOX_FLAGS_AT, 0, 4);
     put_le(head + 16, e->meta.id, 8);
     put_le(head + 24, e->body_len, 8);
     put_le(head + 32, meta.len, 4);
@@ -362,7 +361,7 @@ static int load_header(outbox_entry_t *e, int fd, uint64_t id, unsigned char dig
         snprintf(err, errlen, "not an outbox entry, or truncated before its envelope");
         return EMAIL_EIO;
     }
-    e->flags = (uint32_t)get_le(head + FLAGS_AT, 4);
+    e->flags = (uint32_t)get_le(head + OUTBOX_FLAGS_AT, 4);
     e->body_len = get_le(head + 24, 8);
     uint64_t meta_len = get_le(head + 32, 4);
     e->data_off = HEADER + meta_len;
@@ -457,31 +456,13 @@ static int entry_open(outbox_entry_t *e)
     return e->fd < 0 ? EMAIL_EIO : 0;
 }
 
-/* Writes the flags into the file and waits until they are on disk. */
-static int write_flags(outbox_entry_t *e, uint32_t flags)
-{
-    unsigned char p[4];
-    put_le(p, flags, 4);
-    if (entry_open(e) != 0 || write_all(e->fd, p, 4, FLAGS_AT) != 0 || fdatasync(e->fd) != 0) {
-        snprintf(e->error, sizeof e->error, "outbox entry %llu cannot be marked: %s",
-                 (unsigned long long)e->meta.id, strerror(errno));
-        return EMAIL_EIO;
-    }
-    e->flags = flags;
-    return 0;
-}
-
 ssize_t email__outbox_entry_read(outbox_entry_t *e, char *buf, size_t n)
 {
     if (entry_open(e) != 0)
         return EMAIL_EIO;
     uint64_t left = e->body_len - e->body_off;
-    if (!left) {
-        /* before the end of data can go out: a crash from here on leaves the entry marked */
-        if (!(e->flags & OUTBOX_F_EOD_SENT) && write_flags(e, e->flags | OUTBOX_F_EOD_SENT))
-            return EMAIL_EIO;
+    if (!left)
         return 0;
-    }
     size_t want = left < n ? (size_t)left : n;
     ssize_t got = pread(e->fd, buf, want, (off_t)(e->data_off + e->body_off));
     if (got <= 0) {
@@ -515,11 +496,10 @@ void email__outbox_entry_settle(outbox_entry_t *e, enum outbox_verdict verdict)
         char name[32];
         email__outbox_name(e->meta.id, false, name);
         unlinkat(email__outbox_dirfd(e->ob), name, 0);
-    } else if (verdict == OUTBOX_KEEP && (e->flags & OUTBOX_F_EOD_SENT)) {
-        /* its end of data never went out after all: a plain retry later */
-        write_flags(e, e->flags & ~OUTBOX_F_EOD_SENT);
-    } else if (verdict == OUTBOX_KEEP_UNKNOWN && !(e->flags & OUTBOX_F_EOD_SENT)) {
-        write_flags(e, e->flags | OUTBOX_F_EOD_SENT);
+    } else if ((verdict == OUTBOX_KEEP) == !!(e->flags & OUTBOX_F_EOD_SENT)) {
+        /* kept: its end of data never went out after all (a plain retry later), or it did */
+        email__marks_append(email__outbox_marks(e->ob), &e->meta.id, 1,
+                            verdict == OUTBOX_KEEP_UNKNOWN, false);
     }
     email__outbox_entry_free(e, true);
 }

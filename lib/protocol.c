@@ -381,6 +381,7 @@ int email__smtp_engine_submit(smtp_engine_t *e, smtp_job_t *j)
     j->fail_code = 0;
     j->fail_text = NULL;
     j->body_bytes = 0;
+    j->body_read = j->eod_held = false;
     email__status_init(&j->status);
     email__refusals_init(&j->refusals);
     queue_insert_tail(&e->queue, &j->node);

@@ -75,6 +75,10 @@ typedef struct smtp_job {
     ssize_t (*read)(void *ctx, char *buf, size_t n);
     /* Optional: the last read failure in words (naming the file that failed), into text. */
     void (*read_error)(void *ctx, int error, char *text, size_t size);
+    /* Optional: the body was read to its end, and its end of data (".", or BDAT LAST with the
+     * last chunk) comes next. 0 lets it go now; 1 holds it, and everything behind it, until
+     * email__smtp_engine_release; <0 (EMAIL_E...) is a read failure (read_error says why). */
+    int (*hold_eod)(void *ctx);
     void *ctx;
     void *user;
 
@@ -92,6 +96,8 @@ typedef struct smtp_job {
     bool lockstep;           /* one command at a time (more recipients than the window) */
     size_t accepted, replied;
     uint64_t eod_offset;
+    bool body_read;          /* read returned 0: the end of data is next */
+    bool eod_held;           /* hold_eod held it: waiting for email__smtp_engine_release */
     uint64_t body_start;     /* output offset where the body begins */
     uint64_t progress_sent;  /* last progress reported */
     int fail_code;
@@ -167,6 +173,12 @@ int email__smtp_engine_submit(smtp_engine_t *e, smtp_job_t *job);
 /* Takes back a job that has not started (0; it is the caller's again, no job_done follows);
  * EMAIL_EBUSY once its commands went out. */
 int email__smtp_engine_cancel(smtp_engine_t *e, smtp_job_t *job);
+/*
+ * The end of data job's hold_eod held may go (error 0: take the bytes next), or may not (error
+ * <0: the body counts as unreadable, read_error says why: the job fails and the session is
+ * dropped). Ignored when job is not held.
+ */
+void email__smtp_engine_release(smtp_engine_t *e, smtp_job_t *job, int error);
 /* QUIT once the queued jobs are done. */
 void email__smtp_engine_quit(smtp_engine_t *e);
 /*

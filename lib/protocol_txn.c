@@ -525,14 +525,35 @@ static int put_body(smtp_engine_t *e, smtp_job_t *j, const char *data, ssize_t g
     return fifo_push(e, CMD_EOD, j);
 }
 
+/* The next piece of j's body into chunk: its size, 0 at its end (once any hold is over), <0 on
+ * a failure, or 1 with *held when the end of data must wait. */
+static ssize_t next_piece(smtp_job_t *j, char *chunk, size_t size, bool *held)
+{
+    *held = false;
+    if (j->body_read)
+        return 0; /* released after a hold: the end of data goes now */
+    ssize_t got = j->read(j->ctx, chunk, size);
+    if (got != 0)
+        return got;
+    j->body_read = true;
+    int hold = j->hold_eod ? j->hold_eod(j->ctx) : 0;
+    *held = hold > 0;
+    return hold < 0 ? hold : 0;
+}
+
 void email__smtp_fill_body(smtp_engine_t *e)
 {
     smtp_job_t *j = e->body_job;
     char chunk[BODY_CHUNK / 4];
-    while (e->body_job == j && e->out.len < BODY_CHUNK) {
-        ssize_t got = j->read(j->ctx, chunk, sizeof chunk);
+    while (e->body_job == j && !j->eod_held && e->out.len < BODY_CHUNK) {
+        bool held;
+        ssize_t got = next_piece(j, chunk, sizeof chunk, &held);
         if (got < 0) {
             body_unreadable(e, j, (int)got);
+            return;
+        }
+        if (held) {
+            j->eod_held = true; /* nothing goes behind it either: the session waits */
             return;
         }
         int rc = put_body(e, j, chunk, got);
@@ -544,4 +565,13 @@ void email__smtp_fill_body(smtp_engine_t *e)
     if (!e->body_job)
         email__smtp_pump(
             e); /* pipelining: the next message's commands go right behind end of data */
+}
+
+void email__smtp_engine_release(smtp_engine_t *e, smtp_job_t *job, int error)
+{
+    if (e->body_job != job || !job->eod_held || e->state == ST_CLOSED)
+        return;
+    job->eod_held = false;
+    if (error)
+        body_unreadable(e, job, error);
 }

@@ -5,7 +5,8 @@
  *                          outcome handed to whoever waits;
  *   transporter_queue.c    loop thread only: the queue, the pool of connections, retries, the
  *                          end of a free;
- *   transporter_sync.c     the public calls, which cross to the loop thread (and wait there).
+ *   transporter_sync.c     the public calls, which cross to the loop thread (and wait there);
+ *   transporter_mark.c     loop thread: an outbox entry's end of data waits for its mark.
  */
 #ifndef EMAIL_TRANSPORTER_INTERNAL_H
 #define EMAIL_TRANSPORTER_INTERNAL_H
@@ -48,6 +49,10 @@ typedef struct send_req {
     bool texts_4d;               /* its transporter's t->texts_4d (t may be gone at delivery) */
     email_errors_t earlier;      /* why the earlier attempt failed (one retry at most) */
     queue_t node;                /* in t->waiting, a pool_conn_t's in_conn or parked */
+    struct pool_conn *pc;        /* the connection its job is on, or NULL */
+    struct mark_batch *mark;     /* its entry's mark under way (transporter_mark.c), or NULL */
+    bool held;                   /* pc's engine holds its end of data until that mark is done */
+    bool complete_later;         /* its outcome came during the mark: completed after it */
     email_status_t status;       /* final outcome */
     email_refusals_t refusals;
 } send_req_t;
@@ -158,6 +163,11 @@ void email__send_req_fail(send_req_t *r, const email_status_t *why);
 void email__transporter_status_finish(email_status_t *s, email_refusals_t *refusals,
                                const email_errors_t *earlier, bool texts_4d,
                                const char *component);
+
+/* transporter_mark.c (loop thread) */
+/* The job's hold_eod (ctx: the request): 0 when its entry is marked on disk already (or it has
+ * none), 1 while the mark is made (the connection's release follows), EMAIL_ENOMEM. */
+int email__send_req_hold_eod(void *ctx);
 
 /* transporter_queue.c (loop thread) */
 /* Queues a request (email__runtime_post'ed; a synchronous sender has set r->call). */

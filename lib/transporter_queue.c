@@ -123,10 +123,12 @@ static void kick(email_transporter_t *t)
         /* in the connection before submitting: the job can end inside email__connection_submit
          * (too large, or its body unreadable), and its job_done takes it out and completes it */
         r->session = pc->session;
+        r->pc = pc;
         queue_insert_tail(&pc->in_conn, &r->node);
         pc->load++;
         if (email__connection_submit(pc->conn, &r->job) != 0) {
             /* closing: it goes on another connection, first in line */
+            r->pc = NULL;
             queue_remove(&r->node);
             pc->load--;
             pc->closing = true;
@@ -191,6 +193,8 @@ static void conn_job_done(void *ud, connection_t *c, smtp_job_t *job)
     pool_conn_t *pc = ud;
     send_req_t *r = job->user;
     queue_remove(&r->node);
+    r->pc = NULL;
+    r->held = false; /* ended while its end of data waited for the mark: nothing to release */
     pc->load--;
     if (job->outcome == SMTP_JOB_RETRYABLE)
         queue_insert_tail(&pc->parked, &r->node); /* decided once the connection's end is known */

@@ -70,6 +70,7 @@ int email__send_req_rewind(send_req_t *r, char *err, size_t errlen)
     }
     r->job.read = req_read;
     r->job.read_error = req_read_error;
+    r->job.hold_eod = r->entry ? email__send_req_hold_eod : NULL;
     r->job.ctx = r;
     r->job.user = r;
     email__refusals_free(&r->job.refusals);
@@ -151,6 +152,10 @@ static enum outbox_verdict outbox_verdict(const email_status_t *s)
 
 void email__send_req_complete(send_req_t *r)
 {
+    if (r->mark) {
+        r->complete_later = true; /* its entry is settled once the mark is done */
+        return;
+    }
     if (r->entry) {
         email__outbox_entry_settle(r->entry, outbox_verdict(&r->status));
         r->entry = NULL;

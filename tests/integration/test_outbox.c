@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -166,10 +167,17 @@ static void kill_round(unsigned seed, bool chaos)
     free(dir);
 }
 
+/* Seeds per kill test: EMAIL_TEST_KILL_SEEDS, or n (1 under valgrind). */
+static int kill_seeds(int n)
+{
+    const char *env = getenv("EMAIL_TEST_KILL_SEEDS");
+    return env && atoi(env) > 0 ? atoi(env) : test_under_valgrind() ? 1 : n;
+}
+
 static void test_kill(void **state)
 {
     (void)state;
-    int seeds = test_under_valgrind() ? 1 : 5;
+    int seeds = kill_seeds(5);
     for (int s = 1; s <= seeds; s++)
         kill_round((unsigned)s * 7919u, false);
 }
@@ -177,7 +185,7 @@ static void test_kill(void **state)
 static void test_kill_chaos(void **state)
 {
     (void)state;
-    int seeds = test_under_valgrind() ? 1 : 4;
+    int seeds = kill_seeds(4);
     for (int s = 1; s <= seeds; s++)
         kill_round((unsigned)s * 104729u, true);
 }
@@ -375,6 +383,112 @@ static void test_transporter_outbox(void **state)
     free(dir);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The mark is made off the loop thread. fdatasync (the marks' sync: entries use fsync) is
+ * interposed here: while the gate is closed it waits in its caller's thread, except on the
+ * loop's thread, where it is counted and never waits (the test fails instead of hanging).
+ * ------------------------------------------------------------------------------------------- */
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_closed, loop_known;
+static int gate_waiting, loop_syncs;
+static pthread_t loop_thread;
+
+int fdatasync(int fd)
+{
+    pthread_mutex_lock(&gate_lock);
+    if (loop_known && pthread_equal(pthread_self(), loop_thread)) {
+        loop_syncs++;
+        pthread_cond_broadcast(&gate_cond);
+    } else if (gate_closed) {
+        gate_waiting++;
+        pthread_cond_broadcast(&gate_cond);
+        while (gate_closed)
+            pthread_cond_wait(&gate_cond, &gate_lock);
+        gate_waiting--;
+    }
+    pthread_mutex_unlock(&gate_lock);
+    return (int)syscall(SYS_fdatasync, fd);
+}
+
+static void set_gate(bool closed)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_closed = closed;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+/* Learns which thread is the loop's (callbacks run there). */
+static void on_warm(uint64_t id, const email_status_t *st, void *data)
+{
+    pthread_mutex_lock(&gate_lock);
+    loop_thread = pthread_self();
+    loop_known = true;
+    pthread_mutex_unlock(&gate_lock);
+    on_done(id, st, data);
+}
+
+static void send_subject(email_transporter_t *t, const char *subject, email_send_cb cb)
+{
+    email_message_t *m = test_message("a@example.org", "b@example.org", subject, "hi\n");
+    if (cb) {
+        assert_int_equal(email_transporter_send_async(t, m, cb, NULL, NULL), 0);
+    } else {
+        email_status_t st;
+        assert_int_equal(email_transporter_send(t, m, &st), 0);
+        email_status_clear(&st);
+    }
+    email_message_free(m);
+}
+
+/* While a mark waits for the disk, the loop serves another transporter, and the marked
+ * message's end of data waits: the server does not have it until the mark is done. */
+static void test_mark_off_the_loop(void **state)
+{
+    (void)state;
+    email_set_callback_thread(EMAIL_CALLBACK_LOOP_THREAD);
+    char *dir = test_tmpdir();
+    test_server_t srv;
+    assert_int_equal(test_server_start(&srv, "smtpd.py", NULL), 0);
+    email_server_t plain, boxed;
+    test_plain_server(&plain, srv.port);
+    boxed = plain;
+    boxed.outbox = dir;
+    email_transporter_t *a = email_transporter_new(&boxed), *b = email_transporter_new(&plain);
+    assert_non_null(a);
+    assert_non_null(b);
+    reset_outcomes();
+    send_subject(b, "warm", on_warm);
+    wait_outcomes(1);
+    set_gate(true);
+    send_subject(a, "marked", on_done);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_waiting && !loop_syncs)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    int on_loop = loop_syncs;
+    pthread_mutex_unlock(&gate_lock);
+    if (on_loop) {
+        set_gate(false);
+        fail_msg("the mark's fdatasync ran on the loop thread");
+    }
+    send_subject(b, "meanwhile", NULL);
+    assert_int_equal(test_spool_count(&srv), 2);
+    assert_int_equal(got.n, 1);
+    set_gate(false);
+    wait_outcomes(2);
+    assert_int_equal(got.ok, 2);
+    assert_int_equal(test_spool_wait(&srv, 3, 5000), 3);
+    email_transporter_free(a);
+    email_transporter_free(b);
+    email_shutdown();
+    loop_known = false;
+    test_server_stop(&srv);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* Byte `at` of the file flipped (a bad checksum), or the file cut to len. */
 static void damage(const char *dir, uint64_t id, long at, long len)
 {
@@ -548,7 +662,8 @@ static void test_disk_full(void **state)
     email_transporter_free(t);
     int left = 0;
     char cmd[700];
-    snprintf(cmd, sizeof cmd, "ls -A %s | grep -v '^\\.ids$\\|^\\.lock$' | wc -l", dir);
+    snprintf(cmd, sizeof cmd, "ls -A %s | grep -v '^\\.ids$\\|^\\.lock$\\|^\\.marks$' | wc -l",
+             dir);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     assert_int_equal(fscanf(p, "%d", &left), 1);
@@ -570,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_temporary_and_permanent),
         cmocka_unit_test(test_corrupt_entries),
         cmocka_unit_test(test_transporter_outbox),
+        cmocka_unit_test(test_mark_off_the_loop),
         cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_kill_chaos),

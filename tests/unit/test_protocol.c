@@ -2190,6 +2190,119 @@ static void test_bdat_body_error(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* A held end of data (hold_eod): the outbox's mark reaches the disk before the end of data     */
+
+static int holds;       /* hold_eod calls */
+static int hold_answer; /* what hold_eod answers */
+
+static int hold_eod(void *ctx)
+{
+    (void)ctx;
+    holds++;
+    return hold_answer;
+}
+
+/* Pipelined DATA: the body goes; its "." and the next message's commands wait for the release,
+ * asked once. */
+static void test_held_end_of_data(void **state)
+{
+    test_session_t *s = *state;
+    assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
+    EXPECT_EVENTS(s, "ready\n");
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    m1.job.hold_eod = m2.job.hold_eod = hold_eod;
+    holds = 0;
+    hold_answer = 1;
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
+    expect_feed(s, OK_MAIL OK_RCPT GO_AHEAD, "one\r\n");
+    assert_int_equal(holds, 1);
+    assert_string_equal(ts_take(s), "");
+    assert_int_equal(holds, 1);
+    assert_true(email__smtp_engine_waiting(s->e));
+    email__smtp_engine_release(s->e, &m2.job, 0); /* not the one held: nothing moves */
+    assert_string_equal(ts_take(s), "");
+    hold_answer = 0; /* m2's goes at once */
+    email__smtp_engine_release(s->e, &m1.job, 0);
+    assert_string_equal(ts_take(s), ".\r\n" MAIL_A RCPT_C "DATA\r\n");
+    email__smtp_engine_release(s->e, &m1.job, 0); /* released already: nothing more */
+    assert_string_equal(ts_take(s), "");
+    expect_feed(s, QUEUED OK_MAIL OK_RCPT GO_AHEAD, "two\r\n.\r\n");
+    assert_int_equal(holds, 2);
+    expect_feed(s, QUEUED, "");
+    EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                     "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    test_job_free(&m1);
+    test_job_free(&m2);
+}
+
+/* BDAT: the last chunk and its BDAT LAST wait, and so does the next message's body. */
+static void test_held_bdat_last(void **state)
+{
+    test_session_t *s = *state;
+    assert_int_equal(ts_greet(s, EHLO_CHUNK), 0);
+    EXPECT_EVENTS(s, "ready\n");
+    test_job_t m1, m2;
+    test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+    test_job_init(&m2, "m2", A, "two\r\n", C, NULL);
+    m1.job.hold_eod = m2.job.hold_eod = hold_eod;
+    holds = 0;
+    hold_answer = 1;
+    assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+    assert_int_equal(email__smtp_engine_submit(s->e, &m2.job), 0);
+    assert_string_equal(ts_take(s), MAIL_A RCPT_B);
+    email__smtp_engine_release(s->e, &m1.job, 0);
+    assert_string_equal(ts_take(s), "BDAT 5 LAST\r\none\r\nRSET\r\n" MAIL_A RCPT_C);
+    assert_int_equal(holds, 2);
+    email__smtp_engine_release(s->e, &m2.job, 0);
+    assert_string_equal(ts_take(s), "BDAT 5 LAST\r\ntwo\r\n");
+    expect_feed(s, OK_MAIL OK_RCPT QUEUED "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT QUEUED, "");
+    EXPECT_EVENTS(s, "job m1 SENT EMAIL_OK 250 2.0.0 rejected=0\n"
+                     "job m2 SENT EMAIL_OK 250 2.0.0 rejected=0\n");
+    test_job_free(&m1);
+    test_job_free(&m2);
+}
+
+/*
+ * The hold ends otherwise: the session is lost meanwhile (the message never reached the server:
+ * retryable, and a late release does nothing), the release refuses (k 1), or the hold itself
+ * fails (k 2): the job fails, the session is dropped, the end of data never goes.
+ */
+static void test_held_end_of_data_fails(void **state)
+{
+    test_session_t *s = *state;
+    static const char *const events[] = {
+        "job m1 RETRYABLE EMAIL_ECLOSED 0 rejected=0\nclosed EMAIL_ECLOSED 0\n",
+        "job m1 FAILED EMAIL_EIO 0 rejected=0\nclosed EMAIL_EIO 0\n",
+        "job m1 FAILED EMAIL_ENOMEM 0 rejected=0\nclosed EMAIL_ENOMEM 0\n",
+    };
+    for (int k = 0; k < 3; k++) {
+        ts_restart(s, NULL);
+        assert_int_equal(ts_greet(s, EHLO_PIPE), 0);
+        EXPECT_EVENTS(s, "ready\n");
+        test_job_t m1;
+        test_job_init(&m1, "m1", A, "one\r\n", B, NULL);
+        m1.job.hold_eod = hold_eod;
+        hold_answer = k == 2 ? EMAIL_ENOMEM : 1;
+        assert_int_equal(email__smtp_engine_submit(s->e, &m1.job), 0);
+        assert_string_equal(ts_take(s), MAIL_A RCPT_B "DATA\r\n");
+        assert_int_equal(ts_feed(s, OK_MAIL OK_RCPT GO_AHEAD), 0);
+        ts_take(s);
+        if (k == 0)
+            email__smtp_engine_abort(s->e, EMAIL_ECLOSED, "connection reset by peer");
+        if (k < 2)
+            email__smtp_engine_release(s->e, &m1.job, k ? EMAIL_EIO : 0);
+        EXPECT_EVENTS(s, events[k]);
+        assert_string_equal(ts_take(s), "");
+        assert_null(strstr(after_data(s), "\r\n.\r\n"));
+        test_job_free(&m1);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------- */
 /* Progress and cancel                                                                          */
 
 /* Progress follows what was written, never passes the size, and ends at the size exactly. */
@@ -2691,6 +2804,9 @@ int main(void)
         SESSION_TEST(test_bdat_all_recipients_refused),
         SESSION_TEST(test_bdat_421_answer_to_last),
         SESSION_TEST(test_bdat_stream_421),
+        SESSION_TEST(test_held_end_of_data),
+        SESSION_TEST(test_held_bdat_last),
+        SESSION_TEST(test_held_end_of_data_fails),
         SESSION_TEST(test_bdat_abort),
         SESSION_TEST(test_job_freed_in_done),
         SESSION_TEST(test_bdat_body_error),
