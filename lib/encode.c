@@ -42,7 +42,7 @@ int email__base64_encode(email_buf_t *out, const void *data, size_t n)
     return 0;
 }
 
-static int b64_value(unsigned char c)
+int email__b64_value(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -72,7 +72,7 @@ int email__base64_decode(email_buf_t *out, const char *b64, size_t n)
             goto bad;
         int v[4] = {0, 0, 0, 0};
         for (size_t k = 0; k < 4 - pad; k++)
-            if ((v[k] = b64_value(q[k])) < 0)
+            if ((v[k] = email__b64_value(q[k])) < 0)
                 goto bad;
         *dst++ = (unsigned char)(v[0] << 2 | v[1] >> 4);
         if (pad < 2)

@@ -11,6 +11,8 @@
 int email__base64_encode(email_buf_t *out, const void *data, size_t n);
 /* Decodes base64 (no white space allowed); appended to out. EMAIL_EINVAL on bad input. */
 int email__base64_decode(email_buf_t *out, const char *b64, size_t n);
+/* The value (0..63) of a base64 digit, -1 for any other byte. */
+int email__b64_value(unsigned char c);
 
 /*
  * SMTP DATA transparency (RFC 5321 4.5.2) as a stream: bare CR and bare LF become CRLF, a line

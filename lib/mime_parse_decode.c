@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "emailsession.h"
+#include "encode.h"
 
 enum { QP_PLAIN, QP_EQUALS, QP_HEX, QP_EQUALS_SPACE };
 
@@ -13,17 +14,6 @@ void email__mp_decoder_init(mp_decoder_t *d, int cte)
 {
     memset(d, 0, sizeof *d);
     d->cte = cte;
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
 /* White space is skipped; '=' ends a quantum (a second base64 text may follow: some mailers
@@ -35,7 +25,7 @@ static int b64_feed(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n)
     unsigned char *dst = (unsigned char *)out->data + out->len;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        int v = b64_value(c);
+        int v = email__b64_value(c);
         if (v >= 0) {
             d->acc = (d->acc << 6 | (uint32_t)v) & 0xFFFFFF;
             if ((d->nbits += 6) >= 8) {

@@ -34,24 +34,11 @@
 #define DIGEST 32
 #define NO_STRING 0xFFFFFFFFu
 
-static void put_le(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static int buf_le(email_buf_t *b, uint64_t v, int n)
 {
     unsigned char p[8];
-    put_le(p, v, n);
+    email__put_le(p, v, n);
     return email__buf_append(b, p, (size_t)n);
 }
 
@@ -87,7 +74,7 @@ static uint64_t take_le(cursor_t *c, int n)
         c->bad = true;
         return 0;
     }
-    uint64_t v = get_le(c->p, n);
+    uint64_t v = email__get_le(c->p, n);
     c->p += n;
     return v;
 }
@@ -173,9 +160,9 @@ static void digest_tail(gnutls_hash_hd_t h, uint64_t id, uint64_t body_len, uint
                         unsigned char out[DIGEST])
 {
     unsigned char fixed[20];
-    put_le(fixed, id, 8);
-    put_le(fixed + 8, body_len, 8);
-    put_le(fixed + 16, meta_len, 4);
+    email__put_le(fixed, id, 8);
+    email__put_le(fixed + 8, body_len, 8);
+    email__put_le(fixed + 16, meta_len, 4);
     gnutls_hash(h, fixed, sizeof fixed);
     gnutls_hash_deinit(h, out);
 }
@@ -250,11 +237,11 @@ static int write_entry(outbox_entry_t *e, int fd, ssize_t (*read)(void *, char *
     rc = rc ? EMAIL_EIO : write_body(e, fd, h, read, ctx, err, errlen);
     unsigned char head[HEADER];
     memcpy(head, MAGIC, 8);
-    put_le(head + 8, VERSION, 4);
-    put_le(head + OUTBOX_FLAGS_AT, 0, 4);
-    put_le(head + 16, e->meta.id, 8);
-    put_le(head + 24, e->body_len, 8);
-    put_le(head + 32, meta.len, 4);
+    email__put_le(head + 8, VERSION, 4);
+    email__put_le(head + OUTBOX_FLAGS_AT, 0, 4);
+    email__put_le(head + 16, e->meta.id, 8);
+    email__put_le(head + 24, e->body_len, 8);
+    email__put_le(head + 32, meta.len, 4);
     digest_tail(h, e->meta.id, e->body_len, (uint32_t)meta.len, head + 36);
     email__buf_free(&meta);
     if (!rc && (write_all(fd, head, HEADER, 0) != 0 || fsync(fd) != 0)) {
@@ -357,16 +344,16 @@ static int load_header(outbox_entry_t *e, int fd, uint64_t id, unsigned char dig
     unsigned char head[HEADER];
     struct stat st;
     if (fstat(fd, &st) != 0 || read_all(fd, head, HEADER, 0) != 0 || memcmp(head, MAGIC, 8) ||
-        get_le(head + 8, 4) != VERSION) {
+        email__get_le(head + 8, 4) != VERSION) {
         snprintf(err, errlen, "not an outbox entry, or truncated before its envelope");
         return EMAIL_EIO;
     }
-    e->flags = (uint32_t)get_le(head + OUTBOX_FLAGS_AT, 4);
-    e->body_len = get_le(head + 24, 8);
-    uint64_t meta_len = get_le(head + 32, 4);
+    e->flags = (uint32_t)email__get_le(head + OUTBOX_FLAGS_AT, 4);
+    e->body_len = email__get_le(head + 24, 8);
+    uint64_t meta_len = email__get_le(head + 32, 4);
     e->data_off = HEADER + meta_len;
     memcpy(digest, head + 36, DIGEST);
-    if (get_le(head + 16, 8) != id || meta_len > META_MAX || (e->flags & ~OUTBOX_F_EOD_SENT) ||
+    if (email__get_le(head + 16, 8) != id || meta_len > META_MAX || (e->flags & ~OUTBOX_F_EOD_SENT) ||
         (uint64_t)st.st_size != e->data_off + e->body_len) {
         snprintf(err, errlen, "%s", (uint64_t)st.st_size < e->data_off + e->body_len
                                         ? "truncated" : "a header field is wrong");

@@ -36,6 +36,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #ifndef F_OFD_SETLK
 #define F_OFD_SETLK F_SETLK
 #define F_OFD_SETLKW F_SETLKW
@@ -81,19 +83,6 @@ static uint32_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
-static void put_le(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static void make_record(unsigned char r[RECORD], uint64_t id, bool marked)
 {
@@ -101,14 +90,14 @@ static void make_record(unsigned char r[RECORD], uint64_t id, bool marked)
     r[1] = 'K';
     r[2] = marked ? 'S' : 'C';
     r[3] = 0;
-    put_le(r + 4, id, 8);
-    put_le(r + 12, fnv1a(r, 12), 4);
+    email__put_le(r + 4, id, 8);
+    email__put_le(r + 12, fnv1a(r, 12), 4);
 }
 
 static bool valid_record(const unsigned char *r)
 {
     return r[0] == 'M' && r[1] == 'K' && (r[2] == 'S' || r[2] == 'C') && r[3] == 0 &&
-           get_le(r + 12, 4) == fnv1a(r, 12);
+           email__get_le(r + 12, 4) == fnv1a(r, 12);
 }
 
 static int byte0_lock(int fd, short type, bool wait)
@@ -172,7 +161,7 @@ static int read_states(outbox_marks_t *m, mark_state_t **out, size_t *nout)
             at++; /* a torn record: the next one starts somewhere after it */
             continue;
         }
-        v[n] = (mark_state_t){get_le(buf + at + 4, 8), n, buf[at + 2] == 'S'};
+        v[n] = (mark_state_t){email__get_le(buf + at + 4, 8), n, buf[at + 2] == 'S'};
         n++;
         at += RECORD;
     }
@@ -206,7 +195,7 @@ uint32_t email__marks_header_flags(int dirfd, uint64_t id, int *fd_out)
         *fd_out = fd;
     else if (fd >= 0)
         close(fd);
-    return (uint32_t)get_le(p, 4);
+    return (uint32_t)email__get_le(p, 4);
 }
 
 /* Carries s into its entry's header (a mark fdatasynced); true when done or the entry is gone. */
@@ -218,7 +207,7 @@ static bool carry(outbox_marks_t *m, const mark_state_t *s)
         return errno == ENOENT;
     uint32_t want = s->marked ? flags | OUTBOX_F_EOD_SENT : flags & ~OUTBOX_F_EOD_SENT;
     unsigned char p[4];
-    put_le(p, want, 4);
+    email__put_le(p, want, 4);
     bool ok = want == flags || (pwrite(fd, p, 4, OUTBOX_FLAGS_AT) == 4 &&
                                 (!s->marked || fdatasync(fd) == 0));
     close(fd);

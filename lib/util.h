@@ -51,4 +51,18 @@ bool email__is_ascii(const char *s, size_t n);
    is not a regular file). */
 int email__file_size(const char *path, uint64_t *size);
 
+/* n bytes of v at p, little-endian, and back (file formats: the outbox). */
+static inline void email__put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint64_t email__get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
 #endif
