@@ -39,7 +39,9 @@ def write_config(folder, ports, certs):
         "@LOGIN_USER@": login,
         "@MAIL_USER@": mail,
         "@MAIL_GROUP@": grp.getgrgid(pwd.getpwnam(mail).pw_gid).gr_name,
-        "@PASSWD@": os.path.join(HERE, "dovecot", "mail-passwd"),
+        # a copy under the folder: dovecot's unprivileged auth cannot read a tree kept in a
+        # 0700 directory (tools/check-asan.sh's scratch copy)
+        "@PASSWD@": os.path.join(folder, "passwd"),
     }
     with open(os.path.join(HERE, "dovecot", "mail.conf.in"), encoding="utf-8") as f:
         text = f.read()
@@ -48,6 +50,8 @@ def write_config(folder, ports, certs):
     path = os.path.join(folder, "dovecot.conf")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+    shutil.copyfile(os.path.join(HERE, "dovecot", "mail-passwd"), os.path.join(folder, "passwd"))
+    os.chmod(os.path.join(folder, "passwd"), 0o644)
     for sub in ("run", "state", "home"):
         os.mkdir(os.path.join(folder, sub))
     return path
