@@ -560,6 +560,12 @@ EMAIL_EXTERN int email_pop3_get_mail_info_list(email_pop3_transporter_t *transpo
  * body arrives in pieces, never one allocation of the size the server announces. */
 EMAIL_EXTERN int email_pop3_get_mail_raw(email_pop3_transporter_t *transporter, unsigned number,
                                          char **data, size_t *length, email_status_t *status);
+/* RETR, LIST and UIDL pipelined: message `number` (from 1) parsed as it arrives (never held
+ * whole as text) into *out, the caller's to free with email_message_free (NULL on failure), with
+ * email_message_get_uid (its UIDL; NULL when the server has none) and email_message_get_size
+ * (its size on the server) set. Errors as above; EMAIL_EINVAL for number 0 or a NULL argument. */
+EMAIL_EXTERN int email_pop3_get_mail(email_pop3_transporter_t *transporter, unsigned number,
+                                     email_message_t **out, email_status_t *status);
 /* DELE: marks message `number` deleted; the server removes it when the session ends with QUIT
  * (email_pop3_transporter_free). */
 EMAIL_EXTERN int email_pop3_delete(email_pop3_transporter_t *transporter, unsigned number,
