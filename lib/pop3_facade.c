@@ -28,7 +28,7 @@ typedef struct pop3_session {
     long cursor;                   /* the message read last; -1 before the first, n past the last */
     pthread_mutex_t turn;          /* one call at a time moves the cursor */
     int refs;                      /* calls using it right now (lock) */
-    bool closed;                   /* closed on the loop's thread while in use: its last user frees */
+    bool closed;                   /* closed on the loop thread while in use: last user frees */
     struct pop3_session *next;
 } pop3_session_t;
 
