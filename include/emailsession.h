@@ -560,6 +560,12 @@ EMAIL_EXTERN int email_pop3_get_mail_info_list(email_pop3_transporter_t *transpo
  * body arrives in pieces, never one allocation of the size the server announces. */
 EMAIL_EXTERN int email_pop3_get_mail_raw(email_pop3_transporter_t *transporter, unsigned number,
                                          char **data, size_t *length, email_status_t *status);
+/* RETR, LIST and UIDL pipelined: message `number` (from 1) parsed as it arrives (never held
+ * whole as text) into *out, the caller's to free with email_message_free (NULL on failure), with
+ * email_message_get_uid (its UIDL; NULL when the server has none) and email_message_get_size
+ * (its size on the server) set. Errors as above; EMAIL_EINVAL for number 0 or a NULL argument. */
+EMAIL_EXTERN int email_pop3_get_mail(email_pop3_transporter_t *transporter, unsigned number,
+                                     email_message_t **out, email_status_t *status);
 /* DELE: marks message `number` deleted; the server removes it when the session ends with QUIT
  * (email_pop3_transporter_free). */
 EMAIL_EXTERN int email_pop3_delete(email_pop3_transporter_t *transporter, unsigned number,
@@ -654,8 +660,61 @@ EMAIL_EXTERN bool email_send_mime_id(const char *user, const char *from,
  * the loop's thread (a callback with EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it does not
  * wait: the name is free at once and the session closes in the background once its queue is done
  * (each queued message still gets its outcome).
+ * It ends every session of that name: an SMTP one and a POP3 one sharing it are both closed. A
+ * POP3 session's QUIT commits its deletions; when that QUIT fails (the connection was lost) the
+ * session is freed all the same, its deletions are lost, and the call returns false with
+ * ErrorInfo saying why. EMAIL_ENOSESSION when no session has that name.
  */
 EMAIL_EXTERN bool email_close_session(const char *user);
+/*
+ * Named POP3 sessions (WLanguage's EmailStartPOP3Session and the Email reading functions). A
+ * POP3 and an SMTP session may share a name, as in WLanguage; email_close_session ends both.
+ */
+enum {
+    EMAIL_READ_ALL = 0,
+    EMAIL_READ_UNREAD = 1,  /* IMAP only */
+    EMAIL_READ_HEADERS = 2, /* the header only (POP3: TOP n 0) */
+    EMAIL_READ_PEEK = 4     /* IMAP only: leave \Seen as it was */
+};
+/*
+ * Opens the POP3 session `user` (also the login) and reads the mailbox's list (LIST and UIDL):
+ * true once it is open, authenticated and listed. port 0 → 110, or 995 with EMAIL_OPTION_TLS.
+ * option as for SMTP: EMAIL_OPTION_DEFAULT uses STLS when offered and never sends the password
+ * in clear but to loopback (or with EMAIL_OPTION_ALLOW_INSECURE_AUTH); EMAIL_OPTION_STARTTLS
+ * requires STLS; EMAIL_OPTION_TLS is TLS from the first byte. The strongest SASL mechanism
+ * offered is used, else APOP, else USER/PASS. Timeout and CA file: email_set_timeout and
+ * email_set_ca_file. false + ErrorInfo on failure (EMAIL_EAUTH with the server's line for a
+ * refused password, EMAIL_ETLSREQUIRED, EMAIL_EINVAL, EMAIL_EEXIST when a POP3 session of that
+ * name is open). Waits for the server: EMAIL_EWOULDBLOCK on the loop's own thread. Any thread.
+ */
+EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *password,
+                                           const char *server, int port, int option);
+/*
+ * Reads the first, next, previous or last message of the mailbox (RETR, or TOP n 0 with
+ * EMAIL_READ_HEADERS), parsed into *out (the caller's, for email_message_free), with its UIDL
+ * (email_message_get_uid) and its size on the server. Messages this session deleted are skipped.
+ * The first call of next reads the first message, of previous none. Past either end: false with
+ * *out NULL and email_last_error() 0 (WLanguage's Email.Out); next after the end's Email.Out
+ * stays out, previous then reads the last. EMAIL_ENOTSUP for EMAIL_READ_UNREAD and
+ * EMAIL_READ_PEEK (IMAP only), EMAIL_ENOSESSION, EMAIL_EINVAL, and the server's or the
+ * connection's errors as email_pop3_get_mail. Waits for the server. Any thread.
+ */
+EMAIL_EXTERN bool email_read_first(const char *user, int options, email_message_t **out);
+EMAIL_EXTERN bool email_read_next(const char *user, int options, email_message_t **out);
+EMAIL_EXTERN bool email_read_previous(const char *user, int options, email_message_t **out);
+EMAIL_EXTERN bool email_read_last(const char *user, int options, email_message_t **out);
+/*
+ * DELE of that message (read on this session; found by its UIDL): the server removes it when
+ * the session ends with email_close_session (QUIT); a connection lost before removes nothing.
+ * EMAIL_EINVAL for a message without UIDL (not read from a server that has UIDL),
+ * EMAIL_ENOTFOUND when the mailbox has no such message or it is already deleted,
+ * EMAIL_ENOSESSION, and the server's errors. Waits for the server. Any thread.
+ */
+EMAIL_EXTERN bool email_delete_message(const char *user, const email_message_t *message);
+/* The mailbox's messages, those deleted by this session left out (no round trip: a POP3
+ * maildrop is fixed for the session), or a negative EMAIL_E... code (EMAIL_ENOSESSION;
+ * EMAIL_ENOTSUP for EMAIL_READ_UNREAD on POP3). Any thread. */
+EMAIL_EXTERN int email_mailbox_count(const char *user, int options);
 /* The longest timeout accepted, in seconds (about 23 days). */
 #define EMAIL_TIMEOUT_MAX 2000000
 /* Global timeout in seconds (1 to EMAIL_TIMEOUT_MAX) for sessions started afterwards.

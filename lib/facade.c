@@ -15,6 +15,7 @@
 #include "log.h"
 #include "emailsession.h"
 #include "message.h"
+#include "pop3_facade.h"
 #include "registry.h"
 #include "runtime.h"
 #include "settings.h"
@@ -570,7 +571,11 @@ bool email_close_session(const char *user)
 {
     if (!check_name(user))
         return false;
-    if (!close_session(user))
+    bool smtp = close_session(user);
+    int pop3 = email__pop3_facade_close(user); /* a name may have both kinds: both end */
+    if (pop3 < 0)
+        return false; /* ErrorInfo: its QUIT failed, its deletions are lost */
+    if (!smtp && !pop3)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
     return succeed();
 }
@@ -730,6 +735,7 @@ void email_shutdown(void)
         preset_free(p);
         p = next;
     }
+    email__pop3_facade_close_all();
     email__transporter_quiesce_all();
     email__runtime_stop();
     email__settings_reset();

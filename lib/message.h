@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "emailsession.h"
 
 /*
@@ -39,5 +40,8 @@ typedef struct message_dsn {
     char *envid;         /* printable ASCII, or NULL */
 } message_dsn_t;
 const message_dsn_t *email__message_dsn(const email_message_t *message);
+/* A parsed message received from a server: its UIDL or IMAP UID (copied; NULL or "" leaves
+ * none) and its size there. 0, EMAIL_EINVAL for a built message, EMAIL_ENOMEM. */
+int email__message_set_received(email_message_t *message, const char *uid, uint64_t size);
 
 #endif

@@ -113,6 +113,19 @@ int email_message_from_mime(const char *mime, size_t length, email_message_t **o
     return 0;
 }
 
+int email__message_set_received(email_message_t *m, const char *uid, uint64_t size)
+{
+    if (!m || !m->parsed)
+        return EMAIL_EINVAL;
+    char *copy = NULL;
+    if (uid && *uid && !(copy = email__strdup(uid)))
+        return EMAIL_ENOMEM;
+    free(m->parsed->uid);
+    m->parsed->uid = copy;
+    m->parsed->size = size;
+    return 0;
+}
+
 /* ---- Getters ---- */
 
 const char *email_message_get_subject(const email_message_t *m)

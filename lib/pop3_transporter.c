@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "error.h"
+#include "mime_parse.h"
 #include "pop3.h"
+#include "pop3_transporter.h"
 #include "transporter_internal.h"
 #include "util.h"
 
@@ -30,15 +32,17 @@ static void release(email_pop3_transporter_t *t)
     free(t);
 }
 
-#define MAX_CMDS 2
+#define MAX_CMDS 3
 
-/* One public call on the loop thread: up to two pipelined commands and what they gathered. */
+/* One public call on the loop thread: up to three pipelined commands and what they gathered. */
 typedef struct pop3_call {
     email_pop3_transporter_t *t;
     runtime_call_t *call;
     pop3_cmd_t cmds[MAX_CMDS];
     size_t ncmds, pending;
-    email_buf_t body;                 /* RETR */
+    email_buf_t body;                 /* RETR, unless parsed */
+    mime_parser_t *parser;            /* RETR or TOP parsed as the bytes come, or NULL */
+    bool uidl_optional;               /* a server without UIDL: the message has no uid */
     email_pop3_mail_info_t *infos;    /* LIST, then UIDL */
     size_t ninfos, cap;
     uint64_t count, size;             /* STAT */
@@ -49,6 +53,8 @@ typedef struct pop3_call {
 static int on_body(pop3_cmd_t *cmd, const char *data, size_t n)
 {
     pop3_call_t *c = cmd->user;
+    if (c->parser)
+        return email__mime_parser_feed(c->parser, data, n);
     return email__buf_append(&c->body, data, n);
 }
 
@@ -83,7 +89,8 @@ static int on_item(pop3_cmd_t *cmd, unsigned number, uint64_t size, const char *
 static void on_done(pop3_cmd_t *cmd)
 {
     pop3_call_t *c = cmd->user;
-    if (!c->rc) {
+    bool no_uidl = cmd->kind == POP3_UIDL && c->uidl_optional && cmd->status.status == -1;
+    if (!c->rc && !no_uidl) {
         email__status_copy_into(&c->status, &cmd->status);
         if (!cmd->status.success)
             c->rc = cmd->status.error ? cmd->status.error : EMAIL_ESERVER;
@@ -188,6 +195,21 @@ static void quiesce(void *arg)
         email__connection_quit(t->conn);
 }
 
+/* A transporter around settings already made (freed here on failure), or NULL: no memory. */
+static email_pop3_transporter_t *adopt(email_transporter_t *settings)
+{
+    email_pop3_transporter_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        email_transporter_free(settings);
+        return NULL;
+    }
+    t->settings = settings;
+    pthread_mutex_init(&t->turn, NULL);
+    t->settings->quiesce_arg = t;
+    t->settings->on_quiesce = quiesce;
+    return t;
+}
+
 email_pop3_transporter_t *email_pop3_transporter_new(const email_server_t *server)
 {
     if (!server) {
@@ -197,18 +219,25 @@ email_pop3_transporter_t *email_pop3_transporter_new(const email_server_t *serve
     email_server_t s = *server;
     if (!s.port)
         s.port = s.security == EMAIL_SECURITY_TLS ? 995 : 110;
-    email_pop3_transporter_t *t = calloc(1, sizeof *t);
-    if (!t) {
+    email_transporter_t *settings = email_transporter_new(&s);
+    if (!settings) /* ErrorInfo says why */
+        return NULL;
+    email_pop3_transporter_t *t = adopt(settings);
+    if (!t)
         email__error_set(EMAIL_ENOMEM, "out of memory");
+    return t;
+}
+
+email_pop3_transporter_t *email__pop3_transporter_new_ex(const email_server_t *server,
+                                                        const transporter_policy_t *policy,
+                                                        char *err, size_t errlen)
+{
+    email_transporter_t *settings = email__transporter_new_ex(server, policy, err, errlen);
+    if (!settings)
         return NULL;
-    }
-    if (!(t->settings = email_transporter_new(&s))) { /* ErrorInfo says why */
-        free(t);
-        return NULL;
-    }
-    pthread_mutex_init(&t->turn, NULL);
-    t->settings->quiesce_arg = t;
-    t->settings->on_quiesce = quiesce;
+    email_pop3_transporter_t *t = adopt(settings);
+    if (!t)
+        snprintf(err, errlen, "out of memory");
     return t;
 }
 
@@ -337,4 +366,44 @@ int email_pop3_get_mail_raw(email_pop3_transporter_t *t, unsigned number, char *
     *length = c.body.len - 1;
     *data = email__buf_steal(&c.body, NULL);
     return 0;
+}
+
+int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers_only,
+                      email_message_t **out, email_status_t *status, const char *what)
+{
+    *out = NULL;
+    /* LIST and UIDL give the message's size and uid, pipelined with its RETR (or TOP) */
+    pop3_call_t c = {.ncmds = 3, .uidl_optional = true};
+    c.cmds[0] = (pop3_cmd_t){.kind = POP3_LIST, .number = number};
+    c.cmds[1] = (pop3_cmd_t){.kind = POP3_UIDL, .number = number};
+    c.cmds[2] = (pop3_cmd_t){.kind = headers_only ? POP3_TOP : POP3_RETR, .number = number};
+    if (email__mime_parser_new(&c.parser))
+        return email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+    int rc = do_call(t, &c, what, status);
+    email_message_t *m = NULL;
+    if (rc) {
+        email__mime_parser_free(c.parser);
+    } else if (email__mime_parser_finish(c.parser, &m) ||
+               email__message_set_received(m, c.ninfos ? c.infos[0].uid : NULL,
+                                           c.ninfos ? c.infos[0].size : 0)) {
+        email_message_free(m);
+        m = NULL;
+        rc = email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+        if (status)
+            email__status_fail(status, rc, "out of memory");
+    }
+    free(c.infos);
+    *out = m;
+    return rc;
+}
+
+int email_pop3_get_mail(email_pop3_transporter_t *t, unsigned number, email_message_t **out,
+                        email_status_t *status)
+{
+    if (out)
+        *out = NULL;
+    if (!t || !out || !number)
+        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail: %s",
+                                !number ? "messages count from 1" : "an argument is NULL");
+    return email__pop3_fetch(t, number, false, out, status, "email_pop3_get_mail");
 }

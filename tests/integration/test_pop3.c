@@ -159,6 +159,44 @@ static void test_read_and_delete(void **state)
     test_server_stop(&dv);
 }
 
+/* Messages parsed as they arrive, with the server's UIDL and size; a deleted one is refused. */
+static void test_get_mail(void **state)
+{
+    (void)state;
+    test_server_t dv;
+    start_dovecot(&dv);
+    email_server_t srv = server_on(dv.port, EMAIL_SECURITY_STARTTLS, "pencil", NULL);
+    email_pop3_transporter_t *t = open_box(&srv);
+    email_pop3_mail_info_t *list;
+    size_t n;
+    assert_int_equal(email_pop3_get_mail_info_list(t, &list, &n, NULL), 0);
+    assert_int_equal(n, NFIX);
+    static const char *const subjects[] = {"one", "two", "three"};
+    static const char *const bodies[] = {".leading dot\r\n..two dots\r\nbody one\r\n",
+                                         "body two\r\n", "body three\r\n"};
+    for (unsigned i = 0; i < NFIX; i++) {
+        email_message_t *m = NULL;
+        email_status_t st;
+        if (email_pop3_get_mail(t, i + 1, &m, &st))
+            fail_msg("email_pop3_get_mail(%u): %s", i + 1, email_error_info());
+        assert_true(st.success);
+        email_status_clear(&st);
+        assert_string_equal(email_message_get_subject(m), subjects[i]);
+        assert_string_equal(email_message_get_text_body(m), bodies[i]);
+        assert_string_equal(email_message_get_uid(m), list[i].uid);
+        assert_int_equal(email_message_get_size(m), strlen(fixtures[i]));
+        email_message_free(m);
+    }
+    assert_int_equal(email_pop3_delete(t, 1, NULL), 0);
+    email_message_t *m = (email_message_t *)1;
+    assert_int_equal(email_pop3_get_mail(t, 1, &m, NULL), EMAIL_ESERVER);
+    assert_null(m);
+    assert_int_equal(email_pop3_get_mail(t, 0, &m, NULL), EMAIL_EINVAL);
+    email_pop3_transporter_free(t);
+    free(list);
+    test_server_stop(&dv);
+}
+
 /* RSET takes the marks back; a session dropped before QUIT (its process gone) deletes nothing. */
 static void test_rset_and_drop(void **state)
 {
@@ -329,6 +367,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         LOOP_IDLE_TEST(test_read_and_delete),
+        LOOP_IDLE_TEST(test_get_mail),
         LOOP_IDLE_TEST(test_rset_and_drop),
         LOOP_IDLE_TEST(test_tls),
         LOOP_IDLE_TEST(test_shutdown),

@@ -1,0 +1,12 @@
+/* What email_close_session and email_shutdown (facade.c) need of the named POP3 sessions. */
+#ifndef EMAIL_POP3_FACADE_H
+#define EMAIL_POP3_FACADE_H
+
+/* Ends the POP3 session `name` with QUIT (deletions committed) and frees it: 0 when there is
+ * none, 1 when closed, or the EMAIL_E... code of a QUIT that failed (ErrorInfo says why; the
+ * session is freed anyway and its deletions are lost). On the loop's thread it does not wait. */
+int email__pop3_facade_close(const char *name);
+/* email_shutdown: every POP3 session closed; ErrorInfo left as it was. */
+void email__pop3_facade_close_all(void);
+
+#endif

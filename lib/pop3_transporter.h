@@ -1,0 +1,22 @@
+/* What the named POP3 sessions (pop3_facade.c) need of a POP3 transporter beyond the public API. */
+#ifndef EMAIL_POP3_TRANSPORTER_H
+#define EMAIL_POP3_TRANSPORTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "emailsession.h"
+#include "transporter.h"
+
+/* A POP3 transporter with the facade's rules (server->port already chosen); NULL and why in
+ * err on bad settings or no memory. ErrorInfo is left alone. */
+email_pop3_transporter_t *email__pop3_transporter_new_ex(const email_server_t *server,
+                                                        const transporter_policy_t *policy,
+                                                        char *err, size_t errlen);
+/* Message `number` parsed as RETR (or TOP n 0 with headers_only) brings it in, with its uid
+ * (none when the server has no UIDL) and its size on the server: *out (the caller's) or NULL.
+ * Sets ErrorInfo (naming `what`) and status as the public calls do; 0 or the EMAIL_E... code. */
+int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers_only,
+                      email_message_t **out, email_status_t *status, const char *what);
+
+#endif
