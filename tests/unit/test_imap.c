@@ -428,7 +428,7 @@ static void test_expunge_during_fetch(void **state)
     login(&s, CAPS);
     tcmd_t sel, f;
     submit(&s, &sel, "select", (imap_cmd_t){.kind = IMAP_SELECT, .mailbox = "INBOX"});
-    expect(&s, "A3 SELECT \"INBOX\"\r\n" + 19, "A3 SELECT \"INBOX\"\r\n");
+    expect(&s, "", "A3 SELECT \"INBOX\"\r\n");
     expect(&s, SELECT_REPLY, "");
     submit(&s, &f, "f", (imap_cmd_t){.kind = IMAP_FETCH, .items = IMAP_F_BODY});
     assert_string_equal(take(&s), "A4 UID FETCH 1:* (UID BODY.PEEK[])\r\n");
