@@ -65,7 +65,8 @@ extern "C" {
     XX(ENOTSUP, -26, "not supported")                                                              \
     XX(EBUSY, -27, "busy")                                                                         \
     XX(ECHARSET, -28, "text cannot be represented in the chosen charset")                          \
-    XX(ENOTFOUND, -29, "no such message")
+    XX(ENOTFOUND, -29, "no such message")                                                          \
+    XX(ESTALE, -30, "the mailbox changed: its message numbers or UIDs are no longer valid")
 
 typedef enum {
 #define EMAIL_XX_(name, value, text) EMAIL_##name = (value),

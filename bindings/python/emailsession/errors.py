@@ -42,6 +42,7 @@ class ErrorCode(enum.IntEnum):
     EBUSY = -27
     ECHARSET = -28
     ENOTFOUND = -29
+    ESTALE = -30
 
 
 class Refused(NamedTuple):
