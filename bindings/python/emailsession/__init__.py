@@ -41,6 +41,10 @@ from .session import (ERROR, OPTION_ALLOW_INSECURE_AUTH, OPTION_DEFAULT, OPTION_
                       OPTION_STARTTLS, OPTION_TLS, PENDING, PROTOCOL_SMTPS, SENT, Session,
                       message_status)
 from .transporter import SECURITY_NONE, SECURITY_STARTTLS, SECURITY_TLS, Server, Transporter
+from ._reading import (PARSE_8BIT_HEADER, PARSE_ADDRESS, PARSE_CHARSET, PARSE_ENCODING,
+                       PARSE_HEADER, PARSE_LIMIT, PARSE_MULTIPART, Part)
+from .pop3 import (READ_ALL, READ_HEADERS, READ_PEEK, READ_UNREAD, BoxInfo, MailInfo,
+                   POP3Session, POP3Transporter)
 
 # The error codes as module constants too: emailsession.EAUTH == -11.
 globals().update({code.name: code for code in ErrorCode if code.name != "OK"})
@@ -157,4 +161,8 @@ __all__ = [
     "OPTION_NO_VERIFY", "PROTOCOL_SMTPS", "PENDING", "SENT", "ERROR", "TIMEOUT_MAX",
     "PRIORITY_NORMAL", "PRIORITY_HIGHEST", "PRIORITY_HIGH", "PRIORITY_LOW", "PRIORITY_LOWEST",
     "MAIL_MODE_UTF8", "MAIL_MODE_UTF8_IN_BASE64", "MAIL_MODE_ISO88591", "MAIL_MODE_ISO2022JP",
+    "Part", "PARSE_HEADER", "PARSE_CHARSET", "PARSE_8BIT_HEADER", "PARSE_ENCODING",
+    "PARSE_MULTIPART", "PARSE_ADDRESS", "PARSE_LIMIT",
+    "BoxInfo", "MailInfo", "POP3Session", "POP3Transporter", "READ_ALL", "READ_UNREAD",
+    "READ_HEADERS", "READ_PEEK",
 ] + [code.name for code in ErrorCode if code.name != "OK"]

@@ -66,7 +66,20 @@ class Server(ctypes.Structure):
     ]
 
 
+class Pop3BoxInfo(ctypes.Structure):
+    """email_pop3_box_info_t."""
+
+    _fields_ = [("count", c_uint64), ("size", c_uint64)]
+
+
+class Pop3MailInfo(ctypes.Structure):
+    """email_pop3_mail_info_t."""
+
+    _fields_ = [("number", ctypes.c_uint), ("size", c_uint64), ("uid", ctypes.c_char * 72)]
+
+
 StatusP = ctypes.POINTER(Status)
+MessageP = ctypes.POINTER(c_void_p)
 SEND_CB = ctypes.CFUNCTYPE(None, c_uint64, StatusP, c_void_p)
 LOG_CB = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
 OUTBOX_CB = ctypes.CFUNCTYPE(None, c_uint64, c_char_p, c_char_p, c_int64, c_void_p)
@@ -147,6 +160,46 @@ _PROTOTYPES = {
     "email_outbox_resume_ex": (c_int, [c_char_p, c_int]),
     "email_outbox_corrupt_count": (c_int, []),
     "email_version": (c_char_p, []),
+    # reading messages
+    "email_message_from_mime": (c_int, [c_char_p, c_size_t, MessageP]),
+    "email_message_get_subject": (c_char_p, [c_void_p]),
+    "email_message_get_from": (c_char_p, [c_void_p]),
+    "email_message_get_recipient_count": (c_size_t, [c_void_p, c_int]),
+    "email_message_get_recipient": (c_char_p, [c_void_p, c_int, c_size_t]),
+    "email_message_get_text_body": (c_char_p, [c_void_p]),
+    "email_message_get_html_body": (c_char_p, [c_void_p]),
+    "email_message_get_message_id": (c_char_p, [c_void_p]),
+    "email_message_get_header": (c_char_p, [c_void_p, c_char_p]),
+    "email_message_get_date": (c_int64, [c_void_p]),
+    "email_message_get_uid": (c_char_p, [c_void_p]),
+    "email_message_get_size": (c_uint64, [c_void_p]),
+    "email_message_get_attachment_count": (c_size_t, [c_void_p]),
+    "email_message_get_attachment": (c_int, [c_void_p, c_size_t, ctypes.POINTER(c_char_p),
+                                             ctypes.POINTER(c_char_p), MessageP,
+                                             ctypes.POINTER(c_size_t)]),
+    "email_message_get_attachment_info": (c_int, [c_void_p, c_size_t, ctypes.POINTER(c_char_p),
+                                                  ctypes.POINTER(c_int)]),
+    "email_message_get_parse_problems": (ctypes.c_uint, [c_void_p]),
+    # POP3: the transporter and the named sessions
+    "email_pop3_transporter_new": (c_void_p, [ctypes.POINTER(Server)]),
+    "email_pop3_check_connection": (c_int, [c_void_p, StatusP]),
+    "email_pop3_get_box_info": (c_int, [c_void_p, ctypes.POINTER(Pop3BoxInfo), StatusP]),
+    "email_pop3_get_mail_info_list": (c_int, [c_void_p,
+                                              ctypes.POINTER(ctypes.POINTER(Pop3MailInfo)),
+                                              ctypes.POINTER(c_size_t), StatusP]),
+    "email_pop3_get_mail_raw": (c_int, [c_void_p, ctypes.c_uint, MessageP,
+                                        ctypes.POINTER(c_size_t), StatusP]),
+    "email_pop3_get_mail": (c_int, [c_void_p, ctypes.c_uint, MessageP, StatusP]),
+    "email_pop3_delete": (c_int, [c_void_p, ctypes.c_uint, StatusP]),
+    "email_pop3_undelete_all": (c_int, [c_void_p, StatusP]),
+    "email_pop3_transporter_free": (None, [c_void_p]),
+    "email_start_pop3_session": (c_bool, [c_char_p, c_char_p, c_char_p, c_int, c_int]),
+    "email_read_first": (c_bool, [c_char_p, c_int, MessageP]),
+    "email_read_next": (c_bool, [c_char_p, c_int, MessageP]),
+    "email_read_previous": (c_bool, [c_char_p, c_int, MessageP]),
+    "email_read_last": (c_bool, [c_char_p, c_int, MessageP]),
+    "email_delete_message": (c_bool, [c_char_p, c_void_p]),
+    "email_mailbox_count": (c_int, [c_char_p, c_int]),
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Mapping, Optional, Tuple, Union
 
 from . import _check
 from ._lib import lib
+from ._reading import Reading
 from .errors import from_last_error
 
 PRIORITY_NORMAL = 0
@@ -36,7 +37,7 @@ def _call(rc: int) -> None:
         raise from_last_error(rc)
 
 
-class Message:
+class Message(Reading):
     """An email message. Builder methods are the C functions without the email_message_
     prefix and return the message, so calls can be chained; the constructor's keyword
     arguments call them:
@@ -48,6 +49,10 @@ class Message:
     sender (or from_) is the From address; sender_header the RFC 5322 Sender field; dsn the
     keyword arguments of set_dsn (a dict), or its notify alone (an int).
     Strings are UTF-8 text; a malformed address raises InvalidArgumentError (a ValueError).
+
+    Message.from_mime(data) reads a message (4D's MAIL Convert from MIME); the read properties
+    (subject, from_, to, cc, bcc, text, html, message_id, date, uid, size, attachments,
+    parse_problems, header(name)) read any message, parsed, received or built.
     """
 
     def __init__(self, *, sender: Optional[str] = None, from_: Optional[str] = None,
@@ -87,6 +92,24 @@ class Message:
             self.set_dsn(**dsn)
         elif dsn is not None:
             self.set_dsn(dsn)
+
+    @classmethod
+    def _adopt(cls, handle: int) -> "Message":
+        """A Message owning a handle the library gave (freed with it)."""
+        message = cls.__new__(cls)
+        message._ptr = handle
+        return message
+
+    @classmethod
+    def from_mime(cls, data: Union[bytes, str]) -> "Message":
+        """Reads RFC 5322 / MIME bytes (str is written as UTF-8) into a Message. A damaged
+        message is still read: parse_problems says what was wrong."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        raw = _check.data(data, "data")
+        out = ctypes.c_void_p()
+        _call(lib.email_message_from_mime(raw, len(raw), ctypes.byref(out)))
+        return cls._adopt(out.value)  # type: ignore[arg-type]
 
     def _set(self, fn: Any, value: Optional[str], name: str, line: bool = True) -> None:
         if value is not None:

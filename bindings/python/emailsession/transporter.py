@@ -52,13 +52,13 @@ class Server:
     outbox: Optional[str]
 
 
-def _server_struct(settings: dict) -> _Server:
+def _server_struct(settings: dict, kind: str = "Transporter") -> _Server:
     """email_server_t from keyword arguments, checked; email_server_init's defaults for the
     others. The bytes it points to belong to the struct's fields (ctypes keeps them)."""
     server = _Server()
     lib.email_server_init(ctypes.byref(server))
     if "host" not in settings:
-        raise TypeError("Transporter() needs host")
+        raise TypeError(f"{kind}() needs host")
     for name, value in settings.items():
         if name in _STRINGS:
             raw = _check.string(value, name) if name == "host" else \
@@ -70,7 +70,7 @@ def _server_struct(settings: dict) -> _Server:
         elif name in _BOOLS:
             raw = _check.boolean(value, name)
         else:
-            raise TypeError(f"Transporter() got an unexpected keyword argument {name!r}")
+            raise TypeError(f"{kind}() got an unexpected keyword argument {name!r}")
         setattr(server, name, raw)
     return server
 

@@ -11,7 +11,8 @@ import pytest
 
 from emailsession import _lib
 
-STRUCTS = {"email_status_t": _lib.Status, "email_server_t": _lib.Server}
+STRUCTS = {"email_status_t": _lib.Status, "email_server_t": _lib.Server,
+           "email_pop3_box_info_t": _lib.Pop3BoxInfo, "email_pop3_mail_info_t": _lib.Pop3MailInfo}
 
 
 def c_layout(tmp_path):
@@ -23,7 +24,7 @@ def c_layout(tmp_path):
     lines = ['#include <stddef.h>', '#include <stdio.h>', '#include "emailsession.h"',
              "int main(void) {"]
     for cname, cls in STRUCTS.items():
-        lines.append(f'printf("{cname} size %zu\\n", sizeof({cname}));')
+        lines.append(f'printf("{cname} sizeof() %zu\\n", sizeof({cname}));')
         for field in cls._fields_:
             lines.append(f'printf("{cname} {field[0]} %zu\\n", offsetof({cname}, {field[0]}));')
     lines.append("return 0; }")
@@ -39,6 +40,6 @@ def c_layout(tmp_path):
 def test_ctypes_structures_match_the_c_headers(tmp_path):
     c = c_layout(tmp_path)
     for cname, cls in STRUCTS.items():
-        assert ctypes.sizeof(cls) == c[(cname, "size")], f"sizeof({cname})"
+        assert ctypes.sizeof(cls) == c[(cname, "sizeof()")], f"sizeof({cname})"
         for field in cls._fields_:
             assert getattr(cls, field[0]).offset == c[(cname, field[0])], f"{cname}.{field[0]}"

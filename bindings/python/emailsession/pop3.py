@@ -1,0 +1,234 @@
+"""Receiving over POP3: 4D's POP3 transporter (email_pop3_*) and WLanguage's named POP3 sessions
+(email_start_pop3_session, email_read_first/next/previous/last)."""
+
+import ctypes
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional
+
+from . import _check, _dispatch
+from ._lib import Pop3BoxInfo, Pop3MailInfo, Status, lib, text
+from .errors import Error, from_last_error, from_status
+from .message import Message, _free
+from .session import OPTION_DEFAULT, synchronous
+from .transporter import _server_struct
+
+READ_ALL = 0
+READ_UNREAD = 1   # IMAP only
+READ_HEADERS = 2  # the header only (POP3: TOP n 0)
+READ_PEEK = 4     # IMAP only: leave \\Seen as it was
+
+
+class BoxInfo(NamedTuple):
+    """A mailbox's size: messages and their bytes, those marked deleted left out."""
+
+    count: int
+    size: int
+
+
+class MailInfo(NamedTuple):
+    """One message of the mailbox: its number in this session (from 1), its size in bytes and
+    its unique id (UIDL; "" when the server has none)."""
+
+    number: int
+    size: int
+    uid: str
+
+
+class POP3Transporter:
+    """4D's POP3 transporter for one server: POP3Transporter(host=..., port=0, user=...,
+    password=..., security=SECURITY_STARTTLS, ...) with the names of email_server_t as keywords
+    (port 0: 110, or 995 with SECURITY_TLS). The first call opens the session; it stays open
+    until close(), whose QUIT commits the deletions. Use it as a context manager.
+
+    Each call waits for the server and raises an Error subclass on failure (status -1 and the
+    server's line for an "-ERR")."""
+
+    def __init__(self, **server: Any) -> None:
+        self._ptr: Optional[int] = None
+        settings = _server_struct(server, "POP3Transporter")
+        handle = lib.email_pop3_transporter_new(ctypes.byref(settings))
+        if not handle:
+            raise from_last_error()
+        self._ptr = handle
+
+    def __enter__(self) -> "POP3Transporter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_ptr", None) is not None and not _dispatch.exiting:
+            try:
+                self.close()
+            except Error:
+                pass  # nowhere to report it
+
+    @property
+    def _handle(self) -> int:
+        if self._ptr is None:
+            raise ValueError("the transporter is closed")
+        return self._ptr
+
+    def close(self) -> None:
+        """QUIT (the server removes what was marked deleted), then frees. Idempotent. Raises
+        when QUIT failed (the transporter is freed all the same: its deletions are lost)."""
+        handle, self._ptr = self._ptr, None
+        if handle is not None:
+            synchronous(lambda: lib.email_pop3_transporter_free(handle),
+                        lambda _: lib.email_last_error() != 0)
+
+    def _wait(self, call: Callable[[Any], int]) -> None:
+        status = Status()
+        pointer = ctypes.pointer(status)
+        try:
+            rc = call(pointer)
+            error = from_status(pointer) if rc != 0 else None
+        finally:
+            lib.email_status_clear(pointer)
+        _dispatch.run_waiting()
+        if error is not None:
+            raise error
+
+    def check_connection(self) -> None:
+        """Connects, secures and logs in if not done yet, then NOOP (4D's checkConnection)."""
+        handle = self._handle
+        self._wait(lambda status: lib.email_pop3_check_connection(handle, status))
+
+    def box_info(self) -> BoxInfo:
+        """STAT: the mailbox's message count and size (4D's getBoxInfo)."""
+        handle, info = self._handle, Pop3BoxInfo()
+        self._wait(lambda status: lib.email_pop3_get_box_info(handle, ctypes.byref(info),
+                                                              status))
+        return BoxInfo(int(info.count), int(info.size))
+
+    def mail_info_list(self) -> List[MailInfo]:
+        """LIST and UIDL: every message's number, size and unique id (4D's getMailInfoList)."""
+        handle = self._handle
+        items = ctypes.POINTER(Pop3MailInfo)()
+        count = ctypes.c_size_t()
+        self._wait(lambda status: lib.email_pop3_get_mail_info_list(
+            handle, ctypes.byref(items), ctypes.byref(count), status))
+        try:
+            return [MailInfo(items[i].number, int(items[i].size), text(items[i].uid))
+                    for i in range(count.value)]
+        finally:
+            _free(ctypes.cast(items, ctypes.c_void_p))
+
+    def get_mail(self, number: int) -> Message:
+        """RETR: message `number` (from 1) parsed, with its uid and size on the server."""
+        handle, which = self._handle, _check.integer(number, "number", 1, 2**32 - 1)
+        out = ctypes.c_void_p()
+        self._wait(lambda status: lib.email_pop3_get_mail(handle, which, ctypes.byref(out),
+                                                          status))
+        return Message._adopt(out.value)  # type: ignore[arg-type]
+
+    def get_mail_raw(self, number: int) -> bytes:
+        """RETR: message `number` as the server holds it (CRLF line ends, dots unstuffed)."""
+        handle, which = self._handle, _check.integer(number, "number", 1, 2**32 - 1)
+        data, length = ctypes.c_void_p(), ctypes.c_size_t()
+        self._wait(lambda status: lib.email_pop3_get_mail_raw(
+            handle, which, ctypes.byref(data), ctypes.byref(length), status))
+        try:
+            return ctypes.string_at(data, length.value)
+        finally:
+            _free(data)
+
+    def delete(self, number: int) -> None:
+        """DELE: marks message `number` deleted (removed by the server at close())."""
+        handle, which = self._handle, _check.integer(number, "number", 1, 2**32 - 1)
+        self._wait(lambda status: lib.email_pop3_delete(handle, which, status))
+
+    def undelete_all(self) -> None:
+        """RSET: every deletion mark of this session removed (4D's undeleteAll)."""
+        handle = self._handle
+        self._wait(lambda status: lib.email_pop3_undelete_all(handle, status))
+
+
+class POP3Session:
+    """WLanguage's named POP3 session: POP3Session(user, password, server, port=0,
+    option=OPTION_DEFAULT) opens it (the name is the login) and reads the mailbox's list.
+    read_first/next/previous/last return a Message, or None past the end (WLanguage's
+    Email.Out); iterating reads them all from the first. close() (or the end of a with block)
+    says QUIT, which commits the deletions."""
+
+    def __init__(self, user: str, password: Optional[str], server: str, port: int = 0,
+                 option: int = OPTION_DEFAULT) -> None:
+        self._name: Optional[bytes] = None
+        name = _check.string(user, "user")
+        synchronous(lambda: lib.email_start_pop3_session(
+            name, _check.optional_string(password, "password"), _check.string(server, "server"),
+            _check.integer(port, "port", 0, 65535), _check.integer(option, "option", 0,
+                                                                    0x7FFFFFFF)),
+                    lambda ok: not ok)
+        self._name = name
+
+    def __enter__(self) -> "POP3Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_name", None) is not None and not _dispatch.exiting:
+            try:
+                self.close()
+            except Error:
+                pass  # nowhere to report it
+
+    def _user(self) -> bytes:
+        if self._name is None:
+            raise ValueError("the session is closed")
+        return self._name
+
+    def _read(self, fn: Any, options: int) -> Optional[Message]:
+        name, opts = self._user(), _check.integer(options, "options", 0, 0x7FFFFFFF)
+        out = ctypes.c_void_p()
+        ok = fn(name, opts, ctypes.byref(out))
+        error = None if ok or lib.email_last_error() == 0 else from_last_error()
+        _dispatch.run_waiting()
+        if error is not None:
+            raise error
+        return Message._adopt(out.value) if ok and out.value else None
+
+    def read_first(self, options: int = READ_ALL) -> Optional[Message]:
+        """The first message (READ_HEADERS: its header only), None when the box is empty."""
+        return self._read(lib.email_read_first, options)
+
+    def read_next(self, options: int = READ_ALL) -> Optional[Message]:
+        """The message after the one read last, None past the end."""
+        return self._read(lib.email_read_next, options)
+
+    def read_previous(self, options: int = READ_ALL) -> Optional[Message]:
+        """The message before the one read last, None before the first."""
+        return self._read(lib.email_read_previous, options)
+
+    def read_last(self, options: int = READ_ALL) -> Optional[Message]:
+        """The last message, None when the box is empty."""
+        return self._read(lib.email_read_last, options)
+
+    def __iter__(self) -> Iterator[Message]:
+        message = self.read_first()
+        while message is not None:
+            yield message
+            message = self.read_next()
+
+    def delete(self, message: Message) -> None:
+        """Marks a message this session read deleted (the server removes it at close())."""
+        if not isinstance(message, Message):
+            raise TypeError(f"message must be an emailsession.Message, not "
+                            f"{type(message).__name__}")
+        name, handle = self._user(), message._handle
+        synchronous(lambda: lib.email_delete_message(name, handle), lambda ok: not ok)
+
+    def count(self, options: int = READ_ALL) -> int:
+        """The mailbox's messages, those this session deleted left out."""
+        name, opts = self._user(), _check.integer(options, "options", 0, 0x7FFFFFFF)
+        return int(synchronous(lambda: lib.email_mailbox_count(name, opts), lambda n: n < 0))
+
+    def close(self) -> None:
+        """QUIT (deletions committed), then the name is free again; an SMTP session of the
+        same name is closed too, as email_close_session does. Idempotent. Raises when QUIT
+        failed (the session is closed all the same: its deletions are lost)."""
+        name, self._name = self._name, None
+        if name is not None:
+            synchronous(lambda: lib.email_close_session(name), lambda ok: not ok)
