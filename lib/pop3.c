@@ -196,24 +196,52 @@ static void cmd_finished(pop3_engine_t *e, pop3_cmd_t *cmd)
     pump(e);
 }
 
-/* "n size" (LIST, STAT) or "n uid" (UIDL): one entry to the command's item callback. */
+/* A decimal number of at most max at *p (digits only: no sign, no overflow), *p moved past it. */
+static bool read_decimal(const char **p, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *p = s;
+    *out = v;
+    return true;
+}
+
+/* "n size" (LIST, STAT) or "n uid" (UIDL: 1 to 70 printable characters, RFC 1939 section 7):
+ * one entry to the command's item callback; anything else breaks the protocol. */
 static void cmd_item(pop3_engine_t *e, pop3_cmd_t *cmd, const char *text)
 {
-    unsigned long number;
-    char rest[POP3_MAX_LINE];
-    if (sscanf(text, "%lu %4095s", &number, rest) != 2 || number > UINT32_MAX) {
+    const char *p = text;
+    uint64_t number, size = 0;
+    bool ok = read_decimal(&p, UINT32_MAX, &number) && *p == ' ';
+    while (ok && *p == ' ')
+        p++;
+    char uid[71];
+    if (ok && cmd->kind == POP3_UIDL) {
+        size_t n = 0;
+        while (p[n] > 0x20 && p[n] < 0x7f)
+            n++;
+        ok = n >= 1 && n <= 70 && (p[n] == '\0' || p[n] == ' ');
+        if (ok) {
+            memcpy(uid, p, n);
+            uid[n] = '\0';
+        }
+    } else if (ok) {
+        ok = read_decimal(&p, UINT64_MAX, &size) && (*p == '\0' || *p == ' ');
+    }
+    if (!ok) {
         email__pop3_fail(e, EMAIL_EPROTO, "malformed answer from the server: \"%.200s\"", text);
         return;
     }
-    uint64_t size = 0;
-    const char *uid = NULL;
-    if (cmd->kind == POP3_UIDL)
-        uid = rest;
-    else if (sscanf(rest, "%" SCNu64, &size) != 1) {
-        email__pop3_fail(e, EMAIL_EPROTO, "malformed answer from the server: \"%.200s\"", text);
-        return;
-    }
-    int rc = cmd->item ? cmd->item(cmd, (unsigned)number, size, uid) : 0;
+    const char *u = cmd->kind == POP3_UIDL ? uid : NULL;
+    int rc = cmd->item ? cmd->item(cmd, (unsigned)number, size, u) : 0;
     if (rc)
         email__pop3_fail(e, rc, "%s", email_strerror(rc));
 }

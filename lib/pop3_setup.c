@@ -201,8 +201,8 @@ static void auth_refused(pop3_engine_t *e, const char *line)
 
 static void greeted(pop3_engine_t *e, bool ok, const char *line)
 {
-    if (!ok) {
-        email__pop3_fail(e, EMAIL_ECLOSED, "the server refused the connection: %s", line);
+    if (!ok) { /* the server's refusal (ESERVER, as SMTP's 554 greeting), with its line */
+        email__pop3_fail(e, EMAIL_ESERVER, "the server refused the connection: %s", line);
         email__status_set_reply(&e->status, -1, "", line);
         return;
     }
