@@ -499,20 +499,27 @@ static int piece(mime_parser_t *p, const char *s, size_t n, bool ends)
     return body_piece(p, s, n, starts, ends);
 }
 
-/* The line buffer holds a whole line (ends) or LINE_CAP octets of one: handled, and emptied
-   (a CR at the end of a piece is kept: the LF after it makes it part of the line break). */
+/* A whole line (ends) or LINE_CAP octets of one, s[0..n), handled; returns how many octets it
+   used (a CR at the end of a piece is left: the LF after it makes it part of the line break). */
+static size_t take_line(mime_parser_t *p, const char *s, size_t n, bool ends, int *rc)
+{
+    size_t len = n, keep = 0;
+    if (ends) {
+        len -= s[len - 1] == '\n';
+        len -= len && s[len - 1] == '\r';
+    } else if (s[len - 1] == '\r') {
+        keep = 1;
+        len--;
+    }
+    *rc = piece(p, s, len, ends);
+    return n - keep;
+}
+
+/* The line buffer is full (LINE_CAP) or holds a whole line: handled, and emptied. */
 static int flush_line(mime_parser_t *p, bool ends)
 {
-    size_t n = p->line.len, keep = 0;
-    if (ends) {
-        n -= p->line.data[n - 1] == '\n';
-        n -= n && p->line.data[n - 1] == '\r';
-    } else if (p->line.data[n - 1] == '\r') {
-        keep = 1;
-        n--;
-    }
-    int rc = piece(p, p->line.data, n, ends);
-    email__buf_consume(&p->line, p->line.len - keep);
+    int rc;
+    email__buf_consume(&p->line, take_line(p, p->line.data, p->line.len, ends, &rc));
     return rc;
 }
 
@@ -524,6 +531,16 @@ int email__mime_parser_feed(mime_parser_t *p, const char *data, size_t n)
     while (n) {
         const char *nl = memchr(data, '\n', n);
         size_t k = nl ? (size_t)(nl - data) + 1 : n, room = LINE_CAP - p->line.len;
+        if (nl && !p->line.len && k <= LINE_CAP) {
+            /* a whole line in data: handled where it is, without a copy (the common case) */
+            int rc;
+            take_line(p, data, k, true, &rc);
+            if (rc)
+                return p->error ? p->error : oom(p);
+            data += k;
+            n -= k;
+            continue;
+        }
         bool ends = nl && k <= room;
         if (k > room)
             k = room;
