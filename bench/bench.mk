@@ -10,6 +10,8 @@ TOP = ..
 ES_CFLAGS = -I$(TOP)/include
 ES_LIBS = -L$(TOP)/.libs -Wl,-rpath,$(abspath $(TOP)/.libs) -lemailsession
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl)
+# es_recv's fetch-async mode once the library has the asynchronous POP3 calls
+ES_POP3_ASYNC := $(shell grep -q email_pop3_get_mail_async $(TOP)/include/emailsession.h && echo -DES_POP3_ASYNC)
 CURL_LIBS := $(shell pkg-config --libs libcurl)
 
 all: build/es_bench build/curl_bench build/es_recv build/curl_recv build/raw_recv
@@ -24,7 +26,7 @@ build/curl_bench: curl_bench.c common.h
 
 build/es_recv: es_recv.c common.h $(TOP)/include/emailsession.h $(TOP)/.libs/libemailsession.so
 	@mkdir -p build
-	$(CC) $(WARN) $(CFLAGS) $(ES_CFLAGS) -o $@ es_recv.c $(ES_LIBS) -lpthread
+	$(CC) $(WARN) $(CFLAGS) $(ES_CFLAGS) $(ES_POP3_ASYNC) -o $@ es_recv.c $(ES_LIBS) -lpthread
 
 build/curl_recv: curl_recv.c common.h
 	@mkdir -p build

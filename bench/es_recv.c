@@ -16,12 +16,16 @@
  *   es_recv big-raw PORT          email_pop3_get_mail_raw of message 1 (held in memory by
  *                                 contract: its RSS is the message's size and more)
  *
- * The asynchronous POP3 calls (branch pop3async: queued calls go out pipelined) will add a
- * "fetch-async" mode here; until they are merged, fetch measures the synchronous loop.
+ *   es_recv fetch-async PORT N    the same N messages queued at once with email_pop3_get_mail_async
+ *                                 (pipelined by the library), the callbacks run by
+ *                                 email_dispatch(); only when the library has the asynchronous
+ *                                 POP3 calls (bench.mk defines ES_POP3_ASYNC when the header
+ *                                 declares email_pop3_get_mail_async), else it says "not yet"
  * Prints one "RESULT key=value ..." line (common.h).
  */
 #include "common.h"
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -79,6 +83,79 @@ static int do_fetch(int port, long n)
            n, (unsigned long long)bytes, bench_maxrss_kb());
     return 0;
 }
+
+#ifdef ES_POP3_ASYNC
+typedef struct {
+    long done, failed, wrong;
+    char first_error[300];
+} async_tally_t;
+
+/* Each message checked against the number it was asked for (user_data carries it). */
+typedef struct {
+    async_tally_t *tally;
+    long number;
+} async_req_t;
+
+static void on_mail(email_message_t *m, const email_status_t *status, void *user_data)
+{
+    async_req_t *r = user_data;
+    async_tally_t *t = r->tally;
+    t->done++;
+    char want[64];
+    snprintf(want, sizeof want, "generated message %ld", r->number);
+    const char *subject = m ? email_message_get_subject(m) : NULL;
+    if (!m || !status->success) {
+        if (!t->failed++)
+            snprintf(t->first_error, sizeof t->first_error, "message %ld: %s", r->number,
+                     status->status_text);
+    } else if (!subject || strcmp(subject, want)) {
+        t->wrong++;
+    }
+    email_message_free(m);
+}
+
+static int do_fetch_async(int port, long n)
+{
+    email_pop3_transporter_t *t = open_box(port);
+    async_tally_t tally = {0};
+    async_req_t *reqs = calloc((size_t)n, sizeof *reqs);
+    if (!reqs)
+        bench_die("out of memory");
+    int fd = email_dispatch_fd();
+    if (fd < 0)
+        bench_die("email_dispatch_fd: %d", fd);
+    double t0 = bench_now();
+    for (long i = 0; i < n; i++) {
+        reqs[i] = (async_req_t){&tally, i + 1};
+        if (email_pop3_get_mail_async(t, (unsigned)(i + 1), on_mail, &reqs[i]))
+            bench_die("email_pop3_get_mail_async(%ld): %s", i + 1, email_error_info());
+    }
+    double deadline = t0 + TIMEOUT;
+    while (tally.done < n) {
+        if (bench_now() > deadline)
+            bench_die("timed out with %ld of %ld callbacks", tally.done, n);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+            bench_die("poll: %s", strerror(errno));
+        email_dispatch();
+    }
+    double secs = bench_now() - t0;
+    if (tally.failed || tally.wrong)
+        bench_die("%ld failed, %ld wrong subjects: %s", tally.failed, tally.wrong,
+                  tally.first_error);
+    email_pop3_transporter_free(t);
+    free(reqs);
+    printf("RESULT rate=%.1f secs=%.4f msgs=%ld maxrss_kb=%ld\n", n / secs, secs, n,
+           bench_maxrss_kb());
+    return 0;
+}
+#else
+static int do_fetch_async(int port, long n)
+{
+    (void)port, (void)n;
+    bench_die("not yet: this library has no email_pop3_get_mail_async (branch pop3async)");
+}
+#endif
 
 static int do_headers(int port, long n, const char *ca)
 {
@@ -185,13 +262,15 @@ int main(int argc, char **argv)
         return do_make_big(argv[2], bench_atol(argv[3], "MIB"));
     if (!strcmp(mode, "fetch") && argc == 4)
         return do_fetch(port, bench_atol(argv[3], "N"));
+    if (!strcmp(mode, "fetch-async") && argc == 4)
+        return do_fetch_async(port, bench_atol(argv[3], "N"));
     if (!strcmp(mode, "headers") && argc == 5)
         return do_headers(port, bench_atol(argv[3], "N"), argv[4]);
     if (!strcmp(mode, "big") && argc == 3)
         return do_big(port, false);
     if (!strcmp(mode, "big-raw") && argc == 3)
         return do_big(port, true);
-    fprintf(stderr, "usage: es_recv make-big FILE MIB | fetch PORT N | headers PORT N CAFILE | big PORT | "
-                    "big-raw PORT\n");
+    fprintf(stderr, "usage: es_recv make-big FILE MIB | fetch PORT N | fetch-async PORT N | "
+                    "headers PORT N CAFILE | big PORT | big-raw PORT\n");
     return 2;
 }
