@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "emailsession.h"
@@ -33,9 +32,7 @@ static int open_unlinked(const char *dir)
     int n = snprintf(path, sizeof path, "%s/emailsession-part-XXXXXX", dir);
     if (n < 0 || (size_t)n >= sizeof path)
         return -1;
-    mode_t old = umask(077);
-    int fd2 = mkstemp(path);
-    umask(old);
+    int fd2 = mkstemp(path); /* 0600 (no umask change: it is the whole process's) */
     if (fd2 < 0)
         return -1;
     unlink(path);
