@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Python's poplib side of the receiving benchmarks (bench/run-receive), one measurement per process.
+"""Python's poplib side of the receiving benchmarks (bench/run-receive), one measurement a process.
 
     py_recv.py fetch PORT N        retr(i) for i = 1..N on one POP3 object, plain text
     py_recv.py headers PORT N CA   top(i, 0) for i = 1..N after stls() (as the other clients)

@@ -406,7 +406,8 @@ static size_t open_fds(void)
     return n;
 }
 
-/* Mappings of files under dir (a spill file shows as "dir/#inode (deleted)" or its mkstemp name). */
+/* Mappings of files under dir (a spill file shows as "dir/#inode (deleted)", or by its mkstemp
+   name). */
 static size_t mappings_in(const char *dir)
 {
     FILE *f = fopen("/proc/self/maps", "r");
