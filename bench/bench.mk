@@ -10,9 +10,11 @@ TOP = ..
 ES_CFLAGS = -I$(TOP)/include
 ES_LIBS = -L$(TOP)/.libs -Wl,-rpath,$(abspath $(TOP)/.libs) -lemailsession
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl)
+# es_recv's fetch-async mode once the library has the asynchronous POP3 calls
+ES_POP3_ASYNC := $(shell grep -q email_pop3_get_mail_async $(TOP)/include/emailsession.h && echo -DES_POP3_ASYNC)
 CURL_LIBS := $(shell pkg-config --libs libcurl)
 
-all: build/es_bench build/curl_bench
+all: build/es_bench build/curl_bench build/es_recv build/curl_recv build/raw_recv
 
 build/es_bench: es_bench.c common.h $(TOP)/include/emailsession.h $(TOP)/.libs/libemailsession.so
 	@mkdir -p build
@@ -21,6 +23,18 @@ build/es_bench: es_bench.c common.h $(TOP)/include/emailsession.h $(TOP)/.libs/l
 build/curl_bench: curl_bench.c common.h
 	@mkdir -p build
 	$(CC) $(WARN) $(CFLAGS) $(CURL_CFLAGS) -o $@ curl_bench.c $(CURL_LIBS)
+
+build/es_recv: es_recv.c common.h $(TOP)/include/emailsession.h $(TOP)/.libs/libemailsession.so
+	@mkdir -p build
+	$(CC) $(WARN) $(CFLAGS) $(ES_CFLAGS) $(ES_POP3_ASYNC) -o $@ es_recv.c $(ES_LIBS) -lpthread
+
+build/curl_recv: curl_recv.c common.h
+	@mkdir -p build
+	$(CC) $(WARN) $(CFLAGS) $(CURL_CFLAGS) -o $@ curl_recv.c $(CURL_LIBS)
+
+build/raw_recv: raw_recv.c common.h
+	@mkdir -p build
+	$(CC) $(WARN) $(CFLAGS) -o $@ raw_recv.c
 
 clean:
 	rm -rf build

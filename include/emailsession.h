@@ -300,7 +300,8 @@ enum {
  * Received, Return-Path, DKIM-Signature, ARC-*, Content-*, MIME-Version, ...); a Bcc field read
  * is kept for the envelope only.
  * A message with an address that could not be read as one is refused then (EMAIL_EINVAL).
- * EMAIL_EINVAL when mime or out is NULL (length 0 is an empty message), EMAIL_ENOMEM.
+ * EMAIL_EINVAL when mime or out is NULL (length 0 is an empty message), EMAIL_ENOMEM, EMAIL_EIO
+ * when a large part's temporary file (see email_message_get_attachment) cannot be written.
  */
 EMAIL_EXTERN int email_message_from_mime(const char *mime, size_t length, email_message_t **out);
 
@@ -339,8 +340,10 @@ EMAIL_EXTERN uint64_t email_message_get_size(const email_message_t *message);
 EMAIL_EXTERN size_t email_message_get_attachment_count(const email_message_t *message);
 /*
  * The i-th one: its name (UTF-8, NULL when none), content type ("type/subtype") and decoded
- * bytes (NULL with length 0 for an attachment built from a file: it is read when sent). Each
- * pointer may be NULL. EMAIL_EINVAL when message is NULL or i is out of range.
+ * bytes (NULL with length 0 for an attachment built from a file: it is read when sent). A parsed
+ * part of 1 MiB or more is a read-only mapping of an unlinked temporary file (0600, in $TMPDIR,
+ * else /tmp) written as it was decoded, never one heap block; valid until email_message_free.
+ * Each pointer may be NULL. EMAIL_EINVAL when message is NULL or i is out of range.
  */
 EMAIL_EXTERN int email_message_get_attachment(const email_message_t *message, size_t i,
                                               const char **name, const char **content_type,
@@ -564,7 +567,9 @@ EMAIL_EXTERN int email_pop3_get_mail_raw(email_pop3_transporter_t *transporter, 
 /* RETR, LIST and UIDL pipelined: message `number` (from 1) parsed as it arrives (never held
  * whole as text) into *out, the caller's to free with email_message_free (NULL on failure), with
  * email_message_get_uid (its UIDL; NULL when the server has none) and email_message_get_size
- * (its size on the server) set. Errors as above; EMAIL_EINVAL for number 0 or a NULL argument. */
+ * (its size on the server) set; a large part goes to a temporary file as it is decoded (see
+ * email_message_get_attachment). Errors as above; EMAIL_EINVAL for number 0 or a NULL argument,
+ * EMAIL_EIO when that file cannot be written. */
 EMAIL_EXTERN int email_pop3_get_mail(email_pop3_transporter_t *transporter, unsigned number,
                                      email_message_t **out, email_status_t *status);
 /* DELE: marks message `number` deleted; the server removes it when the session ends with QUIT

@@ -43,5 +43,8 @@ const message_dsn_t *email__message_dsn(const email_message_t *message);
 /* A parsed message received from a server: its UIDL or IMAP UID (copied; NULL or "" leaves
  * none) and its size there. 0, EMAIL_EINVAL for a built message, EMAIL_ENOMEM. */
 int email__message_set_received(email_message_t *message, const char *uid, uint64_t size);
+/* ErrorInfo for the MIME parser's failure rc (EMAIL_ENOMEM, or EMAIL_EIO: a large part's
+   temporary file), prefixed with what; returns the code set. */
+int email__message_parse_error(int rc, const char *what);
 
 #endif

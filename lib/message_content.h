@@ -21,6 +21,8 @@ typedef struct message_part {
     char *path;          /* a file read while sending, or NULL when the bytes are in data */
     char *data;
     size_t length;
+    bool mapped;         /* data is a read-only mapping of a spill file (parsed parts over
+                            SPILL_THRESHOLD, spill.h): unmapped, not freed */
     char *name;          /* file name shown to the recipient (UTF-8), NULL when none */
     char *content_type;  /* always set */
     char *content_id;    /* inline parts, without angle brackets; NULL for attachments */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "spill.h"
 #include "util.h"
 
 /* ErrorInfo naming the field, e.g. "Attachment: no data". */
@@ -24,7 +25,10 @@ static int fail(int code, const char *fmt, ...)
 void email__message_part_clear(message_part_t *p)
 {
     free(p->path);
-    free(p->data);
+    if (p->mapped)
+        email__spill_unmap(p->data, p->length);
+    else
+        free(p->data);
     free(p->name);
     free(p->content_type);
     free(p->content_id);

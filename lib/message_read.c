@@ -95,6 +95,14 @@ void email__message_read_free(email_message_t *m)
 
 /* ---- Parsing ---- */
 
+int email__message_parse_error(int rc, const char *what)
+{
+    if (rc == EMAIL_EIO)
+        return email__error_set(rc, "%s: a large part could not be written to a temporary file "
+                                    "in $TMPDIR or /tmp", what);
+    return email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+}
+
 int email_message_from_mime(const char *mime, size_t length, email_message_t **out)
 {
     email__error_clear();
@@ -104,13 +112,14 @@ int email_message_from_mime(const char *mime, size_t length, email_message_t **o
     if (!mime)
         return email__error_set(EMAIL_EINVAL, "Message: no MIME text given");
     mime_parser_t *p = NULL;
-    if (email__mime_parser_new(&p) || email__mime_parser_feed(p, mime, length)) {
+    int rc = email__mime_parser_new(&p);
+    rc = rc ? rc : email__mime_parser_feed(p, mime, length);
+    if (rc) {
         email__mime_parser_free(p);
-        return email__error_set(EMAIL_ENOMEM, "Message: out of memory");
+        return email__message_parse_error(rc, "Message");
     }
-    if (email__mime_parser_finish(p, out))
-        return email__error_set(EMAIL_ENOMEM, "Message: out of memory");
-    return 0;
+    rc = email__mime_parser_finish(p, out);
+    return rc ? email__message_parse_error(rc, "Message") : 0;
 }
 
 int email__message_set_received(email_message_t *m, const char *uid, uint64_t size)

@@ -4,6 +4,9 @@
  * multipart boundaries followed through a stack, and each leaf part decoded as it comes into a
  * body or an attachment of the message being built. The line break before a boundary belongs to
  * it (RFC 2046 5.1.1): a content line's break is held back until the next line shows it is none.
+ * An attachment or inline part whose decoded bytes reach SPILL_THRESHOLD (1 MiB) goes on to an
+ * unlinked temporary file, mapped read-only at its end (spill.h): a large part never sits whole
+ * on the heap. The text and HTML bodies stay in memory (they are converted to UTF-8 strings).
  */
 #include "mime_parse.h"
 
@@ -13,6 +16,7 @@
 #include "charset.h"
 #include "mime_parse_internal.h"
 #include "registry.h"
+#include "spill.h"
 
 #define LINE_CAP 4096          /* longer lines are handled in pieces */
 #define HEAD_CAP (256 * 1024)  /* one part's header block */
@@ -25,7 +29,8 @@ enum { LEAF_DROP, LEAF_TEXT, LEAF_HTML, LEAF_PART };
 typedef struct leaf {
     int kind;
     mp_decoder_t dec;
-    email_buf_t data;
+    email_buf_t data;   /* decoded bytes not yet spilled */
+    spill_t spill;      /* LEAF_PART past SPILL_THRESHOLD: its file (fd -1 while in memory) */
     char *charset;      /* text bodies: their charset parameter, or NULL */
     message_part_t part;
     bool full;          /* EMAIL_PARSE_MAX_DECODED reached: the rest is dropped */
@@ -75,6 +80,7 @@ int email__mime_parser_new(mime_parser_t **parser)
     m->parsed = parsed;
     p->m = m;
     p->top = p->first_line = true;
+    email__spill_init(&p->leaf.spill);
     *parser = p;
     return 0;
 }
@@ -82,9 +88,11 @@ int email__mime_parser_new(mime_parser_t **parser)
 static void leaf_clear(leaf_t *l)
 {
     email__buf_free(&l->data);
+    email__spill_close(&l->spill);
     free(l->charset);
     email__message_part_clear(&l->part);
     memset(l, 0, sizeof *l);
+    email__spill_init(&l->spill);
 }
 
 void email__mime_parser_free(mime_parser_t *p)
@@ -102,6 +110,33 @@ void email__mime_parser_free(mime_parser_t *p)
 
 /* ---- Leaf parts ---- */
 
+static int fail(mime_parser_t *p, int rc)
+{
+    p->error = rc;
+    return rc;
+}
+
+/* An attachment's decoded bytes to its spill file: opened once they reach SPILL_THRESHOLD, then
+   written SPILL_CHUNK at a time (all of them at the part's end), the heap buffer kept small. */
+static int leaf_spill(mime_parser_t *p, bool end)
+{
+    leaf_t *l = &p->leaf;
+    bool open = l->spill.fd >= 0;
+    if (!open && l->data.len < SPILL_THRESHOLD)
+        return 0;
+    if (open && !end && l->data.len < SPILL_CHUNK)
+        return 0;
+    int rc = open ? 0 : email__spill_open(&l->spill);
+    rc = rc ? rc : email__spill_write(&l->spill, l->data.data, l->data.len);
+    if (rc)
+        return fail(p, rc);
+    if (open)
+        email__buf_reset(&l->data);
+    else
+        email__buf_free(&l->data); /* its 1 MiB: SPILL_CHUNK is enough from now on */
+    return 0;
+}
+
 static int leaf_data(mime_parser_t *p, const char *s, size_t n, bool newline)
 {
     leaf_t *l = &p->leaf;
@@ -116,7 +151,9 @@ static int leaf_data(mime_parser_t *p, const char *s, size_t n, bool newline)
     int rc = newline ? email__mp_decode_newline(&l->dec, &l->data)
                      : email__mp_decode(&l->dec, &l->data, s, n);
     p->decoded += l->data.len - before;
-    return rc ? oom(p) : 0;
+    if (rc)
+        return oom(p);
+    return l->kind == LEAF_PART ? leaf_spill(p, false) : 0;
 }
 
 static int add_part(message_content_t *c, message_part_t *part)
@@ -139,7 +176,12 @@ static int leaf_end(mime_parser_t *p)
     if (l->kind != LEAF_DROP && !(rc = email__mp_decode_end(&l->dec, &l->data)) &&
         !(rc = email__buf_reserve(&l->data, 0))) {
         *problems(p) |= l->dec.bad ? EMAIL_PARSE_ENCODING : 0;
-        if (l->kind == LEAF_PART) {
+        if (l->kind == LEAF_PART && l->spill.fd >= 0) {
+            rc = leaf_spill(p, true);
+            rc = rc ? rc : email__spill_map(&l->spill, &l->part.data, &l->part.length);
+            l->part.mapped = l->part.data != NULL;
+            rc = rc ? rc : add_part(c, &l->part);
+        } else if (l->kind == LEAF_PART) {
             l->part.data = email__buf_steal(&l->data, &l->part.length);
             rc = add_part(c, &l->part);
         } else {
@@ -156,7 +198,7 @@ static int leaf_end(mime_parser_t *p)
     }
     leaf_clear(l);
     p->held_crlf = false;
-    return rc ? oom(p) : 0;
+    return rc ? fail(p, rc) : 0;
 }
 
 /* ---- Entities: what a header block makes of the part ---- */
@@ -457,20 +499,27 @@ static int piece(mime_parser_t *p, const char *s, size_t n, bool ends)
     return body_piece(p, s, n, starts, ends);
 }
 
-/* The line buffer holds a whole line (ends) or LINE_CAP octets of one: handled, and emptied
-   (a CR at the end of a piece is kept: the LF after it makes it part of the line break). */
+/* A whole line (ends) or LINE_CAP octets of one, s[0..n), handled; returns how many octets it
+   used (a CR at the end of a piece is left: the LF after it makes it part of the line break). */
+static size_t take_line(mime_parser_t *p, const char *s, size_t n, bool ends, int *rc)
+{
+    size_t len = n, keep = 0;
+    if (ends) {
+        len -= s[len - 1] == '\n';
+        len -= len && s[len - 1] == '\r';
+    } else if (s[len - 1] == '\r') {
+        keep = 1;
+        len--;
+    }
+    *rc = piece(p, s, len, ends);
+    return n - keep;
+}
+
+/* The line buffer is full (LINE_CAP) or holds a whole line: handled, and emptied. */
 static int flush_line(mime_parser_t *p, bool ends)
 {
-    size_t n = p->line.len, keep = 0;
-    if (ends) {
-        n -= p->line.data[n - 1] == '\n';
-        n -= n && p->line.data[n - 1] == '\r';
-    } else if (p->line.data[n - 1] == '\r') {
-        keep = 1;
-        n--;
-    }
-    int rc = piece(p, p->line.data, n, ends);
-    email__buf_consume(&p->line, p->line.len - keep);
+    int rc;
+    email__buf_consume(&p->line, take_line(p, p->line.data, p->line.len, ends, &rc));
     return rc;
 }
 
@@ -482,6 +531,16 @@ int email__mime_parser_feed(mime_parser_t *p, const char *data, size_t n)
     while (n) {
         const char *nl = memchr(data, '\n', n);
         size_t k = nl ? (size_t)(nl - data) + 1 : n, room = LINE_CAP - p->line.len;
+        if (nl && !p->line.len && k <= LINE_CAP) {
+            /* a whole line in data: handled where it is, without a copy (the common case) */
+            int rc;
+            take_line(p, data, k, true, &rc);
+            if (rc)
+                return p->error ? p->error : oom(p);
+            data += k;
+            n -= k;
+            continue;
+        }
         bool ends = nl && k <= room;
         if (k > room)
             k = room;

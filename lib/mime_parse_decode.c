@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "emailsession.h"
-#include "encode.h"
 
 enum { QP_PLAIN, QP_EQUALS, QP_HEX, QP_EQUALS_SPACE };
 
@@ -14,6 +13,48 @@ void email__mp_decoder_init(mp_decoder_t *d, int cte)
 {
     memset(d, 0, sizeof *d);
     d->cte = cte;
+}
+
+/* The base64 alphabet's values, -1 for any other octet: one load a character (this decoder is
+   the hot path of a large attachment). */
+static const signed char b64_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
+/* Whole quanta of four alphabet characters at s, while no bits are pending: 3 octets each to
+   dst. Returns the characters consumed (a multiple of 4; it stops before anything else). */
+static size_t b64_quanta(const unsigned char *s, size_t n, unsigned char **dst)
+{
+    size_t i = 0;
+    unsigned char *d = *dst;
+    for (; i + 4 <= n; i += 4) {
+        int a = b64_values[s[i]], b = b64_values[s[i + 1]], c = b64_values[s[i + 2]],
+            e = b64_values[s[i + 3]];
+        if ((a | b | c | e) < 0)
+            break;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)e;
+        d[0] = (unsigned char)(v >> 16);
+        d[1] = (unsigned char)(v >> 8);
+        d[2] = (unsigned char)v;
+        d += 3;
+    }
+    *dst = d;
+    return i;
 }
 
 /* White space is skipped; '=' ends a quantum (a second base64 text may follow: some mailers
@@ -24,8 +65,10 @@ static int b64_feed(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n)
         return EMAIL_ENOMEM;
     unsigned char *dst = (unsigned char *)out->data + out->len;
     for (size_t i = 0; i < n; i++) {
+        if (d->nbits == 0 && (i += b64_quanta((const unsigned char *)s + i, n - i, &dst)) == n)
+            break;
         unsigned char c = (unsigned char)s[i];
-        int v = email__b64_value(c);
+        int v = b64_values[c];
         if (v >= 0) {
             d->acc = (d->acc << 6 | (uint32_t)v) & 0xFFFFFF;
             if ((d->nbits += 6) >= 8) {

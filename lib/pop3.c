@@ -406,12 +406,17 @@ static size_t body_bytes(pop3_engine_t *e, const char *data, size_t n)
             if (!deliver(e, "\r", 1)) /* ".\r" then something else: a line, unstuffed */
                 return n;
         }
-        const char *nl = memchr(data + i, '\n', n - i);
-        size_t end = nl ? (size_t)(nl - data) + 1 : n;
+        /* the lines up to the next one starting with a dot go out in one piece: a large body
+           crosses to the reader once per read, not once per line */
+        size_t end = i;
+        do {
+            const char *nl = memchr(data + end, '\n', n - end);
+            end = nl ? (size_t)(nl - data) + 1 : n;
+            e->body_state = nl ? B_BOL : B_MID;
+        } while (end < n && e->body_state == B_BOL && data[end] != '.');
         if (!deliver(e, data + i, end - i))
             return n;
         i = end;
-        e->body_state = nl ? B_BOL : B_MID;
     }
     return n;
 }

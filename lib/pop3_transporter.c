@@ -383,14 +383,14 @@ int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers
     email_message_t *m = NULL;
     if (rc) {
         email__mime_parser_free(c.parser);
-    } else if (email__mime_parser_finish(c.parser, &m) ||
-               email__message_set_received(m, c.ninfos ? c.infos[0].uid : NULL,
-                                           c.ninfos ? c.infos[0].size : 0)) {
+    } else if ((rc = email__mime_parser_finish(c.parser, &m)) ||
+               (rc = email__message_set_received(m, c.ninfos ? c.infos[0].uid : NULL,
+                                                 c.ninfos ? c.infos[0].size : 0))) {
         email_message_free(m);
         m = NULL;
-        rc = email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+        rc = email__message_parse_error(rc, what);
         if (status)
-            email__status_fail(status, rc, "out of memory");
+            email__status_fail(status, rc, "%s", email_strerror(rc));
     }
     free(c.infos);
     *out = m;

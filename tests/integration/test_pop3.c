@@ -2,7 +2,8 @@
  * The POP3 transporter against a private dovecot (tests/servers/dovecot_mail.py) seeded with
  * fixture messages: box info, the info list with UIDs, messages read byte for byte, deletion
  * committed by QUIT, RSET, a session dropped before QUIT keeping every message, STLS and TLS
- * from the first byte, a wrong password, and the conversation log with its secrets masked.
+ * from the first byte, a wrong password, the conversation log with its secrets masked, and a
+ * 31 MiB attachment parsed as it arrives into a spill file (lib/spill.h), byte for byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -21,6 +23,7 @@
 #include "harness_email.h"
 
 static char *dir;
+static char *spill; /* $TMPDIR while the tests run: the library's spill files go there */
 static int timeout_s = 5;
 
 /* Three fixtures: a line starting with a dot (stuffed on the wire), and two plain ones. */
@@ -197,6 +200,72 @@ static void test_get_mail(void **state)
     test_server_stop(&dv);
 }
 
+/* Spill files mapped now, in $TMPDIR (set by group_setup before the library's thread started). */
+static size_t spill_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[4096];
+    size_t n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, spill) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* A 31 MiB attachment through RETR and the streaming parser: its decoded bytes go to an unlinked
+   file in $TMPDIR (not the heap) and come back byte for byte; email_message_free ends the
+   mapping. */
+static void test_get_mail_large(void **state)
+{
+    (void)state;
+    size_t size = 31u << 20;
+    unsigned char *data = malloc(size);
+    assert_non_null(data);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < size; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        data[i] = (unsigned char)x;
+    }
+    email_message_t *built = email_message_new();
+    assert_int_equal(email_message_set_from(built, "big@example.org"), 0);
+    assert_int_equal(email_message_set_subject(built, "large"), 0);
+    assert_int_equal(email_message_set_text_body(built, "see the attachment\r\n"), 0);
+    assert_int_equal(email_message_add_attachment_data(built, data, size, "big.bin", NULL), 0);
+    char *mime;
+    size_t n;
+    assert_int_equal(email_message_to_mime(built, &mime, &n), 0);
+    assert_int_equal(test_write_file(dpath("big.eml"), mime, n), 0);
+    free(mime);
+    email_message_free(built);
+    char spec[700];
+    snprintf(spec, sizeof spec, "alice:%s", dpath("big.eml"));
+    const char *args[] = {"--certs", dir, "--message", spec, NULL};
+    test_server_t dv;
+    assert_int_equal(test_server_start(&dv, "dovecot_mail.py", args), 0);
+    email_server_t srv = server_on(dv.port, EMAIL_SECURITY_NONE, "pencil", NULL);
+    email_pop3_transporter_t *t = open_box(&srv);
+    size_t before = spill_mappings();
+    email_message_t *m = NULL;
+    if (email_pop3_get_mail(t, 1, &m, NULL))
+        fail_msg("email_pop3_get_mail: %s", email_error_info());
+    assert_string_equal(email_message_get_subject(m), "large");
+    assert_int_equal(email_message_get_attachment_count(m), 1);
+    const char *name, *type;
+    const void *got;
+    size_t len;
+    assert_int_equal(email_message_get_attachment(m, 0, &name, &type, &got, &len), 0);
+    assert_string_equal(name, "big.bin");
+    assert_int_equal(len, size);
+    assert_memory_equal(got, data, size);
+    assert_int_equal(spill_mappings(), before + 1);
+    email_message_free(m);
+    assert_int_equal(spill_mappings(), before);
+    email_pop3_transporter_free(t);
+    test_server_stop(&dv);
+    free(data);
+}
+
 /* RSET takes the marks back; a session dropped before QUIT (its process gone) deletes nothing. */
 static void test_rset_and_drop(void **state)
 {
@@ -339,6 +408,12 @@ static int group_setup(void **state)
     dir = test_tmpdir();
     if (!dir || test_make_certs(dir, "test_pop3") != 0)
         return -1;
+    /* spill files where test_get_mail_large can see them, set before any library thread runs;
+       a folder of its own beside dir (0700), as dovecot_mail.py makes its folder in $TMPDIR too
+       and dovecot's unprivileged processes must reach it */
+    spill = test_tmpdir();
+    if (!spill || chmod(spill, 0755) != 0 || setenv("TMPDIR", spill, 1) != 0)
+        return -1;
     for (int i = 0; i < NFIX; i++) {
         char name[40];
         snprintf(name, sizeof name, "fixture%d.eml", i + 1);
@@ -360,6 +435,11 @@ static int group_teardown(void **state)
         free(dir);
         dir = NULL;
     }
+    if (spill) {
+        test_rmtree(spill);
+        free(spill);
+        spill = NULL;
+    }
     return 0;
 }
 
@@ -368,6 +448,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         LOOP_IDLE_TEST(test_read_and_delete),
         LOOP_IDLE_TEST(test_get_mail),
+        LOOP_IDLE_TEST(test_get_mail_large),
         LOOP_IDLE_TEST(test_rset_and_drop),
         LOOP_IDLE_TEST(test_tls),
         LOOP_IDLE_TEST(test_shutdown),

@@ -8,6 +8,8 @@ STLS/STARTTLS; the others are TLS from the first byte). Accounts: tests/servers/
 mail-passwd (alice and bob, password "pencil"). TLS uses --certs DIR (made by tests/certs.sh:
 good.pem / good.key, for 127.0.0.1), or a fresh set made in the folder. Stays up until
 SIGTERM/SIGINT or until its stdin reaches EOF; then stops dovecot and removes the folder.
+--generate USER:COUNT:SIZE seeds COUNT generated messages of SIZE bytes each (after the --message
+ones), for the receiving benchmarks (bench/run-receive): thousands without a fixture file each.
 Started by tests/harness.c like the other servers (the helpers are dovecot_submission.py's).
 """
 
@@ -57,9 +59,10 @@ def write_config(folder, ports, certs):
     return path
 
 
-def seed(folder, messages):
-    """Each "user:file" into user's Maildir/new in the order given (their numbers follow it);
-    the tree is then the mail user's (dovecot's mail processes never run as root)."""
+def seed(folder, messages, generate=()):
+    """Each "user:file" into user's Maildir/new in the order given (their numbers follow it),
+    then the generated ones; the tree is then the mail user's (dovecot's mail processes never
+    run as root)."""
     for i, spec in enumerate(messages):
         user, _, path = spec.partition(":")
         if not user or not path:
@@ -73,12 +76,51 @@ def seed(folder, messages):
         name = f"{1700000000 + i}.M{i}P{os.getpid()}.emailsession"
         with open(os.path.join(maildir, "new", name), "wb") as f:
             f.write(data)
+    seed_generated(folder, generate, len(messages))
+    os.makedirs(os.path.join(folder, "home"), exist_ok=True)
     uid = pwd.getpwnam(common.users()[2]).pw_uid
     gid = pwd.getpwnam(common.users()[2]).pw_gid
     for root, dirs, files in os.walk(os.path.join(folder, "home")):
         for name in dirs + files:
             os.chown(os.path.join(root, name), uid, gid)
     os.chown(os.path.join(folder, "home"), uid, gid)
+
+
+def generated(number, size):
+    """A plain text message of exactly size bytes (LF line ends, as stored; at least ~200), the
+    same for a given number: 72-character lines of its own text after a few header fields."""
+    head = (f"From: Bench Sender <sender{number}@example.test>\n"
+            f"To: alice@example.test\n"
+            f"Subject: generated message {number}\n"
+            f"Date: Tue, 01 Dec 2026 10:00:00 +0000\n"
+            f"Message-ID: <gen{number}@example.test>\n"
+            f"MIME-Version: 1.0\n"
+            f"Content-Type: text/plain; charset=us-ascii\n\n").encode()
+    line = (f"message {number} " + "0123456789abcdefghijklmnopqrstuvwxyz" * 2)[:71].encode() + b"\n"
+    room = max(size - len(head), 1)
+    body = (line * (room // len(line) + 1))[:room - 1] + b"\n"
+    return head + body
+
+
+def seed_generated(folder, specs, first):
+    """Each "user:count:size": count generated messages in user's Maildir/new, numbered on from
+    first (the maildir names keep them in order after the --message ones)."""
+    for spec in specs:
+        try:
+            user, count, size = spec.split(":")
+            count, size = int(count), int(size)
+        except ValueError:
+            raise SystemExit(f"dovecot_mail.py: --generate {spec!r} is not USER:COUNT:SIZE")
+        new = os.path.join(folder, "home", user, "Maildir", "new")
+        for sub in ("new", "cur", "tmp"):
+            os.makedirs(os.path.join(folder, "home", user, "Maildir", sub), exist_ok=True)
+        for i in range(count):
+            n = first + i
+            with open(os.path.join(new, f"{1700000000 + n}.M{n}P{os.getpid()}.emailsession"),
+                      "wb") as f:
+                f.write(generated(i + 1, size))
+        first += count
+    return first
 
 
 def make_certs(folder):
@@ -96,7 +138,7 @@ def run(folder, args):
             ports.append(p)
     certs = os.path.abspath(args.certs) if args.certs else make_certs(folder)
     config = write_config(folder, ports, certs)
-    seed(folder, args.message)
+    seed(folder, args.message, args.generate)
     proc = subprocess.Popen([common.DOVECOT, "-F", "-c", config], stdin=subprocess.DEVNULL,
                             preexec_fn=common.die_with_parent)
     try:
@@ -125,6 +167,9 @@ def main(argv):
     p.add_argument("--certs", help="folder of tests/certs.sh's files (default: a fresh set)")
     p.add_argument("--message", action="append", default=[], metavar="USER:FILE",
                    help="a fixture message for USER (repeat; numbered in this order)")
+    p.add_argument("--generate", action="append", default=[], metavar="USER:COUNT:SIZE",
+                   help="COUNT generated messages of SIZE bytes for USER, after the --message "
+                        "ones (repeat)")
     args = p.parse_args(argv)
     folder = tempfile.mkdtemp(prefix="emailsession-dovecot-mail-")
     os.chmod(folder, 0o755)  # dovecot's unprivileged processes read under it
