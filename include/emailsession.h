@@ -579,6 +579,62 @@ EMAIL_EXTERN int email_pop3_undelete_all(email_pop3_transporter_t *transporter,
  * email_use_loop) it cannot wait: QUIT goes, and the transporter is freed at the session's end. */
 EMAIL_EXTERN void email_pop3_transporter_free(email_pop3_transporter_t *transporter);
 
+/*
+ * Asynchronous twins of the calls above (4D's transporters with a callback). Each checks its
+ * arguments and queues the call: 0, or an EMAIL_E... code (EMAIL_EINVAL for a NULL transporter
+ * or number 0, EMAIL_ENOMEM) with ErrorInfo set, and then the callback is never called. Once
+ * queued, its callback runs exactly once with the outcome, where the other callbacks run
+ * (email_dispatch() in the caller's thread by default; the loop's thread with
+ * EMAIL_CALLBACK_LOOP_THREAD or email_use_loop), status as for the synchronous call (valid
+ * during the callback only). done may be NULL: the outcome is then dropped.
+ * Calls on one transporter, synchronous or not, go to the server in the order they were made
+ * from one thread; queued calls are pipelined when the server offers PIPELINING (a thousand
+ * reads cost a few round trips). They are usable on the loop's thread, from a callback too
+ * (one may queue the next read). email_pop3_transporter_free lets the calls queued before it
+ * finish (each still gets its own outcome, a lost connection's error included: EMAIL_ECLOSED
+ * and the like) before its QUIT, as email_transporter_free does with queued sends.
+ * The callback types serve every receiving transporter (POP3, IMAP).
+ */
+/* The outcome of a call bringing a message (message: the callback's, to be freed with
+ * email_message_free; NULL on failure and for calls without one, as a DELE). */
+typedef void (*email_receive_cb)(email_message_t *message, const email_status_t *status,
+                                 void *user_data);
+/* What a mailbox call brought, valid during its callback only; fields not its own are zero.
+ * Made by the library only: later versions may add fields at the end. */
+typedef struct email_mailbox_result_s {
+    uint64_t count;  /* get_box_info: messages; get_mail_info_list: entries in pop3_list */
+    uint64_t size;   /* get_box_info: their bytes */
+    const email_pop3_mail_info_t *pop3_list; /* get_mail_info_list, in the server's order */
+    const char *data; /* get_mail_raw: the message as the server holds it, NUL-terminated */
+    size_t length;    /* get_mail_raw: bytes of data before the NUL */
+} email_mailbox_result_t;
+/* The outcome of a mailbox call: result is never NULL (all zero on failure). */
+typedef void (*email_mailbox_cb)(const email_mailbox_result_t *result,
+                                 const email_status_t *status, void *user_data);
+/* NOOP (connecting and logging in first if needed); done gets no message. */
+EMAIL_EXTERN int email_pop3_check_connection_async(email_pop3_transporter_t *transporter,
+                                                   email_receive_cb done, void *user_data);
+/* STAT: result->count and result->size. */
+EMAIL_EXTERN int email_pop3_get_box_info_async(email_pop3_transporter_t *transporter,
+                                               email_mailbox_cb done, void *user_data);
+/* LIST and UIDL: result->pop3_list with result->count entries (uids "" without UIDL). */
+EMAIL_EXTERN int email_pop3_get_mail_info_list_async(email_pop3_transporter_t *transporter,
+                                                     email_mailbox_cb done, void *user_data);
+/* RETR: result->data and result->length, as email_pop3_get_mail_raw. */
+EMAIL_EXTERN int email_pop3_get_mail_raw_async(email_pop3_transporter_t *transporter,
+                                               unsigned number, email_mailbox_cb done,
+                                               void *user_data);
+/* RETR, LIST and UIDL: message `number` parsed as it arrives, uid and size set, to done. */
+EMAIL_EXTERN int email_pop3_get_mail_async(email_pop3_transporter_t *transporter,
+                                           unsigned number, email_receive_cb done,
+                                           void *user_data);
+/* DELE of message `number`; done gets no message. */
+EMAIL_EXTERN int email_pop3_delete_async(email_pop3_transporter_t *transporter, unsigned number,
+                                         email_receive_cb done, void *user_data);
+/* RSET; done gets no message. */
+EMAIL_EXTERN int email_pop3_undelete_all_async(email_pop3_transporter_t *transporter,
+                                               email_receive_cb done, void *user_data);
+
 /* ---------------------------------------------------------------------------------------------
  * WLanguage-style named sessions
  * ------------------------------------------------------------------------------------------- */

@@ -25,6 +25,7 @@ typedef struct pop3_session {
     email_pop3_mail_info_t *list;  /* the mailbox at the start, in the server's order */
     bool *deleted;                 /* marked by this session (committed by QUIT) */
     size_t n;
+    uint64_t generation;           /* the transporter's session the list's numbers belong to */
     long cursor;                   /* the message read last; -1 before the first, n past the last */
     pthread_mutex_t turn;          /* one call at a time moves the cursor */
     int refs;                      /* calls using it right now (lock) */
@@ -195,7 +196,8 @@ bool email_start_pop3_session(const char *user, const char *password, const char
     if (!(s->t = make_transporter(user, password, server, port, option)))
         return abandon(s);
     email_status_t st;
-    int rc = email_pop3_get_mail_info_list(s->t, &s->list, &s->n, &st);
+    int rc = email__pop3_list(s->t, &s->list, &s->n, &s->generation, &st,
+                              "email_start_pop3_session");
     if (rc)
         email__error_set_status(rc, "email_start_pop3_session", &st);
     email_status_clear(&st);
@@ -265,8 +267,8 @@ static bool read_message(const char *user, int options, email_message_t **out,
     if (i < 0 || i >= (long)s->n) { /* WLanguage's Email.Out: not an error */
         s->cursor = i;
         email__error_clear();
-    } else if (email__pop3_fetch(s->t, s->list[i].number, options & EMAIL_READ_HEADERS, out,
-                                 NULL, fn) == 0) {
+    } else if (email__pop3_fetch(s->t, s->list[i].number, options & EMAIL_READ_HEADERS,
+                                 s->generation, out, NULL, fn) == 0) {
         s->cursor = i;
         ok = true;
     }
@@ -312,7 +314,8 @@ bool email_delete_message(const char *user, const email_message_t *message)
     if (i == s->n)
         fail(rc, "email_delete_message: no message of UIDL \"%s\" in the mailbox of \"%s\"",
              uid, user);
-    else if (!(rc = email_pop3_delete(s->t, s->list[i].number, NULL)))
+    else if (!(rc = email__pop3_delete_in(s->t, s->list[i].number, s->generation,
+                                          "email_delete_message")))
         s->deleted[i] = true;
     release(s);
     return rc == 0;
