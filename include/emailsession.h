@@ -743,6 +743,8 @@ enum {
  * email_set_ca_file. false + ErrorInfo on failure (EMAIL_EAUTH with the server's line for a
  * refused password, EMAIL_ETLSREQUIRED, EMAIL_EINVAL, EMAIL_EEXIST when a POP3 session of that
  * name is open). Waits for the server: EMAIL_EWOULDBLOCK on the loop's own thread. Any thread.
+ * A server without UIDL is read all the same, by number (the messages then have no uid). The
+ * log file set for the name before (email_session_set_log_file) and the global log apply.
  */
 EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *password,
                                            const char *server, int port, int option);
@@ -755,6 +757,10 @@ EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *passwor
  * stays out, previous then reads the last. EMAIL_ENOTSUP for EMAIL_READ_UNREAD and
  * EMAIL_READ_PEEK (IMAP only), EMAIL_ENOSESSION, EMAIL_EINVAL, and the server's or the
  * connection's errors as email_pop3_get_mail. Waits for the server. Any thread.
+ * A session whose connection was lost is not opened again behind the caller's back: the
+ * message numbers of its list may name other messages on a new connection and its deletions
+ * were not committed, so the reads (and email_delete_message) fail with EMAIL_ESTALE until
+ * email_close_session and a new start.
  */
 EMAIL_EXTERN bool email_read_first(const char *user, int options, email_message_t **out);
 EMAIL_EXTERN bool email_read_next(const char *user, int options, email_message_t **out);
@@ -972,6 +978,9 @@ EMAIL_EXTERN int email_set_log_callback(email_log_cb cb, void *user_data);
  * AUTH with its secrets written "****", the server's refusal). That start takes it whatever
  * its outcome: after a failed start the file keeps what was written, and the name has no
  * log file any more (set it again before retrying). NULL before the start forgets it.
+ * POP3 sessions (email_start_pop3_session) honour it the same way: the next start of either
+ * kind takes a path set before it ("### POP3 Connected ...", PASS as "****"), and an open POP3
+ * session of that name writes to the new file from now on.
  */
 EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
 /*

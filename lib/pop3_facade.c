@@ -155,6 +155,9 @@ static email_pop3_transporter_t *make_transporter(const char *user, const char *
     char *ca = NULL;
     email__settings_get(&srv.max_connections, &ca);
     srv.ca_file = ca;
+    /* email_session_set_log_file before the start, as for SMTP: the start takes it */
+    char *log = email__settings_log_preset(user, true);
+    srv.log_file = log;
     transporter_policy_t policy = {
         .tls = base == EMAIL_OPTION_TLS        ? TRANSPORTER_TLS_IMPLICIT
                : base == EMAIL_OPTION_STARTTLS ? TRANSPORTER_TLS_STARTTLS
@@ -167,6 +170,7 @@ static email_pop3_transporter_t *make_transporter(const char *user, const char *
     char err[512];
     email_pop3_transporter_t *t = email__pop3_transporter_new_ex(&srv, &policy, err, sizeof err);
     free(ca);
+    free(log);
     if (!t)
         fail(EMAIL_EINVAL, "email_start_pop3_session: %s", err);
     return t;
@@ -336,6 +340,21 @@ int email_mailbox_count(const char *user, int options)
     release(s);
     email__error_clear();
     return count;
+}
+
+int email__pop3_facade_set_log(const char *name, const char *path, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&lock);
+    pop3_session_t *s = *find_locked(name);
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&lock);
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->turn);
+    int rc = email__pop3_transporter_set_log(s->t, path, err, errlen);
+    release(s);
+    return rc ? rc : 1;
 }
 
 int email__pop3_facade_close(const char *name)

@@ -295,6 +295,36 @@ void email_pop3_transporter_free(email_pop3_transporter_t *t)
     release(t);
 }
 
+typedef struct log_op {
+    email_pop3_transporter_t *t;
+    log_sink_t *log;
+} log_op_t;
+
+static void run_set_log(runtime_call_t *call, void *arg)
+{
+    log_op_t *o = arg;
+    log_sink_t *old = o->t->settings->log;
+    o->t->settings->log = o->log; /* the next sessions' */
+    if (o->t->conn)
+        email__connection_set_log(o->t->conn, o->log);
+    email__log_sink_release(old);
+    email__runtime_call_done(call);
+}
+
+int email__pop3_transporter_set_log(email_pop3_transporter_t *t, const char *path, char *err,
+                                    size_t errlen)
+{
+    log_op_t o = {.t = t};
+    if (path && !(o.log = email__log_sink_open(path, err, errlen)))
+        return EMAIL_EIO;
+    int rc = email__runtime_loop_call(run_set_log, &o);
+    if (rc) {
+        email__log_sink_release(o.log);
+        snprintf(err, errlen, "%s", email_strerror(rc));
+    }
+    return rc;
+}
+
 /* One command without data of its own (on session `generation` unless 0). */
 static int simple_in(email_pop3_transporter_t *t, enum pop3_kind kind, unsigned number,
                      uint64_t generation, const char *what, email_status_t *status)

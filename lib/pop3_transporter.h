@@ -13,6 +13,10 @@
 email_pop3_transporter_t *email__pop3_transporter_new_ex(const email_server_t *server,
                                                         const transporter_policy_t *policy,
                                                         char *err, size_t errlen);
+/* The conversation log from now on, this session's included: path (NULL: none). 0, or EMAIL_EIO
+ * (err says why) or EMAIL_EWOULDBLOCK on the loop's thread. */
+int email__pop3_transporter_set_log(email_pop3_transporter_t *t, const char *path, char *err,
+                                    size_t errlen);
 /* LIST and UIDL (uids "" when the server has no UIDL) as email_pop3_get_mail_info_list, and
  * the session they were read on in *generation (may be NULL): numbers are valid on that one. */
 int email__pop3_list(email_pop3_transporter_t *t, email_pop3_mail_info_t **list,
