@@ -22,6 +22,10 @@ build/curl_bench: curl_bench.c common.h
 	@mkdir -p build
 	$(CC) $(WARN) $(CFLAGS) $(CURL_CFLAGS) -o $@ curl_bench.c $(CURL_LIBS)
 
+build/pop3_bench: pop3_bench.c common.h $(TOP)/include/emailsession.h $(TOP)/.libs/libemailsession.so
+	@mkdir -p build
+	$(CC) $(WARN) $(CFLAGS) $(ES_CFLAGS) $(CURL_CFLAGS) -o $@ pop3_bench.c $(ES_LIBS) $(CURL_LIBS) -lpthread
+
 clean:
 	rm -rf build
 
