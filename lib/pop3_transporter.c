@@ -2,8 +2,12 @@
  * 4D's POP3 transporter: one server's settings (validated and kept by an SMTP transporter of the
  * same email_server_t, whose connection configuration is reused with the POP3 engine) and one
  * POP3 session, opened by the first call and kept until email_pop3_transporter_free says QUIT
- * (which commits deletions; a connection lost before commits none). Each public call crosses to
- * the loop thread and waits there for its commands' answers; calls on one transporter take turns.
+ * (which commits deletions; a connection lost before commits none). Each synchronous call
+ * crosses to the loop thread and waits there for its commands' answers; synchronous calls on one
+ * transporter take turns. The asynchronous ones (pop3_transporter_async.c) post the same calls
+ * without waiting, so that all of them reach the session's queue in the order they were made.
+ * Each session opened counts as a generation: the named sessions bind their message numbers to
+ * the one they listed on, and a call bound to a lost one fails with EMAIL_ESTALE.
  */
 #include <pthread.h>
 #include <stdio.h>
