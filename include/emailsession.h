@@ -589,8 +589,8 @@ EMAIL_EXTERN void email_pop3_transporter_free(email_pop3_transporter_t *transpor
  * during the callback only). done may be NULL: the outcome is then dropped.
  * Calls on one transporter, synchronous or not, go to the server in the order they were made
  * from one thread; queued calls are pipelined when the server offers PIPELINING (a thousand
- * reads cost a few round trips). They are usable on the loop's thread, from a callback too
- * (one may queue the next read). email_pop3_transporter_free lets the calls queued before it
+ * reads cost a few round trips). Any thread, the loop's included: a callback may queue the
+ * next read. email_pop3_transporter_free lets the calls queued before it
  * finish (each still gets its own outcome, a lost connection's error included: EMAIL_ECLOSED
  * and the like) before its QUIT, as email_transporter_free does with queued sends.
  * The callback types serve every receiving transporter (POP3, IMAP).
