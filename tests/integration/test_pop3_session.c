@@ -3,7 +3,9 @@
  * seeded with fixture messages: reading first..last and back, Email.Out at both ends, headers
  * only, deletion committed by email_close_session, a session dropped before QUIT keeping every
  * message, IMAP-only options refused, a wrong password, STLS and TLS from the first byte, and a
- * POP3 and an SMTP session sharing one name.
+ * POP3 and an SMTP session sharing one name; against tests/servers/scripted.py, a server without
+ * UIDL (read by number) with the name's log file set before the start and changed while open,
+ * and a dropped connection failing the next reads with EMAIL_ESTALE instead of a reconnection.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -285,6 +287,8 @@ static void test_no_uidl_and_log(void **state)
     assert_int_equal(email_mailbox_count("alice", EMAIL_READ_ALL), 2);
     email_message_t *m;
     for (int i = 0; i < 2; i++) {
+        if (i == 1) /* an open session's log changes at once */
+            assert_int_equal(email_session_set_log_file("alice", dpath("later.log")), 0);
         assert_true(email_read_next("alice", 0, &m));
         assert_string_equal(email_message_get_subject(m), subjects[i]);
         assert_null(email_message_get_uid(m));
@@ -303,6 +307,14 @@ static void test_no_uidl_and_log(void **state)
         assert_null(strstr(log, "pencil"));
         free(log);
     }
+    char *log = test_read_file(dpath("preset.log"), NULL);
+    assert_contains(log, "RETR 1");
+    assert_null(strstr(log, "RETR 2"));
+    free(log);
+    log = test_read_file(dpath("later.log"), NULL);
+    assert_contains(log, "RETR 2");
+    assert_contains(log, "QUIT");
+    free(log);
 }
 
 /* A connection lost under a session: no silent reconnection reading by the old numbers (they
