@@ -584,6 +584,62 @@ EMAIL_EXTERN int email_pop3_undelete_all(email_pop3_transporter_t *transporter,
  * email_use_loop) it cannot wait: QUIT goes, and the transporter is freed at the session's end. */
 EMAIL_EXTERN void email_pop3_transporter_free(email_pop3_transporter_t *transporter);
 
+/*
+ * Asynchronous twins of the calls above (4D's transporters with a callback). Each checks its
+ * arguments and queues the call: 0, or an EMAIL_E... code (EMAIL_EINVAL for a NULL transporter
+ * or number 0, EMAIL_ENOMEM) with ErrorInfo set, and then the callback is never called. Once
+ * queued, its callback runs exactly once with the outcome, where the other callbacks run
+ * (email_dispatch() in the caller's thread by default; the loop's thread with
+ * EMAIL_CALLBACK_LOOP_THREAD or email_use_loop), status as for the synchronous call (valid
+ * during the callback only). done may be NULL: the outcome is then dropped.
+ * Calls on one transporter, synchronous or not, go to the server in the order they were made
+ * from one thread; queued calls are pipelined when the server offers PIPELINING (a thousand
+ * reads cost a few round trips). Any thread, the loop's included: a callback may queue the
+ * next read. email_pop3_transporter_free lets the calls queued before it
+ * finish (each still gets its own outcome, a lost connection's error included: EMAIL_ECLOSED
+ * and the like) before its QUIT, as email_transporter_free does with queued sends.
+ * The callback types serve every receiving transporter (POP3, IMAP).
+ */
+/* The outcome of a call bringing a message (message: the callback's, to be freed with
+ * email_message_free; NULL on failure and for calls without one, as a DELE). */
+typedef void (*email_receive_cb)(email_message_t *message, const email_status_t *status,
+                                 void *user_data);
+/* What a mailbox call brought, valid during its callback only; fields not its own are zero.
+ * Made by the library only: later versions may add fields at the end. */
+typedef struct email_mailbox_result_s {
+    uint64_t count;  /* get_box_info: messages; get_mail_info_list: entries in pop3_list */
+    uint64_t size;   /* get_box_info: their bytes */
+    const email_pop3_mail_info_t *pop3_list; /* get_mail_info_list, in the server's order */
+    const char *data; /* get_mail_raw: the message as the server holds it, NUL-terminated */
+    size_t length;    /* get_mail_raw: bytes of data before the NUL */
+} email_mailbox_result_t;
+/* The outcome of a mailbox call: result is never NULL (all zero on failure). */
+typedef void (*email_mailbox_cb)(const email_mailbox_result_t *result,
+                                 const email_status_t *status, void *user_data);
+/* NOOP (connecting and logging in first if needed); done gets no message. */
+EMAIL_EXTERN int email_pop3_check_connection_async(email_pop3_transporter_t *transporter,
+                                                   email_receive_cb done, void *user_data);
+/* STAT: result->count and result->size. */
+EMAIL_EXTERN int email_pop3_get_box_info_async(email_pop3_transporter_t *transporter,
+                                               email_mailbox_cb done, void *user_data);
+/* LIST and UIDL: result->pop3_list with result->count entries (uids "" without UIDL). */
+EMAIL_EXTERN int email_pop3_get_mail_info_list_async(email_pop3_transporter_t *transporter,
+                                                     email_mailbox_cb done, void *user_data);
+/* RETR: result->data and result->length, as email_pop3_get_mail_raw. */
+EMAIL_EXTERN int email_pop3_get_mail_raw_async(email_pop3_transporter_t *transporter,
+                                               unsigned number, email_mailbox_cb done,
+                                               void *user_data);
+/* RETR, LIST and UIDL: message `number` parsed as it arrives, uid and size set, to done. */
+EMAIL_EXTERN int email_pop3_get_mail_async(email_pop3_transporter_t *transporter,
+                                           unsigned number, email_receive_cb done,
+                                           void *user_data);
+/* DELE of message `number`; done gets no message. */
+EMAIL_EXTERN int email_pop3_delete_async(email_pop3_transporter_t *transporter, unsigned number,
+                                         email_receive_cb done, void *user_data);
+/* RSET; done gets no message. */
+EMAIL_EXTERN int email_pop3_undelete_all_async(email_pop3_transporter_t *transporter,
+                                               email_receive_cb done, void *user_data);
+
 /* ---------------------------------------------------------------------------------------------
  * WLanguage-style named sessions
  * ------------------------------------------------------------------------------------------- */
@@ -692,6 +748,8 @@ enum {
  * email_set_ca_file. false + ErrorInfo on failure (EMAIL_EAUTH with the server's line for a
  * refused password, EMAIL_ETLSREQUIRED, EMAIL_EINVAL, EMAIL_EEXIST when a POP3 session of that
  * name is open). Waits for the server: EMAIL_EWOULDBLOCK on the loop's own thread. Any thread.
+ * A server without UIDL is read all the same, by number (the messages then have no uid). The
+ * log file set for the name before (email_session_set_log_file) and the global log apply.
  */
 EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *password,
                                            const char *server, int port, int option);
@@ -704,6 +762,10 @@ EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *passwor
  * stays out, previous then reads the last. EMAIL_ENOTSUP for EMAIL_READ_UNREAD and
  * EMAIL_READ_PEEK (IMAP only), EMAIL_ENOSESSION, EMAIL_EINVAL, and the server's or the
  * connection's errors as email_pop3_get_mail. Waits for the server. Any thread.
+ * A session whose connection was lost is not opened again behind the caller's back: the
+ * message numbers of its list may name other messages on a new connection and its deletions
+ * were not committed, so the reads (and email_delete_message) fail with EMAIL_ESTALE until
+ * email_close_session and a new start.
  */
 EMAIL_EXTERN bool email_read_first(const char *user, int options, email_message_t **out);
 EMAIL_EXTERN bool email_read_next(const char *user, int options, email_message_t **out);
@@ -921,6 +983,9 @@ EMAIL_EXTERN int email_set_log_callback(email_log_cb cb, void *user_data);
  * AUTH with its secrets written "****", the server's refusal). That start takes it whatever
  * its outcome: after a failed start the file keeps what was written, and the name has no
  * log file any more (set it again before retrying). NULL before the start forgets it.
+ * POP3 sessions (email_start_pop3_session) honour it the same way: the next start of either
+ * kind takes a path set before it ("### POP3 Connected ...", PASS as "****"), and an open POP3
+ * session of that name writes to the new file from now on.
  */
 EMAIL_EXTERN int email_session_set_log_file(const char *user, const char *path);
 /*

@@ -83,16 +83,9 @@ struct start_op {
                                   a thousand sessions may be starting at once */
 };
 
-/* An extended log set for a name before its start (email_session_set_log_file). */
-typedef struct log_preset {
-    char *name, *path;
-    struct log_preset *next;
-} log_preset_t;
-
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sessions_cond = PTHREAD_COND_INITIALIZER;
 static session_t *sessions;
-static log_preset_t *presets;
 
 static session_t **find_locked(const char *name)
 {
@@ -100,21 +93,6 @@ static session_t **find_locked(const char *name)
     while (*p && strcmp((*p)->name, name) != 0)
         p = &(*p)->next;
     return p;
-}
-
-static log_preset_t **find_preset_locked(const char *name)
-{
-    log_preset_t **p = &presets;
-    while (*p && strcmp((*p)->name, name) != 0)
-        p = &(*p)->next;
-    return p;
-}
-
-static void preset_free(log_preset_t *p)
-{
-    free(p->name);
-    free(p->path);
-    free(p);
 }
 
 /* The session named `name` (open or starting) with a reference taken, or NULL. */
@@ -282,8 +260,7 @@ static bool name_free(const char *user, char **log_path)
 {
     pthread_mutex_lock(&sessions_lock);
     bool taken = *find_locked(user) != NULL;
-    log_preset_t *preset = *find_preset_locked(user);
-    *log_path = !taken && preset ? email__strdup(preset->path) : NULL;
+    *log_path = taken ? NULL : email__settings_log_preset(user, false);
     pthread_mutex_unlock(&sessions_lock);
     return taken ? name_in_use(user) : true;
 }
@@ -333,11 +310,7 @@ static bool register_session(session_t *s)
     if (free_name) {
         s->next = sessions;
         sessions = s;
-        log_preset_t **p = find_preset_locked(s->name), *preset = *p;
-        if (preset) {
-            *p = preset->next;
-            preset_free(preset);
-        }
+        free(email__settings_log_preset(s->name, true));
     }
     pthread_mutex_unlock(&sessions_lock);
     return free_name;
@@ -653,38 +626,15 @@ int email_outbox_resume(const char *user)
  * already: then *s is that session, with a reference taken. */
 static int preset_log(const char *name, const char *path, session_t **s)
 {
-    log_preset_t *fresh = NULL;
-    if (path) {
-        fresh = calloc(1, sizeof *fresh);
-        if (!fresh || !(fresh->name = email__strdup(name)) ||
-            !(fresh->path = email__strdup(path))) {
-            if (fresh)
-                preset_free(fresh);
-            return EMAIL_ENOMEM;
-        }
-    }
     pthread_mutex_lock(&sessions_lock);
     *s = *find_locked(name);
-    log_preset_t *old = NULL;
-    if (*s) {
+    int rc = 0;
+    if (*s)
         (*s)->refs++;
-    } else {
-        log_preset_t **p = find_preset_locked(name);
-        old = *p;
-        if (old)
-            *p = old->next;
-        if (fresh) {
-            fresh->next = presets;
-            presets = fresh;
-            fresh = NULL;
-        }
-    }
+    else
+        rc = email__settings_set_log_preset(name, path);
     pthread_mutex_unlock(&sessions_lock);
-    if (old)
-        preset_free(old);
-    if (fresh)
-        preset_free(fresh);
-    return 0;
+    return rc;
 }
 
 int email_session_set_log_file(const char *user, const char *path)
@@ -699,9 +649,13 @@ int email_session_set_log_file(const char *user, const char *path)
             rc = EMAIL_EIO;
         email__log_sink_release(check);
     }
+    /* a POP3 session of that name takes it now; then no later start does */
+    int pop3 = rc ? 0 : email__pop3_facade_set_log(user, path, err, sizeof err);
+    if (pop3 < 0)
+        rc = pop3;
     session_t *s = NULL;
     if (!rc)
-        rc = preset_log(user, path, &s);
+        rc = preset_log(user, pop3 ? NULL : path, &s);
     if (!rc && s) {
         rc = email__transporter_set_log(s->t, path, err, sizeof err);
         release(s);
@@ -725,15 +679,6 @@ void email_shutdown(void)
             break;
         close_session(name); /* not email_close_session: the shutdown leaves ErrorInfo alone */
         free(name);
-    }
-    pthread_mutex_lock(&sessions_lock);
-    log_preset_t *p = presets;
-    presets = NULL;
-    pthread_mutex_unlock(&sessions_lock);
-    while (p) {
-        log_preset_t *next = p->next;
-        preset_free(p);
-        p = next;
     }
     email__pop3_facade_close_all();
     email__transporter_quiesce_all();

@@ -25,6 +25,7 @@ typedef struct pop3_session {
     email_pop3_mail_info_t *list;  /* the mailbox at the start, in the server's order */
     bool *deleted;                 /* marked by this session (committed by QUIT) */
     size_t n;
+    uint64_t generation;           /* the transporter's session the list's numbers belong to */
     long cursor;                   /* the message read last; -1 before the first, n past the last */
     pthread_mutex_t turn;          /* one call at a time moves the cursor */
     int refs;                      /* calls using it right now (lock) */
@@ -154,6 +155,9 @@ static email_pop3_transporter_t *make_transporter(const char *user, const char *
     char *ca = NULL;
     email__settings_get(&srv.max_connections, &ca);
     srv.ca_file = ca;
+    /* email_session_set_log_file before the start, as for SMTP: the start takes it */
+    char *log = email__settings_log_preset(user, true);
+    srv.log_file = log;
     transporter_policy_t policy = {
         .tls = base == EMAIL_OPTION_TLS        ? TRANSPORTER_TLS_IMPLICIT
                : base == EMAIL_OPTION_STARTTLS ? TRANSPORTER_TLS_STARTTLS
@@ -166,6 +170,7 @@ static email_pop3_transporter_t *make_transporter(const char *user, const char *
     char err[512];
     email_pop3_transporter_t *t = email__pop3_transporter_new_ex(&srv, &policy, err, sizeof err);
     free(ca);
+    free(log);
     if (!t)
         fail(EMAIL_EINVAL, "email_start_pop3_session: %s", err);
     return t;
@@ -195,7 +200,8 @@ bool email_start_pop3_session(const char *user, const char *password, const char
     if (!(s->t = make_transporter(user, password, server, port, option)))
         return abandon(s);
     email_status_t st;
-    int rc = email_pop3_get_mail_info_list(s->t, &s->list, &s->n, &st);
+    int rc = email__pop3_list(s->t, &s->list, &s->n, &s->generation, &st,
+                              "email_start_pop3_session");
     if (rc)
         email__error_set_status(rc, "email_start_pop3_session", &st);
     email_status_clear(&st);
@@ -265,8 +271,8 @@ static bool read_message(const char *user, int options, email_message_t **out,
     if (i < 0 || i >= (long)s->n) { /* WLanguage's Email.Out: not an error */
         s->cursor = i;
         email__error_clear();
-    } else if (email__pop3_fetch(s->t, s->list[i].number, options & EMAIL_READ_HEADERS, out,
-                                 NULL, fn) == 0) {
+    } else if (email__pop3_fetch(s->t, s->list[i].number, options & EMAIL_READ_HEADERS,
+                                 s->generation, out, NULL, fn) == 0) {
         s->cursor = i;
         ok = true;
     }
@@ -312,7 +318,8 @@ bool email_delete_message(const char *user, const email_message_t *message)
     if (i == s->n)
         fail(rc, "email_delete_message: no message of UIDL \"%s\" in the mailbox of \"%s\"",
              uid, user);
-    else if (!(rc = email_pop3_delete(s->t, s->list[i].number, NULL)))
+    else if (!(rc = email__pop3_delete_in(s->t, s->list[i].number, s->generation,
+                                          "email_delete_message")))
         s->deleted[i] = true;
     release(s);
     return rc == 0;
@@ -333,6 +340,21 @@ int email_mailbox_count(const char *user, int options)
     release(s);
     email__error_clear();
     return count;
+}
+
+int email__pop3_facade_set_log(const char *name, const char *path, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&lock);
+    pop3_session_t *s = *find_locked(name);
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&lock);
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->turn);
+    int rc = email__pop3_transporter_set_log(s->t, path, err, errlen);
+    release(s);
+    return rc ? rc : 1;
 }
 
 int email__pop3_facade_close(const char *name)

@@ -2,8 +2,12 @@
  * 4D's POP3 transporter: one server's settings (validated and kept by an SMTP transporter of the
  * same email_server_t, whose connection configuration is reused with the POP3 engine) and one
  * POP3 session, opened by the first call and kept until email_pop3_transporter_free says QUIT
- * (which commits deletions; a connection lost before commits none). Each public call crosses to
- * the loop thread and waits there for its commands' answers; calls on one transporter take turns.
+ * (which commits deletions; a connection lost before commits none). Each synchronous call
+ * crosses to the loop thread and waits there for its commands' answers; synchronous calls on one
+ * transporter take turns. The asynchronous ones (pop3_transporter_async.c) post the same calls
+ * without waiting, so that all of them reach the session's queue in the order they were made.
+ * Each session opened counts as a generation: the named sessions bind their message numbers to
+ * the one they listed on, and a call bound to a lost one fails with EMAIL_ESTALE.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -11,19 +15,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "mime_parse.h"
-#include "pop3.h"
-#include "pop3_transporter.h"
-#include "transporter_internal.h"
-#include "util.h"
-
-struct email_pop3_transporter_s {
-    email_transporter_t *settings;
-    pthread_mutex_t turn;         /* one call at a time */
-    connection_t *conn;           /* loop thread; NULL until the first call, and once closed */
-    struct pop3_call *quitting;   /* a free waiting for the session's end */
-    bool freeing;                 /* freed from the loop's thread: gone once the session ends */
-};
+#include "pop3_transporter_internal.h"
 
 static void release(email_pop3_transporter_t *t)
 {
@@ -31,24 +23,6 @@ static void release(email_pop3_transporter_t *t)
     pthread_mutex_destroy(&t->turn);
     free(t);
 }
-
-#define MAX_CMDS 3
-
-/* One public call on the loop thread: up to three pipelined commands and what they gathered. */
-typedef struct pop3_call {
-    email_pop3_transporter_t *t;
-    runtime_call_t *call;
-    pop3_cmd_t cmds[MAX_CMDS];
-    size_t ncmds, pending;
-    email_buf_t body;                 /* RETR, unless parsed */
-    mime_parser_t *parser;            /* RETR or TOP parsed as the bytes come, or NULL */
-    bool uidl_optional;               /* a server without UIDL: the message has no uid */
-    email_pop3_mail_info_t *infos;    /* LIST, then UIDL */
-    size_t ninfos, cap;
-    uint64_t count, size;             /* STAT */
-    int rc;
-    email_status_t status;
-} pop3_call_t;
 
 static int on_body(pop3_cmd_t *cmd, const char *data, size_t n)
 {
@@ -95,8 +69,12 @@ static void on_done(pop3_cmd_t *cmd)
         if (!cmd->status.success)
             c->rc = cmd->status.error ? cmd->status.error : EMAIL_ESERVER;
     }
-    if (--c->pending == 0)
+    if (--c->pending > 0)
+        return;
+    if (c->call)
         email__runtime_call_done(c->call);
+    else
+        c->finish(c);
 }
 
 static void conn_closed(void *ud, connection_t *conn, const email_status_t *why)
@@ -118,6 +96,10 @@ static void conn_closed(void *ud, connection_t *conn, const email_status_t *why)
     }
 }
 
+/* Commands in flight with PIPELINING: a thousand queued reads go in a few round trips (the
+ * loop reads the answers while it writes, so the server never waits on a full socket). */
+#define POP3_WINDOW 512
+
 static int open_session(email_pop3_transporter_t *t)
 {
     static const connection_callbacks_t cbs = {.closed = conn_closed};
@@ -134,19 +116,37 @@ static int open_session(email_pop3_transporter_t *t)
                                                      : POP3_TLS_NEVER,
         .tls_active = s->tls_active,
     };
+    cfg.pop3_engine.window = POP3_WINDOW;
+    t->generation++;
     t->conn = email__connection_new(email__runtime_loop(), &cfg, &cbs, t);
     if (!t->conn)
         return EMAIL_ENOMEM;
     return email__connection_start(t->conn); /* a failure still reports closed */
 }
 
-/* Loop thread: the call's commands go to the session (opened if needed). */
-static void run_call(runtime_call_t *call, void *arg)
+/* A call bound to an earlier session (its message numbers) finds it gone: numbers from the
+ * old session's list may name other messages now, and its deletions were lost. */
+static int session_check(email_pop3_transporter_t *t, const pop3_call_t *c)
 {
-    pop3_call_t *c = arg;
-    c->call = call;
+    if (!c->want_generation)
+        return t->conn ? 0 : open_session(t);
+    return t->conn && t->generation == c->want_generation ? 0 : EMAIL_ESTALE;
+}
+
+static const char *failure_text(int rc)
+{
+    if (rc == EMAIL_ESTALE)
+        return "the connection to the POP3 server was lost, so the message numbers of the "
+               "session's list may no longer be valid and its deletions were not committed "
+               "(close the session and start it again)";
+    return email_strerror(rc);
+}
+
+void email__pop3_call_submit(pop3_call_t *c)
+{
     email_pop3_transporter_t *t = c->t;
-    int rc = t->conn ? 0 : open_session(t);
+    int rc = session_check(t, c);
+    c->generation = t->generation;
     c->pending = c->ncmds;
     for (size_t i = 0; i < c->ncmds; i++) {
         pop3_cmd_t *cmd = &c->cmds[i];
@@ -156,19 +156,32 @@ static void run_call(runtime_call_t *call, void *arg)
         cmd->user = c;
         rc = rc ? rc : !t->conn ? EMAIL_ECLOSED : email__connection_pop3_submit(t->conn, cmd);
         if (rc) {
-            email__status_fail(&cmd->status, rc, "%s", email_strerror(rc));
+            email__status_fail(&cmd->status, rc, "%s", failure_text(rc));
             on_done(cmd);
         }
     }
+}
+
+/* Loop thread: a synchronous call's commands go to the session. */
+static void run_call(runtime_call_t *call, void *arg)
+{
+    pop3_call_t *c = arg;
+    c->call = call;
+    email__pop3_call_submit(c);
+}
+
+void email__pop3_call_init(pop3_call_t *c, email_pop3_transporter_t *t)
+{
+    c->t = t;
+    email__buf_init(&c->body);
+    email__status_init(&c->status);
 }
 
 /* Runs the call's commands and waits; sets ErrorInfo. 0 or the EMAIL_E... code. */
 static int do_call(email_pop3_transporter_t *t, pop3_call_t *c, const char *what,
                    email_status_t *status)
 {
-    c->t = t;
-    email__buf_init(&c->body);
-    email__status_init(&c->status);
+    email__pop3_call_init(c, t);
     pthread_mutex_lock(&t->turn);
     int rc = email__runtime_loop_call(run_call, c);
     pthread_mutex_unlock(&t->turn);
@@ -253,9 +266,11 @@ static void run_quit(runtime_call_t *call, void *arg)
     email__connection_quit(c->t->conn);
 }
 
-/* On the loop's own thread nothing can wait: QUIT goes, and the end of the session frees. */
-static void quit_later(email_pop3_transporter_t *t)
+/* On the loop's own thread nothing can wait: QUIT goes (after the calls posted before the free,
+ * so that they are answered first), and the end of the session frees. */
+static void quit_later(void *arg)
 {
+    email_pop3_transporter_t *t = arg;
     if (!t->conn) {
         release(t);
         return;
@@ -273,7 +288,8 @@ void email_pop3_transporter_free(email_pop3_transporter_t *t)
     int rc = email__runtime_loop_call(run_quit, &c);
     if (rc == EMAIL_EWOULDBLOCK) {
         email__error_clear();
-        quit_later(t);
+        if (email__runtime_post(quit_later, t))
+            quit_later(t);
         return;
     }
     if (!rc && c.rc)
@@ -283,15 +299,57 @@ void email_pop3_transporter_free(email_pop3_transporter_t *t)
     release(t);
 }
 
-/* One command without data of its own. */
-static int simple(email_pop3_transporter_t *t, enum pop3_kind kind, unsigned number,
-                  const char *what, email_status_t *status)
+typedef struct log_op {
+    email_pop3_transporter_t *t;
+    log_sink_t *log;
+} log_op_t;
+
+static void run_set_log(runtime_call_t *call, void *arg)
+{
+    log_op_t *o = arg;
+    log_sink_t *old = o->t->settings->log;
+    o->t->settings->log = o->log; /* the next sessions' */
+    if (o->t->conn)
+        email__connection_set_log(o->t->conn, o->log);
+    email__log_sink_release(old);
+    email__runtime_call_done(call);
+}
+
+int email__pop3_transporter_set_log(email_pop3_transporter_t *t, const char *path, char *err,
+                                    size_t errlen)
+{
+    log_op_t o = {.t = t};
+    if (path && !(o.log = email__log_sink_open(path, err, errlen)))
+        return EMAIL_EIO;
+    int rc = email__runtime_loop_call(run_set_log, &o);
+    if (rc) {
+        email__log_sink_release(o.log);
+        snprintf(err, errlen, "%s", email_strerror(rc));
+    }
+    return rc;
+}
+
+/* One command without data of its own (on session `generation` unless 0). */
+static int simple_in(email_pop3_transporter_t *t, enum pop3_kind kind, unsigned number,
+                     uint64_t generation, const char *what, email_status_t *status)
 {
     if (!t)
         return email__error_set(EMAIL_EINVAL, "%s: the transporter is NULL", what);
-    pop3_call_t c = {.ncmds = 1};
+    pop3_call_t c = {.ncmds = 1, .want_generation = generation};
     c.cmds[0] = (pop3_cmd_t){.kind = kind, .number = number};
     return do_call(t, &c, what, status);
+}
+
+static int simple(email_pop3_transporter_t *t, enum pop3_kind kind, unsigned number,
+                  const char *what, email_status_t *status)
+{
+    return simple_in(t, kind, number, 0, what, status);
+}
+
+int email__pop3_delete_in(email_pop3_transporter_t *t, unsigned number, uint64_t generation,
+                          const char *what)
+{
+    return simple_in(t, POP3_DELE, number, generation, what, NULL);
 }
 
 int email_pop3_check_connection(email_pop3_transporter_t *t, email_status_t *status)
@@ -325,25 +383,35 @@ int email_pop3_get_box_info(email_pop3_transporter_t *t, email_pop3_box_info_t *
     return rc;
 }
 
-int email_pop3_get_mail_info_list(email_pop3_transporter_t *t, email_pop3_mail_info_t **list,
-                                  size_t *count, email_status_t *status)
+int email__pop3_list(email_pop3_transporter_t *t, email_pop3_mail_info_t **list,
+                     size_t *count, uint64_t *generation, email_status_t *status,
+                     const char *what)
 {
-    if (!t || !list || !count)
-        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail_info_list: %s is NULL",
-                                !t ? "the transporter" : !list ? "list" : "count");
     *list = NULL;
     *count = 0;
-    pop3_call_t c = {.ncmds = 2};
+    /* a server without UIDL still lists its messages: their uids stay "" */
+    pop3_call_t c = {.ncmds = 2, .uidl_optional = true};
     c.cmds[0] = (pop3_cmd_t){.kind = POP3_LIST};
     c.cmds[1] = (pop3_cmd_t){.kind = POP3_UIDL}; /* pipelined with LIST when offered */
-    int rc = do_call(t, &c, "email_pop3_get_mail_info_list", status);
+    int rc = do_call(t, &c, what, status);
     if (rc) {
         free(c.infos);
         return rc;
     }
     *list = c.infos;
     *count = c.ninfos;
+    if (generation)
+        *generation = c.generation;
     return 0;
+}
+
+int email_pop3_get_mail_info_list(email_pop3_transporter_t *t, email_pop3_mail_info_t **list,
+                                  size_t *count, email_status_t *status)
+{
+    if (!t || !list || !count)
+        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail_info_list: %s is NULL",
+                                !t ? "the transporter" : !list ? "list" : "count");
+    return email__pop3_list(t, list, count, NULL, status, "email_pop3_get_mail_info_list");
 }
 
 int email_pop3_get_mail_raw(email_pop3_transporter_t *t, unsigned number, char **data,
@@ -369,11 +437,12 @@ int email_pop3_get_mail_raw(email_pop3_transporter_t *t, unsigned number, char *
 }
 
 int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers_only,
-                      email_message_t **out, email_status_t *status, const char *what)
+                      uint64_t generation, email_message_t **out, email_status_t *status,
+                      const char *what)
 {
     *out = NULL;
     /* LIST and UIDL give the message's size and uid, pipelined with its RETR (or TOP) */
-    pop3_call_t c = {.ncmds = 3, .uidl_optional = true};
+    pop3_call_t c = {.ncmds = 3, .uidl_optional = true, .want_generation = generation};
     c.cmds[0] = (pop3_cmd_t){.kind = POP3_LIST, .number = number};
     c.cmds[1] = (pop3_cmd_t){.kind = POP3_UIDL, .number = number};
     c.cmds[2] = (pop3_cmd_t){.kind = headers_only ? POP3_TOP : POP3_RETR, .number = number};
@@ -405,5 +474,5 @@ int email_pop3_get_mail(email_pop3_transporter_t *t, unsigned number, email_mess
     if (!t || !out || !number)
         return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail: %s",
                                 !number ? "messages count from 1" : "an argument is NULL");
-    return email__pop3_fetch(t, number, false, out, status, "email_pop3_get_mail");
+    return email__pop3_fetch(t, number, false, 0, out, status, "email_pop3_get_mail");
 }

@@ -3,7 +3,9 @@
  * seeded with fixture messages: reading first..last and back, Email.Out at both ends, headers
  * only, deletion committed by email_close_session, a session dropped before QUIT keeping every
  * message, IMAP-only options refused, a wrong password, STLS and TLS from the first byte, and a
- * POP3 and an SMTP session sharing one name.
+ * POP3 and an SMTP session sharing one name; against tests/servers/scripted.py, a server without
+ * UIDL (read by number) with the name's log file set before the start and changed while open,
+ * and a dropped connection failing the next reads with EMAIL_ESTALE instead of a reconnection.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -243,6 +245,112 @@ static void test_shared_name(void **state)
     test_server_stop(&dv);
 }
 
+/* ------------------------------------------------------------------------------------------- */
+/* What real servers will not do: tests/servers/scripted.py                                     */
+
+/* Greeting, CAPA (caps: the lines after "+OK"), USER/PASS as on loopback. */
+#define P3_LOGIN(caps)                                                                          \
+    "send +OK scripted ready\n"                                                                 \
+    "expect CAPA\nsend +OK\\r\\n" caps "\\r\\n.\n"                                              \
+    "expect USER alice\nsend +OK\n"                                                             \
+    "expect PASS pencil\nsend +OK logged in\n"
+#define P3_MSG1 "Subject: one\\r\\n\\r\\nbody one\\r\\n"
+#define P3_MSG2 "Subject: two\\r\\n\\r\\nbody two\\r\\n"
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (!haystack || !strstr(haystack, needle))
+        fail_msg("\"%s\" not found in \"%s\"", needle, haystack ? haystack : "(null)");
+}
+
+/* A server without UIDL: the session starts all the same, messages are read by number (no
+ * uid). The log file set for the name before the start (and the global log) hold the session,
+ * its password as "****". */
+static void test_no_uidl_and_log(void **state)
+{
+    (void)state;
+    test_server_t s;
+    const char *script = P3_LOGIN("USER")
+        "expect LIST\nsend +OK 2 messages\\r\\n1 31\\r\\n2 31\\r\\n.\n"
+        "expect UIDL\nsend -ERR unknown command\n"
+        "expect LIST 1\nsend +OK 1 31\n"
+        "expect UIDL 1\nsend -ERR unknown command\n"
+        "expect RETR 1\nsend +OK\\r\\n" P3_MSG1 ".\n"
+        "expect LIST 2\nsend +OK 2 31\n"
+        "expect UIDL 2\nsend -ERR unknown command\n"
+        "expect RETR 2\nsend +OK\\r\\n" P3_MSG2 ".\n"
+        "expect QUIT\nsend +OK bye\n";
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    assert_int_equal(email_session_set_log_file("alice", dpath("preset.log")), 0);
+    assert_int_equal(email_set_log(dpath("global.log")), 0);
+    open_alice(s.port, EMAIL_OPTION_DEFAULT);
+    assert_int_equal(email_mailbox_count("alice", EMAIL_READ_ALL), 2);
+    email_message_t *m;
+    for (int i = 0; i < 2; i++) {
+        if (i == 1) /* an open session's log changes at once */
+            assert_int_equal(email_session_set_log_file("alice", dpath("later.log")), 0);
+        assert_true(email_read_next("alice", 0, &m));
+        assert_string_equal(email_message_get_subject(m), subjects[i]);
+        assert_null(email_message_get_uid(m));
+        assert_int_equal(email_message_get_size(m), 31);
+        email_message_free(m);
+    }
+    assert_true(email_close_session("alice"));
+    assert_int_equal(email_set_log(NULL), 0);
+    assert_int_equal(test_server_wait(&s, 10000), 0);
+    test_server_stop(&s);
+    const char *logs[] = {"preset.log", "global.log"};
+    for (int i = 0; i < 2; i++) {
+        char *log = test_read_file(dpath(logs[i]), NULL);
+        assert_contains(log, "### POP3 Connected");
+        assert_contains(log, "PASS ****");
+        assert_null(strstr(log, "pencil"));
+        free(log);
+    }
+    char *log = test_read_file(dpath("preset.log"), NULL);
+    assert_contains(log, "RETR 1");
+    assert_null(strstr(log, "RETR 2"));
+    free(log);
+    log = test_read_file(dpath("later.log"), NULL);
+    assert_contains(log, "RETR 2");
+    assert_contains(log, "QUIT");
+    free(log);
+}
+
+/* A connection lost under a session: no silent reconnection reading by the old numbers (they
+ * may name other messages now, and the deletions were lost): EMAIL_ESTALE until closed. */
+static void test_dropped_is_stale(void **state)
+{
+    (void)state;
+    test_server_t s;
+    const char *script = P3_LOGIN("USER\\r\\nUIDL\\r\\nPIPELINING")
+        "expect LIST\nsend +OK 2 messages\\r\\n1 31\\r\\n2 31\\r\\n.\n"
+        "expect UIDL\nsend +OK\\r\\n1 u-one\\r\\n2 u-two\\r\\n.\n"
+        "expect LIST 1\nexpect UIDL 1\nexpect RETR 1\n"
+        "send +OK 1 31\\r\\n+OK 1 u-one\\r\\n+OK\\r\\n" P3_MSG1 ".\n"
+        "expect LIST 2\nclose\n";
+    assert_int_equal(test_scripted_start(&s, script, NULL), 0);
+    open_alice(s.port, EMAIL_OPTION_DEFAULT);
+    email_message_t *one, *m;
+    assert_true(email_read_first("alice", 0, &one));
+    assert_string_equal(email_message_get_uid(one), "u-one");
+    assert_false(email_read_next("alice", 0, &m)); /* the server closes */
+    assert_null(m);
+    assert_true(email_last_error() != 0);
+    assert_true(email_last_error() != EMAIL_ESTALE);
+    assert_false(email_read_next("alice", 0, &m));
+    assert_int_equal(email_last_error(), EMAIL_ESTALE);
+    assert_contains(email_error_info(), "connection to the POP3 server was lost");
+    assert_false(email_read_first("alice", EMAIL_READ_HEADERS, &m));
+    assert_int_equal(email_last_error(), EMAIL_ESTALE);
+    /* the delete as well: message 1 of the old session may be another one now */
+    assert_false(email_delete_message("alice", one));
+    assert_int_equal(email_last_error(), EMAIL_ESTALE);
+    email_message_free(one);
+    email_close_session("alice");
+    test_server_stop(&s);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -279,7 +387,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         LOOP_IDLE_TEST(test_read_walk),   LOOP_IDLE_TEST(test_delete),
         LOOP_IDLE_TEST(test_refusals),    LOOP_IDLE_TEST(test_tls),
-        LOOP_IDLE_TEST(test_shared_name),
+        LOOP_IDLE_TEST(test_shared_name), LOOP_IDLE_TEST(test_no_uidl_and_log),
+        LOOP_IDLE_TEST(test_dropped_is_stale),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
