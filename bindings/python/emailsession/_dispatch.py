@@ -18,12 +18,13 @@ import threading
 import weakref
 from typing import Any, Callable, Deque, Dict, Optional, Tuple, Union
 
-from ._lib import SEND_CB, lib
+from ._lib import MAILBOX_CB, RECEIVE_CB, SEND_CB, lib
 from .errors import Error, Result, from_last_error, from_status, result_of
 
 _lock = threading.Lock()
 _tokens = itertools.count(1)
-_by_token: Dict[int, Tuple["asyncio.Future[Result]", Any]] = {}
+# token: (future, what stays alive until the outcome, the outcome's reader for receiving calls)
+_by_token: Dict[int, Tuple["asyncio.Future[Any]", Any, Optional[Callable[..., Any]]]] = {}
 _by_message: Dict[Tuple[int, int], Deque["asyncio.Future[Result]"]] = {}
 _watching: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
 # Set at exit once the library is shut down: objects collected after that free nothing (a call
@@ -101,7 +102,45 @@ def _on_resume(message_id: int, status: Any, user_data: Any) -> None:
         entry.callback(message_id, result_of(status, message_id) if ok else from_status(status))
 
 
+def _post(future: "asyncio.Future[Any]", outcome: Any) -> None:
+    try:
+        future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+    except RuntimeError:  # the loop was closed before the outcome came: nobody awaits it
+        pass
+
+
+def _on_receive(message: Optional[int], status: Any, user_data: Any) -> None:
+    """A receiving call's outcome: the message (ours now) or None, or the call's Error."""
+    with _lock:
+        entry = _by_token.pop(user_data or 0, None)
+    ok = status.contents.success
+    if entry is None or not ok:
+        if message:
+            lib.email_message_free(message)
+        if entry is not None:
+            _post(entry[0], from_status(status))
+        return
+    convert = entry[2]
+    if convert is None and message:
+        lib.email_message_free(message)
+    _post(entry[0], convert(message) if convert and message else None)
+
+
+def _on_mailbox(result: Any, status: Any, user_data: Any) -> None:
+    """A mailbox call's outcome, read now (the result lives during the callback only)."""
+    with _lock:
+        entry = _by_token.pop(user_data or 0, None)
+    if entry is None:
+        return
+    convert = entry[2]
+    ok = status.contents.success
+    _post(entry[0], (convert(result.contents) if convert else None) if ok
+          else from_status(status))
+
+
 ON_SEND = SEND_CB(_on_send)
+ON_RECEIVE = RECEIVE_CB(_on_receive)
+ON_MAILBOX = MAILBOX_CB(_on_mailbox)
 ON_SESSION_SEND = SEND_CB(_on_session_send)
 ON_RESUME = SEND_CB(_on_resume)
 
@@ -139,14 +178,30 @@ def watch(loop: asyncio.AbstractEventLoop) -> None:
     _watching.add(loop)
 
 
-def expect(token: int, keep: Any) -> "asyncio.Future[Result]":
-    """A future for the send whose callback gets user_data token; keep stays alive with it."""
+def expect(token: int, keep: Any,
+           convert: Optional[Callable[..., Any]] = None) -> "asyncio.Future[Any]":
+    """A future for the call whose callback gets user_data token; keep stays alive with it;
+    convert reads a receiving call's outcome (during the callback) into the future's value."""
     loop = asyncio.get_running_loop()
     watch(loop)
-    future: "asyncio.Future[Result]" = loop.create_future()
+    future: "asyncio.Future[Any]" = loop.create_future()
     with _lock:
-        _by_token[token] = (future, keep)
+        _by_token[token] = (future, keep, convert)
     return future
+
+
+async def queue(start: Callable[[int], int], keep: Any,
+                convert: Optional[Callable[..., Any]] = None) -> Any:
+    """start(token) queues a call whose callback gets user_data token; awaits its outcome."""
+    token = new_token()
+    future = expect(token, keep, convert)
+    rc = start(token)
+    if rc != 0:
+        error = from_last_error(rc)
+        forget(token)
+        future.cancel()
+        raise error
+    return await future
 
 
 def forget(token: int) -> None:

@@ -78,8 +78,18 @@ class Pop3MailInfo(ctypes.Structure):
     _fields_ = [("number", ctypes.c_uint), ("size", c_uint64), ("uid", ctypes.c_char * 72)]
 
 
+class MailboxResult(ctypes.Structure):
+    """email_mailbox_result_t (made by the library only: read, never allocated here)."""
+
+    _fields_ = [("count", c_uint64), ("size", c_uint64),
+                ("pop3_list", ctypes.POINTER(Pop3MailInfo)), ("data", c_void_p),
+                ("length", c_size_t)]
+
+
 StatusP = ctypes.POINTER(Status)
 MessageP = ctypes.POINTER(c_void_p)
+RECEIVE_CB = ctypes.CFUNCTYPE(None, c_void_p, StatusP, c_void_p)
+MAILBOX_CB = ctypes.CFUNCTYPE(None, ctypes.POINTER(MailboxResult), StatusP, c_void_p)
 SEND_CB = ctypes.CFUNCTYPE(None, c_uint64, StatusP, c_void_p)
 LOG_CB = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
 OUTBOX_CB = ctypes.CFUNCTYPE(None, c_uint64, c_char_p, c_char_p, c_int64, c_void_p)
@@ -193,6 +203,13 @@ _PROTOTYPES = {
     "email_pop3_delete": (c_int, [c_void_p, ctypes.c_uint, StatusP]),
     "email_pop3_undelete_all": (c_int, [c_void_p, StatusP]),
     "email_pop3_transporter_free": (None, [c_void_p]),
+    "email_pop3_check_connection_async": (c_int, [c_void_p, RECEIVE_CB, c_void_p]),
+    "email_pop3_get_box_info_async": (c_int, [c_void_p, MAILBOX_CB, c_void_p]),
+    "email_pop3_get_mail_info_list_async": (c_int, [c_void_p, MAILBOX_CB, c_void_p]),
+    "email_pop3_get_mail_raw_async": (c_int, [c_void_p, ctypes.c_uint, MAILBOX_CB, c_void_p]),
+    "email_pop3_get_mail_async": (c_int, [c_void_p, ctypes.c_uint, RECEIVE_CB, c_void_p]),
+    "email_pop3_delete_async": (c_int, [c_void_p, ctypes.c_uint, RECEIVE_CB, c_void_p]),
+    "email_pop3_undelete_all_async": (c_int, [c_void_p, RECEIVE_CB, c_void_p]),
     "email_start_pop3_session": (c_bool, [c_char_p, c_char_p, c_char_p, c_int, c_int]),
     "email_read_first": (c_bool, [c_char_p, c_int, MessageP]),
     "email_read_next": (c_bool, [c_char_p, c_int, MessageP]),

@@ -1,6 +1,7 @@
 """Reading messages: Message.from_mime and the read properties, and POP3 (POP3Transporter,
 POP3Session) against a private Dovecot (tests/servers/dovecot_mail.py) on 127.0.0.1."""
 
+import asyncio
 import datetime
 import os
 import subprocess
@@ -188,3 +189,29 @@ def test_pop3_session_refused_password(mailbox, our_ca, closed_port):
     with es.POP3Session("alice", "pencil", "127.0.0.1", port):
         with pytest.raises(es.SessionError):       # the name is taken
             es.POP3Session("alice", "pencil", "127.0.0.1", port)
+
+
+def test_pop3_transporter_asyncio(mailbox):
+    async def main():
+        with transporter(mailbox) as t:
+            await t.check_connection_async()
+            info, infos, *messages = await asyncio.gather(
+                t.box_info_async(), t.mail_info_list_async(),
+                *(t.get_mail_async(n) for n in (1, 2, 3)))
+            assert info == es.BoxInfo(3, sum(len(fixture(n)) for n in (1, 2, 3)))
+            assert [i.number for i in infos] == [1, 2, 3]
+            assert [m.subject for m in messages] == SUBJECTS
+            assert [m.uid for m in messages] == [i.uid for i in infos]
+            assert await t.get_mail_raw_async(2) == fixture(2)
+            await t.delete_async(2)
+            with pytest.raises(es.Error) as info:
+                await t.get_mail_async(2)
+            assert info.value.status == -1
+            await t.undelete_all_async()
+            assert (await t.get_mail_async(2)).subject == "Second"
+            with pytest.raises(ValueError):
+                await t.get_mail_async(0)
+        with transporter(mailbox, password="wrong") as t:
+            with pytest.raises(es.AuthenticationError):
+                await t.get_mail_async(1)
+    asyncio.run(main())
