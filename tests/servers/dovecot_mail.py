@@ -4,7 +4,8 @@
 Writes tests/servers/dovecot/mail.conf.in, filled in, to a temporary folder, seeds the maildirs
 with the fixture messages given, starts `dovecot -F` on it and prints
 "PORT <pop3> <pop3s> <imap> <imaps>" once every port accepts connections (the plain ports offer
-STLS/STARTTLS; the others are TLS from the first byte). Accounts: tests/servers/dovecot/
+STLS/STARTTLS; the others are TLS from the first byte). --generate adds N messages, --mailbox
+empty folders, --folder runs in a given folder (so a test may change a maildir under dovecot). Accounts: tests/servers/dovecot/
 mail-passwd (alice and bob, password "pencil"). TLS uses --certs DIR (made by tests/certs.sh:
 good.pem / good.key, for 127.0.0.1), or a fresh set made in the folder. Stays up until
 SIGTERM/SIGINT or until its stdin reaches EOF; then stops dovecot and removes the folder.
@@ -57,22 +58,43 @@ def write_config(folder, ports, certs):
     return path
 
 
-def seed(folder, messages):
-    """Each "user:file" into user's Maildir/new in the order given (their numbers follow it);
+def user_spec(spec, option):
+    user, _, rest = spec.partition(":")
+    if not user or not rest:
+        raise SystemExit(f"dovecot_mail.py: {option} {spec!r} is not USER:VALUE")
+    return user, rest
+
+
+def maildir_of(folder, user, box=None):
+    maildir = os.path.join(folder, "home", user, "Maildir")
+    if box:
+        maildir = os.path.join(maildir, "." + box)  # Maildir++: a folder is a dot directory
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+    return maildir
+
+
+def seed(folder, messages, generate=(), mailboxes=()):
+    """Each "user:file" into user's Maildir/new in the order given (their numbers follow it),
+    then "user:N" generated messages ("Subject: bulk <i>"), and "user:NAME" empty mailboxes;
     the tree is then the mail user's (dovecot's mail processes never run as root)."""
-    for i, spec in enumerate(messages):
-        user, _, path = spec.partition(":")
-        if not user or not path:
-            raise SystemExit(f"dovecot_mail.py: --message {spec!r} is not USER:FILE")
-        maildir = os.path.join(folder, "home", user, "Maildir")
-        for sub in ("new", "cur", "tmp"):
-            os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+    items = []
+    for spec in messages:
+        user, path = user_spec(spec, "--message")
         with open(path, "rb") as f:
-            data = f.read().replace(b"\r\n", b"\n")
+            items.append((user, f.read().replace(b"\r\n", b"\n")))
+    for spec in generate:
+        user, count = user_spec(spec, "--generate")
+        for j in range(int(count)):
+            items.append((user, f"From: bulk@example.org\nSubject: bulk {j + 1}\n\n"
+                                f"bulk body {j + 1}\n".encode()))
+    for i, (user, data) in enumerate(items):
         # maildir names sort by their time part: the order given is the order served
         name = f"{1700000000 + i}.M{i}P{os.getpid()}.emailsession"
-        with open(os.path.join(maildir, "new", name), "wb") as f:
+        with open(os.path.join(maildir_of(folder, user), "new", name), "wb") as f:
             f.write(data)
+    for spec in mailboxes:
+        maildir_of(folder, *user_spec(spec, "--mailbox"))
     uid = pwd.getpwnam(common.users()[2]).pw_uid
     gid = pwd.getpwnam(common.users()[2]).pw_gid
     for root, dirs, files in os.walk(os.path.join(folder, "home")):
@@ -96,7 +118,7 @@ def run(folder, args):
             ports.append(p)
     certs = os.path.abspath(args.certs) if args.certs else make_certs(folder)
     config = write_config(folder, ports, certs)
-    seed(folder, args.message)
+    seed(folder, args.message, args.generate, args.mailbox)
     proc = subprocess.Popen([common.DOVECOT, "-F", "-c", config], stdin=subprocess.DEVNULL,
                             preexec_fn=common.die_with_parent)
     try:
@@ -125,8 +147,19 @@ def main(argv):
     p.add_argument("--certs", help="folder of tests/certs.sh's files (default: a fresh set)")
     p.add_argument("--message", action="append", default=[], metavar="USER:FILE",
                    help="a fixture message for USER (repeat; numbered in this order)")
+    p.add_argument("--generate", action="append", default=[], metavar="USER:N",
+                   help="N generated messages for USER, after the fixtures")
+    p.add_argument("--mailbox", action="append", default=[], metavar="USER:NAME",
+                   help="an empty mailbox NAME for USER besides INBOX (repeat)")
+    p.add_argument("--folder", help="the folder to run in (made if missing, removed at the end; "
+                   "default: a fresh temporary one), so a test can reach the maildirs; its "
+                   "parents must let dovecot's unprivileged processes through")
     args = p.parse_args(argv)
-    folder = tempfile.mkdtemp(prefix="emailsession-dovecot-mail-")
+    if args.folder:
+        os.makedirs(args.folder, exist_ok=True)
+        folder = args.folder
+    else:
+        folder = tempfile.mkdtemp(prefix="emailsession-dovecot-mail-")
     os.chmod(folder, 0o755)  # dovecot's unprivileged processes read under it
     try:
         return run(folder, args)
