@@ -791,7 +791,8 @@ EMAIL_EXTERN bool email_send_mime_id(const char *user, const char *from,
  * the loop's thread (a callback with EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it does not
  * wait: the name is free at once and the session closes in the background once its queue is done
  * (each queued message still gets its outcome).
- * It ends every session of that name: an SMTP one and a POP3 one sharing it are both closed. A
+ * It ends every session of that name: an SMTP one and a POP3 or IMAP one sharing it are both
+ * closed (an IMAP session with LOGOUT, after EXPUNGE when deletions wait for it). A
  * POP3 session's QUIT commits its deletions; when that QUIT fails (the connection was lost) the
  * session is freed all the same, its deletions are lost, and the call returns false with
  * ErrorInfo saying why. EMAIL_ENOSESSION when no session has that name.
@@ -819,6 +820,21 @@ enum {
  * name is open). Waits for the server: EMAIL_EWOULDBLOCK on the loop's own thread. Any thread.
  */
 EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *password,
+                                           const char *server, int port, int option);
+/*
+ * Opens the IMAP session `user` (also the login), selects INBOX and takes its UIDs (UID SEARCH
+ * ALL): true once it is open, authenticated and listed. port 0 → 143, or 993 with
+ * EMAIL_OPTION_TLS; option as for POP3 (EMAIL_OPTION_DEFAULT uses STARTTLS when offered and never
+ * sends the password in clear but to loopback; EMAIL_OPTION_STARTTLS requires it). A name holds
+ * one receiving session, POP3 or IMAP (EMAIL_EEXIST for a second one); an SMTP session may share
+ * it. The reading functions below then take EMAIL_READ_UNREAD (only the messages UID SEARCH
+ * UNSEEN finds at that moment) and EMAIL_READ_PEEK (\Seen left as it was; without it, reading
+ * marks the message \Seen); email_message_get_uid is the UID. email_delete_message marks
+ * \Deleted and removes at once (UID EXPUNGE) when the server has UIDPLUS, else when the session
+ * closes (EXPUNGE before LOGOUT); email_mailbox_count with EMAIL_READ_UNREAD asks the server for
+ * the unseen ones. Errors as email_start_pop3_session. Waits for the server. Any thread.
+ */
+EMAIL_EXTERN bool email_start_imap_session(const char *user, const char *password,
                                            const char *server, int port, int option);
 /*
  * Reads the first, next, previous or last message of the mailbox (RETR, or TOP n 0 with

@@ -15,7 +15,7 @@
 #include "log.h"
 #include "emailsession.h"
 #include "message.h"
-#include "pop3_facade.h"
+#include "recv_session.h"
 #include "registry.h"
 #include "runtime.h"
 #include "settings.h"
@@ -572,10 +572,10 @@ bool email_close_session(const char *user)
     if (!check_name(user))
         return false;
     bool smtp = close_session(user);
-    int pop3 = email__pop3_facade_close(user); /* a name may have both kinds: both end */
-    if (pop3 < 0)
+    int recv = email__recv_close(user); /* a name may have both kinds: both end */
+    if (recv < 0)
         return false; /* ErrorInfo: its QUIT failed, its deletions are lost */
-    if (!smtp && !pop3)
+    if (!smtp && !recv)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
     return succeed();
 }
@@ -735,7 +735,7 @@ void email_shutdown(void)
         preset_free(p);
         p = next;
     }
-    email__pop3_facade_close_all();
+    email__recv_close_all();
     email__transporter_quiesce_all();
     email__runtime_stop();
     email__settings_reset();
