@@ -452,9 +452,11 @@ void email__imap_engine_quit(imap_engine_t *e)
 void email__imap_engine_abort(imap_engine_t *e, int error, const char *text)
 {
     error = error ? error : EMAIL_ECLOSED;
-    if (email__imap_reader_busy(&e->rd) && !text)
-        text = "the connection ended in the middle of a response";
-    email__imap_fail(e, error, "%s", text ? text : email_strerror(error));
+    if (email__imap_reader_busy(&e->rd)) /* a message cut short says so */
+        email__imap_fail(e, error, "%s in the middle of a response",
+                         text ? text : "the connection ended");
+    else
+        email__imap_fail(e, error, "%s", text ? text : email_strerror(error));
 }
 
 bool email__imap_engine_waiting(const imap_engine_t *e)
