@@ -65,6 +65,7 @@ typedef struct imap_call {
     size_t nboxes, capboxes;
     fetch_slot_t *slots;              /* FETCH, sorted by UID */
     size_t nslots;
+    mime_parser_t *orphan;            /* a body that came before its response's UID */
     email_message_t **out;
     email_imap_box_info_t info;       /* SELECT */
     int rc;
@@ -101,20 +102,30 @@ static fetch_slot_t *slot_of(imap_call_t *c, uint32_t uid)
 static int on_body(imap_cmd_t *cmd, uint32_t uid, const char *data, size_t n)
 {
     imap_call_t *c = cmd->user;
-    fetch_slot_t *s = slot_of(c, uid);
-    if (!s || s->done)
+    /* FETCH items come in any order: a UID given after the body claims it at the end */
+    fetch_slot_t *s = uid ? slot_of(c, uid) : NULL;
+    mime_parser_t **p = !uid ? &c->orphan : s && !s->done ? &s->parser : NULL;
+    if (!p)
         return 0;
-    if (!s->parser && email__mime_parser_new(&s->parser))
+    if (!*p && email__mime_parser_new(p))
         return EMAIL_ENOMEM;
-    return email__mime_parser_feed(s->parser, data, n);
+    return email__mime_parser_feed(*p, data, n);
 }
 
 /* A FETCH response ended: its message is whole (an empty body when none came). */
 static int fetched(imap_call_t *c, uint32_t uid, uint64_t size)
 {
     fetch_slot_t *s = slot_of(c, uid);
-    if (!s || s->done)
-        return 0; /* a flag change of a message already read */
+    mime_parser_t *orphan = c->orphan;
+    c->orphan = NULL;
+    if (!s || s->done) { /* a flag change of a message already read */
+        email__mime_parser_free(orphan);
+        return 0;
+    }
+    if (orphan && !s->parser)
+        s->parser = orphan;
+    else
+        email__mime_parser_free(orphan);
     if (!s->parser && email__mime_parser_new(&s->parser))
         return EMAIL_ENOMEM;
     email_message_t *m = NULL;
@@ -580,6 +591,7 @@ static int fetch_messages(email_imap_transporter_t *t, const uint32_t *uids, siz
     int rc = do_call(t, &c, what, status);
     for (size_t i = 0; i < c.nslots; i++)
         email__mime_parser_free(c.slots[i].parser); /* a message cut short */
+    email__mime_parser_free(c.orphan);
     for (size_t i = 0; rc && i < count; i++) {
         email_message_free(out[i]);
         out[i] = NULL;

@@ -154,6 +154,36 @@ static void test_drop_in_literal(void **state)
     expect_failure(&s, rc, EMAIL_ECLOSED, "middle of a response");
 }
 
+/* Not hostile, but what dovecot never does: FETCH items in another order than asked, the body
+ * before its UID; and a UID the server does not have among them (no response: NULL). */
+static void test_uid_after_body(void **state)
+{
+    (void)state;
+    test_server_t s;
+    assert_int_equal(test_scripted_start(&s, LOGGED_IN
+                                             "expect A\\d+ UID FETCH 5,9 .*\n"
+                                             "send * 1 FETCH (RFC822.SIZE 27 BODY[] {27}\\r\\n"
+                                             "Subject: late uid\\r\\n\\r\\nbody\\r\\n UID 9)"
+                                             "\\r\\nA3 OK done\n"
+                                             "expect A\\d+ LOGOUT\n"
+                                             "send * BYE\\r\\nA4 OK bye\n", NULL), 0);
+    email_imap_transporter_t *t = open_on(&s, EMAIL_SECURITY_NONE, 5);
+    uint32_t uids[] = {9, 5};
+    email_message_t *out[2] = {NULL, NULL};
+    int rc = keep_why(email_imap_get_mails(t, uids, 2, EMAIL_READ_PEEK, out, NULL));
+    if (rc)
+        fail_msg("email_imap_get_mails: %s", why);
+    assert_non_null(out[0]);
+    assert_string_equal(email_message_get_subject(out[0]), "late uid");
+    assert_string_equal(email_message_get_uid(out[0]), "9");
+    assert_int_equal(email_message_get_size(out[0]), 27);
+    assert_null(out[1]);
+    email_message_free(out[0]);
+    email_imap_transporter_free(t);
+    assert_int_equal(test_server_wait(&s, slack(15000)), 0);
+    test_server_stop(&s);
+}
+
 /* SELECT's answer a byte every 0.4 s: no gap reaches the 1 s timeout, the whole answer does. */
 static void test_trickled_reply(void **state)
 {
@@ -185,6 +215,7 @@ int main(void)
         LOOP_IDLE_TEST(test_plain_text_after_starttls),
         LOOP_IDLE_TEST(test_huge_literal),
         LOOP_IDLE_TEST(test_drop_in_literal),
+        LOOP_IDLE_TEST(test_uid_after_body),
         LOOP_IDLE_TEST(test_trickled_reply),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
