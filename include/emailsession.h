@@ -650,9 +650,11 @@ EMAIL_EXTERN email_imap_transporter_t *email_imap_transporter_new(const email_se
 /* Connects, secures and logs in if not done yet, then NOOP (4D's checkConnection). */
 EMAIL_EXTERN int email_imap_check_connection(email_imap_transporter_t *transporter,
                                              email_status_t *status);
-/* SELECT (EMAIL_IMAP_READ_WRITE) or EXAMINE (EMAIL_IMAP_READ_ONLY) the mailbox `name` (UTF-8 or
- * modified UTF-7, as listed), then UID SEARCH UNSEEN for its unseen count: *info (may be NULL)
- * filled, zeroed on failure. It becomes the mailbox of the calls that follow. */
+/* SELECT (EMAIL_IMAP_READ_WRITE) or EXAMINE (EMAIL_IMAP_READ_ONLY) the mailbox `name` (as
+ * email_imap_get_box_list gives it: modified UTF-7 for non-ASCII names; UTF-8 goes as it is, for
+ * servers that accept it), then UID SEARCH UNSEEN for its unseen count: *info (may be NULL)
+ * filled, zeroed on failure. It becomes the mailbox of the calls that follow. EMAIL_EINVAL for
+ * an empty name or one with CR or LF, or another mode. */
 EMAIL_EXTERN int email_imap_select_box(email_imap_transporter_t *transporter, const char *name,
                                        int mode, email_imap_box_info_t *info,
                                        email_status_t *status);

@@ -29,8 +29,9 @@ static int timeout_s = 5;
 static const char *const fixtures[] = {
     "From: a@example.org\r\nSubject: one\r\n\r\nbody one\r\n",
     "From: b@example.org\r\nSubject: two\r\n\r\nbody two\r\n",
-    "From: c@example.org\r\nSubject: =?UTF-8?Q?caf=C3=A9_cr=C3=A8me?=\r\nContent-Type: text/plain; "
-    "charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nun caf\xc3\xa9 cr\xc3\xa8me\r\n",
+    ("From: c@example.org\r\nSubject: =?UTF-8?Q?caf=C3=A9_cr=C3=A8me?=\r\nContent-Type: "
+     "text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+     "un caf\xc3\xa9 cr\xc3\xa8me\r\n"),
 };
 #define NFIX 3
 #define NBULK 250
