@@ -72,7 +72,8 @@ static int candidates(imap_session_t *s, bool unread, uint32_t **u, size_t *n, c
         email_status_clear(&st);
         if (rc)
             return rc;
-        qsort(*u, *n, sizeof **u, by_value);
+        if (*n)
+            qsort(*u, *n, sizeof **u, by_value);
     } else if (s->n && !(*u = malloc(s->n * sizeof **u))) {
         return email__error_set(EMAIL_ENOMEM, "%s: out of memory", fn);
     } else if (s->n) {
