@@ -3,6 +3,7 @@
  * is required, bytes after the OK to STARTTLS (in its segment and in a later one), a literal of
  * 4 GB announced, a connection dropped in the middle of a literal, a reply trickled past the
  * timeout. Each ends the call with a clear error, within the timeout; nothing waits for more.
+ * Also what dovecot never does: FETCH items in another order than asked, no UIDPLUS.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -184,6 +185,46 @@ static void test_uid_after_body(void **state)
     test_server_stop(&s);
 }
 
+/* A named session on a server without UIDPLUS: a deletion is \\Deleted at once, EXPUNGE when
+ * the session closes (then LOGOUT). The script fails if a command differs. */
+static void test_session_without_uidplus(void **state)
+{
+    (void)state;
+    test_server_t s;
+    assert_int_equal(test_scripted_start(&s,
+        "send * OK [CAPABILITY IMAP4rev1] scripted\n"
+        "expect A1 LOGIN \"alice\" \"pencil\"\n"
+        "send A1 OK logged in\n"
+        "expect A2 SELECT \"INBOX\"\n"
+        "send * 2 EXISTS\\r\\n* OK [UIDVALIDITY 7] ok\\r\\nA2 OK [READ-WRITE] selected\n"
+        "expect A3 UID SEARCH UNSEEN\n"
+        "send * SEARCH 4\\r\\nA3 OK done\n"
+        "expect A4 UID SEARCH ALL\n"
+        "send * SEARCH 3 4\\r\\nA4 OK done\n"
+        "expect A5 UID FETCH 3 \\(UID RFC822.SIZE BODY.PEEK\\[\\]\\)\n"
+        "send * 1 FETCH (UID 3 RFC822.SIZE 14 BODY[] {14}\\r\\nSubject: x\\r\\n\\r\\n)"
+        "\\r\\nA5 OK done\n"
+        "expect A6 UID STORE 3 \\+FLAGS.SILENT \\(\\\\Deleted\\)\n"
+        "send A6 OK done\n"
+        "expect A7 EXPUNGE\n"
+        "send * 1 EXPUNGE\\r\\nA7 OK done\n"
+        "expect A8 LOGOUT\n"
+        "send * BYE\\r\\nA8 OK bye\n", NULL), 0);
+    email_set_timeout(5);
+    if (!email_start_imap_session("alice", "pencil", "127.0.0.1", s.port, 0))
+        fail_msg("email_start_imap_session: %s", email_error_info());
+    email_message_t *m = NULL;
+    if (!email_read_first("alice", EMAIL_READ_PEEK, &m))
+        fail_msg("email_read_first: %s", email_error_info());
+    assert_string_equal(email_message_get_subject(m), "x");
+    assert_true(email_delete_message("alice", m));
+    email_message_free(m);
+    assert_int_equal(email_mailbox_count("alice", 0), 1);
+    assert_true(email_close_session("alice"));
+    assert_int_equal(test_server_wait(&s, slack(15000)), 0);
+    test_server_stop(&s);
+}
+
 /* SELECT's answer a byte every 0.4 s: no gap reaches the 1 s timeout, the whole answer does. */
 static void test_trickled_reply(void **state)
 {
@@ -216,6 +257,7 @@ int main(void)
         LOOP_IDLE_TEST(test_huge_literal),
         LOOP_IDLE_TEST(test_drop_in_literal),
         LOOP_IDLE_TEST(test_uid_after_body),
+        LOOP_IDLE_TEST(test_session_without_uidplus),
         LOOP_IDLE_TEST(test_trickled_reply),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
