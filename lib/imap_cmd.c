@@ -133,9 +133,12 @@ static int show_wire(imap_line_t *l)
     return 0;
 }
 
-/* Sends a command whole (every chunk of its UIDs). */
+/* Sends a command whole (every chunk of its UIDs; UIDs given to a command without a UID set
+ * are not its business). */
 static int send_cmd(imap_engine_t *e, imap_cmd_t *cmd)
 {
+    bool chunked = cmd->kind == IMAP_FETCH || cmd->kind == IMAP_STORE ||
+                   cmd->kind == IMAP_UID_EXPUNGE;
     size_t i = 0;
     int rc = 0;
     do {
@@ -145,7 +148,7 @@ static int send_cmd(imap_engine_t *e, imap_cmd_t *cmd)
         rc = rc ? rc : show_wire(&l);
         rc = rc ? rc : email__imap_line_send(e, &l);
         email__imap_line_free(&l);
-    } while (!rc && i < cmd->nuids);
+    } while (!rc && chunked && i < cmd->nuids);
     return rc;
 }
 
