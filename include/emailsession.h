@@ -641,6 +641,138 @@ EMAIL_EXTERN int email_pop3_undelete_all_async(email_pop3_transporter_t *transpo
                                                email_receive_cb done, void *user_data);
 
 /* ---------------------------------------------------------------------------------------------
+ * Receiving: 4D's IMAP transporter (RFC 3501; STARTTLS, SASL-IR, LITERAL+, UIDPLUS)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct email_imap_transporter_s email_imap_transporter_t;
+
+/* email_imap_select_box's mode. */
+enum {
+    EMAIL_IMAP_READ_WRITE = 0, /* SELECT */
+    EMAIL_IMAP_READ_ONLY = 1   /* EXAMINE: nothing in the box changes, \Seen included */
+};
+
+/* A selected mailbox (4D's boxInfo). The caller's; the reserved fields are zeroed by the call. */
+typedef struct email_imap_box_info_s {
+    uint32_t messages;          /* EXISTS */
+    uint32_t recent;            /* RECENT */
+    uint32_t unseen;            /* messages without \Seen (UID SEARCH UNSEEN) */
+    uint32_t uidvalidity;       /* UIDVALIDITY: UIDs stay valid while it stays the same */
+    uint32_t uidnext;           /* UIDNEXT, 0 when the server did not say */
+    /* true when this box was selected before on this transporter with another UIDVALIDITY:
+     * the UIDs kept from then name other messages now, or none */
+    bool uidvalidity_changed;
+    void *reserved_[4];
+} email_imap_box_info_t;
+
+/* A mailbox's attributes (email_imap_box_t.attributes, bits). */
+enum {
+    EMAIL_IMAP_NOSELECT = 1,      /* \Noselect: a level of the hierarchy, not a box */
+    EMAIL_IMAP_NOINFERIORS = 2,   /* \Noinferiors */
+    EMAIL_IMAP_HASCHILDREN = 4,   /* \HasChildren */
+    EMAIL_IMAP_HASNOCHILDREN = 8, /* \HasNoChildren */
+    EMAIL_IMAP_MARKED = 16,       /* \Marked */
+    EMAIL_IMAP_UNMARKED = 32      /* \Unmarked */
+};
+
+/* One mailbox of email_imap_get_box_list (4D's getBoxList). */
+typedef struct email_imap_box_s {
+    char *name;                 /* as the server lists it (modified UTF-7 for non-ASCII) */
+    char delimiter[2];          /* the hierarchy delimiter ("/", "."), "" when flat */
+    unsigned attributes;        /* EMAIL_IMAP_NOSELECT, ... */
+    bool selectable;            /* !(attributes & EMAIL_IMAP_NOSELECT) */
+    void *reserved_[2];
+} email_imap_box_t;
+
+/*
+ * An IMAP transporter for one server, with the settings of email_server_t as for POP3: port 0 →
+ * 143, or 993 with EMAIL_SECURITY_TLS; EMAIL_SECURITY_STARTTLS requires STARTTLS (a PREAUTH
+ * greeting on a plain connection is then EMAIL_ETLSREQUIRED); a password never goes in clear but
+ * to loopback (or with accept_unsecure_connection). authentication_mode NULL: the strongest SASL
+ * mechanism offered, else LOGIN. log_file: the conversation in 4D's format ("### IMAP Connected
+ * to ..."), LOGIN and AUTHENTICATE payloads as "****", message bodies never. Does not connect
+ * yet: the first call opens the session, which stays open until email_imap_transporter_free.
+ * NULL on bad settings (ErrorInfo says which, as email_transporter_new). Any thread.
+ *
+ * Every call below waits for the server (the loop's own thread gets EMAIL_EWOULDBLOCK), sets
+ * ErrorInfo, fills status when not NULL (success; status 1 for the server's OK, -1 for its NO,
+ * -2 for its BAD, 0 when the failure was not the server's; status_text the server's line or our
+ * text; enhanced_code the response code, such as "TRYCREATE" or "NONEXISTENT"), and returns 0
+ * or an EMAIL_E... code (EMAIL_ESERVER for a NO or BAD, EMAIL_EAUTH for refused credentials,
+ * EMAIL_ETLSREQUIRED, EMAIL_ETIMEDOUT, EMAIL_EPROTO for a malformed or oversized response,
+ * EMAIL_EINVAL for a bad argument, ...). Calls on one transporter take turns.
+ * The calls that name messages by UID work in the mailbox chosen last by email_imap_select_box
+ * (INBOX, read-write, when none was chosen). A session that ended (the server closed it, a
+ * timeout) is opened again by the next call, which selects that mailbox again first; when its
+ * UIDVALIDITY changed meanwhile the call fails with EMAIL_ESTALE and does nothing (the UIDs it
+ * was given may name other messages): the next call goes on with the new UIDVALIDITY.
+ */
+EMAIL_EXTERN email_imap_transporter_t *email_imap_transporter_new(const email_server_t *server);
+/* Connects, secures and logs in if not done yet, then NOOP (4D's checkConnection). */
+EMAIL_EXTERN int email_imap_check_connection(email_imap_transporter_t *transporter,
+                                             email_status_t *status);
+/* SELECT (EMAIL_IMAP_READ_WRITE) or EXAMINE (EMAIL_IMAP_READ_ONLY) the mailbox `name` (as
+ * email_imap_get_box_list gives it: modified UTF-7 for non-ASCII names; UTF-8 goes as it is, for
+ * servers that accept it), then UID SEARCH UNSEEN for its unseen count: *info (may be NULL)
+ * filled, zeroed on failure. It becomes the mailbox of the calls that follow. EMAIL_EINVAL for
+ * an empty name or one with CR or LF, or another mode. */
+EMAIL_EXTERN int email_imap_select_box(email_imap_transporter_t *transporter, const char *name,
+                                       int mode, email_imap_box_info_t *info,
+                                       email_status_t *status);
+/* LIST "" "*": every mailbox, into *list (*count entries in the server's order; NULL and 0 on
+ * failure), freed with email_imap_box_list_free. */
+EMAIL_EXTERN int email_imap_get_box_list(email_imap_transporter_t *transporter,
+                                         email_imap_box_t **list, size_t *count,
+                                         email_status_t *status);
+/* Frees a list of email_imap_get_box_list (NULL allowed). Any thread. */
+EMAIL_EXTERN void email_imap_box_list_free(email_imap_box_t *list, size_t count);
+/*
+ * UID FETCH of the message of that UID, parsed as it arrives (never held whole as text) into
+ * *out (the caller's, for email_message_free; NULL on failure) with email_message_get_uid (the
+ * UID as text) and email_message_get_size (RFC822.SIZE). options: EMAIL_READ_HEADERS (the
+ * header only), EMAIL_READ_PEEK (\Seen left as it was); without either the message is marked
+ * \Seen (4D's updateSeen), as reading it does. EMAIL_ENOTFOUND when the box has no such UID.
+ */
+EMAIL_EXTERN int email_imap_get_mail(email_imap_transporter_t *transporter, uint32_t uid,
+                                     int options, email_message_t **out, email_status_t *status);
+/*
+ * email_imap_get_mail for `count` UIDs at once (4D's getMails): out[i] (the caller's array of
+ * count pointers) gets the message of uids[i], or NULL when the box has no such UID (4D's
+ * notFound; a UID given twice is read once, at its first place). The UIDs go in a few pipelined
+ * commands, so a thousand messages take a few round trips. On failure every out[i] is NULL.
+ */
+EMAIL_EXTERN int email_imap_get_mails(email_imap_transporter_t *transporter,
+                                      const uint32_t *uids, size_t count, int options,
+                                      email_message_t **out, email_status_t *status);
+/*
+ * UID SEARCH (4D's searchMails): criteria in IMAP's syntax, ASCII (e.g. "ALL", "UNSEEN",
+ * "SUBJECT", "FROM"), then `text` (may be NULL) as its string argument, sent quoted or as a
+ * literal, with CHARSET UTF-8 when it is not ASCII. *uids gets the *count UIDs found (freed with
+ * free(); NULL when none). EMAIL_EINVAL for criteria with CR, LF or non-ASCII bytes.
+ */
+EMAIL_EXTERN int email_imap_search(email_imap_transporter_t *transporter, const char *criteria,
+                                   const char *text, uint32_t **uids, size_t *count,
+                                   email_status_t *status);
+/* UID STORE +FLAGS.SILENT / -FLAGS.SILENT of `flags` (e.g. "\\Seen \\Flagged", or keywords) on
+ * the count messages of uids (count ≥ 1). EMAIL_EINVAL for flags that are not a list of flag
+ * names (no parentheses, quotes, CR, LF or other bytes IMAP's atoms refuse). */
+EMAIL_EXTERN int email_imap_add_flags(email_imap_transporter_t *transporter,
+                                      const uint32_t *uids, size_t count, const char *flags,
+                                      email_status_t *status);
+EMAIL_EXTERN int email_imap_remove_flags(email_imap_transporter_t *transporter,
+                                         const uint32_t *uids, size_t count, const char *flags,
+                                         email_status_t *status);
+/* Marks the messages \Deleted (4D's delete); email_imap_expunge removes them. */
+EMAIL_EXTERN int email_imap_delete(email_imap_transporter_t *transporter, const uint32_t *uids,
+                                   size_t count, email_status_t *status);
+/* EXPUNGE: every message of the box marked \Deleted is removed (4D's expunge). */
+EMAIL_EXTERN int email_imap_expunge(email_imap_transporter_t *transporter,
+                                    email_status_t *status);
+/* LOGOUT, waits for its answer, frees. NULL is allowed. On the loop's own thread it cannot
+ * wait: LOGOUT goes, and the transporter is freed at the session's end. */
+EMAIL_EXTERN void email_imap_transporter_free(email_imap_transporter_t *transporter);
+
+/* ---------------------------------------------------------------------------------------------
  * WLanguage-style named sessions
  * ------------------------------------------------------------------------------------------- */
 
@@ -722,7 +854,8 @@ EMAIL_EXTERN bool email_send_mime_id(const char *user, const char *from,
  * the loop's thread (a callback with EMAIL_CALLBACK_LOOP_THREAD or email_use_loop) it does not
  * wait: the name is free at once and the session closes in the background once its queue is done
  * (each queued message still gets its outcome).
- * It ends every session of that name: an SMTP one and a POP3 one sharing it are both closed. A
+ * It ends every session of that name: an SMTP one and a POP3 or IMAP one sharing it are both
+ * closed (an IMAP session with LOGOUT, after EXPUNGE when deletions wait for it). A
  * POP3 session's QUIT commits its deletions; when that QUIT fails (the connection was lost) the
  * session is freed all the same, its deletions are lost, and the call returns false with
  * ErrorInfo saying why. EMAIL_ENOSESSION when no session has that name.
@@ -752,6 +885,21 @@ enum {
  * log file set for the name before (email_session_set_log_file) and the global log apply.
  */
 EMAIL_EXTERN bool email_start_pop3_session(const char *user, const char *password,
+                                           const char *server, int port, int option);
+/*
+ * Opens the IMAP session `user` (also the login), selects INBOX and takes its UIDs (UID SEARCH
+ * ALL): true once it is open, authenticated and listed. port 0 → 143, or 993 with
+ * EMAIL_OPTION_TLS; option as for POP3 (EMAIL_OPTION_DEFAULT uses STARTTLS when offered and never
+ * sends the password in clear but to loopback; EMAIL_OPTION_STARTTLS requires it). A name holds
+ * one receiving session, POP3 or IMAP (EMAIL_EEXIST for a second one); an SMTP session may share
+ * it. The reading functions below then take EMAIL_READ_UNREAD (only the messages UID SEARCH
+ * UNSEEN finds at that moment) and EMAIL_READ_PEEK (\Seen left as it was; without it, reading
+ * marks the message \Seen); email_message_get_uid is the UID. email_delete_message marks
+ * \Deleted and removes at once (UID EXPUNGE) when the server has UIDPLUS, else when the session
+ * closes (EXPUNGE before LOGOUT); email_mailbox_count with EMAIL_READ_UNREAD asks the server for
+ * the unseen ones. Errors as email_start_pop3_session. Waits for the server. Any thread.
+ */
+EMAIL_EXTERN bool email_start_imap_session(const char *user, const char *password,
                                            const char *server, int port, int option);
 /*
  * Reads the first, next, previous or last message of the mailbox (RETR, or TOP n 0 with

@@ -1,5 +1,5 @@
 /*
- * One SMTP or POP3 session over one TCP connection: its protocol engine (lib/engine.h) driven
+ * One SMTP, POP3 or IMAP session over one TCP connection: its protocol engine (lib/engine.h) driven
  * over the transport, with the connect timeout and a reply timer that restarts when bytes leave
  * or a whole reply comes (never for part of one: a server trickling a reply cannot hold the session).
  */
@@ -149,7 +149,8 @@ static void on_timeout(uv_timer_t *h)
         snprintf(text, sizeof text,
                  "timed out after %.3g s: the server did not greet (if this port expects TLS "
                  "from the first byte, such as %s, use EMAIL_OPTION_TLS / EMAIL_SECURITY_TLS)",
-                 ms / 1000.0, c->cfg.pop3 ? "995" : "465");
+                 ms / 1000.0, c->cfg.protocol == CONN_POP3   ? "995"
+                              : c->cfg.protocol == CONN_IMAP ? "993" : "465");
     else
         snprintf(text, sizeof text, "timed out after %.3g s %s", ms / 1000.0,
                  connecting ? "connecting to the server" : "waiting for the server");
@@ -356,14 +357,16 @@ static void tls_handshake(void *ud, int error, const char *text)
     connection_t *c = ud;
     if (error == EMAIL_ETLS && plain_text_seen(c)) {
         char why[300];
+        static const char *const ok[] = {"220", "+OK", "OK"}, *const verb[] = {
+            "STARTTLS", "STLS", "STARTTLS"}, *const port[] = {"587", "110", "143"};
+        enum connection_protocol p = c->cfg.protocol;
         if (c->started)
             snprintf(why, sizeof why, "the server sent plain-text bytes after its %s to %s "
-                     "instead of a TLS handshake (possible response injection)",
-                     c->cfg.pop3 ? "+OK" : "220", c->cfg.pop3 ? "STLS" : "STARTTLS");
+                     "instead of a TLS handshake (possible response injection)", ok[p], verb[p]);
         else
             snprintf(why, sizeof why, "the server answered in plain %s, not TLS: is this a "
                      "STARTTLS port? Use EMAIL_OPTION_STARTTLS / EMAIL_SECURITY_STARTTLS "
-                     "(usually port %s)", c->ops->name, c->cfg.pop3 ? "110" : "587");
+                     "(usually port %s)", c->ops->name, port[p]);
         email__connection_abort(c, c->started ? EMAIL_EPROTO : EMAIL_ETLS, why);
         return;
     }
@@ -375,7 +378,7 @@ static void tls_handshake(void *ud, int error, const char *text)
     email__tls_describe(c->tls, desc, sizeof desc);
     log_event(c, '#', "%s TLS established: %s", c->ops->name, desc);
     if (email__tls_resumed(c->tls))
-        log_event(c, '#', "SMTP TLS session resumed");
+        log_event(c, '#', "%s TLS session resumed", c->ops->name);
     if (c->started) {
         c->ops->tls_established(c->engine); /* STARTTLS: EHLO again */
         flush(c);
@@ -453,16 +456,22 @@ static void tr_failed(void *ud, int error, const char *text)
 /* The engine comes with the connection, waiting for the transport; work queues in it. */
 static void *new_engine(connection_t *c)
 {
-    if (c->cfg.pop3) {
-        static const engine_events_t ev = {
-            .log = eng_log, .ready = eng_ready, .starttls = eng_starttls, .closed = eng_closed};
-        engine_events_t evs = ev;
-        if (c->debug_engine)
-            evs.state = eng_state;
+    static const engine_events_t ev = {
+        .log = eng_log, .ready = eng_ready, .starttls = eng_starttls, .closed = eng_closed};
+    engine_events_t evs = ev;
+    if (c->debug_engine)
+        evs.state = eng_state;
+    if (c->cfg.protocol == CONN_POP3) {
         pop3_engine_config_t pcfg = c->cfg.pop3_engine;
         pcfg.wait_start = true;
         c->ops = &email__pop3_ops;
         return email__pop3_engine_new(&pcfg, &evs, c);
+    }
+    if (c->cfg.protocol == CONN_IMAP) {
+        imap_engine_config_t icfg = c->cfg.imap_engine;
+        icfg.wait_start = true;
+        c->ops = &email__imap_ops;
+        return email__imap_engine_new(&icfg, &evs, c);
     }
     c->ops = &email__smtp_ops;
     static const smtp_engine_callbacks_t base = {
@@ -572,6 +581,24 @@ int email__connection_pop3_submit(connection_t *c, pop3_cmd_t *cmd)
         flush(c);
     arm_timer(c, false);
     return rc;
+}
+
+int email__connection_imap_submit(connection_t *c, imap_cmd_t *cmd)
+{
+    if (c->closing)
+        return EMAIL_ESHUTDOWN;
+    if (c->ops != &email__imap_ops)
+        return EMAIL_EINVAL;
+    int rc = email__imap_engine_submit(c->engine, cmd);
+    if (!c->feeding)
+        flush(c);
+    arm_timer(c, false);
+    return rc;
+}
+
+const imap_engine_t *email__connection_imap_engine(const connection_t *c)
+{
+    return c->ops == &email__imap_ops ? c->engine : NULL;
 }
 
 void email__connection_release(connection_t *c, smtp_job_t *job, int error)

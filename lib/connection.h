@@ -1,5 +1,5 @@
 /*
- * One SMTP or POP3 session over one TCP connection: drives a protocol engine over a transport, with the
+ * One SMTP, POP3 or IMAP session over one TCP connection: drives a protocol engine over a transport, with the
  * connect timeout and the silence timer. Loop thread only. With EMAIL_DEBUG_ENGINE set in the
  * environment (read when a connection is made), the engine's state changes go to stderr, never
  * to the conversation log.
@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "imap.h"
 #include "pop3.h"
 #include "protocol.h"
 
@@ -20,8 +21,10 @@ typedef struct connection_config {
     const char *host;
     int port;
     smtp_engine_config_t engine;  /* allow_cleartext_auth is also set for loopback peers */
-    bool pop3;                    /* a POP3 session with pop3_engine (not SMTP with engine) */
+    /* which engine: SMTP with engine, POP3 with pop3_engine, IMAP with imap_engine */
+    enum connection_protocol { CONN_SMTP = 0, CONN_POP3, CONN_IMAP } protocol;
     pop3_engine_config_t pop3_engine;
+    imap_engine_config_t imap_engine;
     bool allow_insecure_auth;     /* credentials may go in cleartext to any peer */
     bool implicit_tls;            /* TLS from the first byte */
     const char *ca_file;          /* extra trust anchors */
@@ -56,6 +59,12 @@ int email__connection_cancel(connection_t *c, smtp_job_t *job);
 /* POP3: queues a command (sent once ready; its done callback always comes). EMAIL_ESHUTDOWN when
  * closing, EMAIL_EINVAL on an SMTP connection (and submit/cancel on a POP3 one). */
 int email__connection_pop3_submit(connection_t *c, pop3_cmd_t *cmd);
+/* IMAP: queues a command (sent once ready; its done callback always comes). EMAIL_ESHUTDOWN when
+ * closing, EMAIL_EINVAL on another protocol's connection or for a malformed command. */
+int email__connection_imap_submit(connection_t *c, imap_cmd_t *cmd);
+/* IMAP: the engine, for what it knows of the selected mailbox and the capabilities (NULL on
+ * another protocol's connection). */
+const imap_engine_t *email__connection_imap_engine(const connection_t *c);
 /* The end of data of job, held by its hold_eod, may go (error 0) or fails the job (error <0,
  * the session is dropped): email__smtp_engine_release, then what is to write is written. */
 void email__connection_release(connection_t *c, smtp_job_t *job, int error);

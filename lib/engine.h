@@ -1,6 +1,6 @@
 /*
  * What lib/connection.c needs of a sans-I/O protocol engine (SMTP's lib/protocol*.c, POP3's
- * lib/pop3*.c): a small table of functions over an opaque engine, and the events every engine
+ * lib/pop3*.c, IMAP's lib/imap*.c): a small table of functions over an opaque engine, and the events every engine
  * reports. The protocol's own work (SMTP jobs, POP3 commands) goes to the engine directly.
  */
 #ifndef EMAIL_ENGINE_H
@@ -27,7 +27,7 @@ typedef struct engine_events {
 } engine_events_t;
 
 typedef struct engine_ops {
-    const char *name;           /* "SMTP", "POP3": the log's words */
+    const char *name;           /* "SMTP", "POP3", "IMAP": the log's words */
     void (*free)(void *e);
     void (*start)(void *e, bool allow_cleartext_auth);
     int (*feed)(void *e, const char *data, size_t n);
@@ -43,8 +43,9 @@ typedef struct engine_ops {
     const email_status_t *(*status)(const void *e);
 } engine_ops_t;
 
-/* lib/protocol_ops.c and lib/pop3.c */
+/* lib/protocol_ops.c, lib/pop3.c and lib/imap.c */
 extern const engine_ops_t email__smtp_ops;
 extern const engine_ops_t email__pop3_ops;
+extern const engine_ops_t email__imap_ops;
 
 #endif

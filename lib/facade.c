@@ -15,7 +15,7 @@
 #include "log.h"
 #include "emailsession.h"
 #include "message.h"
-#include "pop3_facade.h"
+#include "recv_session.h"
 #include "registry.h"
 #include "runtime.h"
 #include "settings.h"
@@ -545,10 +545,10 @@ bool email_close_session(const char *user)
     if (!check_name(user))
         return false;
     bool smtp = close_session(user);
-    int pop3 = email__pop3_facade_close(user); /* a name may have both kinds: both end */
-    if (pop3 < 0)
+    int recv = email__recv_close(user); /* a name may have both kinds: both end */
+    if (recv < 0)
         return false; /* ErrorInfo: its QUIT failed, its deletions are lost */
-    if (!smtp && !pop3)
+    if (!smtp && !recv)
         return fail(EMAIL_ENOSESSION, "no session named \"%s\" is open", user);
     return succeed();
 }
@@ -649,13 +649,13 @@ int email_session_set_log_file(const char *user, const char *path)
             rc = EMAIL_EIO;
         email__log_sink_release(check);
     }
-    /* a POP3 session of that name takes it now; then no later start does */
-    int pop3 = rc ? 0 : email__pop3_facade_set_log(user, path, err, sizeof err);
-    if (pop3 < 0)
-        rc = pop3;
+    /* a POP3 or IMAP session of that name takes it now; then no later start does */
+    int recv = rc ? 0 : email__recv_set_log(user, path, err, sizeof err);
+    if (recv < 0)
+        rc = recv;
     session_t *s = NULL;
     if (!rc)
-        rc = preset_log(user, pop3 ? NULL : path, &s);
+        rc = preset_log(user, recv ? NULL : path, &s);
     if (!rc && s) {
         rc = email__transporter_set_log(s->t, path, err, sizeof err);
         release(s);
@@ -680,7 +680,7 @@ void email_shutdown(void)
         close_session(name); /* not email_close_session: the shutdown leaves ErrorInfo alone */
         free(name);
     }
-    email__pop3_facade_close_all();
+    email__recv_close_all();
     email__transporter_quiesce_all();
     email__runtime_stop();
     email__settings_reset();

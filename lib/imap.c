@@ -240,6 +240,8 @@ static void untagged_number(imap_engine_t *e, uint32_t n, imap_lex_t *lx)
         e->exists = n;
         if (e->cfg.mailbox.exists)
             e->cfg.mailbox.exists(e->ud, n);
+    } else if (email__imap_tok_is(&what, "RECENT")) {
+        e->recent = n;
     } else if (email__imap_tok_is(&what, "EXPUNGE")) {
         if (!n || n > e->exists) {
             email__imap_fail(e, EMAIL_EPROTO, "the server expunged message %u of %u", n,
@@ -267,6 +269,8 @@ static void untagged(imap_engine_t *e, const char *text, size_t n)
         email__imap_read_caps(e, text + lx.pos, n - lx.pos);
     else if (email__imap_tok_is(&t, "SEARCH"))
         email__imap_search_data(e, &lx);
+    else if (email__imap_tok_is(&t, "LIST"))
+        email__imap_list_data(e, &lx);
     else if (email__imap_tok_is(&t, "BYE") && e->state != IM_LOGOUT && e->state != IM_GREETING)
         email__imap_fail(e, EMAIL_ECLOSED, "the server ended the session: %.300s", rest);
     else if (email__imap_tok_is(&t, "OK") || email__imap_tok_is(&t, "NO") ||
@@ -448,9 +452,11 @@ void email__imap_engine_quit(imap_engine_t *e)
 void email__imap_engine_abort(imap_engine_t *e, int error, const char *text)
 {
     error = error ? error : EMAIL_ECLOSED;
-    if (email__imap_reader_busy(&e->rd) && !text)
-        text = "the connection ended in the middle of a response";
-    email__imap_fail(e, error, "%s", text ? text : email_strerror(error));
+    if (email__imap_reader_busy(&e->rd)) /* a message cut short says so */
+        email__imap_fail(e, error, "%s in the middle of a response",
+                         text ? text : "the connection ended");
+    else
+        email__imap_fail(e, error, "%s", text ? text : email_strerror(error));
 }
 
 bool email__imap_engine_waiting(const imap_engine_t *e)
@@ -465,6 +471,7 @@ bool email__imap_engine_is_closed(const imap_engine_t *e) { return e->state == I
 uint64_t email__imap_engine_replies(const imap_engine_t *e) { return e->replies; }
 unsigned email__imap_engine_caps(const imap_engine_t *e) { return e->caps; }
 uint32_t email__imap_engine_exists(const imap_engine_t *e) { return e->exists; }
+uint32_t email__imap_engine_recent(const imap_engine_t *e) { return e->recent; }
 uint32_t email__imap_engine_uidvalidity(const imap_engine_t *e) { return e->uidvalidity; }
 uint32_t email__imap_engine_uidnext(const imap_engine_t *e) { return e->uidnext; }
 
@@ -472,3 +479,26 @@ const email_status_t *email__imap_engine_status(const imap_engine_t *e)
 {
     return &e->status;
 }
+
+/* ------------------------------------------------------------------------------------------- */
+/* For lib/connection.c                                                                         */
+
+static void op_free(void *e) { email__imap_engine_free(e); }
+static void op_start(void *e, bool clear) { email__imap_engine_start(e, clear); }
+static int op_feed(void *e, const char *d, size_t n) { return email__imap_engine_feed(e, d, n); }
+static size_t op_take(void *e, const char **d) { return email__imap_engine_take(e, d); }
+static void op_written(void *e, size_t n) { email__imap_engine_written(e, n); }
+static bool op_waiting(const void *e) { return email__imap_engine_waiting(e); }
+static bool op_quitting(const void *e) { return email__imap_engine_quitting(e); }
+static uint64_t op_replies(const void *e) { return email__imap_engine_replies(e); }
+static void op_quit(void *e) { email__imap_engine_quit(e); }
+static void op_abort(void *e, int err, const char *t) { email__imap_engine_abort(e, err, t); }
+static void op_tls(void *e) { email__imap_engine_tls_established(e); }
+static const email_status_t *op_status(const void *e) { return email__imap_engine_status(e); }
+
+const engine_ops_t email__imap_ops = {
+    .name = "IMAP", .free = op_free, .start = op_start, .feed = op_feed, .take = op_take,
+    .written = op_written, .waiting = op_waiting, .quitting = op_quitting,
+    .replies = op_replies, .quit = op_quit, .abort = op_abort, .tls_established = op_tls,
+    .status = op_status,
+};

@@ -46,7 +46,7 @@ typedef struct imap_engine_config {
 
 enum imap_kind {
     IMAP_SELECT, IMAP_EXAMINE, IMAP_SEARCH, IMAP_FETCH, IMAP_STORE, IMAP_EXPUNGE,
-    IMAP_UID_EXPUNGE, IMAP_NOOP
+    IMAP_UID_EXPUNGE, IMAP_NOOP, IMAP_LIST
 };
 
 /* What UID FETCH asks for (bits). */
@@ -59,7 +59,8 @@ enum {
 typedef struct imap_cmd imap_cmd_t;
 struct imap_cmd {
     enum imap_kind kind;
-    const char *mailbox;        /* SELECT, EXAMINE (UTF-8 names are sent as they are) */
+    const char *mailbox;        /* SELECT, EXAMINE (UTF-8 names are sent as they are); LIST:
+                                   the pattern (LIST "" pattern) */
     /* SEARCH: the criteria (IMAP syntax, ASCII, e.g. "UNSEEN SUBJECT"), then an optional string
      * argument sent quoted or as a literal; "CHARSET UTF-8" goes first when it is not ASCII */
     const char *criteria, *text;
@@ -76,6 +77,9 @@ struct imap_cmd {
     /* FETCH: a message's data once its response ended (flags NULL or "\\Seen \\Flagged");
      * SEARCH: each UID found (seq 0, size 0, flags NULL). Nonzero ends the session. */
     int (*item)(imap_cmd_t *cmd, uint32_t seq, uint32_t uid, uint64_t size, const char *flags);
+    /* LIST: each mailbox (attributes "\\Noselect \\HasChildren" or "", the hierarchy
+     * delimiter or '\0' for none, the name unquoted); nonzero ends the session. */
+    int (*listed)(imap_cmd_t *cmd, const char *attributes, char delimiter, const char *name);
     void (*done)(imap_cmd_t *cmd);
     void *user;
 
@@ -118,8 +122,9 @@ enum {
     IMAP_CAP_KNOWN = 1 << 6      /* a capability list was read */
 };
 unsigned email__imap_engine_caps(const imap_engine_t *e);
-/* The selected mailbox: messages, UIDVALIDITY and UIDNEXT (0 when unknown). */
+/* The selected mailbox: messages, recent ones, UIDVALIDITY and UIDNEXT (0 when unknown). */
 uint32_t email__imap_engine_exists(const imap_engine_t *e);
+uint32_t email__imap_engine_recent(const imap_engine_t *e);
 uint32_t email__imap_engine_uidvalidity(const imap_engine_t *e);
 uint32_t email__imap_engine_uidnext(const imap_engine_t *e);
 

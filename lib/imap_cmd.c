@@ -81,7 +81,8 @@ static int fetch_items(const imap_cmd_t *cmd, imap_line_t *l)
 static int compose(imap_engine_t *e, imap_cmd_t *cmd, size_t *i, imap_line_t *l)
 {
     static const char *const verbs[] = {"SELECT ", "EXAMINE ", "UID SEARCH ", "UID FETCH ",
-                                        "UID STORE ", "EXPUNGE", "UID EXPUNGE ", "NOOP"};
+                                        "UID STORE ", "EXPUNGE", "UID EXPUNGE ", "NOOP",
+                                        "LIST \"\" "};
     unsigned tag;
     int rc = email__imap_line_tag(e, l, &tag);
     if (!cmd->tags)
@@ -93,7 +94,9 @@ static int compose(imap_engine_t *e, imap_cmd_t *cmd, size_t *i, imap_line_t *l)
     switch (cmd->kind) {
     case IMAP_SELECT:
     case IMAP_EXAMINE:
-        e->exists = e->uidvalidity = e->uidnext = 0; /* the new mailbox's come untagged */
+        e->exists = e->recent = e->uidvalidity = e->uidnext = 0; /* the new box's come untagged */
+        return email__imap_line_string(e, l, cmd->mailbox, false);
+    case IMAP_LIST:
         return email__imap_line_string(e, l, cmd->mailbox, false);
     case IMAP_SEARCH:
         if (cmd->text && !email__is_ascii(cmd->text, strlen(cmd->text)))
@@ -130,9 +133,12 @@ static int show_wire(imap_line_t *l)
     return 0;
 }
 
-/* Sends a command whole (every chunk of its UIDs). */
+/* Sends a command whole (every chunk of its UIDs; UIDs given to a command without a UID set
+ * are not its business). */
 static int send_cmd(imap_engine_t *e, imap_cmd_t *cmd)
 {
+    bool chunked = cmd->kind == IMAP_FETCH || cmd->kind == IMAP_STORE ||
+                   cmd->kind == IMAP_UID_EXPUNGE;
     size_t i = 0;
     int rc = 0;
     do {
@@ -142,7 +148,7 @@ static int send_cmd(imap_engine_t *e, imap_cmd_t *cmd)
         rc = rc ? rc : show_wire(&l);
         rc = rc ? rc : email__imap_line_send(e, &l);
         email__imap_line_free(&l);
-    } while (!rc && i < cmd->nuids);
+    } while (!rc && chunked && i < cmd->nuids);
     return rc;
 }
 
@@ -186,6 +192,7 @@ static bool well_formed(const imap_cmd_t *cmd)
     switch (cmd->kind) {
     case IMAP_SELECT:
     case IMAP_EXAMINE:
+    case IMAP_LIST:
         return cmd->mailbox && *cmd->mailbox;
     case IMAP_SEARCH:
         return cmd->criteria && *cmd->criteria && email__is_ascii(cmd->criteria,
@@ -195,7 +202,7 @@ static bool well_formed(const imap_cmd_t *cmd)
     case IMAP_UID_EXPUNGE:
         return cmd->nuids > 0;
     default:
-        return (unsigned)cmd->kind <= IMAP_NOOP;
+        return (unsigned)cmd->kind <= IMAP_LIST;
     }
 }
 
@@ -357,4 +364,48 @@ void email__imap_search_data(imap_engine_t *e, imap_lex_t *lx)
             return;
         }
     }
+}
+
+/* A LIST name or delimiter: an atom, NIL, or a string (a quoted one unescaped). */
+static bool list_string(const imap_tok_t *t, char *out, size_t size)
+{
+    if (t->kind != T_ATOM && t->kind != T_STRING && t->kind != T_NIL)
+        return false;
+    size_t n = 0;
+    bool quoted = t->kind == T_STRING && t->p[-1] == '"';
+    for (size_t i = 0; t->kind != T_NIL && i < t->n; i++) {
+        if (quoted && t->p[i] == '\\' && i + 1 < t->n)
+            i++;
+        if (n + 1 >= size || t->p[i] == '\0')
+            return false;
+        out[n++] = t->p[i];
+    }
+    out[n] = '\0';
+    return true;
+}
+
+void email__imap_list_data(imap_engine_t *e, imap_lex_t *lx)
+{
+    imap_cmd_t *cmd = NULL;
+    queue_t *q;
+    queue_foreach(q, &e->flight) {
+        imap_cmd_t *c = queue_data(q, imap_cmd_t, node);
+        if (c->kind == IMAP_LIST && !cmd)
+            cmd = c;
+    }
+    if (!cmd)
+        return;
+    char attrs[512], delim[8], name[1024];
+    imap_tok_t t = email__imap_lex(lx);
+    bool ok = t.kind == T_OPEN && read_flags(lx, attrs, sizeof attrs);
+    imap_tok_t d = email__imap_lex(lx), n = email__imap_lex(lx);
+    ok = ok && list_string(&d, delim, sizeof delim) && strlen(delim) <= 1 &&
+         list_string(&n, name, sizeof name);
+    if (!ok) {
+        email__imap_fail(e, EMAIL_EPROTO, "malformed LIST response");
+        return;
+    }
+    int rc = cmd->listed ? cmd->listed(cmd, attrs, delim[0], name) : 0;
+    if (rc)
+        email__imap_fail(e, rc, "%s", email_strerror(rc));
 }

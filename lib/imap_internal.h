@@ -51,7 +51,7 @@ struct imap_engine {
     queue_t queue;           /* imap_cmd_t submitted, not sent */
     queue_t flight;          /* sent, awaiting their tagged answers */
     size_t nflight;
-    uint32_t exists, uidvalidity, uidnext;
+    uint32_t exists, recent, uidvalidity, uidnext;
     uint64_t replies, body_mark;
     bool quit_asked;
 };
@@ -91,6 +91,8 @@ bool email__imap_cmd_tagged(imap_engine_t *e, unsigned tag, int status, const ch
 /* "* n FETCH (...)" (lx after FETCH), "* SEARCH ..." (lx after SEARCH). */
 void email__imap_fetch_data(imap_engine_t *e, uint32_t seq, imap_lex_t *lx);
 void email__imap_search_data(imap_engine_t *e, imap_lex_t *lx);
+/* "* LIST (attributes) delimiter name" (lx after LIST). */
+void email__imap_list_data(imap_engine_t *e, imap_lex_t *lx);
 int email__imap_body_data(imap_engine_t *e, uint32_t uid, const char *data, size_t n);
 void email__imap_fail_cmds(imap_engine_t *e);
 

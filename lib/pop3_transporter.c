@@ -106,7 +106,7 @@ static int open_session(email_pop3_transporter_t *t)
     connection_config_t cfg;
     email__transporter_make_config(t->settings, &cfg);
     smtp_engine_config_t *s = &cfg.engine;
-    cfg.pop3 = true;
+    cfg.protocol = CONN_POP3;
     cfg.pop3_engine = (pop3_engine_config_t){
         .creds = s->creds,
         .auth_mech = s->auth_mech,

@@ -4,7 +4,8 @@
 Writes tests/servers/dovecot/mail.conf.in, filled in, to a temporary folder, seeds the maildirs
 with the fixture messages given, starts `dovecot -F` on it and prints
 "PORT <pop3> <pop3s> <imap> <imaps>" once every port accepts connections (the plain ports offer
-STLS/STARTTLS; the others are TLS from the first byte). Accounts: tests/servers/dovecot/
+STLS/STARTTLS; the others are TLS from the first byte). --generate adds N messages, --mailbox
+empty folders, --folder runs in a given folder (so a test may change a maildir under dovecot). Accounts: tests/servers/dovecot/
 mail-passwd (alice and bob, password "pencil"). TLS uses --certs DIR (made by tests/certs.sh:
 good.pem / good.key, for 127.0.0.1), or a fresh set made in the folder. Stays up until
 SIGTERM/SIGINT or until its stdin reaches EOF; then stops dovecot and removes the folder.
@@ -59,25 +60,49 @@ def write_config(folder, ports, certs):
     return path
 
 
-def seed(folder, messages, generate=()):
+def user_spec(spec, option):
+    user, _, rest = spec.partition(":")
+    if not user or not rest:
+        raise SystemExit(f"dovecot_mail.py: {option} {spec!r} is not USER:VALUE")
+    return user, rest
+
+
+def maildir_of(folder, user, box=None):
+    maildir = os.path.join(folder, "home", user, "Maildir")
+    if box:
+        maildir = os.path.join(maildir, "." + box)  # Maildir++: a folder is a dot directory
+    for sub in ("new", "cur", "tmp"):
+        os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+    return maildir
+
+
+def seed(folder, messages, generate=(), mailboxes=()):
     """Each "user:file" into user's Maildir/new in the order given (their numbers follow it),
-    then the generated ones; the tree is then the mail user's (dovecot's mail processes never
-    run as root)."""
-    for i, spec in enumerate(messages):
-        user, _, path = spec.partition(":")
-        if not user or not path:
-            raise SystemExit(f"dovecot_mail.py: --message {spec!r} is not USER:FILE")
-        maildir = os.path.join(folder, "home", user, "Maildir")
-        for sub in ("new", "cur", "tmp"):
-            os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+    then "user:N" generated messages ("Subject: bulk <i>"), and "user:NAME" empty mailboxes;
+    the tree is then the mail user's (dovecot's mail processes never run as root)."""
+    items = []
+    for spec in messages:
+        user, path = user_spec(spec, "--message")
         with open(path, "rb") as f:
-            data = f.read().replace(b"\r\n", b"\n")
+            items.append((user, f.read().replace(b"\r\n", b"\n")))
+    for spec in generate:
+        user, rest = user_spec(spec, "--generate")
+        count, _, size = rest.partition(":")
+        try:
+            count, size = int(count), int(size) if size else 0
+        except ValueError:
+            raise SystemExit(f"dovecot_mail.py: --generate {spec!r} is not USER:N[:SIZE]")
+        for j in range(count):
+            items.append((user, generated(j + 1, size) if size else
+                          f"From: bulk@example.org\nSubject: bulk {j + 1}\n\n"
+                          f"bulk body {j + 1}\n".encode()))
+    for i, (user, data) in enumerate(items):
         # maildir names sort by their time part: the order given is the order served
         name = f"{1700000000 + i}.M{i}P{os.getpid()}.emailsession"
-        with open(os.path.join(maildir, "new", name), "wb") as f:
+        with open(os.path.join(maildir_of(folder, user), "new", name), "wb") as f:
             f.write(data)
-    seed_generated(folder, generate, len(messages))
-    os.makedirs(os.path.join(folder, "home"), exist_ok=True)
+    for spec in mailboxes:
+        maildir_of(folder, *user_spec(spec, "--mailbox"))
     uid = pwd.getpwnam(common.users()[2]).pw_uid
     gid = pwd.getpwnam(common.users()[2]).pw_gid
     for root, dirs, files in os.walk(os.path.join(folder, "home")):
@@ -102,26 +127,6 @@ def generated(number, size):
     return head + body
 
 
-def seed_generated(folder, specs, first):
-    """Each "user:count:size": count generated messages in user's Maildir/new, numbered on from
-    first (the maildir names keep them in order after the --message ones)."""
-    for spec in specs:
-        try:
-            user, count, size = spec.split(":")
-            count, size = int(count), int(size)
-        except ValueError:
-            raise SystemExit(f"dovecot_mail.py: --generate {spec!r} is not USER:COUNT:SIZE")
-        new = os.path.join(folder, "home", user, "Maildir", "new")
-        for sub in ("new", "cur", "tmp"):
-            os.makedirs(os.path.join(folder, "home", user, "Maildir", sub), exist_ok=True)
-        for i in range(count):
-            n = first + i
-            with open(os.path.join(new, f"{1700000000 + n}.M{n}P{os.getpid()}.emailsession"),
-                      "wb") as f:
-                f.write(generated(i + 1, size))
-        first += count
-    return first
-
 
 def make_certs(folder):
     certs = os.path.join(folder, "certs")
@@ -138,7 +143,7 @@ def run(folder, args):
             ports.append(p)
     certs = os.path.abspath(args.certs) if args.certs else make_certs(folder)
     config = write_config(folder, ports, certs)
-    seed(folder, args.message, args.generate)
+    seed(folder, args.message, args.generate, args.mailbox)
     proc = subprocess.Popen([common.DOVECOT, "-F", "-c", config], stdin=subprocess.DEVNULL,
                             preexec_fn=common.die_with_parent)
     try:
@@ -167,11 +172,20 @@ def main(argv):
     p.add_argument("--certs", help="folder of tests/certs.sh's files (default: a fresh set)")
     p.add_argument("--message", action="append", default=[], metavar="USER:FILE",
                    help="a fixture message for USER (repeat; numbered in this order)")
-    p.add_argument("--generate", action="append", default=[], metavar="USER:COUNT:SIZE",
-                   help="COUNT generated messages of SIZE bytes for USER, after the --message "
-                        "ones (repeat)")
+    p.add_argument("--generate", action="append", default=[], metavar="USER:N[:SIZE]",
+                   help="N generated messages for USER after the fixtures: \"Subject: bulk <i>\" "
+                        "ones, or with SIZE the benchmarks' messages of SIZE bytes (repeat)")
+    p.add_argument("--mailbox", action="append", default=[], metavar="USER:NAME",
+                   help="an empty mailbox NAME for USER besides INBOX (repeat)")
+    p.add_argument("--folder", help="the folder to run in (made if missing, removed at the end; "
+                   "default: a fresh temporary one), so a test can reach the maildirs; its "
+                   "parents must let dovecot's unprivileged processes through")
     args = p.parse_args(argv)
-    folder = tempfile.mkdtemp(prefix="emailsession-dovecot-mail-")
+    if args.folder:
+        os.makedirs(args.folder, exist_ok=True)
+        folder = args.folder
+    else:
+        folder = tempfile.mkdtemp(prefix="emailsession-dovecot-mail-")
     os.chmod(folder, 0o755)  # dovecot's unprivileged processes read under it
     try:
         return run(folder, args)

@@ -511,6 +511,43 @@ static void test_drop_in_literal(void **state)
     stop(&s);
 }
 
+static int on_listed(imap_cmd_t *cmd, const char *attributes, char delimiter, const char *name)
+{
+    tcmd_t *t = cmd->user;
+    email__buf_printf(&t->got, "[%s|%c|%s]", attributes, delimiter ? delimiter : '-', name);
+    return 0;
+}
+
+/* LIST: attributes, a delimiter or NIL, names as atoms, quoted strings (unescaped) and
+ * literals; RECENT kept with the selected box. */
+static void test_list_and_recent(void **state)
+{
+    (void)state;
+    session_t s;
+    imap_engine_config_t cfg = config();
+    start(&s, &cfg);
+    login(&s, CAPS);
+    tcmd_t list, sel;
+    submit(&s, &list, "list",
+           (imap_cmd_t){.kind = IMAP_LIST, .mailbox = "*", .listed = on_listed});
+    assert_string_equal(take(&s), "A3 LIST \"\" \"*\"\r\n");
+    expect(&s, "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+               "* LIST (\\Noselect \\HasChildren) \"/\" \"Work \\\"x\\\"\"\r\n"
+               "* LIST () NIL {5}\r\nab cd\r\n"
+               "A3 OK done\r\n", "");
+    assert_string_equal(str(&list.got), "[\\HasNoChildren|/|INBOX]"
+                                        "[\\Noselect \\HasChildren|/|Work \"x\"][|-|ab cd]");
+    submit(&s, &sel, "select", (imap_cmd_t){.kind = IMAP_EXAMINE, .mailbox = "INBOX"});
+    assert_string_equal(take(&s), "A4 EXAMINE \"INBOX\"\r\n");
+    expect(&s, "* 3 EXISTS\r\n* 2 RECENT\r\nA4 OK [READ-ONLY] done\r\n", "");
+    assert_int_equal(email__imap_engine_recent(s.e), 2);
+    EXPECT_EVENTS(&s, "done list ok 1 EMAIL_OK\nexists 3\ndone select ok 1 EMAIL_OK READ-ONLY\n");
+    assert_int_equal(feed(&s, "* LIST (\\Noselect\r\n"), 0); /* no LIST in flight: ignored */
+    email__buf_free(&list.got);
+    email__buf_free(&sel.got);
+    stop(&s);
+}
+
 /* A line over the cap, an answer with an unknown tag: protocol errors. */
 static void test_protocol_errors(void **state)
 {
@@ -549,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_nesting_bomb),
         cmocka_unit_test(test_drop_in_literal),
         cmocka_unit_test(test_protocol_errors),
+        cmocka_unit_test(test_list_and_recent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
