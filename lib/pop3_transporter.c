@@ -334,7 +334,7 @@ static int simple_in(email_pop3_transporter_t *t, enum pop3_kind kind, unsigned 
                      uint64_t generation, const char *what, email_status_t *status)
 {
     if (!t)
-        return email__error_set(EMAIL_EINVAL, "%s: the transporter is NULL", what);
+        return email__status_refuse(status, EMAIL_EINVAL, "%s: the transporter is NULL", what);
     pop3_call_t c = {.ncmds = 1, .want_generation = generation};
     c.cmds[0] = (pop3_cmd_t){.kind = kind, .number = number};
     return do_call(t, &c, what, status);
@@ -360,7 +360,8 @@ int email_pop3_check_connection(email_pop3_transporter_t *t, email_status_t *sta
 int email_pop3_delete(email_pop3_transporter_t *t, unsigned number, email_status_t *status)
 {
     if (!number)
-        return email__error_set(EMAIL_EINVAL, "email_pop3_delete: messages count from 1");
+        return email__status_refuse(status, EMAIL_EINVAL,
+                                    "email_pop3_delete: messages count from 1");
     return simple(t, POP3_DELE, number, "email_pop3_delete", status);
 }
 
@@ -373,8 +374,8 @@ int email_pop3_get_box_info(email_pop3_transporter_t *t, email_pop3_box_info_t *
                             email_status_t *status)
 {
     if (!t || !info)
-        return email__error_set(EMAIL_EINVAL, "email_pop3_get_box_info: %s is NULL",
-                                t ? "info" : "the transporter");
+        return email__status_refuse(status, EMAIL_EINVAL, "email_pop3_get_box_info: %s is NULL",
+                                    t ? "info" : "the transporter");
     pop3_call_t c = {.ncmds = 1};
     c.cmds[0] = (pop3_cmd_t){.kind = POP3_STAT};
     int rc = do_call(t, &c, "email_pop3_get_box_info", status);
@@ -409,8 +410,9 @@ int email_pop3_get_mail_info_list(email_pop3_transporter_t *t, email_pop3_mail_i
                                   size_t *count, email_status_t *status)
 {
     if (!t || !list || !count)
-        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail_info_list: %s is NULL",
-                                !t ? "the transporter" : !list ? "list" : "count");
+        return email__status_refuse(status, EMAIL_EINVAL,
+                                    "email_pop3_get_mail_info_list: %s is NULL",
+                                    !t ? "the transporter" : !list ? "list" : "count");
     return email__pop3_list(t, list, count, NULL, status, "email_pop3_get_mail_info_list");
 }
 
@@ -418,8 +420,8 @@ int email_pop3_get_mail_raw(email_pop3_transporter_t *t, unsigned number, char *
                             size_t *length, email_status_t *status)
 {
     if (!t || !data || !length || !number)
-        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail_raw: %s",
-                                !number ? "messages count from 1" : "an argument is NULL");
+        return email__status_refuse(status, EMAIL_EINVAL, "email_pop3_get_mail_raw: %s",
+                                    !number ? "messages count from 1" : "an argument is NULL");
     *data = NULL;
     *length = 0;
     pop3_call_t c = {.ncmds = 1};
@@ -447,7 +449,7 @@ int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers
     c.cmds[1] = (pop3_cmd_t){.kind = POP3_UIDL, .number = number};
     c.cmds[2] = (pop3_cmd_t){.kind = headers_only ? POP3_TOP : POP3_RETR, .number = number};
     if (email__mime_parser_new(&c.parser))
-        return email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+        return email__status_refuse(status, EMAIL_ENOMEM, "%s: out of memory", what);
     int rc = do_call(t, &c, what, status);
     email_message_t *m = NULL;
     if (rc) {
@@ -472,7 +474,7 @@ int email_pop3_get_mail(email_pop3_transporter_t *t, unsigned number, email_mess
     if (out)
         *out = NULL;
     if (!t || !out || !number)
-        return email__error_set(EMAIL_EINVAL, "email_pop3_get_mail: %s",
-                                !number ? "messages count from 1" : "an argument is NULL");
+        return email__status_refuse(status, EMAIL_EINVAL, "email_pop3_get_mail: %s",
+                                    !number ? "messages count from 1" : "an argument is NULL");
     return email__pop3_fetch(t, number, false, 0, out, status, "email_pop3_get_mail");
 }

@@ -1,11 +1,15 @@
 /* Error codes (one X-macro table → enum, texts, names) and email_status_t with its lists. */
 #include "status.h"
 
+#include <stdarg.h>
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "error.h"
 
 const char *email_strerror(int code)
 {
@@ -368,4 +372,17 @@ void email__status_release_all(void)
     held_buckets = NULL;
     held_nbuckets = held_count = 0;
     pthread_mutex_unlock(&held_lock);
+}
+
+int email__status_refuse(email_status_t *s, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    email__error_vset(code, fmt, ap);
+    va_end(ap);
+    if (s) {
+        email__status_init(s);
+        email__status_fail(s, code, "%s", email__error_text());
+    }
+    return code;
 }

@@ -45,6 +45,10 @@ const char *email__error_component(int code);
 void email__status_init(email_status_t *s);
 /* Sets the failure fields: error code, our text (printf-style), reply code 0. */
 void email__status_fail(email_status_t *s, int error, const char *fmt, ...) EMAIL_PRINTF(3, 4);
+/* A public call refused before anything went (bad arguments, no memory): ErrorInfo set to the
+ * text, and s (when not NULL) zeroed and failed with the same code and text, so that a caller's
+ * status is always filled; returns code. */
+int email__status_refuse(email_status_t *s, int code, const char *fmt, ...) EMAIL_PRINTF(3, 4);
 /* Sets reply fields from a server reply. */
 void email__status_set_reply(email_status_t *s, int code, const char *enhanced, const char *text);
 /*

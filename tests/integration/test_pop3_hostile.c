@@ -275,6 +275,30 @@ static void test_uidl_bounds(void **state)
     test_server_stop(&s);
 }
 
+/* A call refused for its arguments still fills the caller's status (which may hold anything
+ * before): the code and the text, and email_status_clear is safe after it. */
+static void test_refusals_fill_status(void **state)
+{
+    (void)state;
+    email_pop3_transporter_t *t = transporter_on(1, EMAIL_SECURITY_NONE); /* never connects */
+    email_status_t st;
+    memset(&st, 0xA5, sizeof st);
+    assert_int_equal(email_pop3_get_mail(t, 0, &(email_message_t *){NULL}, &st), EMAIL_EINVAL);
+    assert_false(st.success);
+    assert_int_equal(st.error, EMAIL_EINVAL);
+    assert_contains(st.status_text, "count from 1");
+    email_status_clear(&st);
+    memset(&st, 0xA5, sizeof st);
+    assert_int_equal(email_pop3_get_box_info(t, NULL, &st), EMAIL_EINVAL);
+    assert_contains(st.status_text, "info is NULL");
+    email_status_clear(&st);
+    memset(&st, 0xA5, sizeof st);
+    assert_int_equal(email_pop3_delete(t, 0, &st), EMAIL_EINVAL);
+    assert_int_equal(st.error, EMAIL_EINVAL);
+    email_status_clear(&st);
+    email_pop3_transporter_free(t);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -311,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_endless_line),
         cmocka_unit_test(test_huge_numbers),
         cmocka_unit_test(test_uidl_bounds),
+        cmocka_unit_test(test_refusals_fill_status),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

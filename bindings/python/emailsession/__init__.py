@@ -43,8 +43,11 @@ from .session import (ERROR, OPTION_ALLOW_INSECURE_AUTH, OPTION_DEFAULT, OPTION_
 from .transporter import SECURITY_NONE, SECURITY_STARTTLS, SECURITY_TLS, Server, Transporter
 from ._reading import (PARSE_8BIT_HEADER, PARSE_ADDRESS, PARSE_CHARSET, PARSE_ENCODING,
                        PARSE_HEADER, PARSE_LIMIT, PARSE_MULTIPART, Part)
-from .pop3 import (READ_ALL, READ_HEADERS, READ_PEEK, READ_UNREAD, BoxInfo, MailInfo,
-                   POP3Session, POP3Transporter)
+from .pop3 import BoxInfo, MailInfo, POP3Transporter
+from .mailbox import READ_ALL, READ_HEADERS, READ_PEEK, READ_UNREAD, IMAPSession, POP3Session
+from .imap import (IMAP_HASCHILDREN, IMAP_HASNOCHILDREN, IMAP_MARKED, IMAP_NOINFERIORS,
+                   IMAP_NOSELECT, IMAP_READ_ONLY, IMAP_READ_WRITE, IMAP_UNMARKED, IMAPTransporter,
+                   ImapBoxStatus, Mailbox)
 
 # The error codes as module constants too: emailsession.EAUTH == -11.
 globals().update({code.name: code for code in ErrorCode if code.name != "OK"})
@@ -165,4 +168,7 @@ __all__ = [
     "PARSE_MULTIPART", "PARSE_ADDRESS", "PARSE_LIMIT",
     "BoxInfo", "MailInfo", "POP3Session", "POP3Transporter", "READ_ALL", "READ_UNREAD",
     "READ_HEADERS", "READ_PEEK",
+    "IMAPSession", "IMAPTransporter", "ImapBoxStatus", "Mailbox", "IMAP_READ_WRITE",
+    "IMAP_READ_ONLY", "IMAP_NOSELECT", "IMAP_NOINFERIORS", "IMAP_HASCHILDREN",
+    "IMAP_HASNOCHILDREN", "IMAP_MARKED", "IMAP_UNMARKED",
 ] + [code.name for code in ErrorCode if code.name != "OK"]

@@ -78,6 +78,23 @@ class Pop3MailInfo(ctypes.Structure):
     _fields_ = [("number", ctypes.c_uint), ("size", c_uint64), ("uid", ctypes.c_char * 72)]
 
 
+class ImapBoxInfo(ctypes.Structure):
+    """email_imap_box_info_t."""
+
+    _fields_ = [("messages", ctypes.c_uint32), ("recent", ctypes.c_uint32),
+                ("unseen", ctypes.c_uint32), ("uidvalidity", ctypes.c_uint32),
+                ("uidnext", ctypes.c_uint32), ("uidvalidity_changed", c_bool),
+                ("reserved_", c_void_p * 4)]
+
+
+class ImapBox(ctypes.Structure):
+    """email_imap_box_t."""
+
+    _fields_ = [("name", c_char_p), ("delimiter", ctypes.c_char * 2),
+                ("attributes", ctypes.c_uint), ("selectable", c_bool),
+                ("reserved_", c_void_p * 2)]
+
+
 class MailboxResult(ctypes.Structure):
     """email_mailbox_result_t (made by the library only: read, never allocated here)."""
 
@@ -211,6 +228,28 @@ _PROTOTYPES = {
     "email_pop3_delete_async": (c_int, [c_void_p, ctypes.c_uint, RECEIVE_CB, c_void_p]),
     "email_pop3_undelete_all_async": (c_int, [c_void_p, RECEIVE_CB, c_void_p]),
     "email_start_pop3_session": (c_bool, [c_char_p, c_char_p, c_char_p, c_int, c_int]),
+    "email_start_imap_session": (c_bool, [c_char_p, c_char_p, c_char_p, c_int, c_int]),
+    # IMAP: the transporter
+    "email_imap_transporter_new": (c_void_p, [ctypes.POINTER(Server)]),
+    "email_imap_check_connection": (c_int, [c_void_p, StatusP]),
+    "email_imap_select_box": (c_int, [c_void_p, c_char_p, c_int, ctypes.POINTER(ImapBoxInfo),
+                                      StatusP]),
+    "email_imap_get_box_list": (c_int, [c_void_p, ctypes.POINTER(ctypes.POINTER(ImapBox)),
+                                        ctypes.POINTER(c_size_t), StatusP]),
+    "email_imap_box_list_free": (None, [ctypes.POINTER(ImapBox), c_size_t]),
+    "email_imap_get_mail": (c_int, [c_void_p, ctypes.c_uint32, c_int, MessageP, StatusP]),
+    "email_imap_get_mails": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t, c_int,
+                                     MessageP, StatusP]),
+    "email_imap_search": (c_int, [c_void_p, c_char_p, c_char_p,
+                                  ctypes.POINTER(ctypes.POINTER(ctypes.c_uint32)),
+                                  ctypes.POINTER(c_size_t), StatusP]),
+    "email_imap_add_flags": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t,
+                                     c_char_p, StatusP]),
+    "email_imap_remove_flags": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t,
+                                        c_char_p, StatusP]),
+    "email_imap_delete": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t, StatusP]),
+    "email_imap_expunge": (c_int, [c_void_p, StatusP]),
+    "email_imap_transporter_free": (None, [c_void_p]),
     "email_read_first": (c_bool, [c_char_p, c_int, MessageP]),
     "email_read_next": (c_bool, [c_char_p, c_int, MessageP]),
     "email_read_previous": (c_bool, [c_char_p, c_int, MessageP]),

@@ -12,7 +12,9 @@ import pytest
 from emailsession import _lib
 
 STRUCTS = {"email_status_t": _lib.Status, "email_server_t": _lib.Server,
-           "email_pop3_box_info_t": _lib.Pop3BoxInfo, "email_pop3_mail_info_t": _lib.Pop3MailInfo}
+           "email_pop3_box_info_t": _lib.Pop3BoxInfo, "email_pop3_mail_info_t": _lib.Pop3MailInfo,
+           "email_mailbox_result_t": _lib.MailboxResult, "email_imap_box_info_t": _lib.ImapBoxInfo,
+           "email_imap_box_t": _lib.ImapBox}
 
 
 def c_layout(tmp_path):

@@ -4,7 +4,9 @@ POP3Session) against a private Dovecot (tests/servers/dovecot_mail.py) on 127.0.
 import asyncio
 import datetime
 import os
+import pathlib
 import subprocess
+from typing import NamedTuple
 
 import pytest
 
@@ -32,9 +34,17 @@ def fixture(n):
 SUBJECTS = ["Jürg", "Second", "Third"]
 
 
+class Box(NamedTuple):
+    pop3: int
+    pop3s: int
+    imap: int
+    imaps: int
+    certs: pathlib.Path
+
+
 @pytest.fixture
 def mailbox(tmp_path):
-    """Dovecot with alice's box holding the three fixtures: (pop3 port, pop3s port, certs)."""
+    """Dovecot with alice's box holding the three fixtures: its four ports and certificates."""
     if not os.path.exists(os.environ.get("DOVECOT", "/usr/sbin/dovecot")):
         pytest.skip("dovecot is not installed (tools/setup.sh installs it)")
     args = [PYTHON3, str(SERVERS / "dovecot_mail.py")]
@@ -52,7 +62,7 @@ def mailbox(tmp_path):
         proc.kill()
         raise RuntimeError(f"dovecot_mail.py did not start: {line!r}")
     ports = [int(p) for p in line.split()[1:]]
-    yield ports[0], ports[1], certs
+    yield Box(*ports[:4], certs)
     proc.stdin.close()
     proc.wait(30)
     proc.stdout.close()
@@ -95,9 +105,8 @@ def test_a_built_message_reads_back():
 
 
 def transporter(mailbox, **kw):
-    port, _, certs = mailbox
-    settings = dict(host="127.0.0.1", port=port, user="alice", password="pencil",
-                    ca_file=str(certs / "ca.pem"))
+    settings = dict(host="127.0.0.1", port=mailbox.pop3, user="alice", password="pencil",
+                    ca_file=str(mailbox.certs / "ca.pem"))
     settings.update(kw)
     return es.POP3Transporter(**settings)
 
@@ -140,7 +149,7 @@ def test_pop3_transporter_errors(mailbox):
 
 
 def test_pop3_transporter_over_tls(mailbox):
-    _, pop3s, certs = mailbox
+    pop3s, certs = mailbox.pop3s, mailbox.certs
     with es.POP3Transporter(host="127.0.0.1", port=pop3s, user="alice", password="pencil",
                             security=es.SECURITY_TLS, ca_file=str(certs / "ca.pem")) as t:
         assert t.box_info().count == 3
@@ -152,13 +161,13 @@ def test_pop3_transporter_over_tls(mailbox):
 
 @pytest.fixture
 def our_ca(mailbox):
-    es.set_ca_file(str(mailbox[2] / "ca.pem"))
+    es.set_ca_file(str(mailbox.certs / "ca.pem"))
     yield
     es.set_ca_file(None)
 
 
 def test_pop3_session_reads_like_wlanguage(mailbox, our_ca):
-    port = mailbox[0]
+    port = mailbox.pop3
     with es.POP3Session("alice", "pencil", "127.0.0.1", port) as s:
         assert s.count() == 3
         assert [m.subject for m in s] == SUBJECTS
@@ -181,7 +190,7 @@ def test_pop3_session_reads_like_wlanguage(mailbox, our_ca):
 
 
 def test_pop3_session_refused_password(mailbox, our_ca, closed_port):
-    port = mailbox[0]
+    port = mailbox.pop3
     with pytest.raises(es.AuthenticationError):
         es.POP3Session("alice", "wrong", "127.0.0.1", port)
     with pytest.raises(es.ConnectionError):
@@ -215,3 +224,84 @@ def test_pop3_transporter_asyncio(mailbox):
             with pytest.raises(es.AuthenticationError):
                 await t.get_mail_async(1)
     asyncio.run(main())
+
+
+def imap_transporter(mailbox, **kw):
+    settings = dict(host="127.0.0.1", port=mailbox.imap, user="alice", password="pencil",
+                    ca_file=str(mailbox.certs / "ca.pem"))
+    settings.update(kw)
+    return es.IMAPTransporter(**settings)
+
+
+def test_imap_transporter(mailbox, tmp_path):
+    log = tmp_path / "imap.log"
+    with imap_transporter(mailbox, log_file=str(log)) as t:
+        t.check_connection()
+        assert "INBOX" in [b.name for b in t.box_list() if b.selectable]
+        box = t.select_box("INBOX")
+        assert (box.messages, box.unseen, box.uidvalidity_changed) == (3, 3, False)
+        uids = t.search("ALL")
+        assert len(uids) == 3
+        m = t.get_mail(uids[0], es.READ_PEEK)
+        assert (m.subject, m.uid, m.size) == ("Jürg", str(uids[0]), len(fixture(1)))
+        assert t.select_box("INBOX").unseen == 3          # PEEK left \Seen alone
+        assert t.get_mail(uids[1]).subject == "Second"  # reading marks it
+        assert t.search("UNSEEN") == [uids[0], uids[2]]
+        got = t.get_mails(uids + [99999], es.READ_PEEK)
+        assert [g.subject if g else None for g in got] == SUBJECTS + [None]
+        assert got[2].attachments[0].data == b"\x00\x01\x02\x03\x04"
+        head = t.get_mail(uids[2], es.READ_HEADERS | es.READ_PEEK)
+        assert head.subject == "Third" and not head.attachments
+        assert t.search("SUBJECT", "Jürg") == [uids[0]]  # UTF-8: CHARSET UTF-8
+        t.add_flags(uids[2], "\\Flagged")
+        assert t.search("FLAGGED") == [uids[2]]
+        t.remove_flags([uids[2]], "\\Flagged")
+        assert t.search("FLAGGED") == []
+        with pytest.raises(ValueError):                   # refused before the library
+            t.add_flags(uids[2], "\\Seen\r\nA1 LOGOUT")
+        with pytest.raises(es.InvalidArgumentError):       # refused by the library
+            t.add_flags(uids[2], "\\Seen) (\\Deleted")
+        with pytest.raises(es.Error) as info:
+            t.get_mail(99999)
+        assert info.value.code == es.ENOTFOUND
+        t.delete(uids[2])
+        t.expunge()
+        assert t.select_box("INBOX").messages == 2
+        with pytest.raises(es.Error) as info:
+            t.select_box("No such box")
+        assert info.value.status == -1 and info.value.code == es.ESERVER
+    text = log.read_text()
+    assert "### IMAP Connected" in text and "pencil" not in text and "body 3" not in text
+
+
+def test_imap_transporter_tls_and_refusals(mailbox):
+    with es.IMAPTransporter(host="127.0.0.1", port=mailbox.imaps, user="alice",
+                            password="pencil", security=es.SECURITY_TLS,
+                            ca_file=str(mailbox.certs / "ca.pem")) as t:
+        assert t.select_box("INBOX", es.IMAP_READ_ONLY).messages == 3
+    with imap_transporter(mailbox, password="wrong") as t:
+        with pytest.raises(es.AuthenticationError):
+            t.check_connection()
+    with imap_transporter(mailbox) as t:
+        with pytest.raises(ValueError):
+            t.get_mail(0)
+        with pytest.raises(ValueError):
+            t.get_mails([])
+
+
+def test_imap_session_reads_like_wlanguage(mailbox, our_ca):
+    with es.IMAPSession("alice", "pencil", "127.0.0.1", mailbox.imap) as s:
+        assert s.count() == 3 and s.count(es.READ_UNREAD) == 3
+        first = s.read_first(es.READ_PEEK)
+        assert first.subject == "Jürg" and s.count(es.READ_UNREAD) == 3
+        assert s.read_next().subject == "Second"          # marks it \Seen
+        assert s.count(es.READ_UNREAD) == 2
+        assert s.read_first(es.READ_UNREAD | es.READ_PEEK).subject == "Jürg"
+        assert s.read_last().subject == "Third"
+        assert s.read_next() is None
+        s.delete(first)
+        assert s.count() == 2
+        with pytest.raises(es.SessionError):
+            es.POP3Session("alice", "pencil", "127.0.0.1", mailbox.pop3)  # one per name
+    with es.IMAPSession("alice", "pencil", "127.0.0.1", mailbox.imap) as s:
+        assert [m.subject for m in s] == ["Second", "Third"]
