@@ -689,10 +689,12 @@ static void drain(harness_t *h)
     h->plus_at_take = h->plus;
 }
 
-static const char *const mailboxes[] = {"INBOX", "Archive/2026", "Entw\xc3\xbcrfe", "a\"b\\c",
-                                        "Sent Items", "\xe6\x97\xa5\xe6\x9c\xac", "x", "INBOX.Trash"};
-static const char *const texts[] = {"invoice", "Gr\xc3\xbc\xc3\x9f" "e", "\xe4\xbd\xa0\xe5\xa5\xbd",
-                                    "say \"hi\"", NULL, "caf\xc3\xa9 au lait", "a\\b", ""};
+static const char *const mailboxes[] = {"INBOX", "Archive/2026", "Entw\xc3\xbcrfe",
+                                        "a\"b\\c", "Sent Items", "\xe6\x97\xa5\xe6\x9c\xac",
+                                        "x", "INBOX.Trash"};
+static const char *const texts[] = {"invoice", "Gr\xc3\xbc\xc3\x9f" "e",
+                                    "\xe4\xbd\xa0\xe5\xa5\xbd", "say \"hi\"", NULL,
+                                    "caf\xc3\xa9 au lait", "a\\b", ""};
 
 FUZZ_NOCOV static void setup_cmd(harness_t *h, size_t i, uint8_t c0, uint8_t c1)
 {
