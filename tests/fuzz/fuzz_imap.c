@@ -211,6 +211,7 @@ typedef struct ref_lit {
 
 typedef struct ref {
     fuzz_str_t text;      /* the response so far (kept literals included) */
+    size_t seg;           /* where the line segment being read starts (after a literal) */
     uint64_t off;         /* stream offset of the next byte */
     uint64_t left;        /* literal bytes still to come */
     bool in_lit, body;
@@ -380,8 +381,10 @@ FUZZ_NOCOV static void ref_feed(ref_t *r, const uint8_t *p, size_t n)
         if (r->in_lit) {
             if (!r->body)
                 fuzz_str_add(&r->text, p + i, 1);
-            if (--r->left == 0)
+            if (--r->left == 0) {
                 r->in_lit = false;
+                r->seg = r->text.len;
+            }
             continue;
         }
         fuzz_str_add(&r->text, p + i, 1);
@@ -392,11 +395,11 @@ FUZZ_NOCOV static void ref_feed(ref_t *r, const uint8_t *p, size_t n)
         if (len && s[len - 1] == '\r')
             len--;
         size_t b = len;
-        while (b > 0 && s[b - 1] != '{')
+        while (b > r->seg && s[b - 1] != '{')
             b--;
         uint64_t lit;
         uint32_t uid;
-        if (b > 0 && ref_literal_head(s + b, len - b, &lit)) {
+        if (b > r->seg && ref_literal_head(s + b, len - b, &lit)) {
             r->body = ref_is_body(s, b - 1, &uid);
             if (r->body && r->nlits < MAX_LITS)
                 r->lits[r->nlits++] = (ref_lit_t){.start = r->off + 1, .len = lit, .uid = uid};
@@ -406,9 +409,11 @@ FUZZ_NOCOV static void ref_feed(ref_t *r, const uint8_t *p, size_t n)
                 r->text.len = b - 1;
                 fuzz_str_puts(&r->text, "{0}\r\n");
             }
+            r->seg = r->text.len; /* a literal's bytes are no part of the next segment */
             continue;
         }
         r->text.len = 0;
+        r->seg = 0;
     }
 }
 
