@@ -302,7 +302,8 @@ static void tagged(imap_engine_t *e, const char *text)
     response_code(e, rest);
     if (e->pending.len && tag == e->pending_tag) {
         /* answered before its "+": the rest of the command must never go, nor hold up the
-         * commands after it */
+         * commands after it (nor linger: it may be a password) */
+        memset(e->pending.data, 0, e->pending.len);
         email__buf_reset(&e->pending);
         e->nsplits = 0;
     }

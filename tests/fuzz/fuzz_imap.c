@@ -653,13 +653,11 @@ FUZZ_NOCOV static void wire_byte(harness_t *h, char c)
     if (w->cr) {
         FUZZ_CHECK(c == '\n', "CR alone");
         w->cr = false;
-        size_t before = w->line.len;
         wire_literal_head(h);
         if (w->state == 2) {
             fuzz_str_add(&w->line, " ", 1);
             if (!w->left)
                 w->state = 1;
-            (void)before;
             return;
         }
         wire_line(h, w->line.p ? w->line.p : "", w->line.len);
