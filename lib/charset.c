@@ -267,6 +267,74 @@ static int decode_with(const char *charset, email_buf_t *out, const char *in, si
     return result;
 }
 
+/* One ISO-2022-JP character set designation at in[0] (ESC): its set and length, 0 if unknown. */
+static size_t jis_escape(const char *in, size_t n, int *set)
+{
+    static const struct {
+        const char *seq;
+        int set;
+    } escapes[] = {{"\x1b(B", 0}, {"\x1b(J", 0}, {"\x1b$B", 1}, {"\x1b$@", 1},
+                   {"\x1b(I", 2}, {"\x1b$(D", 3}};
+    for (size_t i = 0; i < sizeof escapes / sizeof *escapes; i++) {
+        size_t len = strlen(escapes[i].seq);
+        if (n >= len && !memcmp(in, escapes[i].seq, len)) {
+            *set = escapes[i].set;
+            return len;
+        }
+    }
+    return 0;
+}
+
+/*
+ * ISO-2022-JP as Japanese mailers write it (Microsoft's CP50220/CP50221: the NEC special and
+ * NEC-selected IBM extension rows inside ESC $ B, half-width katakana after ESC ( I), which
+ * neither of glibc's ISO-2022-JP-2/-3 reads, rewritten as CP932 (Shift_JIS with those rows),
+ * which glibc reads. False when the text is not shaped like that (JIS X 0212 is not in CP932:
+ * ISO-2022-JP-2 reads it).
+ */
+static bool jis_to_cp932(email_buf_t *out, const char *in, size_t n)
+{
+    int set = 0; /* 0 ASCII, 1 JIS X 0208 (and extensions), 2 katakana, 3 JIS X 0212 */
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = (unsigned char)in[i], d = i + 1 < n ? (unsigned char)in[i + 1] : 0;
+        size_t esc = c == 0x1b ? jis_escape(in + i, n - i, &set) : 0;
+        int rc = 0;
+        if ((c == 0x1b && !esc) || set == 3 || c >= 0x80)
+            return false;
+        if (esc) {
+            i += esc - 1;
+            continue;
+        }
+        if (set == 2 && c >= 0x21 && c <= 0x5f) {
+            rc = email__buf_putc(out, (char)(c | 0x80));
+        } else if (set == 1 && c >= 0x21 && c <= 0x7e && d >= 0x21 && d <= 0x7e) {
+            unsigned s1 = ((c + 1) >> 1) + (c <= 0x5e ? 0x70 : 0xb0);
+            unsigned s2 = d + ((c & 1) ? (d < 0x60 ? 0x1f : 0x20) : 0x7e);
+            rc = email__buf_putc(out, (char)s1) || email__buf_putc(out, (char)s2);
+            i++;
+        } else if (set == 1 && c != '\r' && c != '\n') {
+            return false;
+        } else {
+            rc = email__buf_putc(out, (char)c);
+        }
+        if (rc)
+            return false;
+    }
+    return true;
+}
+
+/* The ISO-2022-JP extensions' reading (see jis_to_cp932): -1 when it does not apply. */
+static int decode_jis_ms(email_buf_t *out, const char *in, size_t n)
+{
+    email_buf_t sjis;
+    email__buf_init(&sjis);
+    int rc = jis_to_cp932(&sjis, in, n) ? decode_with("CP932", out, sjis.data ? sjis.data : "",
+                                                      sjis.len)
+                                        : -1;
+    email__buf_free(&sjis);
+    return rc;
+}
+
 /* The first decoder of names that reads in without loss wins; else the first one's reading. */
 static int decode_best(const char *const names[2], email_buf_t *out, const char *in, size_t n)
 {
@@ -277,6 +345,18 @@ static int decode_best(const char *const names[2], email_buf_t *out, const char 
         email_buf_t other;
         email__buf_init(&other);
         int rc2 = decode_with(names[1], &other, in, n);
+        if (rc2 == 0 || rc2 == EMAIL_ENOMEM) {
+            email__buf_free(&tmp);
+            tmp = other;
+            rc = rc2;
+        } else {
+            email__buf_free(&other);
+        }
+    }
+    if (rc == CHARSET_LOSSY && !email__strcasecmp(names[0], "ISO-2022-JP-2")) {
+        email_buf_t other;
+        email__buf_init(&other);
+        int rc2 = decode_jis_ms(&other, in, n);
         if (rc2 == 0 || rc2 == EMAIL_ENOMEM) {
             email__buf_free(&tmp);
             tmp = other;

@@ -180,6 +180,7 @@ int email__imap_line_send(imap_engine_t *e, imap_line_t *l)
         return EMAIL_ENOMEM;
     log_line(e, 'C', l->shown.data);
     email__buf_reset(&e->pending);
+    e->pending_tag = e->tag; /* the line was tagged just before it is sent */
     if (email__buf_append(&e->pending, l->wire.data, l->wire.len))
         return EMAIL_ENOMEM;
     memcpy(e->splits, l->splits, sizeof l->splits);
@@ -303,6 +304,13 @@ static void tagged(imap_engine_t *e, const char *text)
         return;
     }
     response_code(e, rest);
+    if (e->pending.len && tag == e->pending_tag) {
+        /* answered before its "+": the rest of the command must never go, nor hold up the
+         * commands after it (nor linger: it may be a password) */
+        memset(e->pending.data, 0, e->pending.len);
+        email__buf_reset(&e->pending);
+        e->nsplits = 0;
+    }
     if (e->state == IM_LOGOUT) {
         if (tag == e->setup_tag)
             end_session(e);

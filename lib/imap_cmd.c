@@ -19,6 +19,12 @@ static bool is_uid(const imap_cmd_t *cmd)
            cmd->kind == IMAP_UID_EXPUNGE;
 }
 
+/* The kinds whose line carries the UID set (the others ignore uids: one line each). */
+static bool takes_uids(const imap_cmd_t *cmd)
+{
+    return cmd->kind == IMAP_FETCH || cmd->kind == IMAP_STORE || cmd->kind == IMAP_UID_EXPUNGE;
+}
+
 static void finish_cmd(imap_cmd_t *cmd)
 {
     cmd->status.success = cmd->status.error == 0 && cmd->status.status == 1;
@@ -137,8 +143,6 @@ static int show_wire(imap_line_t *l)
  * are not its business). */
 static int send_cmd(imap_engine_t *e, imap_cmd_t *cmd)
 {
-    bool chunked = cmd->kind == IMAP_FETCH || cmd->kind == IMAP_STORE ||
-                   cmd->kind == IMAP_UID_EXPUNGE;
     size_t i = 0;
     int rc = 0;
     do {
@@ -148,7 +152,7 @@ static int send_cmd(imap_engine_t *e, imap_cmd_t *cmd)
         rc = rc ? rc : show_wire(&l);
         rc = rc ? rc : email__imap_line_send(e, &l);
         email__imap_line_free(&l);
-    } while (!rc && chunked && i < cmd->nuids);
+    } while (!rc && takes_uids(cmd) && i < cmd->nuids);
     return rc;
 }
 

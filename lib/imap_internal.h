@@ -35,6 +35,7 @@ struct imap_engine {
     email_buf_t out;         /* bytes not yet written */
     size_t handed;           /* bytes at the start of out given by the last take */
     email_buf_t pending;     /* the rest of a command, after a synchronising literal */
+    unsigned pending_tag;    /* the tag of that command */
     size_t splits[IMAP_MAX_SPLITS];
     int nsplits;
     email_status_t status;   /* setup outcome, then why the session ended */

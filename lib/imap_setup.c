@@ -233,6 +233,9 @@ void email__imap_setup_tagged(imap_engine_t *e, int status, const char *line, co
     case IM_CAPABILITY:
         if (status != 1)
             email__imap_fail(e, EMAIL_EPROTO, "CAPABILITY failed: %.300s", text);
+        else if (!(e->caps & IMAP_CAP_KNOWN)) /* LOGINDISABLED, STARTTLS: unknown, not absent */
+            email__imap_fail(e, EMAIL_EPROTO, "the server answered CAPABILITY without the "
+                             "capability list: %.300s", line);
         else
             capabilities_known(e);
         return;

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential autoconf automake libtool pkg-config libuv1-dev libgnutls28-dev
 libidn2-dev libcmocka-dev gnutls-bin python3 python3-aiosmtpd python3-pytest postfix
 dovecot-core dovecot-submissiond dovecot-pop3d dovecot-imapd valgrind clang libcurl4-gnutls-dev libgtk-4-dev xvfb xauth
-abigail-tools mandoc"
+abigail-tools mandoc libgmime-3.0-dev"
 
 missing=""
 for p in $PACKAGES; do

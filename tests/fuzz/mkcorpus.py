@@ -213,3 +213,65 @@ conn("timeout", 0x20, 0x01, 127, [(0x00, 0, BODY1)], GREETING)
 conn("refused", 0x40, 0x01, 0, [(0x00, 0, BODY1)], "")
 conn("closing-421", 0x00, 0x02 | 0x10, 127, [(0x00, 0, BODY1), (0x00, 0, BODY1)],
      GREETING + crlf("250 mx", "250 ok", "421 bye"))
+
+# ---- fuzz_imap: part 0 (byte 0 even) the reader, part 1 (byte 0 odd) the engine ----
+SELECT_REPLY = crlf("* 3 EXISTS", "* 0 RECENT", "* OK [UIDVALIDITY 3857529045] UIDs valid",
+                    "* OK [UIDNEXT 9] next", "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen)",
+                    "* OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] ok")
+FETCH_BODIES = ("* 1 FETCH (UID 4 FLAGS (\\Seen) RFC822.SIZE 5 BODY[] {5}\r\nHello)\r\n"
+                "* 2 FETCH (UID 5 RFC822.SIZE 0 FLAGS () BODY[] {0}\r\n)\r\n"
+                "* 3 FETCH (FLAGS (\\Seen \\Flagged) BODY[] {13}\r\nab\r\n{3}\r\n)(x) UID 7)\r\n")
+
+
+def imap_engine(name, b0, b1, cut, cap, cmds, server):
+    data = bytes([b0 | 1, b1, cut, cap]) + bytes(c for cmd in cmds for c in cmd)
+    write("fuzz_imap", name, data + server.encode("utf-8"))
+
+
+def imap_reader(name, cap, stop, cut, server):
+    write("fuzz_imap", name, bytes([0, cap, stop, cut]) + server.encode("utf-8"))
+
+
+# password, cleartext allowed, 3 commands (SELECT INBOX, SEARCH "Grüße", FETCH 4,5,7 bodies)
+imap_engine("sasl-ir-literalplus", 0x02, 0x08 | 0x20 | 0x40, 0, 0,
+            [(0x00, 0x00), (0x09, 0x00), (0x02, 0x1b)],
+            crlf("* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN ID IDLE] Dovecot ready.",
+                 "A1 OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] Logged in")
+            + SELECT_REPLY + crlf("A2 OK [READ-WRITE] Select completed (0.001 + 0.000 secs).",
+                                  "* SEARCH 4 5 7", "A3 OK Search completed")
+            + FETCH_BODIES + crlf("A4 OK Fetch completed.", "* BYE Logging out",
+                                  "A5 OK Logout completed."))
+# LOGIN after CAPABILITY, a synchronising literal for a UTF-8 mailbox, pieces from the generator
+imap_engine("login-sync-literal", 0x02, 0x08 | 0x10, 148, 0, [(0x10, 0x00), (0x02, 0x0a)],
+            crlf("* OK IMAP4rev1 ready", "* CAPABILITY IMAP4rev1 AUTH=LOGIN", "A1 OK done",
+                 "A2 OK logged in", "+ go ahead") + SELECT_REPLY
+            + crlf("A3 OK [READ-ONLY] selected") + FETCH_BODIES + crlf("A4 OK"))
+# STARTTLS required, handshake done, CAPABILITY again, AUTHENTICATE PLAIN without SASL-IR, then
+# STORE and EXPUNGE; quit at once
+imap_engine("starttls-plain", 0x02 | 0x04 | 0x08 | 0x20, 0x02 | 0x10, 1, 0,
+            [(0x03, 0x0b), (0x04, 0x00)],
+            crlf("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] hi", "A1 OK Begin TLS")
+            + crlf("* CAPABILITY IMAP4rev1 AUTH=PLAIN", "A2 OK", "+ ", "A3 OK in",
+                   "* 1 FETCH (UID 2 FLAGS (\\Seen))", "A4 OK stored", "* 1 EXPUNGE",
+                   "A5 OK expunged", "* BYE", "A6 OK bye"))
+# PREAUTH, window 1, FETCH headers byte by byte, a literal over the cap (16 * 2)
+imap_engine("preauth-header-cap", 0x10, 0x04 | 0x10, 1, 2, [(0x42, 0x03), (0x07, 0x00)],
+            crlf("* PREAUTH ready") + "* 1 FETCH (UID 1 BODY[HEADER] {18}\r\nSubject: hi\r\n\r\nxxx"
+            + crlf(")", "A1 OK") + "* 2 FETCH (UID 2 BODY[HEADER] {40}\r\n" + "y" * 40 + crlf(")"))
+# XOAUTH2 with a token, tls_active, LOGOUT with commands left, BYE in the middle
+imap_engine("xoauth2-bye", 0x80, 0x04 | 0x10, 7, 0, [(0x05, 0x01), (0x01, 0x00)],
+            crlf("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] hi",
+                 "+ eyJzdGF0dXMiOiI0MDEifQ==", "A1 NO [AUTHENTICATIONFAILED] bad token"))
+imap_engine("search-no-literal-answered", 0x02, 0x08 | 0x10, 0, 0, [(0x09, 0x00), (0x02, 0x01)],
+            crlf("* OK [CAPABILITY IMAP4rev1] hi", "A1 OK in", "A2 NO [BADCHARSET] no",
+                 "+ go", "A3 OK"))
+
+imap_reader("reader-fetch", 0, 0, 0, SELECT_REPLY + FETCH_BODIES + crlf("A4 OK done"))
+imap_reader("reader-stop-cut", 0, 2, 5, crlf("* CAPABILITY IMAP4rev1 LITERAL+", "A1 OK")
+            + "* 1 FETCH (UID 9 BODY[TEXT] {3+}\r\nabc BINARY[1] {2}\nxy)\r\n"
+            + "* 2 FETCH (UID 10 BODYSTRUCTURE ((\"text\" \"plain\" NIL) \"mixed\") RFC822 {4}\r\n"
+            + "1234)\r\n")
+imap_reader("reader-cap", 2, 0, 9, "* 1 FETCH (BODY[] {9}\r\n123456789 UID 3)\r\n"
+            "* 2 FETCH (X {12}\r\nkept literal)\r\n")
+imap_reader("reader-nesting", 0, 0, 0, "* 1 FETCH (UID 4 BODYSTRUCTURE " + "(" * 70 + ")" * 70
+            + ")\r\n* SEARCH 1 2 (MODSEQ 3)\r\n")

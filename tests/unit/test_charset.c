@@ -233,6 +233,31 @@ static void test_unknown_charset(void **state)
     email__buf_free(&b);
 }
 
+/* Reading ISO-2022-JP as Japanese mailers write it (CP50220/CP50221): NEC special characters
+ * (row 13), NEC-selected IBM extensions (rows 89-92) inside ESC $ B, half-width katakana after
+ * ESC ( I; plain ISO-2022-JP and broken text as before. */
+static void test_iso2022jp_extensions_read(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+        int rc;
+    } cases[] = {
+        {"\x1b$B-!-j|b66\x1b(B \x1b(I6@\x1b(B!", "①㈱髙橋 ｶﾀ!", 0},
+        {"\x1b$BF|K\\\x1b(B", "日本", 0},
+        {"\x1b$B-!-\x1b(B", NULL, CHARSET_LOSSY}, /* a character cut in two */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        email_buf_t b;
+        email__buf_init(&b);
+        assert_int_equal(email__charset_to_utf8("iso-2022-jp", &b, cases[i].in,
+                                                strlen(cases[i].in)), cases[i].rc);
+        if (cases[i].want)
+            assert_string_equal(b.data, cases[i].want);
+        email__buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_converter_reused),
         cmocka_unit_test(test_unknown_charset),
+        cmocka_unit_test(test_iso2022jp_extensions_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

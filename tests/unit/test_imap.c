@@ -548,6 +548,66 @@ static void test_list_and_recent(void **state)
     stop(&s);
 }
 
+/* A command answered before the "+" its synchronising literal awaits: the literal never goes,
+ * the next command does, and a late "+" is a protocol error (found by fuzz_imap). */
+static void test_literal_answered_early(void **state)
+{
+    (void)state;
+    session_t s;
+    imap_engine_config_t cfg = config();
+    start(&s, &cfg);
+    login(&s, CAPS);
+    tcmd_t search, fetch;
+    static const uint32_t uids[] = {4};
+    submit(&s, &search, "search", (imap_cmd_t){.kind = IMAP_SEARCH, .criteria = "TEXT",
+                                               .text = "Gr\xc3\xbc\xc3\x9f" "e"});
+    assert_string_equal(take(&s), "A3 UID SEARCH CHARSET UTF-8 TEXT {7}\r\n");
+    submit(&s, &fetch, "fetch", (imap_cmd_t){.kind = IMAP_FETCH, .uids = uids, .nuids = 1,
+                                             .items = IMAP_F_FLAGS});
+    expect(&s, "A3 NO [BADCHARSET] no\r\n", "A4 UID FETCH 4 (UID FLAGS)\r\n");
+    EXPECT_EVENTS(&s, "done search failed -1 EMAIL_OK BADCHARSET\n");
+    assert_int_equal(feed(&s, "+ go on\r\n"), EMAIL_EPROTO);
+    assert_string_equal(take(&s), "");
+    EXPECT_EVENTS(&s, "done fetch failed 0 EMAIL_EPROTO\nclosed EMAIL_EPROTO\n");
+    email__buf_free(&search.got);
+    email__buf_free(&fetch.got);
+    stop(&s);
+}
+
+/* An OK to CAPABILITY without the list: whether LOGIN is disabled is unknown, so no LOGIN (found
+ * by fuzz_imap). */
+static void test_capability_without_list(void **state)
+{
+    (void)state;
+    session_t s;
+    imap_engine_config_t cfg = config();
+    start(&s, &cfg);
+    expect(&s, GREETING, "A1 CAPABILITY\r\n");
+    assert_int_equal(feed(&s, "A1 OK done\r\n"), EMAIL_EPROTO);
+    assert_string_equal(take(&s), "");
+    EXPECT_EVENTS(&s, "closed EMAIL_EPROTO\n");
+    assert_non_null(strstr(email__imap_engine_status(s.e)->status_text, "capability list"));
+    stop(&s);
+}
+
+/* uids given to a command that takes none: one line, not a loop (found by fuzz_imap). */
+static void test_uids_ignored(void **state)
+{
+    (void)state;
+    session_t s;
+    imap_engine_config_t cfg = config();
+    start(&s, &cfg);
+    login(&s, CAPS);
+    static const uint32_t uids[] = {4, 9};
+    tcmd_t expunge;
+    submit(&s, &expunge, "expunge", (imap_cmd_t){.kind = IMAP_EXPUNGE, .uids = uids, .nuids = 2});
+    assert_string_equal(take(&s), "A3 EXPUNGE\r\n");
+    expect(&s, "A3 OK\r\n", "");
+    EXPECT_EVENTS(&s, "done expunge ok 1 EMAIL_OK\n");
+    email__buf_free(&expunge.got);
+    stop(&s);
+}
+
 /* A line over the cap, an answer with an unknown tag: protocol errors. */
 static void test_protocol_errors(void **state)
 {
@@ -587,6 +647,9 @@ int main(void)
         cmocka_unit_test(test_drop_in_literal),
         cmocka_unit_test(test_protocol_errors),
         cmocka_unit_test(test_list_and_recent),
+        cmocka_unit_test(test_literal_answered_early),
+        cmocka_unit_test(test_capability_without_list),
+        cmocka_unit_test(test_uids_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
