@@ -479,10 +479,20 @@ static int null_arg(const char *what, const char *name)
     return email__error_set(EMAIL_EINVAL, "%s: %s is NULL", what, name);
 }
 
+/* A call refused before anything went: the caller's status says so too, as on any failure. */
+static int refused(email_status_t *status, int rc)
+{
+    if (status) {
+        email__status_init(status);
+        email__status_fail(status, rc, "%s", email__error_text());
+    }
+    return rc;
+}
+
 int email_imap_check_connection(email_imap_transporter_t *t, email_status_t *status)
 {
     if (!t)
-        return null_arg("email_imap_check_connection", "the transporter");
+        return refused(status, null_arg("email_imap_check_connection", "the transporter"));
     imap_call_t c = {.ncmds = 1};
     c.cmds[0] = (imap_cmd_t){.kind = IMAP_NOOP};
     return do_call(t, &c, "email_imap_check_connection", status);
@@ -495,13 +505,14 @@ int email_imap_select_box(email_imap_transporter_t *t, const char *name, int mod
     if (info)
         memset(info, 0, sizeof *info);
     if (!t || !name)
-        return null_arg(what, t ? "the mailbox name" : "the transporter");
+        return refused(status, null_arg(what, t ? "the mailbox name" : "the transporter"));
     if (!*name || email__has_crlf(name))
-        return email__error_set(EMAIL_EINVAL, "%s: the mailbox name is empty or holds CR or "
-                                "LF", what);
+        return refused(status, email__error_set(EMAIL_EINVAL, "%s: the mailbox name is empty "
+                                                "or holds CR or LF", what));
     if (mode != EMAIL_IMAP_READ_WRITE && mode != EMAIL_IMAP_READ_ONLY)
-        return email__error_set(EMAIL_EINVAL, "%s: mode %d is not EMAIL_IMAP_READ_WRITE or "
-                                "EMAIL_IMAP_READ_ONLY", what, mode);
+        return refused(status, email__error_set(EMAIL_EINVAL, "%s: mode %d is not "
+                                                "EMAIL_IMAP_READ_WRITE or EMAIL_IMAP_READ_ONLY",
+                                                what, mode));
     imap_call_t c = {.ncmds = 2, .selects = true};
     c.cmds[0] = (imap_cmd_t){.kind = mode == EMAIL_IMAP_READ_ONLY ? IMAP_EXAMINE : IMAP_SELECT,
                              .mailbox = name};
@@ -528,7 +539,7 @@ int email_imap_get_box_list(email_imap_transporter_t *t, email_imap_box_t **list
 {
     const char *what = "email_imap_get_box_list";
     if (!t || !list || !count)
-        return null_arg(what, !t ? "the transporter" : !list ? "list" : "count");
+        return refused(status, null_arg(what, !t ? "the transporter" : !list ? "list" : "count"));
     *list = NULL;
     *count = 0;
     imap_call_t c = {.ncmds = 1};
@@ -580,7 +591,7 @@ static int fetch_messages(email_imap_transporter_t *t, const uint32_t *uids, siz
     if (make_slots(&c, uids, count, &list)) {
         free(c.slots);
         free(list);
-        return email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+        return refused(status, email__error_set(EMAIL_ENOMEM, "%s: out of memory", what));
     }
     c.cmds[c.ncmds++] = (imap_cmd_t){
         .kind = IMAP_FETCH, .uids = list, .nuids = c.nslots,
@@ -620,9 +631,11 @@ int email_imap_get_mail(email_imap_transporter_t *t, uint32_t uid, int options,
     if (out)
         *out = NULL;
     if (!t || !out)
-        return null_arg(what, t ? "out" : "the transporter");
+        return refused(status, null_arg(what, t ? "out" : "the transporter"));
     int rc = check_read(&uid, 1, options, what);
-    rc = rc ? rc : fetch_messages(t, &uid, 1, options, out, status, what);
+    if (rc)
+        return refused(status, rc);
+    rc = fetch_messages(t, &uid, 1, options, out, status, what);
     if (!rc && !*out) {
         rc = email__error_set(EMAIL_ENOTFOUND, "%s: no message of UID %u in the mailbox", what,
                               uid);
@@ -637,14 +650,14 @@ int email_imap_get_mails(email_imap_transporter_t *t, const uint32_t *uids, size
 {
     const char *what = "email_imap_get_mails";
     if (!t || (count && (!uids || !out)))
-        return null_arg(what, !t ? "the transporter" : !uids ? "uids" : "out");
+        return refused(status, null_arg(what, !t ? "the transporter" : !uids ? "uids" : "out"));
     for (size_t i = 0; i < count; i++)
         out[i] = NULL;
     int rc = check_read(uids, count, options, what);
     if (rc || !count) {
-        if (!rc && status)
-            email__status_set_reply(status, 1, "", "");
-        return rc ? rc : (email__error_clear(), 0);
+        if (!rc && status) /* nothing to read: an OK of our own */
+            *status = (email_status_t){.success = true, .status = 1};
+        return rc ? refused(status, rc) : (email__error_clear(), 0);
     }
     return fetch_messages(t, uids, count, options, out, status, what);
 }
@@ -654,13 +667,13 @@ int email_imap_search(email_imap_transporter_t *t, const char *criteria, const c
 {
     const char *what = "email_imap_search";
     if (!t || !criteria || !uids || !count)
-        return null_arg(what, !t ? "the transporter" : !criteria ? "criteria"
-                                                    : !uids ? "uids" : "count");
+        return refused(status, null_arg(what, !t ? "the transporter" : !criteria ? "criteria"
+                                                    : !uids ? "uids" : "count"));
     *uids = NULL;
     *count = 0;
     if (!*criteria || email__has_crlf(criteria) || !email__is_ascii(criteria, strlen(criteria)))
-        return email__error_set(EMAIL_EINVAL, "%s: the criteria are empty or hold CR, LF or "
-                                "non-ASCII bytes", what);
+        return refused(status, email__error_set(EMAIL_EINVAL, "%s: the criteria are empty or "
+                                                "hold CR, LF or non-ASCII bytes", what));
     imap_call_t c = {.ncmds = 1};
     c.cmds[0] = (imap_cmd_t){.kind = IMAP_SEARCH, .criteria = criteria, .text = text};
     int rc = do_call(t, &c, what, status);
@@ -696,21 +709,21 @@ static int store(email_imap_transporter_t *t, const uint32_t *uids, size_t count
                  const char *flags, email_status_t *status, const char *what)
 {
     if (!t || !uids || !flags)
-        return null_arg(what, !t ? "the transporter" : !uids ? "uids" : "flags");
+        return refused(status, null_arg(what, !t ? "the transporter" : !uids ? "uids" : "flags"));
     if (!count)
-        return email__error_set(EMAIL_EINVAL, "%s: no UIDs given", what);
+        return refused(status, email__error_set(EMAIL_EINVAL, "%s: no UIDs given", what));
     if (!*flags || !valid_flags(flags))
-        return email__error_set(EMAIL_EINVAL, "%s: flags \"%.100s\" are not flag names "
-                                "separated by spaces (such as \"\\\\Seen \\\\Flagged\")", what,
-                                flags);
+        return refused(status, email__error_set(EMAIL_EINVAL, "%s: flags \"%.100s\" are not "
+                                                "flag names separated by spaces (such as "
+                                                "\"\\\\Seen \\\\Flagged\")", what, flags));
     int rc = check_read(uids, count, 0, what);
     if (rc)
-        return rc;
+        return refused(status, rc);
     email_buf_t item;
     email__buf_init(&item);
     if (email__buf_printf(&item, "%cFLAGS.SILENT (%s)", sign, flags)) {
         email__buf_free(&item);
-        return email__error_set(EMAIL_ENOMEM, "%s: out of memory", what);
+        return refused(status, email__error_set(EMAIL_ENOMEM, "%s: out of memory", what));
     }
     imap_call_t c = {.ncmds = 1};
     c.cmds[0] = (imap_cmd_t){.kind = IMAP_STORE, .uids = uids, .nuids = count, .store = item.data};
@@ -740,7 +753,7 @@ int email_imap_delete(email_imap_transporter_t *t, const uint32_t *uids, size_t 
 int email_imap_expunge(email_imap_transporter_t *t, email_status_t *status)
 {
     if (!t)
-        return null_arg("email_imap_expunge", "the transporter");
+        return refused(status, null_arg("email_imap_expunge", "the transporter"));
     imap_call_t c = {.ncmds = 1};
     c.cmds[0] = (imap_cmd_t){.kind = IMAP_EXPUNGE};
     return do_call(t, &c, "email_imap_expunge", status);

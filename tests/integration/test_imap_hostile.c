@@ -248,6 +248,39 @@ static void test_trickled_reply(void **state)
     expect_failure(&s, rc, EMAIL_ETIMEDOUT, "timed out");
 }
 
+/* A call refused for its arguments still fills the caller's status (which may hold anything
+ * before): the code and the text, as every other failure does. Nothing connects. */
+static void test_refusals_fill_status(void **state)
+{
+    (void)state;
+    test_server_t none = {.port = 1};
+    email_imap_transporter_t *t = open_on(&none, EMAIL_SECURITY_NONE, 5);
+    email_status_t st;
+    email_message_t *m;
+    memset(&st, 0xA5, sizeof st);
+    assert_int_equal(email_imap_get_mail(t, 0, 0, &m, &st), EMAIL_EINVAL);
+    assert_false(st.success);
+    assert_int_equal(st.error, EMAIL_EINVAL);
+    assert_contains(st.status_text, "UID 0");
+    email_status_clear(&st);
+    memset(&st, 0xA5, sizeof st);
+    uint32_t uid = 3;
+    assert_int_equal(email_imap_add_flags(t, &uid, 1, "\\Seen) (x", &st), EMAIL_EINVAL);
+    assert_contains(st.status_text, "not flag names");
+    email_status_clear(&st);
+    memset(&st, 0xA5, sizeof st);
+    assert_int_equal(email_imap_select_box(t, "", EMAIL_IMAP_READ_WRITE, NULL, &st),
+                     EMAIL_EINVAL);
+    assert_int_equal(st.error, EMAIL_EINVAL);
+    email_status_clear(&st);
+    memset(&st, 0xA5, sizeof st);
+    assert_int_equal(email_imap_get_mails(t, NULL, 0, 0, NULL, &st), 0); /* nothing to read */
+    assert_true(st.success);
+    assert_int_equal(st.error, 0);
+    email_status_clear(&st);
+    email_imap_transporter_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +292,7 @@ int main(void)
         LOOP_IDLE_TEST(test_uid_after_body),
         LOOP_IDLE_TEST(test_session_without_uidplus),
         LOOP_IDLE_TEST(test_trickled_reply),
+        LOOP_IDLE_TEST(test_refusals_fill_status),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     email_shutdown();
