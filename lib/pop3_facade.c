@@ -124,7 +124,7 @@ static bool pop3_read(recv_session_t *base, int options, email_message_t **out,
         return false;
     }
     if (email__pop3_fetch(s->t, s->list[i].number, options & EMAIL_READ_HEADERS, s->generation,
-                          out, NULL, fn) != 0)
+                          &s->list[i], out, NULL, fn) != 0)
         return false;
     s->cursor = i;
     return true;

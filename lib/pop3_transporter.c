@@ -439,17 +439,28 @@ int email_pop3_get_mail_raw(email_pop3_transporter_t *t, unsigned number, char *
 }
 
 int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers_only,
-                      uint64_t generation, email_message_t **out, email_status_t *status,
-                      const char *what)
+                      uint64_t generation, const email_pop3_mail_info_t *known,
+                      email_message_t **out, email_status_t *status, const char *what)
 {
     *out = NULL;
-    /* LIST and UIDL give the message's size and uid, pipelined with its RETR (or TOP) */
-    pop3_call_t c = {.ncmds = 3, .uidl_optional = true, .want_generation = generation};
-    c.cmds[0] = (pop3_cmd_t){.kind = POP3_LIST, .number = number};
+    /* LIST and UIDL give the message's size and uid, pipelined with its RETR (or TOP), unless
+     * the caller knows them (a listing of this same session) */
+    pop3_call_t c = {.ncmds = known ? 1 : 3, .uidl_optional = true, .want_generation = generation};
+    enum pop3_kind read = headers_only ? POP3_TOP : POP3_RETR;
+    c.cmds[0] = (pop3_cmd_t){.kind = known ? read : POP3_LIST, .number = number};
     c.cmds[1] = (pop3_cmd_t){.kind = POP3_UIDL, .number = number};
-    c.cmds[2] = (pop3_cmd_t){.kind = headers_only ? POP3_TOP : POP3_RETR, .number = number};
-    if (email__mime_parser_new(&c.parser))
+    c.cmds[2] = (pop3_cmd_t){.kind = read, .number = number};
+    if (known) {
+        c.infos = malloc(sizeof *c.infos);
+        if (!c.infos)
+            return email__status_refuse(status, EMAIL_ENOMEM, "%s: out of memory", what);
+        c.infos[0] = *known;
+        c.ninfos = c.cap = 1;
+    }
+    if (email__mime_parser_new(&c.parser)) {
+        free(c.infos);
         return email__status_refuse(status, EMAIL_ENOMEM, "%s: out of memory", what);
+    }
     int rc = do_call(t, &c, what, status);
     email_message_t *m = NULL;
     if (rc) {
@@ -476,5 +487,5 @@ int email_pop3_get_mail(email_pop3_transporter_t *t, unsigned number, email_mess
     if (!t || !out || !number)
         return email__status_refuse(status, EMAIL_EINVAL, "email_pop3_get_mail: %s",
                                     !number ? "messages count from 1" : "an argument is NULL");
-    return email__pop3_fetch(t, number, false, 0, out, status, "email_pop3_get_mail");
+    return email__pop3_fetch(t, number, false, 0, NULL, out, status, "email_pop3_get_mail");
 }

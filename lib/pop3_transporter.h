@@ -24,11 +24,12 @@ int email__pop3_list(email_pop3_transporter_t *t, email_pop3_mail_info_t **list,
                      const char *what);
 /* Message `number` parsed as RETR (or TOP n 0 with headers_only) brings it in, with its uid
  * (none when the server has no UIDL) and its size on the server: *out (the caller's) or NULL.
- * generation nonzero: only on that session (EMAIL_ESTALE once it was lost), 0: any.
+ * generation nonzero: only on that session (EMAIL_ESTALE once it was lost), 0: any. known: its
+ * number, size and uid from a listing of that session (RETR or TOP alone then), or NULL.
  * Sets ErrorInfo (naming `what`) and status as the public calls do; 0 or the EMAIL_E... code. */
 int email__pop3_fetch(email_pop3_transporter_t *t, unsigned number, bool headers_only,
-                      uint64_t generation, email_message_t **out, email_status_t *status,
-                      const char *what);
+                      uint64_t generation, const email_pop3_mail_info_t *known,
+                      email_message_t **out, email_status_t *status, const char *what);
 /* DELE on session `generation` (EMAIL_ESTALE once it was lost); ErrorInfo as the public calls. */
 int email__pop3_delete_in(email_pop3_transporter_t *t, unsigned number, uint64_t generation,
                           const char *what);
