@@ -108,7 +108,9 @@ class TLSError(Error):
 
 
 class RefusedError(Error):
-    """The server refused the message or every recipient (ESERVER, ERECIPIENTS, ESIZE)."""
+    """The server refused the request (ESERVER, ERECIPIENTS, ESIZE): when sending, the message
+    or every recipient; when receiving, a command (POP3's -ERR, IMAP's NO or BAD: the server's
+    line in .status and .text, IMAP's response code such as "TRYCREATE" in .enhanced_code)."""
 
 
 class TimeoutError(Error, builtins.TimeoutError):

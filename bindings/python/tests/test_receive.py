@@ -267,9 +267,10 @@ def test_imap_transporter(mailbox, tmp_path):
         t.delete(uids[2])
         t.expunge()
         assert t.select_box("INBOX").messages == 2
-        with pytest.raises(es.Error) as info:
+        with pytest.raises(es.RefusedError) as info:
             t.select_box("No such box")
         assert info.value.status == -1 and info.value.code == es.ESERVER
+        assert " NO " in info.value.text       # the server's line (dovecot gives no response code)
     text = log.read_text()
     assert "### IMAP Connected" in text and "pencil" not in text and "body 3" not in text
 
