@@ -35,6 +35,8 @@ struct email_imap_transporter_s {
 
 static void release(email_imap_transporter_t *t)
 {
+    /* email_shutdown must not reach t once freed: the settings may outlive it a while */
+    email__transporter_set_quiesce(t->settings, NULL, NULL);
     email_transporter_free(t->settings);
     pthread_mutex_destroy(&t->turn);
     free(t->box);
@@ -394,8 +396,7 @@ static email_imap_transporter_t *adopt(email_transporter_t *settings)
     }
     t->settings = settings;
     pthread_mutex_init(&t->turn, NULL);
-    t->settings->quiesce_arg = t;
-    t->settings->on_quiesce = quiesce;
+    email__transporter_set_quiesce(t->settings, quiesce, t);
     return t;
 }
 

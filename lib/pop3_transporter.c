@@ -19,6 +19,8 @@
 
 static void release(email_pop3_transporter_t *t)
 {
+    /* email_shutdown must not reach t once freed: the settings may outlive it a while */
+    email__transporter_set_quiesce(t->settings, NULL, NULL);
     email_transporter_free(t->settings);
     pthread_mutex_destroy(&t->turn);
     free(t);
@@ -218,8 +220,7 @@ static email_pop3_transporter_t *adopt(email_transporter_t *settings)
     }
     t->settings = settings;
     pthread_mutex_init(&t->turn, NULL);
-    t->settings->quiesce_arg = t;
-    t->settings->on_quiesce = quiesce;
+    email__transporter_set_quiesce(t->settings, quiesce, t);
     return t;
 }
 

@@ -35,6 +35,14 @@ static void live_add(email_transporter_t *t)
     pthread_mutex_unlock(&live_lock);
 }
 
+void email__transporter_set_quiesce(email_transporter_t *t, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&live_lock);
+    t->on_quiesce = fn;
+    t->quiesce_arg = arg;
+    pthread_mutex_unlock(&live_lock);
+}
+
 void email__transporter_destroy(email_transporter_t *t)
 {
     pthread_mutex_lock(&live_lock);

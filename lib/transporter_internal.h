@@ -123,8 +123,9 @@ struct email_transporter_s {
     op_t *freer;                 /* its caller waiting for the end (NULL: free here) */
     email_progress_cb progress;
     void *progress_data;
-    /* Another user of these settings (a POP3 transporter) ends its own session at
-     * email_shutdown: called (loop thread) with quiesce_arg. Set before any use of the loop. */
+    /* Another user of these settings (a POP3 or IMAP transporter) ends its own session at
+     * email_shutdown: called (loop thread, under the live list's lock) with quiesce_arg. Set
+     * and cleared with email__transporter_set_quiesce. */
     void (*on_quiesce)(void *arg);
     void *quiesce_arg;
 };
@@ -181,5 +182,9 @@ int email__transporter_cancel_queued(email_transporter_t *t, uint64_t id);
 void email__transporter_start_free(email_transporter_t *t);
 /* email_shutdown: every connection QUITs once idle; t stays usable. */
 void email__transporter_quiesce(email_transporter_t *t);
+/* Sets (or, fn NULL, clears) t's on_quiesce under the lock email_shutdown's walk holds: the
+ * user of the settings clears it before it frees what arg points to, since freeing the settings
+ * from the loop's thread is deferred and leaves them on the walk's list for a while. */
+void email__transporter_set_quiesce(email_transporter_t *t, void (*fn)(void *arg), void *arg);
 
 #endif
