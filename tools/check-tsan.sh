@@ -18,7 +18,7 @@ tests="tests/integration/test_threads tests/integration/test_sessions tests/inte
 # shellcheck disable=SC2086
 make -s -j2 $tests >/dev/null
 export EMAIL_TEST_SERVERS="$work/tests/servers"
-export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$work/tests/tsan.supp"
 for t in $tests; do
     echo "check-tsan: $t"
     ./$t > "$work/out.log" 2>&1 || { tail -80 "$work/out.log"; exit 1; }
