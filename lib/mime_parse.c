@@ -22,6 +22,7 @@
 #define HEAD_CAP (256 * 1024)  /* one part's header block */
 #define MAX_DEPTH 32           /* nested multiparts */
 #define MAX_PARTS 1000         /* body parts in all */
+#define RUN_CAP (64 * 1024)    /* base64 body text decoded in one pass (body_run) */
 
 enum { ST_HEAD, ST_BODY, ST_SKIP };
 enum { LEAF_DROP, LEAF_TEXT, LEAF_HTML, LEAF_PART };
@@ -523,12 +524,46 @@ static int flush_line(mime_parser_t *p, bool ends)
     return rc;
 }
 
+/* A base64 leaf's body text, many lines in one pass (a large attachment's path): the lines up
+   to one that starts with '-' (perhaps a boundary, left to take_line), at most RUN_CAP octets.
+   What the lines one by one would do (decoded alike, the last line break held back alike), but
+   for the decoded-size limit: a run that could reach it is left to the lines. *used octets. */
+static int body_run(mime_parser_t *p, const char *s, size_t n, size_t *used)
+{
+    leaf_t *l = &p->leaf;
+    *used = 0;
+    if (p->state != ST_BODY || p->line.len || l->kind == LEAF_DROP || l->full ||
+        l->dec.cte != CTE_BASE64)
+        return 0;
+    n = n < RUN_CAP ? n : RUN_CAP;
+    if (p->decoded + n + 2 > EMAIL_PARSE_MAX_DECODED)
+        return 0;
+    bool bol = !p->in_line;
+    size_t before = l->data.len;
+    int rc = email__mp_decode_b64_lines(&l->dec, &l->data, s, n, &bol, used);
+    p->decoded += l->data.len - before;
+    if (rc)
+        return oom(p);
+    if (*used) {
+        p->in_line = !bol;
+        p->held_crlf = bol; /* base64 decodes nothing of a line break: only the state moves */
+    }
+    return l->kind == LEAF_PART ? leaf_spill(p, false) : 0;
+}
+
 int email__mime_parser_feed(mime_parser_t *p, const char *data, size_t n)
 {
     if (p->error)
         return p->error;
     p->size += n;
     while (n) {
+        size_t run;
+        if (body_run(p, data, n, &run))
+            return p->error;
+        data += run;
+        n -= run;
+        if (!n)
+            break;
         const char *nl = memchr(data, '\n', n);
         size_t k = nl ? (size_t)(nl - data) + 1 : n, room = LINE_CAP - p->line.len;
         if (nl && !p->line.len && k <= LINE_CAP) {

@@ -38,7 +38,7 @@ static const signed char b64_values[256] = {
 
 /* Whole quanta of four alphabet characters at s, while no bits are pending: 3 octets each to
    dst. Returns the characters consumed (a multiple of 4; it stops before anything else). */
-static size_t b64_quanta(const unsigned char *s, size_t n, unsigned char **dst)
+static size_t b64_quanta_scalar(const unsigned char *s, size_t n, unsigned char **dst)
 {
     size_t i = 0;
     unsigned char *d = *dst;
@@ -57,34 +57,158 @@ static size_t b64_quanta(const unsigned char *s, size_t n, unsigned char **dst)
     return i;
 }
 
-/* White space is skipped; '=' ends a quantum (a second base64 text may follow: some mailers
-   concatenate them); anything else is skipped and flagged. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <tmmintrin.h>
+#define B64_SIMD 1
+
+/* Blocks of 16 characters (4 quanta, 12 octets) with SSSE3, up to the first character outside the
+   alphabet; returns the characters consumed (the quanta before it). With lines (the text of
+   whole lines, email__mp_decode_b64_lines) a CRLF after whole quanta is stepped over when the next
+   line, within s, does not start with '-': what the line path would make of it. Each store writes 16 octets, the
+   last 4 of them overwritten by the next block: dst needs 4 octets of room past the 12, which the
+   callers' reserve of n octets for n characters gives. */
+__attribute__((target("ssse3"))) static size_t b64_blocks(const unsigned char *s, size_t n,
+                                                          unsigned char **dst, bool lines)
+{
+    const __m128i upper_lo = _mm_set1_epi8('A' - 1), upper_hi = _mm_set1_epi8('Z' + 1),
+                  lower_lo = _mm_set1_epi8('a' - 1), lower_hi = _mm_set1_epi8('z' + 1),
+                  digit_lo = _mm_set1_epi8('0' - 1), digit_hi = _mm_set1_epi8('9' + 1),
+                  plus = _mm_set1_epi8('+'), slash = _mm_set1_epi8('/');
+    const __m128i upper_add = _mm_set1_epi8(-'A'), lower_add = _mm_set1_epi8(26 - 'a'),
+                  digit_add = _mm_set1_epi8(52 - '0'), plus_add = _mm_set1_epi8(62 - '+'),
+                  slash_add = _mm_set1_epi8(63 - '/');
+    /* the 6-bit values of a lane [a b c d] into a << 18 | b << 12 | c << 6 | d, then its three
+       octets in order */
+    const __m128i pairs = _mm_set1_epi32(0x01400140), quads = _mm_set1_epi32(0x00011000),
+                  order = _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    size_t i = 0;
+    unsigned char *d = *dst;
+    while (i + 16 <= n) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        /* signed compares: octets 0x80 and above are negative, in no range */
+        __m128i up = _mm_and_si128(_mm_cmpgt_epi8(c, upper_lo), _mm_cmplt_epi8(c, upper_hi));
+        __m128i lo = _mm_and_si128(_mm_cmpgt_epi8(c, lower_lo), _mm_cmplt_epi8(c, lower_hi));
+        __m128i dg = _mm_and_si128(_mm_cmpgt_epi8(c, digit_lo), _mm_cmplt_epi8(c, digit_hi));
+        __m128i pl = _mm_cmpeq_epi8(c, plus), sl = _mm_cmpeq_epi8(c, slash);
+        __m128i ok = _mm_or_si128(_mm_or_si128(up, lo), _mm_or_si128(dg, _mm_or_si128(pl, sl)));
+        /* a block with something else in it: its whole quanta before that are still decoded */
+        unsigned valid = (unsigned)_mm_movemask_epi8(ok), at = 16;
+        if (valid != 0xFFFF)
+            at = (unsigned)__builtin_ctz(~valid);
+        __m128i add = _mm_or_si128(
+            _mm_or_si128(_mm_and_si128(up, upper_add), _mm_and_si128(lo, lower_add)),
+            _mm_or_si128(_mm_and_si128(dg, digit_add),
+                         _mm_or_si128(_mm_and_si128(pl, plus_add), _mm_and_si128(sl, slash_add))));
+        __m128i v = _mm_madd_epi16(_mm_maddubs_epi16(_mm_add_epi8(c, add), pairs), quads);
+        _mm_storeu_si128((__m128i *)(void *)d, _mm_shuffle_epi8(v, order));
+        d += 3 * (at / 4);
+        if (at == 16) {
+            i += 16;
+        } else if (lines && at % 4 == 0 && i + at + 2 < n && s[i + at] == '\r' &&
+                   s[i + at + 1] == '\n' && s[i + at + 2] != '-') {
+            i += at + 2; /* a CRLF after whole quanta, and a line that cannot be a boundary */
+        } else {
+            i += at / 4 * 4;
+            break;
+        }
+    }
+    *dst = d;
+    return i;
+}
+#endif
+
+/* Whole quanta, 16 characters at a time when simd (the processor has SSSE3); with lines, across
+   CRLFs too (see b64_blocks). */
+static size_t b64_quanta(const unsigned char *s, size_t n, unsigned char **dst, bool simd,
+                         bool lines)
+{
+    size_t i = 0;
+#ifdef B64_SIMD
+    if (simd && n >= 16)
+        i = b64_blocks(s, n, dst, lines);
+#else
+    (void)simd, (void)lines;
+#endif
+    return i + b64_quanta_scalar(s + i, n - i, dst);
+}
+
+static bool b64_simd(void)
+{
+#ifdef B64_SIMD
+    return __builtin_cpu_supports("ssse3");
+#else
+    return false;
+#endif
+}
+
+/* One character outside whole quanta. White space is skipped; '=' ends a quantum (a second
+   base64 text may follow: some mailers concatenate them); anything else is skipped and flagged. */
+static void b64_char(mp_decoder_t *d, unsigned char c, unsigned char **dst)
+{
+    int v = b64_values[c];
+    if (v >= 0) {
+        d->acc = (d->acc << 6 | (uint32_t)v) & 0xFFFFFF;
+        if ((d->nbits += 6) >= 8) {
+            d->nbits -= 8;
+            *(*dst)++ = (unsigned char)(d->acc >> d->nbits);
+        }
+    } else if (c == '=') {
+        /* one character alone in a quantum cannot make an octet */
+        d->bad = d->bad || d->nbits == 6;
+        d->nbits = 0;
+    } else if (c != ' ' && c != '\t' && c != '\r') {
+        d->bad = true;
+    }
+}
+
 static int b64_feed(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n)
 {
     if (email__buf_reserve(out, n))
         return EMAIL_ENOMEM;
+    const unsigned char *u = (const unsigned char *)s;
     unsigned char *dst = (unsigned char *)out->data + out->len;
+    bool simd = n >= 16 && b64_simd();
     for (size_t i = 0; i < n; i++) {
-        if (d->nbits == 0 && (i += b64_quanta((const unsigned char *)s + i, n - i, &dst)) == n)
+        if (d->nbits == 0 && (i += b64_quanta(u + i, n - i, &dst, simd, false)) == n)
             break;
-        unsigned char c = (unsigned char)s[i];
-        int v = b64_values[c];
-        if (v >= 0) {
-            d->acc = (d->acc << 6 | (uint32_t)v) & 0xFFFFFF;
-            if ((d->nbits += 6) >= 8) {
-                d->nbits -= 8;
-                *dst++ = (unsigned char)(d->acc >> d->nbits);
-            }
-        } else if (c == '=') {
-            /* one character alone in a quantum cannot make an octet */
-            d->bad = d->bad || d->nbits == 6;
-            d->nbits = 0;
-        } else if (c != ' ' && c != '\t' && c != '\r') {
-            d->bad = true;
-        }
+        b64_char(d, u[i], &dst);
     }
     out->len = (size_t)((char *)dst - out->data);
     out->data[out->len] = '\0';
+    return 0;
+}
+
+int email__mp_decode_b64_lines(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n,
+                               bool *bol, size_t *used)
+{
+    *used = 0;
+    if (email__buf_reserve(out, n))
+        return EMAIL_ENOMEM;
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned char *dst = (unsigned char *)out->data + out->len;
+    bool at_bol = *bol, simd = b64_simd();
+    size_t i = 0;
+    while (i < n) {
+        if (at_bol && u[i] == '-')
+            break; /* perhaps a boundary: the caller looks at this line */
+        at_bol = false;
+        if (d->nbits == 0 && (i += b64_quanta(u + i, n - i, &dst, simd, true)) == n)
+            break;
+        if (u[i] == '\r' && i + 1 < n && u[i + 1] == '\n') {
+            i += 2; /* the usual line break, CR skipped as white space */
+            at_bol = true;
+            continue;
+        }
+        if (u[i] == '\n')
+            at_bol = true;
+        else
+            b64_char(d, u[i], &dst);
+        i++;
+    }
+    out->len = (size_t)((char *)dst - out->data);
+    out->data[out->len] = '\0';
+    *bol = at_bol;
+    *used = i;
     return 0;
 }
 

@@ -31,6 +31,15 @@ typedef struct mp_decoder {
 void email__mp_decoder_init(mp_decoder_t *d, int cte);
 /* Decodes s[0..n), part of a line; appends at most n + 2 octets. 0 or EMAIL_ENOMEM. */
 int email__mp_decode(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n);
+/*
+ * Base64 text of whole runs of lines at once (the parser's path for a large encoded body):
+ * s[0..n) decoded as email__mp_decode would decode its lines one by one, the line breaks (LF,
+ * and CR as white space) skipped, up to the first line start whose first octet is '-' (which may
+ * be a boundary: the caller reads that line as any other). *bol: s starts a line; on return,
+ * whether the text used ends one. *used: the octets used. 0 or EMAIL_ENOMEM.
+ */
+int email__mp_decode_b64_lines(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n,
+                               bool *bol, size_t *used);
 /* A line break of the encoded text (CRLF in identity and quoted-printable text). */
 int email__mp_decode_newline(mp_decoder_t *d, email_buf_t *out);
 /* The end of the part: what is held back; d->bad tells whether the encoding was broken. */

@@ -380,6 +380,20 @@ static void body_end(pop3_engine_t *e)
     cmd_finished(e, e->current);
 }
 
+/* Where the first line after data[i] that starts with a dot starts, or n. */
+static size_t next_dot_line(const char *data, size_t i, size_t n)
+{
+    for (size_t at = i + 1; at < n; at++) {
+        const char *dot = memchr(data + at, '.', n - at);
+        if (!dot)
+            break;
+        at = (size_t)(dot - data);
+        if (data[at - 1] == '\n')
+            return at;
+    }
+    return n;
+}
+
 /* A body's bytes, handed out as they come: a line's first dot removed, ".CRLF" ends it. */
 static size_t body_bytes(pop3_engine_t *e, const char *data, size_t n)
 {
@@ -407,13 +421,10 @@ static size_t body_bytes(pop3_engine_t *e, const char *data, size_t n)
                 return n;
         }
         /* the lines up to the next one starting with a dot go out in one piece: a large body
-           crosses to the reader once per read, not once per line */
-        size_t end = i;
-        do {
-            const char *nl = memchr(data + end, '\n', n - end);
-            end = nl ? (size_t)(nl - data) + 1 : n;
-            e->body_state = nl ? B_BOL : B_MID;
-        } while (end < n && e->body_state == B_BOL && data[end] != '.');
+           crosses to the reader once per read, not once per line; the search is for the dots
+           (none in base64 text), not for the line breaks */
+        size_t end = next_dot_line(data, i, n);
+        e->body_state = data[end - 1] == '\n' ? B_BOL : B_MID;
         if (!deliver(e, data + i, end - i))
             return n;
         i = end;

@@ -20,6 +20,7 @@
 
 #include "emailsession.h"
 #include "mime_parse.h"
+#include "mime_parse_internal.h"
 #include "spill.h"
 #include "util.h"
 
@@ -483,6 +484,206 @@ static void test_spill(void **state)
     spill_round("/nonexistent/emailsession", "/tmp/");
 }
 
+/* ---- Base64 bodies many lines at a time (body_run, email__mp_decode_b64_lines) ---- */
+
+static uint32_t xorshift(uint32_t *x)
+{
+    *x ^= *x << 13, *x ^= *x >> 17, *x ^= *x << 5;
+    return *x;
+}
+
+/* Base64-like text: lines of 0-90 characters, mostly of the alphabet (long clean runs, so whole
+   16-character blocks occur), with '=', white space, CR, NUL, 8-bit octets and '-' between them
+   (never at a line's start), CRLF or LF line breaks, the last one sometimes missing. */
+static size_t b64_text(char *buf, size_t lines, uint32_t x)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char noise[] = "= \t\r\0\x80\xff-*";
+    size_t n = 0;
+    for (size_t l = 0; l < lines; l++) {
+        size_t len = xorshift(&x) % 91;
+        for (size_t i = 0; i < len; i++) {
+            uint32_t r = xorshift(&x);
+            buf[n++] = r % 29 || !i ? alphabet[(r >> 8) % 64] : noise[(r >> 8) % (sizeof noise - 1)];
+        }
+        uint32_t e = xorshift(&x) % 4;
+        if (e == 0)
+            buf[n++] = '\n';
+        else if (e < 3 || l + 1 < lines)
+            buf[n++] = '\r', buf[n++] = '\n';
+    }
+    return n;
+}
+
+/* The text decoded as the parser's line path gives it: each line's content, without its line
+   break, to email__mp_decode. */
+static void b64_by_lines(const char *s, size_t n, email_buf_t *out, bool *bad)
+{
+    mp_decoder_t d;
+    email__mp_decoder_init(&d, CTE_BASE64);
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(s + i, '\n', n - i);
+        size_t end = nl ? (size_t)(nl - s) : n, len = end - i;
+        if (nl && len && s[end - 1] == '\r')
+            len--;
+        assert_int_equal(email__mp_decode(&d, out, s + i, len), 0);
+        i = nl ? end + 1 : n;
+    }
+    assert_int_equal(email__mp_decode_end(&d, out), 0);
+    *bad = d.bad;
+}
+
+/* The same text in two runs, cut at `cut`: every line break, quantum and 16-character block is
+   cut somewhere. */
+static void b64_by_runs(const char *s, size_t n, size_t cut, email_buf_t *out, bool *bad)
+{
+    mp_decoder_t d;
+    email__mp_decoder_init(&d, CTE_BASE64);
+    bool bol = true;
+    for (size_t i = 0, end = cut; i < n; end = n) {
+        size_t used;
+        assert_int_equal(email__mp_decode_b64_lines(&d, out, s + i, end - i, &bol, &used), 0);
+        assert_int_equal(used, end - i); /* no line starts with '-' */
+        i += used;
+        assert_int_equal(bol, s[i - 1] == '\n');
+    }
+    assert_int_equal(email__mp_decode_end(&d, out), 0);
+    *bad = d.bad;
+}
+
+static void test_b64_runs(void **state)
+{
+    (void)state;
+    char *text = malloc(64 * 95);
+    assert_non_null(text);
+    email_buf_t want, got;
+    email__buf_init(&want);
+    email__buf_init(&got);
+    for (uint32_t seed = 1; seed <= 40; seed++) {
+        size_t n = b64_text(text, 2 + seed % 13, 2463534242u + seed * 7919u);
+        bool want_bad, got_bad;
+        email__buf_reset(&want);
+        b64_by_lines(text, n, &want, &want_bad);
+        for (size_t cut = 1; cut <= n; cut++) {
+            email__buf_reset(&got);
+            b64_by_runs(text, n, cut, &got, &got_bad);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.data, want.data, want.len);
+            assert_int_equal(got_bad, want_bad);
+        }
+    }
+    /* a line starting with '-' stops a run there (the caller reads it); inside a line it does not */
+    static const char stop[] = "QUJDREVGR0hJSktMTU5PUFFSU1RV\r\n-QUJD\r\n";
+    mp_decoder_t d;
+    email__mp_decoder_init(&d, CTE_BASE64);
+    email__buf_reset(&got);
+    bool bol = true;
+    size_t used;
+    assert_int_equal(email__mp_decode_b64_lines(&d, &got, stop, strlen(stop), &bol, &used), 0);
+    assert_int_equal(used, 30);
+    assert_true(bol);
+    assert_string_equal(got.data, "ABCDEFGHIJKLMNOPQRSTU");
+    assert_int_equal(email__mp_decode_b64_lines(&d, &got, stop + 30, 7, &bol, &used), 0);
+    assert_int_equal(used, 0);
+    bol = false;
+    assert_int_equal(email__mp_decode_b64_lines(&d, &got, stop + 30, 7, &bol, &used), 0);
+    assert_int_equal(used, 7);
+    assert_string_equal(got.data, "ABCDEFGHIJKLMNOPQRSTUABC");
+    assert_true(d.bad);
+    email__buf_free(&want);
+    email__buf_free(&got);
+    free(text);
+}
+
+/* A base64 attachment past the spill threshold written by hand with the shapes the run path
+   must read as the line path does: 76-character lines, quanta cut across lines, LF alone, a blank
+   line, trailing spaces, a lone "-" line (not a boundary: flagged), then a boundary right after
+   the last line. Fed whole, in pieces of several sizes, and cut in two around the place where
+   the decoded bytes reach the threshold and around the boundary. */
+static char *b64_message(const unsigned char *data, size_t size, size_t *len, size_t *mid,
+                         size_t *tail)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char head[] =
+        "From: a@example.com\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=\"b-1\"\r\n\r\npreamble\r\n--b-1\r\n"
+        "Content-Type: text/plain\r\n\r\nhello\r\n--b-1\r\n"
+        "Content-Type: application/octet-stream; name=\"big.bin\"\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n";
+    static const char end[] = "\r\n--b-1\r\nContent-Type: text/plain; name=\"after.txt\"\r\n\r\n"
+                              "after\r\n--b-1--\r\n";
+    size_t enc = (size_t)(size + 2) / 3 * 4, cap = sizeof head + enc + enc / 19 + 64 + sizeof end;
+    char *buf = malloc(cap), *w = buf;
+    assert_non_null(buf);
+    w += sprintf(w, "%s", head);
+    size_t col = 0, line = 0;
+    for (size_t i = 0; i < size; i += 3) {
+        uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < size ? (uint32_t)data[i + 1] << 8 : 0) |
+                     (i + 2 < size ? data[i + 2] : 0);
+        for (size_t k = 0; k < 4; k++) {
+            *w++ = k > 1 && i + k > size ? '=' : b64[v >> (18 - 6 * k) & 63];
+            if (++col == 76 || (line % 7 == 3 && col == 37)) {
+                w += sprintf(w, line % 11 == 5 ? "\n" : line == 200 ? "  \r\n" : "\r\n");
+                w += sprintf(w, line == 100 ? "\r\n" : line == 300 ? "-\r\n" : "");
+                col = 0, line++;
+            }
+            if (i == size / 2 && k == 1)
+                *mid = (size_t)(w - buf);
+        }
+    }
+    *tail = (size_t)(w - buf);
+    w += sprintf(w, "%s", end);
+    *len = (size_t)(w - buf);
+    assert_true(*len < cap);
+    return buf;
+}
+
+static email_message_t *parse_cut(const char *mime, size_t n, size_t cut)
+{
+    mime_parser_t *p;
+    assert_int_equal(email__mime_parser_new(&p), 0);
+    assert_int_equal(email__mime_parser_feed(p, mime, cut), 0);
+    assert_int_equal(email__mime_parser_feed(p, mime + cut, n - cut), 0);
+    email_message_t *m;
+    assert_int_equal(email__mime_parser_finish(p, &m), 0);
+    return m;
+}
+
+static void assert_b64_message(const email_message_t *m, const unsigned char *data, size_t size)
+{
+    assert_part(m, 0, "big.bin", "application/octet-stream", data, size);
+    assert_part(m, 1, "after.txt", "text/plain", "after", 5);
+    assert_string_equal(email_message_get_text_body(m), "hello");
+    assert_int_equal(email_message_get_parse_problems(m), EMAIL_PARSE_ENCODING);
+}
+
+static void test_b64_body_runs(void **state)
+{
+    (void)state;
+    size_t size = 2 * SPILL_THRESHOLD + 1001, len, mid, tail;
+    unsigned char *data = random_bytes(size, 2463534242u);
+    char *mime = b64_message(data, size, &len, &mid, &tail);
+    email_message_t *whole = parse_pieces(mime, len, len);
+    assert_b64_message(whole, data, size);
+    static const size_t pieces[] = {3, 76, 77, 4096, 65536, 65537};
+    for (size_t i = 0; i < sizeof pieces / sizeof *pieces; i++) {
+        email_message_t *m = parse_pieces(mime, len, pieces[i]);
+        assert_b64_message(m, data, size);
+        email_message_free(m);
+    }
+    for (size_t d = 0; d < 12; d++) {
+        size_t cuts[] = {mid - 6 + d, tail - 4 + d, tail + 6 + d};
+        for (size_t c = 0; c < 3; c++) {
+            email_message_t *m = parse_cut(mime, len, cuts[c]);
+            assert_b64_message(m, data, size);
+            email_message_free(m);
+        }
+    }
+    email_message_free(whole);
+    free(mime);
+    free(data);
+}
+
 /* Hostile shapes: nesting past the cap, a header line of megabytes, many parts. */
 static void test_caps(void **state)
 {
@@ -587,7 +788,8 @@ int main(void)
         cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_large_attachment),
         cmocka_unit_test(test_caps),          cmocka_unit_test(test_built_getters),
         cmocka_unit_test(test_resend_refused), cmocka_unit_test(test_type_not_a_token),
-        cmocka_unit_test(test_spill),
+        cmocka_unit_test(test_spill),         cmocka_unit_test(test_b64_runs),
+        cmocka_unit_test(test_b64_body_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

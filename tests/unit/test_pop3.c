@@ -343,6 +343,35 @@ static void test_pipelined(void **state)
     stop(&s);
 }
 
+/* Dots in a body's lines and at their starts, the answer cut in two at every place (the body
+ * is handed over in runs between the lines that start with a dot, searched by their dots). */
+#define BODY2 "a.b.c\r\n.x\r\n\r\n.\r\nQUJD.\r\n.\n..\r\n"
+#define BODY2_WIRE "a.b.c\r\n..x\r\n\r\n..\r\nQUJD.\r\n..\n...\r\n.\r\n"
+
+static void test_body_cut(void **state)
+{
+    (void)state;
+    const char *wire = "+OK\r\n" BODY2_WIRE "+OK\r\nz.\r\n.\r\n";
+    for (size_t cut = 0; cut <= strlen(wire); cut++) {
+        session_t s;
+        pop3_engine_config_t cfg = config();
+        start(&s, &cfg);
+        login(&s, CAPA_PIPE);
+        tcmd_t t[2];
+        submit(&s, &t[0], "retr1", POP3_RETR, 1);
+        submit(&s, &t[1], "retr2", POP3_RETR, 2);
+        assert_string_equal(take(&s), "RETR 1\r\nRETR 2\r\n");
+        assert_int_equal(email__pop3_engine_feed(s.e, wire, cut), 0);
+        assert_int_equal(feed(&s, wire + cut), 0);
+        EXPECT_EVENTS(&s, "done retr1 ok 1 EMAIL_OK\ndone retr2 ok 1 EMAIL_OK\n");
+        assert_string_equal(str(&t[0].got), BODY2);
+        assert_string_equal(str(&t[1].got), "z.\r\n");
+        email__buf_free(&t[0].got);
+        email__buf_free(&t[1].got);
+        stop(&s);
+    }
+}
+
 /* Without PIPELINING one command at a time; STAT and LIST n are single-line. */
 static void test_lockstep(void **state)
 {
@@ -437,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_stls_required_refused),
         cmocka_unit_test(test_no_cleartext),
         cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_body_cut),
         cmocka_unit_test(test_lockstep),
         cmocka_unit_test(test_failures),
         cmocka_unit_test(test_unsolicited),
