@@ -16,6 +16,22 @@
  *   es_recv big-raw PORT          email_pop3_get_mail_raw of message 1 (held in memory by
  *                                 contract: its RSS is the message's size and more)
  *
+ *   es_recv imap-fetch PORT N     IMAP (PORT: dovecot's IMAP port, plain on loopback): one
+ *                                 email_imap_get_mails for UIDs 1..N (options 0: the library sends
+ *                                 UID FETCH (UID RFC822.SIZE BODY.PEEK[]) and UID STORE +FLAGS
+ *                                 (\Seen) pipelined, the UIDs in a few chunked commands)
+ *   es_recv imap-fetch-each PORT N  email_imap_get_mail(uid) for uid = 1..N, one call after another
+ *   es_recv imap-headers PORT N   one email_imap_get_mails(EMAIL_READ_HEADERS|EMAIL_READ_PEEK)
+ *                                 of UIDs 1..N (BODY.PEEK[HEADER])
+ *   es_recv imap-headers-each PORT N  email_imap_get_mail(uid, EMAIL_READ_HEADERS|EMAIL_READ_PEEK)
+ *                                 one call after another
+ *   es_recv imap-big PORT         email_imap_get_mail(1, EMAIL_READ_PEEK) of the large message:
+ *                                 RSS and the check as big
+ *   es_recv imap-fetch-async PORT N  the hook for the asynchronous IMAP calls (branch imapasync):
+ *                                 says "not yet" until they are on this branch; the runner adds
+ *                                 its rows when this mode gives a RESULT
+ *   For every IMAP mode the transporter logs in and selects INBOX before the clock starts.
+ *
  *   es_recv fetch-async PORT N    the same N messages queued at once with email_pop3_get_mail_async
  *                                 (pipelined by the library), the callbacks run by
  *                                 email_dispatch(); only when the library has the asynchronous
@@ -87,7 +103,7 @@ static int do_fetch(int port, long n)
 #ifdef ES_POP3_ASYNC
 typedef struct {
     long done, failed, wrong;
-    char first_error[300];
+    char first_error[600]; /* "message N: " and a status_text */
 } async_tally_t;
 
 /* Each message checked against the number it was asked for (user_data carries it). */
@@ -179,6 +195,81 @@ static int do_headers(int port, long n, const char *ca)
     return 0;
 }
 
+/* ---- IMAP ---- */
+
+static email_imap_transporter_t *open_imap(int port)
+{
+    email_server_t srv;
+    email_server_init(&srv);
+    srv.host = BENCH_HOST;
+    srv.port = port;
+    srv.security = EMAIL_SECURITY_NONE; /* loopback: LOGIN may go in clear */
+    srv.user = "alice";
+    srv.password = "pencil";
+    srv.connection_timeout = TIMEOUT;
+    srv.send_timeout = TIMEOUT;
+    email_imap_transporter_t *t = email_imap_transporter_new(&srv);
+    if (!t)
+        bench_die("email_imap_transporter_new: %s", email_error_info());
+    /* logged in and INBOX selected before the clock starts, as every peer does */
+    email_imap_box_info_t info;
+    if (email_imap_check_connection(t, NULL) ||
+        email_imap_select_box(t, "INBOX", EMAIL_IMAP_READ_WRITE, &info, NULL))
+        bench_die("logging in and selecting INBOX: %s", email_error_info());
+    return t;
+}
+
+static uint64_t body_len(const email_message_t *m)
+{
+    const char *body = email_message_get_text_body(m);
+    return body ? strlen(body) : 0;
+}
+
+/* UIDs 1..n: dovecot_mail.py seeds a fresh box, so UID i is generated message i. */
+static int do_imap_fetch(int port, long n, int options, bool each)
+{
+    email_imap_transporter_t *t = open_imap(port);
+    uint32_t *uids = malloc((size_t)n * sizeof *uids);
+    email_message_t **out = calloc((size_t)n, sizeof *out);
+    if (!uids || !out)
+        bench_die("out of memory");
+    for (long i = 0; i < n; i++)
+        uids[i] = (uint32_t)(i + 1);
+    uint64_t bytes = 0;
+    double t0 = bench_now();
+    if (!each && email_imap_get_mails(t, uids, (size_t)n, options, out, NULL))
+        bench_die("email_imap_get_mails(%ld UIDs): %s", n, email_error_info());
+    for (long i = 0; i < n; i++) {
+        if (each && email_imap_get_mail(t, uids[i], options, &out[i], NULL))
+            bench_die("email_imap_get_mail(%u): %s", uids[i], email_error_info());
+        if (!out[i])
+            bench_die("UID %u: no message", uids[i]);
+        check_subject(out[i], i + 1);
+        bytes += body_len(out[i]);
+        if (each) { /* a loop frees as it goes */
+            email_message_free(out[i]);
+            out[i] = NULL;
+        }
+    }
+    double secs = bench_now() - t0;
+    for (long i = 0; i < n; i++)
+        email_message_free(out[i]);
+    email_imap_transporter_free(t);
+    free(out);
+    free(uids);
+    printf("RESULT rate=%.1f secs=%.4f msgs=%ld body_bytes=%llu maxrss_kb=%ld\n", n / secs, secs,
+           n, (unsigned long long)bytes, bench_maxrss_kb());
+    return 0;
+}
+
+static int do_imap_fetch_async(int port, long n)
+{
+    (void)port, (void)n;
+    /* Plug the asynchronous IMAP calls (branch imapasync) in here once merged: the n UIDs queued
+     * at once, the callbacks run by email_dispatch(), as do_fetch_async does for POP3. */
+    bench_die("not yet: the asynchronous IMAP calls (branch imapasync) are not in this library");
+}
+
 /* The attachment's bytes, as the runner wrote them: xorshift32 from a fixed seed. */
 static void check_attachment(const unsigned char *d, size_t len)
 {
@@ -227,19 +318,23 @@ static int do_make_big(const char *path, long mib)
     return 0;
 }
 
-static int do_big(int port, bool raw)
+/* imap: email_imap_get_mail of UID 1 instead of POP3 (raw is then unused) */
+static int do_big(int port, bool raw, bool imap)
 {
-    email_pop3_transporter_t *t = open_box(port);
+    email_pop3_transporter_t *t = imap ? NULL : open_box(port);
+    email_imap_transporter_t *it = imap ? open_imap(port) : NULL;
     email_message_t *m = NULL;
     char *data = NULL;
     size_t len = 0;
     double t0 = bench_now();
-    int rc = raw ? email_pop3_get_mail_raw(t, 1, &data, &len, NULL)
-                 : email_pop3_get_mail(t, 1, &m, NULL);
+    int rc = imap  ? email_imap_get_mail(it, 1, EMAIL_READ_PEEK, &m, NULL)
+             : raw ? email_pop3_get_mail_raw(t, 1, &data, &len, NULL)
+                   : email_pop3_get_mail(t, 1, &m, NULL);
     double secs = bench_now() - t0;
     long rss = bench_maxrss_kb();
     if (rc)
-        bench_die("email_pop3_get_mail%s: %s", raw ? "_raw" : "", email_error_info());
+        bench_die("email_%s_get_mail%s: %s", imap ? "imap" : "pop3", raw ? "_raw" : "",
+                  email_error_info());
     if (!raw) {
         const void *part;
         if (email_message_get_attachment(m, 0, NULL, NULL, &part, &len))
@@ -251,6 +346,7 @@ static int do_big(int port, bool raw)
     email_message_free(m);
     free(data);
     email_pop3_transporter_free(t);
+    email_imap_transporter_free(it);
     return 0;
 }
 
@@ -267,10 +363,25 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "headers") && argc == 5)
         return do_headers(port, bench_atol(argv[3], "N"), argv[4]);
     if (!strcmp(mode, "big") && argc == 3)
-        return do_big(port, false);
+        return do_big(port, false, false);
     if (!strcmp(mode, "big-raw") && argc == 3)
-        return do_big(port, true);
+        return do_big(port, true, false);
+    const int hdr = EMAIL_READ_HEADERS | EMAIL_READ_PEEK;
+    if (!strcmp(mode, "imap-fetch") && argc == 4)
+        return do_imap_fetch(port, bench_atol(argv[3], "N"), 0, false);
+    if (!strcmp(mode, "imap-fetch-each") && argc == 4)
+        return do_imap_fetch(port, bench_atol(argv[3], "N"), 0, true);
+    if (!strcmp(mode, "imap-headers") && argc == 4)
+        return do_imap_fetch(port, bench_atol(argv[3], "N"), hdr, false);
+    if (!strcmp(mode, "imap-headers-each") && argc == 4)
+        return do_imap_fetch(port, bench_atol(argv[3], "N"), hdr, true);
+    if (!strcmp(mode, "imap-fetch-async") && argc == 4)
+        return do_imap_fetch_async(port, bench_atol(argv[3], "N"));
+    if (!strcmp(mode, "imap-big") && argc == 3)
+        return do_big(port, false, true);
     fprintf(stderr, "usage: es_recv make-big FILE MIB | fetch PORT N | fetch-async PORT N | "
-                    "headers PORT N CAFILE | big PORT | big-raw PORT\n");
+                    "headers PORT N CAFILE | big PORT | big-raw PORT | imap-fetch PORT N | "
+                    "imap-fetch-each PORT N | imap-headers PORT N | imap-headers-each PORT N | "
+                    "imap-fetch-async PORT N | imap-big PORT\n");
     return 2;
 }
