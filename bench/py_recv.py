@@ -80,6 +80,8 @@ def imap_login(port):
     typ, _ = box.select("INBOX")
     if typ != "OK":
         raise SystemExit("FAIL SELECT INBOX: %s" % typ)
+    # a first FETCH before the clock, as every client here (see es_recv.c's open_imap)
+    imap_bodies(*box.uid("FETCH", "1", "(BODY.PEEK[HEADER])"), "a first UID FETCH")
     return box
 
 
