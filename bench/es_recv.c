@@ -21,6 +21,8 @@
  *                                 UID FETCH (UID RFC822.SIZE BODY.PEEK[]) and UID STORE +FLAGS
  *                                 (\Seen) pipelined, the UIDs in a few chunked commands)
  *   es_recv imap-fetch-each PORT N  email_imap_get_mail(uid) for uid = 1..N, one call after another
+ *   es_recv imap-fetch-peek PORT N, imap-fetch-each-peek PORT N   the same with EMAIL_READ_PEEK
+ *                                 (no UID STORE): diagnostics, not in the runner's table
  *   es_recv imap-headers PORT N   one email_imap_get_mails(EMAIL_READ_HEADERS|EMAIL_READ_PEEK)
  *                                 of UIDs 1..N (BODY.PEEK[HEADER])
  *   es_recv imap-headers-each PORT N  email_imap_get_mail(uid, EMAIL_READ_HEADERS|EMAIL_READ_PEEK)
@@ -374,6 +376,10 @@ int main(int argc, char **argv)
     const int hdr = EMAIL_READ_HEADERS | EMAIL_READ_PEEK;
     if (!strcmp(mode, "imap-fetch") && argc == 4)
         return do_imap_fetch(port, bench_atol(argv[3], "N"), 0, false);
+    if (!strcmp(mode, "imap-fetch-peek") && argc == 4) /* diagnostic: no UID STORE */
+        return do_imap_fetch(port, bench_atol(argv[3], "N"), EMAIL_READ_PEEK, false);
+    if (!strcmp(mode, "imap-fetch-each-peek") && argc == 4)
+        return do_imap_fetch(port, bench_atol(argv[3], "N"), EMAIL_READ_PEEK, true);
     if (!strcmp(mode, "imap-fetch-each") && argc == 4)
         return do_imap_fetch(port, bench_atol(argv[3], "N"), 0, true);
     if (!strcmp(mode, "imap-headers") && argc == 4)
