@@ -9,7 +9,9 @@
  *                                 body parsed as it arrives); plain POP3 on loopback
  *   es_recv headers PORT N CA     a named session (email_start_pop3_session, STLS required: the
  *                                 named sessions have no plain-text option) and N calls of
- *                                 email_read_next(EMAIL_READ_HEADERS) (LIST, UIDL and TOP n 0)
+ *                                 email_read_next(EMAIL_READ_HEADERS) (TOP n 0); the first
+ *                                 before the clock, so the rate is of messages 2..N
+ *   (fetch, fetch-async: message 1 is read once before the clock; see open_box)
  *   es_recv big PORT              email_pop3_get_mail of message 1 (one large attachment, which
  *                                 the parser spills to a temporary file), peak RSS before the
  *                                 attachment's pages are read; then its bytes are checked
@@ -51,7 +53,9 @@
 
 #define TIMEOUT 60
 
-static email_pop3_transporter_t *open_box(int port)
+/* warm: read message 1 before the clock too (see open_imap: dovecot's first read of a session
+ * costs ~1 s on the 10,000-message box, for POP3 as for IMAP); not for the one large message */
+static email_pop3_transporter_t *open_box(int port, bool warm)
 {
     email_server_t srv;
     email_server_init(&srv);
@@ -68,6 +72,10 @@ static email_pop3_transporter_t *open_box(int port)
     /* logged in before the clock starts, as every peer is */
     if (email_pop3_check_connection(t, NULL))
         bench_die("email_pop3_check_connection: %s", email_error_info());
+    email_message_t *first = NULL;
+    if (warm && email_pop3_get_mail(t, 1, &first, NULL))
+        bench_die("a first RETR: %s", email_error_info());
+    email_message_free(first);
     return t;
 }
 
@@ -83,7 +91,7 @@ static void check_subject(const email_message_t *m, long n)
 
 static int do_fetch(int port, long n)
 {
-    email_pop3_transporter_t *t = open_box(port);
+    email_pop3_transporter_t *t = open_box(port, true);
     uint64_t bytes = 0;
     double t0 = bench_now();
     for (long i = 1; i <= n; i++) {
@@ -134,7 +142,7 @@ static void on_mail(email_message_t *m, const email_status_t *status, void *user
 
 static int do_fetch_async(int port, long n)
 {
-    email_pop3_transporter_t *t = open_box(port);
+    email_pop3_transporter_t *t = open_box(port, true);
     async_tally_t tally = {0};
     async_req_t *reqs = calloc((size_t)n, sizeof *reqs);
     if (!reqs)
@@ -182,17 +190,23 @@ static int do_headers(int port, long n, const char *ca)
     email_set_timeout(TIMEOUT);
     if (!email_start_pop3_session("alice", "pencil", BENCH_HOST, port, EMAIL_OPTION_STARTTLS))
         bench_die("email_start_pop3_session: %s", email_error_info());
-    double t0 = bench_now();
+    if (n < 2)
+        bench_die("headers: N must be 2 or more (message 1 is read before the clock)");
+    /* message 1 before the clock (dovecot's first read of a session: see open_box); a named
+     * session reads in order, so the clock covers messages 2..N */
+    double t0 = 0;
     for (long i = 1; i <= n; i++) {
         email_message_t *m = NULL;
         if (!email_read_next("alice", EMAIL_READ_HEADERS, &m) || !m)
             bench_die("email_read_next(%ld): %s", i, m ? "" : email_error_info());
         check_subject(m, i);
         email_message_free(m);
+        if (i == 1)
+            t0 = bench_now();
     }
     double secs = bench_now() - t0;
     email_close_session("alice");
-    printf("RESULT rate=%.1f secs=%.4f msgs=%ld maxrss_kb=%ld\n", n / secs, secs, n,
+    printf("RESULT rate=%.1f secs=%.4f msgs=%ld maxrss_kb=%ld\n", (n - 1) / secs, secs, n - 1,
            bench_maxrss_kb());
     return 0;
 }
@@ -328,7 +342,7 @@ static int do_make_big(const char *path, long mib)
 /* imap: email_imap_get_mail of UID 1 instead of POP3 (raw is then unused) */
 static int do_big(int port, bool raw, bool imap)
 {
-    email_pop3_transporter_t *t = imap ? NULL : open_box(port);
+    email_pop3_transporter_t *t = imap ? NULL : open_box(port, false);
     email_imap_transporter_t *it = imap ? open_imap(port) : NULL;
     email_message_t *m = NULL;
     char *data = NULL;
