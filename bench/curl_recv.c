@@ -6,6 +6,13 @@
  *   curl_recv headers PORT N CA     "TOP i 0" (CURLOPT_CUSTOMREQUEST) for i = 1..N, STLS required
  *                                   (CURLOPT_USE_SSL), as emailsession's named session has it
  *   curl_recv big PORT              RETR 1, the bytes counted and dropped
+ *   curl_recv imap-fetch PORT N     IMAP: imap://host:port/INBOX/;UID=i for i = 1..N (libcurl
+ *                                   sends UID FETCH i BODY[]), plain IMAP
+ *   curl_recv imap-headers PORT N   imap://host:port/INBOX/;UID=i/;SECTION=HEADER (BODY[HEADER])
+ *   curl_recv imap-big PORT         imap://host:port/INBOX/;UID=1, the bytes counted and dropped
+ *
+ * IMAP: the login and SELECT INBOX (a NOOP on the mailbox's URL) come before the clock; libcurl
+ * keeps the mailbox selected across transfers on the reused connection.
  *
  * The login is done (a NOOP transfer without body) before the clock starts. libcurl hands over
  * the raw message: it does not parse MIME, so its figures are of transport only.
@@ -35,8 +42,9 @@ static size_t write_cb(char *data, size_t size, size_t nitems, void *user)
 }
 
 static int port;
+static bool imap; /* the imap-* modes */
 
-static CURL *new_handle(sink_t *sink, const char *ca)
+static CURL *new_handle(sink_t *sink, const char *ca, bool warm)
 {
     CURL *h = curl_easy_init();
     if (!h)
@@ -52,7 +60,10 @@ static CURL *new_handle(sink_t *sink, const char *ca)
     }
     /* logged in before the clock starts */
     char url[64];
-    snprintf(url, sizeof url, "pop3://%s:%d/", BENCH_HOST, port);
+    if (imap) /* a custom command on a mailbox not selected yet: SELECT, then the command */
+        snprintf(url, sizeof url, "imap://%s:%d/INBOX", BENCH_HOST, port);
+    else
+        snprintf(url, sizeof url, "pop3://%s:%d/", BENCH_HOST, port);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "NOOP");
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -61,6 +72,19 @@ static CURL *new_handle(sink_t *sink, const char *ca)
         bench_die("login: curl_easy_perform: %s", curl_easy_strerror(rc));
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
     curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+    /* a first read before the clock too (dovecot's first read of a session: es_recv.c's
+     * open_imap and open_box); not for the one large message (warm false) */
+    if (imap)
+        snprintf(url, sizeof url, "imap://%s:%d/INBOX/;UID=1/;SECTION=HEADER", BENCH_HOST, port);
+    else
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "TOP 1 0");
+    if (warm) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        if ((rc = curl_easy_perform(h)) != CURLE_OK)
+            bench_die("a first read: curl_easy_perform: %s", curl_easy_strerror(rc));
+        sink->bytes = 0;
+    }
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
     return h;
 }
 
@@ -87,12 +111,15 @@ static void check_subject(const sink_t *s, long i)
 static int do_fetch(long n, const char *ca, bool headers)
 {
     sink_t s = {0};
-    CURL *h = new_handle(&s, ca);
+    CURL *h = new_handle(&s, ca, true);
     long connects = 0;
     double t0 = bench_now();
     for (long i = 1; i <= n; i++) {
-        char url[64], cmd[32];
-        if (headers) {
+        char url[96], cmd[32];
+        if (imap) {
+            snprintf(url, sizeof url, "imap://%s:%d/INBOX/;UID=%ld%s", BENCH_HOST, port, i,
+                     headers ? "/;SECTION=HEADER" : "");
+        } else if (headers) {
             snprintf(url, sizeof url, "pop3://%s:%d/", BENCH_HOST, port);
             snprintf(cmd, sizeof cmd, "TOP %ld 0", i);
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, cmd);
@@ -113,9 +140,12 @@ static int do_fetch(long n, const char *ca, bool headers)
 static int do_big(void)
 {
     sink_t s = {0};
-    CURL *h = new_handle(&s, NULL);
+    CURL *h = new_handle(&s, NULL, false);
     char url[64];
-    snprintf(url, sizeof url, "pop3://%s:%d/1", BENCH_HOST, port);
+    if (imap)
+        snprintf(url, sizeof url, "imap://%s:%d/INBOX/;UID=1", BENCH_HOST, port);
+    else
+        snprintf(url, sizeof url, "pop3://%s:%d/1", BENCH_HOST, port);
     curl_easy_setopt(h, CURLOPT_URL, url);
     long connects = 0;
     double t0 = bench_now();
@@ -138,6 +168,14 @@ int main(int argc, char **argv)
         return do_fetch(bench_atol(argv[3], "N"), argv[4], true);
     if (!strcmp(mode, "big") && argc == 3)
         return do_big();
-    fprintf(stderr, "usage: curl_recv fetch PORT N | headers PORT N CAFILE | big PORT\n");
+    imap = true;
+    if (!strcmp(mode, "imap-fetch") && argc == 4)
+        return do_fetch(bench_atol(argv[3], "N"), NULL, false);
+    if (!strcmp(mode, "imap-headers") && argc == 4)
+        return do_fetch(bench_atol(argv[3], "N"), NULL, true);
+    if (!strcmp(mode, "imap-big") && argc == 3)
+        return do_big();
+    fprintf(stderr, "usage: curl_recv fetch PORT N | headers PORT N CAFILE | big PORT | "
+                    "imap-fetch PORT N | imap-headers PORT N | imap-big PORT\n");
     return 2;
 }

@@ -4,6 +4,9 @@
  * reading a POP3 message costs at the least (no parsing, no dot-unstuffing, no copies).
  *
  *   raw_recv PORT        prints RESULT secs= bytes= maxrss_kb=
+ *   raw_recv imap PORT   the same for IMAP: LOGIN and SELECT INBOX before the clock, then one
+ *                        "UID FETCH 1 (BODY.PEEK[])": the literal's bytes counted and dropped,
+ *                        the clock stopped at the tagged OK (bytes= is the literal's size)
  */
 #include "common.h"
 
@@ -38,19 +41,108 @@ static void say(int fd, const char *line)
         bench_die("send: %s", strerror(errno));
 }
 
-int main(int argc, char **argv)
+static int dial(const char *port)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: raw_recv PORT\n");
-        return 2;
-    }
     struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)bench_atol(argv[1], "PORT"))};
+                             .sin_port = htons((uint16_t)bench_atol(port, "PORT"))};
     inet_pton(AF_INET, BENCH_HOST, &sa.sin_addr);
     int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa))
         bench_die("connect: %s", strerror(errno));
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* ---- IMAP: a buffered reader over buf ---- */
+
+static size_t have, at; /* buf[at..have) not consumed yet */
+
+static void fill(int fd, const char *what)
+{
+    if (at == have)
+        at = have = 0;
+    ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+    if (r <= 0)
+        bench_die("%s: connection closed", what);
+    have += (size_t)r;
+}
+
+/* One line (CRLF stripped, NUL-terminated) into line[cap]. */
+static void read_line(int fd, char *line, size_t cap, const char *what)
+{
+    size_t n = 0;
+    for (;;) {
+        if (at == have)
+            fill(fd, what);
+        char c = buf[at++];
+        if (c == '\n')
+            break;
+        if (n + 1 < cap && c != '\r')
+            line[n++] = c;
+    }
+    line[n] = '\0';
+}
+
+/* Lines until the one tagged tag; dies unless it is OK. */
+static void until_tagged(int fd, const char *tag, const char *what)
+{
+    char line[1024];
+    size_t n = strlen(tag);
+    do
+        read_line(fd, line, sizeof line, what);
+    while (strncmp(line, tag, n) || line[n] != ' ');
+    if (strncmp(line + n + 1, "OK", 2))
+        bench_die("%s: %s", what, line);
+}
+
+static int imap_main(const char *port)
+{
+    int fd = dial(port);
+    char line[1024];
+    read_line(fd, line, sizeof line, "greeting");
+    if (strncmp(line, "* OK", 4))
+        bench_die("greeting: %s", line);
+    say(fd, "a LOGIN alice pencil\r\n");
+    until_tagged(fd, "a", "LOGIN");
+    say(fd, "b SELECT INBOX\r\n");
+    until_tagged(fd, "b", "SELECT");
+    say(fd, "c0 UID FETCH 1 (BODY.PEEK[HEADER])\r\n"); /* a first FETCH, as every client */
+    until_tagged(fd, "c0", "a first UID FETCH"); /* (no header line starts with "c0 ") */
+    double t0 = bench_now();
+    say(fd, "c UID FETCH 1 (BODY.PEEK[])\r\n");
+    unsigned long long size = 0;
+    for (;;) { /* the untagged FETCH line ends with the literal's {size} */
+        read_line(fd, line, sizeof line, "UID FETCH");
+        char *brace = strrchr(line, '{');
+        if (!strncmp(line, "* ", 2) && brace && sscanf(brace, "{%llu}", &size) == 1)
+            break;
+        if (!strncmp(line, "c ", 2))
+            bench_die("UID FETCH: %s", line);
+    }
+    unsigned long long left = size;
+    while (left) {
+        if (at == have)
+            fill(fd, "the literal");
+        size_t take = have - at < left ? have - at : (size_t)left;
+        at += take, left -= take;
+    }
+    until_tagged(fd, "c", "UID FETCH");
+    double secs = bench_now() - t0;
+    say(fd, "d LOGOUT\r\n");
+    close(fd);
+    printf("RESULT secs=%.4f bytes=%llu maxrss_kb=%ld\n", secs, size, bench_maxrss_kb());
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "imap"))
+        return imap_main(argv[2]);
+    if (argc != 2) {
+        fprintf(stderr, "usage: raw_recv PORT | raw_recv imap PORT\n");
+        return 2;
+    }
+    int fd = dial(argv[1]);
     expect_ok(fd, "greeting");
     say(fd, "USER alice\r\n");
     expect_ok(fd, "USER");
