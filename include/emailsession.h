@@ -612,6 +612,11 @@ typedef struct email_mailbox_result_s {
     const email_pop3_mail_info_t *pop3_list; /* get_mail_info_list, in the server's order */
     const char *data; /* get_mail_raw: the message as the server holds it, NUL-terminated */
     size_t length;    /* get_mail_raw: bytes of data before the NUL */
+    /* IMAP (email_imap_..._async); count is then: select_box: messages (EXISTS);
+     * get_box_list: entries in imap_boxes; search: UIDs in uids */
+    const struct email_imap_box_info_s *imap_box_info; /* select_box, unseen counted */
+    const struct email_imap_box_s *imap_boxes;         /* get_box_list, in the server's order */
+    const uint32_t *uids;                               /* search (NULL when none was found) */
 } email_mailbox_result_t;
 /* The outcome of a mailbox call: result is never NULL (all zero on failure). */
 typedef void (*email_mailbox_cb)(const email_mailbox_result_t *result,
@@ -771,6 +776,73 @@ EMAIL_EXTERN int email_imap_expunge(email_imap_transporter_t *transporter,
 /* LOGOUT, waits for its answer, frees. NULL is allowed. On the loop's own thread it cannot
  * wait: LOGOUT goes, and the transporter is freed at the session's end. */
 EMAIL_EXTERN void email_imap_transporter_free(email_imap_transporter_t *transporter);
+
+/*
+ * Asynchronous twins of the calls above, as the POP3 ones: each checks its arguments as its
+ * synchronous twin does and queues the call: 0, or an EMAIL_E... code (EMAIL_EINVAL for a bad
+ * argument, EMAIL_ENOMEM) with ErrorInfo set, and then the callback is never called. Once
+ * queued, its callback runs exactly once with the outcome (get_mails_async: once per UID),
+ * where the other callbacks run, status as for the synchronous call (valid during the callback
+ * only); done may be NULL. Calls on one transporter, synchronous or not, go to the server in the
+ * order they were made from one thread; the UID commands of queued calls are pipelined. Any
+ * thread, the loop's included: a callback may queue the next call. The mailbox is selected again
+ * on a new session as for the synchronous calls: when its UIDVALIDITY changed, the calls naming
+ * UIDs that were queued before it was seen fail with EMAIL_ESTALE (up to one that selects a
+ * mailbox itself); when selecting it fails, the calls queued behind get that error. A call
+ * queued behind a select_box_async works in the box that one chooses (when the server refuses
+ * that SELECT, it refuses the call's UID commands too: no box is selected then). The
+ * outcomes come in the order of the calls (but after a lost connection, whose errors may come
+ * in another order).
+ * email_imap_transporter_free lets the calls queued before it finish (each gets its own outcome,
+ * a lost connection's error included) before its LOGOUT.
+ */
+/* NOOP (connecting and logging in first if needed); done gets no message. */
+EMAIL_EXTERN int email_imap_check_connection_async(email_imap_transporter_t *transporter,
+                                                   email_receive_cb done, void *user_data);
+/* SELECT or EXAMINE, then UID SEARCH UNSEEN: result->imap_box_info (result->count: messages). */
+EMAIL_EXTERN int email_imap_select_box_async(email_imap_transporter_t *transporter,
+                                             const char *name, int mode, email_mailbox_cb done,
+                                             void *user_data);
+/* LIST "" "*": result->imap_boxes with result->count entries. */
+EMAIL_EXTERN int email_imap_get_box_list_async(email_imap_transporter_t *transporter,
+                                               email_mailbox_cb done, void *user_data);
+/* The message of that UID parsed as it arrives, to done (NULL and EMAIL_ENOTFOUND when the box
+ * has no such UID). options as email_imap_get_mail. */
+EMAIL_EXTERN int email_imap_get_mail_async(email_imap_transporter_t *transporter, uint32_t uid,
+                                           int options, email_receive_cb done,
+                                           void *user_data);
+/*
+ * email_imap_get_mail_async for each of the count UIDs (the array is copied): done runs exactly
+ * count times, once per UID in the order given (a UID given twice is read twice), each time
+ * with that message as soon as it is whole (parsed as it arrives; none waits for the others, so
+ * a thousand messages need not be held at once), or NULL and EMAIL_ENOTFOUND when the box has
+ * no such UID, or NULL and the error when the read failed. count 0: done never runs. A UID 0 or
+ * bad options refuse the whole call (EMAIL_EINVAL, done never runs). The calls' bookkeeping
+ * (about 3 KB a UID, no message) is made at once and freed after the last outcome.
+ */
+EMAIL_EXTERN int email_imap_get_mails_async(email_imap_transporter_t *transporter,
+                                            const uint32_t *uids, size_t count, int options,
+                                            email_receive_cb done, void *user_data);
+/* UID SEARCH: result->uids with result->count UIDs. criteria and text are copied. */
+EMAIL_EXTERN int email_imap_search_async(email_imap_transporter_t *transporter,
+                                         const char *criteria, const char *text,
+                                         email_mailbox_cb done, void *user_data);
+/* UID STORE +FLAGS.SILENT / -FLAGS.SILENT (uids copied); done gets no message. */
+EMAIL_EXTERN int email_imap_add_flags_async(email_imap_transporter_t *transporter,
+                                            const uint32_t *uids, size_t count,
+                                            const char *flags, email_receive_cb done,
+                                            void *user_data);
+EMAIL_EXTERN int email_imap_remove_flags_async(email_imap_transporter_t *transporter,
+                                               const uint32_t *uids, size_t count,
+                                               const char *flags, email_receive_cb done,
+                                               void *user_data);
+/* Marks the messages \Deleted; done gets no message. */
+EMAIL_EXTERN int email_imap_delete_async(email_imap_transporter_t *transporter,
+                                         const uint32_t *uids, size_t count,
+                                         email_receive_cb done, void *user_data);
+/* EXPUNGE; done gets no message. */
+EMAIL_EXTERN int email_imap_expunge_async(email_imap_transporter_t *transporter,
+                                          email_receive_cb done, void *user_data);
 
 /* ---------------------------------------------------------------------------------------------
  * WLanguage-style named sessions

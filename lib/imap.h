@@ -90,6 +90,7 @@ struct imap_cmd {
 
     queue_t node;               /* engine-private: */
     unsigned tag_first, tags, answered;  /* its tagged lines (chunks) sent, and answered */
+    bool searched;              /* SEARCH: its one untagged SEARCH response came */
 };
 
 #define IMAP_MAX_COMMAND 8000   /* the longest command line we write */

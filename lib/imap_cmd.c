@@ -219,6 +219,7 @@ int email__imap_engine_submit(imap_engine_t *e, imap_cmd_t *cmd)
     email__status_init(&cmd->status);
     cmd->bytes = 0;
     cmd->tags = cmd->answered = 0;
+    cmd->searched = false;
     queue_insert_tail(&e->queue, &cmd->node);
     email__imap_pump(e);
     return 0;
@@ -345,15 +346,19 @@ void email__imap_fetch_data(imap_engine_t *e, uint32_t seq, imap_lex_t *lx)
         deliver_fetch(e, seq, uid, size, have_flags ? flags : NULL);
 }
 
+/* Each SEARCH gets one untagged SEARCH response, in the order the commands went: with several
+ * in flight the answers of later ones may come before the tagged end of the first. */
 void email__imap_search_data(imap_engine_t *e, imap_lex_t *lx)
 {
     imap_cmd_t *cmd = NULL;
     queue_t *q;
     queue_foreach(q, &e->flight) {
         imap_cmd_t *c = queue_data(q, imap_cmd_t, node);
-        if (c->kind == IMAP_SEARCH && !cmd)
+        if (c->kind == IMAP_SEARCH && !c->searched && !cmd)
             cmd = c;
     }
+    if (cmd)
+        cmd->searched = true;
     for (imap_tok_t t = email__imap_lex(lx); cmd && t.kind != T_END; t = email__imap_lex(lx)) {
         uint32_t uid;
         if (t.kind == T_OPEN && email__imap_skip_list(lx)) /* (MODSEQ n) */

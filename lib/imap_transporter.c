@@ -4,8 +4,11 @@
  * IMAP session, opened by the first call and kept until email_imap_transporter_free says
  * LOGOUT. The mailbox chosen last is selected again on a new session before anything that names
  * messages by UID, and a changed UIDVALIDITY stops that call (EMAIL_ESTALE) before its UIDs can
- * touch other messages. Each public call crosses to the loop thread and waits there for its
- * commands' answers; calls on one transporter take turns.
+ * touch other messages. Each synchronous call (imap_transporter_sync.c) crosses to the loop
+ * thread and waits there for its commands' answers; the asynchronous ones
+ * (imap_transporter_async.c) post the same calls without waiting, so that all of them reach the
+ * session's queue in the order they were made. Calls that come while the box is being selected
+ * again wait for it in order (one SELECT for all of them).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -13,25 +16,8 @@
 #include <string.h>
 
 #include "error.h"
-#include "imap.h"
-#include "imap_transporter.h"
+#include "imap_transporter_internal.h"
 #include "message.h"
-#include "mime_parse.h"
-#include "transporter_internal.h"
-#include "util.h"
-
-struct email_imap_transporter_s {
-    email_transporter_t *settings;
-    pthread_mutex_t turn;         /* one call at a time */
-    connection_t *conn;           /* loop thread; NULL until the first call, and once closed */
-    struct imap_call *quitting;   /* a free waiting for the session's end */
-    bool freeing;                 /* freed from the loop's thread: gone once the session ends */
-    char *box;                    /* the mailbox chosen last (NULL: none yet) */
-    int mode;                     /* its EMAIL_IMAP_READ_... */
-    bool selected;                /* box is selected on conn */
-    uint32_t uidvalidity;         /* box's when last selected, 0 unknown */
-    unsigned caps;                /* IMAP_CAP_... of the last session */
-};
 
 static void release(email_imap_transporter_t *t)
 {
@@ -39,40 +25,10 @@ static void release(email_imap_transporter_t *t)
     email__transporter_set_quiesce(t->settings, NULL, NULL);
     email_transporter_free(t->settings);
     pthread_mutex_destroy(&t->turn);
+    email__mime_parser_free(t->orphan);
     free(t->box);
     free(t);
 }
-
-/* A message being fetched: its UID, its place in the caller's array, its parser meanwhile. */
-typedef struct fetch_slot {
-    uint32_t uid;
-    size_t index;
-    mime_parser_t *parser;
-    bool done;
-} fetch_slot_t;
-
-#define MAX_CMDS 2
-
-/* One public call on the loop thread: up to two pipelined commands and what they gathered. */
-typedef struct imap_call {
-    email_imap_transporter_t *t;
-    runtime_call_t *call;
-    imap_cmd_t cmds[MAX_CMDS];
-    size_t ncmds, pending;
-    imap_cmd_t reselect;              /* the chosen mailbox selected again on a new session */
-    bool selects;                     /* the call selects a mailbox itself */
-    uint32_t *found;                  /* SEARCH */
-    size_t nfound, capfound;
-    email_imap_box_t *boxes;          /* LIST */
-    size_t nboxes, capboxes;
-    fetch_slot_t *slots;              /* FETCH, sorted by UID */
-    size_t nslots;
-    mime_parser_t *orphan;            /* a body that came before its response's UID */
-    email_message_t **out;
-    email_imap_box_info_t info;       /* SELECT */
-    int rc;
-    email_status_t status;
-} imap_call_t;
 
 /* Room for one more item of `size` bytes in *p (cap items): 0 or EMAIL_ENOMEM. */
 static int grow(void **p, size_t *cap, size_t n, size_t size)
@@ -101,12 +57,29 @@ static fetch_slot_t *slot_of(imap_call_t *c, uint32_t uid)
     return lo < c->nslots && c->slots[lo].uid == uid ? &c->slots[lo] : NULL;
 }
 
+/* The slot awaiting uid: *c's, else that of the first call with a FETCH in flight still wanting
+ * it (the engine hands a response to the first FETCH that named its UID, so a UID read twice
+ * by pipelined calls reaches the later one here); NULL when none does. */
+static fetch_slot_t *wanted(imap_call_t **c, uint32_t uid)
+{
+    fetch_slot_t *s = slot_of(*c, uid);
+    if (s && !s->done)
+        return s;
+    for (imap_call_t *x = (*c)->t->fetching; x; x = x->next_fetch)
+        if ((s = slot_of(x, uid)) != NULL && !s->done) {
+            *c = x;
+            return s;
+        }
+    return NULL;
+}
+
 static int on_body(imap_cmd_t *cmd, uint32_t uid, const char *data, size_t n)
 {
     imap_call_t *c = cmd->user;
-    /* FETCH items come in any order: a UID given after the body claims it at the end */
-    fetch_slot_t *s = uid ? slot_of(c, uid) : NULL;
-    mime_parser_t **p = !uid ? &c->orphan : s && !s->done ? &s->parser : NULL;
+    /* FETCH items come in any order: a UID given after the body claims it at the end (the
+     * body waits on the transporter: one response is read at a time, whichever call it is) */
+    fetch_slot_t *s = uid ? wanted(&c, uid) : NULL;
+    mime_parser_t **p = !uid ? &c->t->orphan : s ? &s->parser : NULL;
     if (!p)
         return 0;
     if (!*p && email__mime_parser_new(p))
@@ -117,10 +90,10 @@ static int on_body(imap_cmd_t *cmd, uint32_t uid, const char *data, size_t n)
 /* A FETCH response ended: its message is whole (an empty body when none came). */
 static int fetched(imap_call_t *c, uint32_t uid, uint64_t size)
 {
-    fetch_slot_t *s = slot_of(c, uid);
-    mime_parser_t *orphan = c->orphan;
-    c->orphan = NULL;
-    if (!s || s->done) { /* a flag change of a message already read */
+    fetch_slot_t *s = wanted(&c, uid);
+    mime_parser_t *orphan = c->t->orphan;
+    c->t->orphan = NULL;
+    if (!s) { /* a flag change of a message already read */
         email__mime_parser_free(orphan);
         return 0;
     }
@@ -222,19 +195,50 @@ static void box_selected(imap_call_t *c, imap_cmd_t *cmd)
     t->uidvalidity = uv;
 }
 
+/* Every command of the call answered (or failed): its caller returns, or its finish runs. */
+static void call_end(imap_call_t *c)
+{
+    if (c->call)
+        email__runtime_call_done(c->call);
+    else
+        c->finish(c);
+}
+
+static void list_fetch(imap_call_t *c)
+{
+    imap_call_t **p = &c->t->fetching;
+    while (*p)
+        p = &(*p)->next_fetch;
+    *p = c;
+    c->next_fetch = NULL;
+}
+
+static void unlist_fetch(imap_call_t *c)
+{
+    for (imap_call_t **p = &c->t->fetching; *p; p = &(*p)->next_fetch)
+        if (*p == c) {
+            *p = c->next_fetch;
+            return;
+        }
+}
+
 /* The first failing command's status is the call's; else the last one's. */
 static void on_done(imap_cmd_t *cmd)
 {
     imap_call_t *c = cmd->user;
-    if (cmd->kind == IMAP_SELECT || cmd->kind == IMAP_EXAMINE)
+    if (cmd->kind == IMAP_SELECT || cmd->kind == IMAP_EXAMINE) {
+        c->t->selecting--;
         box_selected(c, cmd);
+    }
     if (!c->rc) {
         email__status_copy_into(&c->status, &cmd->status);
         if (!cmd->status.success)
             c->rc = cmd->status.error ? cmd->status.error : EMAIL_ESERVER;
     }
+    if (cmd->kind == IMAP_FETCH)
+        unlist_fetch(c);
     if (--c->pending == 0)
-        email__runtime_call_done(c->call);
+        call_end(c);
 }
 
 static void conn_closed(void *ud, connection_t *conn, const email_status_t *why)
@@ -243,6 +247,8 @@ static void conn_closed(void *ud, connection_t *conn, const email_status_t *why)
     if (t->conn == conn) {
         t->conn = NULL;
         t->selected = false;
+        email__mime_parser_free(t->orphan); /* a response cut short */
+        t->orphan = NULL;
     }
     if (t->freeing) {
         release(t);
@@ -292,6 +298,10 @@ static void submit_all(imap_call_t *c, int rc)
         cmd->listed = on_listed;
         cmd->done = on_done;
         cmd->user = c;
+        if (cmd->kind == IMAP_FETCH)
+            list_fetch(c); /* off the list again at its done */
+        if (cmd->kind == IMAP_SELECT || cmd->kind == IMAP_EXAMINE)
+            t->selecting++;  /* down again at its done */
         rc = rc ? rc : !t->conn ? EMAIL_ECLOSED : email__connection_imap_submit(t->conn, cmd);
         if (rc) {
             email__status_fail(&cmd->status, rc, "%s", rc == EMAIL_EINVAL
@@ -302,6 +312,63 @@ static void submit_all(imap_call_t *c, int rc)
     }
 }
 
+/* A call that names messages by UID: it needs the chosen mailbox selected first. */
+static bool needs_box(const imap_call_t *c)
+{
+    return !c->selects && c->ncmds && c->cmds[0].kind != IMAP_NOOP &&
+           c->cmds[0].kind != IMAP_LIST;
+}
+
+static void fail_call(imap_call_t *c, int rc, const email_status_t *why)
+{
+    email__status_copy_into(&c->status, why);
+    c->rc = rc;
+    call_end(c);
+}
+
+/* A call whose UIDs are stale fails in its turn: a NOOP stands for its commands, so that its
+ * outcome comes after those of the calls before it. */
+static void fail_in_turn(imap_call_t *c, const email_status_t *why)
+{
+    email__status_copy_into(&c->status, why);
+    c->rc = EMAIL_ESTALE; /* kept whatever the NOOP's answer */
+    if (c->t->reselecting) { /* the session was lost meanwhile: nothing to wait for */
+        call_end(c);
+        return;
+    }
+    c->ncmds = 1;
+    c->cmds[0] = (imap_cmd_t){.kind = IMAP_NOOP};
+    submit_all(c, 0);
+}
+
+/* The calls that came while the mailbox was being selected again go now, in their order: with
+ * its error when that failed (they were queued on that session); those naming UIDs with
+ * EMAIL_ESTALE (in their turn) up to the first that selects a mailbox itself when its
+ * UIDVALIDITY changed. */
+static void run_waiting(email_imap_transporter_t *t, int rc, const email_status_t *why)
+{
+    imap_call_t *c = t->waiting;
+    t->waiting = t->waiting_tail = NULL;
+    t->reselecting = false;
+    bool stale = rc == EMAIL_ESTALE;
+    while (c) {
+        imap_call_t *next = c->next_waiting;
+        stale = stale && !c->selects;
+        if (rc && rc != EMAIL_ESTALE)
+            fail_call(c, rc, why);
+        else if (stale && needs_box(c))
+            fail_in_turn(c, why);
+        else
+            email__imap_call_start(c); /* waits again behind a new selection if need be */
+        c = next;
+    }
+    if (t->quit_pending && !t->reselecting) { /* a free waited for the calls before it */
+        t->quit_pending = false;
+        if (t->conn)
+            email__connection_quit(t->conn);
+    }
+}
+
 /* The chosen mailbox is selected again: the call's commands go, unless its UIDs are stale. */
 static void reselected(imap_cmd_t *cmd)
 {
@@ -309,9 +376,13 @@ static void reselected(imap_cmd_t *cmd)
     email_imap_transporter_t *t = c->t;
     const imap_engine_t *e = t->conn ? email__connection_imap_engine(t->conn) : NULL;
     if (!cmd->status.success || !e) {
-        email__status_copy_into(&c->status, &cmd->status);
-        c->rc = cmd->status.error ? cmd->status.error : EMAIL_ESERVER;
-        email__runtime_call_done(c->call);
+        int rc = cmd->status.error ? cmd->status.error : EMAIL_ESERVER;
+        email_status_t why; /* c may be gone once its outcome went */
+        email__status_init(&why);
+        email__status_copy_into(&why, &cmd->status);
+        fail_call(c, rc, &why);
+        run_waiting(t, rc, &why);
+        email_status_clear(&why);
         return;
     }
     t->selected = true;
@@ -319,26 +390,35 @@ static void reselected(imap_cmd_t *cmd)
     uint32_t uv = email__imap_engine_uidvalidity(e), old = t->uidvalidity;
     t->uidvalidity = uv;
     if (old && uv != old) {
-        c->rc = EMAIL_ESTALE;
-        email__status_fail(&c->status, EMAIL_ESTALE, "the mailbox \"%s\" changed while the "
+        email_status_t why;
+        email__status_init(&why);
+        email__status_fail(&why, EMAIL_ESTALE, "the mailbox \"%s\" changed while the "
                            "session was closed (UIDVALIDITY %u, now %u): its UIDs are no longer "
                            "valid", cmd->mailbox, old, uv);
-        email__runtime_call_done(c->call);
+        fail_call(c, EMAIL_ESTALE, &why);
+        run_waiting(t, EMAIL_ESTALE, &why);
+        email_status_clear(&why);
         return;
     }
     submit_all(c, 0);
+    run_waiting(t, 0, NULL);
 }
 
-/* Loop thread: the call's commands go to the session (opened if needed), after the chosen
- * mailbox when this session has not selected it yet. */
-static void run_call(runtime_call_t *call, void *arg)
+void email__imap_call_start(imap_call_t *c)
 {
-    imap_call_t *c = arg;
-    c->call = call;
     email_imap_transporter_t *t = c->t;
+    if (t->reselecting) { /* behind the calls waiting for the mailbox, in order */
+        c->next_waiting = NULL;
+        if (t->waiting_tail)
+            t->waiting_tail->next_waiting = c;
+        else
+            t->waiting = c;
+        t->waiting_tail = c;
+        return;
+    }
     int rc = t->conn ? 0 : open_session(t);
-    if (rc || c->selects || t->selected || !c->ncmds || c->cmds[0].kind == IMAP_NOOP ||
-        c->cmds[0].kind == IMAP_LIST) {
+    /* behind a SELECT in flight the call works in the box that one chooses */
+    if (rc || t->selected || t->selecting || !needs_box(c)) {
         submit_all(c, rc);
         return;
     }
@@ -347,6 +427,7 @@ static void run_call(runtime_call_t *call, void *arg)
     c->reselect = (imap_cmd_t){
         .kind = t->mode == EMAIL_IMAP_READ_ONLY ? IMAP_EXAMINE : IMAP_SELECT,
         .mailbox = t->box, .done = reselected, .user = c};
+    t->reselecting = true;
     rc = rc ? rc : !t->conn ? EMAIL_ECLOSED : email__connection_imap_submit(t->conn, &c->reselect);
     if (rc) {
         email__status_fail(&c->reselect.status, rc, "%s", email_strerror(rc));
@@ -354,9 +435,16 @@ static void run_call(runtime_call_t *call, void *arg)
     }
 }
 
-/* Runs the call's commands and waits; sets ErrorInfo. 0 or the EMAIL_E... code. */
-static int do_call(email_imap_transporter_t *t, imap_call_t *c, const char *what,
-                   email_status_t *status)
+/* Loop thread: a synchronous call's commands go to the session. */
+static void run_call(runtime_call_t *call, void *arg)
+{
+    imap_call_t *c = arg;
+    c->call = call;
+    email__imap_call_start(c);
+}
+
+int email__imap_do_call(email_imap_transporter_t *t, imap_call_t *c, const char *what,
+                        email_status_t *status)
 {
     c->t = t;
     email__status_init(&c->status);
@@ -431,6 +519,15 @@ email_imap_transporter_t *email__imap_transporter_new_ex(const email_server_t *s
     return t;
 }
 
+/* LOGOUT after the calls queued before it: those waiting for the mailbox go first. */
+static void quit_after_calls(email_imap_transporter_t *t)
+{
+    if (t->reselecting)
+        t->quit_pending = true;
+    else
+        email__connection_quit(t->conn);
+}
+
 static void run_quit(runtime_call_t *call, void *arg)
 {
     imap_call_t *c = arg;
@@ -440,7 +537,20 @@ static void run_quit(runtime_call_t *call, void *arg)
         return;
     }
     c->t->quitting = c;
-    email__connection_quit(c->t->conn);
+    quit_after_calls(c->t);
+}
+
+/* On the loop's own thread nothing can wait: LOGOUT goes (after the calls posted before the
+ * free, so that they are answered first), and the end of the session frees. */
+static void quit_later(void *arg)
+{
+    email_imap_transporter_t *t = arg;
+    if (!t->conn) {
+        release(t);
+        return;
+    }
+    t->freeing = true;
+    quit_after_calls(t);
 }
 
 void email_imap_transporter_free(email_imap_transporter_t *t)
@@ -450,14 +560,10 @@ void email_imap_transporter_free(email_imap_transporter_t *t)
     imap_call_t c = {.t = t};
     email__status_init(&c.status);
     int rc = email__runtime_loop_call(run_quit, &c);
-    if (rc == EMAIL_EWOULDBLOCK) { /* the loop's own thread cannot wait: the end frees */
+    if (rc == EMAIL_EWOULDBLOCK) {
         email__error_clear();
-        if (!t->conn) {
-            release(t);
-            return;
-        }
-        t->freeing = true;
-        email__connection_quit(t->conn);
+        if (email__runtime_post(quit_later, t))
+            quit_later(t);
         return;
     }
     if (!rc && c.rc)
@@ -470,302 +576,6 @@ void email_imap_transporter_free(email_imap_transporter_t *t)
 bool email__imap_transporter_uidplus(email_imap_transporter_t *t)
 {
     return t->caps & IMAP_CAP_UIDPLUS;
-}
-
-/* ------------------------------------------------------------------------------------------- */
-/* The calls                                                                                    */
-
-static int null_arg(const char *what, const char *name)
-{
-    return email__error_set(EMAIL_EINVAL, "%s: %s is NULL", what, name);
-}
-
-/* A call refused before anything went: the caller's status says so too, as on any failure. */
-static int refused(email_status_t *status, int rc)
-{
-    if (status) {
-        email__status_init(status);
-        email__status_fail(status, rc, "%s", email__error_text());
-    }
-    return rc;
-}
-
-int email_imap_check_connection(email_imap_transporter_t *t, email_status_t *status)
-{
-    if (!t)
-        return refused(status, null_arg("email_imap_check_connection", "the transporter"));
-    imap_call_t c = {.ncmds = 1};
-    c.cmds[0] = (imap_cmd_t){.kind = IMAP_NOOP};
-    return do_call(t, &c, "email_imap_check_connection", status);
-}
-
-int email_imap_select_box(email_imap_transporter_t *t, const char *name, int mode,
-                          email_imap_box_info_t *info, email_status_t *status)
-{
-    const char *what = "email_imap_select_box";
-    if (info)
-        memset(info, 0, sizeof *info);
-    if (!t || !name)
-        return refused(status, null_arg(what, t ? "the mailbox name" : "the transporter"));
-    if (!*name || email__has_crlf(name))
-        return refused(status, email__error_set(EMAIL_EINVAL, "%s: the mailbox name is empty "
-                                                "or holds CR or LF", what));
-    if (mode != EMAIL_IMAP_READ_WRITE && mode != EMAIL_IMAP_READ_ONLY)
-        return refused(status, email__error_set(EMAIL_EINVAL, "%s: mode %d is not "
-                                                "EMAIL_IMAP_READ_WRITE or EMAIL_IMAP_READ_ONLY",
-                                                what, mode));
-    imap_call_t c = {.ncmds = 2, .selects = true};
-    c.cmds[0] = (imap_cmd_t){.kind = mode == EMAIL_IMAP_READ_ONLY ? IMAP_EXAMINE : IMAP_SELECT,
-                             .mailbox = name};
-    c.cmds[1] = (imap_cmd_t){.kind = IMAP_SEARCH, .criteria = "UNSEEN"};
-    int rc = do_call(t, &c, what, status);
-    free(c.found);
-    if (!rc && info) {
-        *info = c.info;
-        info->unseen = (uint32_t)c.nfound;
-    }
-    return rc;
-}
-
-void email_imap_box_list_free(email_imap_box_t *list, size_t count)
-{
-    for (size_t i = 0; list && i < count; i++)
-        free(list[i].name);
-    free(list);
-    email__error_clear();
-}
-
-int email_imap_get_box_list(email_imap_transporter_t *t, email_imap_box_t **list, size_t *count,
-                            email_status_t *status)
-{
-    const char *what = "email_imap_get_box_list";
-    if (!t || !list || !count)
-        return refused(status, null_arg(what, !t ? "the transporter" : !list ? "list" : "count"));
-    *list = NULL;
-    *count = 0;
-    imap_call_t c = {.ncmds = 1};
-    c.cmds[0] = (imap_cmd_t){.kind = IMAP_LIST, .mailbox = "*"};
-    int rc = do_call(t, &c, what, status);
-    if (rc) {
-        for (size_t i = 0; i < c.nboxes; i++)
-            free(c.boxes[i].name);
-        free(c.boxes);
-        return rc;
-    }
-    *list = c.boxes;
-    *count = c.nboxes;
-    return 0;
-}
-
-static int by_uid(const void *a, const void *b)
-{
-    const fetch_slot_t *x = a, *y = b;
-    return x->uid != y->uid ? (x->uid < y->uid ? -1 : 1) : (x->index > y->index) - (x->index < y->index);
-}
-
-/* The slots of uids, sorted, each UID once (at its first place); the UIDs in *list. */
-static int make_slots(imap_call_t *c, const uint32_t *uids, size_t count, uint32_t **list)
-{
-    c->slots = calloc(count, sizeof *c->slots);
-    *list = calloc(count, sizeof **list);
-    if (!c->slots || !*list)
-        return EMAIL_ENOMEM;
-    for (size_t i = 0; i < count; i++)
-        c->slots[i] = (fetch_slot_t){.uid = uids[i], .index = i};
-    qsort(c->slots, count, sizeof *c->slots, by_uid);
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++)
-        if (!n || c->slots[i].uid != c->slots[n - 1].uid)
-            c->slots[n++] = c->slots[i];
-    c->nslots = n;
-    for (size_t i = 0; i < n; i++)
-        (*list)[i] = c->slots[i].uid;
-    return 0;
-}
-
-static int fetch_messages(email_imap_transporter_t *t, const uint32_t *uids, size_t count,
-                          int options, email_message_t **out, email_status_t *status,
-                          const char *what)
-{
-    imap_call_t c = {.out = out};
-    uint32_t *list = NULL;
-    if (make_slots(&c, uids, count, &list)) {
-        free(c.slots);
-        free(list);
-        return refused(status, email__error_set(EMAIL_ENOMEM, "%s: out of memory", what));
-    }
-    c.cmds[c.ncmds++] = (imap_cmd_t){
-        .kind = IMAP_FETCH, .uids = list, .nuids = c.nslots,
-        .items = IMAP_F_SIZE | (options & EMAIL_READ_HEADERS ? IMAP_F_HEADER : IMAP_F_BODY)};
-    if (!(options & (EMAIL_READ_PEEK | EMAIL_READ_HEADERS))) /* reading marks it read */
-        c.cmds[c.ncmds++] = (imap_cmd_t){.kind = IMAP_STORE, .uids = list, .nuids = c.nslots,
-                                         .store = "+FLAGS.SILENT (\\Seen)"};
-    int rc = do_call(t, &c, what, status);
-    for (size_t i = 0; i < c.nslots; i++)
-        email__mime_parser_free(c.slots[i].parser); /* a message cut short */
-    email__mime_parser_free(c.orphan);
-    for (size_t i = 0; rc && i < count; i++) {
-        email_message_free(out[i]);
-        out[i] = NULL;
-    }
-    free(c.slots);
-    free(list);
-    return rc;
-}
-
-/* The options a read takes, and UIDs from 1: 0, or EMAIL_EINVAL set. */
-static int check_read(const uint32_t *uids, size_t count, int options, const char *what)
-{
-    if (options & ~(EMAIL_READ_HEADERS | EMAIL_READ_PEEK))
-        return email__error_set(EMAIL_EINVAL, "%s: options 0x%x are not EMAIL_READ_HEADERS or "
-                                "EMAIL_READ_PEEK", what, (unsigned)options);
-    for (size_t i = 0; i < count; i++)
-        if (!uids[i])
-            return email__error_set(EMAIL_EINVAL, "%s: UID 0 (UIDs count from 1)", what);
-    return 0;
-}
-
-int email_imap_get_mail(email_imap_transporter_t *t, uint32_t uid, int options,
-                        email_message_t **out, email_status_t *status)
-{
-    const char *what = "email_imap_get_mail";
-    if (out)
-        *out = NULL;
-    if (!t || !out)
-        return refused(status, null_arg(what, t ? "out" : "the transporter"));
-    int rc = check_read(&uid, 1, options, what);
-    if (rc)
-        return refused(status, rc);
-    rc = fetch_messages(t, &uid, 1, options, out, status, what);
-    if (!rc && !*out) {
-        rc = email__error_set(EMAIL_ENOTFOUND, "%s: no message of UID %u in the mailbox", what,
-                              uid);
-        if (status)
-            email__status_fail(status, rc, "no message of UID %u in the mailbox", uid);
-    }
-    return rc;
-}
-
-int email_imap_get_mails(email_imap_transporter_t *t, const uint32_t *uids, size_t count,
-                         int options, email_message_t **out, email_status_t *status)
-{
-    const char *what = "email_imap_get_mails";
-    if (!t || (count && (!uids || !out)))
-        return refused(status, null_arg(what, !t ? "the transporter" : !uids ? "uids" : "out"));
-    for (size_t i = 0; i < count; i++)
-        out[i] = NULL;
-    int rc = check_read(uids, count, options, what);
-    if (rc || !count) {
-        if (!rc && status) /* nothing to read: an OK of our own */
-            *status = (email_status_t){.success = true, .status = 1};
-        return rc ? refused(status, rc) : (email__error_clear(), 0);
-    }
-    return fetch_messages(t, uids, count, options, out, status, what);
-}
-
-int email_imap_search(email_imap_transporter_t *t, const char *criteria, const char *text,
-                      uint32_t **uids, size_t *count, email_status_t *status)
-{
-    const char *what = "email_imap_search";
-    if (!t || !criteria || !uids || !count)
-        return refused(status, null_arg(what, !t ? "the transporter" : !criteria ? "criteria"
-                                                    : !uids ? "uids" : "count"));
-    *uids = NULL;
-    *count = 0;
-    if (!*criteria || email__has_crlf(criteria) || !email__is_ascii(criteria, strlen(criteria)))
-        return refused(status, email__error_set(EMAIL_EINVAL, "%s: the criteria are empty or "
-                                                "hold CR, LF or non-ASCII bytes", what));
-    imap_call_t c = {.ncmds = 1};
-    c.cmds[0] = (imap_cmd_t){.kind = IMAP_SEARCH, .criteria = criteria, .text = text};
-    int rc = do_call(t, &c, what, status);
-    if (rc || !c.nfound) {
-        free(c.found);
-        return rc;
-    }
-    *uids = c.found;
-    *count = c.nfound;
-    return 0;
-}
-
-/* Flag names separated by single spaces: "\Seen", "$Label" (atoms, with one leading "\"). */
-static bool valid_flags(const char *flags)
-{
-    const char *p = flags;
-    do {
-        p += *p == '\\';
-        size_t n = 0;
-        for (; p[n] && p[n] != ' '; n++) {
-            unsigned char ch = (unsigned char)p[n];
-            if (ch <= 0x20 || ch >= 0x7f || strchr("(){\"\\]%*", ch))
-                return false;
-        }
-        if (!n)
-            return false;
-        p += n;
-    } while (*p == ' ' && *++p);
-    return *p == '\0' && p[-1] != ' ';
-}
-
-static int store(email_imap_transporter_t *t, const uint32_t *uids, size_t count, char sign,
-                 const char *flags, email_status_t *status, const char *what)
-{
-    if (!t || !uids || !flags)
-        return refused(status, null_arg(what, !t ? "the transporter" : !uids ? "uids" : "flags"));
-    if (!count)
-        return refused(status, email__error_set(EMAIL_EINVAL, "%s: no UIDs given", what));
-    if (!*flags || !valid_flags(flags))
-        return refused(status, email__error_set(EMAIL_EINVAL, "%s: flags \"%.100s\" are not "
-                                                "flag names separated by spaces (such as "
-                                                "\"\\\\Seen \\\\Flagged\")", what, flags));
-    int rc = check_read(uids, count, 0, what);
-    if (rc)
-        return refused(status, rc);
-    email_buf_t item;
-    email__buf_init(&item);
-    if (email__buf_printf(&item, "%cFLAGS.SILENT (%s)", sign, flags)) {
-        email__buf_free(&item);
-        return refused(status, email__error_set(EMAIL_ENOMEM, "%s: out of memory", what));
-    }
-    imap_call_t c = {.ncmds = 1};
-    c.cmds[0] = (imap_cmd_t){.kind = IMAP_STORE, .uids = uids, .nuids = count, .store = item.data};
-    rc = do_call(t, &c, what, status);
-    email__buf_free(&item);
-    return rc;
-}
-
-int email_imap_add_flags(email_imap_transporter_t *t, const uint32_t *uids, size_t count,
-                         const char *flags, email_status_t *status)
-{
-    return store(t, uids, count, '+', flags, status, "email_imap_add_flags");
-}
-
-int email_imap_remove_flags(email_imap_transporter_t *t, const uint32_t *uids, size_t count,
-                            const char *flags, email_status_t *status)
-{
-    return store(t, uids, count, '-', flags, status, "email_imap_remove_flags");
-}
-
-int email_imap_delete(email_imap_transporter_t *t, const uint32_t *uids, size_t count,
-                      email_status_t *status)
-{
-    return store(t, uids, count, '+', "\\Deleted", status, "email_imap_delete");
-}
-
-int email_imap_expunge(email_imap_transporter_t *t, email_status_t *status)
-{
-    if (!t)
-        return refused(status, null_arg("email_imap_expunge", "the transporter"));
-    imap_call_t c = {.ncmds = 1};
-    c.cmds[0] = (imap_cmd_t){.kind = IMAP_EXPUNGE};
-    return do_call(t, &c, "email_imap_expunge", status);
-}
-
-int email__imap_uid_expunge(email_imap_transporter_t *t, const uint32_t *uids, size_t count,
-                            email_status_t *status, const char *what)
-{
-    imap_call_t c = {.ncmds = 1};
-    c.cmds[0] = (imap_cmd_t){.kind = IMAP_UID_EXPUNGE, .uids = uids, .nuids = count};
-    return do_call(t, &c, what, status);
 }
 
 typedef struct log_op {

@@ -14,7 +14,7 @@ cd "$work"
 CC=clang CFLAGS="-g -O1 -fsanitize=thread" LDFLAGS="-fsanitize=thread" \
     ./configure -q --disable-werror >/dev/null
 tests="tests/integration/test_threads tests/integration/test_sessions tests/integration/test_async
-    tests/integration/test_pop3_async"
+    tests/integration/test_pop3_async tests/integration/test_imap_async"
 # shellcheck disable=SC2086
 make -s -j2 $tests >/dev/null
 export EMAIL_TEST_SERVERS="$work/tests/servers"

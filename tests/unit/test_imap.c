@@ -351,6 +351,28 @@ static void test_select_search(void **state)
 
 /* Several UID FETCHes pipelined (and a chunked set); bodies streamed, kept apart by UID, whatever
  * the pieces the bytes come in. */
+/* Two UID SEARCH in flight (as pipelined asynchronous calls send them): each gets its own
+ * untagged SEARCH, also when the second's comes before the first's tagged OK (dovecot does). */
+static void test_searches_pipelined(void **state)
+{
+    (void)state;
+    session_t s;
+    imap_engine_config_t cfg = config();
+    start(&s, &cfg);
+    login(&s, CAPS);
+    tcmd_t s1, s2;
+    submit(&s, &s1, "s1", (imap_cmd_t){.kind = IMAP_SEARCH, .criteria = "ALL"});
+    submit(&s, &s2, "s2", (imap_cmd_t){.kind = IMAP_SEARCH, .criteria = "ANSWERED"});
+    assert_string_equal(take(&s), "A3 UID SEARCH ALL\r\nA4 UID SEARCH ANSWERED\r\n");
+    expect(&s, "* SEARCH 1 2\r\n* SEARCH 2\r\nA3 OK\r\nA4 OK\r\n", "");
+    EXPECT_EVENTS(&s, "done s1 ok 1 EMAIL_OK\ndone s2 ok 1 EMAIL_OK\n");
+    assert_string_equal(str(&s1.got), "0 1 0 -;0 2 0 -;");
+    assert_string_equal(str(&s2.got), "0 2 0 -;");
+    email__buf_free(&s1.got);
+    email__buf_free(&s2.got);
+    stop(&s);
+}
+
 static void test_fetch_pipelined(void **state)
 {
     (void)state;
@@ -639,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_starttls_injection),
         cmocka_unit_test(test_preauth),
         cmocka_unit_test(test_select_search),
+        cmocka_unit_test(test_searches_pipelined),
         cmocka_unit_test(test_fetch_pipelined),
         cmocka_unit_test(test_fetch_chunks),
         cmocka_unit_test(test_expunge_during_fetch),

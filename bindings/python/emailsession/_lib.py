@@ -100,7 +100,8 @@ class MailboxResult(ctypes.Structure):
 
     _fields_ = [("count", c_uint64), ("size", c_uint64),
                 ("pop3_list", ctypes.POINTER(Pop3MailInfo)), ("data", c_void_p),
-                ("length", c_size_t)]
+                ("length", c_size_t), ("imap_box_info", ctypes.POINTER(ImapBoxInfo)),
+                ("imap_boxes", ctypes.POINTER(ImapBox)), ("uids", ctypes.POINTER(ctypes.c_uint32))]
 
 
 StatusP = ctypes.POINTER(Status)
@@ -250,6 +251,21 @@ _PROTOTYPES = {
     "email_imap_delete": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t, StatusP]),
     "email_imap_expunge": (c_int, [c_void_p, StatusP]),
     "email_imap_transporter_free": (None, [c_void_p]),
+    "email_imap_check_connection_async": (c_int, [c_void_p, RECEIVE_CB, c_void_p]),
+    "email_imap_select_box_async": (c_int, [c_void_p, c_char_p, c_int, MAILBOX_CB, c_void_p]),
+    "email_imap_get_box_list_async": (c_int, [c_void_p, MAILBOX_CB, c_void_p]),
+    "email_imap_get_mail_async": (c_int, [c_void_p, ctypes.c_uint32, c_int, RECEIVE_CB,
+                                          c_void_p]),
+    "email_imap_get_mails_async": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t,
+                                           c_int, RECEIVE_CB, c_void_p]),
+    "email_imap_search_async": (c_int, [c_void_p, c_char_p, c_char_p, MAILBOX_CB, c_void_p]),
+    "email_imap_add_flags_async": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t,
+                                           c_char_p, RECEIVE_CB, c_void_p]),
+    "email_imap_remove_flags_async": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32),
+                                              c_size_t, c_char_p, RECEIVE_CB, c_void_p]),
+    "email_imap_delete_async": (c_int, [c_void_p, ctypes.POINTER(ctypes.c_uint32), c_size_t,
+                                        RECEIVE_CB, c_void_p]),
+    "email_imap_expunge_async": (c_int, [c_void_p, RECEIVE_CB, c_void_p]),
     "email_read_first": (c_bool, [c_char_p, c_int, MessageP]),
     "email_read_next": (c_bool, [c_char_p, c_int, MessageP]),
     "email_read_previous": (c_bool, [c_char_p, c_int, MessageP]),

@@ -1,11 +1,12 @@
 """Receiving over IMAP: 4D's IMAP transporter (email_imap_*)."""
 
+import asyncio
 import ctypes
 from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence
 
 from . import _check, _dispatch
 from ._lib import ImapBox, ImapBoxInfo, Status, lib, text
-from .errors import Error, from_last_error, from_status
+from .errors import Error, ErrorCode, from_last_error, from_status
 from .message import Message, _free
 from .session import synchronous
 from .transporter import _server_struct
@@ -201,3 +202,100 @@ class IMAPTransporter:
         """EXPUNGE: the messages of the box marked \\Deleted are removed."""
         handle = self._handle
         self._wait(lambda status: lib.email_imap_expunge(handle, status))
+
+    # asyncio: the same calls queued without blocking the event loop (the outcome comes through
+    # email_dispatch_fd). Calls reach the server in the order they were queued; the UID
+    # commands of queued calls are pipelined, so gathering a thousand get_mail_async costs a
+    # few round trips.
+
+    async def check_connection_async(self) -> None:
+        """check_connection(), awaited."""
+        handle = self._handle
+        await _dispatch.queue(lambda token: lib.email_imap_check_connection_async(
+            handle, _dispatch.ON_RECEIVE, token), self)
+
+    async def select_box_async(self, name: str = "INBOX",
+                               mode: int = IMAP_READ_WRITE) -> ImapBoxStatus:
+        """select_box(name, mode), awaited."""
+        handle, box = self._handle, _check.string(name, "name")
+        which = _check.integer(mode, "mode", 0, 1)
+
+        def read(r: Any) -> ImapBoxStatus:
+            info = r.imap_box_info.contents
+            return ImapBoxStatus(info.messages, info.recent, info.unseen, info.uidvalidity,
+                                 info.uidnext, bool(info.uidvalidity_changed))
+        return await _dispatch.queue(lambda token: lib.email_imap_select_box_async(
+            handle, box, which, _dispatch.ON_MAILBOX, token), self, read)
+
+    async def box_list_async(self) -> List[Mailbox]:
+        """box_list(), awaited."""
+        handle = self._handle
+        return await _dispatch.queue(lambda token: lib.email_imap_get_box_list_async(
+            handle, _dispatch.ON_MAILBOX, token), self,
+            lambda r: [Mailbox(text(r.imap_boxes[i].name), text(r.imap_boxes[i].delimiter),
+                               r.imap_boxes[i].attributes, bool(r.imap_boxes[i].selectable))
+                       for i in range(r.count)])
+
+    async def get_mail_async(self, uid: int, options: int = 0) -> Message:
+        """get_mail(uid, options), awaited (Error ENOTFOUND when the box has no such UID)."""
+        handle, which = self._handle, _check.integer(uid, "uid", 1, 2**32 - 1)
+        opts = _check.integer(options, "options", 0, 0x7FFFFFFF)
+        return await _dispatch.queue(lambda token: lib.email_imap_get_mail_async(
+            handle, which, opts, _dispatch.ON_RECEIVE, token), self, Message._adopt)
+
+    async def get_mails_async(self, uids: Sequence[int],
+                              options: int = 0) -> List[Optional[Message]]:
+        """get_mails(uids, options), awaited: one pipelined read per UID, each message parsed
+        as it arrives; None where the box has no such UID."""
+        array = _uid_array(uids)
+        opts = _check.integer(options, "options", 0, 0x7FFFFFFF)
+
+        async def one(uid: int) -> Optional[Message]:
+            try:
+                return await self.get_mail_async(uid, opts)
+            except Error as e:
+                if e.code == ErrorCode.ENOTFOUND:
+                    return None
+                raise
+        results = await asyncio.gather(*(one(u) for u in array), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:  # the messages read meanwhile are freed with their objects
+            raise failure
+        return list(results)  # type: ignore[arg-type]
+
+    async def search_async(self, criteria: str, text_: Optional[str] = None) -> List[int]:
+        """search(criteria, text_), awaited."""
+        handle = self._handle
+        crit = _check.string(criteria, "criteria")
+        arg = _check.optional_string(text_, "text_")
+        return await _dispatch.queue(lambda token: lib.email_imap_search_async(
+            handle, crit, arg, _dispatch.ON_MAILBOX, token), self,
+            lambda r: [int(r.uids[i]) for i in range(r.count)] if r.uids else [])
+
+    async def _flags_async(self, fn: Any, uids: Any, flags: Optional[str]) -> None:
+        handle, array = self._handle, _uid_array(uids)
+        if flags is None:
+            await _dispatch.queue(lambda token: fn(handle, array, len(array),
+                                                   _dispatch.ON_RECEIVE, token), self)
+            return
+        names = _check.string(flags, "flags")
+        await _dispatch.queue(lambda token: fn(handle, array, len(array), names,
+                                               _dispatch.ON_RECEIVE, token), self)
+
+    async def add_flags_async(self, uids: Any, flags: str) -> None:
+        """add_flags(uids, flags), awaited."""
+        await self._flags_async(lib.email_imap_add_flags_async, uids, flags)
+
+    async def remove_flags_async(self, uids: Any, flags: str) -> None:
+        """remove_flags(uids, flags), awaited."""
+        await self._flags_async(lib.email_imap_remove_flags_async, uids, flags)
+
+    async def delete_async(self, uids: Any) -> None:
+        """delete(uids), awaited."""
+        await self._flags_async(lib.email_imap_delete_async, uids, None)
+
+    async def expunge_async(self) -> None:
+        """expunge(), awaited."""
+        handle = self._handle
+        await _dispatch.queue(lambda token: lib.email_imap_expunge_async(
+            handle, _dispatch.ON_RECEIVE, token), self)

@@ -275,6 +275,45 @@ def test_imap_transporter(mailbox, tmp_path):
     assert "### IMAP Connected" in text and "pencil" not in text and "body 3" not in text
 
 
+def test_imap_transporter_asyncio(mailbox):
+    async def main():
+        with imap_transporter(mailbox) as t:
+            await t.check_connection_async()
+            box, boxes, uids = await asyncio.gather(
+                t.select_box_async("INBOX"), t.box_list_async(), t.search_async("ALL"))
+            assert (box.messages, box.unseen, box.uidvalidity_changed) == (3, 3, False)
+            assert "INBOX" in [b.name for b in boxes if b.selectable]
+            assert len(uids) == 3
+            # queued in order, pipelined: each outcome to its own awaiter
+            first, *got = await asyncio.gather(
+                t.get_mail_async(uids[0], es.READ_PEEK),
+                *(t.get_mail_async(u, es.READ_PEEK) for u in reversed(uids)))
+            assert (first.subject, first.uid) == ("Jürg", str(uids[0]))
+            assert [m.subject for m in got] == SUBJECTS[::-1]
+            many = await t.get_mails_async(uids + [99999, uids[1]], es.READ_PEEK)
+            assert [m.subject if m else None for m in many] == SUBJECTS + [None, "Second"]
+            assert await t.search_async("SUBJECT", "Jürg") == [uids[0]]
+            assert await t.search_async("FLAGGED") == []
+            await t.add_flags_async(uids[2], "\\Flagged")
+            assert await t.search_async("FLAGGED") == [uids[2]]
+            await t.remove_flags_async([uids[2]], "\\Flagged")
+            assert t.search("FLAGGED") == []               # sync, behind the queued ones
+            with pytest.raises(es.Error) as info:
+                await t.get_mail_async(99999)
+            assert info.value.code == es.ENOTFOUND
+            with pytest.raises(es.InvalidArgumentError):   # refused by the library
+                await t.add_flags_async(uids[2], "\\Seen) (\\Deleted")
+            with pytest.raises(ValueError):
+                await t.get_mail_async(0)
+            await t.delete_async(uids[2])
+            await t.expunge_async()
+            assert (await t.select_box_async("INBOX", es.IMAP_READ_ONLY)).messages == 2
+            with pytest.raises(es.Error) as info:
+                await t.select_box_async("No such box")
+            assert info.value.status == -1 and info.value.code == es.ESERVER
+    asyncio.run(main())
+
+
 def test_imap_transporter_tls_and_refusals(mailbox):
     with es.IMAPTransporter(host="127.0.0.1", port=mailbox.imaps, user="alice",
                             password="pencil", security=es.SECURITY_TLS,
