@@ -58,87 +58,150 @@ static size_t b64_quanta_scalar(const unsigned char *s, size_t n, unsigned char 
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <tmmintrin.h>
+#include <immintrin.h>
 #define B64_SIMD 1
 
-/* Blocks of 16 characters (4 quanta, 12 octets) with SSSE3, up to the first character outside the
-   alphabet; returns the characters consumed (the quanta before it). With lines (the text of
-   whole lines, email__mp_decode_b64_lines) a CRLF after whole quanta is stepped over when the next
-   line, within s, does not start with '-': what the line path would make of it. Each store writes 16 octets, the
-   last 4 of them overwritten by the next block: dst needs 4 octets of room past the 12, which the
-   callers' reserve of n octets for n characters gives. */
-__attribute__((target("ssse3"))) static size_t b64_blocks(const unsigned char *s, size_t n,
-                                                          unsigned char **dst, bool lines)
+/*
+ * Blocks of 16 (SSSE3) or 32 (AVX2) characters, up to the first character outside the alphabet;
+ * they return the characters consumed (the quanta before it). With lines (the text of whole
+ * lines, email__mp_decode_b64_lines) a CRLF after whole quanta is stepped over when the next
+ * line, within s, does not start with '-': what the line path would make of it.
+ *
+ * A character is looked up by its two nibbles. lut_hi gives its high nibble's class as one bit
+ * (0x01: 0x2_, 0x02: 0x3_, 0x04: 0x4_ and 0x6_, 0x08: 0x5_ and 0x7_, 0x10: any other, 8-bit
+ * octets among them); lut_lo gives the classes in which its low nibble is NOT a base64
+ * character (0x2_: only B '+' and F '/'; 0x3_: 0-9; 0x4_, 0x6_: 1-F; 0x5_, 0x7_: 0-A). The
+ * character is in the alphabet when the two have no bit in common. Its value is the character
+ * plus an offset chosen by its high nibble ('/' moved to index 1 to tell it from '+'):
+ * '/' +16, '+' +19, digits +4, upper case -65, lower case -71. Four 6-bit values [a b c d] of a
+ * 32-bit lane then become a << 18 | b << 12 | c << 6 | d (two multiply-adds) and its three
+ * octets are picked in order.
+ *
+ * Each store writes 16 (32) octets, the last 4 (8) of them overwritten by the next block: dst
+ * needs that room past the 12 (24) decoded, which the callers' reserve of n octets for n
+ * characters gives.
+ */
+#define B64_LUT_LO 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A, 0x1B, \
+                   0x1B, 0x1B, 0x1A
+#define B64_LUT_HI 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10, 0x10, \
+                   0x10, 0x10, 0x10
+#define B64_LUT_OFFSET 0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0
+#define B64_ORDER 2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1
+
+/* After a block stopped at `at` (< its width) at s + i: how far to go on. Returns true (and
+   moves *i) to go on past a CRLF that follows whole quanta when the next line cannot be a
+   boundary; false (with *i past the whole quanta before the stop) to stop. */
+static inline bool b64_step(const unsigned char *s, size_t n, size_t *i, unsigned at, bool lines)
 {
-    const __m128i upper_lo = _mm_set1_epi8('A' - 1), upper_hi = _mm_set1_epi8('Z' + 1),
-                  lower_lo = _mm_set1_epi8('a' - 1), lower_hi = _mm_set1_epi8('z' + 1),
-                  digit_lo = _mm_set1_epi8('0' - 1), digit_hi = _mm_set1_epi8('9' + 1),
-                  plus = _mm_set1_epi8('+'), slash = _mm_set1_epi8('/');
-    const __m128i upper_add = _mm_set1_epi8(-'A'), lower_add = _mm_set1_epi8(26 - 'a'),
-                  digit_add = _mm_set1_epi8(52 - '0'), plus_add = _mm_set1_epi8(62 - '+'),
-                  slash_add = _mm_set1_epi8(63 - '/');
-    /* the 6-bit values of a lane [a b c d] into a << 18 | b << 12 | c << 6 | d, then its three
-       octets in order */
-    const __m128i pairs = _mm_set1_epi32(0x01400140), quads = _mm_set1_epi32(0x00011000),
-                  order = _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    if (lines && at % 4 == 0 && *i + at + 2 < n && s[*i + at] == '\r' && s[*i + at + 1] == '\n' &&
+        s[*i + at + 2] != '-') {
+        *i += at + 2;
+        return true;
+    }
+    *i += at / 4 * 4;
+    return false;
+}
+
+__attribute__((target("ssse3"))) static size_t b64_blocks16(const unsigned char *s, size_t n,
+                                                            unsigned char **dst, bool lines)
+{
+    const __m128i lut_lo = _mm_setr_epi8(B64_LUT_LO), lut_hi = _mm_setr_epi8(B64_LUT_HI),
+                  lut_offset = _mm_setr_epi8(B64_LUT_OFFSET), order = _mm_setr_epi8(B64_ORDER),
+                  nibble = _mm_set1_epi8(0x0F), slash = _mm_set1_epi8('/'),
+                  pairs = _mm_set1_epi32(0x01400140), quads = _mm_set1_epi32(0x00011000),
+                  zero = _mm_setzero_si128();
     size_t i = 0;
     unsigned char *d = *dst;
     while (i + 16 <= n) {
         __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        /* signed compares: octets 0x80 and above are negative, in no range */
-        __m128i up = _mm_and_si128(_mm_cmpgt_epi8(c, upper_lo), _mm_cmplt_epi8(c, upper_hi));
-        __m128i lo = _mm_and_si128(_mm_cmpgt_epi8(c, lower_lo), _mm_cmplt_epi8(c, lower_hi));
-        __m128i dg = _mm_and_si128(_mm_cmpgt_epi8(c, digit_lo), _mm_cmplt_epi8(c, digit_hi));
-        __m128i pl = _mm_cmpeq_epi8(c, plus), sl = _mm_cmpeq_epi8(c, slash);
-        __m128i ok = _mm_or_si128(_mm_or_si128(up, lo), _mm_or_si128(dg, _mm_or_si128(pl, sl)));
-        /* a block with something else in it: its whole quanta before that are still decoded */
-        unsigned valid = (unsigned)_mm_movemask_epi8(ok), at = 16;
+        __m128i hi = _mm_and_si128(_mm_srli_epi32(c, 4), nibble);
+        __m128i bad = _mm_and_si128(_mm_shuffle_epi8(lut_lo, _mm_and_si128(c, nibble)),
+                                    _mm_shuffle_epi8(lut_hi, hi));
+        unsigned valid = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bad, zero)), at = 16;
         if (valid != 0xFFFF)
             at = (unsigned)__builtin_ctz(~valid);
-        __m128i add = _mm_or_si128(
-            _mm_or_si128(_mm_and_si128(up, upper_add), _mm_and_si128(lo, lower_add)),
-            _mm_or_si128(_mm_and_si128(dg, digit_add),
-                         _mm_or_si128(_mm_and_si128(pl, plus_add), _mm_and_si128(sl, slash_add))));
-        __m128i v = _mm_madd_epi16(_mm_maddubs_epi16(_mm_add_epi8(c, add), pairs), quads);
+        /* the block's whole quanta before `at` are decoded; what follows is overwritten */
+        __m128i off = _mm_shuffle_epi8(lut_offset, _mm_add_epi8(hi, _mm_cmpeq_epi8(c, slash)));
+        __m128i v = _mm_madd_epi16(_mm_maddubs_epi16(_mm_add_epi8(c, off), pairs), quads);
         _mm_storeu_si128((__m128i *)(void *)d, _mm_shuffle_epi8(v, order));
         d += 3 * (at / 4);
-        if (at == 16) {
+        if (at == 16)
             i += 16;
-        } else if (lines && at % 4 == 0 && i + at + 2 < n && s[i + at] == '\r' &&
-                   s[i + at + 1] == '\n' && s[i + at + 2] != '-') {
-            i += at + 2; /* a CRLF after whole quanta, and a line that cannot be a boundary */
-        } else {
-            i += at / 4 * 4;
+        else if (!b64_step(s, n, &i, at, lines))
             break;
-        }
+    }
+    *dst = d;
+    return i;
+}
+
+__attribute__((target("avx2"))) static size_t b64_blocks32(const unsigned char *s, size_t n,
+                                                           unsigned char **dst, bool lines)
+{
+    const __m256i lut_lo = _mm256_setr_epi8(B64_LUT_LO, B64_LUT_LO),
+                  lut_hi = _mm256_setr_epi8(B64_LUT_HI, B64_LUT_HI),
+                  lut_offset = _mm256_setr_epi8(B64_LUT_OFFSET, B64_LUT_OFFSET),
+                  order = _mm256_setr_epi8(B64_ORDER, B64_ORDER),
+                  /* each 128-bit lane's 12 octets, side by side */
+                  pack = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7),
+                  nibble = _mm256_set1_epi8(0x0F), slash = _mm256_set1_epi8('/'),
+                  pairs = _mm256_set1_epi32(0x01400140), quads = _mm256_set1_epi32(0x00011000),
+                  zero = _mm256_setzero_si256();
+    size_t i = 0;
+    unsigned char *d = *dst;
+    while (i + 32 <= n) {
+        __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(s + i));
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi32(c, 4), nibble);
+        __m256i bad = _mm256_and_si256(_mm256_shuffle_epi8(lut_lo, _mm256_and_si256(c, nibble)),
+                                       _mm256_shuffle_epi8(lut_hi, hi));
+        unsigned valid = (unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(bad, zero)), at = 32;
+        if (valid != 0xFFFFFFFFu)
+            at = (unsigned)__builtin_ctz(~valid);
+        __m256i off =
+            _mm256_shuffle_epi8(lut_offset, _mm256_add_epi8(hi, _mm256_cmpeq_epi8(c, slash)));
+        __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_add_epi8(c, off), pairs), quads);
+        v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, order), pack);
+        _mm256_storeu_si256((__m256i *)(void *)d, v);
+        d += 3 * (at / 4);
+        if (at == 32)
+            i += 32;
+        else if (!b64_step(s, n, &i, at, lines))
+            break;
     }
     *dst = d;
     return i;
 }
 #endif
 
-/* Whole quanta, 16 characters at a time when simd (the processor has SSSE3); with lines, across
-   CRLFs too (see b64_blocks). */
-static size_t b64_quanta(const unsigned char *s, size_t n, unsigned char **dst, bool simd,
+/* The widest block decoder the processor has: 2 AVX2, 1 SSSE3, 0 none (scalar only), unless a
+   test chose one (email__mp_b64_level). */
+int email__mp_b64_level = -1;
+
+static int b64_level(void)
+{
+#ifdef B64_SIMD
+    if (email__mp_b64_level >= 0)
+        return email__mp_b64_level;
+    return __builtin_cpu_supports("avx2") ? 2 : __builtin_cpu_supports("ssse3") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/* Whole quanta, in blocks as wide as `level` allows; with lines, across CRLFs too (see the block
+   decoders). */
+static size_t b64_quanta(const unsigned char *s, size_t n, unsigned char **dst, int level,
                          bool lines)
 {
     size_t i = 0;
 #ifdef B64_SIMD
-    if (simd && n >= 16)
-        i = b64_blocks(s, n, dst, lines);
+    if (level >= 2 && n >= 32)
+        i = b64_blocks32(s, n, dst, lines);
+    if (level >= 1 && n - i >= 16)
+        i += b64_blocks16(s + i, n - i, dst, lines);
 #else
-    (void)simd, (void)lines;
+    (void)level, (void)lines;
 #endif
     return i + b64_quanta_scalar(s + i, n - i, dst);
-}
-
-static bool b64_simd(void)
-{
-#ifdef B64_SIMD
-    return __builtin_cpu_supports("ssse3");
-#else
-    return false;
-#endif
 }
 
 /* One character outside whole quanta. White space is skipped; '=' ends a quantum (a second
@@ -167,9 +230,9 @@ static int b64_feed(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n)
         return EMAIL_ENOMEM;
     const unsigned char *u = (const unsigned char *)s;
     unsigned char *dst = (unsigned char *)out->data + out->len;
-    bool simd = n >= 16 && b64_simd();
+    int level = n >= 16 ? b64_level() : 0;
     for (size_t i = 0; i < n; i++) {
-        if (d->nbits == 0 && (i += b64_quanta(u + i, n - i, &dst, simd, false)) == n)
+        if (d->nbits == 0 && (i += b64_quanta(u + i, n - i, &dst, level, false)) == n)
             break;
         b64_char(d, u[i], &dst);
     }
@@ -186,13 +249,14 @@ int email__mp_decode_b64_lines(mp_decoder_t *d, email_buf_t *out, const char *s,
         return EMAIL_ENOMEM;
     const unsigned char *u = (const unsigned char *)s;
     unsigned char *dst = (unsigned char *)out->data + out->len;
-    bool at_bol = *bol, simd = b64_simd();
+    bool at_bol = *bol;
+    int level = b64_level();
     size_t i = 0;
     while (i < n) {
         if (at_bol && u[i] == '-')
             break; /* perhaps a boundary: the caller looks at this line */
         at_bol = false;
-        if (d->nbits == 0 && (i += b64_quanta(u + i, n - i, &dst, simd, true)) == n)
+        if (d->nbits == 0 && (i += b64_quanta(u + i, n - i, &dst, level, true)) == n)
             break;
         if (u[i] == '\r' && i + 1 < n && u[i + 1] == '\n') {
             i += 2; /* the usual line break, CR skipped as white space */

@@ -40,6 +40,10 @@ int email__mp_decode(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n)
  */
 int email__mp_decode_b64_lines(mp_decoder_t *d, email_buf_t *out, const char *s, size_t n,
                                bool *bol, size_t *used);
+/* The base64 block decoder used: -1 (the default) the widest the processor has, 0 none (the
+   scalar decoder alone), 1 SSSE3, 2 AVX2; the tests set it to compare them. Not for threads
+   parsing at the time. */
+extern int email__mp_b64_level;
 /* A line break of the encoded text (CRLF in identity and quoted-printable text). */
 int email__mp_decode_newline(mp_decoder_t *d, email_buf_t *out);
 /* The end of the part: what is held back; d->bad tells whether the encoding was broken. */
