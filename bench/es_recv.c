@@ -31,9 +31,10 @@
  *                                 one call after another
  *   es_recv imap-big PORT         email_imap_get_mail(1, EMAIL_READ_PEEK) of the large message:
  *                                 RSS and the check as big
- *   es_recv imap-fetch-async PORT N  the hook for the asynchronous IMAP calls (branch imapasync):
- *                                 says "not yet" until they are on this branch; the runner adds
- *                                 its rows when this mode gives a RESULT
+ *   es_recv imap-fetch-async PORT N  UIDs 1..N with one email_imap_get_mails_async (each
+ *                                 message to the callback as soon as it is parsed, in order;
+ *                                 marked \Seen as imap-fetch does), the callbacks run by
+ *                                 email_dispatch()
  *   For every IMAP mode the transporter logs in and selects INBOX before the clock starts.
  *
  *   es_recv fetch-async PORT N    the same N messages queued at once with email_pop3_get_mail_async
@@ -110,11 +111,50 @@ static int do_fetch(int port, long n)
     return 0;
 }
 
-#ifdef ES_POP3_ASYNC
 typedef struct {
     long done, failed, wrong;
     char first_error[600]; /* "message N: " and a status_text */
 } async_tally_t;
+
+/* One outcome for message `number`: counted, checked against its subject. */
+static void tally_mail(async_tally_t *t, long number, email_message_t *m,
+                       const email_status_t *status)
+{
+    t->done++;
+    char want[64];
+    snprintf(want, sizeof want, "generated message %ld", number);
+    const char *subject = m ? email_message_get_subject(m) : NULL;
+    if (!m || !status->success) {
+        if (!t->failed++)
+            snprintf(t->first_error, sizeof t->first_error, "message %ld: %s", number,
+                     status->status_text);
+    } else if (!subject || strcmp(subject, want)) {
+        t->wrong++;
+    }
+    email_message_free(m);
+}
+
+/* email_dispatch() until n outcomes came (or the timeout) */
+static void dispatch_until(async_tally_t *tally, long n, double t0)
+{
+    int fd = email_dispatch_fd();
+    if (fd < 0)
+        bench_die("email_dispatch_fd: %d", fd);
+    double deadline = t0 + TIMEOUT;
+    while (tally->done < n) {
+        if (bench_now() > deadline)
+            bench_die("timed out with %ld of %ld callbacks", tally->done, n);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+            bench_die("poll: %s", strerror(errno));
+        email_dispatch();
+    }
+    if (tally->failed || tally->wrong)
+        bench_die("%ld failed, %ld wrong subjects: %s", tally->failed, tally->wrong,
+                  tally->first_error);
+}
+
+#ifdef ES_POP3_ASYNC
 
 /* Each message checked against the number it was asked for (user_data carries it). */
 typedef struct {
@@ -125,19 +165,7 @@ typedef struct {
 static void on_mail(email_message_t *m, const email_status_t *status, void *user_data)
 {
     async_req_t *r = user_data;
-    async_tally_t *t = r->tally;
-    t->done++;
-    char want[64];
-    snprintf(want, sizeof want, "generated message %ld", r->number);
-    const char *subject = m ? email_message_get_subject(m) : NULL;
-    if (!m || !status->success) {
-        if (!t->failed++)
-            snprintf(t->first_error, sizeof t->first_error, "message %ld: %s", r->number,
-                     status->status_text);
-    } else if (!subject || strcmp(subject, want)) {
-        t->wrong++;
-    }
-    email_message_free(m);
+    tally_mail(r->tally, r->number, m, status);
 }
 
 static int do_fetch_async(int port, long n)
@@ -147,28 +175,14 @@ static int do_fetch_async(int port, long n)
     async_req_t *reqs = calloc((size_t)n, sizeof *reqs);
     if (!reqs)
         bench_die("out of memory");
-    int fd = email_dispatch_fd();
-    if (fd < 0)
-        bench_die("email_dispatch_fd: %d", fd);
     double t0 = bench_now();
     for (long i = 0; i < n; i++) {
         reqs[i] = (async_req_t){&tally, i + 1};
         if (email_pop3_get_mail_async(t, (unsigned)(i + 1), on_mail, &reqs[i]))
             bench_die("email_pop3_get_mail_async(%ld): %s", i + 1, email_error_info());
     }
-    double deadline = t0 + TIMEOUT;
-    while (tally.done < n) {
-        if (bench_now() > deadline)
-            bench_die("timed out with %ld of %ld callbacks", tally.done, n);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 1000) < 0 && errno != EINTR)
-            bench_die("poll: %s", strerror(errno));
-        email_dispatch();
-    }
+    dispatch_until(&tally, n, t0);
     double secs = bench_now() - t0;
-    if (tally.failed || tally.wrong)
-        bench_die("%ld failed, %ld wrong subjects: %s", tally.failed, tally.wrong,
-                  tally.first_error);
     email_pop3_transporter_free(t);
     free(reqs);
     printf("RESULT rate=%.1f secs=%.4f msgs=%ld maxrss_kb=%ld\n", n / secs, secs, n,
@@ -283,12 +297,32 @@ static int do_imap_fetch(int port, long n, int options, bool each)
     return 0;
 }
 
+/* get_mails_async gives the messages in the order of the UIDs: the k-th outcome is UID k */
+static void on_imap_mail(email_message_t *m, const email_status_t *status, void *user_data)
+{
+    async_tally_t *t = user_data;
+    tally_mail(t, t->done + 1, m, status);
+}
+
 static int do_imap_fetch_async(int port, long n)
 {
-    (void)port, (void)n;
-    /* Plug the asynchronous IMAP calls (branch imapasync) in here once merged: the n UIDs queued
-     * at once, the callbacks run by email_dispatch(), as do_fetch_async does for POP3. */
-    bench_die("not yet: the asynchronous IMAP calls (branch imapasync) are not in this library");
+    email_imap_transporter_t *t = open_imap(port);
+    uint32_t *uids = malloc((size_t)n * sizeof *uids);
+    if (!uids)
+        bench_die("out of memory");
+    for (long i = 0; i < n; i++)
+        uids[i] = (uint32_t)(i + 1);
+    async_tally_t tally = {0};
+    double t0 = bench_now();
+    if (email_imap_get_mails_async(t, uids, (size_t)n, 0, on_imap_mail, &tally))
+        bench_die("email_imap_get_mails_async(%ld UIDs): %s", n, email_error_info());
+    dispatch_until(&tally, n, t0);
+    double secs = bench_now() - t0;
+    email_imap_transporter_free(t);
+    free(uids);
+    printf("RESULT rate=%.1f secs=%.4f msgs=%ld maxrss_kb=%ld\n", n / secs, secs, n,
+           bench_maxrss_kb());
+    return 0;
 }
 
 /* The attachment's bytes, as the runner wrote them: xorshift32 from a fixed seed. */
