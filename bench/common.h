@@ -72,6 +72,16 @@ static inline long bench_maxrss_kb(void)
     return bench_proc_status_kb("VmHWM");
 }
 
+/* CPU seconds (user + system) this process has used so far, all its threads together. */
+static inline double bench_cpu(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 /* Many concurrent sessions need one descriptor each: take the whole hard limit. */
 static inline void bench_raise_nofile(long need)
 {

@@ -716,7 +716,9 @@ static void test_starttls_not_offered(void **state)
     /* the exact bytes, with a scripted server offering AUTH but no STARTTLS */
     const char *script = "send 220 scripted ESMTP\n"
                          "expect EHLO .*\n"
-                         "send 250-scripted\\r\\n250-AUTH PLAIN LOGIN\\r\\n250 8BITMIME\n";
+                         "send 250-scripted\\r\\n250-AUTH PLAIN LOGIN\\r\\n250 8BITMIME\n"
+                         "expect QUIT\n"
+                         "send 221 2.0.0 bye\n";
     start_scripted(&s, script);
     assert_false(email_start_smtp_session("notls", "p", "127.0.0.1", s.port, EMAIL_SYNCHRONOUS,
                                           EMAIL_OPTION_STARTTLS));
@@ -768,7 +770,10 @@ static void test_starttls_refused_454(void **state)
                          "expect EHLO .*\n"
                          "send 250-scripted\\r\\n250-STARTTLS\\r\\n250 AUTH PLAIN LOGIN\n"
                          "expect STARTTLS\n"
-                         "send 454 4.7.0 TLS not available due to temporary reason\n";
+                         "send 454 4.7.0 TLS not available due to temporary reason\n"
+                         /* answered, so the client closes at once instead of waiting */
+                         "expect QUIT\n"
+                         "send 221 2.0.0 bye\n";
     test_server_t s;
     start_scripted(&s, script);
     set_ca("ca.pem");
