@@ -38,7 +38,7 @@ typedef struct imap_engine_config {
     int starttls;               /* enum imap_tls_policy */
     bool tls_active;            /* TLS from the first byte */
     bool allow_cleartext_auth;  /* a password may go over an unencrypted connection */
-    unsigned window;            /* most UID commands in flight (0 → 32) */
+    unsigned window;            /* most UID commands in flight (0 → 128) */
     bool wait_start;            /* no greeting expected until email__imap_engine_start */
     uint64_t max_literal;       /* the largest literal accepted (0 → IMAP_MAX_LITERAL) */
     imap_mailbox_events_t mailbox;
