@@ -2,7 +2,7 @@
 # Installs the Debian packages that building and testing emailsession need (when missing),
 # then builds: ./autogen.sh && ./configure && make.
 #   tools/setup.sh && make demo     the demo: a send to a local server, with its conversation log
-#   tools/setup.sh && make check    every test
+#   tools/setup.sh && make -j2 check    every test
 set -e
 cd "$(dirname "$0")/.."
 
