@@ -11,6 +11,7 @@
  * arguments refused without a callback.
  */
 #include <dirent.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -215,32 +216,31 @@ static int rec_done(void)
 }
 
 /* Runs email_dispatch() until `want` outcomes came (or a generous while passed). */
-static int dispatch_until(int want)
-{
-    int fd = email_dispatch_fd();
-    assert_true(fd >= 0);
-    long long deadline = test_now_ms() + 1000LL * 6 * timeout_s;
-    while (rec_done() < want && test_now_ms() < deadline) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 200) > 0)
-            email_dispatch();
-    }
-    return rec_done();
-}
-
-/* Runs what email_dispatch() has for `ms` milliseconds (to see that nothing more comes: a stray
-   outcome would be queued by the time the call that caused it returned). The outcomes so far. */
-static int dispatch_for(int ms)
+/* Runs what email_dispatch() has until `want` outcomes came or `ms` milliseconds passed; the
+   outcomes so far. */
+static int dispatch_within(int want, long long ms)
 {
     int fd = email_dispatch_fd();
     assert_true(fd >= 0);
     long long deadline = test_now_ms() + ms;
-    while (test_now_ms() < deadline) {
+    while (rec_done() < want && test_now_ms() < deadline) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 50) > 0)
             email_dispatch();
     }
     return rec_done();
+}
+
+static int dispatch_until(int want)
+{
+    return dispatch_within(want, 1000LL * 6 * timeout_s);
+}
+
+/* To see that nothing more comes: a stray outcome would be queued by the time the call that
+   caused it returned, so half a second of dispatching shows it. */
+static int dispatch_for(int ms)
+{
+    return dispatch_within(INT_MAX, ms);
 }
 
 /* For callbacks on the loop thread: waits for `want` outcomes. */

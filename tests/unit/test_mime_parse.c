@@ -486,6 +486,17 @@ static void test_spill(void **state)
 
 /* ---- Base64 bodies many lines at a time (body_run, email__mp_decode_b64_lines) ---- */
 
+/* How many email__mp_b64_level values this processor can run: 0 the scalar decoder alone, 1
+   SSSE3, 2 AVX2. */
+static int b64_levels(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    return __builtin_cpu_supports("avx2") ? 3 : __builtin_cpu_supports("ssse3") ? 2 : 1;
+#else
+    return 1;
+#endif
+}
+
 static uint32_t xorshift(uint32_t *x)
 {
     *x ^= *x << 13, *x ^= *x >> 17, *x ^= *x << 5;
@@ -559,12 +570,8 @@ static void test_b64_runs(void **state)
     email_buf_t want, got;
     email__buf_init(&want);
     email__buf_init(&got);
-    /* every block decoder the processor has (0: the scalar one alone, 1 SSSE3, 2 AVX2) against
-       the scalar line path */
-    int levels = 1;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    levels = __builtin_cpu_supports("avx2") ? 3 : __builtin_cpu_supports("ssse3") ? 2 : 1;
-#endif
+    /* every block decoder the processor has against the scalar line path */
+    int levels = b64_levels();
     for (uint32_t seed = 1; seed <= 40; seed++) {
         size_t n = b64_text(text, 2 + seed % 13, 2463534242u + seed * 7919u);
         bool want_bad, got_bad;
@@ -616,10 +623,7 @@ static void test_b64_runs(void **state)
 static void test_b64_every_octet(void **state)
 {
     (void)state;
-    int levels = 1;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    levels = __builtin_cpu_supports("avx2") ? 3 : __builtin_cpu_supports("ssse3") ? 2 : 1;
-#endif
+    int levels = b64_levels();
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char text[64];
     email_buf_t want, got;
